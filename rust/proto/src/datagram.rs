@@ -1,0 +1,186 @@
+//! What goes inside a sealed datagram: one or more records.
+//!
+//! A datagram is at most [`MAX_DATAGRAM`] bytes on the wire, so it fits a
+//! safe path MTU with room for IP and UDP headers. Inside the sealed part are
+//! records: `type u8 | fields`. A payload that does not fit is refused with
+//! [`DatagramError::TooLarge`]; nothing is ever cut short.
+
+use thiserror::Error;
+
+use crate::crypto::DATAGRAM_OVERHEAD;
+use crate::error::DecodeError;
+use crate::wire::{Reader, Writer};
+
+/// Most bytes of one UDP payload Sustenet sends.
+pub const MAX_DATAGRAM: usize = 1200;
+/// Most plaintext bytes inside one datagram.
+pub const MAX_DATAGRAM_PLAINTEXT: usize = MAX_DATAGRAM - DATAGRAM_OVERHEAD;
+/// Bytes a data record adds to its payload.
+pub const DATA_RECORD_OVERHEAD: usize = 1 + 2 + 2;
+/// Largest payload of one unreliable message.
+pub const MAX_UNRELIABLE_PAYLOAD: usize = MAX_DATAGRAM_PLAINTEXT - DATA_RECORD_OVERHEAD;
+
+const DATA: u8 = 0x01;
+const PING: u8 = 0x02;
+const PONG: u8 = 0x03;
+
+/// A datagram payload could not be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum DatagramError {
+    /// The payload is over [`MAX_UNRELIABLE_PAYLOAD`]; send it reliably instead.
+    #[error("unreliable payload of {len} bytes is over the limit of {max}; send it reliably")]
+    TooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// One record inside a datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// Game data.
+    Data {
+        /// The game's command number.
+        command: u16,
+        /// The payload, at most [`MAX_UNRELIABLE_PAYLOAD`] bytes.
+        payload: Vec<u8>,
+    },
+    /// Keep-alive and round-trip probe; answered with `Pong`.
+    Ping(u64),
+    /// Answer to `Ping` with the same value.
+    Pong(u64),
+}
+
+impl Record {
+    /// Bytes this record takes inside a datagram.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Record::Data { payload, .. } => DATA_RECORD_OVERHEAD + payload.len(),
+            Record::Ping(_) | Record::Pong(_) => 9,
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Record::Data { command, payload } => {
+                out.put_u8(DATA);
+                out.put_u16(*command);
+                // Callers go through `Batch`, which checks the size first.
+                out.put_u16(u16::try_from(payload.len()).unwrap_or(u16::MAX));
+                out.put_slice(payload);
+            }
+            Record::Ping(v) => {
+                out.put_u8(PING);
+                out.put_u64(*v);
+            }
+            Record::Pong(v) => {
+                out.put_u8(PONG);
+                out.put_u64(*v);
+            }
+        }
+    }
+}
+
+/// Packs records into datagram plaintexts of at most [`MAX_DATAGRAM_PLAINTEXT`] bytes.
+#[derive(Debug, Default)]
+pub struct Batch {
+    buf: Vec<u8>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Bytes still free in this datagram.
+    pub fn room(&self) -> usize {
+        MAX_DATAGRAM_PLAINTEXT - self.buf.len()
+    }
+
+    /// Adds a record if it fits; returns `Ok(false)` if this batch is too
+    /// full (flush it and try again) and an error if it can never fit.
+    pub fn push(&mut self, record: &Record) -> Result<bool, DatagramError> {
+        let len = record.encoded_len();
+        if len > MAX_DATAGRAM_PLAINTEXT {
+            return Err(DatagramError::TooLarge {
+                len: len - DATA_RECORD_OVERHEAD,
+                max: MAX_UNRELIABLE_PAYLOAD,
+            });
+        }
+        if len > self.room() {
+            return Ok(false);
+        }
+        record.encode(&mut self.buf);
+        Ok(true)
+    }
+
+    /// Takes the plaintext out, leaving the batch empty.
+    pub fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+}
+
+/// Encodes a single record as a datagram plaintext.
+pub fn single(record: &Record) -> Result<Vec<u8>, DatagramError> {
+    let mut b = Batch::new();
+    b.push(record)?;
+    Ok(b.take())
+}
+
+/// Decodes every record of a datagram plaintext.
+pub fn decode_records(plain: &[u8]) -> Result<Vec<Record>, DecodeError> {
+    let mut r = Reader::new(plain);
+    let mut out = Vec::new();
+    while r.remaining() > 0 {
+        out.push(match r.u8()? {
+            DATA => Record::Data {
+                command: r.u16()?,
+                payload: r.bytes16(MAX_UNRELIABLE_PAYLOAD)?.to_vec(),
+            },
+            PING => Record::Ping(r.u64()?),
+            PONG => Record::Pong(r.u64()?),
+            other => return Err(DecodeError::UnknownType(other)),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_fills_to_mtu_and_refuses_oversize() {
+        let mut b = Batch::new();
+        let rec = Record::Data {
+            command: 1,
+            payload: vec![7; 100],
+        };
+        let mut n = 0;
+        while b.push(&rec).unwrap() {
+            n += 1;
+        }
+        assert_eq!(n, MAX_DATAGRAM_PLAINTEXT / 105);
+        let plain = b.take();
+        assert!(plain.len() <= MAX_DATAGRAM_PLAINTEXT);
+        assert_eq!(decode_records(&plain).unwrap().len(), n);
+        let big = Record::Data {
+            command: 1,
+            payload: vec![0; MAX_UNRELIABLE_PAYLOAD + 1],
+        };
+        assert!(matches!(b.push(&big), Err(DatagramError::TooLarge { .. })));
+        let max = Record::Data {
+            command: 1,
+            payload: vec![0; MAX_UNRELIABLE_PAYLOAD],
+        };
+        assert_eq!(b.push(&max), Ok(true));
+    }
+}

@@ -1,0 +1,156 @@
+//! Cluster ↔ master: the cluster proves it holds its key without sending it.
+//!
+//! Hello carries the key name and a fresh cluster nonce; the master answers
+//! with its own fresh nonce. Both derive the session keys with HKDF-SHA256
+//! from the cluster key, salted with both nonces and the key name. The first
+//! sealed frame (the registration) only opens if the cluster holds the key,
+//! and a recorded registration cannot be replayed: the master's nonce is new
+//! on every connection, so the keys are too.
+
+use rand::CryptoRng;
+
+use super::{HelloKind, KEY_NAME_MAX, frame, parse_reply};
+use crate::crypto::{Key, StreamSession, derive_keys};
+use crate::error::HandshakeError;
+use crate::wire::Writer;
+
+fn session_keys(
+    key: &Key,
+    key_name: &str,
+    cluster_nonce: &[u8; 32],
+    master_nonce: &[u8; 32],
+) -> [Key; 2] {
+    let mut salt = Vec::with_capacity(32 + 64 + key_name.len());
+    salt.extend_from_slice(b"sustenet v1 cluster-master");
+    salt.extend_from_slice(cluster_nonce);
+    salt.extend_from_slice(master_nonce);
+    salt.extend_from_slice(key_name.as_bytes());
+    derive_keys(
+        key.as_bytes(),
+        &salt,
+        ["cluster->master", "master->cluster"],
+    )
+}
+
+/// The cluster's side of the handshake.
+#[derive(Debug)]
+pub struct ClusterInitiator {
+    key: Key,
+    key_name: String,
+    nonce: [u8; 32],
+}
+
+impl ClusterInitiator {
+    /// Starts the handshake; returns the state and the hello frame to send.
+    pub fn start(
+        key_name: &str,
+        key: Key,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(Self, Vec<u8>), HandshakeError> {
+        let mut nonce = [0u8; 32];
+        rng.fill_bytes(&mut nonce);
+        let mut body = Vec::new();
+        body.put_str16(key_name, KEY_NAME_MAX)
+            .map_err(super::encode_err)?;
+        body.put_slice(&nonce);
+        let hello = frame(HelloKind::ClusterHello, &body);
+        Ok((
+            Self {
+                key,
+                key_name: key_name.to_owned(),
+                nonce,
+            },
+            hello,
+        ))
+    }
+
+    /// Takes the master's challenge; returns the session. Whether the master
+    /// accepted the key shows in its answer to the first sealed frame.
+    pub fn handle_challenge(self, frame: &[u8]) -> Result<StreamSession, HandshakeError> {
+        let mut r = parse_reply(frame, HelloKind::Challenge)?;
+        let master_nonce: [u8; 32] = r.array()?;
+        r.finish()?;
+        let [c2m, m2c] = session_keys(&self.key, &self.key_name, &self.nonce, &master_nonce);
+        Ok(StreamSession::aes(&c2m, &m2c))
+    }
+}
+
+/// The master's side: given the cluster's hello and the key it names (or
+/// `None` when the name is unknown), returns the session and the challenge
+/// frame. An unknown name gets a random key, so the answer looks the same
+/// and the registration simply fails to open: nothing tells a prober which
+/// names exist.
+pub fn respond_cluster(
+    key: Option<&Key>,
+    key_name: &str,
+    cluster_nonce: &[u8; 32],
+    rng: &mut impl CryptoRng,
+) -> (StreamSession, Vec<u8>) {
+    let mut master_nonce = [0u8; 32];
+    rng.fill_bytes(&mut master_nonce);
+    let key = match key {
+        Some(k) => k.clone(),
+        None => Key::generate(rng),
+    };
+    let [c2m, m2c] = session_keys(&key, key_name, cluster_nonce, &master_nonce);
+    (
+        StreamSession::aes(&m2c, &c2m),
+        frame(HelloKind::Challenge, &master_nonce),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Hello, parse_hello};
+    use super::*;
+    use crate::error::CryptoError;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    fn run(
+        cluster_key: &Key,
+        master_key: Option<&Key>,
+        rng: &mut StdRng,
+    ) -> Result<Vec<u8>, CryptoError> {
+        let (init, hello) = ClusterInitiator::start("alpha", cluster_key.clone(), rng).unwrap();
+        let Hello::Cluster { key_name, nonce } = parse_hello(&hello).unwrap() else {
+            unreachable!()
+        };
+        let (mut master, challenge) = respond_cluster(master_key, &key_name, &nonce, rng);
+        let mut cluster = init.handle_challenge(&challenge).unwrap();
+        let reg = cluster.sealer.seal(b"register").unwrap();
+        master.opener.open(&reg)
+    }
+
+    #[test]
+    fn right_key_opens_wrong_or_unknown_does_not() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let k = Key::generate(&mut rng);
+        let wrong = Key::generate(&mut rng);
+        assert_eq!(run(&k, Some(&k), &mut rng).unwrap(), b"register");
+        assert_eq!(
+            run(&k, Some(&wrong), &mut rng),
+            Err(CryptoError::Authentication)
+        );
+        assert_eq!(run(&k, None, &mut rng), Err(CryptoError::Authentication));
+    }
+
+    #[test]
+    fn recorded_registration_does_not_replay() {
+        let mut rng = StdRng::seed_from_u64(12);
+        let k = Key::generate(&mut rng);
+        let (init, hello) = ClusterInitiator::start("alpha", k.clone(), &mut rng).unwrap();
+        let Hello::Cluster { key_name, nonce } = parse_hello(&hello).unwrap() else {
+            unreachable!()
+        };
+        let (_, challenge) = respond_cluster(Some(&k), &key_name, &nonce, &mut rng);
+        let mut cluster = init.handle_challenge(&challenge).unwrap();
+        let recorded = cluster.sealer.seal(b"register").unwrap();
+        // The attacker replays the same hello and registration on a new connection.
+        let (mut master2, _) = respond_cluster(Some(&k), &key_name, &nonce, &mut rng);
+        assert_eq!(
+            master2.opener.open(&recorded),
+            Err(CryptoError::Authentication)
+        );
+    }
+}
