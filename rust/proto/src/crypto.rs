@@ -618,8 +618,8 @@ pub struct DatagramSession {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{RngCore, SeedableRng};
     use rand::rngs::StdRng;
+    use rand::{RngCore, SeedableRng};
 
     fn keys() -> ClientSessionKeys {
         let mut rng = StdRng::seed_from_u64(7);

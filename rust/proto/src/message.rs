@@ -36,6 +36,8 @@ mod tag {
     pub const DISCONNECT: u8 = 0x03;
     pub const REGISTER: u8 = 0x10;
     pub const STATUS: u8 = 0x11;
+    pub const PLAYER_JOINED: u8 = 0x12;
+    pub const PLAYER_LEFT: u8 = 0x13;
     pub const REGISTERED: u8 = 0x18;
     pub const LOGIN: u8 = 0x20;
     pub const LIST_CLUSTERS: u8 = 0x21;
@@ -53,7 +55,7 @@ mod tag {
 
 /// A message that can be written to and read from bytes.
 pub trait Message: Sized {
-    /// Appends the encoded message to `out`.
+    /// Appends the encoded message to `out`; on error `out` is left as it was.
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError>;
     /// Decodes exactly one message from `bytes`; trailing bytes are an error.
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError>;
@@ -232,6 +234,17 @@ pub enum ClusterToMaster {
     Register(Register),
     /// Load report, about once a second.
     Status(Status),
+    /// A player holding a ticket for this cluster connected. After a
+    /// registration the cluster sends one for every player it already has.
+    PlayerJoined {
+        /// The player's client id.
+        client_id: u64,
+    },
+    /// A player left this cluster.
+    PlayerLeft {
+        /// The player's client id.
+        client_id: u64,
+    },
 }
 
 /// Master → cluster.
@@ -377,14 +390,28 @@ fn encode_goodbye(out: &mut Vec<u8>, g: &Goodbye) -> Result<(), EncodeError> {
 /// encodes the others and `$dec` decodes the others by tag.
 macro_rules! link_message {
     ($ty:ident, |$s:ident, $out:ident| $enc:block, |$t:ident, $r:ident| $dec:block) => {
-        impl Message for $ty {
-            fn encode(&self, $out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        impl $ty {
+            fn encode_fields(&self, $out: &mut Vec<u8>) -> Result<(), EncodeError> {
                 match self {
                     $ty::Ping(v) => encode_ping($out, tag::PING, *v),
                     $ty::Pong(v) => encode_ping($out, tag::PONG, *v),
                     $ty::Disconnect(g) => encode_goodbye($out, g),
                     $s => $enc,
                 }
+            }
+        }
+
+        impl Message for $ty {
+            fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+                let start = out.len();
+                let r = self.encode_fields(out);
+                // A field over its cap is found after the fields before it
+                // were written; drop them so a caller that skips the message
+                // does not send half of it.
+                if r.is_err() {
+                    out.truncate(start);
+                }
+                r
             }
 
             fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
@@ -424,6 +451,16 @@ link_message!(
                 out.put_u32(st.fragments);
                 Ok(())
             }
+            ClusterToMaster::PlayerJoined { client_id } => {
+                out.put_u8(tag::PLAYER_JOINED);
+                out.put_u64(*client_id);
+                Ok(())
+            }
+            ClusterToMaster::PlayerLeft { client_id } => {
+                out.put_u8(tag::PLAYER_LEFT);
+                out.put_u64(*client_id);
+                Ok(())
+            }
             ClusterToMaster::Ping(_)
             | ClusterToMaster::Pong(_)
             | ClusterToMaster::Disconnect(_) => unreachable_common(),
@@ -444,6 +481,12 @@ link_message!(
                 capacity: r.u32()?,
                 fragments: r.u32()?,
             }),
+            tag::PLAYER_JOINED => ClusterToMaster::PlayerJoined {
+                client_id: r.u64()?,
+            },
+            tag::PLAYER_LEFT => ClusterToMaster::PlayerLeft {
+                client_id: r.u64()?,
+            },
             other => return Err(DecodeError::UnknownType(other)),
         }
     }

@@ -41,11 +41,7 @@ pub struct ConnectToken {
 
 impl ConnectToken {
     /// Seals the token with the cluster's key.
-    pub fn seal(
-        &self,
-        key: &Key,
-        rng: &mut impl CryptoRng,
-    ) -> Result<Vec<u8>, EncodeError> {
+    pub fn seal(&self, key: &Key, rng: &mut impl CryptoRng) -> Result<Vec<u8>, EncodeError> {
         let mut plain = Vec::with_capacity(80 + self.user_data.len());
         plain.put_u64(self.client_id);
         plain.put_u64(self.cluster_id);

@@ -1,0 +1,1183 @@
+//! The cluster server: accepts players holding a ticket, carries their
+//! reliable (TCP) and unreliable (UDP) traffic, and stays registered with the
+//! master.
+//!
+//! Tasks: an accept loop, a reader and a writer per player, one UDP receiver,
+//! the master link, and the *core*, which owns the player table and runs the
+//! plugin. Everything that changes the table goes through the core's event
+//! queue, so the plugin sees one consistent sequence of events and needs no
+//! locks. A player whose send queue is full is disconnected with
+//! `SendQueueFull`; nothing grows without bound.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+use sustenet_net::{FrameReader, NetError, SealedReader, SealedWriter, write_frame};
+use sustenet_proto::crypto::{
+    DatagramOpener, DatagramSealer, DatagramSession, datagram_session_id,
+};
+use sustenet_proto::datagram::{self, MAX_DATAGRAM, MAX_UNRELIABLE_PAYLOAD, Record};
+use sustenet_proto::handshake::{self, ClusterInitiator, Hello};
+use sustenet_proto::{
+    ClientToCluster, ClusterToClient, ClusterToMaster, DisconnectReason, Goodbye, Key,
+    MasterToCluster, Message, Register, Side, Status, UsedTokens,
+};
+use thiserror::Error;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::config::Limits;
+use crate::error::ServerError;
+use crate::plugin::{Channel, PlayerId, Plugin};
+use crate::time::now_ms;
+
+/// How a cluster runs.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Display name in the cluster list.
+    pub name: String,
+    /// The address clients are told to connect to.
+    pub public_address: String,
+    /// Most players at once; 0 means no limit.
+    pub max_connections: u32,
+    /// The master's `host:port`.
+    pub master_addr: String,
+    /// The name of this cluster's key, as the master knows it.
+    pub key_name: String,
+    /// This cluster's id; random when `None`. Kept across re-registrations.
+    pub cluster_id: Option<u64>,
+    /// How often the load is reported to the master.
+    pub status_interval: Duration,
+    /// Longest wait between attempts to reach the master.
+    pub reconnect_max: Duration,
+    /// Frame, queue and timing limits.
+    pub limits: Limits,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            name: "Sustenet Cluster".into(),
+            public_address: "127.0.0.1".into(),
+            max_connections: 0,
+            master_addr: format!("127.0.0.1:{}", sustenet_proto::DEFAULT_MASTER_PORT),
+            key_name: "cluster_key".into(),
+            cluster_id: None,
+            status_interval: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(10),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A send to a player could not be done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum SendError {
+    /// No player with that id is connected.
+    #[error("no player {0} is connected")]
+    UnknownPlayer(PlayerId),
+    /// The payload is over the unreliable limit; send it reliably.
+    #[error("unreliable payload of {len} bytes is over the limit of {max}; send it reliably")]
+    TooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The player has not sent a UDP datagram yet, so its UDP address is unknown.
+    #[error("player {0} has no UDP address yet")]
+    NoUdpAddress(PlayerId),
+    /// The player's send queue was full; it is being disconnected.
+    #[error("player {0} could not keep up and is being disconnected")]
+    QueueFull(PlayerId),
+    /// The cluster's command queue is full or the cluster stopped.
+    #[error("the cluster is not running or its command queue is full")]
+    Stopped,
+}
+
+/// The state of the link to the master, as the plugin sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterLinkStatus {
+    /// Registered (again) with the master.
+    Registered {
+        /// The id this cluster is listed under.
+        cluster_id: u64,
+    },
+    /// The link to the master was lost; players stay connected and the
+    /// cluster keeps trying to re-register.
+    Lost {
+        /// Why.
+        message: String,
+    },
+}
+
+struct Player {
+    out: mpsc::Sender<ClusterToClient>,
+    kill: Option<oneshot::Sender<(Goodbye, bool)>>,
+    session_id: u64,
+    udp: DatagramSealer,
+    udp_addr: Option<SocketAddr>,
+}
+
+/// What the plugin can do from a callback.
+pub struct Context<'a> {
+    players: &'a mut HashMap<PlayerId, Player>,
+    udp: &'a UdpSocket,
+    removals: &'a mut Vec<(PlayerId, Goodbye)>,
+}
+
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("players", &self.players.len())
+            .finish()
+    }
+}
+
+impl Context<'_> {
+    /// Sends a reliable message to one player.
+    pub fn send(
+        &mut self,
+        player: PlayerId,
+        command: u16,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        let p = self
+            .players
+            .get(&player)
+            .ok_or(SendError::UnknownPlayer(player))?;
+        let msg = ClusterToClient::Data {
+            command,
+            payload: payload.to_vec(),
+        };
+        match p.out.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                self.removals
+                    .push((player, Goodbye::new(DisconnectReason::SendQueueFull)));
+                Err(SendError::QueueFull(player))
+            }
+        }
+    }
+
+    /// Sends an unreliable message to one player (at most
+    /// [`MAX_UNRELIABLE_PAYLOAD`] bytes; larger ones are refused, never cut).
+    pub fn send_unreliable(
+        &mut self,
+        player: PlayerId,
+        command: u16,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        if payload.len() > MAX_UNRELIABLE_PAYLOAD {
+            return Err(SendError::TooLarge {
+                len: payload.len(),
+                max: MAX_UNRELIABLE_PAYLOAD,
+            });
+        }
+        let p = self
+            .players
+            .get_mut(&player)
+            .ok_or(SendError::UnknownPlayer(player))?;
+        let addr = p.udp_addr.ok_or(SendError::NoUdpAddress(player))?;
+        send_records(
+            self.udp,
+            &mut p.udp,
+            addr,
+            &Record::Data {
+                command,
+                payload: payload.to_vec(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Sends a reliable message to every player, or every player but `except`.
+    pub fn broadcast(&mut self, command: u16, payload: &[u8], except: Option<PlayerId>) {
+        let ids: Vec<PlayerId> = self
+            .players
+            .keys()
+            .copied()
+            .filter(|id| Some(*id) != except)
+            .collect();
+        for id in ids {
+            let _ = self.send(id, command, payload);
+        }
+    }
+
+    /// Sends an unreliable message to every player with a known UDP address.
+    pub fn broadcast_unreliable(
+        &mut self,
+        command: u16,
+        payload: &[u8],
+        except: Option<PlayerId>,
+    ) -> Result<(), SendError> {
+        if payload.len() > MAX_UNRELIABLE_PAYLOAD {
+            return Err(SendError::TooLarge {
+                len: payload.len(),
+                max: MAX_UNRELIABLE_PAYLOAD,
+            });
+        }
+        let ids: Vec<PlayerId> = self
+            .players
+            .keys()
+            .copied()
+            .filter(|id| Some(*id) != except)
+            .collect();
+        for id in ids {
+            let _ = self.send_unreliable(id, command, payload);
+        }
+        Ok(())
+    }
+
+    /// Disconnects a player with reason `Kicked` and a message for it.
+    pub fn kick(&mut self, player: PlayerId, message: &str) {
+        if self.players.contains_key(&player) {
+            self.removals.push((
+                player,
+                Goodbye {
+                    reason: DisconnectReason::Kicked,
+                    message: message.to_owned(),
+                },
+            ));
+        }
+    }
+
+    /// The connected players.
+    pub fn players(&self) -> Vec<PlayerId> {
+        self.players.keys().copied().collect()
+    }
+
+    /// How many players are connected.
+    pub fn player_count(&self) -> usize {
+        self.players.len()
+    }
+
+    /// Whether a player is connected.
+    pub fn is_connected(&self, player: PlayerId) -> bool {
+        self.players.contains_key(&player)
+    }
+}
+
+fn send_records(udp: &UdpSocket, sealer: &mut DatagramSealer, addr: SocketAddr, record: &Record) {
+    let Ok(plain) = datagram::single(record) else {
+        return;
+    };
+    match sealer.seal(&plain) {
+        // Unreliable: a full socket buffer drops the datagram, as the network would.
+        Ok(d) => {
+            let _ = udp.try_send_to(&d, addr);
+        }
+        Err(e) => debug!("cannot seal datagram: {e}"),
+    }
+}
+
+/// Commands from outside the cluster (a game engine binding, an admin tool).
+#[derive(Debug)]
+enum Command {
+    Send {
+        player: PlayerId,
+        command: u16,
+        payload: Vec<u8>,
+        reliable: bool,
+    },
+    Broadcast {
+        command: u16,
+        payload: Vec<u8>,
+        reliable: bool,
+        except: Option<PlayerId>,
+    },
+    Kick {
+        player: PlayerId,
+        message: String,
+    },
+}
+
+/// Sends commands to a running cluster from any thread or task. Methods
+/// never block: a full command queue is reported as [`SendError::Stopped`].
+#[derive(Debug, Clone)]
+pub struct ClusterHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+/// The receiving end of a [`ClusterHandle`], passed to [`run_with_handle`].
+#[derive(Debug)]
+pub struct ClusterCommands {
+    rx: mpsc::Receiver<Command>,
+}
+
+/// A handle and its command queue (of `capacity` commands).
+pub fn command_channel(capacity: usize) -> (ClusterHandle, ClusterCommands) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    (ClusterHandle { tx }, ClusterCommands { rx })
+}
+
+impl ClusterHandle {
+    fn push(&self, c: Command) -> Result<(), SendError> {
+        self.tx.try_send(c).map_err(|_| SendError::Stopped)
+    }
+
+    /// Sends a message to one player, reliably or not.
+    pub fn send(
+        &self,
+        player: PlayerId,
+        command: u16,
+        payload: Vec<u8>,
+        reliable: bool,
+    ) -> Result<(), SendError> {
+        if !reliable && payload.len() > MAX_UNRELIABLE_PAYLOAD {
+            return Err(SendError::TooLarge {
+                len: payload.len(),
+                max: MAX_UNRELIABLE_PAYLOAD,
+            });
+        }
+        self.push(Command::Send {
+            player,
+            command,
+            payload,
+            reliable,
+        })
+    }
+
+    /// Sends a message to every player (but `except`).
+    pub fn broadcast(
+        &self,
+        command: u16,
+        payload: Vec<u8>,
+        reliable: bool,
+        except: Option<PlayerId>,
+    ) -> Result<(), SendError> {
+        if !reliable && payload.len() > MAX_UNRELIABLE_PAYLOAD {
+            return Err(SendError::TooLarge {
+                len: payload.len(),
+                max: MAX_UNRELIABLE_PAYLOAD,
+            });
+        }
+        self.push(Command::Broadcast {
+            command,
+            payload,
+            reliable,
+            except,
+        })
+    }
+
+    /// Kicks a player with a message.
+    pub fn kick(&self, player: PlayerId, message: impl Into<String>) -> Result<(), SendError> {
+        self.push(Command::Kick {
+            player,
+            message: message.into(),
+        })
+    }
+}
+
+enum CoreEvent {
+    Join {
+        player: PlayerId,
+        session_id: u64,
+        user_data: Vec<u8>,
+        out: mpsc::Sender<ClusterToClient>,
+        kill: oneshot::Sender<(Goodbye, bool)>,
+        udp: Box<DatagramSession>,
+        reply: oneshot::Sender<Result<(), Goodbye>>,
+    },
+    Packet {
+        player: PlayerId,
+        command: u16,
+        payload: Vec<u8>,
+    },
+    Left {
+        player: PlayerId,
+        session_id: u64,
+        reason: DisconnectReason,
+    },
+    Udp {
+        player: PlayerId,
+        session_id: u64,
+        addr: SocketAddr,
+        records: Vec<Record>,
+    },
+    Snapshot(oneshot::Sender<Vec<PlayerId>>),
+    Master(MasterLinkStatus),
+}
+
+enum UdpControl {
+    Add {
+        session_id: u64,
+        player: PlayerId,
+        opener: Box<DatagramOpener>,
+    },
+    Remove {
+        session_id: u64,
+    },
+}
+
+enum LinkEvent {
+    Joined(PlayerId),
+    Left(PlayerId),
+}
+
+struct Shared {
+    config: ClusterConfig,
+    key: Key,
+    cluster_id: u64,
+    tcp_port: u16,
+    udp_port: u16,
+    player_count: AtomicUsize,
+    used_tokens: Mutex<UsedTokens>,
+    handshakes: Semaphore,
+    events: mpsc::Sender<CoreEvent>,
+    resync: AtomicBool,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Runs a cluster with no outside commands. See [`run_with_handle`].
+pub async fn run(
+    tcp: TcpListener,
+    udp: UdpSocket,
+    config: ClusterConfig,
+    key: Key,
+    plugin: impl Plugin,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let (_handle, commands) = command_channel(1);
+    run_with_handle(tcp, udp, config, key, plugin, commands, shutdown).await
+}
+
+/// Runs a cluster on already-bound sockets until `shutdown` completes,
+/// taking commands from the [`ClusterHandle`] paired with `commands`.
+/// On shutdown every player is told `ServerShutdown` and the master is told
+/// the cluster is leaving.
+pub async fn run_with_handle(
+    tcp: TcpListener,
+    udp: UdpSocket,
+    config: ClusterConfig,
+    key: Key,
+    mut plugin: impl Plugin,
+    mut commands: ClusterCommands,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let tcp_port = tcp.local_addr()?.port();
+    let udp_port = udp.local_addr()?.port();
+    let cluster_id = config.cluster_id.unwrap_or_else(|| rand::rng().next_u64());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (events_tx, mut events_rx) = mpsc::channel::<CoreEvent>(16_384);
+    let (udp_ctl_tx, udp_ctl_rx) = mpsc::channel::<UdpControl>(16_384);
+    let (link_tx, link_rx) = mpsc::channel::<LinkEvent>(65_536);
+    let udp = Arc::new(udp);
+    let shared = Arc::new(Shared {
+        handshakes: Semaphore::new(config.limits.max_handshakes),
+        config,
+        key,
+        cluster_id,
+        tcp_port,
+        udp_port,
+        player_count: AtomicUsize::new(0),
+        used_tokens: Mutex::new(UsedTokens::new()),
+        events: events_tx,
+        resync: AtomicBool::new(false),
+        shutdown: stop_rx,
+    });
+    info!(
+        cluster_id,
+        name = %shared.config.name,
+        tcp = %tcp.local_addr()?,
+        udp = %udp.local_addr()?,
+        master = %shared.config.master_addr,
+        "cluster listening"
+    );
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(accept_loop(shared.clone(), tcp).instrument(info_span!("accept")));
+    tasks.spawn(udp_loop(shared.clone(), udp.clone(), udp_ctl_rx).instrument(info_span!("udp")));
+    tasks.spawn(master_link(shared.clone(), link_rx).instrument(info_span!("master_link")));
+
+    let mut players: HashMap<PlayerId, Player> = HashMap::new();
+    let mut removals: Vec<(PlayerId, Goodbye)> = Vec::new();
+    let limits = shared.config.limits;
+    let mut tick = tokio::time::interval(limits.heartbeat());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    macro_rules! ctx {
+        () => {
+            Context {
+                players: &mut players,
+                udp: &udp,
+                removals: &mut removals,
+            }
+        };
+    }
+
+    plugin.on_start(&mut ctx!());
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(ev) = events_rx.recv() => match ev {
+                CoreEvent::Join { player, session_id, user_data, out, kill, udp: udp_session, reply } => {
+                    let DatagramSession { sealer: udp_sealer, opener: udp_opener } = *udp_session;
+                    let cap = shared.config.max_connections as usize;
+                    if cap > 0 && players.len() >= cap && !players.contains_key(&player) {
+                        let _ = reply.send(Err(Goodbye { reason: DisconnectReason::ServerFull, message: "the cluster is full".into() }));
+                        continue;
+                    }
+                    if players.contains_key(&player) {
+                        // The same player connecting again (a new ticket):
+                        // the newest connection wins.
+                        removals.push((player, Goodbye { reason: DisconnectReason::Kicked, message: "connected again from elsewhere".into() }));
+                        apply_removals(&mut players, &mut removals, &mut plugin, &udp, &udp_ctl_tx, &link_tx, &shared);
+                    }
+                    if reply.send(Ok(())).is_err() {
+                        continue;
+                    }
+                    let _ = udp_ctl_tx.send(UdpControl::Add { session_id, player, opener: Box::new(udp_opener) }).await;
+                    players.insert(player, Player { out, kill: Some(kill), session_id, udp: udp_sealer, udp_addr: None });
+                    shared.player_count.store(players.len(), Ordering::Relaxed);
+                    link_event(&link_tx, &shared, LinkEvent::Joined(player));
+                    info!(player, players = players.len(), "player connected");
+                    plugin.on_connect(&mut ctx!(), player, &user_data);
+                }
+                CoreEvent::Packet { player, command, payload } => {
+                    if players.contains_key(&player) {
+                        plugin.on_packet(&mut ctx!(), player, command, &payload, Channel::Reliable);
+                    }
+                }
+                CoreEvent::Left { player, session_id, reason } => {
+                    if players.get(&player).is_some_and(|p| p.session_id == session_id) {
+                        removals.push((player, Goodbye::new(reason)));
+                    }
+                }
+                CoreEvent::Udp { player, session_id, addr, records } => {
+                    let Some(p) = players.get_mut(&player).filter(|p| p.session_id == session_id) else { continue };
+                    p.udp_addr = Some(addr);
+                    for r in records {
+                        match r {
+                            Record::Data { command, payload } => {
+                                plugin.on_packet(&mut ctx!(), player, command, &payload, Channel::Unreliable);
+                            }
+                            Record::Ping(v) => {
+                                if let Some(p) = players.get_mut(&player) {
+                                    send_records(&udp, &mut p.udp, addr, &Record::Pong(v));
+                                }
+                            }
+                            Record::Pong(_) => {}
+                        }
+                    }
+                }
+                CoreEvent::Snapshot(reply) => {
+                    let _ = reply.send(players.keys().copied().collect());
+                }
+                CoreEvent::Master(status) => {
+                    log_master_status(&status);
+                    plugin.on_master(&mut ctx!(), &status);
+                }
+            },
+            Some(cmd) = commands.rx.recv() => {
+                let mut ctx = ctx!();
+                let r = match cmd {
+                    Command::Send { player, command, payload, reliable: true } => ctx.send(player, command, &payload),
+                    Command::Send { player, command, payload, reliable: false } => ctx.send_unreliable(player, command, &payload),
+                    Command::Broadcast { command, payload, reliable: true, except } => { ctx.broadcast(command, &payload, except); Ok(()) }
+                    Command::Broadcast { command, payload, reliable: false, except } => ctx.broadcast_unreliable(command, &payload, except),
+                    Command::Kick { player, message } => { ctx.kick(player, &message); Ok(()) }
+                };
+                if let Err(e) = r {
+                    debug!("command failed: {e}");
+                }
+            }
+            _ = tick.tick() => {
+                let now = now_ms();
+                for (id, p) in &players {
+                    if p.out.try_send(ClusterToClient::Ping(now)).is_err() {
+                        removals.push((*id, Goodbye::new(DisconnectReason::SendQueueFull)));
+                    }
+                }
+                plugin.on_tick(&mut ctx!());
+            }
+        }
+        apply_removals(
+            &mut players,
+            &mut removals,
+            &mut plugin,
+            &udp,
+            &udp_ctl_tx,
+            &link_tx,
+            &shared,
+        );
+    }
+
+    info!(players = players.len(), "cluster shutting down");
+    let _ = stop_tx.send(true);
+    for (_, mut p) in players.drain() {
+        if let Some(kill) = p.kill.take() {
+            let _ = kill.send((Goodbye::new(DisconnectReason::ServerShutdown), true));
+        }
+    }
+    shared.player_count.store(0, Ordering::Relaxed);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+    tasks.shutdown().await;
+    Ok(())
+}
+
+fn log_master_status(status: &MasterLinkStatus) {
+    match status {
+        MasterLinkStatus::Registered { cluster_id } => {
+            info!(cluster_id, "registered with the master")
+        }
+        MasterLinkStatus::Lost { message } => {
+            warn!("master lost: {message}; players stay connected")
+        }
+    }
+}
+
+fn link_event(link_tx: &mpsc::Sender<LinkEvent>, shared: &Shared, ev: LinkEvent) {
+    if link_tx.try_send(ev).is_err() {
+        // The master link is far behind: re-register, which resends every player.
+        shared.resync.store(true, Ordering::Relaxed);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn apply_removals(
+    players: &mut HashMap<PlayerId, Player>,
+    removals: &mut Vec<(PlayerId, Goodbye)>,
+    plugin: &mut impl Plugin,
+    udp: &UdpSocket,
+    udp_ctl: &mpsc::Sender<UdpControl>,
+    link_tx: &mpsc::Sender<LinkEvent>,
+    shared: &Shared,
+) {
+    // A plugin's on_disconnect may kick more players: loop until quiet.
+    while !removals.is_empty() {
+        for (player, goodbye) in std::mem::take(removals) {
+            let Some(mut p) = players.remove(&player) else {
+                continue;
+            };
+            let reason = goodbye.reason;
+            let drain = reason != DisconnectReason::SendQueueFull;
+            if let Some(kill) = p.kill.take() {
+                let _ = kill.send((goodbye, drain));
+            }
+            if udp_ctl
+                .try_send(UdpControl::Remove {
+                    session_id: p.session_id,
+                })
+                .is_err()
+            {
+                debug!("udp control queue full; the session expires with the connection");
+            }
+            shared.player_count.store(players.len(), Ordering::Relaxed);
+            link_event(link_tx, shared, LinkEvent::Left(player));
+            info!(
+                player,
+                players = players.len(),
+                "player disconnected: {reason}"
+            );
+            let mut ctx = Context {
+                players,
+                udp,
+                removals,
+            };
+            plugin.on_disconnect(&mut ctx, player, reason);
+        }
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, tcp: TcpListener) {
+    let mut conns = tokio::task::JoinSet::new();
+    let mut next = 0u64;
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = crate::time::stopped(&mut shutdown) => break,
+            accepted = tcp.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                next += 1;
+                let span = info_span!("player_conn", id = next, %peer);
+                conns.spawn(player_conn(shared.clone(), stream, peer).instrument(span));
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    let drain = async { while conns.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+}
+
+async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let limits = shared.config.limits;
+    let Ok(permit) = shared.handshakes.try_acquire() else {
+        warn!("refused: too many connections in their handshake");
+        let f = handshake::reject_frame(
+            DisconnectReason::TooManyHandshakes,
+            "too many pending handshakes",
+        );
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            write_frame(&mut stream, &f, usize::MAX),
+        )
+        .await;
+        return;
+    };
+    let (rd, mut wr) = stream.into_split();
+    let mut frames = FrameReader::new(rd, limits.max_frame);
+    let refuse =
+        |reason: DisconnectReason, message: String| handshake::reject_frame(reason, &message);
+    let hello = match frames.next_within(limits.handshake_timeout()).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return,
+        Err(NetError::Timeout(_)) => {
+            warn!("dropped: no hello within the handshake timeout");
+            let f = refuse(
+                DisconnectReason::HandshakeTimeout,
+                "no hello in time".into(),
+            );
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), write_frame(&mut wr, &f, usize::MAX))
+                    .await;
+            return;
+        }
+        Err(e) => {
+            warn!("dropped: bad first frame: {e}");
+            return;
+        }
+    };
+    let (token, proof) = match handshake::parse_hello(&hello) {
+        Ok(Hello::ClientCluster { token, proof }) => (token, proof),
+        Ok(_) => {
+            warn!("refused: not a client hello");
+            let f = refuse(
+                DisconnectReason::ProtocolViolation,
+                "this is a cluster: send a connect token".into(),
+            );
+            let _ = write_frame(&mut wr, &f, usize::MAX).await;
+            return;
+        }
+        Err(e) => {
+            warn!("refused: {e}");
+            let _ = write_frame(&mut wr, &refuse(e.reason(), e.to_string()), usize::MAX).await;
+            return;
+        }
+    };
+    let cap = shared.config.max_connections as usize;
+    if cap > 0 && shared.player_count.load(Ordering::Relaxed) >= cap {
+        info!("refused: the cluster is full");
+        let _ = write_frame(
+            &mut wr,
+            &refuse(DisconnectReason::ServerFull, "the cluster is full".into()),
+            usize::MAX,
+        )
+        .await;
+        return;
+    }
+    let accepted = {
+        let mut used = shared.used_tokens.lock().unwrap_or_else(|p| p.into_inner());
+        handshake::accept_client(
+            &token,
+            &proof,
+            &shared.key,
+            shared.cluster_id,
+            now_ms(),
+            &mut used,
+        )
+    };
+    let accepted = match accepted {
+        Ok(a) => a,
+        Err(e) => {
+            warn!("refused: {e}");
+            let _ = write_frame(&mut wr, &refuse(e.reason(), e.to_string()), usize::MAX).await;
+            return;
+        }
+    };
+    let player = accepted.token.client_id;
+    let session_id = loop {
+        let id = rand::rng().next_u64();
+        if id != 0 {
+            break id;
+        }
+    };
+    let udp = accepted.keys.datagram(Side::Responder, session_id);
+    let (out_tx, out_rx) = mpsc::channel::<ClusterToClient>(limits.send_queue);
+    let (kill_tx, kill_rx) = oneshot::channel();
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let join = CoreEvent::Join {
+        player,
+        session_id,
+        user_data: accepted.token.user_data,
+        out: out_tx.clone(),
+        kill: kill_tx,
+        udp: Box::new(udp),
+        reply: reply_tx,
+    };
+    if shared.events.send(join).await.is_err() {
+        return;
+    }
+    match reply_rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(g)) => {
+            info!("refused: {}", g.reason);
+            let _ = write_frame(&mut wr, &refuse(g.reason, g.message), usize::MAX).await;
+            return;
+        }
+        Err(_) => return,
+    }
+    drop(permit);
+    let mut writer = SealedWriter::new(wr, accepted.session.sealer, limits.max_frame);
+    if writer
+        .queue(&ClusterToClient::Welcome {
+            player_id: player,
+            session_id,
+            udp_port: shared.udp_port,
+        })
+        .is_err()
+    {
+        return;
+    }
+    let writer_task =
+        tokio::spawn(player_writer(writer, out_rx, kill_rx).instrument(tracing::Span::current()));
+    let mut reader = SealedReader::new(frames, accepted.session.opener, limits.max_auth_failures);
+    debug!(player, %peer, "player session started");
+    let reason = loop {
+        tokio::select! {
+            r = tokio::time::timeout(limits.timeout(), reader.recv::<ClientToCluster>()) => match r {
+                Err(_) => {
+                    info!(player, "player timed out");
+                    break DisconnectReason::Timeout;
+                }
+                Ok(Ok(None)) => break DisconnectReason::ConnectionLost,
+                Ok(Ok(Some(msg))) => match msg {
+                    ClientToCluster::Data { command, payload } => {
+                        if shared.events.send(CoreEvent::Packet { player, command, payload }).await.is_err() {
+                            break DisconnectReason::ServerShutdown;
+                        }
+                    }
+                    ClientToCluster::Ping(v) => {
+                        if out_tx.try_send(ClusterToClient::Pong(v)).is_err() {
+                            break DisconnectReason::SendQueueFull;
+                        }
+                    }
+                    ClientToCluster::Pong(_) => {}
+                    ClientToCluster::Disconnect(g) => {
+                        debug!(player, "player said goodbye: {}", g.reason);
+                        break DisconnectReason::Requested;
+                    }
+                },
+                Ok(Err(e)) => {
+                    let reason = match &e {
+                        NetError::TooManyAuthFailures(_) => DisconnectReason::Tampered,
+                        NetError::Io(_) | NetError::Truncated => DisconnectReason::ConnectionLost,
+                        _ => DisconnectReason::ProtocolViolation,
+                    };
+                    warn!(player, "dropping player: {e}");
+                    break reason;
+                }
+            },
+            _ = out_tx.closed() => break DisconnectReason::Requested,
+        }
+    };
+    let stats = reader.stats();
+    if stats.auth_failures + stats.replays + stats.stale > 0 {
+        warn!(
+            player,
+            auth_failures = stats.auth_failures,
+            replays = stats.replays,
+            stale = stats.stale,
+            "refused frames on this connection"
+        );
+    }
+    let _ = shared
+        .events
+        .send(CoreEvent::Left {
+            player,
+            session_id,
+            reason,
+        })
+        .await;
+    drop(out_tx);
+    let _ = writer_task.await;
+}
+
+async fn player_writer(
+    mut writer: SealedWriter<tokio::net::tcp::OwnedWriteHalf>,
+    mut rx: mpsc::Receiver<ClusterToClient>,
+    mut kill: oneshot::Receiver<(Goodbye, bool)>,
+) {
+    let r: Result<(), NetError> = async {
+        writer.flush().await?;
+        loop {
+            tokio::select! {
+                biased;
+                k = &mut kill => {
+                    if let Ok((goodbye, drain)) = k {
+                        if drain {
+                            while let Ok(m) = rx.try_recv() {
+                                writer.queue(&m)?;
+                            }
+                        }
+                        writer.queue(&ClusterToClient::Disconnect(goodbye))?;
+                        writer.shutdown().await?;
+                    }
+                    return Ok(());
+                }
+                m = rx.recv() => {
+                    let Some(m) = m else { return writer.shutdown().await };
+                    writer.queue(&m)?;
+                    while writer.pending() < 64 * 1024 {
+                        match rx.try_recv() {
+                            Ok(m) => writer.queue(&m)?,
+                            Err(_) => break,
+                        }
+                    }
+                    writer.flush().await?;
+                }
+            }
+        }
+    }
+    .await;
+    if let Err(e) = r {
+        debug!("writer stopped: {e}");
+    }
+}
+
+async fn udp_loop(shared: Arc<Shared>, udp: Arc<UdpSocket>, mut ctl: mpsc::Receiver<UdpControl>) {
+    let mut sessions: HashMap<u64, (PlayerId, Box<DatagramOpener>)> = HashMap::new();
+    let mut buf = vec![0u8; 2048];
+    let mut refused = 0u64;
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            biased;
+            _ = crate::time::stopped(&mut shutdown) => break,
+            Some(c) = ctl.recv() => match c {
+                UdpControl::Add { session_id, player, opener } => { sessions.insert(session_id, (player, opener)); }
+                UdpControl::Remove { session_id } => { sessions.remove(&session_id); }
+            },
+            r = udp.recv_from(&mut buf) => {
+                let (n, addr) = match r {
+                    Ok(x) => x,
+                    Err(e) => { debug!("udp receive failed: {e}"); continue; }
+                };
+                let d = &buf[..n];
+                // Anything that is not a session datagram of a known session
+                // is dropped without an answer: no reflection, no amplification.
+                let Some(sid) = (n <= MAX_DATAGRAM).then(|| datagram_session_id(d)).flatten() else {
+                    refused += 1;
+                    continue;
+                };
+                let Some((player, opener)) = sessions.get_mut(&sid) else { refused += 1; continue };
+                let plain = match opener.open(d) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        refused += 1;
+                        if refused.is_power_of_two() {
+                            debug!(player = *player, "datagram refused: {e} ({refused} refused so far)");
+                        }
+                        continue;
+                    }
+                };
+                let records = match datagram::decode_records(&plain) {
+                    Ok(r) => r,
+                    Err(e) => { warn!(player = *player, "malformed datagram: {e}"); continue; }
+                };
+                let ev = CoreEvent::Udp { player: *player, session_id: sid, addr, records };
+                // Unreliable: when the core is behind, drop instead of queueing.
+                let _ = shared.events.try_send(ev);
+            }
+        }
+    }
+}
+
+async fn master_link(shared: Arc<Shared>, mut link_rx: mpsc::Receiver<LinkEvent>) {
+    let mut backoff = Duration::from_millis(250);
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let result = master_session(&shared, &mut link_rx, &mut backoff).await;
+        if *shutdown.borrow() {
+            return;
+        }
+        let message = match result {
+            Ok(()) => "the master closed the link".to_owned(),
+            Err(e) => e,
+        };
+        let _ = shared
+            .events
+            .try_send(CoreEvent::Master(MasterLinkStatus::Lost {
+                message: message.clone(),
+            }));
+        info!("retrying the master in {backoff:?}");
+        let wait = tokio::time::sleep(backoff);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                _ = &mut wait => break,
+                _ = crate::time::stopped(&mut shutdown) => return,
+                // While away from the master, player events are dropped:
+                // registration resends the whole player list.
+                Some(_) = link_rx.recv() => {}
+            }
+        }
+        backoff = (backoff * 2).min(shared.config.reconnect_max);
+    }
+}
+
+async fn master_session(
+    shared: &Shared,
+    link_rx: &mut mpsc::Receiver<LinkEvent>,
+    backoff: &mut Duration,
+) -> Result<(), String> {
+    let limits = shared.config.limits;
+    let addr = &shared.config.master_addr;
+    let stream = tokio::time::timeout(limits.handshake_timeout(), TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("connecting to the master at {addr} timed out"))?
+        .map_err(|e| format!("cannot reach the master at {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (rd, mut wr) = stream.into_split();
+    let mut frames = FrameReader::new(rd, limits.max_frame);
+    let (init, hello) = ClusterInitiator::start(
+        &shared.config.key_name,
+        shared.key.clone(),
+        &mut rand::rng(),
+    )
+    .map_err(|e| e.to_string())?;
+    write_frame(&mut wr, &hello, limits.max_frame)
+        .await
+        .map_err(|e| e.to_string())?;
+    let challenge = frames
+        .next_within(limits.handshake_timeout())
+        .await
+        .map_err(|e| format!("master handshake: {e}"))?
+        .ok_or("the master closed the connection during the handshake")?;
+    let session = init
+        .handle_challenge(&challenge)
+        .map_err(|e| format!("master handshake: {e}"))?;
+    let mut writer = SealedWriter::new(wr, session.sealer, limits.max_frame);
+    writer
+        .send(&ClusterToMaster::Register(Register {
+            cluster_id: shared.cluster_id,
+            name: shared.config.name.clone(),
+            address: shared.config.public_address.clone(),
+            tcp_port: shared.tcp_port,
+            udp_port: shared.udp_port,
+            capacity: shared.config.max_connections,
+        }))
+        .await
+        .map_err(|e| e.to_string())?;
+    let answer = frames
+        .next_within(limits.handshake_timeout())
+        .await
+        .map_err(|e| format!("master registration: {e}"))?
+        .ok_or("the master closed the connection during registration")?;
+    if let Some(refusal) = handshake::check_refusal(&answer) {
+        let hint = if refusal.reason() == DisconnectReason::AuthFailed {
+            format!(
+                " (is key '{}' the same file on the master?)",
+                shared.config.key_name
+            )
+        } else {
+            String::new()
+        };
+        warn!("the master refused this cluster: {refusal}{hint}");
+        return Err(format!("the master refused this cluster: {refusal}{hint}"));
+    }
+    let mut opener = session.opener;
+    let plain = opener
+        .open(&answer)
+        .map_err(|e| format!("master registration: {e}"))?;
+    match MasterToCluster::decode(&plain) {
+        Ok(MasterToCluster::Registered { cluster_id }) => {
+            let _ = shared
+                .events
+                .try_send(CoreEvent::Master(MasterLinkStatus::Registered {
+                    cluster_id,
+                }));
+        }
+        Ok(other) => return Err(format!("unexpected answer to the registration: {other:?}")),
+        Err(e) => return Err(format!("master registration: {e}")),
+    }
+    *backoff = Duration::from_millis(250);
+    shared.resync.store(false, Ordering::Relaxed);
+    while link_rx.try_recv().is_ok() {}
+    let (snap_tx, snap_rx) = oneshot::channel();
+    shared
+        .events
+        .send(CoreEvent::Snapshot(snap_tx))
+        .await
+        .map_err(|_| "the cluster is stopping")?;
+    let players = snap_rx.await.map_err(|_| "the cluster is stopping")?;
+    for client_id in players {
+        writer
+            .queue(&ClusterToMaster::PlayerJoined { client_id })
+            .map_err(|e| e.to_string())?;
+    }
+    writer.flush().await.map_err(|e| e.to_string())?;
+    let mut reader = SealedReader::new(frames, opener, limits.max_auth_failures);
+    let mut status = tokio::time::interval(shared.config.status_interval);
+    let mut last_seen = Instant::now();
+    let mut shutdown = shared.shutdown.clone();
+    let r: Result<Result<(), String>, NetError> = async {
+        loop {
+            tokio::select! {
+                m = reader.recv::<MasterToCluster>() => {
+                    let Some(m) = m? else { return Ok(Err("the master closed the connection".to_owned())) };
+                    last_seen = Instant::now();
+                    match m {
+                        MasterToCluster::Ping(v) => writer.send(&ClusterToMaster::Pong(v)).await?,
+                        MasterToCluster::Pong(_) | MasterToCluster::Registered { .. } => {}
+                        MasterToCluster::Disconnect(g) => {
+                            return Ok(Err(format!("the master closed the link: {} {}", g.reason, g.message)));
+                        }
+                    }
+                }
+                Some(ev) = link_rx.recv() => {
+                    let m = match ev {
+                        LinkEvent::Joined(client_id) => ClusterToMaster::PlayerJoined { client_id },
+                        LinkEvent::Left(client_id) => ClusterToMaster::PlayerLeft { client_id },
+                    };
+                    writer.queue(&m)?;
+                    while let Ok(ev) = link_rx.try_recv() {
+                        let m = match ev {
+                            LinkEvent::Joined(client_id) => ClusterToMaster::PlayerJoined { client_id },
+                            LinkEvent::Left(client_id) => ClusterToMaster::PlayerLeft { client_id },
+                        };
+                        writer.queue(&m)?;
+                    }
+                    writer.flush().await?;
+                }
+                _ = status.tick() => {
+                    if last_seen.elapsed() > limits.timeout() {
+                        return Ok(Err("the master stopped responding".to_owned()));
+                    }
+                    if shared.resync.load(Ordering::Relaxed) {
+                        return Ok(Err("player events overflowed; registering again".to_owned()));
+                    }
+                    let players = u32::try_from(shared.player_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
+                    writer.queue(&ClusterToMaster::Status(Status { players, capacity: shared.config.max_connections, fragments: 0 }))?;
+                    writer.send(&ClusterToMaster::Ping(now_ms())).await?;
+                }
+                _ = crate::time::stopped(&mut shutdown) => {
+                    writer.send(&ClusterToMaster::Disconnect(Goodbye::new(DisconnectReason::ServerShutdown))).await?;
+                    let _ = writer.shutdown().await;
+                    return Ok(Ok(()));
+                }
+            }
+        }
+    }
+    .await;
+    match r {
+        Ok(x) => x,
+        Err(e) => Err(format!("master link failed: {e}")),
+    }
+}

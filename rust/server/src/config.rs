@@ -1,0 +1,391 @@
+//! `Config.toml`: the settings of master and cluster servers.
+//!
+//! The file keeps the shape of the original Sustenet `Config.toml` (`[all]`
+//! and `[cluster]`, port 0 meaning the default port) and adds `[master]` and
+//! `[limits]`. Unknown keys and bad values are refused with a message that
+//! names the key and the file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use sustenet_proto::{DEFAULT_CLUSTER_PORT, DEFAULT_MASTER_PORT, PublicKey};
+use thiserror::Error;
+
+/// A configuration problem, with the file it was found in.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key or a value of the wrong type.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the key and the line).
+        message: String,
+    },
+    /// A value has the right type but is not allowed.
+    #[error("{path}: `{key}` {message}")]
+    Invalid {
+        /// The file (or `<flags>` / `<env>` for overrides).
+        path: PathBuf,
+        /// The key, as `section.name`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Settings shared by every server kind.
+    #[serde(default)]
+    pub all: AllSection,
+    /// Master-only settings.
+    #[serde(default)]
+    pub master: MasterSection,
+    /// Cluster-only settings.
+    #[serde(default)]
+    pub cluster: ClusterSection,
+    /// Limits and timings.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// `[all]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AllSection {
+    /// Display name of this server.
+    pub server_name: String,
+    /// Most connected players (cluster) or clients (master); 0 means no limit.
+    pub max_connections: u32,
+    /// Listening port; 0 means the default (6256 master, 6257 cluster).
+    pub port: u16,
+    /// Address to listen on.
+    pub bind: String,
+    /// Folder of key files.
+    pub key_dir: PathBuf,
+}
+
+impl Default for AllSection {
+    fn default() -> Self {
+        Self {
+            server_name: "Sustenet Server".into(),
+            max_connections: 0,
+            port: 0,
+            bind: "0.0.0.0".into(),
+            key_dir: "keys".into(),
+        }
+    }
+}
+
+/// How the master checks logins.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Anyone may log in with any name.
+    #[default]
+    None,
+    /// The secret must equal `[master] shared_secret`.
+    SharedSecret,
+}
+
+/// `[master]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MasterSection {
+    /// The master's private key file (created by `sustenet keygen --master`).
+    pub key_file: PathBuf,
+    /// Login check.
+    pub auth: AuthMode,
+    /// The secret for `auth = "shared_secret"`.
+    pub shared_secret: String,
+    /// How long a connect token stays valid, in seconds.
+    pub token_ttl_secs: u64,
+    /// A cluster silent for this long is dropped from the list, in seconds.
+    pub cluster_timeout_secs: u64,
+}
+
+impl Default for MasterSection {
+    fn default() -> Self {
+        Self {
+            key_file: "keys/master.key".into(),
+            auth: AuthMode::None,
+            shared_secret: String::new(),
+            token_ttl_secs: 30,
+            cluster_timeout_secs: 5,
+        }
+    }
+}
+
+/// `[cluster]`, as in the original Sustenet plus the address clients use.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// The key file's name in the key folder.
+    pub key_name: String,
+    /// The master's address.
+    pub master_ip: String,
+    /// The master's port; 0 means 6256.
+    pub master_port: u16,
+    /// The master's public key in base64, for tools and clients started from
+    /// this file. (The original Sustenet held a URL here; a URL is accepted
+    /// and ignored with a warning, as it was never fetched.)
+    pub domain_pub_key: Option<String>,
+    /// The address clients are told to connect to.
+    pub public_address: String,
+    /// UDP port; 0 means the same number as the TCP port.
+    pub udp_port: u16,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        Self {
+            key_name: "cluster_key".into(),
+            master_ip: "127.0.0.1".into(),
+            master_port: 0,
+            domain_pub_key: None,
+            public_address: "127.0.0.1".into(),
+            udp_port: 0,
+        }
+    }
+}
+
+/// `[limits]`: every bound a server enforces, explicit and adjustable.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest TCP frame accepted, in bytes.
+    pub max_frame: usize,
+    /// Most connections still in their handshake at once.
+    pub max_handshakes: usize,
+    /// Time allowed to finish a handshake, in milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// Interval between heartbeats, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// A peer silent this long is disconnected, in milliseconds.
+    pub timeout_ms: u64,
+    /// Messages queued for one peer before it is disconnected as too slow.
+    pub send_queue: usize,
+    /// Refused (tampered) packets tolerated on one connection before it is closed.
+    pub max_auth_failures: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame: sustenet_proto::DEFAULT_MAX_FRAME,
+            max_handshakes: 512,
+            handshake_timeout_ms: 5_000,
+            heartbeat_ms: 1_000,
+            timeout_ms: 10_000,
+            send_queue: 4_096,
+            max_auth_failures: 16,
+        }
+    }
+}
+
+impl Limits {
+    /// The handshake timeout.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+    /// The heartbeat interval.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+    /// The silence timeout.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: &str| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: format!("limits.{key}"),
+            message: message.to_owned(),
+        };
+        if self.max_frame < 1024 || self.max_frame > 16 * 1024 * 1024 {
+            return Err(bad("max_frame", "must be between 1024 and 16777216 bytes"));
+        }
+        if self.max_handshakes == 0 {
+            return Err(bad("max_handshakes", "must be at least 1"));
+        }
+        if self.send_queue == 0 {
+            return Err(bad("send_queue", "must be at least 1"));
+        }
+        if self.heartbeat_ms == 0 || self.handshake_timeout_ms == 0 {
+            return Err(bad("heartbeat_ms", "timings must be above 0"));
+        }
+        if self.timeout_ms <= self.heartbeat_ms {
+            return Err(bad("timeout_ms", "must be longer than heartbeat_ms"));
+        }
+        Ok(())
+    }
+}
+
+impl ConfigFile {
+    /// Parses TOML text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Checks values that parse but are not allowed.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        self.limits.validate(path)?;
+        let bad = |key: &str, message: &str| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message: message.to_owned(),
+        };
+        if self.all.server_name.is_empty()
+            || self.all.server_name.len() > sustenet_proto::message::NAME_MAX
+        {
+            return Err(bad("all.server_name", "must be 1 to 64 bytes long"));
+        }
+        if self.cluster.key_name.is_empty()
+            || !self
+                .cluster
+                .key_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+            || self.cluster.key_name.starts_with('.')
+        {
+            return Err(bad(
+                "cluster.key_name",
+                "must be a plain file name (letters, digits, '_', '-', '.')",
+            ));
+        }
+        if self.master.auth == AuthMode::SharedSecret && self.master.shared_secret.is_empty() {
+            return Err(bad(
+                "master.shared_secret",
+                "must be set when auth = \"shared_secret\"",
+            ));
+        }
+        if self.master.token_ttl_secs == 0 || self.master.cluster_timeout_secs == 0 {
+            return Err(bad("master.token_ttl_secs", "timings must be above 0"));
+        }
+        Ok(())
+    }
+
+    /// The master's listening port (port 0 means 6256).
+    pub fn master_port(&self) -> u16 {
+        default_port(self.all.port, DEFAULT_MASTER_PORT)
+    }
+
+    /// The cluster's TCP port (port 0 means 6257).
+    pub fn cluster_port(&self) -> u16 {
+        default_port(self.all.port, DEFAULT_CLUSTER_PORT)
+    }
+
+    /// The cluster's UDP port (0 means the TCP port).
+    pub fn cluster_udp_port(&self) -> u16 {
+        default_port(self.cluster.udp_port, self.cluster_port())
+    }
+
+    /// Where the cluster finds the master (port 0 means 6256).
+    pub fn master_address(&self) -> String {
+        format!(
+            "{}:{}",
+            self.cluster.master_ip,
+            default_port(self.cluster.master_port, DEFAULT_MASTER_PORT)
+        )
+    }
+
+    /// The master public key from `domain_pub_key`, if it holds one in base64.
+    pub fn master_public_key(&self) -> Option<PublicKey> {
+        self.cluster
+            .domain_pub_key
+            .as_deref()
+            .and_then(|k| PublicKey::from_base64(k).ok())
+    }
+}
+
+/// Port 0 means `default`.
+pub fn default_port(port: u16, default: u16) -> u16 {
+    if port == 0 { default } else { port }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORIGINAL: &str = r#"
+[all]
+server_name = "Default Cluster Server"
+
+max_connections = 0
+port = 0
+
+[cluster]
+key_name = "cluster_key"
+master_ip = "127.0.0.1"
+master_port = 0
+
+domain_pub_key = "https://site-cdn.playreia.com/game/pubkey.pub" # Remove this if you want to use the server's bandwidth to send a key to a user directly. | Currently does nothing.
+"#;
+
+    #[test]
+    fn the_original_example_parses_and_means_the_same() {
+        let c = ConfigFile::parse(ORIGINAL, Path::new("Config.toml")).unwrap();
+        assert_eq!(c.all.server_name, "Default Cluster Server");
+        assert_eq!(c.all.max_connections, 0);
+        assert_eq!(c.cluster_port(), 6257);
+        assert_eq!(c.master_port(), 6256);
+        assert_eq!(c.cluster_udp_port(), 6257);
+        assert_eq!(c.master_address(), "127.0.0.1:6256");
+        assert_eq!(c.cluster.key_name, "cluster_key");
+        assert_eq!(c.master_public_key(), None);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_the_file() {
+        let e = ConfigFile::parse("[all]\nserver_nme = \"x\"\n", Path::new("/tmp/Config.toml"))
+            .unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("/tmp/Config.toml") && m.contains("server_nme"),
+            "{m}"
+        );
+        let e = ConfigFile::parse("[clusterz]\n", Path::new("C.toml")).unwrap_err();
+        assert!(e.to_string().contains("clusterz"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = ConfigFile::parse("[all]\nport = 70000\n", Path::new("C.toml")).unwrap_err();
+        assert!(e.to_string().contains("port"), "{e}");
+        let e = ConfigFile::parse("[limits]\nmax_frame = 10\n", Path::new("C.toml")).unwrap_err();
+        assert!(e.to_string().contains("limits.max_frame"), "{e}");
+        let e = ConfigFile::parse(
+            "[cluster]\nkey_name = \"../etc/passwd\"\n",
+            Path::new("C.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("cluster.key_name"), "{e}");
+    }
+}

@@ -1,0 +1,23 @@
+//! Sustenet's servers on tokio: the master and the cluster.
+//!
+//! [`master::run`] and [`cluster::run`] each take already-bound sockets, a
+//! configuration and a shutdown future, so a binary, a test or a game engine
+//! binding decides where they listen and when they stop. The protocol itself
+//! lives in `sustenet-proto`; this crate only drives it: sockets, tasks,
+//! timeouts, queues and the plugin that holds a game's server logic.
+
+pub mod auth;
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod master;
+pub mod plugin;
+pub mod time;
+
+pub use auth::{AllowAll, AuthHook, SharedSecret};
+pub use cluster::{ClusterConfig, ClusterHandle, Context, MasterLinkStatus, SendError};
+pub use config::{ConfigError, ConfigFile, Limits};
+pub use error::ServerError;
+pub use master::{MasterConfig, MasterKeys};
+pub use plugin::{Channel, EchoChat, NoPlugin, PlayerId, Plugin};

@@ -1,0 +1,102 @@
+//! The plugin trait: custom Rust game logic inside a cluster.
+
+use sustenet_proto::DisconnectReason;
+
+use crate::cluster::{Context, MasterLinkStatus};
+
+/// A player's id on a cluster: the client id the master gave it.
+pub type PlayerId = u64;
+
+/// On which channel a packet came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// TCP: reliable and ordered.
+    Reliable,
+    /// UDP: unreliable, sequenced (stale and duplicated packets are dropped).
+    Unreliable,
+}
+
+/// Game logic that runs inside a cluster. Every callback runs on the
+/// cluster's core task, one at a time, so a plugin needs no locks; it must
+/// not block (spawn work that waits on I/O).
+pub trait Plugin: Send + 'static {
+    /// The cluster is listening.
+    fn on_start(&mut self, _ctx: &mut Context<'_>) {}
+    /// A player connected; `user_data` is what the master put in its token.
+    fn on_connect(&mut self, _ctx: &mut Context<'_>, _player: PlayerId, _user_data: &[u8]) {}
+    /// A packet arrived from a player.
+    fn on_packet(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        _player: PlayerId,
+        _command: u16,
+        _payload: &[u8],
+        _channel: Channel,
+    ) {
+    }
+    /// A player left; the reason says why.
+    fn on_disconnect(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        _player: PlayerId,
+        _reason: DisconnectReason,
+    ) {
+    }
+    /// The link to the master changed: registered, or lost (players stay).
+    fn on_master(&mut self, _ctx: &mut Context<'_>, _status: &MasterLinkStatus) {}
+    /// Called every tick (the heartbeat interval).
+    fn on_tick(&mut self, _ctx: &mut Context<'_>) {}
+}
+
+/// A plugin that does nothing: for clusters driven only through a
+/// [`crate::cluster::ClusterHandle`] (the Godot node does this).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoPlugin;
+
+impl Plugin for NoPlugin {}
+
+/// The example plugin: echo and chat. The tests and `sustenet up` use it.
+///
+/// - command [`EchoChat::ECHO`]: the payload comes back to the sender on the
+///   channel it came on;
+/// - command [`EchoChat::CHAT`]: the payload goes to every player, reliably;
+/// - command [`EchoChat::KICK_ME`]: the sender is kicked (for testing reasons).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EchoChat;
+
+impl EchoChat {
+    /// Echo command.
+    pub const ECHO: u16 = 1;
+    /// Chat command.
+    pub const CHAT: u16 = 2;
+    /// Kick-me command.
+    pub const KICK_ME: u16 = 3;
+}
+
+impl Plugin for EchoChat {
+    fn on_packet(
+        &mut self,
+        ctx: &mut Context<'_>,
+        player: PlayerId,
+        command: u16,
+        payload: &[u8],
+        channel: Channel,
+    ) {
+        let result = match (command, channel) {
+            (Self::ECHO, Channel::Reliable) => ctx.send(player, command, payload),
+            (Self::ECHO, Channel::Unreliable) => ctx.send_unreliable(player, command, payload),
+            (Self::CHAT, _) => {
+                ctx.broadcast(command, payload, None);
+                Ok(())
+            }
+            (Self::KICK_ME, _) => {
+                ctx.kick(player, "you asked to be kicked");
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::debug!(player, command, "echo failed: {e}");
+        }
+    }
+}
