@@ -1,0 +1,156 @@
+//! `sustenet`: runs Sustenet masters and clusters, makes keys, and probes servers.
+//!
+//! `sustenet up` starts a master and two clusters in one process with dev
+//! keys it generates on first run: zero configuration, for development.
+//! `sustenet master` and `sustenet cluster` run one server from
+//! `Config.toml`; `sustenet keygen` makes key files; `sustenet probe` is a
+//! command-line client that logs in, joins and measures round trips.
+
+mod logging;
+mod probe;
+mod servers;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Networking for MMOs and large multiplayer games.
+#[derive(Debug, Parser)]
+#[command(name = "sustenet", version, about, long_about = None)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text, env = "SUSTENET_LOG_FORMAT")]
+    log_format: logging::LogFormat,
+    /// Log level or filter (e.g. `debug`, `sustenet_server=trace`); overrides RUST_LOG.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a local master and clusters with generated dev keys (zero config).
+    Up(up::UpArgs),
+    /// Run a master server from Config.toml.
+    Master(ServerArgs),
+    /// Run a cluster server from Config.toml.
+    Cluster(ServerArgs),
+    /// Create a cluster key file or the master keypair.
+    Keygen(KeygenArgs),
+    /// Log in, join a cluster, round-trip messages and print timings.
+    Probe(probe::ProbeArgs),
+}
+
+/// Settings of `master` and `cluster`: the file, then environment
+/// variables, then flags (each later one wins).
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The configuration file.
+    #[arg(long, short, default_value = "Config.toml", env = "SUSTENET_CONFIG")]
+    pub config: PathBuf,
+    /// Run with defaults when the configuration file does not exist.
+    #[arg(long)]
+    pub no_config: bool,
+    /// Overrides `[all] server_name`.
+    #[arg(long, env = "SUSTENET_SERVER_NAME")]
+    pub name: Option<String>,
+    /// Overrides `[all] port` (0 = default port).
+    #[arg(long, env = "SUSTENET_PORT")]
+    pub port: Option<u16>,
+    /// Overrides `[all] bind`.
+    #[arg(long, env = "SUSTENET_BIND")]
+    pub bind: Option<String>,
+    /// Overrides `[all] max_connections` (0 = no limit).
+    #[arg(long, env = "SUSTENET_MAX_CONNECTIONS")]
+    pub max_connections: Option<u32>,
+    /// Overrides `[all] key_dir`.
+    #[arg(long, env = "SUSTENET_KEY_DIR")]
+    pub key_dir: Option<PathBuf>,
+    /// Overrides `[cluster] key_name`.
+    #[arg(long, env = "SUSTENET_KEY_NAME")]
+    pub key_name: Option<String>,
+    /// Overrides `[cluster] master_ip`.
+    #[arg(long, env = "SUSTENET_MASTER_IP")]
+    pub master_ip: Option<String>,
+    /// Overrides `[cluster] master_port` (0 = 6256).
+    #[arg(long, env = "SUSTENET_MASTER_PORT")]
+    pub master_port: Option<u16>,
+    /// Overrides `[cluster] public_address`.
+    #[arg(long, env = "SUSTENET_PUBLIC_ADDRESS")]
+    pub public_address: Option<String>,
+    /// Overrides `[cluster] udp_port` (0 = the TCP port).
+    #[arg(long, env = "SUSTENET_UDP_PORT")]
+    pub udp_port: Option<u16>,
+    /// Overrides `[master] key_file`.
+    #[arg(long, env = "SUSTENET_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct KeygenArgs {
+    /// Folder to write keys into.
+    #[arg(long, default_value = "keys")]
+    dir: PathBuf,
+    /// Name of the cluster key file to create.
+    #[arg(long, default_value = "cluster_key")]
+    name: String,
+    /// Create the master keypair (master.key, master.pub) instead of a cluster key.
+    #[arg(long)]
+    master: bool,
+    /// Replace existing files.
+    #[arg(long)]
+    force: bool,
+}
+
+fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {
+    if args.master {
+        let kp = sustenet_server::keys::create_master_keypair(&args.dir, args.force)?;
+        println!(
+            "master keypair written to {} (private, mode 0600) and {}",
+            args.dir.join(sustenet_server::keys::MASTER_KEY_FILE).display(),
+            args.dir.join(sustenet_server::keys::MASTER_PUB_FILE).display()
+        );
+        println!("master public key (give this to clients): {}", kp.public().to_base64());
+    } else {
+        let path = sustenet_server::keys::cluster_key_path(&args.dir, &args.name);
+        sustenet_server::keys::create_cluster_key(&args.dir, &args.name, args.force)?;
+        println!(
+            "cluster key written to {} (mode 0600); copy it into the master's key folder too",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(cli.log_format, cli.log_level.as_deref()) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
+    let result = match cli.command {
+        Command::Keygen(a) => keygen(&a),
+        other => match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(async move {
+                match other {
+                    Command::Up(a) => up::run(a).await,
+                    Command::Master(a) => servers::master(a).await,
+                    Command::Cluster(a) => servers::cluster(a).await,
+                    Command::Probe(a) => probe::run(a).await,
+                    Command::Keygen(_) => Ok(()),
+                }
+            }),
+            Err(e) => Err(anyhow::anyhow!("cannot start the runtime: {e}")),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

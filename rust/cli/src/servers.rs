@@ -1,0 +1,173 @@
+//! `sustenet master` and `sustenet cluster`: one server from Config.toml.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sustenet_server::cluster::{self, ClusterConfig};
+use sustenet_server::config::{AuthMode, ConfigError, ConfigFile};
+use sustenet_server::keys;
+use sustenet_server::master::{self, MasterConfig, MasterKeys};
+use sustenet_server::{AllowAll, AuthHook, EchoChat, SharedSecret};
+use tokio::net::{TcpListener, UdpSocket};
+
+use crate::ServerArgs;
+
+/// Resolves when the process gets Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+/// The file (or defaults), with environment variables and flags applied.
+pub fn load_config(args: &ServerArgs) -> anyhow::Result<ConfigFile> {
+    let mut cfg = if args.no_config && !args.config.exists() {
+        ConfigFile::default()
+    } else {
+        ConfigFile::load(&args.config).map_err(|e| match e {
+            ConfigError::Read { path, source } if source.kind() == std::io::ErrorKind::NotFound => anyhow::anyhow!(
+                "{} not found: write one (see the README), pass --config, or pass --no-config for defaults",
+                path.display()
+            ),
+            other => anyhow::Error::new(other),
+        })?
+    };
+    if let Some(v) = &args.name {
+        cfg.all.server_name = v.clone();
+    }
+    if let Some(v) = args.port {
+        cfg.all.port = v;
+    }
+    if let Some(v) = &args.bind {
+        cfg.all.bind = v.clone();
+    }
+    if let Some(v) = args.max_connections {
+        cfg.all.max_connections = v;
+    }
+    if let Some(v) = &args.key_dir {
+        cfg.all.key_dir = v.clone();
+    }
+    if let Some(v) = &args.key_name {
+        cfg.cluster.key_name = v.clone();
+    }
+    if let Some(v) = &args.master_ip {
+        cfg.cluster.master_ip = v.clone();
+    }
+    if let Some(v) = args.master_port {
+        cfg.cluster.master_port = v;
+    }
+    if let Some(v) = &args.public_address {
+        cfg.cluster.public_address = v.clone();
+    }
+    if let Some(v) = args.udp_port {
+        cfg.cluster.udp_port = v;
+    }
+    if let Some(v) = &args.master_key_file {
+        cfg.master.key_file = v.clone();
+    }
+    cfg.validate(Path::new("<file, environment and flags>"))?;
+    if let Some(k) = cfg.cluster.domain_pub_key.as_deref() {
+        if cfg.master_public_key().is_none() {
+            tracing::warn!(
+                "[cluster] domain_pub_key '{k}' is not a base64 public key; it is ignored (URLs are not fetched)"
+            );
+        }
+    }
+    Ok(cfg)
+}
+
+/// Builds the master's settings from the file.
+pub fn master_config(cfg: &ConfigFile) -> MasterConfig {
+    MasterConfig {
+        name: cfg.all.server_name.clone(),
+        max_connections: cfg.all.max_connections,
+        token_ttl: Duration::from_secs(cfg.master.token_ttl_secs),
+        cluster_timeout: Duration::from_secs(cfg.master.cluster_timeout_secs),
+        limits: cfg.limits,
+        ..MasterConfig::default()
+    }
+}
+
+pub async fn master(args: ServerArgs) -> anyhow::Result<()> {
+    let cfg = load_config(&args)?;
+    let keypair = keys::load_master_keypair(&cfg.master.key_file)?;
+    let cluster_keys = keys::load_key_dir(&cfg.all.key_dir)?;
+    if cluster_keys.is_empty() {
+        tracing::warn!(
+            dir = %cfg.all.key_dir.display(),
+            "no cluster keys found: no cluster can register (create one with `sustenet keygen --name <key_name>`)"
+        );
+    }
+    let auth: Arc<dyn AuthHook> = match cfg.master.auth {
+        AuthMode::None => Arc::new(AllowAll),
+        AuthMode::SharedSecret => Arc::new(SharedSecret::new(cfg.master.shared_secret.clone())),
+    };
+    let addr = format!("{}:{}", cfg.all.bind, cfg.master_port());
+    let listener = TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (is another server using that port?)"))?;
+    println!("master public key: {}", keypair.public().to_base64());
+    master::run(
+        listener,
+        master_config(&cfg),
+        MasterKeys { keypair, cluster_keys },
+        auth,
+        shutdown_signal(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Builds a cluster's settings from the file.
+pub fn cluster_config(cfg: &ConfigFile) -> ClusterConfig {
+    ClusterConfig {
+        name: cfg.all.server_name.clone(),
+        public_address: cfg.cluster.public_address.clone(),
+        max_connections: cfg.all.max_connections,
+        master_addr: cfg.master_address(),
+        key_name: cfg.cluster.key_name.clone(),
+        limits: cfg.limits,
+        ..ClusterConfig::default()
+    }
+}
+
+/// Binds a cluster's TCP listener and UDP socket.
+pub async fn bind_cluster(bind: &str, tcp_port: u16, udp_port: u16) -> anyhow::Result<(TcpListener, UdpSocket)> {
+    let tcp_addr = format!("{bind}:{tcp_port}");
+    let tcp = TcpListener::bind(&tcp_addr)
+        .await
+        .with_context(|| format!("cannot listen on TCP {tcp_addr} (is another server using that port?)"))?;
+    let udp_addr = format!("{bind}:{udp_port}");
+    let udp = UdpSocket::bind(&udp_addr)
+        .await
+        .with_context(|| format!("cannot bind UDP {udp_addr} (is another server using that port?)"))?;
+    Ok((tcp, udp))
+}
+
+pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
+    let cfg = load_config(&args)?;
+    let key_path = keys::cluster_key_path(&cfg.all.key_dir, &cfg.cluster.key_name);
+    let key = keys::load_key(&key_path)
+        .with_context(|| format!("create it with `sustenet keygen --dir {} --name {}` and give the master the same file", cfg.all.key_dir.display(), cfg.cluster.key_name))?;
+    let (tcp, udp) = bind_cluster(&cfg.all.bind, cfg.cluster_port(), cfg.cluster_udp_port()).await?;
+    cluster::run(tcp, udp, cluster_config(&cfg), key, EchoChat, shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! The `sustenet` binary as real processes: help, config errors, master and
+//! cluster from config files with `probe` against them, and zero-config `up`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sustenet");
+
+/// A port free for both TCP and UDP right now.
+fn free_port() -> u16 {
+    loop {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Kills the child on drop, so a failing test leaves no server behind.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    fn start(dir: &Path, args: &[&str]) -> Proc {
+        Proc(
+            Command::new(BIN)
+                .args(args)
+                .current_dir(dir)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.0.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = self.0.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "server did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN).args(args).current_dir(dir).output().unwrap()
+}
+
+/// Runs probe until it succeeds (servers need a moment to start and register).
+fn probe_until_ok(dir: &Path, args: &[&str]) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = run(dir, args);
+        if out.status.success() {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "probe kept failing:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn help_lists_every_command() {
+    let out = run(Path::new("."), &["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["up", "master", "cluster", "keygen", "probe"] {
+        assert!(text.lines().any(|l| l.trim_start().starts_with(cmd)), "--help lacks {cmd}:\n{text}");
+    }
+}
+
+#[test]
+fn bad_config_names_the_key_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Config.toml"), "[all]\nserver_nam = \"x\"\n").unwrap();
+    let out = run(dir.path(), &["master"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Config.toml") && err.contains("server_nam"), "{err}");
+
+    std::fs::write(dir.path().join("Config.toml"), "[limits]\ntimeout_ms = 10\n").unwrap();
+    let out = run(dir.path(), &["master"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("limits.timeout_ms"), "{err}");
+
+    let out = run(dir.path(), &["cluster", "--config", "missing.toml"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}
+
+#[test]
+fn keygen_writes_private_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["keygen", "--master"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("master public key"));
+    assert!(run(dir.path(), &["keygen", "--name", "alpha"]).status.success());
+    // A second run refuses to overwrite without --force.
+    assert!(!run(dir.path(), &["keygen", "--name", "alpha"]).status.success());
+    assert!(run(dir.path(), &["keygen", "--name", "alpha", "--force"]).status.success());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["keys/alpha", "keys/master.key"] {
+            let mode = std::fs::metadata(dir.path().join(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+    }
+}
+
+#[test]
+fn master_and_cluster_from_config_files_serve_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = run(d, &["keygen", "--master"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let public = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("master public key (give this to clients): "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(run(d, &["keygen", "--name", "alpha"]).status.success());
+    let (mp, cp) = (free_port(), free_port());
+    std::fs::write(
+        d.join("master.toml"),
+        format!("[all]\nserver_name = \"Test Master\"\nport = {mp}\nbind = \"127.0.0.1\"\n"),
+    )
+    .unwrap();
+    // The original Sustenet example, with ports filled in.
+    std::fs::write(
+        d.join("cluster.toml"),
+        format!(
+            "[all]\nserver_name = \"Default Cluster Server\"\n\nmax_connections = 0\nport = {cp}\nbind = \"127.0.0.1\"\n\n\
+             [cluster]\nkey_name = \"alpha\"\nmaster_ip = \"127.0.0.1\"\nmaster_port = {mp}\n\n\
+             domain_pub_key = \"https://example.invalid/pubkey.pub\" # not fetched\n"
+        ),
+    )
+    .unwrap();
+    let master = Proc::start(d, &["master", "--config", "master.toml"]);
+    let cluster = Proc::start(d, &["cluster", "--config", "cluster.toml"]);
+    let out = probe_until_ok(
+        d,
+        &["probe", "--master", &format!("127.0.0.1:{mp}"), "--key", &public, "--count", "20", "--json"],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["cluster_name"], "Default Cluster Server");
+    assert_eq!(report["reliable"]["received"], 20);
+
+    // A probe with the wrong master key fails with a clear message.
+    let wrong = {
+        let d2 = tempfile::tempdir().unwrap();
+        let o = run(d2.path(), &["keygen", "--master"]);
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("master public key (give this to clients): "))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let out = run(d, &["probe", "--master", &format!("127.0.0.1:{mp}"), "--key", &wrong]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("master public key"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    assert!(cluster.terminate().success());
+    assert!(master.terminate().success());
+}
+
+#[test]
+fn zero_config_up_then_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Proc::start(dir.path(), &["up"]);
+    let out = probe_until_ok(dir.path(), &["probe"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("probe OK"), "{text}");
+    assert!(text.contains("2 cluster(s)"), "{text}");
+    assert!(up.terminate().success());
+}
