@@ -1,0 +1,620 @@
+//! `SustenetClient` and `SustenetClusterInfo`.
+
+use std::time::Instant;
+
+use godot::classes::{INode, IRefCounted, Node, RefCounted};
+use godot::global::Error as GdError;
+use godot::prelude::*;
+use sustenet_client::{Client, ClientConfig, ClientError, ClientEvent};
+use sustenet_proto::datagram::MAX_UNRELIABLE_PAYLOAD;
+use sustenet_proto::{ClusterInfo, DEFAULT_MASTER_PORT, DisconnectReason, JoinTarget, PublicKey};
+
+use crate::{
+    DrainStats, command_from_gd, fail, flush_logs, id_from_gd, id_to_gd, port_from_gd, runtime,
+};
+
+/// One cluster as the master lists it. Read its properties; changing them
+/// changes nothing on the server.
+#[derive(GodotClass)]
+#[class(base=RefCounted)]
+pub struct SustenetClusterInfo {
+    /// The cluster's id; pass it to [method SustenetClient.join_cluster].
+    #[var]
+    id: i64,
+    /// The cluster's display name.
+    #[var]
+    cluster_name: GString,
+    /// Host name or address players connect to.
+    #[var]
+    address: GString,
+    /// TCP port (reliable channel).
+    #[var]
+    tcp_port: i64,
+    /// UDP port (unreliable channel).
+    #[var]
+    udp_port: i64,
+    /// Players on the cluster now (including tickets just issued).
+    #[var]
+    players: i64,
+    /// Most players the cluster takes; 0 means no limit.
+    #[var]
+    capacity: i64,
+    /// True when the cluster is full: it cannot be joined.
+    #[var]
+    locked: bool,
+    base: Base<RefCounted>,
+}
+
+#[godot_api]
+impl IRefCounted for SustenetClusterInfo {
+    fn init(base: Base<RefCounted>) -> Self {
+        Self {
+            id: 0,
+            cluster_name: GString::new(),
+            address: GString::new(),
+            tcp_port: 0,
+            udp_port: 0,
+            players: 0,
+            capacity: 0,
+            locked: false,
+            base,
+        }
+    }
+
+    fn to_string(&self) -> GString {
+        format!(
+            "{} ({}:{}, {}/{}{})",
+            self.cluster_name,
+            self.address,
+            self.tcp_port,
+            self.players,
+            self.capacity,
+            if self.locked { ", full" } else { "" }
+        )
+        .as_str()
+        .into()
+    }
+}
+
+#[godot_api]
+impl SustenetClusterInfo {}
+
+impl SustenetClusterInfo {
+    pub(crate) fn from_info(c: &ClusterInfo) -> Gd<Self> {
+        Gd::from_init_fn(|base| Self {
+            id: id_to_gd(c.id),
+            cluster_name: c.name.as_str().into(),
+            address: c.address.as_str().into(),
+            tcp_port: i64::from(c.tcp_port),
+            udp_port: i64::from(c.udp_port),
+            players: i64::from(c.players),
+            capacity: i64::from(c.capacity),
+            locked: c.locked,
+            base,
+        })
+    }
+}
+
+/// A player's connection to Sustenet: logs in to the master, joins a
+/// cluster, and sends and receives packets.
+///
+/// Calls never block: each one queues a command for the network thread and
+/// returns [constant OK] (or an error, with a message in the output saying
+/// what to do). Answers come back as signals, emitted from [method Node._process]
+/// with a per-frame budget ([member events_per_frame], [member frame_budget_usec]).
+///
+/// [codeblock]
+/// @onready var net: SustenetClient = $SustenetClient
+///
+/// func _ready():
+///     net.login_succeeded.connect(func(_id): net.join_best_cluster())
+///     net.cluster_joined.connect(func(cluster, id): print("playing on ", cluster.cluster_name))
+///     net.packet_received.connect(_on_packet)
+///     net.login("ann", "")
+///
+/// func _on_packet(command: int, data: PackedByteArray, reliable: bool):
+///     print(command, " ", SustenetClient.decode_var(data))
+/// [/codeblock]
+#[derive(GodotClass)]
+#[class(base=Node)]
+pub struct SustenetClient {
+    /// The master's host name or IP address.
+    #[export]
+    master_address: GString,
+    /// The master's TCP port; 0 means the default, 6256.
+    #[export]
+    master_port: i64,
+    /// The master's public key in base64, as printed by [code]sustenet up[/code]
+    /// or [code]sustenet keygen --master[/code]. Required.
+    #[export]
+    master_public_key: GString,
+    /// The user name [member auto_join] logs in with.
+    #[export]
+    username: GString,
+    /// When true, the node logs in as [member username] when it enters the
+    /// tree and joins the best cluster as soon as the login succeeds.
+    #[export]
+    auto_join: bool,
+    /// Most events turned into signals in one frame.
+    #[export]
+    events_per_frame: i64,
+    /// Most microseconds spent turning events into signals in one frame.
+    #[export]
+    frame_budget_usec: i64,
+    client: Option<(Client, flume::Receiver<ClientEvent>)>,
+    client_id: i64,
+    cluster: Option<Gd<SustenetClusterInfo>>,
+    joining_after_login: bool,
+    drain: DrainStats,
+    base: Base<Node>,
+}
+
+#[godot_api]
+impl INode for SustenetClient {
+    fn init(base: Base<Node>) -> Self {
+        Self {
+            master_address: "127.0.0.1".into(),
+            master_port: i64::from(DEFAULT_MASTER_PORT),
+            master_public_key: GString::new(),
+            username: "player".into(),
+            auto_join: false,
+            events_per_frame: 2048,
+            frame_budget_usec: 4000,
+            client: None,
+            client_id: 0,
+            cluster: None,
+            joining_after_login: false,
+            drain: DrainStats {
+                last_usec: 0,
+                max_usec: 0,
+                total: 0,
+            },
+            base,
+        }
+    }
+
+    fn ready(&mut self) {
+        if self.auto_join {
+            self.joining_after_login = true;
+            let name = self.username.to_string();
+            let _ = self.login(name.as_str().into(), GString::new());
+        }
+    }
+
+    fn process(&mut self, _delta: f64) {
+        flush_logs();
+        self.drain_events();
+    }
+
+    fn exit_tree(&mut self) {
+        if let Some((c, _)) = self.client.take() {
+            let _ = c.disconnect();
+        }
+    }
+}
+
+#[godot_api]
+impl SustenetClient {
+    /// The peer closed the connection on purpose.
+    #[constant]
+    const REASON_REQUESTED: i64 = 1;
+    /// The server's game logic kicked the player.
+    #[constant]
+    const REASON_KICKED: i64 = 2;
+    /// The peer stopped responding.
+    #[constant]
+    const REASON_TIMEOUT: i64 = 3;
+    /// The server is shutting down.
+    #[constant]
+    const REASON_SERVER_SHUTDOWN: i64 = 4;
+    /// The server or cluster is full.
+    #[constant]
+    const REASON_SERVER_FULL: i64 = 5;
+    /// Malformed or unexpected data.
+    #[constant]
+    const REASON_PROTOCOL_VIOLATION: i64 = 6;
+    /// Authentication failed.
+    #[constant]
+    const REASON_AUTH_FAILED: i64 = 7;
+    /// The two sides speak different protocol versions.
+    #[constant]
+    const REASON_VERSION_MISMATCH: i64 = 8;
+    /// Too slow to keep up with the data sent to it.
+    #[constant]
+    const REASON_SEND_QUEUE_FULL: i64 = 9;
+    /// The handshake did not finish in time.
+    #[constant]
+    const REASON_HANDSHAKE_TIMEOUT: i64 = 10;
+    /// The connect token is invalid.
+    #[constant]
+    const REASON_TOKEN_INVALID: i64 = 11;
+    /// The connect token expired.
+    #[constant]
+    const REASON_TOKEN_EXPIRED: i64 = 12;
+    /// The connect token was already used.
+    #[constant]
+    const REASON_TOKEN_USED: i64 = 13;
+    /// The connect token is for another cluster.
+    #[constant]
+    const REASON_TOKEN_WRONG_CLUSTER: i64 = 14;
+    /// Moved to another cluster.
+    #[constant]
+    const REASON_REDIRECTED: i64 = 15;
+    /// The connection dropped without a goodbye.
+    #[constant]
+    const REASON_CONNECTION_LOST: i64 = 16;
+    /// Too many packets failed authentication.
+    #[constant]
+    const REASON_TAMPERED: i64 = 17;
+    /// The server has too many pending handshakes.
+    #[constant]
+    const REASON_TOO_MANY_HANDSHAKES: i64 = 18;
+    /// No cluster is available.
+    #[constant]
+    const REASON_NO_CLUSTER: i64 = 19;
+    /// Largest payload of [method send_unreliable], in bytes.
+    #[constant]
+    const MAX_UNRELIABLE_PAYLOAD: i64 = MAX_UNRELIABLE_PAYLOAD as i64;
+
+    /// Connected to the master (handshake done).
+    #[signal]
+    fn connected();
+    /// The master accepted the login; [param client_id] is also the player id on clusters.
+    #[signal]
+    fn login_succeeded(client_id: i64);
+    /// The master refused the login.
+    #[signal]
+    fn login_failed(message: GString);
+    /// The cluster list, an [Array] of [SustenetClusterInfo].
+    #[signal]
+    fn clusters_received(clusters: VarArray);
+    /// Connected to a cluster and ready to play.
+    #[signal]
+    fn cluster_joined(cluster: Gd<SustenetClusterInfo>, player_id: i64);
+    /// A join was refused; [param reason] is one of the [code]REASON_*[/code] constants.
+    #[signal]
+    fn join_failed(reason: i64, message: GString);
+    /// A packet from the cluster, on the reliable channel or not.
+    #[signal]
+    fn packet_received(command: i64, data: PackedByteArray, reliable: bool);
+    /// The cluster moved this player to another cluster; [signal cluster_joined] follows.
+    #[signal]
+    fn redirected(cluster: Gd<SustenetClusterInfo>);
+    /// The cluster connection ended; [param reason] is one of the [code]REASON_*[/code] constants.
+    #[signal]
+    fn disconnected(reason: i64, message: GString);
+    /// The master connection ended before a cluster was joined.
+    #[signal]
+    fn master_disconnected(reason: i64, message: GString);
+    /// Something failed (master unreachable, wrong public key, ...); the message says what to do.
+    #[signal]
+    fn error(message: GString);
+
+    /// A description of a [code]REASON_*[/code] code, fit to show a player.
+    #[func]
+    fn reason_text(code: i64) -> GString {
+        let r = u8::try_from(code).map_or(DisconnectReason::Unknown, DisconnectReason::from_code);
+        r.description().into()
+    }
+
+    /// Turns bytes made by [method send_var] back into a value. Objects are
+    /// never decoded: the data comes from the network.
+    #[func]
+    fn decode_var(data: PackedByteArray) -> Variant {
+        godot::global::bytes_to_var(&data)
+    }
+
+    /// Connects to the master. [method login] does this on its own.
+    #[func]
+    fn connect_to_master(&mut self) -> GdError {
+        match self.ensure_client() {
+            Ok(c) => push(c.connect()),
+            Err(e) => e,
+        }
+    }
+
+    /// Logs in (connecting first if needed). Answered by [signal login_succeeded] or [signal login_failed].
+    #[func]
+    fn login(&mut self, username: GString, secret: GString) -> GdError {
+        let (u, s) = (username.to_string(), secret.to_string());
+        if u.is_empty() {
+            return fail(
+                GdError::ERR_INVALID_PARAMETER,
+                "SustenetClient.login: the user name is empty",
+            );
+        }
+        match self.ensure_client() {
+            Ok(c) => push(c.login(u, s.into_bytes())),
+            Err(e) => e,
+        }
+    }
+
+    /// Asks for the cluster list; answered by [signal clusters_received].
+    #[func]
+    fn request_clusters(&mut self) -> GdError {
+        match self.ensure_client() {
+            Ok(c) => push(c.list_clusters()),
+            Err(e) => e,
+        }
+    }
+
+    /// Joins the cluster with this id; answered by [signal cluster_joined] or [signal join_failed].
+    #[func]
+    fn join_cluster(&mut self, cluster_id: i64) -> GdError {
+        let Some(id) = id_from_gd(cluster_id) else {
+            return fail(
+                GdError::ERR_INVALID_PARAMETER,
+                "SustenetClient.join_cluster: the cluster id is negative",
+            );
+        };
+        match self.ensure_client() {
+            Ok(c) => push(c.join(JoinTarget::Id(id))),
+            Err(e) => e,
+        }
+    }
+
+    /// Joins the cluster the master picks (the least loaded one that is not full).
+    #[func]
+    fn join_best_cluster(&mut self) -> GdError {
+        match self.ensure_client() {
+            Ok(c) => push(c.join(JoinTarget::Auto)),
+            Err(e) => e,
+        }
+    }
+
+    /// Sends bytes to the cluster, reliably and in order.
+    #[func]
+    fn send(&self, command: i64, data: PackedByteArray) -> GdError {
+        self.send_bytes(command, data.to_vec(), true)
+    }
+
+    /// Sends bytes to the cluster without delivery guarantee (newer packets
+    /// replace older ones). At most [constant MAX_UNRELIABLE_PAYLOAD] bytes.
+    #[func]
+    fn send_unreliable(&self, command: i64, data: PackedByteArray) -> GdError {
+        self.send_bytes(command, data.to_vec(), false)
+    }
+
+    /// Sends any value (through [method @GlobalScope.var_to_bytes], without objects), reliably.
+    #[func]
+    fn send_var(&self, command: i64, value: Variant) -> GdError {
+        self.send_bytes(command, godot::global::var_to_bytes(&value).to_vec(), true)
+    }
+
+    /// Sends any value without delivery guarantee.
+    #[func]
+    fn send_var_unreliable(&self, command: i64, value: Variant) -> GdError {
+        self.send_bytes(command, godot::global::var_to_bytes(&value).to_vec(), false)
+    }
+
+    /// Leaves the cluster; the login is kept.
+    #[func]
+    fn leave(&mut self) -> GdError {
+        match &self.client {
+            Some((c, _)) => push(c.leave()),
+            None => GdError::OK,
+        }
+    }
+
+    /// Closes every connection.
+    #[func]
+    fn disconnect_from_server(&mut self) -> GdError {
+        self.cluster = None;
+        match &self.client {
+            Some((c, _)) => push(c.disconnect()),
+            None => GdError::OK,
+        }
+    }
+
+    /// The client id from the last login (0 before).
+    #[func]
+    fn get_client_id(&self) -> i64 {
+        self.client_id
+    }
+
+    /// Whether a cluster connection is up.
+    #[func]
+    fn is_in_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// The cluster this client is on, or null.
+    #[func]
+    fn get_cluster(&self) -> Option<Gd<SustenetClusterInfo>> {
+        self.cluster.clone()
+    }
+
+    /// Last measured round trip on the reliable channel, in milliseconds (0 before the first).
+    #[func]
+    fn get_reliable_rtt_ms(&self) -> f64 {
+        self.client
+            .as_ref()
+            .map_or(0.0, |(c, _)| c.rtt().reliable().as_secs_f64() * 1000.0)
+    }
+
+    /// Last measured round trip on the unreliable channel, in milliseconds (0 before the first).
+    #[func]
+    fn get_unreliable_rtt_ms(&self) -> f64 {
+        self.client
+            .as_ref()
+            .map_or(0.0, |(c, _)| c.rtt().unreliable().as_secs_f64() * 1000.0)
+    }
+
+    /// Microseconds spent turning events into signals in the last frame.
+    #[func]
+    fn get_last_drain_usec(&self) -> i64 {
+        self.drain.last_usec
+    }
+
+    /// The most microseconds spent draining in any one frame so far.
+    #[func]
+    fn get_max_drain_usec(&self) -> i64 {
+        self.drain.max_usec
+    }
+
+    /// Events turned into signals so far.
+    #[func]
+    fn get_events_drained(&self) -> i64 {
+        self.drain.total
+    }
+}
+
+fn push(r: Result<(), ClientError>) -> GdError {
+    match r {
+        Ok(()) => GdError::OK,
+        Err(e @ ClientError::TooLarge { .. }) => fail(
+            GdError::ERR_INVALID_PARAMETER,
+            format!("SustenetClient: {e}"),
+        ),
+        Err(e) => fail(GdError::ERR_BUSY, format!("SustenetClient: {e}")),
+    }
+}
+
+impl SustenetClient {
+    fn ensure_client(&mut self) -> Result<&Client, GdError> {
+        if self.client.is_none() {
+            let key = self.master_public_key.to_string();
+            if key.trim().is_empty() {
+                return Err(fail(
+                    GdError::ERR_UNCONFIGURED,
+                    "SustenetClient: master_public_key is empty; set it to the master's public key (printed by `sustenet up`)",
+                ));
+            }
+            let key = PublicKey::from_base64(&key).map_err(|e| {
+                fail(
+                    GdError::ERR_INVALID_PARAMETER,
+                    format!("SustenetClient: master_public_key is not a valid public key ({e}); copy it from `sustenet up`"),
+                )
+            })?;
+            let Some(port) = port_from_gd(self.master_port, DEFAULT_MASTER_PORT) else {
+                return Err(fail(
+                    GdError::ERR_INVALID_PARAMETER,
+                    format!(
+                        "SustenetClient: master_port {} is not a port (0..65535)",
+                        self.master_port
+                    ),
+                ));
+            };
+            let handle = runtime::handle()
+                .map_err(|e| fail(GdError::ERR_CANT_CREATE, format!("SustenetClient: {e}")))?;
+            let addr = format!("{}:{port}", self.master_address);
+            self.client = Some(Client::spawn(&handle, ClientConfig::new(addr, key)));
+        }
+        match &self.client {
+            Some((c, _)) => Ok(c),
+            None => Err(GdError::ERR_BUG),
+        }
+    }
+
+    fn send_bytes(&self, command: i64, data: Vec<u8>, reliable: bool) -> GdError {
+        let Some(command) = command_from_gd(command) else {
+            return fail(
+                GdError::ERR_INVALID_PARAMETER,
+                format!("SustenetClient: command {command} is out of range (0..65535)"),
+            );
+        };
+        let Some((c, _)) = &self.client else {
+            return fail(
+                GdError::ERR_UNCONFIGURED,
+                "SustenetClient: not connected; log in and join a cluster first",
+            );
+        };
+        if self.cluster.is_none() {
+            return fail(
+                GdError::ERR_UNCONFIGURED,
+                "SustenetClient: not in a cluster; wait for cluster_joined",
+            );
+        }
+        if reliable {
+            push(c.send(command, data))
+        } else {
+            push(c.send_unreliable(command, data))
+        }
+    }
+
+    fn drain_events(&mut self) {
+        let Some((_, rx)) = &self.client else { return };
+        let rx = rx.clone();
+        let start = Instant::now();
+        let max_events = usize::try_from(self.events_per_frame.max(1)).unwrap_or(usize::MAX);
+        let budget = u128::try_from(self.frame_budget_usec.max(1)).unwrap_or(u128::MAX);
+        let mut n = 0usize;
+        while n < max_events && start.elapsed().as_micros() < budget {
+            let Ok(ev) = rx.try_recv() else { break };
+            n += 1;
+            self.handle(ev);
+        }
+        let used = i64::try_from(start.elapsed().as_micros()).unwrap_or(i64::MAX);
+        self.drain.last_usec = used;
+        self.drain.max_usec = self.drain.max_usec.max(used);
+        self.drain.total += i64::try_from(n).unwrap_or(0);
+    }
+
+    fn handle(&mut self, ev: ClientEvent) {
+        match ev {
+            ClientEvent::MasterConnected => self.signals().connected().emit(),
+            ClientEvent::LoginSucceeded { client_id } => {
+                self.client_id = id_to_gd(client_id);
+                self.signals().login_succeeded().emit(id_to_gd(client_id));
+                if std::mem::take(&mut self.joining_after_login) {
+                    let _ = self.join_best_cluster();
+                }
+            }
+            ClientEvent::LoginFailed { message } => {
+                self.joining_after_login = false;
+                self.signals().login_failed().emit(message.as_str());
+            }
+            ClientEvent::Clusters(list) => {
+                let mut arr = VarArray::new();
+                for c in &list {
+                    arr.push(&SustenetClusterInfo::from_info(c).to_variant());
+                }
+                self.signals().clusters_received().emit(&arr);
+            }
+            ClientEvent::JoinFailed { reason, message } => {
+                self.signals()
+                    .join_failed()
+                    .emit(i64::from(reason.code()), message.as_str());
+            }
+            ClientEvent::Joined { cluster, player_id } => {
+                let info = SustenetClusterInfo::from_info(&cluster);
+                self.cluster = Some(info.clone());
+                self.client_id = id_to_gd(player_id);
+                self.signals()
+                    .cluster_joined()
+                    .emit(&info, id_to_gd(player_id));
+            }
+            ClientEvent::Packet {
+                command,
+                payload,
+                reliable,
+            } => {
+                let data = PackedByteArray::from(payload.as_slice());
+                self.signals()
+                    .packet_received()
+                    .emit(i64::from(command), &data, reliable);
+            }
+            ClientEvent::Redirected { cluster } => {
+                let info = SustenetClusterInfo::from_info(&cluster);
+                self.cluster = Some(info.clone());
+                self.signals().redirected().emit(&info);
+            }
+            ClientEvent::Disconnected { reason, message } => {
+                self.cluster = None;
+                self.signals()
+                    .disconnected()
+                    .emit(i64::from(reason.code()), message.as_str());
+            }
+            ClientEvent::MasterDisconnected { reason, message } => {
+                self.signals()
+                    .master_disconnected()
+                    .emit(i64::from(reason.code()), message.as_str());
+            }
+            ClientEvent::Error(e) => {
+                let text = e.to_string();
+                godot_warn!("SustenetClient: {text}");
+                self.signals().error().emit(text.as_str());
+            }
+        }
+    }
+}

@@ -1,0 +1,577 @@
+//! `SustenetCluster`: a full Sustenet cluster inside Godot.
+
+use std::time::Instant;
+
+use godot::classes::{INode, Node};
+use godot::global::Error as GdError;
+use godot::prelude::*;
+use rand::RngCore;
+use sustenet_proto::{DEFAULT_CLUSTER_PORT, DEFAULT_MASTER_PORT, DisconnectReason};
+use sustenet_server::cluster::{self, ClusterConfig, ClusterHandle, MasterLinkStatus};
+use sustenet_server::{Channel, Context, PlayerId, Plugin, SendError, keys};
+use tokio::sync::oneshot;
+
+use crate::{
+    DrainStats, command_from_gd, fail, flush_logs, globalize, id_from_gd, id_to_gd, port_from_gd,
+    runtime,
+};
+
+/// Most events waiting for the node; past that, events are dropped and counted.
+const EVENT_QUEUE: usize = 1 << 18;
+
+enum NodeEvent {
+    Connected(PlayerId, Vec<u8>),
+    Disconnected(PlayerId, DisconnectReason),
+    Packet(PlayerId, u16, Vec<u8>, bool),
+    Registered(u64),
+    MasterLost(String),
+    Stopped(Option<String>),
+}
+
+/// The plugin that hands every cluster event to the node.
+struct Forward {
+    tx: flume::Sender<NodeEvent>,
+    dropped: u64,
+}
+
+impl Forward {
+    fn send(&mut self, ev: NodeEvent) {
+        if self.tx.try_send(ev).is_err() {
+            self.dropped += 1;
+            if self.dropped.is_power_of_two() {
+                tracing::error!(
+                    dropped = self.dropped,
+                    "the game is not draining SustenetCluster events (is the node paused or the frame stuck?)"
+                );
+            }
+        }
+    }
+}
+
+impl Plugin for Forward {
+    fn on_connect(&mut self, _ctx: &mut Context<'_>, player: PlayerId, user_data: &[u8]) {
+        self.send(NodeEvent::Connected(player, user_data.to_vec()));
+    }
+    fn on_packet(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        player: PlayerId,
+        command: u16,
+        payload: &[u8],
+        channel: Channel,
+    ) {
+        self.send(NodeEvent::Packet(
+            player,
+            command,
+            payload.to_vec(),
+            channel == Channel::Reliable,
+        ));
+    }
+    fn on_disconnect(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        player: PlayerId,
+        reason: DisconnectReason,
+    ) {
+        self.send(NodeEvent::Disconnected(player, reason));
+    }
+    fn on_master(&mut self, _ctx: &mut Context<'_>, status: &MasterLinkStatus) {
+        self.send(match status {
+            MasterLinkStatus::Registered { cluster_id } => NodeEvent::Registered(*cluster_id),
+            MasterLinkStatus::Lost { message } => NodeEvent::MasterLost(message.clone()),
+        });
+    }
+}
+
+struct Running {
+    handle: ClusterHandle,
+    events: flume::Receiver<NodeEvent>,
+    stop: Option<oneshot::Sender<()>>,
+    tcp_port: u16,
+    udp_port: u16,
+    cluster_id: u64,
+}
+
+/// Runs a Sustenet cluster inside Godot: players who hold a ticket from the
+/// master connect here, and your GDScript handles them through signals and
+/// methods. Export the project as a headless dedicated server to run it in
+/// production; the node registers with the master using its cluster key.
+///
+/// [codeblock]
+/// @onready var cluster: SustenetCluster = $SustenetCluster
+///
+/// func _ready():
+///     cluster.player_connected.connect(func(id, data): print("hello ", data.get_string_from_utf8()))
+///     cluster.packet_received.connect(_on_packet)
+///     cluster.start()
+///
+/// func _on_packet(player_id: int, command: int, data: PackedByteArray, reliable: bool):
+///     cluster.broadcast_except(player_id, command, data, reliable)
+/// [/codeblock]
+#[derive(GodotClass)]
+#[class(base=Node)]
+pub struct SustenetCluster {
+    /// The name players see in the cluster list.
+    #[export]
+    server_name: GString,
+    /// The local address to listen on.
+    #[export]
+    bind_address: GString,
+    /// TCP and UDP port; 0 means the default, 6257.
+    #[export]
+    port: i64,
+    /// UDP port; 0 means the same as [member port].
+    #[export]
+    udp_port: i64,
+    /// The address players are told to connect to.
+    #[export]
+    public_address: GString,
+    /// The master's host name or IP address.
+    #[export]
+    master_address: GString,
+    /// The master's port; 0 means the default, 6256.
+    #[export]
+    master_port: i64,
+    /// The name the master knows this cluster's key by.
+    #[export]
+    key_name: GString,
+    /// The key file (base64, made by [code]sustenet keygen[/code]). Empty means
+    /// [code]keys/<key_name>[/code] in the working folder; [code]res://[/code] and
+    /// [code]user://[/code] paths work too. Keep keys out of exported packs.
+    #[export]
+    key_path: GString,
+    /// Most players at once; 0 means no limit.
+    #[export]
+    max_connections: i64,
+    /// Start when the node enters the tree.
+    #[export]
+    autostart: bool,
+    /// Most events turned into signals in one frame.
+    #[export]
+    events_per_frame: i64,
+    /// Most microseconds spent turning events into signals in one frame.
+    #[export]
+    frame_budget_usec: i64,
+    running: Option<Running>,
+    players: std::collections::HashSet<u64>,
+    drain: DrainStats,
+    base: Base<Node>,
+}
+
+#[godot_api]
+impl INode for SustenetCluster {
+    fn init(base: Base<Node>) -> Self {
+        Self {
+            server_name: "Godot Cluster".into(),
+            bind_address: "0.0.0.0".into(),
+            port: 0,
+            udp_port: 0,
+            public_address: "127.0.0.1".into(),
+            master_address: "127.0.0.1".into(),
+            master_port: 0,
+            key_name: "cluster_key".into(),
+            key_path: GString::new(),
+            max_connections: 0,
+            autostart: false,
+            events_per_frame: 2048,
+            frame_budget_usec: 4000,
+            running: None,
+            players: Default::default(),
+            drain: DrainStats {
+                last_usec: 0,
+                max_usec: 0,
+                total: 0,
+            },
+            base,
+        }
+    }
+
+    fn ready(&mut self) {
+        if self.autostart {
+            let _ = self.start();
+        }
+    }
+
+    fn process(&mut self, _delta: f64) {
+        flush_logs();
+        self.drain_events();
+    }
+
+    fn exit_tree(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+#[godot_api]
+impl SustenetCluster {
+    /// The cluster is listening on these ports.
+    #[signal]
+    fn started(tcp_port: i64, udp_port: i64);
+    /// The cluster stopped.
+    #[signal]
+    fn stopped();
+    /// Registered (again) with the master under [param cluster_id].
+    #[signal]
+    fn registered(cluster_id: i64);
+    /// The master is unreachable; players stay connected and the cluster keeps trying.
+    #[signal]
+    fn master_lost(message: GString);
+    /// A player joined; [param data] is what the master attached (the login name by default).
+    #[signal]
+    fn player_connected(player_id: i64, data: PackedByteArray);
+    /// A player left; [param reason] is one of the [code]SustenetClient.REASON_*[/code] constants.
+    #[signal]
+    fn player_disconnected(player_id: i64, reason: i64);
+    /// A packet from a player.
+    #[signal]
+    fn packet_received(player_id: i64, command: i64, data: PackedByteArray, reliable: bool);
+
+    /// Starts the cluster: binds its TCP and UDP ports now (errors are returned
+    /// right away), then registers with the master in the background.
+    #[func]
+    fn start(&mut self) -> GdError {
+        if self.running.is_some() {
+            return fail(
+                GdError::ERR_ALREADY_IN_USE,
+                "SustenetCluster.start: already running",
+            );
+        }
+        let Some(port) = port_from_gd(self.port, DEFAULT_CLUSTER_PORT) else {
+            return fail(
+                GdError::ERR_INVALID_PARAMETER,
+                format!("SustenetCluster: port {} is not a port", self.port),
+            );
+        };
+        let Some(udp_port) = port_from_gd(self.udp_port, port) else {
+            return fail(
+                GdError::ERR_INVALID_PARAMETER,
+                format!("SustenetCluster: udp_port {} is not a port", self.udp_port),
+            );
+        };
+        let Some(master_port) = port_from_gd(self.master_port, DEFAULT_MASTER_PORT) else {
+            return fail(
+                GdError::ERR_INVALID_PARAMETER,
+                format!(
+                    "SustenetCluster: master_port {} is not a port",
+                    self.master_port
+                ),
+            );
+        };
+        let key_name = self.key_name.to_string();
+        let path = if self.key_path.is_empty() {
+            keys::cluster_key_path(std::path::Path::new("keys"), &key_name)
+        } else {
+            globalize(&self.key_path.to_string()).into()
+        };
+        let key = match keys::load_key(&path) {
+            Ok(k) => k,
+            Err(e) => {
+                return fail(
+                    GdError::ERR_FILE_CANT_OPEN,
+                    format!(
+                        "SustenetCluster: {e}; create it with `sustenet keygen --name {key_name}` and give the master the same file"
+                    ),
+                );
+            }
+        };
+        let handle = match runtime::handle() {
+            Ok(h) => h,
+            Err(e) => return fail(GdError::ERR_CANT_CREATE, format!("SustenetCluster: {e}")),
+        };
+        let bind = self.bind_address.to_string();
+        let (tcp, udp) = match bind_sockets(&handle, &bind, port, udp_port) {
+            Ok(s) => s,
+            Err(e) => return fail(GdError::ERR_ALREADY_IN_USE, format!("SustenetCluster: {e}")),
+        };
+        let (tcp_port, udp_port) = match (tcp.local_addr(), udp.local_addr()) {
+            (Ok(t), Ok(u)) => (t.port(), u.port()),
+            _ => {
+                return fail(
+                    GdError::ERR_CANT_CREATE,
+                    "SustenetCluster: cannot read the bound ports",
+                );
+            }
+        };
+        let cluster_id = rand::rng().next_u64() >> 1;
+        let config = ClusterConfig {
+            name: self.server_name.to_string(),
+            public_address: self.public_address.to_string(),
+            max_connections: u32::try_from(self.max_connections.max(0)).unwrap_or(u32::MAX),
+            master_addr: format!("{}:{master_port}", self.master_address),
+            key_name,
+            cluster_id: Some(cluster_id),
+            ..ClusterConfig::default()
+        };
+        let (tx, rx) = flume::bounded(EVENT_QUEUE);
+        let (cmd_handle, commands) = cluster::command_channel(EVENT_QUEUE);
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let done = tx.clone();
+        handle.spawn(async move {
+            let plugin = Forward { tx, dropped: 0 };
+            let r = cluster::run_with_handle(tcp, udp, config, key, plugin, commands, async {
+                let _ = stop_rx.await;
+            })
+            .await;
+            let _ = done.try_send(NodeEvent::Stopped(r.err().map(|e| e.to_string())));
+        });
+        self.running = Some(Running {
+            handle: cmd_handle,
+            events: rx,
+            stop: Some(stop_tx),
+            tcp_port,
+            udp_port,
+            cluster_id,
+        });
+        self.signals()
+            .started()
+            .emit(i64::from(tcp_port), i64::from(udp_port));
+        GdError::OK
+    }
+
+    /// Stops the cluster; players are told the server is shutting down.
+    #[func]
+    fn stop(&mut self) -> GdError {
+        if let Some(mut r) = self.running.take() {
+            if let Some(s) = r.stop.take() {
+                let _ = s.send(());
+            }
+            self.players.clear();
+            self.signals().stopped().emit();
+        }
+        GdError::OK
+    }
+
+    /// Whether the cluster is running.
+    #[func]
+    fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// The TCP port it listens on (0 when stopped).
+    #[func]
+    fn get_bound_tcp_port(&self) -> i64 {
+        self.running.as_ref().map_or(0, |r| i64::from(r.tcp_port))
+    }
+
+    /// The UDP port it listens on (0 when stopped).
+    #[func]
+    fn get_bound_udp_port(&self) -> i64 {
+        self.running.as_ref().map_or(0, |r| i64::from(r.udp_port))
+    }
+
+    /// This cluster's id in the master's list (0 when stopped).
+    #[func]
+    fn get_cluster_id(&self) -> i64 {
+        self.running.as_ref().map_or(0, |r| id_to_gd(r.cluster_id))
+    }
+
+    /// Sends bytes to one player, reliably and in order.
+    #[func]
+    fn send_to(&self, player_id: i64, command: i64, data: PackedByteArray) -> GdError {
+        self.send_one(player_id, command, data.to_vec(), true)
+    }
+
+    /// Sends bytes to one player without delivery guarantee (at most
+    /// [constant SustenetClient.MAX_UNRELIABLE_PAYLOAD] bytes).
+    #[func]
+    fn send_unreliable_to(&self, player_id: i64, command: i64, data: PackedByteArray) -> GdError {
+        self.send_one(player_id, command, data.to_vec(), false)
+    }
+
+    /// Sends any value (through var_to_bytes, without objects) to one player, reliably.
+    #[func]
+    fn send_var_to(&self, player_id: i64, command: i64, value: Variant) -> GdError {
+        self.send_one(
+            player_id,
+            command,
+            godot::global::var_to_bytes(&value).to_vec(),
+            true,
+        )
+    }
+
+    /// Sends bytes to every player, reliably.
+    #[func]
+    fn broadcast(&self, command: i64, data: PackedByteArray) -> GdError {
+        self.send_all(None, command, data.to_vec(), true)
+    }
+
+    /// Sends bytes to every player without delivery guarantee.
+    #[func]
+    fn broadcast_unreliable(&self, command: i64, data: PackedByteArray) -> GdError {
+        self.send_all(None, command, data.to_vec(), false)
+    }
+
+    /// Sends bytes to every player but one.
+    #[func]
+    fn broadcast_except(
+        &self,
+        except_player_id: i64,
+        command: i64,
+        data: PackedByteArray,
+        reliable: bool,
+    ) -> GdError {
+        self.send_all(
+            id_from_gd(except_player_id),
+            command,
+            data.to_vec(),
+            reliable,
+        )
+    }
+
+    /// Disconnects a player with [constant SustenetClient.REASON_KICKED] and a message it receives.
+    #[func]
+    fn kick(&self, player_id: i64, message: GString) -> GdError {
+        let (Some(r), Some(id)) = (&self.running, id_from_gd(player_id)) else {
+            return fail(
+                GdError::ERR_UNCONFIGURED,
+                "SustenetCluster.kick: not running, or a negative player id",
+            );
+        };
+        result(r.handle.kick(id, message.to_string()))
+    }
+
+    /// How many players are connected.
+    #[func]
+    fn get_player_count(&self) -> i64 {
+        i64::try_from(self.players.len()).unwrap_or(i64::MAX)
+    }
+
+    /// The connected players' ids.
+    #[func]
+    fn get_players(&self) -> PackedInt64Array {
+        self.players.iter().map(|id| id_to_gd(*id)).collect()
+    }
+
+    /// Microseconds spent turning events into signals in the last frame.
+    #[func]
+    fn get_last_drain_usec(&self) -> i64 {
+        self.drain.last_usec
+    }
+
+    /// The most microseconds spent draining in any one frame so far.
+    #[func]
+    fn get_max_drain_usec(&self) -> i64 {
+        self.drain.max_usec
+    }
+}
+
+fn result(r: Result<(), SendError>) -> GdError {
+    match r {
+        Ok(()) => GdError::OK,
+        Err(e @ SendError::TooLarge { .. }) => fail(
+            GdError::ERR_INVALID_PARAMETER,
+            format!("SustenetCluster: {e}"),
+        ),
+        Err(e) => fail(GdError::ERR_BUSY, format!("SustenetCluster: {e}")),
+    }
+}
+
+fn bind_sockets(
+    handle: &tokio::runtime::Handle,
+    bind: &str,
+    port: u16,
+    udp_port: u16,
+) -> Result<(tokio::net::TcpListener, tokio::net::UdpSocket), String> {
+    let tcp = std::net::TcpListener::bind((bind, port))
+        .map_err(|e| format!("cannot listen on TCP {bind}:{port}: {e}"))?;
+    let udp = std::net::UdpSocket::bind((bind, udp_port))
+        .map_err(|e| format!("cannot bind UDP {bind}:{udp_port}: {e}"))?;
+    tcp.set_nonblocking(true).map_err(|e| e.to_string())?;
+    udp.set_nonblocking(true).map_err(|e| e.to_string())?;
+    // Registering with tokio needs its reactor: enter the runtime for it.
+    let _guard = handle.enter();
+    let tcp = tokio::net::TcpListener::from_std(tcp).map_err(|e| e.to_string())?;
+    let udp = tokio::net::UdpSocket::from_std(udp).map_err(|e| e.to_string())?;
+    Ok((tcp, udp))
+}
+
+impl SustenetCluster {
+    fn send_one(&self, player_id: i64, command: i64, data: Vec<u8>, reliable: bool) -> GdError {
+        let Some(r) = &self.running else {
+            return fail(
+                GdError::ERR_UNCONFIGURED,
+                "SustenetCluster: not running; call start() first",
+            );
+        };
+        let (Some(id), Some(cmd)) = (id_from_gd(player_id), command_from_gd(command)) else {
+            return fail(
+                GdError::ERR_INVALID_PARAMETER,
+                format!("SustenetCluster: player {player_id} or command {command} is out of range"),
+            );
+        };
+        result(r.handle.send(id, cmd, data, reliable))
+    }
+
+    fn send_all(
+        &self,
+        except: Option<u64>,
+        command: i64,
+        data: Vec<u8>,
+        reliable: bool,
+    ) -> GdError {
+        let Some(r) = &self.running else {
+            return fail(
+                GdError::ERR_UNCONFIGURED,
+                "SustenetCluster: not running; call start() first",
+            );
+        };
+        let Some(cmd) = command_from_gd(command) else {
+            return fail(
+                GdError::ERR_INVALID_PARAMETER,
+                format!("SustenetCluster: command {command} is out of range"),
+            );
+        };
+        result(r.handle.broadcast(cmd, data, reliable, except))
+    }
+
+    fn drain_events(&mut self) {
+        let Some(r) = &self.running else { return };
+        let rx = r.events.clone();
+        let start = Instant::now();
+        let max_events = usize::try_from(self.events_per_frame.max(1)).unwrap_or(usize::MAX);
+        let budget = u128::try_from(self.frame_budget_usec.max(1)).unwrap_or(u128::MAX);
+        let mut n = 0usize;
+        while n < max_events && start.elapsed().as_micros() < budget {
+            let Ok(ev) = rx.try_recv() else { break };
+            n += 1;
+            match ev {
+                NodeEvent::Connected(id, data) => {
+                    self.players.insert(id);
+                    let data = PackedByteArray::from(data.as_slice());
+                    self.signals().player_connected().emit(id_to_gd(id), &data);
+                }
+                NodeEvent::Disconnected(id, reason) => {
+                    self.players.remove(&id);
+                    self.signals()
+                        .player_disconnected()
+                        .emit(id_to_gd(id), i64::from(reason.code()));
+                }
+                NodeEvent::Packet(id, command, payload, reliable) => {
+                    let data = PackedByteArray::from(payload.as_slice());
+                    self.signals().packet_received().emit(
+                        id_to_gd(id),
+                        i64::from(command),
+                        &data,
+                        reliable,
+                    );
+                }
+                NodeEvent::Registered(id) => self.signals().registered().emit(id_to_gd(id)),
+                NodeEvent::MasterLost(m) => self.signals().master_lost().emit(m.as_str()),
+                NodeEvent::Stopped(err) => {
+                    if let Some(e) = err {
+                        godot_error!("SustenetCluster stopped: {e}");
+                    }
+                    if self.running.take().is_some() {
+                        self.players.clear();
+                        self.signals().stopped().emit();
+                    }
+                    break;
+                }
+            }
+        }
+        let used = i64::try_from(start.elapsed().as_micros()).unwrap_or(i64::MAX);
+        self.drain.last_usec = used;
+        self.drain.max_usec = self.drain.max_usec.max(used);
+        self.drain.total += i64::try_from(n).unwrap_or(0);
+    }
+}

@@ -1,0 +1,95 @@
+//! The Sustenet GDExtension: Godot nodes over the Sustenet crates.
+//!
+//! [`client::SustenetClient`] wraps the client driver, [`cluster::SustenetCluster`]
+//! runs a full cluster inside Godot (the game's GDScript handles players and
+//! packets), and [`master::SustenetMaster`] runs a master. This crate is thin on
+//! purpose: every protocol and network decision lives in the crates below; here
+//! are only Godot classes, conversions, and the per-frame draining of events.
+
+use godot::prelude::*;
+
+mod client;
+mod cluster;
+mod master;
+mod runtime;
+
+/// The extension's entry point. gdext's entry trait is `unsafe` by design;
+/// this module is the only place the crate allows it.
+mod entry {
+    #![allow(unsafe_code)]
+
+    use godot::prelude::*;
+
+    struct SustenetExtension;
+
+    #[gdextension]
+    unsafe impl ExtensionLibrary for SustenetExtension {
+        fn on_stage_deinit(stage: InitStage) {
+            // Runs after Godot's own teardown checks; touches no Godot object.
+            if stage == InitStage::Scene {
+                super::runtime::shutdown();
+            }
+        }
+    }
+}
+
+/// Prints waiting Rust log lines to Godot's output (info → print,
+/// warn → push_warning, error → push_error). Called by every node each frame.
+pub(crate) fn flush_logs() {
+    for (sev, line) in runtime::take_logs(256) {
+        match sev {
+            runtime::Severity::Info => godot_print!("{line}"),
+            runtime::Severity::Warn => godot_warn!("{line}"),
+            runtime::Severity::Error => godot_error!("{line}"),
+        }
+    }
+}
+
+/// Reports a failed call: pushes `message` as an error and returns `code`.
+pub(crate) fn fail(code: godot::global::Error, message: impl AsRef<str>) -> godot::global::Error {
+    godot_error!("{}", message.as_ref());
+    code
+}
+
+/// Ids travel as u64 and stay below 2^63, so GDScript sees them positive.
+pub(crate) fn id_to_gd(id: u64) -> i64 {
+    i64::try_from(id).unwrap_or(i64::MAX)
+}
+
+/// A GDScript int as an id; negative values are no id at all.
+pub(crate) fn id_from_gd(id: i64) -> Option<u64> {
+    u64::try_from(id).ok()
+}
+
+/// A GDScript int as a command number.
+pub(crate) fn command_from_gd(command: i64) -> Option<u16> {
+    u16::try_from(command).ok()
+}
+
+/// A port property: 0 means `default`; out of range is an error.
+pub(crate) fn port_from_gd(port: i64, default: u16) -> Option<u16> {
+    match u16::try_from(port) {
+        Ok(0) => Some(default),
+        Ok(p) => Some(p),
+        Err(_) => None,
+    }
+}
+
+/// Turns a `res://` or `user://` path into a file system path.
+pub(crate) fn globalize(path: &str) -> String {
+    if path.starts_with("res://") || path.starts_with("user://") {
+        godot::classes::ProjectSettings::singleton()
+            .globalize_path(path)
+            .to_string()
+    } else {
+        path.to_owned()
+    }
+}
+
+/// How long draining events may take in one frame, and how many.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DrainStats {
+    pub last_usec: i64,
+    pub max_usec: i64,
+    pub total: i64,
+}
