@@ -16,10 +16,14 @@ pub enum LogFormat {
 /// Installs the global subscriber. `level` (a flag) wins over RUST_LOG.
 pub fn init(format: LogFormat, level: Option<&str>) -> anyhow::Result<()> {
     let filter = match level {
-        Some(l) => EnvFilter::try_new(l).map_err(|e| anyhow::anyhow!("bad --log-level '{l}': {e}"))?,
+        Some(l) => {
+            EnvFilter::try_new(l).map_err(|e| anyhow::anyhow!("bad --log-level '{l}': {e}"))?
+        }
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

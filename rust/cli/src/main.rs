@@ -110,10 +110,17 @@ fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {
         let kp = sustenet_server::keys::create_master_keypair(&args.dir, args.force)?;
         println!(
             "master keypair written to {} (private, mode 0600) and {}",
-            args.dir.join(sustenet_server::keys::MASTER_KEY_FILE).display(),
-            args.dir.join(sustenet_server::keys::MASTER_PUB_FILE).display()
+            args.dir
+                .join(sustenet_server::keys::MASTER_KEY_FILE)
+                .display(),
+            args.dir
+                .join(sustenet_server::keys::MASTER_PUB_FILE)
+                .display()
         );
-        println!("master public key (give this to clients): {}", kp.public().to_base64());
+        println!(
+            "master public key (give this to clients): {}",
+            kp.public().to_base64()
+        );
     } else {
         let path = sustenet_server::keys::cluster_key_path(&args.dir, &args.name);
         sustenet_server::keys::create_cluster_key(&args.dir, &args.name, args.force)?;
@@ -133,7 +140,10 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Keygen(a) => keygen(&a),
-        other => match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        other => match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
             Ok(rt) => rt.block_on(async move {
                 match other {
                     Command::Up(a) => up::run(a).await,

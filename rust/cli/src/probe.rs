@@ -91,12 +91,18 @@ fn report(sent: u32, mut rtts: Vec<u64>) -> ChannelReport {
     }
 }
 
-async fn next_event(events: &flume::Receiver<ClientEvent>, limit: Duration, what: &str) -> anyhow::Result<ClientEvent> {
+async fn next_event(
+    events: &flume::Receiver<ClientEvent>,
+    limit: Duration,
+    what: &str,
+) -> anyhow::Result<ClientEvent> {
     match tokio::time::timeout(limit, events.recv_async()).await {
         Err(_) => bail!("timed out after {limit:?} waiting for {what}"),
         Ok(Err(_)) => bail!("the client stopped while waiting for {what}"),
         Ok(Ok(ClientEvent::Error(e))) => bail!("{e}"),
-        Ok(Ok(ClientEvent::Disconnected { reason, message })) => bail!("disconnected: {reason} {message}"),
+        Ok(Ok(ClientEvent::Disconnected { reason, message })) => {
+            bail!("disconnected: {reason} {message}")
+        }
         Ok(Ok(ClientEvent::MasterDisconnected { reason, message })) => {
             bail!("the master closed the connection: {reason} {message}")
         }
@@ -111,7 +117,8 @@ fn payload(seq: u32, size: usize) -> Vec<u8> {
 }
 
 fn seq_of(p: &[u8]) -> Option<u32> {
-    p.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    p.get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
@@ -119,12 +126,19 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
         (Some(m), Some(k)) => (m.clone(), k.clone()),
         (m, k) => {
             let f = ClientFile::load(&args.dir)?;
-            (m.clone().unwrap_or(f.master), k.clone().unwrap_or(f.public_key))
+            (
+                m.clone().unwrap_or(f.master),
+                k.clone().unwrap_or(f.public_key),
+            )
         }
     };
-    let key = PublicKey::from_base64(&key).with_context(|| format!("bad master public key '{key}'"))?;
+    let key =
+        PublicKey::from_base64(&key).with_context(|| format!("bad master public key '{key}'"))?;
     let limit = Duration::from_secs(args.timeout.max(1));
-    let (client, events) = Client::spawn(&tokio::runtime::Handle::current(), ClientConfig::new(master.clone(), key));
+    let (client, events) = Client::spawn(
+        &tokio::runtime::Handle::current(),
+        ClientConfig::new(master.clone(), key),
+    );
     let start = Instant::now();
 
     client.login(args.user.clone(), args.secret.clone().into_bytes())?;
@@ -142,10 +156,17 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
         }
     };
     if !args.json {
-        println!("logged in to {master} as {} (client id {client_id})", args.user);
+        println!(
+            "logged in to {master} as {} (client id {client_id})",
+            args.user
+        );
         println!("{} cluster(s):", clusters.len());
         for c in &clusters {
-            let cap = if c.capacity == 0 { "no limit".to_owned() } else { c.capacity.to_string() };
+            let cap = if c.capacity == 0 {
+                "no limit".to_owned()
+            } else {
+                c.capacity.to_string()
+            };
             println!(
                 "  {:>20}  {:<24} {}:{}  players {} / {}{}",
                 c.id,
@@ -162,13 +183,18 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
     let cluster = loop {
         match next_event(&events, limit, "joining a cluster").await? {
             ClientEvent::Joined { cluster, .. } => break cluster,
-            ClientEvent::JoinFailed { reason, message } => bail!("join refused: {reason} ({message})"),
+            ClientEvent::JoinFailed { reason, message } => {
+                bail!("join refused: {reason} ({message})")
+            }
             _ => {}
         }
     };
     let connect_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
     if !args.json {
-        println!("joined {} ({}) in {connect_ms} ms", cluster.name, cluster.id);
+        println!(
+            "joined {} ({}) in {connect_ms} ms",
+            cluster.name, cluster.id
+        );
     }
 
     // Reliable: one message in flight at a time, every echo must come back in order.
@@ -177,8 +203,11 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
         let sent = Instant::now();
         client.send(EchoChat::ECHO, payload(seq, args.size))?;
         loop {
-            if let ClientEvent::Packet { command: EchoChat::ECHO, payload, reliable: true } =
-                next_event(&events, limit, "a reliable echo").await?
+            if let ClientEvent::Packet {
+                command: EchoChat::ECHO,
+                payload,
+                reliable: true,
+            } = next_event(&events, limit, "a reliable echo").await?
             {
                 anyhow::ensure!(seq_of(&payload) == Some(seq), "reliable echo out of order");
                 rel.push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
@@ -197,13 +226,19 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + per_try;
         while let Ok(ev) = tokio::time::timeout_at(deadline, events.recv_async()).await {
             match ev {
-                Ok(ClientEvent::Packet { command: EchoChat::ECHO, payload, reliable: false }) => {
+                Ok(ClientEvent::Packet {
+                    command: EchoChat::ECHO,
+                    payload,
+                    reliable: false,
+                }) => {
                     if seq_of(&payload) == Some(seq) {
                         unrel.push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
                         break;
                     }
                 }
-                Ok(ClientEvent::Disconnected { reason, message }) => bail!("disconnected: {reason} {message}"),
+                Ok(ClientEvent::Disconnected { reason, message }) => {
+                    bail!("disconnected: {reason} {message}")
+                }
                 Ok(_) => {}
                 Err(_) => bail!("the client stopped"),
             }

@@ -101,8 +101,8 @@ pub fn master_config(cfg: &ConfigFile) -> MasterConfig {
         max_connections: cfg.all.max_connections,
         token_ttl: Duration::from_secs(cfg.master.token_ttl_secs),
         cluster_timeout: Duration::from_secs(cfg.master.cluster_timeout_secs),
+        max_login_attempts: cfg.master.max_login_attempts.max(1),
         limits: cfg.limits,
-        ..MasterConfig::default()
     }
 }
 
@@ -128,7 +128,10 @@ pub async fn master(args: ServerArgs) -> anyhow::Result<()> {
     master::run(
         listener,
         master_config(&cfg),
-        MasterKeys { keypair, cluster_keys },
+        MasterKeys {
+            keypair,
+            cluster_keys,
+        },
         auth,
         shutdown_signal(),
     )
@@ -150,24 +153,42 @@ pub fn cluster_config(cfg: &ConfigFile) -> ClusterConfig {
 }
 
 /// Binds a cluster's TCP listener and UDP socket.
-pub async fn bind_cluster(bind: &str, tcp_port: u16, udp_port: u16) -> anyhow::Result<(TcpListener, UdpSocket)> {
+pub async fn bind_cluster(
+    bind: &str,
+    tcp_port: u16,
+    udp_port: u16,
+) -> anyhow::Result<(TcpListener, UdpSocket)> {
     let tcp_addr = format!("{bind}:{tcp_port}");
-    let tcp = TcpListener::bind(&tcp_addr)
-        .await
-        .with_context(|| format!("cannot listen on TCP {tcp_addr} (is another server using that port?)"))?;
+    let tcp = TcpListener::bind(&tcp_addr).await.with_context(|| {
+        format!("cannot listen on TCP {tcp_addr} (is another server using that port?)")
+    })?;
     let udp_addr = format!("{bind}:{udp_port}");
-    let udp = UdpSocket::bind(&udp_addr)
-        .await
-        .with_context(|| format!("cannot bind UDP {udp_addr} (is another server using that port?)"))?;
+    let udp = UdpSocket::bind(&udp_addr).await.with_context(|| {
+        format!("cannot bind UDP {udp_addr} (is another server using that port?)")
+    })?;
     Ok((tcp, udp))
 }
 
 pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
     let cfg = load_config(&args)?;
     let key_path = keys::cluster_key_path(&cfg.all.key_dir, &cfg.cluster.key_name);
-    let key = keys::load_key(&key_path)
-        .with_context(|| format!("create it with `sustenet keygen --dir {} --name {}` and give the master the same file", cfg.all.key_dir.display(), cfg.cluster.key_name))?;
-    let (tcp, udp) = bind_cluster(&cfg.all.bind, cfg.cluster_port(), cfg.cluster_udp_port()).await?;
-    cluster::run(tcp, udp, cluster_config(&cfg), key, EchoChat, shutdown_signal()).await?;
+    let key = keys::load_key(&key_path).with_context(|| {
+        format!(
+            "create it with `sustenet keygen --dir {} --name {}` and give the master the same file",
+            cfg.all.key_dir.display(),
+            cfg.cluster.key_name
+        )
+    })?;
+    let (tcp, udp) =
+        bind_cluster(&cfg.all.bind, cfg.cluster_port(), cfg.cluster_udp_port()).await?;
+    cluster::run(
+        tcp,
+        udp,
+        cluster_config(&cfg),
+        key,
+        EchoChat,
+        shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }

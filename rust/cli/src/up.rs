@@ -61,7 +61,8 @@ impl ClientFile {
                 path.display()
             )
         })?;
-        toml::from_str(&text).with_context(|| format!("{} is not a valid client file", path.display()))
+        toml::from_str(&text)
+            .with_context(|| format!("{} is not a valid client file", path.display()))
     }
 }
 
@@ -77,11 +78,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let cluster_keys = keys::load_key_dir(&key_dir)?;
     let master_port = default_port(args.port, DEFAULT_MASTER_PORT);
     let master_addr = format!("{}:{master_port}", args.bind);
-    let listener = TcpListener::bind(&master_addr)
-        .await
-        .with_context(|| format!("cannot listen on {master_addr} (is another server using it? pass --port)"))?;
+    let listener = TcpListener::bind(&master_addr).await.with_context(|| {
+        format!("cannot listen on {master_addr} (is another server using it? pass --port)")
+    })?;
     let public = keypair.public();
-    let client_host = if args.bind == "0.0.0.0" { "127.0.0.1" } else { args.bind.as_str() };
+    let client_host = if args.bind == "0.0.0.0" {
+        "127.0.0.1"
+    } else {
+        args.bind.as_str()
+    };
     let file = ClientFile {
         master: format!("{client_host}:{master_port}"),
         public_key: public.to_base64(),
@@ -130,10 +135,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             key_name: name.clone(),
             ..ClusterConfig::default()
         };
-        tasks.spawn(cluster::run(tcp, udp, cfg, key, EchoChat, stopped(stop_rx.clone())));
+        tasks.spawn(cluster::run(
+            tcp,
+            udp,
+            cfg,
+            key,
+            EchoChat,
+            stopped(stop_rx.clone()),
+        ));
         println!("  {name:<12} {client_host}:{port}  (tcp + udp)");
     }
-    println!("Clients need the master address and public key; both are in {}.", client_path.display());
+    println!(
+        "Clients need the master address and public key; both are in {}.",
+        client_path.display()
+    );
     println!("Try it from this folder: sustenet probe      Stop: Ctrl-C");
 
     tokio::select! {

@@ -53,14 +53,21 @@ impl Proc {
             if let Some(s) = self.0.try_wait().unwrap() {
                 return s;
             }
-            assert!(Instant::now() < deadline, "server did not stop after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
 
 fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN).args(args).current_dir(dir).output().unwrap()
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
 }
 
 /// Runs probe until it succeeds (servers need a moment to start and register).
@@ -87,20 +94,34 @@ fn help_lists_every_command() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     for cmd in ["up", "master", "cluster", "keygen", "probe"] {
-        assert!(text.lines().any(|l| l.trim_start().starts_with(cmd)), "--help lacks {cmd}:\n{text}");
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(cmd)),
+            "--help lacks {cmd}:\n{text}"
+        );
     }
 }
 
 #[test]
 fn bad_config_names_the_key_and_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("Config.toml"), "[all]\nserver_nam = \"x\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("Config.toml"),
+        "[all]\nserver_nam = \"x\"\n",
+    )
+    .unwrap();
     let out = run(dir.path(), &["master"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("Config.toml") && err.contains("server_nam"), "{err}");
+    assert!(
+        err.contains("Config.toml") && err.contains("server_nam"),
+        "{err}"
+    );
 
-    std::fs::write(dir.path().join("Config.toml"), "[limits]\ntimeout_ms = 10\n").unwrap();
+    std::fs::write(
+        dir.path().join("Config.toml"),
+        "[limits]\ntimeout_ms = 10\n",
+    )
+    .unwrap();
     let out = run(dir.path(), &["master"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -117,15 +138,30 @@ fn keygen_writes_private_files() {
     let out = run(dir.path(), &["keygen", "--master"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("master public key"));
-    assert!(run(dir.path(), &["keygen", "--name", "alpha"]).status.success());
+    assert!(
+        run(dir.path(), &["keygen", "--name", "alpha"])
+            .status
+            .success()
+    );
     // A second run refuses to overwrite without --force.
-    assert!(!run(dir.path(), &["keygen", "--name", "alpha"]).status.success());
-    assert!(run(dir.path(), &["keygen", "--name", "alpha", "--force"]).status.success());
+    assert!(
+        !run(dir.path(), &["keygen", "--name", "alpha"])
+            .status
+            .success()
+    );
+    assert!(
+        run(dir.path(), &["keygen", "--name", "alpha", "--force"])
+            .status
+            .success()
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         for f in ["keys/alpha", "keys/master.key"] {
-            let mode = std::fs::metadata(dir.path().join(f)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{f}");
         }
     }
@@ -165,7 +201,16 @@ fn master_and_cluster_from_config_files_serve_probe() {
     let cluster = Proc::start(d, &["cluster", "--config", "cluster.toml"]);
     let out = probe_until_ok(
         d,
-        &["probe", "--master", &format!("127.0.0.1:{mp}"), "--key", &public, "--count", "20", "--json"],
+        &[
+            "probe",
+            "--master",
+            &format!("127.0.0.1:{mp}"),
+            "--key",
+            &public,
+            "--count",
+            "20",
+            "--json",
+        ],
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ok"], true);
@@ -183,9 +228,22 @@ fn master_and_cluster_from_config_files_serve_probe() {
             .trim()
             .to_owned()
     };
-    let out = run(d, &["probe", "--master", &format!("127.0.0.1:{mp}"), "--key", &wrong]);
+    let out = run(
+        d,
+        &[
+            "probe",
+            "--master",
+            &format!("127.0.0.1:{mp}"),
+            "--key",
+            &wrong,
+        ],
+    );
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("master public key"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("master public key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     assert!(cluster.terminate().success());
     assert!(master.terminate().success());

@@ -85,9 +85,18 @@ pub enum ClientError {
         /// The system's message.
         message: String,
     },
-    /// The handshake failed (wrong master key, version mismatch, refusal).
+    /// The handshake failed in another way (timeout, malformed answer).
     #[error("{0}")]
     Handshake(String),
+    /// The server refused the connection before any session, with a reason
+    /// code (for example `ServerFull` or `TooManyHandshakes`).
+    #[error("the server refused the connection: {reason} ({message})")]
+    Refused {
+        /// Why.
+        reason: DisconnectReason,
+        /// The server's explanation.
+        message: String,
+    },
     /// The master public key the client has does not match the master.
     #[error("the master rejected the handshake: the master public key this client uses is wrong")]
     WrongMasterKey,
@@ -105,8 +114,9 @@ pub enum ClientError {
     /// The command needs a login first.
     #[error("not logged in: call login first")]
     NotLoggedIn,
-    /// The unreliable payload is over the datagram limit.
-    #[error("unreliable payload of {len} bytes is over the limit of {max}; send it reliably")]
+    /// The payload is over the channel's limit (the datagram limit for
+    /// unreliable messages, the frame limit for reliable ones).
+    #[error("payload of {len} bytes is over the limit of {max} for this channel")]
     TooLarge {
         /// The payload's length.
         len: usize,
@@ -127,6 +137,9 @@ impl From<HandshakeError> for ClientError {
             HandshakeError::WrongMasterKey => ClientError::WrongMasterKey,
             HandshakeError::VersionMismatch { ours, theirs } => {
                 ClientError::VersionMismatch { ours, theirs }
+            }
+            HandshakeError::Rejected { reason, message } => {
+                ClientError::Refused { reason, message }
             }
             other => ClientError::Handshake(other.to_string()),
         }
@@ -231,6 +244,7 @@ impl Rtt {
 pub struct Client {
     tx: flume::Sender<Command>,
     rtt: Arc<Rtt>,
+    max_reliable: usize,
 }
 
 impl Client {
@@ -243,6 +257,9 @@ impl Client {
         let (tx, rx) = flume::bounded(config.command_queue.max(1));
         let (ev_tx, ev_rx) = flume::bounded(config.event_queue.max(1));
         let rtt = Arc::new(Rtt::default());
+        let max_reliable = config
+            .max_frame
+            .saturating_sub(sustenet_proto::message::RELIABLE_OVERHEAD);
         let task = Task {
             config,
             events: ev_tx,
@@ -255,7 +272,14 @@ impl Client {
             epoch: Instant::now(),
         };
         runtime.spawn(task.run(rx));
-        (Client { tx, rtt }, ev_rx)
+        (
+            Client {
+                tx,
+                rtt,
+                max_reliable,
+            },
+            ev_rx,
+        )
     }
 
     fn push(&self, c: Command) -> Result<(), ClientError> {
@@ -288,6 +312,12 @@ impl Client {
     }
     /// Sends a reliable, ordered message to the cluster.
     pub fn send(&self, command: u16, payload: Vec<u8>) -> Result<(), ClientError> {
+        if payload.len() > self.max_reliable {
+            return Err(ClientError::TooLarge {
+                len: payload.len(),
+                max: self.max_reliable,
+            });
+        }
         self.push(Command::Send { command, payload })
     }
     /// Sends an unreliable message (at most [`MAX_UNRELIABLE_PAYLOAD`] bytes).
@@ -458,7 +488,8 @@ impl Task {
                 wr,
                 session.sealer,
                 self.config.max_frame.min(NOISE_MAX_PLAINTEXT),
-            ),
+            )
+            .with_write_timeout(self.config.timeout),
             last_seen: Instant::now(),
         });
         info!(addr = %self.config.master_addr, "connected to the master");
@@ -758,7 +789,8 @@ impl Task {
         Ok(ClusterConn {
             info: t.cluster,
             reader: SealedReader::new(frames, opener, 16),
-            writer: SealedWriter::new(wr, session.sealer, self.config.max_frame),
+            writer: SealedWriter::new(wr, session.sealer, self.config.max_frame)
+                .with_write_timeout(self.config.timeout),
             udp,
             udp_sealer: dg.sealer,
             udp_opener: dg.opener,

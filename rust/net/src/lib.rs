@@ -166,6 +166,7 @@ pub struct SealedWriter<W> {
     plain: Vec<u8>,
     sealed: Vec<u8>,
     out: BytesMut,
+    write_timeout: Option<Duration>,
 }
 
 impl<W: AsyncWrite + Unpin> SealedWriter<W> {
@@ -178,13 +179,31 @@ impl<W: AsyncWrite + Unpin> SealedWriter<W> {
             plain: Vec::new(),
             sealed: Vec::new(),
             out: BytesMut::new(),
+            write_timeout: None,
         }
+    }
+
+    /// Gives up a write that makes no progress for `limit`: a peer that
+    /// stops reading cannot hold a task and a socket forever.
+    pub fn with_write_timeout(mut self, limit: Duration) -> Self {
+        self.write_timeout = Some(limit);
+        self
     }
 
     /// Encodes, seals and frames `msg` into the buffer.
     pub fn queue<M: Message>(&mut self, msg: &M) -> Result<(), NetError> {
         self.plain.clear();
         msg.encode(&mut self.plain)?;
+        // Refuse before sealing: a sealed packet that is never sent would
+        // leave a gap in the sequence, which the receiver treats as tampering.
+        let sealed_len =
+            self.plain.len() + sustenet_proto::crypto::SEQ_LEN + sustenet_proto::crypto::TAG_LEN;
+        if sealed_len > self.max_frame {
+            return Err(NetError::Frame(sustenet_proto::FrameError::TooLarge {
+                len: sealed_len as u64,
+                max: self.max_frame,
+            }));
+        }
         self.sealed.clear();
         self.sealer.seal_into(&self.plain, &mut self.sealed)?;
         encode_frame(&self.sealed, self.max_frame, &mut self.out)?;
@@ -199,7 +218,12 @@ impl<W: AsyncWrite + Unpin> SealedWriter<W> {
     /// Writes everything queued.
     pub async fn flush(&mut self) -> Result<(), NetError> {
         if !self.out.is_empty() {
-            self.inner.write_all(&self.out).await?;
+            match self.write_timeout {
+                Some(limit) => tokio::time::timeout(limit, self.inner.write_all(&self.out))
+                    .await
+                    .map_err(|_| NetError::Timeout(limit))??,
+                None => self.inner.write_all(&self.out).await?,
+            }
             self.out.clear();
         }
         Ok(())
@@ -214,7 +238,12 @@ impl<W: AsyncWrite + Unpin> SealedWriter<W> {
     /// Shuts the write side down (sends FIN after everything queued).
     pub async fn shutdown(&mut self) -> Result<(), NetError> {
         self.flush().await?;
-        self.inner.shutdown().await?;
+        match self.write_timeout {
+            Some(limit) => tokio::time::timeout(limit, self.inner.shutdown())
+                .await
+                .map_err(|_| NetError::Timeout(limit))??,
+            None => self.inner.shutdown().await?,
+        }
         Ok(())
     }
 }

@@ -316,8 +316,9 @@ impl StreamSealer {
     }
 }
 
-/// Opens packets of one direction of a stream (TCP) session: sequence
-/// numbers must strictly increase.
+/// Opens packets of one direction of a stream (TCP) session: each packet must
+/// carry exactly the next sequence number, so a dropped, replayed or
+/// reordered frame is refused.
 pub struct StreamOpener {
     cipher: Cipher,
     next_min: u64,
@@ -360,6 +361,11 @@ impl StreamOpener {
                 seq,
                 newest: self.next_min.saturating_sub(1),
             });
+        }
+        // A genuine sender never skips a number, so a gap means a frame was
+        // removed from the stream: refuse it like a forgery.
+        if seq > self.next_min {
+            return Err(CryptoError::Authentication);
         }
         let plain = self.cipher.open(seq, &[], ct)?;
         self.next_min = seq.saturating_add(1);
@@ -634,17 +640,21 @@ mod tests {
         let mut a = k.stream(Side::Initiator);
         let mut b = k.stream(Side::Responder);
         let p1 = a.sealer.seal(b"one").unwrap();
-        let mut p2 = a.sealer.seal(b"two").unwrap();
+        let p2 = a.sealer.seal(b"two").unwrap();
         let p3 = a.sealer.seal(b"three").unwrap();
         assert_eq!(b.opener.open(&p1).unwrap(), b"one");
-        let last = p2.len() - 1;
-        p2[last] ^= 1;
-        assert_eq!(b.opener.open(&p2), Err(CryptoError::Authentication));
+        let mut bad = p2.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert_eq!(b.opener.open(&bad), Err(CryptoError::Authentication));
+        // Skipping p2 is refused: a frame removed from the stream shows.
+        assert_eq!(b.opener.open(&p3), Err(CryptoError::Authentication));
+        assert_eq!(b.opener.open(&p2).unwrap(), b"two");
         assert_eq!(b.opener.open(&p3).unwrap(), b"three");
-        // The untampered copy of p2 is now older than p3: refused.
+        // A replay of an older frame is refused.
         assert!(matches!(b.opener.open(&p1), Err(CryptoError::Stale { .. })));
         let st = b.opener.stats();
-        assert_eq!((st.accepted, st.auth_failures, st.stale), (2, 1, 1));
+        assert_eq!((st.accepted, st.auth_failures, st.stale), (3, 2, 1));
     }
 
     #[test]

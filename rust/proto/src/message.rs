@@ -29,6 +29,10 @@ pub const TOKEN_MAX: usize = USER_DATA_MAX + 256;
 pub const CLUSTER_LIST_MAX: usize = 4096;
 /// Most bytes in one reliable data payload (the frame limit may be lower).
 pub const DATA_MAX: usize = 16 * 1024 * 1024;
+/// Bytes a reliable data message adds to its payload inside a sealed frame:
+/// sequence number (8), tag (16), type (1), command (2), length (4). The
+/// largest reliable payload is the frame limit minus this.
+pub const RELIABLE_OVERHEAD: usize = 8 + 16 + 1 + 2 + 4;
 
 mod tag {
     pub const PING: u8 = 0x01;
@@ -157,7 +161,7 @@ pub enum JoinTarget {
 }
 
 /// What the master hands a client to connect to a cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Ticket {
     /// The cluster to connect to.
     pub cluster: ClusterInfo,
@@ -170,6 +174,18 @@ pub struct Ticket {
     pub session_secret: [u8; 32],
     /// The connect token, sealed with the cluster's key; opaque to the client.
     pub token: Vec<u8>,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The session secret never reaches a log.
+        f.debug_struct("Ticket")
+            .field("cluster", &self.cluster)
+            .field("client_id", &self.client_id)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("token_len", &self.token.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Ticket {

@@ -23,7 +23,7 @@ const NONCE_LEN: usize = 12;
 
 /// What a connect token says. Only the master (which holds the cluster key)
 /// can make one, and only the cluster can read it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ConnectToken {
     /// The client's id; the cluster uses it as the player id.
     pub client_id: u64,
@@ -37,6 +37,18 @@ pub struct ConnectToken {
     pub session_secret: [u8; 32],
     /// Data the master attaches (a handoff's state blob, the login name, ...).
     pub user_data: Vec<u8>,
+}
+
+impl std::fmt::Debug for ConnectToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The session secret never reaches a log.
+        f.debug_struct("ConnectToken")
+            .field("client_id", &self.client_id)
+            .field("cluster_id", &self.cluster_id)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("user_data_len", &self.user_data.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ConnectToken {

@@ -82,8 +82,9 @@ pub enum SendError {
     /// No player with that id is connected.
     #[error("no player {0} is connected")]
     UnknownPlayer(PlayerId),
-    /// The payload is over the unreliable limit; send it reliably.
-    #[error("unreliable payload of {len} bytes is over the limit of {max}; send it reliably")]
+    /// The payload is over the limit: the unreliable one (send it reliably),
+    /// or the frame limit for reliable messages (split it up).
+    #[error("payload of {len} bytes is over the limit of {max} for this channel")]
     TooLarge {
         /// The payload's length.
         len: usize,
@@ -130,6 +131,7 @@ pub struct Context<'a> {
     players: &'a mut HashMap<PlayerId, Player>,
     udp: &'a UdpSocket,
     removals: &'a mut Vec<(PlayerId, Goodbye)>,
+    max_reliable: usize,
 }
 
 impl std::fmt::Debug for Context<'_> {
@@ -148,6 +150,12 @@ impl Context<'_> {
         command: u16,
         payload: &[u8],
     ) -> Result<(), SendError> {
+        if payload.len() > self.max_reliable {
+            return Err(SendError::TooLarge {
+                len: payload.len(),
+                max: self.max_reliable,
+            });
+        }
         let p = self
             .players
             .get(&player)
@@ -303,21 +311,43 @@ enum Command {
 #[derive(Debug, Clone)]
 pub struct ClusterHandle {
     tx: mpsc::Sender<Command>,
+    max_reliable: Arc<AtomicUsize>,
 }
 
 /// The receiving end of a [`ClusterHandle`], passed to [`run_with_handle`].
 #[derive(Debug)]
 pub struct ClusterCommands {
     rx: mpsc::Receiver<Command>,
+    max_reliable: Arc<AtomicUsize>,
 }
 
 /// A handle and its command queue (of `capacity` commands).
 pub fn command_channel(capacity: usize) -> (ClusterHandle, ClusterCommands) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
-    (ClusterHandle { tx }, ClusterCommands { rx })
+    // Known once the cluster runs with its frame limit; until then the core checks.
+    let max_reliable = Arc::new(AtomicUsize::new(usize::MAX));
+    (
+        ClusterHandle {
+            tx,
+            max_reliable: max_reliable.clone(),
+        },
+        ClusterCommands { rx, max_reliable },
+    )
 }
 
 impl ClusterHandle {
+    fn check_size(&self, len: usize, reliable: bool) -> Result<(), SendError> {
+        let max = if reliable {
+            self.max_reliable.load(Ordering::Relaxed)
+        } else {
+            MAX_UNRELIABLE_PAYLOAD
+        };
+        if len > max {
+            return Err(SendError::TooLarge { len, max });
+        }
+        Ok(())
+    }
+
     fn push(&self, c: Command) -> Result<(), SendError> {
         self.tx.try_send(c).map_err(|_| SendError::Stopped)
     }
@@ -330,12 +360,7 @@ impl ClusterHandle {
         payload: Vec<u8>,
         reliable: bool,
     ) -> Result<(), SendError> {
-        if !reliable && payload.len() > MAX_UNRELIABLE_PAYLOAD {
-            return Err(SendError::TooLarge {
-                len: payload.len(),
-                max: MAX_UNRELIABLE_PAYLOAD,
-            });
-        }
+        self.check_size(payload.len(), reliable)?;
         self.push(Command::Send {
             player,
             command,
@@ -352,12 +377,7 @@ impl ClusterHandle {
         reliable: bool,
         except: Option<PlayerId>,
     ) -> Result<(), SendError> {
-        if !reliable && payload.len() > MAX_UNRELIABLE_PAYLOAD {
-            return Err(SendError::TooLarge {
-                len: payload.len(),
-                max: MAX_UNRELIABLE_PAYLOAD,
-            });
-        }
+        self.check_size(payload.len(), reliable)?;
         self.push(Command::Broadcast {
             command,
             payload,
@@ -432,6 +452,8 @@ struct Shared {
     handshakes: Semaphore,
     events: mpsc::Sender<CoreEvent>,
     resync: AtomicBool,
+    /// Largest reliable payload that fits the frame limit.
+    max_reliable: usize,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -463,7 +485,15 @@ pub async fn run_with_handle(
 ) -> Result<(), ServerError> {
     let tcp_port = tcp.local_addr()?.port();
     let udp_port = udp.local_addr()?.port();
-    let cluster_id = config.cluster_id.unwrap_or_else(|| rand::rng().next_u64());
+    // Below 2^63, so engines with signed 64-bit integers see it positive.
+    let cluster_id = config
+        .cluster_id
+        .unwrap_or_else(|| rand::rng().next_u64() >> 1);
+    let max_reliable = config
+        .limits
+        .max_frame
+        .saturating_sub(sustenet_proto::message::RELIABLE_OVERHEAD);
+    commands.max_reliable.store(max_reliable, Ordering::Relaxed);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, mut events_rx) = mpsc::channel::<CoreEvent>(16_384);
     let (udp_ctl_tx, udp_ctl_rx) = mpsc::channel::<UdpControl>(16_384);
@@ -480,6 +510,7 @@ pub async fn run_with_handle(
         used_tokens: Mutex::new(UsedTokens::new()),
         events: events_tx,
         resync: AtomicBool::new(false),
+        max_reliable,
         shutdown: stop_rx,
     });
     info!(
@@ -498,6 +529,7 @@ pub async fn run_with_handle(
 
     let mut players: HashMap<PlayerId, Player> = HashMap::new();
     let mut removals: Vec<(PlayerId, Goodbye)> = Vec::new();
+    let mut gone_sessions: Vec<u64> = Vec::new();
     let limits = shared.config.limits;
     let mut tick = tokio::time::interval(limits.heartbeat());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -508,6 +540,7 @@ pub async fn run_with_handle(
                 players: &mut players,
                 udp: &udp,
                 removals: &mut removals,
+                max_reliable: shared.max_reliable,
             }
         };
     }
@@ -529,12 +562,18 @@ pub async fn run_with_handle(
                         // The same player connecting again (a new ticket):
                         // the newest connection wins.
                         removals.push((player, Goodbye { reason: DisconnectReason::Kicked, message: "connected again from elsewhere".into() }));
-                        apply_removals(&mut players, &mut removals, &mut plugin, &udp, &udp_ctl_tx, &link_tx, &shared);
+                        apply_removals(&mut players, &mut removals, &mut plugin, &udp, &mut gone_sessions, &link_tx, &shared);
+                        for session_id in gone_sessions.drain(..) {
+                            let _ = udp_ctl_tx.send(UdpControl::Remove { session_id }).await;
+                        }
                     }
+                    // The UDP session is known before the player hears
+                    // Welcome, so its very first datagram is not dropped.
+                    let _ = udp_ctl_tx.send(UdpControl::Add { session_id, player, opener: Box::new(udp_opener) }).await;
                     if reply.send(Ok(())).is_err() {
+                        let _ = udp_ctl_tx.try_send(UdpControl::Remove { session_id });
                         continue;
                     }
-                    let _ = udp_ctl_tx.send(UdpControl::Add { session_id, player, opener: Box::new(udp_opener) }).await;
                     players.insert(player, Player { out, kill: Some(kill), session_id, udp: udp_sealer, udp_addr: None });
                     shared.player_count.store(players.len(), Ordering::Relaxed);
                     link_event(&link_tx, &shared, LinkEvent::Joined(player));
@@ -604,10 +643,13 @@ pub async fn run_with_handle(
             &mut removals,
             &mut plugin,
             &udp,
-            &udp_ctl_tx,
+            &mut gone_sessions,
             &link_tx,
             &shared,
         );
+        for session_id in gone_sessions.drain(..) {
+            let _ = udp_ctl_tx.send(UdpControl::Remove { session_id }).await;
+        }
     }
 
     info!(players = players.len(), "cluster shutting down");
@@ -648,7 +690,7 @@ fn apply_removals(
     removals: &mut Vec<(PlayerId, Goodbye)>,
     plugin: &mut impl Plugin,
     udp: &UdpSocket,
-    udp_ctl: &mpsc::Sender<UdpControl>,
+    gone_sessions: &mut Vec<u64>,
     link_tx: &mpsc::Sender<LinkEvent>,
     shared: &Shared,
 ) {
@@ -658,20 +700,15 @@ fn apply_removals(
             let Some(mut p) = players.remove(&player) else {
                 continue;
             };
+            // The seat is free before the player hears its goodbye.
+            shared.player_count.store(players.len(), Ordering::Relaxed);
             let reason = goodbye.reason;
             let drain = reason != DisconnectReason::SendQueueFull;
             if let Some(kill) = p.kill.take() {
                 let _ = kill.send((goodbye, drain));
             }
-            if udp_ctl
-                .try_send(UdpControl::Remove {
-                    session_id: p.session_id,
-                })
-                .is_err()
-            {
-                debug!("udp control queue full; the session expires with the connection");
-            }
-            shared.player_count.store(players.len(), Ordering::Relaxed);
+            // The caller tells the UDP task (it can await; this cannot).
+            gone_sessions.push(p.session_id);
             link_event(link_tx, shared, LinkEvent::Left(player));
             info!(
                 player,
@@ -682,6 +719,7 @@ fn apply_removals(
                 players,
                 udp,
                 removals,
+                max_reliable: shared.max_reliable,
             };
             plugin.on_disconnect(&mut ctx, player, reason);
         }
@@ -834,7 +872,8 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
         Err(_) => return,
     }
     drop(permit);
-    let mut writer = SealedWriter::new(wr, accepted.session.sealer, limits.max_frame);
+    let mut writer = SealedWriter::new(wr, accepted.session.sealer, limits.max_frame)
+        .with_write_timeout(limits.timeout());
     if writer
         .queue(&ClusterToClient::Welcome {
             player_id: player,
@@ -1063,7 +1102,8 @@ async fn master_session(
     let session = init
         .handle_challenge(&challenge)
         .map_err(|e| format!("master handshake: {e}"))?;
-    let mut writer = SealedWriter::new(wr, session.sealer, limits.max_frame);
+    let mut writer = SealedWriter::new(wr, session.sealer, limits.max_frame)
+        .with_write_timeout(limits.timeout());
     writer
         .send(&ClusterToMaster::Register(Register {
             cluster_id: shared.cluster_id,

@@ -114,6 +114,8 @@ pub struct MasterSection {
     pub token_ttl_secs: u64,
     /// A cluster silent for this long is dropped from the list, in seconds.
     pub cluster_timeout_secs: u64,
+    /// Failed logins allowed on one connection before it is closed.
+    pub max_login_attempts: u32,
 }
 
 impl Default for MasterSection {
@@ -124,6 +126,7 @@ impl Default for MasterSection {
             shared_secret: String::new(),
             token_ttl_secs: 30,
             cluster_timeout_secs: 5,
+            max_login_attempts: 5,
         }
     }
 }

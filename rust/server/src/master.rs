@@ -72,6 +72,8 @@ pub struct MasterKeys {
 struct ClusterEntry {
     reg: Register,
     key: Key,
+    /// The key name the cluster proved; only that key may take its id over.
+    key_name: String,
     status: Status,
     players: HashSet<u64>,
     /// Tickets issued and not used yet: client id → expiry (ms).
@@ -211,6 +213,10 @@ async fn handle_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
         }
         Err(NetError::Timeout(_)) => {
             warn!("dropped: no hello within the handshake timeout");
+            let f = handshake::reject_frame(DisconnectReason::HandshakeTimeout, "no hello in time");
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), write_frame(&mut wr, &f, usize::MAX))
+                    .await;
             return;
         }
         Err(e) => {
@@ -281,9 +287,51 @@ async fn handle_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
                 // and its registration cannot open.
                 return;
             };
+            // Claim the id. A cluster re-registering (its old link may not
+            // have timed out yet) replaces its entry, but only with the key
+            // it registered with: another key's holder cannot take over a
+            // listed cluster and send its players elsewhere.
+            let id = reg.cluster_id;
+            let (tx, rx) = mpsc::channel::<MasterToCluster>(64);
+            let claimed = {
+                let mut clusters = shared.clusters();
+                if clusters.get(&id).is_some_and(|e| e.key_name != key_name) {
+                    None
+                } else {
+                    let entry = ClusterEntry {
+                        status: Status {
+                            players: 0,
+                            capacity: reg.capacity,
+                            fragments: 0,
+                        },
+                        reg: reg.clone(),
+                        key,
+                        key_name: key_name.clone(),
+                        players: HashSet::new(),
+                        pending: HashMap::new(),
+                        link: tx,
+                        conn,
+                    };
+                    Some(clusters.insert(id, entry))
+                }
+            };
+            let Some(replaced) = claimed else {
+                warn!(
+                    key_name,
+                    cluster_id = id,
+                    "cluster registration refused: this cluster id is registered with another key"
+                );
+                let f = handshake::reject_frame(
+                    DisconnectReason::AuthFailed,
+                    "this cluster id is registered with another key",
+                );
+                let _ = write_frame(&mut wr, &f, usize::MAX).await;
+                return;
+            };
             drop(permit);
-            let writer = SealedWriter::new(wr, session.sealer, limits.max_frame);
-            cluster_link(shared, reader, writer, reg, key, key_name, conn).await;
+            let writer = SealedWriter::new(wr, session.sealer, limits.max_frame)
+                .with_write_timeout(limits.timeout());
+            cluster_link(shared, reader, writer, reg, key_name, conn, rx, replaced).await;
         }
         Hello::ClientMaster { noise } => {
             let (session, reply) = match handshake::respond_client_master(
@@ -330,7 +378,8 @@ async fn handle_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
                 wr,
                 session.sealer,
                 limits.max_frame.min(NOISE_MAX_PLAINTEXT),
-            );
+            )
+            .with_write_timeout(limits.timeout());
             client_session(&shared, reader, writer, peer).await;
             drop(client_permit);
         }
@@ -348,17 +397,18 @@ async fn handle_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
 type Reader = SealedReader<tokio::net::tcp::OwnedReadHalf>;
 type Writer = SealedWriter<tokio::net::tcp::OwnedWriteHalf>;
 
+#[allow(clippy::too_many_arguments)]
 async fn cluster_link(
     shared: Arc<Shared>,
     mut reader: Reader,
     mut writer: Writer,
     reg: Register,
-    key: Key,
     key_name: String,
     conn: u64,
+    mut rx: mpsc::Receiver<MasterToCluster>,
+    replaced: Option<ClusterEntry>,
 ) {
     let id = reg.cluster_id;
-    let (tx, mut rx) = mpsc::channel::<MasterToCluster>(64);
     info!(
         cluster_id = id,
         name = %reg.name,
@@ -368,22 +418,6 @@ async fn cluster_link(
         udp_port = reg.udp_port,
         capacity = reg.capacity,
         "cluster registered"
-    );
-    let replaced = shared.clusters().insert(
-        id,
-        ClusterEntry {
-            status: Status {
-                players: 0,
-                capacity: reg.capacity,
-                fragments: 0,
-            },
-            reg,
-            key,
-            players: HashSet::new(),
-            pending: HashMap::new(),
-            link: tx,
-            conn,
-        },
     );
     if let Some(old) = replaced {
         info!(
@@ -600,8 +634,9 @@ async fn client_session(shared: &Shared, mut reader: Reader, mut writer: Writer,
                         ClientToMaster::Login { username, secret } => {
                             match shared.auth.check(&username, &secret).await {
                                 Ok(data) if data.len() <= sustenet_proto::message::USER_DATA_MAX => {
+                                    // Below 2^63, so engines with signed 64-bit integers see it positive.
                                     let client_id = loop {
-                                        let id = rand::rng().next_u64();
+                                        let id = rand::rng().next_u64() >> 1;
                                         if id != 0 { break id; }
                                     };
                                     info!(client_id, username, "login accepted");
