@@ -42,6 +42,10 @@ pub struct SustenetClusterInfo {
     /// True when the cluster is full: it cannot be joined.
     #[var]
     locked: bool,
+    /// Round trip to the cluster in milliseconds, measured right after the
+    /// list arrived; -1 until measured or when it did not answer.
+    #[var]
+    ping_ms: f64,
     base: Base<RefCounted>,
 }
 
@@ -57,6 +61,7 @@ impl IRefCounted for SustenetClusterInfo {
             players: 0,
             capacity: 0,
             locked: false,
+            ping_ms: -1.0,
             base,
         }
     }
@@ -90,6 +95,7 @@ impl SustenetClusterInfo {
             players: i64::from(c.players),
             capacity: i64::from(c.capacity),
             locked: c.locked,
+            ping_ms: -1.0,
             base,
         })
     }
@@ -145,6 +151,8 @@ pub struct SustenetClient {
     client_id: i64,
     cluster: Option<Gd<SustenetClusterInfo>>,
     joining_after_login: bool,
+    last_redirect_pause_ms: f64,
+    last_list: Vec<Gd<SustenetClusterInfo>>,
     drain: DrainStats,
     base: Base<Node>,
 }
@@ -164,6 +172,8 @@ impl INode for SustenetClient {
             client_id: 0,
             cluster: None,
             joining_after_login: false,
+            last_redirect_pause_ms: 0.0,
+            last_list: Vec::new(),
             drain: DrainStats {
                 last_usec: 0,
                 max_usec: 0,
@@ -268,6 +278,10 @@ impl SustenetClient {
     /// The cluster list, an [Array] of [SustenetClusterInfo].
     #[signal]
     fn clusters_received(clusters: VarArray);
+    /// The round trips to the clusters of the last list were measured: the
+    /// same [SustenetClusterInfo] objects, now with [member SustenetClusterInfo.ping_ms].
+    #[signal]
+    fn cluster_pings_received(clusters: VarArray);
     /// Connected to a cluster and ready to play.
     #[signal]
     fn cluster_joined(cluster: Gd<SustenetClusterInfo>, player_id: i64);
@@ -353,9 +367,21 @@ impl SustenetClient {
         }
     }
 
-    /// Joins the cluster the master picks (the least loaded one that is not full).
+    /// Joins the best cluster for this player: lists the clusters, pings
+    /// each, and picks the lowest [code]ping + 100 ms × fill[/code] among those
+    /// not full (fill = players / capacity, or players / (players + 100) without
+    /// a limit; no answer counts as 1000 ms).
     #[func]
     fn join_best_cluster(&mut self) -> GdError {
+        match self.ensure_client() {
+            Ok(c) => push(c.join_best()),
+            Err(e) => e,
+        }
+    }
+
+    /// Joins the cluster the master picks: the least loaded one that is not full.
+    #[func]
+    fn join_least_loaded_cluster(&mut self) -> GdError {
         match self.ensure_client() {
             Ok(c) => push(c.join(JoinTarget::Auto)),
             Err(e) => e,
@@ -438,6 +464,13 @@ impl SustenetClient {
         self.client
             .as_ref()
             .map_or(0.0, |(c, _)| c.rtt().unreliable().as_secs_f64() * 1000.0)
+    }
+
+    /// How long the last move to another cluster paused the connection, in
+    /// milliseconds (from the redirect's arrival to the new cluster's welcome).
+    #[func]
+    fn get_last_redirect_pause_ms(&self) -> f64 {
+        self.last_redirect_pause_ms
     }
 
     /// Microseconds spent turning events into signals in the last frame.
@@ -565,11 +598,22 @@ impl SustenetClient {
                 self.signals().login_failed().emit(message.as_str());
             }
             ClientEvent::Clusters(list) => {
-                let mut arr = VarArray::new();
-                for c in &list {
-                    arr.push(&SustenetClusterInfo::from_info(c).to_variant());
-                }
+                self.last_list = list.iter().map(SustenetClusterInfo::from_info).collect();
+                let arr: VarArray = self.last_list.iter().map(|c| c.to_variant()).collect();
                 self.signals().clusters_received().emit(&arr);
+            }
+            ClientEvent::ClusterPings(pings) => {
+                for info in &mut self.last_list {
+                    let id = info.bind().id;
+                    let ms = pings
+                        .iter()
+                        .find(|p| id_to_gd(p.id) == id)
+                        .and_then(|p| p.rtt)
+                        .map_or(-1.0, |d| d.as_secs_f64() * 1000.0);
+                    info.bind_mut().ping_ms = ms;
+                }
+                let arr: VarArray = self.last_list.iter().map(|c| c.to_variant()).collect();
+                self.signals().cluster_pings_received().emit(&arr);
             }
             ClientEvent::JoinFailed { reason, message } => {
                 self.signals()
@@ -594,7 +638,8 @@ impl SustenetClient {
                     .packet_received()
                     .emit(i64::from(command), &data, reliable);
             }
-            ClientEvent::Redirected { cluster } => {
+            ClientEvent::Redirected { cluster, pause } => {
+                self.last_redirect_pause_ms = pause.as_secs_f64() * 1000.0;
                 let info = SustenetClusterInfo::from_info(&cluster);
                 self.cluster = Some(info.clone());
                 self.signals().redirected().emit(&info);

@@ -24,6 +24,7 @@ enum NodeEvent {
     Disconnected(PlayerId, DisconnectReason),
     Packet(PlayerId, u16, Vec<u8>, bool),
     Registered(u64),
+    TransferFailed(PlayerId, DisconnectReason, String),
     MasterLost(String),
     Stopped(Option<String>),
 }
@@ -74,6 +75,18 @@ impl Plugin for Forward {
         reason: DisconnectReason,
     ) {
         self.send(NodeEvent::Disconnected(player, reason));
+    }
+    fn on_transfer_failed(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        player: PlayerId,
+        reason: &sustenet_proto::Goodbye,
+    ) {
+        self.send(NodeEvent::TransferFailed(
+            player,
+            reason.reason,
+            reason.message.clone(),
+        ));
     }
     fn on_master(&mut self, _ctx: &mut Context<'_>, status: &MasterLinkStatus) {
         self.send(match status {
@@ -222,6 +235,9 @@ impl SustenetCluster {
     /// A player left; [param reason] is one of the [code]SustenetClient.REASON_*[/code] constants.
     #[signal]
     fn player_disconnected(player_id: i64, reason: i64);
+    /// A [method transfer_player] was refused (the player stays here).
+    #[signal]
+    fn transfer_failed(player_id: i64, reason: i64, message: GString);
     /// A packet from a player.
     #[signal]
     fn packet_received(player_id: i64, command: i64, data: PackedByteArray, reliable: bool);
@@ -418,6 +434,33 @@ impl SustenetCluster {
         )
     }
 
+    /// Moves a player to another cluster (server meshing): the master issues a
+    /// ticket for [param target_cluster_id], the player's client follows on its
+    /// own, and the target's [signal player_connected] carries [param state]
+    /// (at most 16 KiB). Here the player leaves with
+    /// [constant SustenetClient.REASON_REDIRECTED]. Everything sent to the player
+    /// before this call arrives before the move; sends after the redirect are
+    /// refused. On failure, [signal transfer_failed] fires and the player stays.
+    #[func]
+    fn transfer_player(
+        &self,
+        player_id: i64,
+        target_cluster_id: i64,
+        state: PackedByteArray,
+    ) -> GdError {
+        let (Some(r), Some(id), Some(target)) = (
+            &self.running,
+            id_from_gd(player_id),
+            id_from_gd(target_cluster_id),
+        ) else {
+            return fail(
+                GdError::ERR_INVALID_PARAMETER,
+                "SustenetCluster.transfer_player: not running, or a negative id",
+            );
+        };
+        result(r.handle.transfer(id, target, state.to_vec()))
+    }
+
     /// Disconnects a player with [constant SustenetClient.REASON_KICKED] and a message it receives.
     #[func]
     fn kick(&self, player_id: i64, message: GString) -> GdError {
@@ -556,6 +599,13 @@ impl SustenetCluster {
                     );
                 }
                 NodeEvent::Registered(id) => self.signals().registered().emit(id_to_gd(id)),
+                NodeEvent::TransferFailed(id, reason, message) => {
+                    self.signals().transfer_failed().emit(
+                        id_to_gd(id),
+                        i64::from(reason.code()),
+                        message.as_str(),
+                    );
+                }
                 NodeEvent::MasterLost(m) => self.signals().master_lost().emit(m.as_str()),
                 NodeEvent::Stopped(err) => {
                     if let Some(e) = err {

@@ -135,6 +135,55 @@ pub fn single(record: &Record) -> Result<Vec<u8>, DatagramError> {
     Ok(b.take())
 }
 
+/// First byte of a ping request: unauthenticated, answered by a cluster
+/// without a token so a client can measure its round trip before joining.
+pub const PING_REQUEST: u8 = 0x02;
+/// First byte of a ping response.
+pub const PING_RESPONSE: u8 = 0x03;
+/// Size of a ping request. A cluster answers only requests of at least this
+/// size, and the answer ([`PING_RESPONSE_LEN`] bytes) is smaller: a spoofed
+/// request can never make a cluster send more bytes than it received.
+pub const PING_REQUEST_LEN: usize = 64;
+/// Size of a ping response.
+pub const PING_RESPONSE_LEN: usize = 1 + 8 + 4 + 4;
+
+/// A ping request: kind, the client's nonce, zero padding.
+pub fn ping_request(nonce: u64) -> Vec<u8> {
+    let mut out = vec![0u8; PING_REQUEST_LEN];
+    out[0] = PING_REQUEST;
+    out[1..9].copy_from_slice(&nonce.to_le_bytes());
+    out
+}
+
+/// The nonce of a ping request, if `d` is one of the right size.
+pub fn parse_ping_request(d: &[u8]) -> Option<u64> {
+    if d.len() != PING_REQUEST_LEN || d[0] != PING_REQUEST {
+        return None;
+    }
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[1..9]);
+    Some(u64::from_le_bytes(b))
+}
+
+/// A ping response: kind, the request's nonce, players, capacity.
+pub fn ping_response(nonce: u64, players: u32, capacity: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PING_RESPONSE_LEN);
+    out.push(PING_RESPONSE);
+    out.put_u64(nonce);
+    out.put_u32(players);
+    out.put_u32(capacity);
+    out
+}
+
+/// Nonce, players and capacity of a ping response.
+pub fn parse_ping_response(d: &[u8]) -> Option<(u64, u32, u32)> {
+    if d.len() != PING_RESPONSE_LEN || d[0] != PING_RESPONSE {
+        return None;
+    }
+    let mut r = Reader::new(&d[1..]);
+    Some((r.u64().ok()?, r.u32().ok()?, r.u32().ok()?))
+}
+
 /// Decodes every record of a datagram plaintext.
 pub fn decode_records(plain: &[u8]) -> Result<Vec<Record>, DecodeError> {
     let mut r = Reader::new(plain);
@@ -156,6 +205,19 @@ pub fn decode_records(plain: &[u8]) -> Result<Vec<Record>, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ping_never_amplifies() {
+        let req = ping_request(42);
+        assert_eq!(parse_ping_request(&req), Some(42));
+        let resp = ping_response(42, 3, 10);
+        assert!(resp.len() < req.len());
+        assert_eq!(parse_ping_response(&resp), Some((42, 3, 10)));
+        // Short or long requests are not requests.
+        assert_eq!(parse_ping_request(&req[..req.len() - 1]), None);
+        assert_eq!(parse_ping_request(&[req.clone(), vec![0]].concat()), None);
+        assert_eq!(parse_ping_request(&resp), None);
+    }
 
     #[test]
     fn batch_fills_to_mtu_and_refuses_oversize() {

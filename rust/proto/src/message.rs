@@ -42,7 +42,10 @@ mod tag {
     pub const STATUS: u8 = 0x11;
     pub const PLAYER_JOINED: u8 = 0x12;
     pub const PLAYER_LEFT: u8 = 0x13;
+    pub const TRANSFER: u8 = 0x14;
     pub const REGISTERED: u8 = 0x18;
+    pub const TRANSFER_READY: u8 = 0x19;
+    pub const TRANSFER_FAILED: u8 = 0x1A;
     pub const LOGIN: u8 = 0x20;
     pub const LIST_CLUSTERS: u8 = 0x21;
     pub const JOIN: u8 = 0x22;
@@ -261,6 +264,17 @@ pub enum ClusterToMaster {
         /// The player's client id.
         client_id: u64,
     },
+    /// Move one of this cluster's players to another cluster (handoff).
+    Transfer {
+        /// Chosen by the cluster; echoed in the answer.
+        request_id: u64,
+        /// The player, who must be on this cluster.
+        client_id: u64,
+        /// The target cluster's id.
+        target: u64,
+        /// State for the target's game (at most [`USER_DATA_MAX`] bytes).
+        user_data: Vec<u8>,
+    },
 }
 
 /// Master → cluster.
@@ -276,6 +290,24 @@ pub enum MasterToCluster {
     Registered {
         /// The id the cluster is listed under (the one it asked for).
         cluster_id: u64,
+    },
+    /// A transfer was granted: send this ticket to the player as a redirect.
+    TransferReady {
+        /// The request's id.
+        request_id: u64,
+        /// The player.
+        client_id: u64,
+        /// The ticket for the target cluster.
+        ticket: Ticket,
+    },
+    /// A transfer was refused.
+    TransferFailed {
+        /// The request's id.
+        request_id: u64,
+        /// The player.
+        client_id: u64,
+        /// Why.
+        reason: Goodbye,
     },
 }
 
@@ -477,6 +509,18 @@ link_message!(
                 out.put_u64(*client_id);
                 Ok(())
             }
+            ClusterToMaster::Transfer {
+                request_id,
+                client_id,
+                target,
+                user_data,
+            } => {
+                out.put_u8(tag::TRANSFER);
+                out.put_u64(*request_id);
+                out.put_u64(*client_id);
+                out.put_u64(*target);
+                out.put_bytes16(user_data, USER_DATA_MAX)
+            }
             ClusterToMaster::Ping(_)
             | ClusterToMaster::Pong(_)
             | ClusterToMaster::Disconnect(_) => unreachable_common(),
@@ -503,6 +547,12 @@ link_message!(
             tag::PLAYER_LEFT => ClusterToMaster::PlayerLeft {
                 client_id: r.u64()?,
             },
+            tag::TRANSFER => ClusterToMaster::Transfer {
+                request_id: r.u64()?,
+                client_id: r.u64()?,
+                target: r.u64()?,
+                user_data: r.bytes16(USER_DATA_MAX)?.to_vec(),
+            },
             other => return Err(DecodeError::UnknownType(other)),
         }
     }
@@ -517,6 +567,26 @@ link_message!(
                 out.put_u64(*cluster_id);
                 Ok(())
             }
+            MasterToCluster::TransferReady {
+                request_id,
+                client_id,
+                ticket,
+            } => {
+                out.put_u8(tag::TRANSFER_READY);
+                out.put_u64(*request_id);
+                out.put_u64(*client_id);
+                ticket.encode(out)
+            }
+            MasterToCluster::TransferFailed {
+                request_id,
+                client_id,
+                reason,
+            } => {
+                out.put_u8(tag::TRANSFER_FAILED);
+                out.put_u64(*request_id);
+                out.put_u64(*client_id);
+                reason.encode(out)
+            }
             MasterToCluster::Ping(_)
             | MasterToCluster::Pong(_)
             | MasterToCluster::Disconnect(_) => unreachable_common(),
@@ -526,6 +596,16 @@ link_message!(
         match t {
             tag::REGISTERED => MasterToCluster::Registered {
                 cluster_id: r.u64()?,
+            },
+            tag::TRANSFER_READY => MasterToCluster::TransferReady {
+                request_id: r.u64()?,
+                client_id: r.u64()?,
+                ticket: Ticket::decode(&mut r)?,
+            },
+            tag::TRANSFER_FAILED => MasterToCluster::TransferFailed {
+                request_id: r.u64()?,
+                client_id: r.u64()?,
+                reason: Goodbye::decode(&mut r)?,
             },
             other => return Err(DecodeError::UnknownType(other)),
         }

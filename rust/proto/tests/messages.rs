@@ -156,6 +156,20 @@ fn cluster_to_master() -> impl Strategy<Value = ClusterToMaster> {
         }),
         any::<u64>().prop_map(|client_id| ClusterToMaster::PlayerJoined { client_id }),
         any::<u64>().prop_map(|client_id| ClusterToMaster::PlayerLeft { client_id }),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            bytes(USER_DATA_MAX)
+        )
+            .prop_map(|(request_id, client_id, target, user_data)| {
+                ClusterToMaster::Transfer {
+                    request_id,
+                    client_id,
+                    target,
+                    user_data,
+                }
+            }),
     ]
 }
 
@@ -165,6 +179,20 @@ fn master_to_cluster() -> impl Strategy<Value = MasterToCluster> {
         any::<u64>().prop_map(MasterToCluster::Pong),
         goodbye().prop_map(MasterToCluster::Disconnect),
         any::<u64>().prop_map(|cluster_id| MasterToCluster::Registered { cluster_id }),
+        (any::<u64>(), any::<u64>(), ticket()).prop_map(|(request_id, client_id, ticket)| {
+            MasterToCluster::TransferReady {
+                request_id,
+                client_id,
+                ticket,
+            }
+        }),
+        (any::<u64>(), any::<u64>(), goodbye()).prop_map(|(request_id, client_id, reason)| {
+            MasterToCluster::TransferFailed {
+                request_id,
+                client_id,
+                reason,
+            }
+        }),
     ]
 }
 
@@ -682,8 +710,8 @@ fn every_type_byte_is_known_or_unknown() {
             }
         }
     }
-    check::<ClusterToMaster>(&[0x01, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13]);
-    check::<MasterToCluster>(&[0x01, 0x02, 0x03, 0x18]);
+    check::<ClusterToMaster>(&[0x01, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13, 0x14]);
+    check::<MasterToCluster>(&[0x01, 0x02, 0x03, 0x18, 0x19, 0x1A]);
     check::<ClientToMaster>(&[0x01, 0x02, 0x03, 0x20, 0x21, 0x22]);
     check::<MasterToClient>(&[0x01, 0x02, 0x03, 0x28, 0x29, 0x2A, 0x2B, 0x2C]);
     check::<ClientToCluster>(&[0x01, 0x02, 0x03, 0x30]);

@@ -56,6 +56,8 @@ pub struct ClusterConfig {
     pub status_interval: Duration,
     /// Longest wait between attempts to reach the master.
     pub reconnect_max: Duration,
+    /// Most ping requests (from clients choosing a cluster) answered per second.
+    pub ping_rate: u32,
     /// Frame, queue and timing limits.
     pub limits: Limits,
 }
@@ -71,6 +73,7 @@ impl Default for ClusterConfig {
             cluster_id: None,
             status_interval: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(10),
+            ping_rate: 2_000,
             limits: Limits::default(),
         }
     }
@@ -100,6 +103,19 @@ pub enum SendError {
     /// The cluster's command queue is full or the cluster stopped.
     #[error("the cluster is not running or its command queue is full")]
     Stopped,
+    /// The player is being moved to another cluster: it was sent its
+    /// redirect, and everything for it now goes to the target cluster.
+    #[error("player {0} is moving to another cluster")]
+    Transferring(PlayerId),
+    /// A transfer cannot be asked for now (already moving, no master link,
+    /// data too large).
+    #[error("cannot transfer player {player}: {why}")]
+    TransferRefused {
+        /// The player.
+        player: PlayerId,
+        /// Why.
+        why: &'static str,
+    },
 }
 
 /// The state of the link to the master, as the plugin sees it.
@@ -124,6 +140,17 @@ struct Player {
     session_id: u64,
     udp: DatagramSealer,
     udp_addr: Option<SocketAddr>,
+    /// Set once the redirect to another cluster is queued: nothing more is
+    /// sent, and the player is removed when it closes (or at this deadline).
+    redirected: Option<Instant>,
+}
+
+/// Handoffs asked of the master and not answered yet.
+struct Transfers {
+    link: mpsc::Sender<LinkEvent>,
+    next_id: u64,
+    pending: HashMap<u64, (PlayerId, Instant)>,
+    timeout: Duration,
 }
 
 /// What the plugin can do from a callback.
@@ -132,6 +159,7 @@ pub struct Context<'a> {
     udp: &'a UdpSocket,
     removals: &'a mut Vec<(PlayerId, Goodbye)>,
     max_reliable: usize,
+    transfers: &'a mut Transfers,
 }
 
 impl std::fmt::Debug for Context<'_> {
@@ -160,6 +188,9 @@ impl Context<'_> {
             .players
             .get(&player)
             .ok_or(SendError::UnknownPlayer(player))?;
+        if p.redirected.is_some() {
+            return Err(SendError::Transferring(player));
+        }
         let msg = ClusterToClient::Data {
             command,
             payload: payload.to_vec(),
@@ -243,6 +274,52 @@ impl Context<'_> {
         Ok(())
     }
 
+    /// Moves a player to another cluster (server meshing). The master issues
+    /// a ticket for `target`; the player is redirected and `state` reaches
+    /// the target's game with the player (`on_connect`'s user data).
+    ///
+    /// Delivery across the move: every reliable message this cluster sent
+    /// before the redirect arrives before it; from the redirect on, sends to
+    /// the player are refused with [`SendError::Transferring`]. Every message
+    /// the client sent before it followed the redirect arrives here (the
+    /// player stays until it closes); after that, its messages go to the
+    /// target. Nothing is lost or duplicated and order holds per direction.
+    /// If the master refuses, [`Plugin::on_transfer_failed`] is called.
+    pub fn transfer(
+        &mut self,
+        player: PlayerId,
+        target: u64,
+        state: &[u8],
+    ) -> Result<(), SendError> {
+        let p = self
+            .players
+            .get(&player)
+            .ok_or(SendError::UnknownPlayer(player))?;
+        let refuse = |why| Err(SendError::TransferRefused { player, why });
+        if p.redirected.is_some() || self.transfers.pending.values().any(|(pl, _)| *pl == player) {
+            return refuse("a transfer is already under way");
+        }
+        if state.len() > sustenet_proto::message::USER_DATA_MAX {
+            return refuse("the state is over 16 KiB");
+        }
+        let request_id = self.transfers.next_id;
+        self.transfers.next_id += 1;
+        let ev = LinkEvent::Transfer {
+            request_id,
+            player,
+            target,
+            state: state.to_vec(),
+        };
+        if self.transfers.link.try_send(ev).is_err() {
+            return refuse("the link to the master is not keeping up");
+        }
+        let deadline = Instant::now() + self.transfers.timeout;
+        self.transfers
+            .pending
+            .insert(request_id, (player, deadline));
+        Ok(())
+    }
+
     /// Disconnects a player with reason `Kicked` and a message for it.
     pub fn kick(&mut self, player: PlayerId, message: &str) {
         if self.players.contains_key(&player) {
@@ -288,6 +365,11 @@ fn send_records(udp: &UdpSocket, sealer: &mut DatagramSealer, addr: SocketAddr, 
 /// Commands from outside the cluster (a game engine binding, an admin tool).
 #[derive(Debug)]
 enum Command {
+    Transfer {
+        player: PlayerId,
+        target: u64,
+        state: Vec<u8>,
+    },
     Send {
         player: PlayerId,
         command: u16,
@@ -386,6 +468,21 @@ impl ClusterHandle {
         })
     }
 
+    /// Moves a player to another cluster with a state blob; see [`Context::transfer`].
+    pub fn transfer(&self, player: PlayerId, target: u64, state: Vec<u8>) -> Result<(), SendError> {
+        if state.len() > sustenet_proto::message::USER_DATA_MAX {
+            return Err(SendError::TransferRefused {
+                player,
+                why: "the state is over 16 KiB",
+            });
+        }
+        self.push(Command::Transfer {
+            player,
+            target,
+            state,
+        })
+    }
+
     /// Kicks a player with a message.
     pub fn kick(&self, player: PlayerId, message: impl Into<String>) -> Result<(), SendError> {
         self.push(Command::Kick {
@@ -422,6 +519,16 @@ enum CoreEvent {
         records: Vec<Record>,
     },
     Snapshot(oneshot::Sender<Vec<PlayerId>>),
+    TransferReady {
+        request_id: u64,
+        player: PlayerId,
+        ticket: Box<sustenet_proto::Ticket>,
+    },
+    TransferFailed {
+        request_id: u64,
+        player: PlayerId,
+        reason: Goodbye,
+    },
     Master(MasterLinkStatus),
 }
 
@@ -439,6 +546,12 @@ enum UdpControl {
 enum LinkEvent {
     Joined(PlayerId),
     Left(PlayerId),
+    Transfer {
+        request_id: u64,
+        player: PlayerId,
+        target: u64,
+        state: Vec<u8>,
+    },
 }
 
 struct Shared {
@@ -530,6 +643,16 @@ pub async fn run_with_handle(
     let mut players: HashMap<PlayerId, Player> = HashMap::new();
     let mut removals: Vec<(PlayerId, Goodbye)> = Vec::new();
     let mut gone_sessions: Vec<u64> = Vec::new();
+    let mut transfers = Transfers {
+        link: link_tx.clone(),
+        next_id: 1,
+        pending: HashMap::new(),
+        timeout: shared
+            .config
+            .limits
+            .handshake_timeout()
+            .max(Duration::from_secs(5)),
+    };
     let limits = shared.config.limits;
     let mut tick = tokio::time::interval(limits.heartbeat());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -541,6 +664,7 @@ pub async fn run_with_handle(
                 udp: &udp,
                 removals: &mut removals,
                 max_reliable: shared.max_reliable,
+                transfers: &mut transfers,
             }
         };
     }
@@ -562,7 +686,7 @@ pub async fn run_with_handle(
                         // The same player connecting again (a new ticket):
                         // the newest connection wins.
                         removals.push((player, Goodbye { reason: DisconnectReason::Kicked, message: "connected again from elsewhere".into() }));
-                        apply_removals(&mut players, &mut removals, &mut plugin, &udp, &mut gone_sessions, &link_tx, &shared);
+                        apply_removals(&mut players, &mut removals, &mut plugin, &udp, &mut gone_sessions, &mut transfers, &shared);
                         for session_id in gone_sessions.drain(..) {
                             let _ = udp_ctl_tx.send(UdpControl::Remove { session_id }).await;
                         }
@@ -574,7 +698,7 @@ pub async fn run_with_handle(
                         let _ = udp_ctl_tx.try_send(UdpControl::Remove { session_id });
                         continue;
                     }
-                    players.insert(player, Player { out, kill: Some(kill), session_id, udp: udp_sealer, udp_addr: None });
+                    players.insert(player, Player { out, kill: Some(kill), session_id, udp: udp_sealer, udp_addr: None, redirected: None });
                     shared.player_count.store(players.len(), Ordering::Relaxed);
                     link_event(&link_tx, &shared, LinkEvent::Joined(player));
                     info!(player, players = players.len(), "player connected");
@@ -586,8 +710,28 @@ pub async fn run_with_handle(
                     }
                 }
                 CoreEvent::Left { player, session_id, reason } => {
-                    if players.get(&player).is_some_and(|p| p.session_id == session_id) {
+                    if let Some(p) = players.get(&player).filter(|p| p.session_id == session_id) {
+                        let reason = if p.redirected.is_some() { DisconnectReason::Redirected } else { reason };
                         removals.push((player, Goodbye::new(reason)));
+                    }
+                }
+                CoreEvent::TransferReady { request_id, player, ticket } => {
+                    if transfers.pending.remove(&request_id).is_none() {
+                        continue;
+                    }
+                    let Some(p) = players.get_mut(&player) else { continue };
+                    // Queued behind everything already sent to the player,
+                    // so the redirect is the last thing it hears from here.
+                    if p.out.try_send(ClusterToClient::Redirect(*ticket)).is_err() {
+                        removals.push((player, Goodbye::new(DisconnectReason::SendQueueFull)));
+                    } else {
+                        info!(player, "player redirected");
+                        p.redirected = Some(Instant::now() + shared.config.limits.timeout());
+                    }
+                }
+                CoreEvent::TransferFailed { request_id, player, reason } => {
+                    if transfers.pending.remove(&request_id).is_some() && players.contains_key(&player) {
+                        plugin.on_transfer_failed(&mut ctx!(), player, &reason);
                     }
                 }
                 CoreEvent::Udp { player, session_id, addr, records } => {
@@ -623,6 +767,7 @@ pub async fn run_with_handle(
                     Command::Broadcast { command, payload, reliable: true, except } => { ctx.broadcast(command, &payload, except); Ok(()) }
                     Command::Broadcast { command, payload, reliable: false, except } => ctx.broadcast_unreliable(command, &payload, except),
                     Command::Kick { player, message } => { ctx.kick(player, &message); Ok(()) }
+                    Command::Transfer { player, target, state } => ctx.transfer(player, target, &state),
                 };
                 if let Err(e) = r {
                     debug!("command failed: {e}");
@@ -630,9 +775,32 @@ pub async fn run_with_handle(
             }
             _ = tick.tick() => {
                 let now = now_ms();
+                let instant = Instant::now();
                 for (id, p) in &players {
-                    if p.out.try_send(ClusterToClient::Ping(now)).is_err() {
-                        removals.push((*id, Goodbye::new(DisconnectReason::SendQueueFull)));
+                    match p.redirected {
+                        // A client that does not follow its redirect is let go.
+                        Some(deadline) if instant > deadline => {
+                            removals.push((*id, Goodbye::new(DisconnectReason::Redirected)));
+                        }
+                        Some(_) => {}
+                        None => {
+                            if p.out.try_send(ClusterToClient::Ping(now)).is_err() {
+                                removals.push((*id, Goodbye::new(DisconnectReason::SendQueueFull)));
+                            }
+                        }
+                    }
+                }
+                let expired: Vec<(u64, PlayerId)> = transfers
+                    .pending
+                    .iter()
+                    .filter(|(_, (_, deadline))| instant > *deadline)
+                    .map(|(id, (player, _))| (*id, *player))
+                    .collect();
+                for (request_id, player) in expired {
+                    transfers.pending.remove(&request_id);
+                    let reason = Goodbye { reason: DisconnectReason::NoCluster, message: "the master did not answer the transfer in time".into() };
+                    if players.contains_key(&player) {
+                        plugin.on_transfer_failed(&mut ctx!(), player, &reason);
                     }
                 }
                 plugin.on_tick(&mut ctx!());
@@ -644,7 +812,7 @@ pub async fn run_with_handle(
             &mut plugin,
             &udp,
             &mut gone_sessions,
-            &link_tx,
+            &mut transfers,
             &shared,
         );
         for session_id in gone_sessions.drain(..) {
@@ -691,7 +859,7 @@ fn apply_removals(
     plugin: &mut impl Plugin,
     udp: &UdpSocket,
     gone_sessions: &mut Vec<u64>,
-    link_tx: &mpsc::Sender<LinkEvent>,
+    transfers: &mut Transfers,
     shared: &Shared,
 ) {
     // A plugin's on_disconnect may kick more players: loop until quiet.
@@ -709,7 +877,7 @@ fn apply_removals(
             }
             // The caller tells the UDP task (it can await; this cannot).
             gone_sessions.push(p.session_id);
-            link_event(link_tx, shared, LinkEvent::Left(player));
+            link_event(&transfers.link, shared, LinkEvent::Left(player));
             info!(
                 player,
                 players = players.len(),
@@ -720,6 +888,7 @@ fn apply_removals(
                 udp,
                 removals,
                 max_reliable: shared.max_reliable,
+                transfers,
             };
             plugin.on_disconnect(&mut ctx, player, reason);
         }
@@ -990,10 +1159,40 @@ async fn player_writer(
     }
 }
 
+/// Allows `rate` events per second on average, in bursts of up to `rate`.
+struct TokenBucket {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32) -> Self {
+        Self {
+            rate: f64::from(rate),
+            tokens: f64::from(rate),
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 async fn udp_loop(shared: Arc<Shared>, udp: Arc<UdpSocket>, mut ctl: mpsc::Receiver<UdpControl>) {
     let mut sessions: HashMap<u64, (PlayerId, Box<DatagramOpener>)> = HashMap::new();
     let mut buf = vec![0u8; 2048];
     let mut refused = 0u64;
+    let mut pings = TokenBucket::new(shared.config.ping_rate);
     let mut shutdown = shared.shutdown.clone();
     loop {
         tokio::select! {
@@ -1009,8 +1208,18 @@ async fn udp_loop(shared: Arc<Shared>, udp: Arc<UdpSocket>, mut ctl: mpsc::Recei
                     Err(e) => { debug!("udp receive failed: {e}"); continue; }
                 };
                 let d = &buf[..n];
-                // Anything that is not a session datagram of a known session
-                // is dropped without an answer: no reflection, no amplification.
+                // A ping before joining: answered without a token, but only
+                // with fewer bytes than the request, and within a rate limit.
+                if let Some(nonce) = datagram::parse_ping_request(d) {
+                    if pings.take(Instant::now()) {
+                        let players = u32::try_from(shared.player_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
+                        let resp = datagram::ping_response(nonce, players, shared.config.max_connections);
+                        let _ = udp.try_send_to(&resp, addr);
+                    }
+                    continue;
+                }
+                // Anything else that is not a session datagram of a known
+                // session is dropped without an answer.
                 let Some(sid) = (n <= MAX_DATAGRAM).then(|| datagram_session_id(d)).flatten() else {
                     refused += 1;
                     continue;
@@ -1068,6 +1277,24 @@ async fn master_link(shared: Arc<Shared>, mut link_rx: mpsc::Receiver<LinkEvent>
             }
         }
         backoff = (backoff * 2).min(shared.config.reconnect_max);
+    }
+}
+
+fn link_message(ev: LinkEvent) -> ClusterToMaster {
+    match ev {
+        LinkEvent::Joined(client_id) => ClusterToMaster::PlayerJoined { client_id },
+        LinkEvent::Left(client_id) => ClusterToMaster::PlayerLeft { client_id },
+        LinkEvent::Transfer {
+            request_id,
+            player,
+            target,
+            state,
+        } => ClusterToMaster::Transfer {
+            request_id,
+            client_id: player,
+            target,
+            user_data: state,
+        },
     }
 }
 
@@ -1176,23 +1403,21 @@ async fn master_session(
                     match m {
                         MasterToCluster::Ping(v) => writer.send(&ClusterToMaster::Pong(v)).await?,
                         MasterToCluster::Pong(_) | MasterToCluster::Registered { .. } => {}
+                        MasterToCluster::TransferReady { request_id, client_id, ticket } => {
+                            let _ = shared.events.send(CoreEvent::TransferReady { request_id, player: client_id, ticket: Box::new(ticket) }).await;
+                        }
+                        MasterToCluster::TransferFailed { request_id, client_id, reason } => {
+                            let _ = shared.events.send(CoreEvent::TransferFailed { request_id, player: client_id, reason }).await;
+                        }
                         MasterToCluster::Disconnect(g) => {
                             return Ok(Err(format!("the master closed the link: {} {}", g.reason, g.message)));
                         }
                     }
                 }
                 Some(ev) = link_rx.recv() => {
-                    let m = match ev {
-                        LinkEvent::Joined(client_id) => ClusterToMaster::PlayerJoined { client_id },
-                        LinkEvent::Left(client_id) => ClusterToMaster::PlayerLeft { client_id },
-                    };
-                    writer.queue(&m)?;
+                    writer.queue(&link_message(ev))?;
                     while let Ok(ev) = link_rx.try_recv() {
-                        let m = match ev {
-                            LinkEvent::Joined(client_id) => ClusterToMaster::PlayerJoined { client_id },
-                            LinkEvent::Left(client_id) => ClusterToMaster::PlayerLeft { client_id },
-                        };
-                        writer.queue(&m)?;
+                        writer.queue(&link_message(ev))?;
                     }
                     writer.flush().await?;
                 }

@@ -467,6 +467,15 @@ async fn cluster_link(
                                 e.players.remove(&client_id);
                             }
                         }
+                        ClusterToMaster::Transfer { request_id, client_id, target, user_data } => {
+                            let reply = transfer(&shared, id, conn, client_id, target, &user_data)
+                                .map(|ticket| MasterToCluster::TransferReady { request_id, client_id, ticket })
+                                .unwrap_or_else(|reason| {
+                                    info!(cluster_id = id, client_id, target, "transfer refused: {} {}", reason.reason, reason.message);
+                                    MasterToCluster::TransferFailed { request_id, client_id, reason }
+                                });
+                            writer.send(&reply).await?;
+                        }
                     }
                 }
                 out = rx.recv() => {
@@ -612,6 +621,43 @@ fn issue_ticket(
         session_secret,
         token: sealed,
     })
+}
+
+/// A handoff: a ticket to `target` for one of `source`'s own players. A
+/// cluster can only move players it has, so a cluster key cannot be used to
+/// mint tickets for anyone else.
+fn transfer(
+    shared: &Shared,
+    source: u64,
+    conn: u64,
+    client_id: u64,
+    target: u64,
+    user_data: &[u8],
+) -> Result<Ticket, Goodbye> {
+    let owns = shared
+        .clusters()
+        .get(&source)
+        .is_some_and(|e| e.conn == conn && e.players.contains(&client_id));
+    if !owns {
+        return Err(Goodbye {
+            reason: DisconnectReason::ProtocolViolation,
+            message: format!("player {client_id} is not on this cluster"),
+        });
+    }
+    if target == source {
+        return Err(Goodbye {
+            reason: DisconnectReason::NoCluster,
+            message: "the target is the player's own cluster".into(),
+        });
+    }
+    let ticket = issue_ticket(shared, client_id, JoinTarget::Id(target), user_data)?;
+    info!(
+        client_id,
+        from = source,
+        to = target,
+        "transfer ticket issued"
+    );
+    Ok(ticket)
 }
 
 async fn client_session(shared: &Shared, mut reader: Reader, mut writer: Writer, peer: SocketAddr) {

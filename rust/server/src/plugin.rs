@@ -44,6 +44,14 @@ pub trait Plugin: Send + 'static {
     }
     /// The link to the master changed: registered, or lost (players stay).
     fn on_master(&mut self, _ctx: &mut Context<'_>, _status: &MasterLinkStatus) {}
+    /// A transfer asked with [`Context::transfer`] was refused; the player stays.
+    fn on_transfer_failed(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        _player: PlayerId,
+        _reason: &sustenet_proto::Goodbye,
+    ) {
+    }
     /// Called every tick (the heartbeat interval).
     fn on_tick(&mut self, _ctx: &mut Context<'_>) {}
 }

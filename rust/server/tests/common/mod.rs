@@ -130,6 +130,7 @@ pub fn cluster_config(master: SocketAddr, name: &str, key_name: &str, max: u32) 
         cluster_id: Some(rand::rng().next_u64()),
         status_interval: Duration::from_millis(200),
         reconnect_max: Duration::from_millis(500),
+        ping_rate: 2_000,
         limits: fast_limits(),
     }
 }
