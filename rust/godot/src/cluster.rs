@@ -156,6 +156,11 @@ pub struct SustenetCluster {
     /// Most players at once; 0 means no limit.
     #[export]
     max_connections: i64,
+    /// Reliable messages queued for one player before it is disconnected as
+    /// too slow ([constant SustenetClient.REASON_SEND_QUEUE_FULL]). Raise it
+    /// for bursts (a level load); the queue bounds this server's memory.
+    #[export]
+    send_queue: i64,
     /// Start when the node enters the tree.
     #[export]
     autostart: bool,
@@ -185,6 +190,7 @@ impl INode for SustenetCluster {
             key_name: "cluster_key".into(),
             key_path: GString::new(),
             max_connections: 0,
+            send_queue: 4096,
             autostart: false,
             events_per_frame: 2048,
             frame_budget_usec: 4000,
@@ -318,6 +324,8 @@ impl SustenetCluster {
             cluster_id: Some(cluster_id),
             ..ClusterConfig::default()
         };
+        let mut config = config;
+        config.limits.send_queue = usize::try_from(self.send_queue.max(1)).unwrap_or(usize::MAX);
         let (tx, rx) = flume::bounded(EVENT_QUEUE);
         let (cmd_handle, commands) = cluster::command_channel(EVENT_QUEUE);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();

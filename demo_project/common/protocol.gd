@@ -1,0 +1,75 @@
+## Command numbers and payload helpers shared by the demo client and the demo cluster.
+##
+## Commands 1..3 match the Rust example plugin (`EchoChat`, used by `sustenet up`), so the
+## demo client can chat on a `sustenet up` cluster too and `sustenet probe` works against
+## the demo cluster. Use it with: const Protocol = preload("res://common/protocol.gd")
+extends RefCounted
+
+## Client -> cluster: the payload comes back to the sender on the same channel (ping).
+const ECHO := 1
+## Client -> cluster: UTF-8 chat text (reliable). Cluster -> clients: "name: text" (reliable).
+const CHAT := 2
+## Client -> cluster: kick me (testing); the cluster kicks with a message.
+const KICK_ME := 3
+
+## Client -> cluster: [x f32][y f32] (8 bytes, unreliable, ~20 Hz).
+## Cluster -> clients: [player id s64][x f32][y f32] (16 bytes, unreliable).
+const POS := 10
+## Cluster -> clients: [player id s64] (reliable): that player left.
+const PLAYER_LEFT := 12
+## Cluster -> a new player: var_to_bytes({"id": int, "players": {id: {"name": String, "pos": Vector2}}}).
+const WELCOME := 14
+## Cluster -> the others: var_to_bytes({"id": int, "name": String, "pos": Vector2}).
+const PLAYER_JOINED := 15
+
+## The chat line that makes the demo cluster kick its sender (for testing).
+const KICK_CHAT := "/kick"
+## The message the demo cluster kicks with.
+const KICK_MESSAGE := "kicked by the demo cluster: you typed /kick"
+
+
+static func encode_pos(pos: Vector2) -> PackedByteArray:
+	var b := PackedByteArray()
+	b.resize(8)
+	b.encode_float(0, pos.x)
+	b.encode_float(4, pos.y)
+	return b
+
+
+static func decode_pos(b: PackedByteArray) -> Vector2:
+	if b.size() < 8:
+		return Vector2.ZERO
+	return Vector2(b.decode_float(0), b.decode_float(4))
+
+
+static func encode_player_pos(id: int, pos: Vector2) -> PackedByteArray:
+	var b := PackedByteArray()
+	b.resize(16)
+	b.encode_s64(0, id)
+	b.encode_float(8, pos.x)
+	b.encode_float(12, pos.y)
+	return b
+
+
+static func encode_id(id: int) -> PackedByteArray:
+	var b := PackedByteArray()
+	b.resize(8)
+	b.encode_s64(0, id)
+	return b
+
+
+## A stable colour for a player id.
+static func color_for(id: int) -> Color:
+	var h := float(absi(hash(id)) % 360) / 360.0
+	return Color.from_hsv(h, 0.65, 0.95)
+
+
+## Parses `--name=value` / `--flag` user arguments (those after `--`) into a Dictionary.
+static func user_args() -> Dictionary:
+	var out := {}
+	for a in OS.get_cmdline_user_args():
+		if not a.begins_with("--"):
+			continue
+		var kv := a.substr(2).split("=", true, 1)
+		out[kv[0]] = kv[1] if kv.size() > 1 else "true"
+	return out
