@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod fragments;
 pub mod keys;
 pub mod master;
 pub mod plugin;
@@ -19,5 +20,9 @@ pub use auth::{AllowAll, AuthHook, SharedSecret};
 pub use cluster::{ClusterConfig, ClusterHandle, Context, MasterLinkStatus, SendError};
 pub use config::{ConfigError, ConfigFile, Limits};
 pub use error::ServerError;
+pub use fragments::{
+    Dims, FragmentError, FragmentEvent, FragmentEvents, FragmentId, FragmentSettings, Fragments,
+    GridConfig, TickStats,
+};
 pub use master::{MasterConfig, MasterKeys};
 pub use plugin::{Channel, EchoChat, NoPlugin, PlayerId, Plugin};
