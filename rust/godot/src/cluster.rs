@@ -8,6 +8,7 @@ use godot::prelude::*;
 use rand::RngCore;
 use sustenet_proto::{DEFAULT_CLUSTER_PORT, DEFAULT_MASTER_PORT, DisconnectReason};
 use sustenet_server::cluster::{self, ClusterConfig, ClusterHandle, MasterLinkStatus};
+use sustenet_server::fragments::{Dims, FragmentEvent, FragmentId, FragmentSettings, GridConfig};
 use sustenet_server::{Channel, Context, PlayerId, Plugin, SendError, keys};
 use tokio::sync::oneshot;
 
@@ -25,6 +26,7 @@ enum NodeEvent {
     Packet(PlayerId, u16, Vec<u8>, bool),
     Registered(u64),
     TransferFailed(PlayerId, DisconnectReason, String),
+    Fragment(FragmentEvent),
     MasterLost(String),
     Stopped(Option<String>),
 }
@@ -87,6 +89,9 @@ impl Plugin for Forward {
             reason.reason,
             reason.message.clone(),
         ));
+    }
+    fn on_fragment(&mut self, _ctx: &mut Context<'_>, event: FragmentEvent) {
+        self.send(NodeEvent::Fragment(event));
     }
     fn on_master(&mut self, _ctx: &mut Context<'_>, status: &MasterLinkStatus) {
         self.send(match status {
@@ -161,6 +166,22 @@ pub struct SustenetCluster {
     /// for bursts (a level load); the queue bounds this server's memory.
     #[export]
     send_queue: i64,
+    /// Edge length of a fragment (a grid cell of the world), in world units.
+    #[export]
+    fragment_size: f64,
+    /// Whether fragments are cubes (3D) or squares (2D, the z coordinate ignored).
+    #[export]
+    fragment_3d: bool,
+    /// How far players see by default: updates about players within this
+    /// distance reach them.
+    #[export]
+    interest_radius: f64,
+    /// How often (Hz) each fragment's player states ([method set_player_state]) are sent.
+    #[export]
+    fragment_update_hz: f64,
+    /// Players a fragment holds before [signal fragment_over_cap] fires; 0 means no cap.
+    #[export]
+    fragment_player_cap: i64,
     /// Start when the node enters the tree.
     #[export]
     autostart: bool,
@@ -191,6 +212,11 @@ impl INode for SustenetCluster {
             key_path: GString::new(),
             max_connections: 0,
             send_queue: 4096,
+            fragment_size: 64.0,
+            fragment_3d: false,
+            interest_radius: 64.0,
+            fragment_update_hz: 20.0,
+            fragment_player_cap: 0,
             autostart: false,
             events_per_frame: 2048,
             frame_budget_usec: 4000,
@@ -244,6 +270,16 @@ impl SustenetCluster {
     /// A [method transfer_player] was refused (the player stays here).
     #[signal]
     fn transfer_failed(player_id: i64, reason: i64, message: GString);
+    /// A player entered a fragment (the grid cell [param fragment]).
+    #[signal]
+    fn fragment_entered(player_id: i64, fragment: Vector3i);
+    /// A player left a fragment (moved away or disconnected).
+    #[signal]
+    fn fragment_exited(player_id: i64, fragment: Vector3i);
+    /// A fragment went over [member fragment_player_cap]; the game decides
+    /// (refuse, spill over, [method transfer_player]).
+    #[signal]
+    fn fragment_over_cap(fragment: Vector3i, players: i64, cap: i64);
     /// A packet from a player.
     #[signal]
     fn packet_received(player_id: i64, command: i64, data: PackedByteArray, reliable: bool);
@@ -326,6 +362,25 @@ impl SustenetCluster {
         };
         let mut config = config;
         config.limits.send_queue = usize::try_from(self.send_queue.max(1)).unwrap_or(usize::MAX);
+        config.grid = GridConfig {
+            cell_size: self.fragment_size as f32,
+            dims: if self.fragment_3d {
+                Dims::Three
+            } else {
+                Dims::Two
+            },
+            default_settings: FragmentSettings {
+                player_cap: u32::try_from(self.fragment_player_cap.max(0)).unwrap_or(u32::MAX),
+                update_hz: self.fragment_update_hz as f32,
+            },
+            default_interest_radius: self.interest_radius as f32,
+        };
+        if let Err(e) = config.grid.validate() {
+            return fail(
+                GdError::ERR_INVALID_PARAMETER,
+                format!("SustenetCluster: fragment settings: {e}"),
+            );
+        }
         let (tx, rx) = flume::bounded(EVENT_QUEUE);
         let (cmd_handle, commands) = cluster::command_channel(EVENT_QUEUE);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -469,6 +524,72 @@ impl SustenetCluster {
         result(r.handle.transfer(id, target, state.to_vec()))
     }
 
+    /// Reports a player's position ([Vector2] or [Vector3]): places it in a
+    /// fragment and decides who hears about it.
+    #[func]
+    fn set_player_position(&self, player_id: i64, position: Variant) -> GdError {
+        let (Some(r), Some(id)) = (&self.running, id_from_gd(player_id)) else {
+            return fail(
+                GdError::ERR_UNCONFIGURED,
+                "SustenetCluster.set_player_position: not running, or a negative id",
+            );
+        };
+        let Some(pos) = position_of(&position) else {
+            return fail(
+                GdError::ERR_INVALID_PARAMETER,
+                "SustenetCluster.set_player_position: pass a finite Vector2 or Vector3",
+            );
+        };
+        result(r.handle.set_position(id, pos))
+    }
+
+    /// Sets a player's latest state: at its fragment's update rate it goes,
+    /// unreliably and batched into few datagrams, to every player whose
+    /// interest area covers this one, as [param command] with the payload
+    /// [code]player id (8 bytes, little-endian) + data[/code].
+    #[func]
+    fn set_player_state(&self, player_id: i64, command: i64, data: PackedByteArray) -> GdError {
+        let (Some(r), Some(id), Some(cmd)) = (
+            &self.running,
+            id_from_gd(player_id),
+            command_from_gd(command),
+        ) else {
+            return fail(
+                GdError::ERR_INVALID_PARAMETER,
+                "SustenetCluster.set_player_state: not running, or an id or command out of range",
+            );
+        };
+        result(r.handle.set_state(id, cmd, data.to_vec()))
+    }
+
+    /// Sends to every player within [param radius] of [param position] ([Vector2] or [Vector3]).
+    #[func]
+    fn send_nearby(
+        &self,
+        position: Variant,
+        radius: f64,
+        command: i64,
+        data: PackedByteArray,
+        reliable: bool,
+    ) -> GdError {
+        let (Some(r), Some(cmd)) = (&self.running, command_from_gd(command)) else {
+            return fail(
+                GdError::ERR_INVALID_PARAMETER,
+                "SustenetCluster.send_nearby: not running, or a command out of range",
+            );
+        };
+        let Some(pos) = position_of(&position) else {
+            return fail(
+                GdError::ERR_INVALID_PARAMETER,
+                "SustenetCluster.send_nearby: pass a finite Vector2 or Vector3",
+            );
+        };
+        result(
+            r.handle
+                .send_nearby(pos, radius as f32, cmd, data.to_vec(), reliable, None),
+        )
+    }
+
     /// Disconnects a player with [constant SustenetClient.REASON_KICKED] and a message it receives.
     #[func]
     fn kick(&self, player_id: i64, message: GString) -> GdError {
@@ -504,6 +625,22 @@ impl SustenetCluster {
     fn get_max_drain_usec(&self) -> i64 {
         self.drain.max_usec
     }
+}
+
+fn cell(f: FragmentId) -> Vector3i {
+    Vector3i::new(f.x, f.y, f.z)
+}
+
+/// A Vector2 or Vector3 as a position; anything else (or non-finite) is none.
+fn position_of(v: &Variant) -> Option<[f32; 3]> {
+    let p = if let Ok(v2) = v.try_to::<Vector2>() {
+        [v2.x, v2.y, 0.0]
+    } else if let Ok(v3) = v.try_to::<Vector3>() {
+        [v3.x, v3.y, v3.z]
+    } else {
+        return None;
+    };
+    p.iter().all(|c| c.is_finite()).then_some(p)
 }
 
 fn result(r: Result<(), SendError>) -> GdError {
@@ -607,6 +744,27 @@ impl SustenetCluster {
                     );
                 }
                 NodeEvent::Registered(id) => self.signals().registered().emit(id_to_gd(id)),
+                NodeEvent::Fragment(FragmentEvent::Entered { player, fragment }) => {
+                    self.signals()
+                        .fragment_entered()
+                        .emit(id_to_gd(player), cell(fragment));
+                }
+                NodeEvent::Fragment(FragmentEvent::Exited { player, fragment }) => {
+                    self.signals()
+                        .fragment_exited()
+                        .emit(id_to_gd(player), cell(fragment));
+                }
+                NodeEvent::Fragment(FragmentEvent::OverCap {
+                    fragment,
+                    players,
+                    cap,
+                }) => {
+                    self.signals().fragment_over_cap().emit(
+                        cell(fragment),
+                        i64::try_from(players).unwrap_or(i64::MAX),
+                        i64::from(cap),
+                    );
+                }
                 NodeEvent::TransferFailed(id, reason, message) => {
                     self.signals().transfer_failed().emit(
                         id_to_gd(id),

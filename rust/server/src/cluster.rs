@@ -34,6 +34,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::Limits;
 use crate::error::ServerError;
+use crate::fragments::{
+    FragmentError, FragmentEvent, FragmentId, FragmentSettings, Fragments, GridConfig,
+};
 use crate::plugin::{Channel, PlayerId, Plugin};
 use crate::time::now_ms;
 
@@ -58,6 +61,12 @@ pub struct ClusterConfig {
     pub reconnect_max: Duration,
     /// Most ping requests (from clients choosing a cluster) answered per second.
     pub ping_rate: u32,
+    /// The world's fragment grid: cell size, 2D or 3D, default cap, update
+    /// rate and interest radius.
+    pub grid: GridConfig,
+    /// How often due fragments are checked and their state updates sent;
+    /// the highest update rate any fragment can get is `1 / update_tick`.
+    pub update_tick: Duration,
     /// Frame, queue and timing limits.
     pub limits: Limits,
 }
@@ -74,6 +83,8 @@ impl Default for ClusterConfig {
             status_interval: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(10),
             ping_rate: 2_000,
+            grid: GridConfig::default(),
+            update_tick: Duration::from_millis(10),
             limits: Limits::default(),
         }
     }
@@ -160,6 +171,15 @@ pub struct Context<'a> {
     removals: &'a mut Vec<(PlayerId, Goodbye)>,
     max_reliable: usize,
     transfers: &'a mut Transfers,
+    world: &'a mut World,
+}
+
+/// The fragment grid, the players' latest states, and fragment events not
+/// yet given to the plugin.
+struct World {
+    fragments: Fragments,
+    states: HashMap<PlayerId, (u16, Vec<u8>)>,
+    events: Vec<FragmentEvent>,
 }
 
 impl std::fmt::Debug for Context<'_> {
@@ -320,6 +340,111 @@ impl Context<'_> {
         Ok(())
     }
 
+    /// Places a player in the world. Fragment changes reach the plugin's
+    /// [`Plugin::on_fragment`] once the current callback returns.
+    pub fn set_position(&mut self, player: PlayerId, pos: [f32; 3]) -> Result<(), FragmentError> {
+        if !self.players.contains_key(&player) {
+            return Err(FragmentError::UnknownPlayer(player));
+        }
+        let events = self.world.fragments.set_position(player, pos)?;
+        self.world.events.extend(events.iter());
+        Ok(())
+    }
+
+    /// A player's position, if it has one.
+    pub fn position(&self, player: PlayerId) -> Option<[f32; 3]> {
+        self.world.fragments.position(player)
+    }
+
+    /// The fragment a player is in.
+    pub fn fragment_of(&self, player: PlayerId) -> Option<FragmentId> {
+        self.world.fragments.fragment_of(player)
+    }
+
+    /// How far a player sees: updates about players within this distance reach it.
+    pub fn set_interest_radius(
+        &mut self,
+        player: PlayerId,
+        radius: f32,
+    ) -> Result<(), FragmentError> {
+        self.world.fragments.set_interest_radius(player, radius)
+    }
+
+    /// Overrides one fragment's cap and update rate.
+    pub fn set_fragment_settings(
+        &mut self,
+        fragment: FragmentId,
+        settings: FragmentSettings,
+    ) -> Result<(), FragmentError> {
+        let ev = self
+            .world
+            .fragments
+            .set_fragment_settings(fragment, settings)?;
+        self.world.events.extend(ev);
+        Ok(())
+    }
+
+    /// Players within `radius` of `pos` (inclusive).
+    pub fn nearby(&self, pos: [f32; 3], radius: f32) -> Vec<PlayerId> {
+        self.world.fragments.nearby(pos, radius)
+    }
+
+    /// Sends to every player within `radius` of `pos` (but `except`);
+    /// returns how many it was sent to.
+    pub fn send_nearby(
+        &mut self,
+        pos: [f32; 3],
+        radius: f32,
+        command: u16,
+        payload: &[u8],
+        reliable: bool,
+        except: Option<PlayerId>,
+    ) -> Result<usize, SendError> {
+        if !reliable && payload.len() > MAX_UNRELIABLE_PAYLOAD {
+            return Err(SendError::TooLarge {
+                len: payload.len(),
+                max: MAX_UNRELIABLE_PAYLOAD,
+            });
+        }
+        let targets = self.world.fragments.nearby(pos, radius);
+        let mut n = 0;
+        for id in targets.into_iter().filter(|id| Some(*id) != except) {
+            let r = if reliable {
+                self.send(id, command, payload)
+            } else {
+                self.send_unreliable(id, command, payload)
+            };
+            if r.is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Sets a player's latest state. At its fragment's update rate, every
+    /// player whose interest area covers it receives it unreliably as
+    /// `command` with the payload `player id (u64 LE) || state`, many such
+    /// records coalesced into as few datagrams as fit the MTU.
+    pub fn set_state(
+        &mut self,
+        player: PlayerId,
+        command: u16,
+        state: &[u8],
+    ) -> Result<(), SendError> {
+        let max = MAX_UNRELIABLE_PAYLOAD - 8;
+        if state.len() > max {
+            return Err(SendError::TooLarge {
+                len: state.len(),
+                max,
+            });
+        }
+        if !self.players.contains_key(&player) {
+            return Err(SendError::UnknownPlayer(player));
+        }
+        self.world.states.insert(player, (command, state.to_vec()));
+        Ok(())
+    }
+
     /// Disconnects a player with reason `Kicked` and a message for it.
     pub fn kick(&mut self, player: PlayerId, message: &str) {
         if self.players.contains_key(&player) {
@@ -349,6 +474,25 @@ impl Context<'_> {
     }
 }
 
+/// Seals and sends what the batch holds (if anything) to one player.
+fn flush_batch(
+    udp: &UdpSocket,
+    sealer: &mut DatagramSealer,
+    addr: SocketAddr,
+    batch: &mut datagram::Batch,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    match sealer.seal(&batch.take()) {
+        // Unreliable: a full socket buffer drops the datagram, as the network would.
+        Ok(d) => {
+            let _ = udp.try_send_to(&d, addr);
+        }
+        Err(e) => debug!("cannot seal datagram: {e}"),
+    }
+}
+
 fn send_records(udp: &UdpSocket, sealer: &mut DatagramSealer, addr: SocketAddr, record: &Record) {
     let Ok(plain) = datagram::single(record) else {
         return;
@@ -365,6 +509,23 @@ fn send_records(udp: &UdpSocket, sealer: &mut DatagramSealer, addr: SocketAddr, 
 /// Commands from outside the cluster (a game engine binding, an admin tool).
 #[derive(Debug)]
 enum Command {
+    SetPosition {
+        player: PlayerId,
+        pos: [f32; 3],
+    },
+    SetState {
+        player: PlayerId,
+        command: u16,
+        state: Vec<u8>,
+    },
+    SendNearby {
+        pos: [f32; 3],
+        radius: f32,
+        command: u16,
+        payload: Vec<u8>,
+        reliable: bool,
+        except: Option<PlayerId>,
+    },
     Transfer {
         player: PlayerId,
         target: u64,
@@ -461,6 +622,52 @@ impl ClusterHandle {
     ) -> Result<(), SendError> {
         self.check_size(payload.len(), reliable)?;
         self.push(Command::Broadcast {
+            command,
+            payload,
+            reliable,
+            except,
+        })
+    }
+
+    /// Places a player in the world; see [`Context::set_position`].
+    pub fn set_position(&self, player: PlayerId, pos: [f32; 3]) -> Result<(), SendError> {
+        self.push(Command::SetPosition { player, pos })
+    }
+
+    /// Sets a player's latest state; see [`Context::set_state`].
+    pub fn set_state(
+        &self,
+        player: PlayerId,
+        command: u16,
+        state: Vec<u8>,
+    ) -> Result<(), SendError> {
+        if state.len() > MAX_UNRELIABLE_PAYLOAD - 8 {
+            return Err(SendError::TooLarge {
+                len: state.len(),
+                max: MAX_UNRELIABLE_PAYLOAD - 8,
+            });
+        }
+        self.push(Command::SetState {
+            player,
+            command,
+            state,
+        })
+    }
+
+    /// Sends to every player within `radius` of `pos`; see [`Context::send_nearby`].
+    pub fn send_nearby(
+        &self,
+        pos: [f32; 3],
+        radius: f32,
+        command: u16,
+        payload: Vec<u8>,
+        reliable: bool,
+        except: Option<PlayerId>,
+    ) -> Result<(), SendError> {
+        self.check_size(payload.len(), reliable)?;
+        self.push(Command::SendNearby {
+            pos,
+            radius,
             command,
             payload,
             reliable,
@@ -567,6 +774,8 @@ struct Shared {
     resync: AtomicBool,
     /// Largest reliable payload that fits the frame limit.
     max_reliable: usize,
+    /// Occupied fragments, for the status report.
+    fragment_count: AtomicUsize,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -624,6 +833,7 @@ pub async fn run_with_handle(
         events: events_tx,
         resync: AtomicBool::new(false),
         max_reliable,
+        fragment_count: AtomicUsize::new(0),
         shutdown: stop_rx,
     });
     info!(
@@ -643,6 +853,19 @@ pub async fn run_with_handle(
     let mut players: HashMap<PlayerId, Player> = HashMap::new();
     let mut removals: Vec<(PlayerId, Goodbye)> = Vec::new();
     let mut gone_sessions: Vec<u64> = Vec::new();
+    let mut world = World {
+        fragments: Fragments::new(shared.config.grid).map_err(|e| {
+            ServerError::Config(crate::config::ConfigError::Invalid {
+                path: "<cluster config>".into(),
+                key: "grid".into(),
+                message: e.to_string(),
+            })
+        })?,
+        states: HashMap::new(),
+        events: Vec::new(),
+    };
+    let mut update = tokio::time::interval(shared.config.update_tick.max(Duration::from_millis(1)));
+    update.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut transfers = Transfers {
         link: link_tx.clone(),
         next_id: 1,
@@ -665,6 +888,7 @@ pub async fn run_with_handle(
                 removals: &mut removals,
                 max_reliable: shared.max_reliable,
                 transfers: &mut transfers,
+                world: &mut world,
             }
         };
     }
@@ -686,7 +910,7 @@ pub async fn run_with_handle(
                         // The same player connecting again (a new ticket):
                         // the newest connection wins.
                         removals.push((player, Goodbye { reason: DisconnectReason::Kicked, message: "connected again from elsewhere".into() }));
-                        apply_removals(&mut players, &mut removals, &mut plugin, &udp, &mut gone_sessions, &mut transfers, &shared);
+                        apply_removals(&mut players, &mut removals, &mut plugin, &udp, &mut gone_sessions, &mut transfers, &mut world, &shared);
                         for session_id in gone_sessions.drain(..) {
                             let _ = udp_ctl_tx.send(UdpControl::Remove { session_id }).await;
                         }
@@ -768,10 +992,38 @@ pub async fn run_with_handle(
                     Command::Broadcast { command, payload, reliable: false, except } => ctx.broadcast_unreliable(command, &payload, except),
                     Command::Kick { player, message } => { ctx.kick(player, &message); Ok(()) }
                     Command::Transfer { player, target, state } => ctx.transfer(player, target, &state),
+                    Command::SetPosition { player, pos } => ctx.set_position(player, pos).map_err(|e| {
+                        debug!(player, "set_position refused: {e}");
+                        SendError::UnknownPlayer(player)
+                    }),
+                    Command::SetState { player, command, state } => ctx.set_state(player, command, &state),
+                    Command::SendNearby { pos, radius, command, payload, reliable, except } => {
+                        ctx.send_nearby(pos, radius, command, &payload, reliable, except).map(|_| ())
+                    }
                 };
                 if let Err(e) = r {
                     debug!("command failed: {e}");
                 }
+            }
+            _ = update.tick() => {
+                let World { fragments, states, .. } = &mut world;
+                let mut batch = datagram::Batch::new();
+                fragments.tick(Instant::now(), |recipient, subjects| {
+                    let Some(p) = players.get_mut(&recipient) else { return };
+                    let (Some(addr), None) = (p.udp_addr, p.redirected) else { return };
+                    for subject in subjects {
+                        let Some((command, state)) = states.get(subject) else { continue };
+                        let mut payload = Vec::with_capacity(8 + state.len());
+                        payload.extend_from_slice(&subject.to_le_bytes());
+                        payload.extend_from_slice(state);
+                        let record = Record::Data { command: *command, payload };
+                        if !matches!(batch.push(&record), Ok(true)) {
+                            flush_batch(&udp, &mut p.udp, addr, &mut batch);
+                            let _ = batch.push(&record);
+                        }
+                    }
+                    flush_batch(&udp, &mut p.udp, addr, &mut batch);
+                });
             }
             _ = tick.tick() => {
                 let now = now_ms();
@@ -813,8 +1065,19 @@ pub async fn run_with_handle(
             &udp,
             &mut gone_sessions,
             &mut transfers,
+            &mut world,
             &shared,
         );
+        // Fragment events from this round (moves, departures) go to the
+        // plugin; its reactions may cause more, so drain until quiet.
+        while !world.events.is_empty() {
+            for ev in std::mem::take(&mut world.events) {
+                plugin.on_fragment(&mut ctx!(), ev);
+            }
+        }
+        shared
+            .fragment_count
+            .store(world.fragments.fragment_count(), Ordering::Relaxed);
         for session_id in gone_sessions.drain(..) {
             let _ = udp_ctl_tx.send(UdpControl::Remove { session_id }).await;
         }
@@ -860,6 +1123,7 @@ fn apply_removals(
     udp: &UdpSocket,
     gone_sessions: &mut Vec<u64>,
     transfers: &mut Transfers,
+    world: &mut World,
     shared: &Shared,
 ) {
     // A plugin's on_disconnect may kick more players: loop until quiet.
@@ -889,8 +1153,13 @@ fn apply_removals(
                 removals,
                 max_reliable: shared.max_reliable,
                 transfers,
+                world,
             };
             plugin.on_disconnect(&mut ctx, player, reason);
+            world.states.remove(&player);
+            if let Some(ev) = world.fragments.remove(player) {
+                world.events.push(ev);
+            }
         }
     }
 }
@@ -1429,7 +1698,7 @@ async fn master_session(
                         return Ok(Err("player events overflowed; registering again".to_owned()));
                     }
                     let players = u32::try_from(shared.player_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
-                    writer.queue(&ClusterToMaster::Status(Status { players, capacity: shared.config.max_connections, fragments: 0 }))?;
+                    writer.queue(&ClusterToMaster::Status(Status { players, capacity: shared.config.max_connections, fragments: u32::try_from(shared.fragment_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX) }))?;
                     writer.send(&ClusterToMaster::Ping(now_ms())).await?;
                 }
                 _ = crate::time::stopped(&mut shutdown) => {

@@ -52,6 +52,9 @@ pub trait Plugin: Send + 'static {
         _reason: &sustenet_proto::Goodbye,
     ) {
     }
+    /// A player entered or left a fragment, or a fragment went over its cap
+    /// (the game decides: refuse, spill over, hand off).
+    fn on_fragment(&mut self, _ctx: &mut Context<'_>, _event: crate::fragments::FragmentEvent) {}
     /// Called every tick (the heartbeat interval).
     fn on_tick(&mut self, _ctx: &mut Context<'_>) {}
 }

@@ -131,6 +131,8 @@ pub fn cluster_config(master: SocketAddr, name: &str, key_name: &str, max: u32) 
         status_interval: Duration::from_millis(200),
         reconnect_max: Duration::from_millis(500),
         ping_rate: 2_000,
+        grid: sustenet_server::fragments::GridConfig::default(),
+        update_tick: Duration::from_millis(10),
         limits: fast_limits(),
     }
 }
