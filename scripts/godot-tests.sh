@@ -11,6 +11,9 @@
 #   flood_remote    the same, from a SustenetCluster in a second Godot process
 #   export          the demo cluster exported headless, run as a real process, probed by
 #                   `sustenet probe`, then played by two GDScript clients (test_demo_cluster.gd)
+#   border          server meshing: the demo cluster as "West Cluster" and "East Cluster" in two
+#                   Godot processes (border_cluster_node.gd); a client (test_border.gd) walks
+#                   over the border and is handed over with its state; three verdicts
 #
 # A test fails on a non-zero exit, a timeout, `SCRIPT ERROR`, `ObjectDB instances leaked`,
 # a Rust panic (`[panic `) or a signal handler with the wrong arguments; its log is printed.
@@ -147,12 +150,15 @@ if ! run_godot 180 "$T/import.log" --import; then
 fi
 
 # --- keys and a real master --------------------------------------------------------------
-read -r MASTER_PORT DEAD_PORT OWN_MASTER_PORT CL_PORT W_MASTER_PORT W_CLUSTER_PORT EXPORT_PORT FL_PORT <<<"$(free_ports 8)"
+read -r MASTER_PORT DEAD_PORT OWN_MASTER_PORT CL_PORT W_MASTER_PORT W_CLUSTER_PORT EXPORT_PORT FL_PORT \
+    WEST_PORT EAST_PORT <<<"$(free_ports 10)"
 mkdir -p "$T/keys" "$T/own-master-keys"
 "$SUSTENET" keygen --dir "$T/keys" --master >"$T/keygen.log" 2>&1 || die "sustenet keygen --master failed"
 "$SUSTENET" keygen --dir "$T/keys" --name test_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
 "$SUSTENET" keygen --dir "$T/keys" --name export_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
 "$SUSTENET" keygen --dir "$T/keys" --name flood_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
+"$SUSTENET" keygen --dir "$T/keys" --name west_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
+"$SUSTENET" keygen --dir "$T/keys" --name east_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
 PUB=$(tr -d '[:space:]' <"$T/keys/master.pub")
 cat >"$T/master.toml" <<TOML
 [all]
@@ -270,6 +276,33 @@ if wanted export; then
     # The exported game is killed, so leaks at exit do not apply; everything else does.
     sed -i '/ObjectDB instances leaked/d' "$elog"
     verdict export "$elog" "$rc"
+fi
+
+if wanted border; then
+    say "running border (west and east clusters in two Godot processes, a client walking across)"
+    B="$T/border"; mkdir -p "$B"
+    border_pids=()
+    for side in west east; do
+        port=$WEST_PORT; [ "$side" = east ] && port=$EAST_PORT
+        # The clusters find each other by name through the master (cluster.gd), so they need
+        # the master's public key.
+        start_bg "$T/border_$side.log" timeout -k 5 60 "$GODOT" --headless --path "$PROJECT" \
+            -s res://tests/border_cluster_node.gd -- --side="$side" --master-port="$MASTER_PORT" \
+            --master-key="$PUB" --key-name="${side}_cluster" --key-path="$T/keys/${side}_cluster" \
+            --bind=127.0.0.1 --port="$port" --report-dir="$B"
+        border_pids+=("$BG_PID")
+    done
+    wait_for_line "$T/border_west.log" '^BORDER_READY' 40 "${border_pids[0]}" || say "the west cluster did not report BORDER_READY"
+    wait_for_line "$T/border_east.log" '^BORDER_READY' 40 "${border_pids[1]}" || say "the east cluster did not report BORDER_READY"
+    run_godot 50 "$T/border.log" -s res://tests/test_border.gd -- \
+        --master-port="$MASTER_PORT" --master-key="$PUB" --report-dir="$B"
+    rc=$?
+    wait "${border_pids[0]}"; w_rc=$?
+    wait "${border_pids[1]}"; e_rc=$?
+    verdict "border (client process)" "$T/border.log" "$rc"
+    verdict "border (west cluster process)" "$T/border_west.log" "$w_rc"
+    verdict "border (east cluster process)" "$T/border_east.log" "$e_rc"
+    grep -h '^border: walked' "$T/border.log" | sed 's/^/godot-tests: /'
 fi
 
 say "master log: $(grep -c . "$T/master.log") lines; it ran the whole time: $(kill -0 "$MASTER_PID" 2>/dev/null && echo yes || echo no)"

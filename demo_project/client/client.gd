@@ -1,5 +1,9 @@
 ## The demo's game client: log in to a Sustenet master, pick a cluster, walk around with
-## the arrow keys, see the other players and chat.
+## the arrow keys, see the other players and chat. With two demo clusters side by side
+## (cluster.gd --side=west / --side=east) the play area shows the border between them;
+## walking over it hands the player to the other cluster (the status line shows the move).
+##
+## Positions are world coordinates: the origin is the centre of the play area.
 ##
 ## Defaults for the master come from the project settings `sustenet/network/*` (added by the
 ## Sustenet editor plugin), then from `../.sustenet/client.toml` (written by `sustenet up`
@@ -7,6 +11,7 @@
 ##   --master=HOST:PORT --key=BASE64 --user=NAME
 ##   --auto               log in and join the best cluster right away
 ##   --autopilot          walk in a circle (for screenshots)
+##   --patrol             walk east and west across the play area (over a cluster border)
 ##   --say=TEXT           say this in the chat once another player is there
 ##   --screenshot=FILE    save a PNG of the window once another player is visible, then quit
 ##   --quit-after=SECONDS quit after this long
@@ -39,7 +44,7 @@ var args := {}
 var logged_in := false
 var in_game := false
 var my_id := 0
-var my_pos := Vector2(120, 120)
+var my_pos := Vector2(-150, -60)
 var my_avatar: Control = null
 ## player id -> {"node": Control, "target": Vector2, "name": String}
 var others := {}
@@ -51,6 +56,19 @@ var refresh_timer := 0.0
 var autopilot_t := 0.0
 var shot_frames := -1
 var said := false
+var patrol_dir := 1.0
+## The cluster's part of the world, from WELCOME: {"cluster", "side", "border_x", "neighbour"}.
+var region := {}
+var border_line: ColorRect = null
+var side_labels: Array[Label] = []
+## How many times this client was moved to another cluster (the `redirected` signal).
+var moves := 0
+## Positions are sent once the cluster's WELCOME (with the spawn point) is in, so a fresh
+## join does not report the old position to a cluster that serves another part of the world;
+## after a move between clusters the position carries on (or after 1 s, for clusters without
+## a WELCOME).
+var send_pos_after := 0
+var just_redirected := false
 
 
 func _ready() -> void:
@@ -208,7 +226,11 @@ func _on_cluster_joined(info: SustenetClusterInfo, player_id: int) -> void:
 	my_id = player_id
 	cluster_name = info.cluster_name
 	_log("joined [b]%s[/b] as player %d" % [info.cluster_name, player_id])
+	print("demo client: joined %s as player %d" % [info.cluster_name, player_id])
 	_clear_others()
+	region = {}
+	send_pos_after = 0 if just_redirected else Time.get_ticks_msec() + 1000
+	just_redirected = false
 	if my_avatar == null:
 		my_avatar = _make_avatar(user_edit.text + " (you)", Protocol.color_for(player_id))
 	my_avatar.visible = true
@@ -235,15 +257,25 @@ func _on_packet_received(command: int, data: PackedByteArray, _reliable: bool) -
 				for id in w["players"]:
 					var p = w["players"][id]
 					if p is Dictionary:
-						var o := _other(int(id), str(p.get("name", "")))
+						var o := _other(int(id), str(p.get("name", "")), p.get("color"))
 						o.target = p.get("pos", Vector2.ZERO)
-						o.node.position = o.target - Vector2.ONE * AVATAR_SIZE / 2
+						o.node.position = _to_screen(o.target) - Vector2.ONE * AVATAR_SIZE / 2
+			if w is Dictionary and w.get("spawn") is Vector2:
+				my_pos = w["spawn"]
+			send_pos_after = 0
+			if w is Dictionary and w.get("region") is Dictionary:
+				region = w["region"]
+				_update_border()
 		Protocol.PLAYER_JOINED:
 			var j = SustenetClient.decode_var(data)
 			if j is Dictionary and j.has("id"):
-				var o := _other(int(j["id"]), str(j.get("name", "")))
+				var o := _other(int(j["id"]), str(j.get("name", "")), j.get("color"))
 				o.target = j.get("pos", Vector2.ZERO)
 				_log("%s joined" % o.name)
+		Protocol.HANDOFF:
+			var h = SustenetClient.decode_var(data)
+			if h is Dictionary:
+				_log("[i]crossing the border: %s takes over[/i]" % str(h.get("to", "?")).xml_escape())
 		Protocol.PLAYER_LEFT:
 			if data.size() == 8:
 				var id := data.decode_s64(0)
@@ -258,7 +290,11 @@ func _on_packet_received(command: int, data: PackedByteArray, _reliable: bool) -
 
 
 func _on_redirected(info: SustenetClusterInfo) -> void:
-	_log("redirected to %s" % info.cluster_name)
+	# cluster_joined follows; the connection paused for get_last_redirect_pause_ms().
+	moves += 1
+	just_redirected = true
+	_log("moved to [b]%s[/b] (paused %.1f ms)" % [info.cluster_name, client.get_last_redirect_pause_ms()])
+	print("demo client: moved to %s at %s (paused %.1f ms)" % [info.cluster_name, my_pos, client.get_last_redirect_pause_ms()])
 	cluster_name = info.cluster_name
 	_clear_others()
 
@@ -298,24 +334,33 @@ func _process(delta: float) -> void:
 			dir = Input.get_vector("ui_left", "ui_right", "ui_up", "ui_down")
 		if args.has("autopilot") or args.has("screenshot"):
 			autopilot_t += delta
-			var center := game_area.size / 2 + Vector2(-120 if my_id % 2 == 0 else 120, 0)
+			var center := Vector2(-120 if my_id % 2 == 0 else 120, 0)
 			var target := center + Vector2(cos(autopilot_t), sin(autopilot_t)) * 90
 			dir = (target - my_pos).limit_length(1.0)
+		elif args.has("patrol"):
+			# Walk to one edge, then to the other: over the border and back.
+			var edge := Protocol.WORLD_HALF.x
+			if my_pos.x > edge * 0.8:
+				patrol_dir = -1.0
+			elif my_pos.x < -edge * 0.8:
+				patrol_dir = 1.0
+			dir = Vector2(patrol_dir * 0.6, 0)
 		my_pos += dir * SPEED * delta
-		my_pos = my_pos.clamp(Vector2.ONE * AVATAR_SIZE / 2, game_area.size - Vector2.ONE * AVATAR_SIZE / 2)
-		my_avatar.position = my_pos - Vector2.ONE * AVATAR_SIZE / 2
+		my_pos = my_pos.clamp(-Protocol.WORLD_HALF, Protocol.WORLD_HALF)
+		my_avatar.position = _to_screen(my_pos) - Vector2.ONE * AVATAR_SIZE / 2
 		send_timer += delta
-		if send_timer >= SEND_INTERVAL:
+		if send_timer >= SEND_INTERVAL and Time.get_ticks_msec() >= send_pos_after:
 			send_timer = 0.0
 			client.send_unreliable(Protocol.POS, Protocol.encode_pos(my_pos))
 	for id in others:
 		var o: Dictionary = others[id]
-		var goal: Vector2 = o.target - Vector2.ONE * AVATAR_SIZE / 2
+		var goal: Vector2 = _to_screen(o.target) - Vector2.ONE * AVATAR_SIZE / 2
 		o.node.position = o.node.position.lerp(goal, minf(1.0, delta * 12.0))
 	status_timer += delta
 	if status_timer >= 0.25:
 		status_timer = 0.0
 		_update_status()
+		_update_border()
 	if logged_in and not in_game:
 		refresh_timer += delta
 		if refresh_timer >= 3.0:
@@ -347,9 +392,14 @@ func _screenshot_step() -> void:
 func _update_status() -> void:
 	var parts := []
 	if in_game:
-		parts.append("cluster: %s" % cluster_name)
+		if region.is_empty():
+			parts.append("cluster: %s" % cluster_name)
+		else:
+			parts.append("cluster: %s (%s side)" % [cluster_name, region.get("side", "?")])
 		parts.append("ping: %.1f ms" % client.get_reliable_rtt_ms())
 		parts.append("players here: %d" % (others.size() + 1))
+		if moves > 0:
+			parts.append("moved %dx, last pause %.1f ms" % [moves, client.get_last_redirect_pause_ms()])
 	elif logged_in:
 		parts.append("logged in, not in a cluster")
 	else:
@@ -367,6 +417,46 @@ func _update_buttons() -> void:
 	chat_edit.editable = in_game
 
 
+## World coordinates (origin in the middle of the play area) to the play area's.
+func _to_screen(world: Vector2) -> Vector2:
+	return world + game_area.size / 2
+
+
+## Shows the border between the two clusters (from WELCOME's "region") and their names.
+func _update_border() -> void:
+	if region.is_empty() or not in_game:
+		if border_line:
+			border_line.visible = false
+			for l in side_labels:
+				l.visible = false
+		return
+	if border_line == null:
+		border_line = ColorRect.new()
+		border_line.color = Color(1, 1, 1, 0.35)
+		border_line.mouse_filter = Control.MOUSE_FILTER_IGNORE
+		game_area.add_child(border_line)
+		for i in 2:
+			var l := Label.new()
+			l.add_theme_font_size_override("font_size", 13)
+			l.modulate = Color(1, 1, 1, 0.6)
+			game_area.add_child(l)
+			side_labels.append(l)
+	var x := _to_screen(Vector2(float(region.get("border_x", 0.0)), 0)).x
+	border_line.position = Vector2(x - 1, 0)
+	border_line.size = Vector2(2, game_area.size.y)
+	border_line.visible = true
+	var here := str(region.get("cluster", cluster_name))
+	var there := str(region.get("neighbour", ""))
+	var west_name := here if region.get("side") == "west" else there
+	var east_name := there if region.get("side") == "west" else here
+	side_labels[0].text = "<- " + west_name
+	side_labels[0].position = Vector2(x - 12 - side_labels[0].get_minimum_size().x, 6)
+	side_labels[1].text = east_name + " ->"
+	side_labels[1].position = Vector2(x + 12, 6)
+	for l in side_labels:
+		l.visible = true
+
+
 func _make_avatar(label: String, color: Color) -> Control:
 	var r := ColorRect.new()
 	r.size = Vector2.ONE * AVATAR_SIZE
@@ -381,11 +471,11 @@ func _make_avatar(label: String, color: Color) -> Control:
 	return r
 
 
-func _other(id: int, player_name: String) -> Dictionary:
+func _other(id: int, player_name: String, color: Variant = null) -> Dictionary:
 	if not others.has(id):
 		if player_name.is_empty():
 			player_name = "player %d" % (id % 10000)
-		var node := _make_avatar(player_name, Protocol.color_for(id))
+		var node := _make_avatar(player_name, color if color is Color else Protocol.color_for(id))
 		others[id] = {"node": node, "target": Vector2(-100, -100), "name": player_name}
 	return others[id]
 

@@ -3,20 +3,53 @@
 ## Run headless (exported with the "Linux Cluster (headless)" preset, or from the editor
 ## binary with --headless). Settings come from the SustenetCluster node's exported
 ## properties, overridden by user arguments after `--`:
-##   --name=NAME --port=PORT --udp-port=PORT --public-address=HOST
+##   --name=NAME --port=PORT --udp-port=PORT --bind=ADDR --public-address=HOST
 ##   --master-address=HOST --master-port=PORT --key-name=NAME --key-path=FILE
 ##   --max-connections=N --quit-after=SECONDS
+## Two clusters side by side (server meshing, see README.md):
+##   --side=west|east       serve one half of the world: west x < border, east x >= border
+##                          (the name defaults to "West Cluster" / "East Cluster")
+##   --border-x=X           where the world is split (default 0, the middle of the play area)
+##   --neighbour-name=NAME  the cluster on the other side (default: the other side's default name)
+##   --neighbour-id=ID      its cluster id, when known (skips the look-up below)
+##   --master-key=BASE64 or --master-key-file=PATH   the master's public key, for the look-up
 ##
-## Game logic: positions are relayed to the other players (unreliable), chat is broadcast
-## (reliable), the chat line "/kick" kicks its sender (for testing), everybody is told when
-## a player joins or leaves, and command 1 (ECHO) is echoed on the channel it came on, so
-## `sustenet probe` works against this cluster.
+## Game logic: positions are relayed to the other players (unreliable) and reported to the
+## cluster's fragment grid (set_player_position), chat is broadcast (reliable), the chat line
+## "/kick" kicks its sender (for testing), everybody is told when a player joins or leaves, and
+## command 1 (ECHO) is echoed on the channel it came on, so `sustenet probe` works against
+## this cluster.
+##
+## Border: a player whose reported position is BORDER_MARGIN past the border is handed over
+## to the neighbour with transfer_player(); its state (name, position, colour) travels as
+## var_to_bytes and arrives in the neighbour's player_connected.
+##
+## Finding the neighbour: a SustenetCluster picks its id at start(), so the neighbour's id is
+## not known in advance and clusters have no API to talk to each other. This cluster runs a
+## small SustenetClient of its own that asks the master for the cluster list (no login
+## needed) every second until the neighbour shows up by name, then every 10 s, and at once
+## after a transfer to it failed (the neighbour restarted with a new id).
 extends Node
 
 const Protocol = preload("res://common/protocol.gd")
 
-## player id -> {"name": String, "pos": Vector2}
+## Default names of the two sides.
+const SIDE_NAMES := {"west": "West Cluster", "east": "East Cluster"}
+
+## player id -> {"name": String, "pos": Vector2, "color": Color}
 var players := {}
+## "" (the whole world, no neighbour), "west" or "east".
+var side := ""
+var border_x := 0.0
+var neighbour_name := ""
+var neighbour_id := 0
+## player id -> true while its transfer is under way (no more relays to it).
+var moving := {}
+## player id -> Time.get_ticks_msec() of its last transfer attempt (one a second at most).
+var last_try := {}
+var lookup: SustenetClient = null
+var lookup_timer := 0.0
+var warned_no_neighbour := 0
 
 @onready var cluster: SustenetCluster = $SustenetCluster
 
@@ -26,6 +59,13 @@ func _enter_tree() -> void:
 	# command line and connect the signals first.
 	var c: SustenetCluster = $SustenetCluster
 	var args := Protocol.user_args()
+	side = String(args.get("side", "")).to_lower()
+	if side != "" and not SIDE_NAMES.has(side):
+		push_error("demo cluster: --side must be west or east (got '%s'); serving the whole world" % side)
+		side = ""
+	if side != "":
+		c.server_name = SIDE_NAMES[side]
+		neighbour_name = SIDE_NAMES["east" if side == "west" else "west"]
 	if args.has("name"): c.server_name = args["name"]
 	if args.has("port"): c.port = int(args["port"])
 	if args.has("udp-port"): c.udp_port = int(args["udp-port"])
@@ -36,6 +76,9 @@ func _enter_tree() -> void:
 	if args.has("key-name"): c.key_name = args["key-name"]
 	if args.has("key-path"): c.key_path = args["key-path"]
 	if args.has("max-connections"): c.max_connections = int(args["max-connections"])
+	if args.has("border-x"): border_x = float(args["border-x"])
+	if args.has("neighbour-name"): neighbour_name = args["neighbour-name"]
+	if args.has("neighbour-id"): neighbour_id = int(args["neighbour-id"])
 	c.started.connect(_on_started)
 	c.stopped.connect(_on_stopped)
 	c.registered.connect(_on_registered)
@@ -43,10 +86,15 @@ func _enter_tree() -> void:
 	c.player_connected.connect(_on_player_connected)
 	c.player_disconnected.connect(_on_player_disconnected)
 	c.packet_received.connect(_on_packet_received)
+	c.transfer_failed.connect(_on_transfer_failed)
 	if args.has("quit-after"):
 		get_tree().create_timer(float(args["quit-after"])).timeout.connect(_quit)
 	print("demo cluster: '%s' starting, master %s:%d, key '%s'" % [
 		c.server_name, c.master_address, c.master_port, c.key_name])
+	if side != "":
+		print("demo cluster: serving the %s side of x = %s; neighbour '%s'" % [side, border_x, neighbour_name])
+		if neighbour_id == 0:
+			_start_lookup(c, args)
 
 
 func _ready() -> void:
@@ -56,11 +104,107 @@ func _ready() -> void:
 			push_error("demo cluster: start() failed: %s" % error_string(err))
 
 
+func _process(delta: float) -> void:
+	if lookup == null:
+		return
+	lookup_timer -= delta
+	if lookup_timer <= 0.0:
+		lookup_timer = 1.0 if neighbour_id == 0 else 10.0
+		lookup.request_clusters()
+
+
 func _quit() -> void:
 	print("demo cluster: --quit-after reached, stopping")
 	cluster.stop()
+	if lookup:
+		lookup.disconnect_from_server()
 	get_tree().quit(0)
 
+
+# --- the neighbour ------------------------------------------------------------------
+
+func _start_lookup(c: SustenetCluster, args: Dictionary) -> void:
+	var key: String = args.get("master-key", "")
+	if key.is_empty() and args.has("master-key-file"):
+		key = FileAccess.get_file_as_string(args["master-key-file"]).strip_edges()
+	if key.is_empty():
+		key = ProjectSettings.get_setting("sustenet/network/master_public_key", "")
+	if key.is_empty():
+		push_warning("demo cluster: no --master-key, --master-key-file or --neighbour-id: " +
+				"cannot find the neighbour '%s'; players stay on this cluster" % neighbour_name)
+		return
+	lookup = SustenetClient.new()
+	lookup.name = "NeighbourLookup"
+	lookup.master_address = c.master_address
+	lookup.master_port = c.master_port
+	lookup.master_public_key = key
+	lookup.clusters_received.connect(_on_clusters_received)
+	lookup.error.connect(func(m): lookup_timer = maxf(lookup_timer, 3.0))
+	add_child(lookup)
+
+
+func _on_clusters_received(clusters: Array) -> void:
+	var found := 0
+	for info: SustenetClusterInfo in clusters:
+		if info.cluster_name == neighbour_name and info.id != cluster.get_cluster_id():
+			found = info.id
+	if found != neighbour_id:
+		neighbour_id = found
+		if found != 0:
+			# The test harness greps this line.
+			print("demo cluster: neighbour '%s' is cluster id=%d" % [neighbour_name, found])
+		else:
+			print("demo cluster: neighbour '%s' is not listed (any more)" % neighbour_name)
+
+
+## Whether `pos` is far enough on the other side of the border to hand the player over.
+func _past_border(pos: Vector2) -> bool:
+	match side:
+		"west": return pos.x >= border_x + Protocol.BORDER_MARGIN
+		"east": return pos.x < border_x - Protocol.BORDER_MARGIN
+	return false
+
+
+## A spawn point on this cluster's side (or anywhere without a side).
+func _spawn_point() -> Vector2:
+	var y := randf_range(-140.0, 140.0)
+	match side:
+		"west": return Vector2(border_x - randf_range(60.0, 300.0), y)
+		"east": return Vector2(border_x + randf_range(60.0, 300.0), y)
+	return Vector2(randf_range(-250.0, 250.0), y)
+
+
+func _hand_over(id: int) -> void:
+	if moving.has(id):
+		return
+	var now := Time.get_ticks_msec()
+	if neighbour_id == 0:
+		if now - warned_no_neighbour > 5000:
+			warned_no_neighbour = now
+			print("demo cluster: a player crossed the border but '%s' is not known yet; it stays here" % neighbour_name)
+		return
+	if now - int(last_try.get(id, -100000)) < 1000:
+		return
+	last_try[id] = now
+	var p: Dictionary = players[id]
+	# Reliable messages queued before transfer_player reach the client before its redirect.
+	cluster.send_var_to(id, Protocol.HANDOFF, {"to": neighbour_name, "pos": p["pos"]})
+	var state := Protocol.encode_state(p["name"], p["pos"], p["color"], cluster.server_name)
+	var err := cluster.transfer_player(id, neighbour_id, state)
+	if err == OK:
+		moving[id] = true
+		print("demo cluster: handing %s (id %d) over to '%s' at %s" % [p["name"], id, neighbour_name, p["pos"]])
+
+
+func _on_transfer_failed(id: int, reason: int, message: String) -> void:
+	moving.erase(id)
+	print("demo cluster: handing %d over failed: %s %s" % [id, SustenetClient.reason_text(reason), message])
+	# The neighbour may have restarted with a new id: look it up again now.
+	neighbour_id = 0 if lookup != null else neighbour_id
+	lookup_timer = 0.0
+
+
+# --- cluster signals ----------------------------------------------------------------
 
 func _on_started(tcp_port: int, udp_port: int) -> void:
 	print("demo cluster: started, tcp %d udp %d" % [tcp_port, udp_port])
@@ -73,6 +217,7 @@ func _on_stopped() -> void:
 func _on_registered(cluster_id: int) -> void:
 	# The test harness greps this line for the cluster id.
 	print("demo cluster: registered with the master, cluster id=%d" % cluster_id)
+	lookup_timer = 0.0
 
 
 func _on_master_lost(message: String) -> void:
@@ -80,30 +225,59 @@ func _on_master_lost(message: String) -> void:
 
 
 func _on_player_connected(id: int, data: PackedByteArray) -> void:
-	var player_name := data.get_string_from_utf8()
+	var player_name := ""
+	var pos := Vector2.ZERO
+	var color := Protocol.color_for(id)
+	var from := ""
+	var st = SustenetClient.decode_var(data) if Protocol.is_state(data) else null
+	if st is Dictionary and st.get("pos") is Vector2 and st["pos"].is_finite():
+		# Handed over by the neighbour: the state it passed to transfer_player.
+		player_name = str(st.get("name", ""))
+		pos = st["pos"]
+		if st.get("color") is Color:
+			color = st["color"]
+		from = str(st.get("from", "?"))
+	else:
+		player_name = data.get_string_from_utf8()
+		pos = _spawn_point()
 	if player_name.is_empty():
 		player_name = "player %d" % (id % 10000)
-	var pos := Vector2(80 + randi() % 400, 80 + randi() % 240)
 	# Tell the newcomer who is here, then tell everybody else about the newcomer.
-	var others := {}
-	for other in players:
-		others[other] = players[other]
-	cluster.send_var_to(id, Protocol.WELCOME, {"id": id, "players": others})
-	players[id] = {"name": player_name, "pos": pos}
+	var welcome := {"id": id, "players": players.duplicate(true)}
+	if side != "":
+		welcome["region"] = {"cluster": cluster.server_name, "side": side, "border_x": border_x,
+				"neighbour": neighbour_name}
+	if from.is_empty():
+		welcome["spawn"] = pos
+	cluster.send_var_to(id, Protocol.WELCOME, welcome)
+	players[id] = {"name": player_name, "pos": pos, "color": color}
+	cluster.set_player_position(id, pos)
 	cluster.broadcast_except(id, Protocol.PLAYER_JOINED,
-			var_to_bytes({"id": id, "name": player_name, "pos": pos}), true)
-	print("demo cluster: %s joined (id %d), %d player(s)" % [player_name, id, players.size()])
+			var_to_bytes({"id": id, "name": player_name, "pos": pos, "color": color}), true)
+	if from.is_empty():
+		print("demo cluster: %s joined (id %d), %d player(s)" % [player_name, id, players.size()])
+	else:
+		print("demo cluster: %s arrived from '%s' at %s (id %d), %d player(s)" % [
+			player_name, from, pos, id, players.size()])
 
 
 func _on_player_disconnected(id: int, reason: int) -> void:
 	var p: Dictionary = players.get(id, {})
 	players.erase(id)
+	moving.erase(id)
+	last_try.erase(id)
 	cluster.broadcast(Protocol.PLAYER_LEFT, Protocol.encode_id(id))
-	print("demo cluster: %s left (%s), %d player(s)" % [
-		p.get("name", str(id)), SustenetClient.reason_text(reason), players.size()])
+	if reason == SustenetClient.REASON_REDIRECTED:
+		print("demo cluster: %s moved on to '%s', %d player(s)" % [p.get("name", str(id)), neighbour_name, players.size()])
+	else:
+		print("demo cluster: %s left (%s), %d player(s)" % [
+			p.get("name", str(id)), SustenetClient.reason_text(reason), players.size()])
 
 
 func _on_packet_received(id: int, command: int, data: PackedByteArray, reliable: bool) -> void:
+	if moving.has(id) and command != Protocol.POS:
+		# Sends to a player being handed over are refused; what it sent still arrives here.
+		return
 	match command:
 		Protocol.ECHO:
 			if reliable:
@@ -117,7 +291,12 @@ func _on_packet_received(id: int, command: int, data: PackedByteArray, reliable:
 			if not pos.is_finite():
 				return
 			players[id]["pos"] = pos
+			cluster.set_player_position(id, pos)
+			if moving.has(id):
+				return
 			cluster.broadcast_except(id, Protocol.POS, Protocol.encode_player_pos(id, pos), false)
+			if _past_border(pos):
+				_hand_over(id)
 		Protocol.CHAT:
 			var text := data.get_string_from_utf8().strip_edges().left(200)
 			if text.is_empty():

@@ -17,10 +17,24 @@ const KICK_ME := 3
 const POS := 10
 ## Cluster -> clients: [player id s64] (reliable): that player left.
 const PLAYER_LEFT := 12
-## Cluster -> a new player: var_to_bytes({"id": int, "players": {id: {"name": String, "pos": Vector2}}}).
+## Cluster -> a new player: var_to_bytes({"id": int, "players": {id: {"name", "pos", "color"}},
+## "region": {"cluster": String, "side": String, "border_x": float, "neighbour": String},
+## "spawn": Vector2}). "region" only when the cluster serves one side of a border; "spawn" only
+## on a fresh join (a player handed over from the neighbour keeps the position it has).
 const WELCOME := 14
-## Cluster -> the others: var_to_bytes({"id": int, "name": String, "pos": Vector2}).
+## Cluster -> the others: var_to_bytes({"id": int, "name": String, "pos": Vector2, "color": Color}).
 const PLAYER_JOINED := 15
+## Cluster -> the player it is about to hand over (reliable, just before transfer_player):
+## var_to_bytes({"to": String, "pos": Vector2}). It arrives before the client's `redirected`.
+const HANDOFF := 16
+
+## World coordinates: the origin is the centre of the client's play area, x grows east.
+## Two demo clusters split the world at x = border_x (default 0): west serves x < border_x,
+## east x >= border_x. A player is handed over once it is BORDER_MARGIN past the border
+## (hysteresis, so walking along the line does not bounce it back and forth).
+const BORDER_MARGIN := 8.0
+## Players stay within +-WORLD_HALF of the origin (the play area shows about that much).
+const WORLD_HALF := Vector2(400, 200)
 
 ## The chat line that makes the demo cluster kick its sender (for testing).
 const KICK_CHAT := "/kick"
@@ -56,6 +70,18 @@ static func encode_id(id: int) -> PackedByteArray:
 	b.resize(8)
 	b.encode_s64(0, id)
 	return b
+
+
+## The handover state a cluster passes to transfer_player: var_to_bytes of this Dictionary.
+static func encode_state(player_name: String, pos: Vector2, color: Color, from_cluster: String) -> PackedByteArray:
+	return var_to_bytes({"name": player_name, "pos": pos, "color": color, "from": from_cluster})
+
+
+## Whether player_connected's data is a handover state (var_to_bytes of a Dictionary) rather
+## than the login name the master attaches on a fresh join (UTF-8 text never starts with the
+## bytes 27, 0). Decode it with SustenetClient.decode_var(data).
+static func is_state(data: PackedByteArray) -> bool:
+	return data.size() >= 8 and data[0] == TYPE_DICTIONARY and data[1] == 0
 
 
 ## A stable colour for a player id.

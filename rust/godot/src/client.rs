@@ -1,7 +1,5 @@
 //! `SustenetClient` and `SustenetClusterInfo`.
 
-use std::time::Instant;
-
 use godot::classes::{INode, IRefCounted, Node, RefCounted};
 use godot::global::Error as GdError;
 use godot::prelude::*;
@@ -174,11 +172,7 @@ impl INode for SustenetClient {
             joining_after_login: false,
             last_redirect_pause_ms: 0.0,
             last_list: Vec::new(),
-            drain: DrainStats {
-                last_usec: 0,
-                max_usec: 0,
-                total: 0,
-            },
+            drain: DrainStats::default(),
             base,
         }
     }
@@ -568,19 +562,12 @@ impl SustenetClient {
     fn drain_events(&mut self) {
         let Some((_, rx)) = &self.client else { return };
         let rx = rx.clone();
-        let start = Instant::now();
-        let max_events = usize::try_from(self.events_per_frame.max(1)).unwrap_or(usize::MAX);
-        let budget = u128::try_from(self.frame_budget_usec.max(1)).unwrap_or(u128::MAX);
-        let mut n = 0usize;
-        while n < max_events && start.elapsed().as_micros() < budget {
-            let Ok(ev) = rx.try_recv() else { break };
-            n += 1;
+        let (max, budget) = (self.events_per_frame, self.frame_budget_usec);
+        let done = DrainStats::run(&rx, max, budget, |ev| {
             self.handle(ev);
-        }
-        let used = i64::try_from(start.elapsed().as_micros()).unwrap_or(i64::MAX);
-        self.drain.last_usec = used;
-        self.drain.max_usec = self.drain.max_usec.max(used);
-        self.drain.total += i64::try_from(n).unwrap_or(0);
+            true
+        });
+        self.drain.record(done);
     }
 
     fn handle(&mut self, ev: ClientEvent) {

@@ -1,7 +1,5 @@
 //! `SustenetCluster`: a full Sustenet cluster inside Godot.
 
-use std::time::Instant;
-
 use godot::classes::{INode, Node};
 use godot::global::Error as GdError;
 use godot::prelude::*;
@@ -222,11 +220,7 @@ impl INode for SustenetCluster {
             frame_budget_usec: 4000,
             running: None,
             players: Default::default(),
-            drain: DrainStats {
-                last_usec: 0,
-                max_usec: 0,
-                total: 0,
-            },
+            drain: DrainStats::default(),
             base,
         }
     }
@@ -650,6 +644,9 @@ fn result(r: Result<(), SendError>) -> GdError {
             GdError::ERR_INVALID_PARAMETER,
             format!("SustenetCluster: {e}"),
         ),
+        Err(e @ SendError::Transferring(_)) => {
+            fail(GdError::ERR_UNAVAILABLE, format!("SustenetCluster: {e}"))
+        }
         Err(e) => fail(GdError::ERR_BUSY, format!("SustenetCluster: {e}")),
     }
 }
@@ -715,79 +712,75 @@ impl SustenetCluster {
     fn drain_events(&mut self) {
         let Some(r) = &self.running else { return };
         let rx = r.events.clone();
-        let start = Instant::now();
-        let max_events = usize::try_from(self.events_per_frame.max(1)).unwrap_or(usize::MAX);
-        let budget = u128::try_from(self.frame_budget_usec.max(1)).unwrap_or(u128::MAX);
-        let mut n = 0usize;
-        while n < max_events && start.elapsed().as_micros() < budget {
-            let Ok(ev) = rx.try_recv() else { break };
-            n += 1;
-            match ev {
-                NodeEvent::Connected(id, data) => {
-                    self.players.insert(id);
-                    let data = PackedByteArray::from(data.as_slice());
-                    self.signals().player_connected().emit(id_to_gd(id), &data);
+        let (max, budget) = (self.events_per_frame, self.frame_budget_usec);
+        let done = DrainStats::run(&rx, max, budget, |ev| self.handle(ev));
+        self.drain.record(done);
+    }
+
+    /// Turns one event into a signal; false once the cluster stopped.
+    fn handle(&mut self, ev: NodeEvent) -> bool {
+        match ev {
+            NodeEvent::Connected(id, data) => {
+                self.players.insert(id);
+                let data = PackedByteArray::from(data.as_slice());
+                self.signals().player_connected().emit(id_to_gd(id), &data);
+            }
+            NodeEvent::Disconnected(id, reason) => {
+                self.players.remove(&id);
+                self.signals()
+                    .player_disconnected()
+                    .emit(id_to_gd(id), i64::from(reason.code()));
+            }
+            NodeEvent::Packet(id, command, payload, reliable) => {
+                let data = PackedByteArray::from(payload.as_slice());
+                self.signals().packet_received().emit(
+                    id_to_gd(id),
+                    i64::from(command),
+                    &data,
+                    reliable,
+                );
+            }
+            NodeEvent::Registered(id) => self.signals().registered().emit(id_to_gd(id)),
+            NodeEvent::Fragment(FragmentEvent::Entered { player, fragment }) => {
+                self.signals()
+                    .fragment_entered()
+                    .emit(id_to_gd(player), cell(fragment));
+            }
+            NodeEvent::Fragment(FragmentEvent::Exited { player, fragment }) => {
+                self.signals()
+                    .fragment_exited()
+                    .emit(id_to_gd(player), cell(fragment));
+            }
+            NodeEvent::Fragment(FragmentEvent::OverCap {
+                fragment,
+                players,
+                cap,
+            }) => {
+                self.signals().fragment_over_cap().emit(
+                    cell(fragment),
+                    i64::try_from(players).unwrap_or(i64::MAX),
+                    i64::from(cap),
+                );
+            }
+            NodeEvent::TransferFailed(id, reason, message) => {
+                self.signals().transfer_failed().emit(
+                    id_to_gd(id),
+                    i64::from(reason.code()),
+                    message.as_str(),
+                );
+            }
+            NodeEvent::MasterLost(m) => self.signals().master_lost().emit(m.as_str()),
+            NodeEvent::Stopped(err) => {
+                if let Some(e) = err {
+                    godot_error!("SustenetCluster stopped: {e}");
                 }
-                NodeEvent::Disconnected(id, reason) => {
-                    self.players.remove(&id);
-                    self.signals()
-                        .player_disconnected()
-                        .emit(id_to_gd(id), i64::from(reason.code()));
+                if self.running.take().is_some() {
+                    self.players.clear();
+                    self.signals().stopped().emit();
                 }
-                NodeEvent::Packet(id, command, payload, reliable) => {
-                    let data = PackedByteArray::from(payload.as_slice());
-                    self.signals().packet_received().emit(
-                        id_to_gd(id),
-                        i64::from(command),
-                        &data,
-                        reliable,
-                    );
-                }
-                NodeEvent::Registered(id) => self.signals().registered().emit(id_to_gd(id)),
-                NodeEvent::Fragment(FragmentEvent::Entered { player, fragment }) => {
-                    self.signals()
-                        .fragment_entered()
-                        .emit(id_to_gd(player), cell(fragment));
-                }
-                NodeEvent::Fragment(FragmentEvent::Exited { player, fragment }) => {
-                    self.signals()
-                        .fragment_exited()
-                        .emit(id_to_gd(player), cell(fragment));
-                }
-                NodeEvent::Fragment(FragmentEvent::OverCap {
-                    fragment,
-                    players,
-                    cap,
-                }) => {
-                    self.signals().fragment_over_cap().emit(
-                        cell(fragment),
-                        i64::try_from(players).unwrap_or(i64::MAX),
-                        i64::from(cap),
-                    );
-                }
-                NodeEvent::TransferFailed(id, reason, message) => {
-                    self.signals().transfer_failed().emit(
-                        id_to_gd(id),
-                        i64::from(reason.code()),
-                        message.as_str(),
-                    );
-                }
-                NodeEvent::MasterLost(m) => self.signals().master_lost().emit(m.as_str()),
-                NodeEvent::Stopped(err) => {
-                    if let Some(e) = err {
-                        godot_error!("SustenetCluster stopped: {e}");
-                    }
-                    if self.running.take().is_some() {
-                        self.players.clear();
-                        self.signals().stopped().emit();
-                    }
-                    break;
-                }
+                return false;
             }
         }
-        let used = i64::try_from(start.elapsed().as_micros()).unwrap_or(i64::MAX);
-        self.drain.last_usec = used;
-        self.drain.max_usec = self.drain.max_usec.max(used);
-        self.drain.total += i64::try_from(n).unwrap_or(0);
+        true
     }
 }

@@ -86,10 +86,46 @@ pub(crate) fn globalize(path: &str) -> String {
     }
 }
 
-/// How long draining events may take in one frame, and how many.
-#[derive(Debug, Clone, Copy)]
+/// How long draining events took, per frame and in all.
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct DrainStats {
     pub last_usec: i64,
     pub max_usec: i64,
     pub total: i64,
+}
+
+impl DrainStats {
+    /// Hands events from `rx` to `handle` until the queue is empty, `max_events`
+    /// were handled, `budget_usec` microseconds passed, or `handle` returns
+    /// false; returns what to record with [`DrainStats::record`]. The budget is
+    /// what keeps a flood of packets from freezing a frame.
+    pub fn run<T>(
+        rx: &flume::Receiver<T>,
+        max_events: i64,
+        budget_usec: i64,
+        mut handle: impl FnMut(T) -> bool,
+    ) -> (usize, i64) {
+        let start = std::time::Instant::now();
+        let max_events = usize::try_from(max_events.max(1)).unwrap_or(usize::MAX);
+        let budget = u128::try_from(budget_usec.max(1)).unwrap_or(u128::MAX);
+        let mut n = 0usize;
+        while n < max_events && start.elapsed().as_micros() < budget {
+            let Ok(ev) = rx.try_recv() else { break };
+            n += 1;
+            if !handle(ev) {
+                break;
+            }
+        }
+        (
+            n,
+            i64::try_from(start.elapsed().as_micros()).unwrap_or(i64::MAX),
+        )
+    }
+
+    /// Records one frame's drain.
+    pub fn record(&mut self, (n, used): (usize, i64)) {
+        self.last_usec = used;
+        self.max_usec = self.max_usec.max(used);
+        self.total += i64::try_from(n).unwrap_or(i64::MAX);
+    }
 }

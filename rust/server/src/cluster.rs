@@ -162,6 +162,24 @@ struct Transfers {
     next_id: u64,
     pending: HashMap<u64, (PlayerId, Instant)>,
     timeout: Duration,
+    /// Players being moved, shared with the handles so they can refuse at
+    /// once: false while the master is asked, true once redirected.
+    moving: Moving,
+}
+
+/// Players being moved to another cluster (see [`Transfers::moving`]).
+type Moving = Arc<Mutex<HashMap<PlayerId, bool>>>;
+
+fn moving_set(m: &Moving, player: PlayerId, redirected: Option<bool>) {
+    let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+    match redirected {
+        Some(r) => {
+            m.insert(player, r);
+        }
+        None => {
+            m.remove(&player);
+        }
+    }
 }
 
 /// What the plugin can do from a callback.
@@ -337,6 +355,7 @@ impl Context<'_> {
         self.transfers
             .pending
             .insert(request_id, (player, deadline));
+        moving_set(&self.transfers.moving, player, Some(false));
         Ok(())
     }
 
@@ -555,6 +574,7 @@ enum Command {
 pub struct ClusterHandle {
     tx: mpsc::Sender<Command>,
     max_reliable: Arc<AtomicUsize>,
+    moving: Moving,
 }
 
 /// The receiving end of a [`ClusterHandle`], passed to [`run_with_handle`].
@@ -562,6 +582,7 @@ pub struct ClusterHandle {
 pub struct ClusterCommands {
     rx: mpsc::Receiver<Command>,
     max_reliable: Arc<AtomicUsize>,
+    moving: Moving,
 }
 
 /// A handle and its command queue (of `capacity` commands).
@@ -569,12 +590,18 @@ pub fn command_channel(capacity: usize) -> (ClusterHandle, ClusterCommands) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     // Known once the cluster runs with its frame limit; until then the core checks.
     let max_reliable = Arc::new(AtomicUsize::new(usize::MAX));
+    let moving = Moving::default();
     (
         ClusterHandle {
             tx,
             max_reliable: max_reliable.clone(),
+            moving: moving.clone(),
         },
-        ClusterCommands { rx, max_reliable },
+        ClusterCommands {
+            rx,
+            max_reliable,
+            moving,
+        },
     )
 }
 
@@ -595,6 +622,16 @@ impl ClusterHandle {
         self.tx.try_send(c).map_err(|_| SendError::Stopped)
     }
 
+    /// `Some(true)` once the player's redirect is queued, `Some(false)` while
+    /// its transfer is asked of the master.
+    fn moving(&self, player: PlayerId) -> Option<bool> {
+        self.moving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&player)
+            .copied()
+    }
+
     /// Sends a message to one player, reliably or not.
     pub fn send(
         &self,
@@ -603,6 +640,9 @@ impl ClusterHandle {
         payload: Vec<u8>,
         reliable: bool,
     ) -> Result<(), SendError> {
+        if self.moving(player) == Some(true) {
+            return Err(SendError::Transferring(player));
+        }
         self.check_size(payload.len(), reliable)?;
         self.push(Command::Send {
             player,
@@ -681,6 +721,12 @@ impl ClusterHandle {
             return Err(SendError::TransferRefused {
                 player,
                 why: "the state is over 16 KiB",
+            });
+        }
+        if self.moving(player).is_some() {
+            return Err(SendError::TransferRefused {
+                player,
+                why: "a transfer is already under way",
             });
         }
         self.push(Command::Transfer {
@@ -875,6 +921,7 @@ pub async fn run_with_handle(
             .limits
             .handshake_timeout()
             .max(Duration::from_secs(5)),
+        moving: commands.moving.clone(),
     };
     let limits = shared.config.limits;
     let mut tick = tokio::time::interval(limits.heartbeat());
@@ -951,10 +998,12 @@ pub async fn run_with_handle(
                     } else {
                         info!(player, "player redirected");
                         p.redirected = Some(Instant::now() + shared.config.limits.timeout());
+                        moving_set(&transfers.moving, player, Some(true));
                     }
                 }
                 CoreEvent::TransferFailed { request_id, player, reason } => {
                     if transfers.pending.remove(&request_id).is_some() && players.contains_key(&player) {
+                        moving_set(&transfers.moving, player, None);
                         plugin.on_transfer_failed(&mut ctx!(), player, &reason);
                     }
                 }
@@ -991,7 +1040,15 @@ pub async fn run_with_handle(
                     Command::Broadcast { command, payload, reliable: true, except } => { ctx.broadcast(command, &payload, except); Ok(()) }
                     Command::Broadcast { command, payload, reliable: false, except } => ctx.broadcast_unreliable(command, &payload, except),
                     Command::Kick { player, message } => { ctx.kick(player, &message); Ok(()) }
-                    Command::Transfer { player, target, state } => ctx.transfer(player, target, &state),
+                    Command::Transfer { player, target, state } => match ctx.transfer(player, target, &state) {
+                        // Asked from outside: the only way back is the callback.
+                        Err(e) if ctx.is_connected(player) => {
+                            let reason = Goodbye { reason: DisconnectReason::NoCluster, message: e.to_string() };
+                            plugin.on_transfer_failed(&mut ctx, player, &reason);
+                            Ok(())
+                        }
+                        other => other,
+                    },
                     Command::SetPosition { player, pos } => ctx.set_position(player, pos).map_err(|e| {
                         debug!(player, "set_position refused: {e}");
                         SendError::UnknownPlayer(player)
@@ -1052,6 +1109,7 @@ pub async fn run_with_handle(
                     transfers.pending.remove(&request_id);
                     let reason = Goodbye { reason: DisconnectReason::NoCluster, message: "the master did not answer the transfer in time".into() };
                     if players.contains_key(&player) {
+                        moving_set(&transfers.moving, player, None);
                         plugin.on_transfer_failed(&mut ctx!(), player, &reason);
                     }
                 }
@@ -1141,6 +1199,7 @@ fn apply_removals(
             }
             // The caller tells the UDP task (it can await; this cannot).
             gone_sessions.push(p.session_id);
+            moving_set(&transfers.moving, player, None);
             link_event(&transfers.link, shared, LinkEvent::Left(player));
             info!(
                 player,
