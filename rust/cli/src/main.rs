@@ -6,6 +6,7 @@
 //! `Config.toml`; `sustenet keygen` makes key files; `sustenet probe` is a
 //! command-line client that logs in, joins and measures round trips.
 
+mod bench;
 mod logging;
 mod probe;
 mod servers;
@@ -42,6 +43,8 @@ enum Command {
     Keygen(KeygenArgs),
     /// Log in, join a cluster, round-trip messages and print timings.
     Probe(probe::ProbeArgs),
+    /// Load-test servers: many simulated clients join and send traffic; prints RTT and rates.
+    Bench(bench::BenchArgs),
 }
 
 /// Settings of `master` and `cluster`: the file, then environment
@@ -150,6 +153,7 @@ fn main() -> ExitCode {
                     Command::Master(a) => servers::master(a).await,
                     Command::Cluster(a) => servers::cluster(a).await,
                     Command::Probe(a) => probe::run(a).await,
+                    Command::Bench(a) => bench::run(a).await,
                     Command::Keygen(_) => Ok(()),
                 }
             }),

@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use sustenet_proto::DEFAULT_MASTER_PORT;
 use sustenet_server::cluster::{self, ClusterConfig};
 use sustenet_server::config::default_port;
+use sustenet_server::fragments::GridConfig;
 use sustenet_server::keys;
 use sustenet_server::master::{self, MasterConfig, MasterKeys};
-use sustenet_server::{AllowAll, EchoChat};
+use sustenet_server::{AllowAll, World};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -40,6 +41,12 @@ pub struct UpArgs {
     /// Most players per cluster (0 = no limit).
     #[arg(long, default_value_t = 0)]
     pub max_connections: u32,
+    /// Edge of a fragment (grid cell), in world units.
+    #[arg(long, default_value_t = 40.0)]
+    pub cell_size: f32,
+    /// How far players see: position updates of players within it reach them.
+    #[arg(long, default_value_t = 40.0)]
+    pub interest_radius: f32,
 }
 
 /// What `up` tells clients: written to `<dir>/client.toml`, read by `probe`.
@@ -133,6 +140,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             max_connections: args.max_connections,
             master_addr: file.master.clone(),
             key_name: name.clone(),
+            grid: GridConfig {
+                cell_size: args.cell_size,
+                default_interest_radius: args.interest_radius,
+                ..GridConfig::default()
+            },
             ..ClusterConfig::default()
         };
         tasks.spawn(cluster::run(
@@ -140,7 +152,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             udp,
             cfg,
             key,
-            EchoChat,
+            World,
             stopped(stop_rx.clone()),
         ));
         println!("  {name:<12} {client_host}:{port}  (tcp + udp)");

@@ -25,4 +25,4 @@ pub use fragments::{
     GridConfig, TickStats,
 };
 pub use master::{MasterConfig, MasterKeys};
-pub use plugin::{Channel, EchoChat, NoPlugin, PlayerId, Plugin};
+pub use plugin::{Channel, EchoChat, NoPlugin, PlayerId, Plugin, World};

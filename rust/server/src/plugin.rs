@@ -111,3 +111,48 @@ impl Plugin for EchoChat {
         }
     }
 }
+
+/// [`EchoChat`] plus a shared world with interest management; what
+/// `sustenet up` runs.
+///
+/// - command [`World::POS`]: the payload starts with the sender's position,
+///   three `f32` little-endian (x, y, z; anything after is kept). The sender
+///   is placed in its fragment and the payload becomes its state: every
+///   player whose interest area covers it receives it, unreliably, at the
+///   fragment's update rate, as command [`World::STATE`] with the payload
+///   `sender id (u64 LE) || position payload`.
+/// - everything else behaves as in [`EchoChat`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct World;
+
+impl World {
+    /// Position report.
+    pub const POS: u16 = 10;
+    /// State of a nearby player.
+    pub const STATE: u16 = 11;
+}
+
+impl Plugin for World {
+    fn on_packet(
+        &mut self,
+        ctx: &mut Context<'_>,
+        player: PlayerId,
+        command: u16,
+        payload: &[u8],
+        channel: Channel,
+    ) {
+        if command != Self::POS {
+            return EchoChat.on_packet(ctx, player, command, payload, channel);
+        }
+        let Some(pos) = payload.get(..12).map(|b| {
+            let f = |i: usize| f32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+            [f(0), f(4), f(8)]
+        }) else {
+            return;
+        };
+        // A position the grid refuses (NaN, infinite) is ignored, not fatal.
+        if ctx.set_position(player, pos).is_ok() {
+            let _ = ctx.set_state(player, Self::STATE, payload);
+        }
+    }
+}

@@ -230,3 +230,70 @@ async fn nearby_and_state_updates_reach_exactly_the_right_players() {
     let _ = task.await;
     master.stop().await;
 }
+
+/// The `World` plugin (what `sustenet up` runs): a position report becomes
+/// the state that nearby players receive; far players hear nothing.
+#[tokio::test]
+async fn the_world_plugin_relays_positions_to_neighbours() {
+    init_tracing();
+    let keys = keys(&["w"]);
+    let master = start_master(&keys).await;
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let config = ClusterConfig {
+        grid: GridConfig {
+            cell_size: 40.0,
+            default_interest_radius: 40.0,
+            ..GridConfig::default()
+        },
+        ..cluster_config(master.addr, "w", "w", 0)
+    };
+    let (stop, rx) = oneshot::channel::<()>();
+    let key = keys["w"].clone();
+    let task = tokio::spawn(async move {
+        cluster::run(tcp, udp, config, key, sustenet_server::World, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    wait_for_clusters(&master, 1).await;
+    let xs = [0.0f32, 30.0, 500.0];
+    let mut players = Vec::new();
+    for i in 0..xs.len() {
+        let p = join(&master, &format!("w{i}"), JoinTarget::Auto).await;
+        p.udp_up().await;
+        players.push(p);
+    }
+    let mut heard: Vec<HashSet<u64>> = vec![HashSet::new(); 3];
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while tokio::time::Instant::now() < until && !(heard[0].len() == 1 && heard[1].len() == 1) {
+        for (p, x) in players.iter().zip(xs) {
+            let mut payload = pos(x, 0.0);
+            payload.extend_from_slice(&[7, 7, 7, 7]);
+            p.client
+                .send_unreliable(sustenet_server::World::POS, payload)
+                .unwrap();
+        }
+        let tick = tokio::time::Instant::now() + Duration::from_millis(50);
+        for (i, p) in players.iter().enumerate() {
+            while let Ok(Ok(ev)) = tokio::time::timeout_at(tick, p.events.recv_async()).await {
+                if let ClientEvent::Packet {
+                    command: sustenet_server::World::STATE,
+                    payload,
+                    reliable: false,
+                } = ev
+                {
+                    assert_eq!(payload.len(), 8 + 16, "id + position + extra bytes");
+                    heard[i].insert(u64::from_le_bytes(payload[..8].try_into().unwrap()));
+                }
+            }
+        }
+    }
+    assert_eq!(heard[0], HashSet::from([players[1].id]));
+    assert_eq!(heard[1], HashSet::from([players[0].id]));
+    assert!(heard[2].is_empty(), "the far player hears nobody");
+    let _ = stop.send(());
+    let _ = task.await;
+    master.stop().await;
+}

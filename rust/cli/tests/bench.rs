@@ -1,0 +1,230 @@
+//! `sustenet bench` as real processes: against `sustenet up`, in one worker
+//! process and spread over several, and against a dead port.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sustenet");
+
+/// A port free for TCP and UDP, with the next one (the cluster's) free too.
+fn free_port() -> u16 {
+    loop {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = t.local_addr().unwrap().port();
+        if port < u16::MAX
+            && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok()
+        {
+            return port;
+        }
+    }
+}
+
+/// Kills the child on drop, so a failing test leaves no server behind.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env_remove("SUSTENET_MASTER")
+        .env_remove("SUSTENET_MASTER_KEY")
+        .output()
+        .unwrap()
+}
+
+/// `sustenet up --clusters 1` in `dir`, ready once a probe gets through.
+fn up(dir: &Path) -> Proc {
+    let port = free_port().to_string();
+    let p = Proc(
+        Command::new(BIN)
+            .args(["up", "--clusters", "1", "--port", &port])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = run(dir, &["probe", "--count", "1"]);
+        if out.status.success() {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sustenet up did not come up:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn summary(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "bench failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON object ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn check_healthy(s: &serde_json::Value, clients: u64, processes: u64) {
+    assert_eq!(s["ok"], true, "{s}");
+    assert_eq!(s["clients"], clients, "{s}");
+    assert_eq!(s["processes"], processes, "{s}");
+    assert_eq!(s["joined"], clients, "{s}");
+    assert_eq!(s["failed"], 0, "{s}");
+    assert_eq!(s["disconnected"], 0, "{s}");
+    assert_eq!(s["errors"], 0, "{s}");
+    assert!(s["sent"]["positions"].as_u64().unwrap() > 0, "{s}");
+    let rel_sent = s["sent"]["reliable"].as_u64().unwrap();
+    assert!(rel_sent > 0, "{s}");
+    // Reliable echoes all come back (the run waits for them).
+    assert_eq!(s["received"]["reliable"], rel_sent, "{s}");
+    assert!(s["sent"]["unreliable"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["received"]["unreliable"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["msgs_out_per_s"].as_f64().unwrap() > 0.0, "{s}");
+    assert!(s["msgs_in_per_s"].as_f64().unwrap() > 0.0, "{s}");
+    assert!(s["unreliable_delivery"].as_f64().unwrap() > 0.5, "{s}");
+    for ch in ["reliable", "unreliable"] {
+        let q = &s["rtt_us"][ch];
+        assert!(q["count"].as_u64().unwrap() > 0, "{ch}: {s}");
+        let (p50, p99, p999, max) = (
+            q["p50"].as_u64().unwrap(),
+            q["p99"].as_u64().unwrap(),
+            q["p999"].as_u64().unwrap(),
+            q["max"].as_u64().unwrap(),
+        );
+        assert!(
+            0 < p50 && p50 <= p99 && p99 <= p999 && p999 <= max,
+            "{ch}: {s}"
+        );
+    }
+}
+
+#[test]
+fn bench_against_up_one_and_several_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let _up = up(dir.path());
+
+    // One worker process; master and key from .sustenet/client.toml.
+    let out = run(
+        dir.path(),
+        &[
+            "bench",
+            "--clients",
+            "30",
+            "--duration",
+            "3",
+            "--ramp",
+            "1",
+            "--json",
+        ],
+    );
+    let s = summary(&out);
+    check_healthy(&s, 30, 1);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).trim().is_empty(),
+        "--json prints no progress: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Spread over processes: 25 clients at most 10 per process = 3 workers.
+    let out = run(
+        dir.path(),
+        &[
+            "bench",
+            "--clients",
+            "25",
+            "--per-process",
+            "10",
+            "--duration",
+            "2",
+            "--ramp",
+            "0.5",
+            "--json",
+        ],
+    );
+    check_healthy(&summary(&out), 25, 3);
+
+    // Without --json: progress lines on stderr, a readable summary on stdout.
+    let out = run(
+        dir.path(),
+        &["bench", "--clients", "5", "--duration", "2", "--ramp", "0"],
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("bench OK"), "{text}");
+    assert!(text.contains("joined        5/5"), "{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("clients 5/5") && err.contains("rtt ms"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bench_against_a_dead_port_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["keygen", "--master"]);
+    let public = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("master public key (give this to clients): "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    // A port nobody listens on: bound, then released.
+    let port = free_port();
+    let out = run(
+        dir.path(),
+        &[
+            "bench",
+            "--master",
+            &format!("127.0.0.1:{port}"),
+            "--key",
+            &public,
+            "--clients",
+            "10",
+            "--duration",
+            "1",
+            "--ramp",
+            "0.2",
+            "--json",
+        ],
+    );
+    assert!(!out.status.success());
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["ok"], false);
+    assert_eq!(s["joined"], 0);
+    assert_eq!(s["failed"], 10);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("10 of 10 clients failed to join") && err.contains("cannot reach the master"),
+        "{err}"
+    );
+
+    // No client.toml and no --master: says what to do.
+    let out = run(dir.path(), &["bench"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sustenet up"), "{err}");
+}
