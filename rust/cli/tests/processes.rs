@@ -72,10 +72,15 @@ fn run(dir: &Path, args: &[&str]) -> Output {
 
 /// Runs probe until it succeeds (servers need a moment to start and register).
 fn probe_until_ok(dir: &Path, args: &[&str]) -> Output {
+    probe_until(dir, args, |_| true)
+}
+
+/// Runs probe until it succeeds with an output `ready` accepts.
+fn probe_until(dir: &Path, args: &[&str], ready: impl Fn(&str) -> bool) -> Output {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let out = run(dir, args);
-        if out.status.success() {
+        if out.status.success() && ready(&String::from_utf8_lossy(&out.stdout)) {
             return out;
         }
         assert!(
@@ -253,7 +258,8 @@ fn master_and_cluster_from_config_files_serve_probe() {
 fn zero_config_up_then_probe() {
     let dir = tempfile::tempdir().unwrap();
     let up = Proc::start(dir.path(), &["up"]);
-    let out = probe_until_ok(dir.path(), &["probe"]);
+    // Both clusters register within moments of each other; wait for both.
+    let out = probe_until(dir.path(), &["probe"], |o| o.contains("2 cluster(s)"));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("probe OK"), "{text}");
     assert!(text.contains("2 cluster(s)"), "{text}");
