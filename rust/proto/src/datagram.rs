@@ -122,6 +122,30 @@ impl Batch {
         Ok(true)
     }
 
+    /// Adds a data record whose payload is the concatenation of `parts`,
+    /// without building the payload first (the cluster's per-tick state
+    /// fan-out writes thousands of these). Same answers as [`Batch::push`].
+    pub fn push_data(&mut self, command: u16, parts: &[&[u8]]) -> Result<bool, DatagramError> {
+        let payload: usize = parts.iter().map(|p| p.len()).sum();
+        if payload > MAX_UNRELIABLE_PAYLOAD {
+            return Err(DatagramError::TooLarge {
+                len: payload,
+                max: MAX_UNRELIABLE_PAYLOAD,
+            });
+        }
+        if DATA_RECORD_OVERHEAD + payload > self.room() {
+            return Ok(false);
+        }
+        self.buf.put_u8(DATA);
+        self.buf.put_u16(command);
+        // Within MAX_UNRELIABLE_PAYLOAD, so it fits a u16.
+        self.buf.put_u16(u16::try_from(payload).unwrap_or(u16::MAX));
+        for p in parts {
+            self.buf.put_slice(p);
+        }
+        Ok(true)
+    }
+
     /// Takes the plaintext out, leaving the batch empty.
     pub fn take(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.buf)
@@ -205,6 +229,31 @@ pub fn decode_records(plain: &[u8]) -> Result<Vec<Record>, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_data_matches_push() {
+        let mut a = Batch::new();
+        let mut b = Batch::new();
+        for i in 0..200u64 {
+            let state = vec![i as u8; (i % 40) as usize];
+            let mut payload = i.to_le_bytes().to_vec();
+            payload.extend_from_slice(&state);
+            let ra = a.push(&Record::Data {
+                command: 11,
+                payload,
+            });
+            let rb = b.push_data(11, &[&i.to_le_bytes(), &state]);
+            assert_eq!(ra, rb);
+            if ra == Ok(false) {
+                assert_eq!(a.take(), b.take());
+            }
+        }
+        assert_eq!(a.take(), b.take());
+        assert!(matches!(
+            b.push_data(1, &[&[0; 1000], &[0; 200]]),
+            Err(DatagramError::TooLarge { len: 1200, .. })
+        ));
+    }
 
     #[test]
     fn ping_never_amplifies() {

@@ -1070,13 +1070,10 @@ pub async fn run_with_handle(
                     let (Some(addr), None) = (p.udp_addr, p.redirected) else { return };
                     for subject in subjects {
                         let Some((command, state)) = states.get(subject) else { continue };
-                        let mut payload = Vec::with_capacity(8 + state.len());
-                        payload.extend_from_slice(&subject.to_le_bytes());
-                        payload.extend_from_slice(state);
-                        let record = Record::Data { command: *command, payload };
-                        if !matches!(batch.push(&record), Ok(true)) {
+                        let parts: [&[u8]; 2] = [&subject.to_le_bytes(), state];
+                        if !matches!(batch.push_data(*command, &parts), Ok(true)) {
                             flush_batch(&udp, &mut p.udp, addr, &mut batch);
-                            let _ = batch.push(&record);
+                            let _ = batch.push_data(*command, &parts);
                         }
                     }
                     flush_batch(&udp, &mut p.udp, addr, &mut batch);
