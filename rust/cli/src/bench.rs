@@ -686,23 +686,12 @@ impl Failure {
     }
 }
 
-/// A small, seedable generator (splitmix64): each client walks its own,
-/// repeatable path.
-#[derive(Debug)]
-struct Rng(u64);
+/// Each client walks its own repeatable path: a generator seeded by its index.
+type Rng = rand::rngs::StdRng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
+/// Uniform in [0, 1).
+fn unit(rng: &mut Rng) -> f64 {
+    rand::Rng::random(rng)
 }
 
 /// A random walk in a square world of side `world` (x, y), with z between
@@ -721,11 +710,11 @@ impl Walker {
         let half = world / 2.0;
         Walker {
             p: [
-                (rng.unit() as f32 * 2.0 - 1.0) * half,
-                (rng.unit() as f32 * 2.0 - 1.0) * half,
-                rng.unit() as f32 * world / 10.0,
+                (unit(rng) as f32 * 2.0 - 1.0) * half,
+                (unit(rng) as f32 * 2.0 - 1.0) * half,
+                unit(rng) as f32 * world / 10.0,
             ],
-            heading: rng.unit() as f32 * std::f32::consts::TAU,
+            heading: unit(rng) as f32 * std::f32::consts::TAU,
             climb: 0.0,
             half,
             speed,
@@ -733,8 +722,8 @@ impl Walker {
     }
 
     fn step(&mut self, rng: &mut Rng, dt: f32) {
-        self.heading += (rng.unit() as f32 - 0.5) * 2.0 * dt;
-        self.climb = (self.climb + (rng.unit() as f32 - 0.5) * dt).clamp(-0.2, 0.2);
+        self.heading += (unit(rng) as f32 - 0.5) * 2.0 * dt;
+        self.climb = (self.climb + (unit(rng) as f32 - 0.5) * dt).clamp(-0.2, 0.2);
         let h = self.half;
         self.p[0] += self.heading.cos() * self.speed * dt;
         self.p[1] += self.heading.sin() * self.speed * dt;
@@ -949,11 +938,11 @@ async fn play(
     stats: &Stats,
     end_at: Instant,
 ) -> Result<(), Failure> {
-    let mut rng = Rng(u64::from(i) ^ 0x5EED_0000_0000_0000);
+    let mut rng = <Rng as rand::SeedableRng>::seed_from_u64(u64::from(i) ^ 0x5EED_0000_0000_0000);
     let mut walker = Walker::new(&mut rng, plan.world, plan.speed);
     let now = Instant::now();
     // Each timer starts at a random phase so clients don't send in lockstep.
-    let mut start = |p: Duration| ticker(now + p.mul_f64(rng.unit()), p);
+    let mut start = |p: Duration| ticker(now + p.mul_f64(unit(&mut rng)), p);
     let pos_period = period(plan.hz);
     let mut pos_t = pos_period.map(&mut start);
     let mut rel_t = period(plan.reliable_per_sec).map(&mut start);
@@ -1692,7 +1681,7 @@ mod tests {
 
     #[test]
     fn walker_stays_in_the_world_and_payloads_parse() {
-        let mut rng = Rng(7);
+        let mut rng = <Rng as rand::SeedableRng>::seed_from_u64(7);
         let mut w = Walker::new(&mut rng, 100.0, 50.0);
         for _ in 0..10_000 {
             w.step(&mut rng, 0.05);

@@ -19,22 +19,12 @@ const RADIUS: f32 = 32.0;
 const NEIGHBOURS: f64 = 10.0;
 const SIZES: [usize; 3] = [1_000, 5_000, 20_000];
 
-/// splitmix64: deterministic, dependency-free.
-struct Rng(u64);
+/// A seeded generator, so every run measures the same world.
+type Rng = rand::rngs::StdRng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
+/// Uniform in [0, 1).
+fn unit(rng: &mut Rng) -> f32 {
+    rand::Rng::random(rng)
 }
 
 struct World {
@@ -65,10 +55,10 @@ fn world(players: usize) -> World {
         grid,
         pos: Vec::with_capacity(players),
         side,
-        rng: Rng(42),
+        rng: <Rng as rand::SeedableRng>::seed_from_u64(42),
     };
     for id in 0..players {
-        let p = [w.rng.unit() * side, w.rng.unit() * side, 0.0];
+        let p = [unit(&mut w.rng) * side, unit(&mut w.rng) * side, 0.0];
         w.grid.set_position(id as u64, p).unwrap();
         w.pos.push(p);
     }
@@ -81,7 +71,7 @@ impl World {
     fn step(&mut self) {
         for (id, p) in self.pos.iter_mut().enumerate() {
             for v in p.iter_mut().take(2) {
-                *v = (*v + self.rng.unit() * 2.0 - 1.0).rem_euclid(self.side);
+                *v = (*v + unit(&mut self.rng) * 2.0 - 1.0).rem_euclid(self.side);
             }
             black_box(self.grid.set_position(id as u64, *p).unwrap());
         }
@@ -167,7 +157,7 @@ fn nearby(c: &mut Criterion) {
     for n in SIZES {
         let mut w = world(n);
         let points: Vec<[f32; 3]> = (0..QUERIES)
-            .map(|_| [w.rng.unit() * w.side, w.rng.unit() * w.side, 0.0])
+            .map(|_| [unit(&mut w.rng) * w.side, unit(&mut w.rng) * w.side, 0.0])
             .collect();
         g.throughput(Throughput::Elements(QUERIES as u64));
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
