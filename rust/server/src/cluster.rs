@@ -1146,9 +1146,7 @@ pub async fn run_with_handle(
         }
     }
     shared.player_count.store(0, Ordering::Relaxed);
-    let drain = async { while tasks.join_next().await.is_some() {} };
-    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
-    tasks.shutdown().await;
+    crate::listen::wind_down(&mut tasks).await;
     Ok(())
 }
 
@@ -1227,15 +1225,7 @@ async fn accept_loop(shared: Arc<Shared>, tcp: TcpListener) {
     loop {
         tokio::select! {
             _ = crate::time::stopped(&mut shutdown) => break,
-            accepted = tcp.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+            (stream, peer) = crate::listen::accept(&tcp) => {
                 next += 1;
                 let span = info_span!("player_conn", id = next, %peer);
                 conns.spawn(player_conn(shared.clone(), stream, peer).instrument(span));
@@ -1243,8 +1233,7 @@ async fn accept_loop(shared: Arc<Shared>, tcp: TcpListener) {
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
     }
-    let drain = async { while conns.join_next().await.is_some() {} };
-    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+    crate::listen::wind_down(&mut conns).await;
 }
 
 async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod fragments;
 pub mod keys;
+mod listen;
 pub mod master;
 pub mod plugin;
 pub mod time;

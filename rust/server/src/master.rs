@@ -154,16 +154,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait instead of spinning.
-                        warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+            (stream, peer) = crate::listen::accept(&listener) => {
                 next_conn += 1;
                 let shared = shared.clone();
                 let span = info_span!("conn", id = next_conn, %peer);
@@ -174,10 +165,7 @@ pub async fn run(
     }
     info!("master shutting down");
     let _ = stop_tx.send(true);
-    // Give connections a moment to send their goodbyes, then cut the rest.
-    let drain = async { while tasks.join_next().await.is_some() {} };
-    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
-    tasks.shutdown().await;
+    crate::listen::wind_down(&mut tasks).await;
     Ok(())
 }
 
