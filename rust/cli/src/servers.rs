@@ -147,6 +147,9 @@ pub fn cluster_config(cfg: &ConfigFile) -> ClusterConfig {
         max_connections: cfg.all.max_connections,
         master_addr: cfg.master_address(),
         key_name: cfg.cluster.key_name.clone(),
+        public_tcp_port: (cfg.cluster.public_port != 0).then_some(cfg.cluster.public_port),
+        resume_grace: Duration::from_millis(cfg.cluster.resume_grace_ms),
+        resume_buffer: cfg.cluster.resume_buffer,
         limits: cfg.limits,
         ..ClusterConfig::default()
     }

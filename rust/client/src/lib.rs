@@ -7,6 +7,8 @@
 //! once per frame. No engine object ever enters the task.
 
 use std::net::SocketAddr;
+
+use rand::RngCore;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,6 +17,7 @@ use sustenet_net::{FrameReader, NetError, SealedReader, SealedWriter, write_fram
 use sustenet_proto::crypto::{DatagramOpener, DatagramSealer, NOISE_MAX_PLAINTEXT};
 use sustenet_proto::datagram::{self, MAX_DATAGRAM, MAX_UNRELIABLE_PAYLOAD, Record};
 use sustenet_proto::handshake::{self, ClientMasterInitiator};
+use sustenet_proto::resume::{ReplayLog, Rewind};
 use sustenet_proto::{
     ClientSessionKeys, ClientToCluster, ClientToMaster, ClusterInfo, ClusterToClient,
     DisconnectReason, Goodbye, HandshakeError, JoinTarget, MasterToClient, Message, PublicKey,
@@ -51,6 +54,13 @@ pub struct ClientConfig {
     /// How long to wait for the clusters' ping answers after each cluster
     /// list; zero turns ping measurement off.
     pub ping_timeout: Duration,
+    /// How long to keep trying to reconnect to the cluster after the
+    /// connection drops (`ConnectionLost` or `Timeout`); zero turns
+    /// reconnecting off. The cluster has its own window (`resume_grace`).
+    pub reconnect_window: Duration,
+    /// Most bytes of reliable messages kept for a reconnect: those sent and
+    /// not yet acknowledged by the cluster, and those sent while reconnecting.
+    pub resume_buffer: usize,
 }
 
 impl ClientConfig {
@@ -66,6 +76,8 @@ impl ClientConfig {
             event_queue: 65_536,
             command_queue: 65_536,
             ping_timeout: Duration::from_millis(300),
+            reconnect_window: Duration::from_secs(30),
+            resume_buffer: 256 * 1024,
         }
     }
 }
@@ -198,6 +210,24 @@ pub enum ClientEvent {
         cluster: ClusterInfo,
         /// From the redirect's arrival to the new cluster's welcome.
         pause: Duration,
+    },
+    /// The cluster connection dropped; the client is reconnecting to the
+    /// same cluster, with the same player id. Reliable messages sent
+    /// meanwhile are kept and delivered after the reconnect. `Reconnected`
+    /// or `Disconnected` follows.
+    Reconnecting {
+        /// Why the connection dropped.
+        reason: DisconnectReason,
+        /// Details.
+        message: String,
+    },
+    /// Back on the cluster after a dropped connection: the same player, and
+    /// no reliable message lost or repeated in either direction.
+    Reconnected {
+        /// The cluster.
+        cluster: ClusterInfo,
+        /// From the drop to the reconnect.
+        away: Duration,
     },
     /// The cluster connection ended.
     Disconnected {
@@ -490,13 +520,37 @@ struct MasterConn {
 
 struct ClusterConn {
     info: ClusterInfo,
-    reader: SealedReader<OwnedReadHalf>,
-    writer: SealedWriter<OwnedWriteHalf>,
+    /// The TCP connection; `None` while reconnecting.
+    link: Option<Link>,
     udp: UdpSocket,
     udp_sealer: DatagramSealer,
     udp_opener: DatagramOpener,
     last_seen: Instant,
+    /// `host:port` of the cluster's TCP listener.
+    addr: String,
+    keys: Box<ClientSessionKeys>,
+    session_id: u64,
+    /// Reliable messages kept for a reconnect, and the received count.
+    replay: ReplayLog,
+    away: Option<Away>,
 }
+
+struct Link {
+    reader: SealedReader<OwnedReadHalf>,
+    writer: SealedWriter<OwnedWriteHalf>,
+}
+
+/// A reconnect under way.
+struct Away {
+    since: Instant,
+    next_try: Instant,
+    attempts: u32,
+    last_error: String,
+}
+
+/// A client acknowledges the cluster's messages at least this often (and
+/// at every heartbeat).
+const ACK_EVERY: u64 = 256;
 
 struct Task {
     config: ClientConfig,
@@ -517,6 +571,7 @@ enum Wake {
     Cluster(Result<Option<ClusterToClient>, NetError>),
     Udp(std::io::Result<usize>),
     Tick,
+    Reconnect,
 }
 
 async fn recv_master(m: &mut Option<MasterConn>) -> Result<Option<MasterToClient>, NetError> {
@@ -531,6 +586,13 @@ async fn recv_cluster(
 ) -> Result<Option<ClusterToClient>, NetError> {
     match r {
         Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
 }
@@ -566,15 +628,20 @@ impl Task {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut buf = vec![0u8; 2048];
         loop {
-            let (reader, udp) = match &mut self.cluster {
-                Some(c) => (Some(&mut c.reader), Some(&c.udp)),
-                None => (None, None),
+            let (reader, udp, retry) = match &mut self.cluster {
+                Some(c) => (
+                    c.link.as_mut().map(|l| &mut l.reader),
+                    Some(&c.udp),
+                    c.away.as_ref().map(|a| a.next_try),
+                ),
+                None => (None, None, None),
             };
             let wake = tokio::select! {
                 c = commands.recv_async() => Wake::Command(c.ok()),
                 m = recv_master(&mut self.master) => Wake::Master(m),
                 c = recv_cluster(reader) => Wake::Cluster(c),
                 n = recv_udp(udp, &mut buf) => Wake::Udp(n),
+                _ = sleep_until(retry) => Wake::Reconnect,
                 _ = tick.tick() => Wake::Tick,
             };
             match wake {
@@ -585,6 +652,7 @@ impl Task {
                 Wake::Udp(Ok(n)) => self.datagram(&buf[..n]).await,
                 Wake::Udp(Err(e)) => debug!("udp receive failed: {e}"),
                 Wake::Tick => self.tick().await,
+                Wake::Reconnect => self.reconnect().await,
             }
         }
         self.close_all(DisconnectReason::Requested).await;
@@ -710,20 +778,7 @@ impl Task {
                     }
                 }
             }
-            Command::Send { command, payload } => match self.cluster.as_mut() {
-                None => Err(ClientError::NotInCluster),
-                Some(c) => match c
-                    .writer
-                    .send(&ClientToCluster::Data { command, payload })
-                    .await
-                {
-                    Ok(()) => Ok(()),
-                    Err(e) => {
-                        self.lose_cluster(reason_of(&e), e.to_string()).await;
-                        Ok(())
-                    }
-                },
-            },
+            Command::Send { command, payload } => self.send_reliable(command, payload).await,
             Command::SendUnreliable { command, payload } => {
                 self.send_datagram(&Record::Data { command, payload })
             }
@@ -741,6 +796,38 @@ impl Task {
             warn!("{e}");
             self.emit(ClientEvent::Error(e)).await;
         }
+    }
+
+    /// Sends a reliable message, or keeps it for after the reconnect.
+    async fn send_reliable(&mut self, command: u16, payload: Vec<u8>) -> Result<(), ClientError> {
+        let Some(c) = self.cluster.as_mut() else {
+            return Err(ClientError::NotInCluster);
+        };
+        let resumable = !self.config.reconnect_window.is_zero();
+        let Some(link) = c.link.as_mut() else {
+            if !c.replay.has_room(payload.len()) {
+                return Err(ClientError::Connection(format!(
+                    "reconnecting, and the {} bytes kept for the reconnect are used up \
+                     (resume_buffer): this message was not sent",
+                    self.config.resume_buffer
+                )));
+            }
+            c.replay.push(command, payload, false);
+            return Ok(());
+        };
+        let msg = ClientToCluster::Data { command, payload };
+        let r = link.writer.send(&msg).await;
+        if resumable {
+            // Kept whether or not the write went through: after a drop, the
+            // cluster's count says which to send again.
+            if let ClientToCluster::Data { command, payload } = msg {
+                c.replay.push(command, payload, true);
+            }
+        }
+        if let Err(e) = r {
+            self.lose_cluster(reason_of(&e), e.to_string()).await;
+        }
+        Ok(())
     }
 
     fn send_datagram(&mut self, record: &Record) -> Result<(), ClientError> {
@@ -976,14 +1063,65 @@ impl Task {
         info!(cluster = %t.cluster.name, player_id, "joined the cluster");
         Ok(ClusterConn {
             info: t.cluster,
-            reader: SealedReader::new(frames, opener, 16),
-            writer: SealedWriter::new(wr, session.sealer, self.config.max_frame)
-                .with_write_timeout(self.config.timeout),
+            link: Some(Link {
+                reader: SealedReader::new(frames, opener, 16),
+                writer: SealedWriter::new(wr, session.sealer, self.config.max_frame)
+                    .with_write_timeout(self.config.timeout),
+            }),
             udp,
             udp_sealer: dg.sealer,
             udp_opener: dg.opener,
             last_seen: Instant::now(),
+            addr,
+            keys: Box::new(keys),
+            session_id,
+            replay: ReplayLog::new(self.config.resume_buffer),
+            away: None,
         })
+    }
+
+    /// One reconnect attempt; on failure the next one is scheduled, until
+    /// the window closes or the cluster refuses.
+    async fn reconnect(&mut self) {
+        let window = self.config.reconnect_window;
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let Some(away) = c.away.as_ref() else {
+            return;
+        };
+        if away.since.elapsed() > window {
+            let message = format!("could not reconnect within {window:?}: {}", away.last_error);
+            self.lose_cluster_for_good(DisconnectReason::ReconnectTimeout, message)
+                .await;
+            return;
+        }
+        match resume(c, &self.config).await {
+            Ok(()) => {
+                let away = c.away.take().map(|a| a.since.elapsed()).unwrap_or_default();
+                c.last_seen = Instant::now();
+                let cluster = c.info.clone();
+                info!(cluster = %cluster.name, ?away, "reconnected to the cluster");
+                let _ = self.send_datagram(&Record::Ping(self.micros()));
+                self.emit(ClientEvent::Reconnected { cluster, away }).await;
+            }
+            Err(Resume::Refused(reason, message)) => {
+                warn!("reconnect refused: {reason} {message}");
+                self.lose_cluster_for_good(reason, message).await;
+            }
+            Err(Resume::Failed(e)) => {
+                if let Some(a) = c.away.as_mut() {
+                    debug!(attempt = a.attempts, "reconnect failed: {e}");
+                    a.attempts = a.attempts.saturating_add(1);
+                    // 100 ms, doubling, at most 2 s between attempts.
+                    let wait = Duration::from_millis(100)
+                        .saturating_mul(1u32 << a.attempts.min(5))
+                        .min(Duration::from_secs(2));
+                    a.next_try = Instant::now() + wait;
+                    a.last_error = e;
+                }
+            }
+        }
     }
 
     async fn cluster_message(&mut self, r: Result<Option<ClusterToClient>, NetError>) {
@@ -1006,12 +1144,23 @@ impl Task {
         let Some(c) = self.cluster.as_mut() else {
             return;
         };
+        let Some(link) = c.link.as_mut() else {
+            return;
+        };
         c.last_seen = Instant::now();
         match msg {
             ClusterToClient::Ping(v) => {
-                if let Err(e) = c.writer.send(&ClientToCluster::Pong(v)).await {
+                if let Err(e) = link.writer.send(&ClientToCluster::Pong(v)).await {
                     self.lose_cluster(reason_of(&e), e.to_string()).await;
                 }
+            }
+            ClusterToClient::Ack(count) => c.replay.ack(count),
+            ClusterToClient::Resumed { .. } => {
+                self.lose_cluster_for_good(
+                    DisconnectReason::ProtocolViolation,
+                    "Resumed on a running connection".into(),
+                )
+                .await;
             }
             ClusterToClient::Pong(v) => {
                 self.rtt
@@ -1019,21 +1168,28 @@ impl Task {
                     .store(now.saturating_sub(v), Ordering::Relaxed);
             }
             ClusterToClient::Data { command, payload } => {
+                let log = &mut c.replay;
+                log.received += 1;
+                let ack = (log.received - log.acked >= ACK_EVERY).then_some(log.received);
                 self.emit(ClientEvent::Packet {
                     command,
                     payload,
                     reliable: true,
                 })
                 .await;
+                if let Some(count) = ack {
+                    self.send_ack(count).await;
+                }
             }
             ClusterToClient::Welcome { .. } => {
-                self.lose_cluster(
+                self.lose_cluster_for_good(
                     DisconnectReason::ProtocolViolation,
                     "a second Welcome".into(),
                 )
                 .await;
             }
             ClusterToClient::Disconnect(g) => {
+                // The cluster ended the session on purpose: no reconnect.
                 self.cluster = None;
                 info!(
                     "the cluster closed the connection: {} {}",
@@ -1047,16 +1203,16 @@ impl Task {
             }
             ClusterToClient::Redirect(t) => {
                 let started = Instant::now();
-                if let Some(mut old) = self.cluster.take() {
+                if let Some(link) = self.cluster.take().and_then(|c| c.link) {
                     // Everything sent before this point went to the old
                     // cluster; say goodbye so it lets the player go now.
-                    let _ = old
-                        .writer
+                    let mut writer = link.writer;
+                    let _ = writer
                         .send(&ClientToCluster::Disconnect(Goodbye::new(
                             DisconnectReason::Redirected,
                         )))
                         .await;
-                    let _ = old.writer.shutdown().await;
+                    let _ = writer.shutdown().await;
                 }
                 info!(to = %t.cluster.name, "redirected to another cluster");
                 self.join_with(t, Some(started)).await;
@@ -1112,6 +1268,9 @@ impl Task {
             }
         }
         if let Some(c) = self.cluster.as_mut() {
+            let Some(link) = c.link.as_mut() else {
+                return;
+            };
             if c.last_seen.elapsed() > timeout {
                 self.lose_cluster(
                     DisconnectReason::Timeout,
@@ -1120,16 +1279,71 @@ impl Task {
                 .await;
                 return;
             }
-            if let Err(e) = c.writer.send(&ClientToCluster::Ping(now)).await {
+            if let Err(e) = link.writer.send(&ClientToCluster::Ping(now)).await {
                 self.lose_cluster(reason_of(&e), e.to_string()).await;
                 return;
+            }
+            if c.replay.received != c.replay.acked {
+                let count = c.replay.received;
+                self.send_ack(count).await;
             }
             let _ = self.send_datagram(&Record::Ping(now));
         }
     }
 
+    /// Tells the cluster how many of its messages arrived, so it can forget them.
+    async fn send_ack(&mut self, count: u64) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let Some(link) = c.link.as_mut() else {
+            return;
+        };
+        match link.writer.send(&ClientToCluster::Ack(count)).await {
+            Ok(()) => c.replay.acked = count,
+            Err(e) => self.lose_cluster(reason_of(&e), e.to_string()).await,
+        }
+    }
+
+    /// The cluster connection failed. A drop (`ConnectionLost`, `Timeout`)
+    /// starts a reconnect when that is on; anything else ends the session.
     async fn lose_cluster(&mut self, reason: DisconnectReason, message: String) {
-        if self.cluster.take().is_some() {
+        let resumable = matches!(
+            reason,
+            DisconnectReason::ConnectionLost | DisconnectReason::Timeout
+        ) && !self.config.reconnect_window.is_zero();
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        if !resumable || c.link.is_none() {
+            self.lose_cluster_for_good(reason, message).await;
+            return;
+        }
+        c.link = None;
+        let now = Instant::now();
+        c.away = Some(Away {
+            since: now,
+            next_try: now,
+            attempts: 0,
+            last_error: message.clone(),
+        });
+        info!("lost the cluster connection: {reason} {message}; reconnecting");
+        self.emit(ClientEvent::Reconnecting { reason, message })
+            .await;
+    }
+
+    async fn lose_cluster_for_good(&mut self, reason: DisconnectReason, message: String) {
+        if let Some(c) = self.cluster.take() {
+            if let Some(mut link) = c.link {
+                let _ = link
+                    .writer
+                    .send(&ClientToCluster::Disconnect(Goodbye {
+                        reason,
+                        message: message.clone(),
+                    }))
+                    .await;
+                let _ = link.writer.shutdown().await;
+            }
             info!("lost the cluster: {reason} {message}");
             self.emit(ClientEvent::Disconnected { reason, message })
                 .await;
@@ -1137,15 +1351,17 @@ impl Task {
     }
 
     async fn leave_cluster(&mut self, reason: DisconnectReason, message: &str) {
-        if let Some(mut c) = self.cluster.take() {
-            let _ = c
-                .writer
-                .send(&ClientToCluster::Disconnect(Goodbye {
-                    reason,
-                    message: message.into(),
-                }))
-                .await;
-            let _ = c.writer.shutdown().await;
+        if let Some(c) = self.cluster.take() {
+            if let Some(mut link) = c.link {
+                let _ = link
+                    .writer
+                    .send(&ClientToCluster::Disconnect(Goodbye {
+                        reason,
+                        message: message.into(),
+                    }))
+                    .await;
+                let _ = link.writer.shutdown().await;
+            }
             self.emit(ClientEvent::Disconnected {
                 reason,
                 message: message.into(),
@@ -1165,6 +1381,108 @@ impl Task {
         }
         self.client_id = None;
     }
+}
+
+/// Why a reconnect attempt did not work.
+enum Resume {
+    /// The cluster said no: the session is over.
+    Refused(DisconnectReason, String),
+    /// The cluster could not be reached or the connection failed: try again.
+    Failed(String),
+}
+
+/// Reconnects `c` to its session: a resume hello with a fresh nonce, the
+/// cluster's `Resumed`, then the kept messages it has not received, in order.
+async fn resume(c: &mut ClusterConn, config: &ClientConfig) -> Result<(), Resume> {
+    let failed = |e: &dyn std::fmt::Display| Resume::Failed(e.to_string());
+    let to = config.handshake_timeout;
+    let stream = tokio::time::timeout(to, TcpStream::connect(&c.addr))
+        .await
+        .map_err(|_| Resume::Failed(format!("connecting to {} timed out", c.addr)))?
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                // Nothing listens there: the cluster process is gone, and
+                // with it the session (a restarted cluster has no memory
+                // of it). Waiting out the window would only delay the news.
+                Resume::Refused(
+                    DisconnectReason::ConnectionLost,
+                    format!("the cluster at {} is gone: {e}", c.addr),
+                )
+            } else {
+                failed(&e)
+            }
+        })?;
+    let _ = stream.set_nodelay(true);
+    let (rd, mut wr) = stream.into_split();
+    let mut frames = FrameReader::new(rd, config.max_frame);
+    let mut nonce = [0u8; 32];
+    rand::rng().fill_bytes(&mut nonce);
+    let (hello, session) =
+        handshake::client_resume_hello(&c.keys, c.session_id, &nonce, c.replay.received)
+            .map_err(|e| Resume::Refused(e.reason(), e.to_string()))?;
+    write_frame(&mut wr, &hello, config.max_frame)
+        .await
+        .map_err(|e| failed(&e))?;
+    let first = frames
+        .next_within(to)
+        .await
+        .map_err(|e| failed(&e))?
+        .ok_or_else(|| Resume::Failed("closed during the reconnect".into()))?;
+    if let Some(refusal) = handshake::check_refusal(&first) {
+        return Err(Resume::Refused(refusal.reason(), refusal.to_string()));
+    }
+    let violation = |m: String| Resume::Refused(DisconnectReason::ProtocolViolation, m);
+    let mut opener = session.opener;
+    let plain = opener.open(&first).map_err(|e| violation(e.to_string()))?;
+    let server_has = match ClusterToClient::decode(&plain) {
+        Ok(ClusterToClient::Resumed { received }) => received,
+        Ok(other) => return Err(violation(format!("expected Resumed, got {other:?}"))),
+        Err(e) => return Err(violation(e.to_string())),
+    };
+    let mut writer =
+        SealedWriter::new(wr, session.sealer, config.max_frame).with_write_timeout(config.timeout);
+    match c.replay.rewind(server_has) {
+        Rewind::Replay(kept) => {
+            debug!(
+                again = kept.len(),
+                server_has,
+                received = c.replay.received,
+                "resuming: sending the cluster's missed messages again"
+            );
+            for (command, payload) in kept {
+                let m = ClientToCluster::Data {
+                    command: *command,
+                    payload: payload.clone(),
+                };
+                writer.queue(&m).map_err(|e| failed(&e))?;
+            }
+        }
+        Rewind::Lost {
+            client_has,
+            oldest_kept,
+        } => {
+            return Err(Resume::Refused(
+                DisconnectReason::ResumeRefused,
+                format!(
+                    "the cluster has {client_has} of our messages and the oldest one kept is \
+                     number {oldest_kept}: the ones between are gone (resume_buffer)"
+                ),
+            ));
+        }
+        Rewind::Impossible => {
+            return Err(violation(format!(
+                "the cluster claims {server_has} messages, more than were sent"
+            )));
+        }
+    }
+    c.replay.ack(server_has);
+    c.replay.acked = c.replay.received;
+    writer.flush().await.map_err(|e| failed(&e))?;
+    c.link = Some(Link {
+        reader: SealedReader::new(frames, opener, 16),
+        writer,
+    });
+    Ok(())
 }
 
 #[cfg(test)]

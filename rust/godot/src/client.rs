@@ -1,5 +1,7 @@
 //! `SustenetClient` and `SustenetClusterInfo`.
 
+use std::time::Duration;
+
 use godot::classes::{INode, IRefCounted, Node, RefCounted};
 use godot::global::Error as GdError;
 use godot::prelude::*;
@@ -145,9 +147,15 @@ pub struct SustenetClient {
     /// Most microseconds spent turning events into signals in one frame.
     #[export]
     frame_budget_usec: i64,
+    /// How long to keep trying to reconnect to the cluster when the
+    /// connection drops (network blip, laptop lid), in seconds; 0 turns
+    /// reconnecting off. Read when the node first connects.
+    #[export]
+    reconnect_window_sec: f64,
     client: Option<(Client, flume::Receiver<ClientEvent>)>,
     client_id: i64,
     cluster: Option<Gd<SustenetClusterInfo>>,
+    reconnecting: bool,
     joining_after_login: bool,
     last_redirect_pause_ms: f64,
     last_list: Vec<Gd<SustenetClusterInfo>>,
@@ -166,9 +174,11 @@ impl INode for SustenetClient {
             auto_join: false,
             events_per_frame: 2048,
             frame_budget_usec: 4000,
+            reconnect_window_sec: 30.0,
             client: None,
             client_id: 0,
             cluster: None,
+            reconnecting: false,
             joining_after_login: false,
             last_redirect_pause_ms: 0.0,
             last_list: Vec::new(),
@@ -256,6 +266,12 @@ impl SustenetClient {
     /// No cluster is available.
     #[constant]
     const REASON_NO_CLUSTER: i64 = 19;
+    /// The connection dropped and the player did not reconnect within the window.
+    #[constant]
+    const REASON_RECONNECT_TIMEOUT: i64 = 20;
+    /// A reconnect was refused: the session had ended, or what was sent meanwhile is no longer kept.
+    #[constant]
+    const REASON_RESUME_REFUSED: i64 = 21;
     /// Largest payload of [method send_unreliable], in bytes.
     #[constant]
     const MAX_UNRELIABLE_PAYLOAD: i64 = MAX_UNRELIABLE_PAYLOAD as i64;
@@ -288,6 +304,18 @@ impl SustenetClient {
     /// The cluster moved this player to another cluster; [signal cluster_joined] follows.
     #[signal]
     fn redirected(cluster: Gd<SustenetClusterInfo>);
+    /// The cluster connection dropped ([constant REASON_CONNECTION_LOST] or
+    /// [constant REASON_TIMEOUT]) and the client is reconnecting to the same
+    /// cluster as the same player, for up to [member reconnect_window_sec].
+    /// Reliable packets sent meanwhile are kept and delivered after the
+    /// reconnect. [signal reconnected] or [signal disconnected] follows.
+    #[signal]
+    fn reconnecting(reason: i64, message: GString);
+    /// Back on the cluster after a dropped connection, with the same player
+    /// id; no reliable packet was lost or repeated in either direction.
+    /// [param away_ms] is how long the connection was down.
+    #[signal]
+    fn reconnected(away_ms: f64);
     /// The cluster connection ended; [param reason] is one of the [code]REASON_*[/code] constants.
     #[signal]
     fn disconnected(reason: i64, message: GString);
@@ -432,10 +460,16 @@ impl SustenetClient {
         self.client_id
     }
 
-    /// Whether a cluster connection is up.
+    /// Whether the client is on a cluster (also while it reconnects).
     #[func]
     fn is_in_cluster(&self) -> bool {
         self.cluster.is_some()
+    }
+
+    /// Whether the cluster connection dropped and a reconnect is under way.
+    #[func]
+    fn is_reconnecting(&self) -> bool {
+        self.reconnecting
     }
 
     /// The cluster this client is on, or null.
@@ -525,7 +559,11 @@ impl SustenetClient {
             let handle = runtime::handle()
                 .map_err(|e| fail(GdError::ERR_CANT_CREATE, format!("SustenetClient: {e}")))?;
             let addr = format!("{}:{port}", self.master_address);
-            self.client = Some(Client::spawn(&handle, ClientConfig::new(addr, key)));
+            let mut config = ClientConfig::new(addr, key);
+            config.reconnect_window =
+                Duration::try_from_secs_f64(self.reconnect_window_sec.max(0.0))
+                    .unwrap_or(Duration::ZERO);
+            self.client = Some(Client::spawn(&handle, config));
         }
         match &self.client {
             Some((c, _)) => Ok(c),
@@ -631,8 +669,21 @@ impl SustenetClient {
                 self.cluster = Some(info.clone());
                 self.signals().redirected().emit(&info);
             }
+            ClientEvent::Reconnecting { reason, message } => {
+                self.reconnecting = true;
+                self.signals()
+                    .reconnecting()
+                    .emit(i64::from(reason.code()), message.as_str());
+            }
+            ClientEvent::Reconnected { away, .. } => {
+                self.reconnecting = false;
+                self.signals()
+                    .reconnected()
+                    .emit(away.as_secs_f64() * 1000.0);
+            }
             ClientEvent::Disconnected { reason, message } => {
                 self.cluster = None;
+                self.reconnecting = false;
                 self.signals()
                     .disconnected()
                     .emit(i64::from(reason.code()), message.as_str());

@@ -21,6 +21,8 @@ const EVENT_QUEUE: usize = 1 << 18;
 enum NodeEvent {
     Connected(PlayerId, Vec<u8>),
     Disconnected(PlayerId, DisconnectReason),
+    ConnectionLost(PlayerId, DisconnectReason),
+    Reconnected(PlayerId),
     Packet(PlayerId, u16, Vec<u8>, bool),
     Registered(u64),
     TransferFailed(PlayerId, DisconnectReason, String),
@@ -75,6 +77,17 @@ impl Plugin for Forward {
         reason: DisconnectReason,
     ) {
         self.send(NodeEvent::Disconnected(player, reason));
+    }
+    fn on_connection_lost(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        player: PlayerId,
+        reason: DisconnectReason,
+    ) {
+        self.send(NodeEvent::ConnectionLost(player, reason));
+    }
+    fn on_reconnect(&mut self, _ctx: &mut Context<'_>, player: PlayerId) {
+        self.send(NodeEvent::Reconnected(player));
     }
     fn on_transfer_failed(
         &mut self,
@@ -164,6 +177,11 @@ pub struct SustenetCluster {
     /// for bursts (a level load); the queue bounds this server's memory.
     #[export]
     send_queue: i64,
+    /// How long a player whose connection dropped keeps its seat, waiting
+    /// for it to reconnect with the same id, in seconds; 0 turns reconnects
+    /// off. See [signal player_connection_lost] and [signal player_reconnected].
+    #[export]
+    reconnect_grace_sec: f64,
     /// Edge length of a fragment (a grid cell of the world), in world units.
     #[export]
     fragment_size: f64,
@@ -210,6 +228,7 @@ impl INode for SustenetCluster {
             key_path: GString::new(),
             max_connections: 0,
             send_queue: 4096,
+            reconnect_grace_sec: 30.0,
             fragment_size: 64.0,
             fragment_3d: false,
             interest_radius: 64.0,
@@ -259,8 +278,20 @@ impl SustenetCluster {
     #[signal]
     fn player_connected(player_id: i64, data: PackedByteArray);
     /// A player left; [param reason] is one of the [code]SustenetClient.REASON_*[/code] constants.
+    /// A player whose connection dropped and who did not come back in time
+    /// leaves with [constant SustenetClient.REASON_RECONNECT_TIMEOUT].
     #[signal]
     fn player_disconnected(player_id: i64, reason: i64);
+    /// A player's connection dropped ([param reason]: connection lost or
+    /// timeout). It keeps its seat and its place in the world for
+    /// [member reconnect_grace_sec]; reliable packets sent to it meanwhile are
+    /// delivered when it is back. [signal player_reconnected] or
+    /// [signal player_disconnected] follows.
+    #[signal]
+    fn player_connection_lost(player_id: i64, reason: i64);
+    /// A player whose connection dropped is back, with the same id.
+    #[signal]
+    fn player_reconnected(player_id: i64);
     /// A [method transfer_player] was refused (the player stays here).
     #[signal]
     fn transfer_failed(player_id: i64, reason: i64, message: GString);
@@ -356,6 +387,9 @@ impl SustenetCluster {
         };
         let mut config = config;
         config.limits.send_queue = usize::try_from(self.send_queue.max(1)).unwrap_or(usize::MAX);
+        config.resume_grace =
+            std::time::Duration::try_from_secs_f64(self.reconnect_grace_sec.max(0.0))
+                .unwrap_or(std::time::Duration::ZERO);
         config.grid = GridConfig {
             cell_size: self.fragment_size as f32,
             dims: if self.fragment_3d {
@@ -731,6 +765,12 @@ impl SustenetCluster {
                     .player_disconnected()
                     .emit(id_to_gd(id), i64::from(reason.code()));
             }
+            NodeEvent::ConnectionLost(id, reason) => {
+                self.signals()
+                    .player_connection_lost()
+                    .emit(id_to_gd(id), i64::from(reason.code()));
+            }
+            NodeEvent::Reconnected(id) => self.signals().player_reconnected().emit(id_to_gd(id)),
             NodeEvent::Packet(id, command, payload, reliable) => {
                 let data = PackedByteArray::from(payload.as_slice());
                 self.signals().packet_received().emit(

@@ -425,12 +425,14 @@ pub struct ClientSessionKeys {
     tcp_s2c: Key,
     udp_c2s: Key,
     udp_s2c: Key,
+    resume: Key,
 }
 
 impl ClientSessionKeys {
-    /// Derives the four directional keys with HKDF-SHA256.
+    /// Derives the four directional keys, and the base of the reconnect
+    /// keys, with HKDF-SHA256.
     pub fn derive(secret: &[u8; 32]) -> Self {
-        let [tcp_c2s, tcp_s2c, udp_c2s, udp_s2c] = derive_keys(
+        let [tcp_c2s, tcp_s2c, udp_c2s, udp_s2c, resume] = derive_keys(
             secret,
             b"sustenet v1 client-cluster",
             [
@@ -438,6 +440,7 @@ impl ClientSessionKeys {
                 "tcp cluster->client",
                 "udp client->cluster",
                 "udp cluster->client",
+                "resume",
             ],
         );
         Self {
@@ -445,6 +448,25 @@ impl ClientSessionKeys {
             tcp_s2c,
             udp_c2s,
             udp_s2c,
+            resume,
+        }
+    }
+
+    /// The stream session of a reconnect (resume) with the client's fresh
+    /// `nonce`. Each reconnect has its own keys, so restarting the sequence
+    /// numbers at 0 on the new connection never reuses an AES-GCM nonce.
+    pub fn resume_stream(&self, nonce: &[u8; 32], side: Side) -> StreamSession {
+        let mut salt = Vec::with_capacity(18 + 32);
+        salt.extend_from_slice(b"sustenet v1 resume");
+        salt.extend_from_slice(nonce);
+        let [c2s, s2c] = derive_keys(
+            self.resume.as_bytes(),
+            &salt,
+            ["tcp client->cluster", "tcp cluster->client"],
+        );
+        match side {
+            Side::Initiator => StreamSession::aes(&c2s, &s2c),
+            Side::Responder => StreamSession::aes(&s2c, &c2s),
         }
     }
 

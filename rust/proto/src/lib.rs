@@ -21,6 +21,7 @@ pub mod handshake;
 pub mod message;
 pub mod reason;
 pub mod replay;
+pub mod resume;
 pub mod token;
 mod wire;
 

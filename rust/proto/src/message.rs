@@ -55,9 +55,12 @@ mod tag {
     pub const TICKET: u8 = 0x2B;
     pub const JOIN_FAILED: u8 = 0x2C;
     pub const DATA_TO_CLUSTER: u8 = 0x30;
+    pub const ACK_TO_CLUSTER: u8 = 0x31;
     pub const WELCOME: u8 = 0x38;
     pub const DATA_TO_CLIENT: u8 = 0x39;
     pub const REDIRECT: u8 = 0x3A;
+    pub const ACK_TO_CLIENT: u8 = 0x3B;
+    pub const RESUMED: u8 = 0x3C;
 }
 
 /// A message that can be written to and read from bytes.
@@ -376,6 +379,9 @@ pub enum ClientToCluster {
         /// The payload.
         payload: Vec<u8>,
     },
+    /// How many `Data` messages of this session the client has received so
+    /// far; the cluster forgets those it kept for a reconnect.
+    Ack(u64),
 }
 
 /// Cluster → client, on the reliable channel.
@@ -405,6 +411,16 @@ pub enum ClusterToClient {
     },
     /// Move to another cluster: the client closes this connection and joins with the ticket.
     Redirect(Ticket),
+    /// How many `Data` messages of this session the cluster has received so
+    /// far; the client forgets those it kept for a reconnect.
+    Ack(u64),
+    /// A reconnect is accepted; the first message on a resumed connection,
+    /// in place of `Welcome`.
+    Resumed {
+        /// How many of the client's `Data` messages the cluster had received;
+        /// the client sends the ones after them again.
+        received: u64,
+    },
 }
 
 /// Shared arms: ping, pong, disconnect.
@@ -739,6 +755,11 @@ link_message!(
                 out.put_u16(*command);
                 out.put_bytes32(payload, DATA_MAX)
             }
+            ClientToCluster::Ack(n) => {
+                out.put_u8(tag::ACK_TO_CLUSTER);
+                out.put_u64(*n);
+                Ok(())
+            }
             ClientToCluster::Ping(_)
             | ClientToCluster::Pong(_)
             | ClientToCluster::Disconnect(_) => unreachable_common(),
@@ -750,6 +771,7 @@ link_message!(
                 command: r.u16()?,
                 payload: r.bytes32(DATA_MAX)?.to_vec(),
             },
+            tag::ACK_TO_CLUSTER => ClientToCluster::Ack(r.u64()?),
             other => return Err(DecodeError::UnknownType(other)),
         }
     }
@@ -779,6 +801,16 @@ link_message!(
                 out.put_u8(tag::REDIRECT);
                 ticket.encode(out)
             }
+            ClusterToClient::Ack(n) => {
+                out.put_u8(tag::ACK_TO_CLIENT);
+                out.put_u64(*n);
+                Ok(())
+            }
+            ClusterToClient::Resumed { received } => {
+                out.put_u8(tag::RESUMED);
+                out.put_u64(*received);
+                Ok(())
+            }
             ClusterToClient::Ping(_)
             | ClusterToClient::Pong(_)
             | ClusterToClient::Disconnect(_) => unreachable_common(),
@@ -796,6 +828,8 @@ link_message!(
                 payload: r.bytes32(DATA_MAX)?.to_vec(),
             },
             tag::REDIRECT => ClusterToClient::Redirect(Ticket::decode(&mut r)?),
+            tag::ACK_TO_CLIENT => ClusterToClient::Ack(r.u64()?),
+            tag::RESUMED => ClusterToClient::Resumed { received: r.u64()? },
             other => return Err(DecodeError::UnknownType(other)),
         }
     }

@@ -48,13 +48,19 @@ pub enum DisconnectReason {
     TooManyHandshakes = 18,
     /// The master has no cluster to offer (none registered, all full, or the chosen one is unknown).
     NoCluster = 19,
+    /// The connection dropped and the player did not reconnect within the
+    /// cluster's reconnect window, so its session ended.
+    ReconnectTimeout = 20,
+    /// A reconnect was refused: the session it names has ended (or never
+    /// existed), or the messages to replay are no longer kept.
+    ResumeRefused = 21,
     /// A reason code this version does not know.
     Unknown = 255,
 }
 
 impl DisconnectReason {
     /// Every known reason, in code order.
-    pub const ALL: [DisconnectReason; 20] = [
+    pub const ALL: [DisconnectReason; 22] = [
         Self::Requested,
         Self::Kicked,
         Self::Timeout,
@@ -74,6 +80,8 @@ impl DisconnectReason {
         Self::Tampered,
         Self::TooManyHandshakes,
         Self::NoCluster,
+        Self::ReconnectTimeout,
+        Self::ResumeRefused,
         Self::Unknown,
     ];
 
@@ -113,6 +121,8 @@ impl DisconnectReason {
             Self::Tampered => "too many packets failed authentication",
             Self::TooManyHandshakes => "the server has too many pending handshakes",
             Self::NoCluster => "no cluster is available",
+            Self::ReconnectTimeout => "the player did not reconnect in time",
+            Self::ResumeRefused => "the session could not be resumed",
             Self::Unknown => "unknown reason",
         }
     }

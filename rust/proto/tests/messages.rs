@@ -228,6 +228,7 @@ fn client_to_cluster() -> impl Strategy<Value = ClientToCluster> {
         goodbye().prop_map(ClientToCluster::Disconnect),
         (any::<u16>(), payload())
             .prop_map(|(command, payload)| ClientToCluster::Data { command, payload }),
+        any::<u64>().prop_map(ClientToCluster::Ack),
     ]
 }
 
@@ -246,6 +247,8 @@ fn cluster_to_client() -> impl Strategy<Value = ClusterToClient> {
         (any::<u16>(), payload())
             .prop_map(|(command, payload)| ClusterToClient::Data { command, payload }),
         ticket().prop_map(ClusterToClient::Redirect),
+        any::<u64>().prop_map(ClusterToClient::Ack),
+        any::<u64>().prop_map(|received| ClusterToClient::Resumed { received }),
     ]
 }
 
@@ -714,8 +717,8 @@ fn every_type_byte_is_known_or_unknown() {
     check::<MasterToCluster>(&[0x01, 0x02, 0x03, 0x18, 0x19, 0x1A]);
     check::<ClientToMaster>(&[0x01, 0x02, 0x03, 0x20, 0x21, 0x22]);
     check::<MasterToClient>(&[0x01, 0x02, 0x03, 0x28, 0x29, 0x2A, 0x2B, 0x2C]);
-    check::<ClientToCluster>(&[0x01, 0x02, 0x03, 0x30]);
-    check::<ClusterToClient>(&[0x01, 0x02, 0x03, 0x38, 0x39, 0x3A]);
+    check::<ClientToCluster>(&[0x01, 0x02, 0x03, 0x30, 0x31]);
+    check::<ClusterToClient>(&[0x01, 0x02, 0x03, 0x38, 0x39, 0x3A, 0x3B, 0x3C]);
     assert_eq!(ClientToMaster::decode(&[]), Err(DecodeError::Truncated));
 }
 

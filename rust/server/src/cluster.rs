@@ -9,20 +9,22 @@
 //! locks. A player whose send queue is full is disconnected with
 //! `SendQueueFull`; nothing grows without bound.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use sustenet_net::{FrameReader, NetError, SealedReader, SealedWriter, write_frame};
 use sustenet_proto::crypto::{
-    DatagramOpener, DatagramSealer, DatagramSession, datagram_session_id,
+    ClientSessionKeys, DatagramOpener, DatagramSealer, DatagramSession, StreamSession,
+    datagram_session_id,
 };
 use sustenet_proto::datagram::{self, MAX_DATAGRAM, MAX_UNRELIABLE_PAYLOAD, Record};
 use sustenet_proto::handshake::{self, ClusterInitiator, Hello};
+use sustenet_proto::resume::{ReplayLog, Rewind};
 use sustenet_proto::{
     ClientToCluster, ClusterToClient, ClusterToMaster, DisconnectReason, Goodbye, Key,
     MasterToCluster, Message, Register, Side, Status, UsedTokens,
@@ -67,6 +69,17 @@ pub struct ClusterConfig {
     /// How often due fragments are checked and their state updates sent;
     /// the highest update rate any fragment can get is `1 / update_tick`.
     pub update_tick: Duration,
+    /// The TCP port clients are told to connect to; `None` means the port
+    /// the cluster listens on. Set it when clients reach the cluster through
+    /// a port-forwarding proxy or NAT.
+    pub public_tcp_port: Option<u16>,
+    /// How long a player whose connection dropped keeps its seat, waiting
+    /// for it to reconnect with the same id; zero turns reconnects off.
+    pub resume_grace: Duration,
+    /// Most bytes of reliable messages kept per player for a reconnect: those
+    /// sent and not yet acknowledged, and those sent while it is away. A
+    /// player away longer than this allows is let go with `SendQueueFull`.
+    pub resume_buffer: usize,
     /// Frame, queue and timing limits.
     pub limits: Limits,
 }
@@ -85,6 +98,9 @@ impl Default for ClusterConfig {
             ping_rate: 2_000,
             grid: GridConfig::default(),
             update_tick: Duration::from_millis(10),
+            public_tcp_port: None,
+            resume_grace: Duration::from_secs(30),
+            resume_buffer: 256 * 1024,
             limits: Limits::default(),
         }
     }
@@ -146,15 +162,33 @@ pub enum MasterLinkStatus {
 }
 
 struct Player {
-    out: mpsc::Sender<ClusterToClient>,
+    /// The writer of the current connection; `None` while the player is
+    /// away (its connection dropped and it may reconnect).
+    out: Option<mpsc::Sender<ClusterToClient>>,
     kill: Option<oneshot::Sender<(Goodbye, bool)>>,
+    /// The current connection; events of an older one are ignored.
+    conn: u64,
     session_id: u64,
+    /// For reconnects: each derives its own keys from these.
+    keys: Box<ClientSessionKeys>,
     udp: DatagramSealer,
     udp_addr: Option<SocketAddr>,
     /// Set once the redirect to another cluster is queued: nothing more is
     /// sent, and the player is removed when it closes (or at this deadline).
     redirected: Option<Instant>,
+    /// Reliable messages kept for a reconnect; `None` when reconnects are off.
+    replay: Option<ReplayLog>,
+    /// While the player is away: when its seat is given up.
+    away_until: Option<Instant>,
+    /// Reconnect nonces already used in this session.
+    nonces: HashSet<[u8; 32]>,
 }
+
+/// Most reconnects one session may make.
+const MAX_RECONNECTS: usize = 1024;
+/// A player is told how many of its messages arrived at least this often
+/// (and at every heartbeat).
+const ACK_EVERY: u64 = 256;
 
 /// Handoffs asked of the master and not answered yet.
 struct Transfers {
@@ -224,18 +258,36 @@ impl Context<'_> {
         }
         let p = self
             .players
-            .get(&player)
+            .get_mut(&player)
             .ok_or(SendError::UnknownPlayer(player))?;
         if p.redirected.is_some() {
             return Err(SendError::Transferring(player));
         }
+        let connected = p.out.is_some();
+        if let Some(log) = p.replay.as_mut() {
+            log.push(command, payload.to_vec(), connected);
+            if log.over_budget() {
+                self.removals.push((
+                    player,
+                    Goodbye {
+                        reason: DisconnectReason::SendQueueFull,
+                        message: "too much was sent to the player while it was away".into(),
+                    },
+                ));
+                return Err(SendError::QueueFull(player));
+            }
+        }
+        let Some(out) = &p.out else {
+            // Away: kept in the log, delivered when the player reconnects.
+            return Ok(());
+        };
         let msg = ClusterToClient::Data {
             command,
             payload: payload.to_vec(),
         };
-        match p.out.try_send(msg) {
+        match queue(out, msg) {
             Ok(()) => Ok(()),
-            Err(_) => {
+            Err(Full) => {
                 self.removals
                     .push((player, Goodbye::new(DisconnectReason::SendQueueFull)));
                 Err(SendError::QueueFull(player))
@@ -334,6 +386,9 @@ impl Context<'_> {
             .get(&player)
             .ok_or(SendError::UnknownPlayer(player))?;
         let refuse = |why| Err(SendError::TransferRefused { player, why });
+        if p.away_until.is_some() {
+            return refuse("the player is away, waiting to reconnect");
+        }
         if p.redirected.is_some() || self.transfers.pending.values().any(|(pl, _)| *pl == player) {
             return refuse("a transfer is already under way");
         }
@@ -487,9 +542,31 @@ impl Context<'_> {
         self.players.len()
     }
 
-    /// Whether a player is connected.
+    /// Whether a player is on this cluster (connected, or away and holding
+    /// its seat for a reconnect).
     pub fn is_connected(&self, player: PlayerId) -> bool {
         self.players.contains_key(&player)
+    }
+
+    /// Whether a player's connection dropped and the cluster is waiting for
+    /// it to reconnect.
+    pub fn is_away(&self, player: PlayerId) -> bool {
+        self.players
+            .get(&player)
+            .is_some_and(|p| p.away_until.is_some())
+    }
+}
+
+/// A player's send queue is full.
+struct Full;
+
+/// Queues a message for a player's connection. A connection whose writer
+/// has already stopped is not an error here: its reader reports the drop
+/// (and with reconnects on, the reliable log still holds the message).
+fn queue(out: &mpsc::Sender<ClusterToClient>, m: ClusterToClient) -> Result<(), Full> {
+    match out.try_send(m) {
+        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(_)) => Err(Full),
     }
 }
 
@@ -748,21 +825,38 @@ impl ClusterHandle {
 enum CoreEvent {
     Join {
         player: PlayerId,
+        conn: u64,
         session_id: u64,
         user_data: Vec<u8>,
         out: mpsc::Sender<ClusterToClient>,
         kill: oneshot::Sender<(Goodbye, bool)>,
+        keys: Box<ClientSessionKeys>,
         udp: Box<DatagramSession>,
         reply: oneshot::Sender<Result<(), Goodbye>>,
     },
+    /// A reconnect to the session `session_id` on connection `conn`.
+    Resume {
+        conn: u64,
+        session_id: u64,
+        nonce: [u8; 32],
+        proof: Vec<u8>,
+        reply: oneshot::Sender<Result<Resumed, Goodbye>>,
+    },
     Packet {
         player: PlayerId,
+        conn: u64,
         command: u16,
         payload: Vec<u8>,
     },
+    /// The player has received this many of the session's data messages.
+    Ack {
+        player: PlayerId,
+        conn: u64,
+        count: u64,
+    },
     Left {
         player: PlayerId,
-        session_id: u64,
+        conn: u64,
         reason: DisconnectReason,
     },
     Udp {
@@ -783,6 +877,18 @@ enum CoreEvent {
         reason: Goodbye,
     },
     Master(MasterLinkStatus),
+}
+
+/// What the core gives a connection whose reconnect it accepted.
+struct Resumed {
+    player: PlayerId,
+    session: StreamSession,
+    /// Data messages of the client's that the cluster had received.
+    received: u64,
+    out: mpsc::Sender<ClusterToClient>,
+    /// Holds the messages to send again, then everything new.
+    out_rx: mpsc::Receiver<ClusterToClient>,
+    kill: oneshot::Receiver<(Goodbye, bool)>,
 }
 
 enum UdpControl {
@@ -818,6 +924,9 @@ struct Shared {
     handshakes: Semaphore,
     events: mpsc::Sender<CoreEvent>,
     resync: AtomicBool,
+    /// Numbers the player connections, so events of a connection the
+    /// player has left behind (after a reconnect) are told apart.
+    next_conn: AtomicU64,
     /// Largest reliable payload that fits the frame limit.
     max_reliable: usize,
     /// Occupied fragments, for the status report.
@@ -851,7 +960,7 @@ pub async fn run_with_handle(
     mut commands: ClusterCommands,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let tcp_port = tcp.local_addr()?.port();
+    let tcp_port = config.public_tcp_port.unwrap_or(tcp.local_addr()?.port());
     let udp_port = udp.local_addr()?.port();
     // Below 2^63, so engines with signed 64-bit integers see it positive.
     let cluster_id = config
@@ -878,6 +987,7 @@ pub async fn run_with_handle(
         used_tokens: Mutex::new(UsedTokens::new()),
         events: events_tx,
         resync: AtomicBool::new(false),
+        next_conn: AtomicU64::new(1),
         max_reliable,
         fragment_count: AtomicUsize::new(0),
         shutdown: stop_rx,
@@ -946,7 +1056,7 @@ pub async fn run_with_handle(
         tokio::select! {
             _ = &mut shutdown => break,
             Some(ev) = events_rx.recv() => match ev {
-                CoreEvent::Join { player, session_id, user_data, out, kill, udp: udp_session, reply } => {
+                CoreEvent::Join { player, conn, session_id, user_data, out, kill, keys, udp: udp_session, reply } => {
                     let DatagramSession { sealer: udp_sealer, opener: udp_opener } = *udp_session;
                     let cap = shared.config.max_connections as usize;
                     if cap > 0 && players.len() >= cap && !players.contains_key(&player) {
@@ -969,21 +1079,82 @@ pub async fn run_with_handle(
                         let _ = udp_ctl_tx.try_send(UdpControl::Remove { session_id });
                         continue;
                     }
-                    players.insert(player, Player { out, kill: Some(kill), session_id, udp: udp_sealer, udp_addr: None, redirected: None });
+                    let replay = (!shared.config.resume_grace.is_zero()).then(|| ReplayLog::new(shared.config.resume_buffer));
+                    players.insert(player, Player {
+                        out: Some(out),
+                        kill: Some(kill),
+                        conn,
+                        session_id,
+                        keys,
+                        udp: udp_sealer,
+                        udp_addr: None,
+                        redirected: None,
+                        replay,
+                        away_until: None,
+                        nonces: HashSet::new(),
+                    });
                     shared.player_count.store(players.len(), Ordering::Relaxed);
                     link_event(&link_tx, &shared, LinkEvent::Joined(player));
                     info!(player, players = players.len(), "player connected");
                     plugin.on_connect(&mut ctx!(), player, &user_data);
                 }
-                CoreEvent::Packet { player, command, payload } => {
-                    if players.contains_key(&player) {
-                        plugin.on_packet(&mut ctx!(), player, command, &payload, Channel::Reliable);
+                CoreEvent::Packet { player, conn, command, payload } => {
+                    // A late packet of a connection the player has left
+                    // behind was counted (or sent again) on the new one.
+                    let Some(p) = players.get_mut(&player).filter(|p| p.conn == conn) else { continue };
+                    if let (Some(log), Some(out)) = (p.replay.as_mut(), p.out.as_ref()) {
+                        log.received += 1;
+                        if log.received - log.acked >= ACK_EVERY && queue(out, ClusterToClient::Ack(log.received)).is_ok() {
+                            log.acked = log.received;
+                        }
+                    }
+                    plugin.on_packet(&mut ctx!(), player, command, &payload, Channel::Reliable);
+                }
+                CoreEvent::Ack { player, conn, count } => {
+                    if let Some(log) = players.get_mut(&player).filter(|p| p.conn == conn).and_then(|p| p.replay.as_mut()) {
+                        log.ack(count);
                     }
                 }
-                CoreEvent::Left { player, session_id, reason } => {
-                    if let Some(p) = players.get(&player).filter(|p| p.session_id == session_id) {
-                        let reason = if p.redirected.is_some() { DisconnectReason::Redirected } else { reason };
+                CoreEvent::Left { player, conn, reason } => {
+                    let grace = shared.config.resume_grace;
+                    let Some(p) = players.get_mut(&player).filter(|p| p.conn == conn) else { continue };
+                    if p.redirected.is_some() {
+                        removals.push((player, Goodbye::new(DisconnectReason::Redirected)));
+                    } else if p.replay.is_some() && matches!(reason, DisconnectReason::ConnectionLost | DisconnectReason::Timeout) {
+                        // Hold the seat: the client may come back with the
+                        // session's keys (network blip, laptop lid).
+                        p.out = None;
+                        p.kill = None;
+                        p.away_until = Some(Instant::now() + grace);
+                        info!(player, "player connection lost ({reason}); waiting {grace:?} for it to reconnect");
+                        plugin.on_connection_lost(&mut ctx!(), player, reason);
+                    } else {
                         removals.push((player, Goodbye::new(reason)));
+                    }
+                }
+                CoreEvent::Resume { conn, session_id, nonce, proof, reply } => {
+                    match resume_player(&mut players, &shared, conn, session_id, nonce, &proof) {
+                        Ok(resumed) => {
+                            let player = resumed.player;
+                            if reply.send(Ok(resumed)).is_err() {
+                                // The new connection is already gone: away again.
+                                if let Some(p) = players.get_mut(&player) {
+                                    p.out = None;
+                                    p.kill = None;
+                                    p.away_until = Some(Instant::now() + shared.config.resume_grace);
+                                }
+                                continue;
+                            }
+                            info!(player, "player reconnected");
+                            plugin.on_reconnect(&mut ctx!(), player);
+                        }
+                        Err((goodbye, give_up)) => {
+                            warn!("reconnect refused: {}", goodbye.message);
+                            if let Some(player) = give_up {
+                                removals.push((player, goodbye.clone()));
+                            }
+                            let _ = reply.send(Err(goodbye));
+                        }
                     }
                 }
                 CoreEvent::TransferReady { request_id, player, ticket } => {
@@ -991,9 +1162,20 @@ pub async fn run_with_handle(
                         continue;
                     }
                     let Some(p) = players.get_mut(&player) else { continue };
+                    let Some(out) = &p.out else {
+                        // The connection dropped while the master was asked.
+                        moving_set(&transfers.moving, player, None);
+                        let reason = Goodbye { reason: DisconnectReason::ConnectionLost, message: "the player's connection dropped before the redirect".into() };
+                        plugin.on_transfer_failed(&mut ctx!(), player, &reason);
+                        continue;
+                    };
                     // Queued behind everything already sent to the player,
                     // so the redirect is the last thing it hears from here.
-                    if p.out.try_send(ClusterToClient::Redirect(*ticket)).is_err() {
+                    if out.is_closed() {
+                        moving_set(&transfers.moving, player, None);
+                        let reason = Goodbye { reason: DisconnectReason::ConnectionLost, message: "the player's connection dropped before the redirect".into() };
+                        plugin.on_transfer_failed(&mut ctx!(), player, &reason);
+                    } else if queue(out, ClusterToClient::Redirect(*ticket)).is_err() {
                         removals.push((player, Goodbye::new(DisconnectReason::SendQueueFull)));
                     } else {
                         info!(player, "player redirected");
@@ -1067,7 +1249,7 @@ pub async fn run_with_handle(
                 let mut batch = datagram::Batch::new();
                 fragments.tick(Instant::now(), |recipient, subjects| {
                     let Some(p) = players.get_mut(&recipient) else { return };
-                    let (Some(addr), None) = (p.udp_addr, p.redirected) else { return };
+                    let (Some(addr), None, None) = (p.udp_addr, p.redirected, p.away_until) else { return };
                     for subject in subjects {
                         let Some((command, state)) = states.get(subject) else { continue };
                         let parts: [&[u8]; 2] = [&subject.to_le_bytes(), state];
@@ -1082,7 +1264,14 @@ pub async fn run_with_handle(
             _ = tick.tick() => {
                 let now = now_ms();
                 let instant = Instant::now();
-                for (id, p) in &players {
+                for (id, p) in players.iter_mut() {
+                    if let Some(until) = p.away_until {
+                        if instant > until {
+                            removals.push((*id, Goodbye::new(DisconnectReason::ReconnectTimeout)));
+                        }
+                        continue;
+                    }
+                    let Some(out) = &p.out else { continue };
                     match p.redirected {
                         // A client that does not follow its redirect is let go.
                         Some(deadline) if instant > deadline => {
@@ -1090,7 +1279,12 @@ pub async fn run_with_handle(
                         }
                         Some(_) => {}
                         None => {
-                            if p.out.try_send(ClusterToClient::Ping(now)).is_err() {
+                            let mut full = queue(out, ClusterToClient::Ping(now)).is_err();
+                            if let Some(log) = p.replay.as_mut().filter(|l| l.received != l.acked) {
+                                full |= queue(out, ClusterToClient::Ack(log.received)).is_err();
+                                log.acked = log.received;
+                            }
+                            if full {
                                 removals.push((*id, Goodbye::new(DisconnectReason::SendQueueFull)));
                             }
                         }
@@ -1148,6 +1342,134 @@ pub async fn run_with_handle(
     shared.player_count.store(0, Ordering::Relaxed);
     crate::listen::wind_down(&mut tasks).await;
     Ok(())
+}
+
+/// Checks a reconnect to `session_id` and moves its player onto connection
+/// `conn`, with the reliable messages it missed queued first. A refusal
+/// carries the goodbye for the client and, when the session cannot go on at
+/// all, the player to let go.
+fn resume_player(
+    players: &mut HashMap<PlayerId, Player>,
+    shared: &Shared,
+    conn: u64,
+    session_id: u64,
+    nonce: [u8; 32],
+    proof: &[u8],
+) -> Result<Resumed, (Goodbye, Option<PlayerId>)> {
+    let goodbye = |reason, message: String| Goodbye { reason, message };
+    let refuse = |message: &str| {
+        (
+            goodbye(DisconnectReason::ResumeRefused, message.into()),
+            None,
+        )
+    };
+    let Some((&player, p)) = players.iter_mut().find(|(_, p)| p.session_id == session_id) else {
+        return Err(refuse(
+            "no such session on this cluster (it ended, or the reconnect window passed)",
+        ));
+    };
+    if p.redirected.is_some() {
+        return Err(refuse("the player is being moved to another cluster"));
+    }
+    let Some(log) = p.replay.as_mut() else {
+        return Err(refuse("reconnects are turned off on this cluster"));
+    };
+    if p.nonces.contains(&nonce) {
+        return Err((
+            goodbye(
+                DisconnectReason::AuthFailed,
+                "this reconnect was already used".into(),
+            ),
+            None,
+        ));
+    }
+    // Only someone holding the session's keys gets past this line, so the
+    // refusals below may end the session.
+    let (session, client_has) = handshake::accept_resume(&p.keys, &nonce, proof)
+        .map_err(|e| (goodbye(e.reason(), e.to_string()), None))?;
+    if p.nonces.len() >= MAX_RECONNECTS {
+        return Err((
+            goodbye(
+                DisconnectReason::ResumeRefused,
+                format!("more than {MAX_RECONNECTS} reconnects in one session"),
+            ),
+            Some(player),
+        ));
+    }
+    p.nonces.insert(nonce);
+    let again: Vec<ClusterToClient> = match log.rewind(client_has) {
+        Rewind::Replay(kept) => kept
+            .into_iter()
+            .map(|(command, payload)| ClusterToClient::Data {
+                command: *command,
+                payload: payload.clone(),
+            })
+            .collect(),
+        Rewind::Lost {
+            client_has,
+            oldest_kept,
+        } => {
+            return Err((
+                goodbye(
+                    DisconnectReason::ResumeRefused,
+                    format!(
+                        "the client has {client_has} messages and the oldest one kept is \
+                         number {oldest_kept}: the ones between are gone (resume_buffer)"
+                    ),
+                ),
+                Some(player),
+            ));
+        }
+        Rewind::Impossible => {
+            return Err((
+                goodbye(
+                    DisconnectReason::ProtocolViolation,
+                    format!("the client claims {client_has} messages, more than were sent"),
+                ),
+                Some(player),
+            ));
+        }
+    };
+    log.ack(client_has);
+    // The Resumed message carries the count: nothing to acknowledge yet.
+    log.acked = log.received;
+    let received = log.received;
+    debug!(
+        player,
+        again = again.len(),
+        client_has,
+        received,
+        "resuming: sending the player's missed messages again"
+    );
+    // Room for everything to send again, so none of it can be refused.
+    let (out, out_rx) = mpsc::channel(shared.config.limits.send_queue + again.len());
+    for m in again {
+        let _ = out.try_send(m);
+    }
+    let (kill_tx, kill_rx) = oneshot::channel();
+    if let Some(old) = p.kill.take() {
+        // The old connection still looks open here (the client saw it die
+        // first): close it; its late events no longer match `conn`.
+        let _ = old.send((
+            goodbye(
+                DisconnectReason::Kicked,
+                "reconnected on a new connection".into(),
+            ),
+            false,
+        ));
+    }
+    p.out = Some(out.clone());
+    p.kill = Some(kill_tx);
+    p.conn = conn;
+    p.away_until = None;
+    Ok(Resumed {
+        player,
+        session,
+        received,
+        out,
+        out_rx,
+        kill: kill_rx,
+    })
 }
 
 fn log_master_status(status: &MasterLinkStatus) {
@@ -1275,8 +1597,50 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
             return;
         }
     };
+    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let (token, proof) = match handshake::parse_hello(&hello) {
         Ok(Hello::ClientCluster { token, proof }) => (token, proof),
+        Ok(Hello::ClientResume {
+            session_id,
+            nonce,
+            proof,
+        }) => {
+            let (reply_tx, reply_rx) = oneshot::channel();
+            let ev = CoreEvent::Resume {
+                conn,
+                session_id,
+                nonce,
+                proof,
+                reply: reply_tx,
+            };
+            if shared.events.send(ev).await.is_err() {
+                return;
+            }
+            let r = match reply_rx.await {
+                Ok(Ok(r)) => r,
+                Ok(Err(g)) => {
+                    let _ = write_frame(&mut wr, &refuse(g.reason, g.message), usize::MAX).await;
+                    return;
+                }
+                Err(_) => return,
+            };
+            drop(permit);
+            let session = Session {
+                player: r.player,
+                conn,
+                frames,
+                wr,
+                stream: r.session,
+                out: r.out,
+                out_rx: r.out_rx,
+                kill: r.kill,
+            };
+            let first = ClusterToClient::Resumed {
+                received: r.received,
+            };
+            run_session(&shared, session, first, peer).await;
+            return;
+        }
         Ok(_) => {
             warn!("refused: not a client hello");
             let f = refuse(
@@ -1335,10 +1699,12 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
     let (reply_tx, reply_rx) = oneshot::channel();
     let join = CoreEvent::Join {
         player,
+        conn,
         session_id,
         user_data: accepted.token.user_data,
         out: out_tx.clone(),
         kill: kill_tx,
+        keys: Box::new(accepted.keys),
         udp: Box::new(udp),
         reply: reply_tx,
     };
@@ -1355,23 +1721,61 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
         Err(_) => return,
     }
     drop(permit);
-    let mut writer = SealedWriter::new(wr, accepted.session.sealer, limits.max_frame)
-        .with_write_timeout(limits.timeout());
-    if writer
-        .queue(&ClusterToClient::Welcome {
-            player_id: player,
-            session_id,
-            udp_port: shared.udp_port,
-        })
-        .is_err()
-    {
-        return;
-    }
+    let session = Session {
+        player,
+        conn,
+        frames,
+        wr,
+        stream: accepted.session,
+        out: out_tx,
+        out_rx,
+        kill: kill_rx,
+    };
+    let welcome = ClusterToClient::Welcome {
+        player_id: player,
+        session_id,
+        udp_port: shared.udp_port,
+    };
+    run_session(&shared, session, welcome, peer).await;
+}
+
+/// One accepted connection of a player, first or resumed.
+struct Session {
+    player: PlayerId,
+    conn: u64,
+    frames: FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    wr: tokio::net::tcp::OwnedWriteHalf,
+    stream: StreamSession,
+    out: mpsc::Sender<ClusterToClient>,
+    out_rx: mpsc::Receiver<ClusterToClient>,
+    kill: oneshot::Receiver<(Goodbye, bool)>,
+}
+
+/// Sends `first` (Welcome or Resumed), then carries the player's traffic
+/// until the connection ends, and tells the core why.
+async fn run_session(shared: &Shared, s: Session, first: ClusterToClient, peer: SocketAddr) {
+    let limits = shared.config.limits;
+    let Session {
+        player,
+        conn,
+        frames,
+        wr,
+        stream,
+        out: out_tx,
+        out_rx,
+        kill,
+    } = s;
+    let mut writer =
+        SealedWriter::new(wr, stream.sealer, limits.max_frame).with_write_timeout(limits.timeout());
+    let queued = writer.queue(&first);
     let writer_task =
-        tokio::spawn(player_writer(writer, out_rx, kill_rx).instrument(tracing::Span::current()));
-    let mut reader = SealedReader::new(frames, accepted.session.opener, limits.max_auth_failures);
+        tokio::spawn(player_writer(writer, out_rx, kill).instrument(tracing::Span::current()));
+    let mut reader = SealedReader::new(frames, stream.opener, limits.max_auth_failures);
     debug!(player, %peer, "player session started");
     let reason = loop {
+        if queued.is_err() {
+            break DisconnectReason::ConnectionLost;
+        }
         tokio::select! {
             r = tokio::time::timeout(limits.timeout(), reader.recv::<ClientToCluster>()) => match r {
                 Err(_) => {
@@ -1381,12 +1785,17 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
                 Ok(Ok(None)) => break DisconnectReason::ConnectionLost,
                 Ok(Ok(Some(msg))) => match msg {
                     ClientToCluster::Data { command, payload } => {
-                        if shared.events.send(CoreEvent::Packet { player, command, payload }).await.is_err() {
+                        if shared.events.send(CoreEvent::Packet { player, conn, command, payload }).await.is_err() {
+                            break DisconnectReason::ServerShutdown;
+                        }
+                    }
+                    ClientToCluster::Ack(count) => {
+                        if shared.events.send(CoreEvent::Ack { player, conn, count }).await.is_err() {
                             break DisconnectReason::ServerShutdown;
                         }
                     }
                     ClientToCluster::Ping(v) => {
-                        if out_tx.try_send(ClusterToClient::Pong(v)).is_err() {
+                        if queue(&out_tx, ClusterToClient::Pong(v)).is_err() {
                             break DisconnectReason::SendQueueFull;
                         }
                     }
@@ -1406,7 +1815,9 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
                     break reason;
                 }
             },
-            _ = out_tx.closed() => break DisconnectReason::Requested,
+            // The writer stopped: a failed write (the peer is gone), or the
+            // core closed this connection, and then the reason is not used.
+            _ = out_tx.closed() => break DisconnectReason::ConnectionLost,
         }
     };
     let stats = reader.stats();
@@ -1423,7 +1834,7 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
         .events
         .send(CoreEvent::Left {
             player,
-            session_id,
+            conn,
             reason,
         })
         .await;

@@ -149,6 +149,14 @@ pub struct ClusterSection {
     pub public_address: String,
     /// UDP port; 0 means the same number as the TCP port.
     pub udp_port: u16,
+    /// The TCP port clients are told to connect to; 0 means the port the
+    /// cluster listens on (set it behind a port-forwarding proxy or NAT).
+    pub public_port: u16,
+    /// How long a player whose connection dropped keeps its seat, waiting
+    /// for it to reconnect, in milliseconds; 0 turns reconnects off.
+    pub resume_grace_ms: u64,
+    /// Most bytes of reliable messages kept per player for a reconnect.
+    pub resume_buffer: usize,
 }
 
 impl Default for ClusterSection {
@@ -160,6 +168,9 @@ impl Default for ClusterSection {
             domain_pub_key: None,
             public_address: "127.0.0.1".into(),
             udp_port: 0,
+            public_port: 0,
+            resume_grace_ms: 30_000,
+            resume_buffer: 256 * 1024,
         }
     }
 }
@@ -282,6 +293,9 @@ impl ConfigFile {
                 "cluster.key_name",
                 "must be a plain file name (letters, digits, '_', '-', '.')",
             ));
+        }
+        if self.cluster.resume_buffer < 1024 {
+            return Err(bad("cluster.resume_buffer", "must be at least 1024 bytes"));
         }
         if self.master.auth == AuthMode::SharedSecret && self.master.shared_secret.is_empty() {
             return Err(bad(

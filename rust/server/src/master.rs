@@ -371,8 +371,8 @@ async fn handle_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
             client_session(&shared, reader, writer, peer).await;
             drop(client_permit);
         }
-        Hello::ClientCluster { .. } => {
-            warn!("refused: a client sent a cluster connect token to the master");
+        Hello::ClientCluster { .. } | Hello::ClientResume { .. } => {
+            warn!("refused: a client sent a cluster hello to the master");
             let f = handshake::reject_frame(
                 DisconnectReason::ProtocolViolation,
                 "this is a master: connect to the cluster address from the ticket",

@@ -42,6 +42,21 @@ pub trait Plugin: Send + 'static {
         _reason: DisconnectReason,
     ) {
     }
+    /// A player's connection dropped (`ConnectionLost` or `Timeout`) and the
+    /// cluster holds its seat for the reconnect window: the player is still
+    /// in the world, reliable messages to it are kept and delivered when it
+    /// comes back ([`Plugin::on_reconnect`]); if it does not, `on_disconnect`
+    /// follows with [`DisconnectReason::ReconnectTimeout`].
+    fn on_connection_lost(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        _player: PlayerId,
+        _reason: DisconnectReason,
+    ) {
+    }
+    /// A player whose connection dropped is back, with the same id; what was
+    /// sent to it meanwhile has been queued for it in order.
+    fn on_reconnect(&mut self, _ctx: &mut Context<'_>, _player: PlayerId) {}
     /// The link to the master changed: registered, or lost (players stay).
     fn on_master(&mut self, _ctx: &mut Context<'_>, _status: &MasterLinkStatus) {}
     /// A transfer asked with [`Context::transfer`] was refused; the player stays.

@@ -183,21 +183,17 @@ async fn garbage_frames_and_broken_handshakes() {
     let quiet_player = async {
         let (t, s) = craft_token(&key, cluster.id, 2, now_ms() + 30_000);
         let mut p = RawPlayer::connect(cluster.tcp, &t, &s).await.unwrap();
-        // Read without answering pings: the cluster times the player out.
+        // Read without answering pings: the cluster times the connection
+        // out and closes it. With reconnects on it says no goodbye (that
+        // would end the session): the player may come back within the grace.
         let deadline = tokio::time::Instant::now() + GUARD;
         loop {
             let f = tokio::time::timeout_at(deadline, p.raw.recv())
                 .await
                 .expect("the cluster never timed out a silent player");
-            let Some(f) = f else {
-                panic!("closed without a goodbye")
-            };
+            let Some(f) = f else { break };
             match ClusterToClient::decode(&p.opener.open(&f).unwrap()).unwrap() {
                 ClusterToClient::Ping(_) => {}
-                ClusterToClient::Disconnect(g) => {
-                    assert_eq!(g.reason, DisconnectReason::Timeout);
-                    break;
-                }
                 other => panic!("unexpected {other:?}"),
             }
         }

@@ -13,6 +13,7 @@ use crate::token::{ConnectToken, UsedTokens};
 use crate::wire::Writer;
 
 const PROOF: &[u8] = b"sustenet connect v1";
+const RESUME_PROOF: &[u8] = b"sustenet resume v1";
 
 /// The client's hello to a cluster and the session that goes with it.
 pub fn client_cluster_hello(
@@ -67,6 +68,51 @@ pub fn accept_client(
     })
 }
 
+/// The client's hello to reconnect to session `session_id`, saying it has
+/// received `received` data messages, and the new connection's session.
+/// `nonce` must be fresh for every attempt: the cluster refuses one it has
+/// seen, and the keys derive from it.
+pub fn client_resume_hello(
+    keys: &ClientSessionKeys,
+    session_id: u64,
+    nonce: &[u8; 32],
+    received: u64,
+) -> Result<(Vec<u8>, StreamSession), HandshakeError> {
+    let mut session = keys.resume_stream(nonce, Side::Initiator);
+    let mut plain = Vec::with_capacity(RESUME_PROOF.len() + 8);
+    plain.extend_from_slice(RESUME_PROOF);
+    plain.put_u64(received);
+    let proof = session.sealer.seal(&plain)?;
+    let mut body = Vec::with_capacity(8 + 32 + 2 + proof.len());
+    body.put_u64(session_id);
+    body.put_slice(nonce);
+    body.put_bytes16(&proof, NOISE_MSG_MAX)
+        .map_err(super::encode_err)?;
+    Ok((frame(HelloKind::ClientResume, &body), session))
+}
+
+/// The cluster's side of a reconnect, once it found the session's keys:
+/// checks the proof and returns the new connection's session (past the
+/// proof) and how many data messages the client says it received. The
+/// caller refuses nonces it has seen before.
+pub fn accept_resume(
+    keys: &ClientSessionKeys,
+    nonce: &[u8; 32],
+    proof: &[u8],
+) -> Result<(StreamSession, u64), HandshakeError> {
+    let mut session = keys.resume_stream(nonce, Side::Responder);
+    let plain = session
+        .opener
+        .open(proof)
+        .map_err(|_| HandshakeError::AuthenticationFailed)?;
+    let received = plain
+        .strip_prefix(RESUME_PROOF)
+        .and_then(|rest| <[u8; 8]>::try_from(rest).ok())
+        .map(u64::from_le_bytes)
+        .ok_or(HandshakeError::AuthenticationFailed)?;
+    Ok((session, received))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{Hello, parse_hello};
@@ -109,5 +155,39 @@ mod tests {
         assert_eq!(ok.token.client_id, 1);
         let e = accept_client(&token, &proof, &key, 2, 11, &mut used).unwrap_err();
         assert_eq!(e.reason(), DisconnectReason::TokenUsed);
+    }
+
+    #[test]
+    fn resume_proof_carries_the_count_and_needs_the_keys() {
+        let keys = ClientSessionKeys::derive(&[7; 32]);
+        let nonce = [3; 32];
+        let (hello, mut client) = client_resume_hello(&keys, 99, &nonce, 41).unwrap();
+        let Hello::ClientResume {
+            session_id,
+            nonce: n,
+            proof,
+        } = parse_hello(&hello).unwrap()
+        else {
+            unreachable!()
+        };
+        assert_eq!((session_id, n), (99, nonce));
+        let (mut server, received) = accept_resume(&keys, &n, &proof).unwrap();
+        assert_eq!(received, 41);
+        // The new session works both ways, past the proof.
+        let sealed = server.sealer.seal(b"hi").unwrap();
+        assert_eq!(client.opener.open(&sealed).unwrap(), b"hi");
+        let sealed = client.sealer.seal(b"yo").unwrap();
+        assert_eq!(server.opener.open(&sealed).unwrap(), b"yo");
+        // Other keys, or another nonce, fail.
+        let other = ClientSessionKeys::derive(&[8; 32]);
+        assert_eq!(
+            accept_resume(&other, &n, &proof).unwrap_err().reason(),
+            DisconnectReason::AuthFailed
+        );
+        assert!(accept_resume(&keys, &[4; 32], &proof).is_err());
+        // A reconnect's keys differ from the first connection's.
+        let mut first = keys.stream(Side::Responder);
+        let sealed = client.sealer.seal(b"x").unwrap();
+        assert!(first.opener.open(&sealed).is_err());
     }
 }

@@ -11,7 +11,9 @@ mod client_cluster;
 mod client_master;
 mod cluster_master;
 
-pub use client_cluster::{ClusterAccept, accept_client, client_cluster_hello};
+pub use client_cluster::{
+    ClusterAccept, accept_client, accept_resume, client_cluster_hello, client_resume_hello,
+};
 pub use client_master::{ClientMasterInitiator, respond_client_master};
 pub use cluster_master::{ClusterInitiator, respond_cluster};
 
@@ -57,6 +59,8 @@ pub enum HelloKind {
     ClientMasterHello = 0x02,
     /// Client → cluster: token and key proof.
     ClientClusterHello = 0x03,
+    /// Client → cluster: reconnect to a session whose connection dropped.
+    ClientResume = 0x04,
     /// Master → cluster: the master's nonce.
     Challenge = 0x11,
     /// Master → client: second Noise message.
@@ -85,6 +89,16 @@ pub enum Hello {
         /// The sealed token.
         token: Vec<u8>,
         /// A sealed frame proving the client holds the session keys.
+        proof: Vec<u8>,
+    },
+    /// A client reconnecting to a session whose connection dropped.
+    ClientResume {
+        /// The session, as the Welcome named it.
+        session_id: u64,
+        /// The client's fresh nonce; the reconnect's keys derive from it.
+        nonce: [u8; 32],
+        /// A sealed frame proving the client holds the session keys, with
+        /// how many messages it has received.
         proof: Vec<u8>,
     },
 }
@@ -139,6 +153,11 @@ pub fn parse_hello(frame: &[u8]) -> Result<Hello, HandshakeError> {
         },
         k if k == HelloKind::ClientClusterHello as u8 => Hello::ClientCluster {
             token: r.bytes16(TOKEN_MAX)?.to_vec(),
+            proof: r.bytes16(NOISE_MSG_MAX)?.to_vec(),
+        },
+        k if k == HelloKind::ClientResume as u8 => Hello::ClientResume {
+            session_id: r.u64()?,
+            nonce: r.array()?,
             proof: r.bytes16(NOISE_MSG_MAX)?.to_vec(),
         },
         other => return Err(HandshakeError::UnexpectedKind(other)),

@@ -134,6 +134,7 @@ pub fn cluster_config(master: SocketAddr, name: &str, key_name: &str, max: u32) 
         grid: sustenet_server::fragments::GridConfig::default(),
         update_tick: Duration::from_millis(10),
         limits: fast_limits(),
+        ..ClusterConfig::default()
     }
 }
 
