@@ -7,6 +7,9 @@
 #   client_cluster  SustenetClient (this process) <-> SustenetCluster (a second Godot process)
 #   errors          wrong public key, dead port, unknown cluster, master going away
 #   variant         send_var / decode_var round trips through a cluster echo
+#   reconnect       the client reaches the cluster through a proxy the test cuts and restores:
+#                   reconnecting / player_connection_lost, then reconnected / player_reconnected,
+#                   same player id, every reliable packet once and in order both ways
 #   flood           10,000 reliable packets into a client within a second (all in one process)
 #   flood_remote    the same, from a SustenetCluster in a second Godot process
 #   export          the demo cluster exported headless, run as a real process, probed by
@@ -33,7 +36,7 @@ for a in "$@"; do
         --no-build) no_build=1 ;;
         --only=*) only=",${a#--only=}," ;;
         --keep) keep=1 ;;
-        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "godot-tests.sh: unknown argument $a (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -207,6 +210,13 @@ if wanted variant; then
     run_godot 90 "$T/variant.log" -s res://tests/test_variant.gd -- --key-dir="$T/keys" \
         --key-name=test_cluster --master-port="$W_MASTER_PORT" --cluster-port="$W_CLUSTER_PORT"
     verdict variant "$T/variant.log" $?
+fi
+
+if wanted reconnect; then
+    say "running reconnect (the client through a proxy the test cuts)"
+    run_godot 120 "$T/reconnect.log" -s res://tests/test_reconnect.gd -- --key-dir="$T/keys" \
+        --key-name=test_cluster --master-port="$W_MASTER_PORT" --cluster-port="$W_CLUSTER_PORT"
+    verdict reconnect "$T/reconnect.log" $?
 fi
 
 if wanted flood; then

@@ -95,6 +95,8 @@ var world_cluster_id := 0
 var world_player_id := 0     # as the client was told (cluster_joined)
 var world_cluster_pid := 0   # as the cluster saw it (player_connected)
 var world_errors := []
+## The TCP port the world cluster tells players (0 = the one it listens on).
+var world_public_port := 0
 
 
 ## Starts a master (keys from --key-dir: master.key and the cluster key --key-name), a
@@ -117,6 +119,7 @@ func start_world() -> bool:
 	w_cluster.master_port = w_master.get_bound_port()
 	w_cluster.key_name = key_name
 	w_cluster.key_path = key_dir.path_join(key_name)
+	w_cluster.public_port = world_public_port
 	w_cluster.registered.connect(func(id): world_cluster_id = id)
 	w_cluster.player_connected.connect(func(id, _d): world_cluster_pid = id)
 	root.add_child(w_cluster)

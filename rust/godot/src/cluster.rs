@@ -155,6 +155,11 @@ pub struct SustenetCluster {
     /// The address players are told to connect to.
     #[export]
     public_address: GString,
+    /// The TCP port players are told to connect to; 0 means the port the
+    /// cluster listens on. Set it when players reach the cluster through a
+    /// port-forwarding proxy or NAT.
+    #[export]
+    public_port: i64,
     /// The master's host name or IP address.
     #[export]
     master_address: GString,
@@ -222,6 +227,7 @@ impl INode for SustenetCluster {
             port: 0,
             udp_port: 0,
             public_address: "127.0.0.1".into(),
+            public_port: 0,
             master_address: "127.0.0.1".into(),
             master_port: 0,
             key_name: "cluster_key".into(),
@@ -325,6 +331,18 @@ impl SustenetCluster {
                 format!("SustenetCluster: port {} is not a port", self.port),
             );
         };
+        let public_port = match self.public_port {
+            0 => None,
+            p => match u16::try_from(p) {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    return fail(
+                        GdError::ERR_INVALID_PARAMETER,
+                        format!("SustenetCluster: public_port {p} is not a port"),
+                    );
+                }
+            },
+        };
         let Some(udp_port) = port_from_gd(self.udp_port, port) else {
             return fail(
                 GdError::ERR_INVALID_PARAMETER,
@@ -379,6 +397,7 @@ impl SustenetCluster {
         let config = ClusterConfig {
             name: self.server_name.to_string(),
             public_address: self.public_address.to_string(),
+            public_tcp_port: public_port,
             max_connections: u32::try_from(self.max_connections.max(0)).unwrap_or(u32::MAX),
             master_addr: format!("{}:{master_port}", self.master_address),
             key_name,
@@ -630,13 +649,14 @@ impl SustenetCluster {
         result(r.handle.kick(id, message.to_string()))
     }
 
-    /// How many players are connected.
+    /// How many players are on the cluster, including those whose connection
+    /// dropped and who may still reconnect.
     #[func]
     fn get_player_count(&self) -> i64 {
         i64::try_from(self.players.len()).unwrap_or(i64::MAX)
     }
 
-    /// The connected players' ids.
+    /// The ids of the players on the cluster (see [method get_player_count]).
     #[func]
     fn get_players(&self) -> PackedInt64Array {
         self.players.iter().map(|id| id_to_gd(*id)).collect()

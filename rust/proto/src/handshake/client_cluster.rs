@@ -191,3 +191,29 @@ mod tests {
         assert!(first.opener.open(&sealed).is_err());
     }
 }
+
+#[cfg(test)]
+mod vector {
+    use super::*;
+
+    /// The resume example of docs/protocol.md §15.4: session secret 11 × 32,
+    /// session 9, nonce 22 × 32, 5 messages received.
+    #[test]
+    fn resume_hello_matches_the_documented_vector() {
+        let keys = ClientSessionKeys::derive(&[0x11; 32]);
+        let (hello, _) = client_resume_hello(&keys, 9, &[0x22; 32], 5).unwrap();
+        let proof = "00 00 00 00 00 00 00 00 1e 31 40 c1 a5 93 21 9d 5b 1a 99 0b b7 cb 2e 80 \
+                     3c e7 18 a8 d9 4a 57 f3 fb 19 af 32 ef db e6 3e bb c5 f4 ce 1a 3c 22 5c a8 2e";
+        let mut want = vec![
+            0x53, 0x4e, 0x45, 0x54, 0x02, 0x00, 0x04, 9, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        want.extend([0x22; 32]);
+        want.extend([50, 0]);
+        want.extend(
+            proof
+                .split_whitespace()
+                .map(|h| u8::from_str_radix(h, 16).unwrap()),
+        );
+        assert_eq!(hello, want);
+    }
+}
