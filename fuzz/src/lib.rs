@@ -14,8 +14,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use sustenet_proto::datagram::{self, Batch, MAX_DATAGRAM_PLAINTEXT, decode_records};
 use sustenet_proto::handshake::{
-    ClientMasterInitiator, ClusterInitiator, Hello, accept_client, check_refusal, parse_hello,
-    respond_client_master,
+    ClientMasterInitiator, ClusterInitiator, Hello, accept_client, accept_resume, check_refusal,
+    parse_hello, respond_client_master,
 };
 use sustenet_proto::{
     ClientSessionKeys, ClientToCluster, ClientToMaster, ClusterToClient, ClusterToMaster,
@@ -160,6 +160,14 @@ pub fn hello(data: &[u8]) {
                 &mut UsedTokens::new(),
             );
             assert!(r.is_err(), "a fuzzed token was accepted");
+        }
+        Ok(Hello::ClientResume { nonce, proof, .. }) => {
+            // A fuzzed proof never opens under a session's keys.
+            let keys = ClientSessionKeys::derive(&[7; 32]);
+            assert!(
+                accept_resume(&keys, &nonce, &proof).is_err(),
+                "a fuzzed resume proof was accepted"
+            );
         }
         Ok(Hello::Cluster { .. }) | Err(_) => {}
     }
