@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 
-use rand::RngCore;
+use rand::{Rng, RngCore};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use sustenet_net::{FrameReader, NetError, SealedReader, SealedWriter, write_frame};
 use sustenet_proto::crypto::{DatagramOpener, DatagramSealer, NOISE_MAX_PLAINTEXT};
 use sustenet_proto::datagram::{self, MAX_DATAGRAM, MAX_UNRELIABLE_PAYLOAD, Record};
-use sustenet_proto::handshake::{self, ClientMasterInitiator};
+use sustenet_proto::handshake::{self, ClientMasterInitiator, ResumeClaim};
 use sustenet_proto::resume::{ReplayLog, Rewind};
 use sustenet_proto::{
     ClientSessionKeys, ClientToCluster, ClientToMaster, ClusterInfo, ClusterToClient,
@@ -533,6 +533,8 @@ struct ClusterConn {
     /// Reliable messages kept for a reconnect, and the received count.
     replay: ReplayLog,
     away: Option<Away>,
+    /// Reconnect attempts made in the session (each proof carries the next).
+    attempts: u64,
 }
 
 struct Link {
@@ -543,14 +545,31 @@ struct Link {
 /// A reconnect under way.
 struct Away {
     since: Instant,
-    next_try: Instant,
-    attempts: u32,
+    /// When to start the next attempt; `None` while one is under way.
+    next_try: Option<Instant>,
+    /// Failed attempts in a row, for the backoff.
+    failures: u32,
     last_error: String,
+    /// Since when every attempt found nothing listening.
+    refused_since: Option<Instant>,
+    /// The attempt under way, run beside the client task so commands keep
+    /// being handled (sends are kept for after the reconnect).
+    pending: Option<tokio::task::JoinHandle<Result<Attempt, Resume>>>,
 }
 
-/// A client acknowledges the cluster's messages at least this often (and
-/// at every heartbeat).
-const ACK_EVERY: u64 = 256;
+impl Drop for Away {
+    fn drop(&mut self) {
+        // An attempt nobody waits for any more must not take the seat back.
+        if let Some(h) = self.pending.take() {
+            h.abort();
+        }
+    }
+}
+
+/// How long nothing may listen at the cluster's address before the client
+/// concludes the cluster is gone (a proxy or NAT in front of it may refuse
+/// for a moment while it restarts).
+const REFUSED_FOR: Duration = Duration::from_secs(2);
 
 struct Task {
     config: ClientConfig,
@@ -572,6 +591,7 @@ enum Wake {
     Udp(std::io::Result<usize>),
     Tick,
     Reconnect,
+    Attempt(Result<Attempt, Resume>),
 }
 
 async fn recv_master(m: &mut Option<MasterConn>) -> Result<Option<MasterToClient>, NetError> {
@@ -586,6 +606,15 @@ async fn recv_cluster(
 ) -> Result<Option<ClusterToClient>, NetError> {
     match r {
         Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn attempt_done(away: Option<&mut Away>) -> Result<Attempt, Resume> {
+    match away.and_then(|a| a.pending.as_mut()) {
+        Some(h) => h
+            .await
+            .unwrap_or_else(|e| Err(Resume::failed(format!("the attempt stopped: {e}")))),
         None => std::future::pending().await,
     }
 }
@@ -628,13 +657,13 @@ impl Task {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut buf = vec![0u8; 2048];
         loop {
-            let (reader, udp, retry) = match &mut self.cluster {
-                Some(c) => (
-                    c.link.as_mut().map(|l| &mut l.reader),
-                    Some(&c.udp),
-                    c.away.as_ref().map(|a| a.next_try),
-                ),
-                None => (None, None, None),
+            let (reader, udp, retry, attempt) = match &mut self.cluster {
+                Some(c) => {
+                    let retry = c.away.as_ref().and_then(|a| a.next_try);
+                    let link = c.link.as_mut().map(|l| &mut l.reader);
+                    (link, Some(&c.udp), retry, c.away.as_mut())
+                }
+                None => (None, None, None, None),
             };
             let wake = tokio::select! {
                 c = commands.recv_async() => Wake::Command(c.ok()),
@@ -642,6 +671,7 @@ impl Task {
                 c = recv_cluster(reader) => Wake::Cluster(c),
                 n = recv_udp(udp, &mut buf) => Wake::Udp(n),
                 _ = sleep_until(retry) => Wake::Reconnect,
+                r = attempt_done(attempt) => Wake::Attempt(r),
                 _ = tick.tick() => Wake::Tick,
             };
             match wake {
@@ -652,7 +682,8 @@ impl Task {
                 Wake::Udp(Ok(n)) => self.datagram(&buf[..n]).await,
                 Wake::Udp(Err(e)) => debug!("udp receive failed: {e}"),
                 Wake::Tick => self.tick().await,
-                Wake::Reconnect => self.reconnect().await,
+                Wake::Reconnect => self.start_attempt().await,
+                Wake::Attempt(r) => self.attempt_done(r).await,
             }
         }
         self.close_all(DisconnectReason::Requested).await;
@@ -805,14 +836,18 @@ impl Task {
         };
         let resumable = !self.config.reconnect_window.is_zero();
         let Some(link) = c.link.as_mut() else {
-            if !c.replay.has_room(payload.len()) {
-                return Err(ClientError::Connection(format!(
-                    "reconnecting, and the {} bytes kept for the reconnect are used up \
-                     (resume_buffer): this message was not sent",
-                    self.config.resume_buffer
-                )));
-            }
             c.replay.push(command, payload, false);
+            if c.replay.over_budget() {
+                // Refusing this one message would leave a hole in the
+                // reliable stream; the session ends instead, as on the
+                // cluster's side.
+                let message = format!(
+                    "more than {} bytes were sent while reconnecting (resume_buffer)",
+                    self.config.resume_buffer
+                );
+                self.lose_cluster_for_good(DisconnectReason::SendQueueFull, message)
+                    .await;
+            }
             return Ok(());
         };
         let msg = ClientToCluster::Data { command, payload };
@@ -821,7 +856,7 @@ impl Task {
             // Kept whether or not the write went through: after a drop, the
             // cluster's count says which to send again.
             if let ClientToCluster::Data { command, payload } = msg {
-                c.replay.push(command, payload, true);
+                c.replay.push(command, payload, r.is_ok());
             }
         }
         if let Err(e) = r {
@@ -1077,17 +1112,18 @@ impl Task {
             session_id,
             replay: ReplayLog::new(self.config.resume_buffer),
             away: None,
+            attempts: 0,
         })
     }
 
-    /// One reconnect attempt; on failure the next one is scheduled, until
-    /// the window closes or the cluster refuses.
-    async fn reconnect(&mut self) {
+    /// Starts a reconnect attempt beside the task, unless the window has
+    /// passed.
+    async fn start_attempt(&mut self) {
         let window = self.config.reconnect_window;
         let Some(c) = self.cluster.as_mut() else {
             return;
         };
-        let Some(away) = c.away.as_ref() else {
+        let Some(away) = c.away.as_mut() else {
             return;
         };
         if away.since.elapsed() > window {
@@ -1096,7 +1132,38 @@ impl Task {
                 .await;
             return;
         }
-        match resume(c, &self.config).await {
+        c.attempts += 1;
+        let claim = ResumeClaim {
+            received: c.replay.received(),
+            attempt: c.attempts,
+        };
+        let job = attempt(
+            c.addr.clone(),
+            (*c.keys).clone(),
+            c.session_id,
+            claim,
+            self.config.clone(),
+        );
+        away.next_try = None;
+        away.pending = Some(tokio::spawn(job));
+    }
+
+    /// An attempt ended: back on the cluster, or the next attempt scheduled,
+    /// or the session over.
+    async fn attempt_done(&mut self, r: Result<Attempt, Resume>) {
+        let config = self.config.clone();
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let Some(away) = c.away.as_mut() else {
+            return;
+        };
+        away.pending = None;
+        let r = match r {
+            Ok(a) => finish_resume(c, a, &config).await,
+            Err(e) => Err(e),
+        };
+        match r {
             Ok(()) => {
                 let away = c.away.take().map(|a| a.since.elapsed()).unwrap_or_default();
                 c.last_seen = Instant::now();
@@ -1109,17 +1176,36 @@ impl Task {
                 warn!("reconnect refused: {reason} {message}");
                 self.lose_cluster_for_good(reason, message).await;
             }
-            Err(Resume::Failed(e)) => {
-                if let Some(a) = c.away.as_mut() {
-                    debug!(attempt = a.attempts, "reconnect failed: {e}");
-                    a.attempts = a.attempts.saturating_add(1);
-                    // 100 ms, doubling, at most 2 s between attempts.
-                    let wait = Duration::from_millis(100)
-                        .saturating_mul(1u32 << a.attempts.min(5))
-                        .min(Duration::from_secs(2));
-                    a.next_try = Instant::now() + wait;
-                    a.last_error = e;
+            Err(Resume::Failed { message, refused }) => {
+                let Some(a) = c.away.as_mut() else {
+                    return;
+                };
+                debug!(failures = a.failures, "reconnect failed: {message}");
+                let now = Instant::now();
+                a.refused_since = if refused {
+                    Some(a.refused_since.unwrap_or(now))
+                } else {
+                    None
+                };
+                if a.refused_since.is_some_and(|t| now - t > REFUSED_FOR) {
+                    // Nothing has listened there for a while: the cluster
+                    // process is gone, and its sessions with it.
+                    self.lose_cluster_for_good(
+                        DisconnectReason::ConnectionLost,
+                        format!("the cluster is gone: {message}"),
+                    )
+                    .await;
+                    return;
                 }
+                a.failures = a.failures.saturating_add(1);
+                // 100 ms doubling up to 2 s, with jitter so that clients
+                // dropped together do not come back in step.
+                let base = Duration::from_millis(100)
+                    .saturating_mul(1u32 << a.failures.min(5))
+                    .min(Duration::from_secs(2));
+                let jitter = rand::rng().random_range(0.5..1.0);
+                a.next_try = Some(now + base.mul_f64(jitter));
+                a.last_error = message;
             }
         }
     }
@@ -1168,17 +1254,15 @@ impl Task {
                     .store(now.saturating_sub(v), Ordering::Relaxed);
             }
             ClusterToClient::Data { command, payload } => {
-                let log = &mut c.replay;
-                log.received += 1;
-                let ack = (log.received - log.acked >= ACK_EVERY).then_some(log.received);
+                let ack = c.replay.on_received(payload.len());
                 self.emit(ClientEvent::Packet {
                     command,
                     payload,
                     reliable: true,
                 })
                 .await;
-                if let Some(count) = ack {
-                    self.send_ack(count).await;
+                if ack {
+                    self.send_ack().await;
                 }
             }
             ClusterToClient::Welcome { .. } => {
@@ -1283,24 +1367,26 @@ impl Task {
                 self.lose_cluster(reason_of(&e), e.to_string()).await;
                 return;
             }
-            if c.replay.received != c.replay.acked {
-                let count = c.replay.received;
-                self.send_ack(count).await;
+            if c.replay.ack_due() {
+                self.send_ack().await;
             }
             let _ = self.send_datagram(&Record::Ping(now));
         }
     }
 
     /// Tells the cluster how many of its messages arrived, so it can forget them.
-    async fn send_ack(&mut self, count: u64) {
+    async fn send_ack(&mut self) {
         let Some(c) = self.cluster.as_mut() else {
             return;
         };
         let Some(link) = c.link.as_mut() else {
             return;
         };
+        let count = c.replay.received();
         match link.writer.send(&ClientToCluster::Ack(count)).await {
-            Ok(()) => c.replay.acked = count,
+            Ok(()) => {
+                c.replay.mark_acked();
+            }
             Err(e) => self.lose_cluster(reason_of(&e), e.to_string()).await,
         }
     }
@@ -1323,9 +1409,11 @@ impl Task {
         let now = Instant::now();
         c.away = Some(Away {
             since: now,
-            next_try: now,
-            attempts: 0,
+            next_try: Some(now),
+            failures: 0,
             last_error: message.clone(),
+            refused_since: None,
+            pending: None,
         });
         info!("lost the cluster connection: {reason} {message}; reconnecting");
         self.emit(ClientEvent::Reconnecting { reason, message })
@@ -1351,16 +1439,42 @@ impl Task {
     }
 
     async fn leave_cluster(&mut self, reason: DisconnectReason, message: &str) {
-        if let Some(c) = self.cluster.take() {
-            if let Some(mut link) = c.link {
+        if let Some(mut c) = self.cluster.take() {
+            let goodbye = Goodbye {
+                reason,
+                message: message.into(),
+            };
+            if let Some(mut link) = c.link.take() {
                 let _ = link
                     .writer
-                    .send(&ClientToCluster::Disconnect(Goodbye {
-                        reason,
-                        message: message.into(),
-                    }))
+                    .send(&ClientToCluster::Disconnect(goodbye))
                     .await;
                 let _ = link.writer.shutdown().await;
+            } else if c.away.is_some() {
+                // Leaving while reconnecting: one short reconnect, in the
+                // background, only to say goodbye, so the cluster frees the
+                // seat now instead of at the end of its window.
+                c.attempts += 1;
+                let claim = ResumeClaim {
+                    received: c.replay.received(),
+                    attempt: c.attempts,
+                };
+                let job = attempt(
+                    c.addr.clone(),
+                    (*c.keys).clone(),
+                    c.session_id,
+                    claim,
+                    self.config.clone(),
+                );
+                let (limit, max_frame) = (self.config.handshake_timeout, self.config.max_frame);
+                tokio::spawn(async move {
+                    if let Ok(Ok(a)) = tokio::time::timeout(limit, job).await {
+                        let mut w = SealedWriter::new(a.wr, a.session.sealer, max_frame)
+                            .with_write_timeout(limit);
+                        let _ = w.send(&ClientToCluster::Disconnect(goodbye)).await;
+                        let _ = w.shutdown().await;
+                    }
+                });
             }
             self.emit(ClientEvent::Disconnected {
                 reason,
@@ -1387,66 +1501,123 @@ impl Task {
 enum Resume {
     /// The cluster said no: the session is over.
     Refused(DisconnectReason, String),
-    /// The cluster could not be reached or the connection failed: try again.
-    Failed(String),
+    /// The cluster could not be reached, or was busy: try again.
+    Failed {
+        /// What happened.
+        message: String,
+        /// Nothing listened at the address (connection refused).
+        refused: bool,
+    },
 }
 
-/// Reconnects `c` to its session: a resume hello with a fresh nonce, the
-/// cluster's `Resumed`, then the kept messages it has not received, in order.
-async fn resume(c: &mut ClusterConn, config: &ClientConfig) -> Result<(), Resume> {
-    let failed = |e: &dyn std::fmt::Display| Resume::Failed(e.to_string());
+impl Resume {
+    fn failed(e: impl std::fmt::Display) -> Self {
+        Resume::Failed {
+            message: e.to_string(),
+            refused: false,
+        }
+    }
+}
+
+/// A new connection on which the cluster accepted the reconnect.
+struct Attempt {
+    frames: FrameReader<OwnedReadHalf>,
+    wr: OwnedWriteHalf,
+    session: sustenet_proto::StreamSession,
+    /// How many of the client's `Data` messages the cluster had received.
+    server_has: u64,
+}
+
+/// Refusals that only say "not now": the cluster is busy with handshakes
+/// or briefly full, so the session may still be resumed a moment later.
+fn refusal_is_final(reason: DisconnectReason) -> bool {
+    !matches!(
+        reason,
+        DisconnectReason::TooManyHandshakes
+            | DisconnectReason::HandshakeTimeout
+            | DisconnectReason::ServerFull
+    )
+}
+
+/// One reconnect attempt: a resume hello with a fresh nonce, and the
+/// cluster's `Resumed`.
+async fn attempt(
+    addr: String,
+    keys: ClientSessionKeys,
+    session_id: u64,
+    claim: ResumeClaim,
+    config: ClientConfig,
+) -> Result<Attempt, Resume> {
     let to = config.handshake_timeout;
-    let stream = tokio::time::timeout(to, TcpStream::connect(&c.addr))
+    let stream = tokio::time::timeout(to, TcpStream::connect(&addr))
         .await
-        .map_err(|_| Resume::Failed(format!("connecting to {} timed out", c.addr)))?
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                // Nothing listens there: the cluster process is gone, and
-                // with it the session (a restarted cluster has no memory
-                // of it). Waiting out the window would only delay the news.
-                Resume::Refused(
-                    DisconnectReason::ConnectionLost,
-                    format!("the cluster at {} is gone: {e}", c.addr),
-                )
-            } else {
-                failed(&e)
-            }
+        .map_err(|_| Resume::failed(format!("connecting to {addr} timed out")))?
+        .map_err(|e| Resume::Failed {
+            refused: e.kind() == std::io::ErrorKind::ConnectionRefused,
+            message: format!("{addr}: {e}"),
         })?;
     let _ = stream.set_nodelay(true);
     let (rd, mut wr) = stream.into_split();
     let mut frames = FrameReader::new(rd, config.max_frame);
     let mut nonce = [0u8; 32];
     rand::rng().fill_bytes(&mut nonce);
-    let (hello, session) =
-        handshake::client_resume_hello(&c.keys, c.session_id, &nonce, c.replay.received)
-            .map_err(|e| Resume::Refused(e.reason(), e.to_string()))?;
+    let (hello, session) = handshake::client_resume_hello(&keys, session_id, &nonce, claim)
+        .map_err(|e| Resume::Refused(e.reason(), e.to_string()))?;
     write_frame(&mut wr, &hello, config.max_frame)
         .await
-        .map_err(|e| failed(&e))?;
+        .map_err(Resume::failed)?;
     let first = frames
         .next_within(to)
         .await
-        .map_err(|e| failed(&e))?
-        .ok_or_else(|| Resume::Failed("closed during the reconnect".into()))?;
+        .map_err(Resume::failed)?
+        .ok_or_else(|| Resume::failed("closed during the reconnect"))?;
     if let Some(refusal) = handshake::check_refusal(&first) {
-        return Err(Resume::Refused(refusal.reason(), refusal.to_string()));
+        let reason = refusal.reason();
+        return Err(if refusal_is_final(reason) {
+            Resume::Refused(reason, refusal.to_string())
+        } else {
+            Resume::failed(refusal)
+        });
     }
     let violation = |m: String| Resume::Refused(DisconnectReason::ProtocolViolation, m);
-    let mut opener = session.opener;
-    let plain = opener.open(&first).map_err(|e| violation(e.to_string()))?;
-    let server_has = match ClusterToClient::decode(&plain) {
-        Ok(ClusterToClient::Resumed { received }) => received,
-        Ok(other) => return Err(violation(format!("expected Resumed, got {other:?}"))),
-        Err(e) => return Err(violation(e.to_string())),
-    };
+    let mut session = session;
+    let plain = session
+        .opener
+        .open(&first)
+        .map_err(|e| violation(e.to_string()))?;
+    match ClusterToClient::decode(&plain) {
+        Ok(ClusterToClient::Resumed { received }) => Ok(Attempt {
+            frames,
+            wr,
+            session,
+            server_has: received,
+        }),
+        Ok(other) => Err(violation(format!("expected Resumed, got {other:?}"))),
+        Err(e) => Err(violation(e.to_string())),
+    }
+}
+
+/// Sends again, on the accepted connection, every kept message the cluster
+/// has not received, in order, and puts the connection in place.
+async fn finish_resume(
+    c: &mut ClusterConn,
+    a: Attempt,
+    config: &ClientConfig,
+) -> Result<(), Resume> {
+    let Attempt {
+        frames,
+        wr,
+        session,
+        server_has,
+    } = a;
     let mut writer =
         SealedWriter::new(wr, session.sealer, config.max_frame).with_write_timeout(config.timeout);
-    match c.replay.rewind(server_has) {
+    let refusal = match c.replay.rewind(server_has) {
         Rewind::Replay(kept) => {
             debug!(
                 again = kept.len(),
                 server_has,
-                received = c.replay.received,
+                received = c.replay.received(),
                 "resuming: sending the cluster's missed messages again"
             );
             for (command, payload) in kept {
@@ -1454,32 +1625,42 @@ async fn resume(c: &mut ClusterConn, config: &ClientConfig) -> Result<(), Resume
                     command: *command,
                     payload: payload.clone(),
                 };
-                writer.queue(&m).map_err(|e| failed(&e))?;
+                writer.queue(&m).map_err(Resume::failed)?;
             }
+            None
         }
         Rewind::Lost {
             client_has,
             oldest_kept,
-        } => {
-            return Err(Resume::Refused(
-                DisconnectReason::ResumeRefused,
-                format!(
-                    "the cluster has {client_has} of our messages and the oldest one kept is \
-                     number {oldest_kept}: the ones between are gone (resume_buffer)"
-                ),
-            ));
-        }
-        Rewind::Impossible => {
-            return Err(violation(format!(
-                "the cluster claims {server_has} messages, more than were sent"
-            )));
-        }
+        } => Some((
+            DisconnectReason::ResumeRefused,
+            format!(
+                "the cluster has {client_has} of our messages and the oldest one kept is \
+                 number {oldest_kept}: the ones between are gone (resume_buffer)"
+            ),
+        )),
+        Rewind::Impossible => Some((
+            DisconnectReason::ProtocolViolation,
+            format!("the cluster claims {server_has} messages, more than were sent"),
+        )),
+    };
+    if let Some((reason, message)) = refusal {
+        // The cluster already moved the player onto this connection: say
+        // goodbye on it, so the seat is freed now rather than after its window.
+        let _ = writer
+            .send(&ClientToCluster::Disconnect(Goodbye {
+                reason,
+                message: message.clone(),
+            }))
+            .await;
+        let _ = writer.shutdown().await;
+        return Err(Resume::Refused(reason, message));
     }
     c.replay.ack(server_has);
-    c.replay.acked = c.replay.received;
-    writer.flush().await.map_err(|e| failed(&e))?;
+    c.replay.mark_acked();
+    writer.flush().await.map_err(Resume::failed)?;
     c.link = Some(Link {
-        reader: SealedReader::new(frames, opener, 16),
+        reader: SealedReader::new(frames, session.opener, 16),
         writer,
     });
     Ok(())

@@ -1,7 +1,5 @@
 //! `SustenetClient` and `SustenetClusterInfo`.
 
-use std::time::Duration;
-
 use godot::classes::{INode, IRefCounted, Node, RefCounted};
 use godot::global::Error as GdError;
 use godot::prelude::*;
@@ -561,8 +559,7 @@ impl SustenetClient {
             let addr = format!("{}:{port}", self.master_address);
             let mut config = ClientConfig::new(addr, key);
             config.reconnect_window =
-                Duration::try_from_secs_f64(self.reconnect_window_sec.max(0.0))
-                    .unwrap_or(Duration::ZERO);
+                crate::cluster::secs_to_duration(self.reconnect_window_sec, "reconnect_window_sec");
             self.client = Some(Client::spawn(&handle, config));
         }
         match &self.client {

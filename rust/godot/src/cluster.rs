@@ -38,16 +38,19 @@ struct Forward {
 }
 
 impl Forward {
-    fn send(&mut self, ev: NodeEvent) {
-        if self.tx.try_send(ev).is_err() {
-            self.dropped += 1;
-            if self.dropped.is_power_of_two() {
-                tracing::error!(
-                    dropped = self.dropped,
-                    "the game is not draining SustenetCluster events (is the node paused or the frame stuck?)"
-                );
-            }
+    /// Hands an event to the node; false when its queue is full.
+    fn send(&mut self, ev: NodeEvent) -> bool {
+        if self.tx.try_send(ev).is_ok() {
+            return true;
         }
+        self.dropped += 1;
+        if self.dropped.is_power_of_two() {
+            tracing::error!(
+                dropped = self.dropped,
+                "the game is not draining SustenetCluster events (is the node paused or the frame stuck?)"
+            );
+        }
+        false
     }
 }
 
@@ -57,18 +60,28 @@ impl Plugin for Forward {
     }
     fn on_packet(
         &mut self,
-        _ctx: &mut Context<'_>,
+        ctx: &mut Context<'_>,
         player: PlayerId,
         command: u16,
         payload: &[u8],
         channel: Channel,
     ) {
-        self.send(NodeEvent::Packet(
+        let reliable = channel == Channel::Reliable;
+        let delivered = self.send(NodeEvent::Packet(
             player,
             command,
             payload.to_vec(),
-            channel == Channel::Reliable,
+            reliable,
         ));
+        if reliable && !delivered {
+            // The cluster has counted it as received: dropping it silently
+            // would break the reliable channel's promise. The player goes,
+            // with a reason its client can show.
+            ctx.kick(
+                player,
+                "the server game fell behind on this player's reliable packets",
+            );
+        }
     }
     fn on_disconnect(
         &mut self,
@@ -406,9 +419,7 @@ impl SustenetCluster {
         };
         let mut config = config;
         config.limits.send_queue = usize::try_from(self.send_queue.max(1)).unwrap_or(usize::MAX);
-        config.resume_grace =
-            std::time::Duration::try_from_secs_f64(self.reconnect_grace_sec.max(0.0))
-                .unwrap_or(std::time::Duration::ZERO);
+        config.resume_grace = secs_to_duration(self.reconnect_grace_sec, "reconnect_grace_sec");
         config.grid = GridConfig {
             cell_size: self.fragment_size as f32,
             dims: if self.fragment_3d {
@@ -843,4 +854,17 @@ impl SustenetCluster {
         }
         true
     }
+}
+
+/// Seconds from the inspector as a duration: negative or NaN is 0 (off),
+/// anything past a year (infinity included) is a year, with a warning.
+pub(crate) fn secs_to_duration(secs: f64, what: &str) -> std::time::Duration {
+    const YEAR: f64 = 365.0 * 86_400.0;
+    if secs.is_nan() || secs <= 0.0 {
+        return std::time::Duration::ZERO;
+    }
+    if secs > YEAR {
+        godot_warn!("{what} = {secs} is more than a year; using a year");
+    }
+    std::time::Duration::from_secs_f64(secs.min(YEAR))
 }

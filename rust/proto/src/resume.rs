@@ -13,6 +13,11 @@ use std::collections::VecDeque;
 
 /// Bytes counted per kept message on top of its payload.
 const ENTRY_OVERHEAD: usize = 32;
+/// An acknowledgement is due after this many messages received...
+pub const ACK_EVERY: u64 = 256;
+/// ...or this many payload bytes, whichever comes first (and at every
+/// heartbeat), so the sender can forget them well before its budget fills.
+pub const ACK_BYTES: usize = 64 * 1024;
 
 /// The reliable messages sent to the peer and not yet acknowledged, and the
 /// count of messages received from it.
@@ -24,9 +29,11 @@ pub struct ReplayLog {
     bytes: usize,
     budget: usize,
     /// `Data` messages received from the peer and given to the game.
-    pub received: u64,
+    received: u64,
     /// The `received` count last told to the peer.
-    pub acked: u64,
+    acked: u64,
+    /// Payload bytes received since the last acknowledgement.
+    unacked_bytes: usize,
 }
 
 /// What a reconnect needs sent again.
@@ -55,7 +62,33 @@ impl ReplayLog {
             budget,
             received: 0,
             acked: 0,
+            unacked_bytes: 0,
         }
+    }
+
+    /// `Data` messages received from the peer so far in the session.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Counts a `Data` message of `len` payload bytes received from the peer;
+    /// true when an acknowledgement is due ([`ACK_EVERY`], [`ACK_BYTES`]).
+    pub fn on_received(&mut self, len: usize) -> bool {
+        self.received += 1;
+        self.unacked_bytes = self.unacked_bytes.saturating_add(len);
+        self.received - self.acked >= ACK_EVERY || self.unacked_bytes >= ACK_BYTES
+    }
+
+    /// Whether some received messages have not been acknowledged yet.
+    pub fn ack_due(&self) -> bool {
+        self.received != self.acked
+    }
+
+    /// Records that the peer is being told the current count; returns it.
+    pub fn mark_acked(&mut self) -> u64 {
+        self.acked = self.received;
+        self.unacked_bytes = 0;
+        self.received
     }
 
     /// Messages sent so far in the session.
@@ -154,6 +187,36 @@ mod tests {
         // An ack past what was sent forgets everything and no more.
         log.ack(100);
         assert_eq!((log.sent(), log.bytes()), (5, 0));
+    }
+
+    #[test]
+    fn acks_fall_due_by_count_and_by_bytes() {
+        let mut log = ReplayLog::new(1 << 20);
+        assert!(!log.ack_due());
+        for _ in 0..ACK_EVERY - 1 {
+            assert!(!log.on_received(10));
+        }
+        assert!(log.on_received(10));
+        assert_eq!(log.mark_acked(), ACK_EVERY);
+        assert!(!log.ack_due());
+        assert!(!log.on_received(ACK_BYTES - 1));
+        assert!(log.on_received(1));
+        assert!(log.ack_due());
+    }
+
+    #[test]
+    fn a_message_over_the_budget_and_an_empty_rewind() {
+        let mut log = ReplayLog::new(100);
+        // Bigger than the whole budget: forgotten at once while connected.
+        log.push(1, vec![0; 200], true);
+        assert_eq!((log.sent(), log.bytes()), (1, 0));
+        assert_eq!(log.rewind(1), Rewind::Replay(vec![]));
+        assert!(matches!(log.rewind(0), Rewind::Lost { oldest_kept: 1, .. }));
+        // While away it is kept, and the caller sees the overflow.
+        log.push(1, vec![0; 200], false);
+        assert!(log.over_budget());
+        log.ack(2);
+        assert!(!log.over_budget());
     }
 
     #[test]

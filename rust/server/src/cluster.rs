@@ -9,7 +9,7 @@
 //! locks. A player whose send queue is full is disconnected with
 //! `SendQueueFull`; nothing grows without bound.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -23,7 +23,7 @@ use sustenet_proto::crypto::{
     datagram_session_id,
 };
 use sustenet_proto::datagram::{self, MAX_DATAGRAM, MAX_UNRELIABLE_PAYLOAD, Record};
-use sustenet_proto::handshake::{self, ClusterInitiator, Hello};
+use sustenet_proto::handshake::{self, ClusterInitiator, Hello, ResumeClaim};
 use sustenet_proto::resume::{ReplayLog, Rewind};
 use sustenet_proto::{
     ClientToCluster, ClusterToClient, ClusterToMaster, DisconnectReason, Goodbye, Key,
@@ -169,26 +169,37 @@ struct Player {
     /// The current connection; events of an older one are ignored.
     conn: u64,
     session_id: u64,
-    /// For reconnects: each derives its own keys from these.
-    keys: Box<ClientSessionKeys>,
     udp: DatagramSealer,
     udp_addr: Option<SocketAddr>,
-    /// Set once the redirect to another cluster is queued: nothing more is
+    /// Set once the redirect to another cluster is decided: nothing more is
     /// sent, and the player is removed when it closes (or at this deadline).
     redirected: Option<Instant>,
+    /// The redirect's ticket, kept so that a player whose connection drops
+    /// before it read the redirect gets it again when it reconnects.
+    redirect: Option<Box<sustenet_proto::Ticket>>,
     /// Reliable messages kept for a reconnect; `None` when reconnects are off.
     replay: Option<ReplayLog>,
     /// While the player is away: when its seat is given up.
     away_until: Option<Instant>,
-    /// Reconnect nonces already used in this session.
-    nonces: HashSet<[u8; 32]>,
+    /// The highest reconnect attempt accepted in this session.
+    last_attempt: u64,
 }
 
-/// Most reconnects one session may make.
-const MAX_RECONNECTS: usize = 1024;
-/// A player is told how many of its messages arrived at least this often
-/// (and at every heartbeat).
-const ACK_EVERY: u64 = 256;
+/// Sessions that can be resumed, by session id: the connection tasks check
+/// a reconnect's proof here, off the core task, and only pass on proven ones.
+type Sessions = Mutex<HashMap<u64, (PlayerId, Arc<ClientSessionKeys>)>>;
+
+fn sessions_set(s: &Sessions, session_id: u64, entry: Option<(PlayerId, Arc<ClientSessionKeys>)>) {
+    let mut s = s.lock().unwrap_or_else(|p| p.into_inner());
+    match entry {
+        Some(e) => {
+            s.insert(session_id, e);
+        }
+        None => {
+            s.remove(&session_id);
+        }
+    }
+}
 
 /// Handoffs asked of the master and not answered yet.
 struct Transfers {
@@ -830,16 +841,18 @@ enum CoreEvent {
         user_data: Vec<u8>,
         out: mpsc::Sender<ClusterToClient>,
         kill: oneshot::Sender<(Goodbye, bool)>,
-        keys: Box<ClientSessionKeys>,
+        keys: Arc<ClientSessionKeys>,
         udp: Box<DatagramSession>,
         reply: oneshot::Sender<Result<(), Goodbye>>,
     },
-    /// A reconnect to the session `session_id` on connection `conn`.
+    /// A reconnect to `session_id`, its proof already checked, on connection
+    /// `conn`.
     Resume {
         conn: u64,
+        player: PlayerId,
         session_id: u64,
-        nonce: [u8; 32],
-        proof: Vec<u8>,
+        session: Box<StreamSession>,
+        claim: ResumeClaim,
         reply: oneshot::Sender<Result<Resumed, Goodbye>>,
     },
     Packet {
@@ -882,7 +895,7 @@ enum CoreEvent {
 /// What the core gives a connection whose reconnect it accepted.
 struct Resumed {
     player: PlayerId,
-    session: StreamSession,
+    session: Box<StreamSession>,
     /// Data messages of the client's that the cluster had received.
     received: u64,
     out: mpsc::Sender<ClusterToClient>,
@@ -924,6 +937,7 @@ struct Shared {
     handshakes: Semaphore,
     events: mpsc::Sender<CoreEvent>,
     resync: AtomicBool,
+    sessions: Sessions,
     /// Numbers the player connections, so events of a connection the
     /// player has left behind (after a reconnect) are told apart.
     next_conn: AtomicU64,
@@ -987,6 +1001,7 @@ pub async fn run_with_handle(
         used_tokens: Mutex::new(UsedTokens::new()),
         events: events_tx,
         resync: AtomicBool::new(false),
+        sessions: Mutex::new(HashMap::new()),
         next_conn: AtomicU64::new(1),
         max_reliable,
         fragment_count: AtomicUsize::new(0),
@@ -1080,18 +1095,21 @@ pub async fn run_with_handle(
                         continue;
                     }
                     let replay = (!shared.config.resume_grace.is_zero()).then(|| ReplayLog::new(shared.config.resume_buffer));
+                    if replay.is_some() {
+                        sessions_set(&shared.sessions, session_id, Some((player, keys)));
+                    }
                     players.insert(player, Player {
                         out: Some(out),
                         kill: Some(kill),
                         conn,
                         session_id,
-                        keys,
                         udp: udp_sealer,
                         udp_addr: None,
                         redirected: None,
+                        redirect: None,
                         replay,
                         away_until: None,
-                        nonces: HashSet::new(),
+                        last_attempt: 0,
                     });
                     shared.player_count.store(players.len(), Ordering::Relaxed);
                     link_event(&link_tx, &shared, LinkEvent::Joined(player));
@@ -1102,11 +1120,12 @@ pub async fn run_with_handle(
                     // A late packet of a connection the player has left
                     // behind was counted (or sent again) on the new one.
                     let Some(p) = players.get_mut(&player).filter(|p| p.conn == conn) else { continue };
-                    if let (Some(log), Some(out)) = (p.replay.as_mut(), p.out.as_ref()) {
-                        log.received += 1;
-                        if log.received - log.acked >= ACK_EVERY && queue(out, ClusterToClient::Ack(log.received)).is_ok() {
-                            log.acked = log.received;
-                        }
+                    if let Some(log) = p.replay.as_mut()
+                        && log.on_received(payload.len())
+                        && let Some(out) = &p.out
+                        && queue(out, ClusterToClient::Ack(log.received())).is_ok()
+                    {
+                        log.mark_acked();
                     }
                     plugin.on_packet(&mut ctx!(), player, command, &payload, Channel::Reliable);
                 }
@@ -1118,30 +1137,40 @@ pub async fn run_with_handle(
                 CoreEvent::Left { player, conn, reason } => {
                     let grace = shared.config.resume_grace;
                     let Some(p) = players.get_mut(&player).filter(|p| p.conn == conn) else { continue };
-                    if p.redirected.is_some() {
-                        removals.push((player, Goodbye::new(DisconnectReason::Redirected)));
-                    } else if p.replay.is_some() && matches!(reason, DisconnectReason::ConnectionLost | DisconnectReason::Timeout) {
+                    let dropped = matches!(reason, DisconnectReason::ConnectionLost | DisconnectReason::Timeout);
+                    if p.replay.is_some() && dropped {
                         // Hold the seat: the client may come back with the
-                        // session's keys (network blip, laptop lid).
-                        p.out = None;
-                        p.kill = None;
-                        p.away_until = Some(Instant::now() + grace);
+                        // session's keys (network blip, laptop lid). A player
+                        // being redirected gets its redirect again then.
+                        go_away(p, grace);
                         info!(player, "player connection lost ({reason}); waiting {grace:?} for it to reconnect");
                         plugin.on_connection_lost(&mut ctx!(), player, reason);
+                    } else if p.redirected.is_some() {
+                        removals.push((player, Goodbye::new(DisconnectReason::Redirected)));
                     } else {
                         removals.push((player, Goodbye::new(reason)));
                     }
                 }
-                CoreEvent::Resume { conn, session_id, nonce, proof, reply } => {
-                    match resume_player(&mut players, &shared, conn, session_id, nonce, &proof) {
+                CoreEvent::Resume { conn, player, session_id, session, claim, reply } => {
+                    // A reconnect that will be accepted while the old
+                    // connection still looks alive: the client saw it die
+                    // first. The cluster notices the drop now, so the game
+                    // hears of it before the return, as always.
+                    if let Some(p) = players.get_mut(&player)
+                        && p.session_id == session_id
+                        && p.away_until.is_none()
+                        && resume_check(p, claim).is_ok()
+                    {
+                        go_away(p, shared.config.resume_grace);
+                        plugin.on_connection_lost(&mut ctx!(), player, DisconnectReason::ConnectionLost);
+                    }
+                    match resume_player(&mut players, &shared, conn, player, session_id, session, claim) {
                         Ok(resumed) => {
-                            let player = resumed.player;
                             if reply.send(Ok(resumed)).is_err() {
-                                // The new connection is already gone: away again.
+                                // The new connection is already gone: away again
+                                // (the game was told of the drop already).
                                 if let Some(p) = players.get_mut(&player) {
-                                    p.out = None;
-                                    p.kill = None;
-                                    p.away_until = Some(Instant::now() + shared.config.resume_grace);
+                                    go_away(p, shared.config.resume_grace);
                                 }
                                 continue;
                             }
@@ -1162,24 +1191,22 @@ pub async fn run_with_handle(
                         continue;
                     }
                     let Some(p) = players.get_mut(&player) else { continue };
-                    let Some(out) = &p.out else {
-                        // The connection dropped while the master was asked.
-                        moving_set(&transfers.moving, player, None);
-                        let reason = Goodbye { reason: DisconnectReason::ConnectionLost, message: "the player's connection dropped before the redirect".into() };
-                        plugin.on_transfer_failed(&mut ctx!(), player, &reason);
-                        continue;
+                    // Queued behind everything already sent to the player, so
+                    // the redirect is the last thing it hears from here. A
+                    // player that is away (or whose writer just stopped) gets
+                    // it when it reconnects, after what it missed.
+                    let queued = match &p.out {
+                        Some(out) => queue(out, ClusterToClient::Redirect((*ticket).clone())),
+                        None => Ok(()),
                     };
-                    // Queued behind everything already sent to the player,
-                    // so the redirect is the last thing it hears from here.
-                    if out.is_closed() {
-                        moving_set(&transfers.moving, player, None);
-                        let reason = Goodbye { reason: DisconnectReason::ConnectionLost, message: "the player's connection dropped before the redirect".into() };
-                        plugin.on_transfer_failed(&mut ctx!(), player, &reason);
-                    } else if queue(out, ClusterToClient::Redirect(*ticket)).is_err() {
+                    if queued.is_err() {
                         removals.push((player, Goodbye::new(DisconnectReason::SendQueueFull)));
                     } else {
                         info!(player, "player redirected");
-                        p.redirected = Some(Instant::now() + shared.config.limits.timeout());
+                        p.redirected = Some(crate::time::deadline(shared.config.limits.timeout()));
+                        if p.replay.is_some() {
+                            p.redirect = Some(ticket);
+                        }
                         moving_set(&transfers.moving, player, Some(true));
                     }
                 }
@@ -1265,24 +1292,22 @@ pub async fn run_with_handle(
                 let now = now_ms();
                 let instant = Instant::now();
                 for (id, p) in players.iter_mut() {
-                    if let Some(until) = p.away_until {
-                        if instant > until {
-                            removals.push((*id, Goodbye::new(DisconnectReason::ReconnectTimeout)));
-                        }
-                        continue;
-                    }
-                    let Some(out) = &p.out else { continue };
-                    match p.redirected {
-                        // A client that does not follow its redirect is let go.
-                        Some(deadline) if instant > deadline => {
+                    match (p.redirected, p.away_until) {
+                        // A client that does not follow its redirect is let go
+                        // (it may have followed it and lost only its goodbye).
+                        (Some(deadline), _) if instant > deadline => {
                             removals.push((*id, Goodbye::new(DisconnectReason::Redirected)));
                         }
-                        Some(_) => {}
-                        None => {
+                        (_, Some(until)) if instant > until => {
+                            removals.push((*id, Goodbye::new(DisconnectReason::ReconnectTimeout)));
+                        }
+                        (Some(_), _) | (_, Some(_)) => {}
+                        (None, None) => {
+                            let Some(out) = &p.out else { continue };
                             let mut full = queue(out, ClusterToClient::Ping(now)).is_err();
-                            if let Some(log) = p.replay.as_mut().filter(|l| l.received != l.acked) {
-                                full |= queue(out, ClusterToClient::Ack(log.received)).is_err();
-                                log.acked = log.received;
+                            if let Some(log) = p.replay.as_mut().filter(|l| l.ack_due()) {
+                                full |= queue(out, ClusterToClient::Ack(log.received())).is_err();
+                                log.mark_acked();
                             }
                             if full {
                                 removals.push((*id, Goodbye::new(DisconnectReason::SendQueueFull)));
@@ -1344,59 +1369,101 @@ pub async fn run_with_handle(
     Ok(())
 }
 
-/// Checks a reconnect to `session_id` and moves its player onto connection
-/// `conn`, with the reliable messages it missed queued first. A refusal
-/// carries the goodbye for the client and, when the session cannot go on at
-/// all, the player to let go.
+/// Marks a player away: its connection (if still open) is closed and its
+/// seat is held for `grace`.
+fn go_away(p: &mut Player, grace: Duration) {
+    p.out = None;
+    if let Some(old) = p.kill.take() {
+        // Still open on this side only: close it; its late events no longer
+        // match the player's connection.
+        let _ = old.send((
+            Goodbye {
+                reason: DisconnectReason::Kicked,
+                message: "reconnected on a new connection".into(),
+            },
+            false,
+        ));
+    }
+    p.away_until = Some(crate::time::deadline(grace));
+}
+
+/// Whether a proven reconnect of `p` can be accepted; a refusal is the
+/// goodbye for the client.
+fn resume_check(p: &Player, claim: ResumeClaim) -> Result<(), Goodbye> {
+    let refuse = |reason, message: String| Goodbye { reason, message };
+    let Some(log) = p.replay.as_ref() else {
+        return Err(refuse(
+            DisconnectReason::ResumeRefused,
+            "reconnects are turned off on this cluster".into(),
+        ));
+    };
+    // A copy of an earlier attempt (even one that never got here) is
+    // worthless once a later one was accepted.
+    if claim.attempt <= p.last_attempt {
+        return Err(refuse(
+            DisconnectReason::AuthFailed,
+            "an old or repeated reconnect attempt".into(),
+        ));
+    }
+    let client_has = claim.received;
+    match log.rewind(client_has) {
+        Rewind::Replay(_) => Ok(()),
+        Rewind::Lost {
+            client_has,
+            oldest_kept,
+        } => {
+            let message = format!(
+                "the client has {client_has} messages and the oldest one kept is number \
+                 {oldest_kept}: the ones between are gone (resume_buffer)"
+            );
+            Err(refuse(DisconnectReason::ResumeRefused, message))
+        }
+        Rewind::Impossible => Err(refuse(
+            DisconnectReason::ProtocolViolation,
+            format!("the client claims {client_has} messages, more than were sent"),
+        )),
+    }
+}
+
+/// Moves the player of a proven reconnect onto connection `conn`, with the
+/// reliable messages it missed queued first (and its redirect, if it was
+/// being moved).
+#[allow(clippy::too_many_arguments)]
 fn resume_player(
     players: &mut HashMap<PlayerId, Player>,
     shared: &Shared,
     conn: u64,
+    player: PlayerId,
     session_id: u64,
-    nonce: [u8; 32],
-    proof: &[u8],
+    session: Box<StreamSession>,
+    claim: ResumeClaim,
 ) -> Result<Resumed, (Goodbye, Option<PlayerId>)> {
-    let goodbye = |reason, message: String| Goodbye { reason, message };
-    let refuse = |message: &str| {
-        (
-            goodbye(DisconnectReason::ResumeRefused, message.into()),
+    let Some(p) = players
+        .get_mut(&player)
+        .filter(|p| p.session_id == session_id)
+    else {
+        let message = "the session ended before the reconnect was handled".into();
+        return Err((
+            Goodbye {
+                reason: DisconnectReason::ResumeRefused,
+                message,
+            },
             None,
-        )
-    };
-    let Some((&player, p)) = players.iter_mut().find(|(_, p)| p.session_id == session_id) else {
-        return Err(refuse(
-            "no such session on this cluster (it ended, or the reconnect window passed)",
         ));
     };
-    if p.redirected.is_some() {
-        return Err(refuse("the player is being moved to another cluster"));
+    if let Err(goodbye) = resume_check(p, claim) {
+        // Only a player already away, with nothing else to go on, is let go
+        // for a reconnect that cannot work; an open connection stays.
+        let end = match goodbye.reason {
+            DisconnectReason::AuthFailed => None,
+            _ => p.away_until.is_some().then_some(player),
+        };
+        return Err((goodbye, end));
     }
     let Some(log) = p.replay.as_mut() else {
-        return Err(refuse("reconnects are turned off on this cluster"));
+        return Err((Goodbye::new(DisconnectReason::ResumeRefused), None));
     };
-    if p.nonces.contains(&nonce) {
-        return Err((
-            goodbye(
-                DisconnectReason::AuthFailed,
-                "this reconnect was already used".into(),
-            ),
-            None,
-        ));
-    }
-    // Only someone holding the session's keys gets past this line, so the
-    // refusals below may end the session.
-    let (session, client_has) = handshake::accept_resume(&p.keys, &nonce, proof)
-        .map_err(|e| (goodbye(e.reason(), e.to_string()), None))?;
-    if p.nonces.len() >= MAX_RECONNECTS {
-        return Err((
-            goodbye(
-                DisconnectReason::ResumeRefused,
-                format!("more than {MAX_RECONNECTS} reconnects in one session"),
-            ),
-            Some(player),
-        ));
-    }
-    p.nonces.insert(nonce);
+    let client_has = claim.received;
     let again: Vec<ClusterToClient> = match log.rewind(client_has) {
         Rewind::Replay(kept) => kept
             .into_iter()
@@ -1405,35 +1472,13 @@ fn resume_player(
                 payload: payload.clone(),
             })
             .collect(),
-        Rewind::Lost {
-            client_has,
-            oldest_kept,
-        } => {
-            return Err((
-                goodbye(
-                    DisconnectReason::ResumeRefused,
-                    format!(
-                        "the client has {client_has} messages and the oldest one kept is \
-                         number {oldest_kept}: the ones between are gone (resume_buffer)"
-                    ),
-                ),
-                Some(player),
-            ));
-        }
-        Rewind::Impossible => {
-            return Err((
-                goodbye(
-                    DisconnectReason::ProtocolViolation,
-                    format!("the client claims {client_has} messages, more than were sent"),
-                ),
-                Some(player),
-            ));
-        }
+        // resume_check said it is in range.
+        Rewind::Lost { .. } | Rewind::Impossible => Vec::new(),
     };
+    p.last_attempt = claim.attempt;
     log.ack(client_has);
     // The Resumed message carries the count: nothing to acknowledge yet.
-    log.acked = log.received;
-    let received = log.received;
+    let received = log.mark_acked();
     debug!(
         player,
         again = again.len(),
@@ -1442,22 +1487,15 @@ fn resume_player(
         "resuming: sending the player's missed messages again"
     );
     // Room for everything to send again, so none of it can be refused.
-    let (out, out_rx) = mpsc::channel(shared.config.limits.send_queue + again.len());
+    let (out, out_rx) = mpsc::channel(shared.config.limits.send_queue + again.len() + 1);
     for m in again {
         let _ = out.try_send(m);
     }
-    let (kill_tx, kill_rx) = oneshot::channel();
-    if let Some(old) = p.kill.take() {
-        // The old connection still looks open here (the client saw it die
-        // first): close it; its late events no longer match `conn`.
-        let _ = old.send((
-            goodbye(
-                DisconnectReason::Kicked,
-                "reconnected on a new connection".into(),
-            ),
-            false,
-        ));
+    if let Some(ticket) = &p.redirect {
+        let _ = out.try_send(ClusterToClient::Redirect((**ticket).clone()));
     }
+    let (kill_tx, kill_rx) = oneshot::channel();
+    go_away(p, Duration::ZERO);
     p.out = Some(out.clone());
     p.kill = Some(kill_tx);
     p.conn = conn;
@@ -1516,6 +1554,7 @@ fn apply_removals(
             }
             // The caller tells the UDP task (it can await; this cannot).
             gone_sessions.push(p.session_id);
+            sessions_set(&shared.sessions, p.session_id, None);
             moving_set(&transfers.moving, player, None);
             link_event(&transfers.link, shared, LinkEvent::Left(player));
             info!(
@@ -1605,12 +1644,38 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
             nonce,
             proof,
         }) => {
+            // The proof is checked here, so a flood of made-up reconnects
+            // costs the connection tasks, never the core.
+            let found = {
+                let s = shared.sessions.lock().unwrap_or_else(|p| p.into_inner());
+                s.get(&session_id).cloned()
+            };
+            let Some((player, keys)) = found else {
+                info!("reconnect refused: no such session");
+                let f = refuse(
+                    DisconnectReason::ResumeRefused,
+                    "no such session on this cluster (it ended, or the reconnect window passed)"
+                        .into(),
+                );
+                let _ = write_frame(&mut wr, &f, usize::MAX).await;
+                return;
+            };
+            let (session, claim) = match handshake::accept_resume(&keys, &nonce, &proof) {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(player, "reconnect refused: {e}");
+                    let _ =
+                        write_frame(&mut wr, &refuse(e.reason(), e.to_string()), usize::MAX).await;
+                    return;
+                }
+            };
             let (reply_tx, reply_rx) = oneshot::channel();
             let ev = CoreEvent::Resume {
                 conn,
+                player,
                 session_id,
-                nonce,
-                proof,
+                session: Box::new(session),
+                claim,
                 reply: reply_tx,
             };
             if shared.events.send(ev).await.is_err() {
@@ -1630,7 +1695,7 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
                 conn,
                 frames,
                 wr,
-                stream: r.session,
+                stream: *r.session,
                 out: r.out,
                 out_rx: r.out_rx,
                 kill: r.kill,
@@ -1704,7 +1769,7 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
         user_data: accepted.token.user_data,
         out: out_tx.clone(),
         kill: kill_tx,
-        keys: Box::new(accepted.keys),
+        keys: Arc::new(accepted.keys),
         udp: Box::new(udp),
         reply: reply_tx,
     };

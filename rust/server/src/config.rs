@@ -294,8 +294,11 @@ impl ConfigFile {
                 "must be a plain file name (letters, digits, '_', '-', '.')",
             ));
         }
-        if self.cluster.resume_buffer < 1024 {
-            return Err(bad("cluster.resume_buffer", "must be at least 1024 bytes"));
+        if self.cluster.resume_grace_ms > 0 && self.cluster.resume_buffer < self.limits.max_frame {
+            return Err(bad(
+                "cluster.resume_buffer",
+                "must be at least limits.max_frame, so the largest message can be kept for a reconnect",
+            ));
         }
         if self.master.auth == AuthMode::SharedSecret && self.master.shared_secret.is_empty() {
             return Err(bad(
@@ -404,5 +407,15 @@ domain_pub_key = "https://site-cdn.playreia.com/game/pubkey.pub" # Remove this i
         )
         .unwrap_err();
         assert!(e.to_string().contains("cluster.key_name"), "{e}");
+        let e = ConfigFile::parse("[cluster]\nresume_buffer = 4096\n", Path::new("C.toml"))
+            .unwrap_err();
+        assert!(e.to_string().contains("cluster.resume_buffer"), "{e}");
+        // With reconnects off the buffer is not used, so it is not checked.
+        let c = ConfigFile::parse(
+            "[cluster]\nresume_buffer = 4096\nresume_grace_ms = 0\n",
+            Path::new("C.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.cluster.resume_grace_ms, 0);
     }
 }

@@ -46,6 +46,9 @@ async fn setup(limits: Limits) -> (RunningMaster, RunningCluster, Key, Player) {
     .await;
     let mut cfg = cluster_config(master.addr, "Alpha", "alpha", 0);
     cfg.limits = limits;
+    // Reconnects off: a player that times out is told so and let go at once
+    // (with reconnects on, tests/resume.rs covers what happens instead).
+    cfg.resume_grace = Duration::ZERO;
     let cluster = start_cluster_with(cfg, key.clone()).await;
     wait_for_clusters(&master, 1).await;
     let player = join(&master, "steady", JoinTarget::Auto).await;
@@ -183,17 +186,21 @@ async fn garbage_frames_and_broken_handshakes() {
     let quiet_player = async {
         let (t, s) = craft_token(&key, cluster.id, 2, now_ms() + 30_000);
         let mut p = RawPlayer::connect(cluster.tcp, &t, &s).await.unwrap();
-        // Read without answering pings: the cluster times the connection
-        // out and closes it. With reconnects on it says no goodbye (that
-        // would end the session): the player may come back within the grace.
+        // Read without answering pings: the cluster times the player out.
         let deadline = tokio::time::Instant::now() + GUARD;
         loop {
             let f = tokio::time::timeout_at(deadline, p.raw.recv())
                 .await
                 .expect("the cluster never timed out a silent player");
-            let Some(f) = f else { break };
+            let Some(f) = f else {
+                panic!("closed without a goodbye")
+            };
             match ClusterToClient::decode(&p.opener.open(&f).unwrap()).unwrap() {
                 ClusterToClient::Ping(_) => {}
+                ClusterToClient::Disconnect(g) => {
+                    assert_eq!(g.reason, DisconnectReason::Timeout);
+                    break;
+                }
                 other => panic!("unexpected {other:?}"),
             }
         }

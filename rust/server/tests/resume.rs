@@ -10,16 +10,16 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
 use sustenet_client::{ClientConfig, ClientEvent};
-use sustenet_proto::handshake;
+use sustenet_proto::handshake::{self, ResumeClaim};
 use sustenet_proto::{ClientSessionKeys, DisconnectReason, JoinTarget, Key};
 use sustenet_server::cluster::{self, ClusterConfig, ClusterHandle};
 use sustenet_server::{Channel, Context, PlayerId, Plugin};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Mutex, oneshot};
 use tokio::task::JoinSet;
@@ -96,11 +96,48 @@ impl Plugin for Recorder {
 /// A TCP proxy in front of the cluster that can be taken down: `down()`
 /// closes every proxied connection at once (whatever the proxy holds in
 /// flight is lost, as on a dead link) and refuses new ones until `up()`.
+/// `freeze()` instead stops relaying on the connections open now while
+/// keeping them open (a half-open link: neither end hears a close); new
+/// connections are relayed as usual. The first bytes each client sent on
+/// each connection (its hello) are kept for the test to replay.
 struct Proxy {
     addr: SocketAddr,
     down: Arc<AtomicBool>,
+    /// Links numbered below this are frozen.
+    frozen_below: Arc<AtomicU64>,
+    next_id: Arc<AtomicU64>,
     links: Arc<Mutex<JoinSet<()>>>,
+    hellos: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Relays one direction until either side closes or the link is frozen
+/// (then it holds the sockets open and relays nothing more).
+async fn relay(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    id: u64,
+    frozen_below: Arc<AtomicU64>,
+    first: Option<Arc<std::sync::Mutex<Vec<Vec<u8>>>>>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut first = first;
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        if id < frozen_below.load(Ordering::SeqCst) {
+            // Frozen: swallow everything, close nothing.
+            std::future::pending::<()>().await;
+        }
+        if let Some(h) = first.take() {
+            h.lock().unwrap().push(buf[..n].to_vec());
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 impl Proxy {
@@ -108,31 +145,48 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let down = Arc::new(AtomicBool::new(false));
+        let frozen_below = Arc::new(AtomicU64::new(0));
         let links = Arc::new(Mutex::new(JoinSet::new()));
-        let (d, l) = (down.clone(), links.clone());
+        let hellos = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let next_id = Arc::new(AtomicU64::new(0));
+        let (d, f, l, h, n) = (
+            down.clone(),
+            frozen_below.clone(),
+            links.clone(),
+            hellos.clone(),
+            next_id.clone(),
+        );
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
                 if d.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
                 }
+                let id = n.fetch_add(1, Ordering::SeqCst);
+                let (f, h) = (f.clone(), h.clone());
                 l.lock().await.spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                    let Ok(outbound) = TcpStream::connect(upstream).await else {
                         return;
                     };
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    let _ = inbound.shutdown().await;
-                    let _ = outbound.shutdown().await;
+                    let (ir, iw) = inbound.into_split();
+                    let (or, ow) = outbound.into_split();
+                    tokio::join!(
+                        relay(ir, ow, id, f.clone(), Some(h)),
+                        relay(or, iw, id, f, None)
+                    );
                 });
             }
         });
         Proxy {
             addr,
             down,
+            frozen_below,
+            next_id,
             links,
+            hellos,
             task,
         }
     }
@@ -149,6 +203,17 @@ impl Proxy {
     fn up(&self) {
         self.down.store(false, Ordering::SeqCst);
     }
+
+    /// Freezes every link open now; later ones are relayed.
+    fn freeze(&self) {
+        let next = self.next_id.load(Ordering::SeqCst);
+        self.frozen_below.store(next, Ordering::SeqCst);
+    }
+
+    /// The first bytes the client sent on the `i`-th connection.
+    fn hello(&self, i: usize) -> Vec<u8> {
+        self.hellos.lock().unwrap()[i].clone()
+    }
 }
 
 impl Drop for Proxy {
@@ -159,6 +224,10 @@ impl Drop for Proxy {
 
 struct Setup {
     master: RunningMaster,
+    keys: std::collections::HashMap<String, Key>,
+    /// The recording cluster's id and own TCP address (the proxy is in front of it).
+    cluster_id: u64,
+    cluster_tcp: SocketAddr,
     proxy: Proxy,
     handle: ClusterHandle,
     seen: flume::Receiver<Seen>,
@@ -169,17 +238,25 @@ struct Setup {
 /// A master and a recording cluster whose advertised TCP port is the
 /// proxy's, with a reconnect window of `grace`.
 async fn setup(grace: Duration) -> Setup {
+    setup_with(grace, |_| {}).await
+}
+
+/// [`setup`] with the cluster's configuration adjusted by `tune`.
+async fn setup_with(grace: Duration, tune: impl FnOnce(&mut ClusterConfig)) -> Setup {
     let keys = keys(&["c"]);
     let master = start_master(&keys).await;
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let proxy = Proxy::start(tcp.local_addr().unwrap()).await;
-    let config = ClusterConfig {
+    let cluster_tcp = tcp.local_addr().unwrap();
+    let proxy = Proxy::start(cluster_tcp).await;
+    let mut config = ClusterConfig {
         public_tcp_port: Some(proxy.addr.port()),
         resume_grace: grace,
         resume_buffer: BUFFER,
         ..cluster_config(master.addr, "c", "c", 0)
     };
+    tune(&mut config);
+    let cluster_id = config.cluster_id.unwrap();
     let (seen_tx, seen) = flume::unbounded();
     let (handle, commands) = cluster::command_channel(65_536);
     let (stop, rx) = oneshot::channel::<()>();
@@ -194,6 +271,9 @@ async fn setup(grace: Duration) -> Setup {
     wait_for_clusters(&master, 1).await;
     Setup {
         master,
+        keys,
+        cluster_id,
+        cluster_tcp,
         proxy,
         handle,
         seen,
@@ -458,7 +538,11 @@ async fn a_resume_needs_a_live_session_and_its_keys() {
 
     // A made-up session: refused with ResumeRefused.
     let keys = ClientSessionKeys::derive(&[9; 32]);
-    let (hello, _) = handshake::client_resume_hello(&keys, 12345, &[1; 32], 0).unwrap();
+    let claim = ResumeClaim {
+        received: 0,
+        attempt: 1,
+    };
+    let (hello, _) = handshake::client_resume_hello(&keys, 12345, &[1; 32], claim).unwrap();
     let refusal = raw_exchange(s.proxy.addr, &hello).await;
     assert_eq!(
         refusal.map(|e| e.reason()),
@@ -480,6 +564,351 @@ async fn raw_exchange(addr: SocketAddr, hello: &[u8]) -> Option<sustenet_proto::
     sustenet_net::write_frame(&mut wr, hello, usize::MAX)
         .await
         .unwrap();
+    let mut frames = sustenet_net::FrameReader::new(rd, 65_536);
+    let f = frames
+        .next_within(Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    handshake::check_refusal(&f)
+}
+
+/// Joins "name" with a client whose reconnect buffer fits the bursts.
+async fn join_buffered(s: &Setup, name: &str, tune: impl FnOnce(&mut ClientConfig)) -> Player {
+    let mut config: ClientConfig = client_config(&s.master);
+    config.resume_buffer = BUFFER;
+    tune(&mut config);
+    match try_join_with(config, name, JoinTarget::Id(s.cluster_id)).await {
+        Ok(p) => p,
+        Err((reason, message, ..)) => panic!("join of {name} failed: {reason} {message}"),
+    }
+}
+
+/// Waits until the client has every number below `total`, then checks the
+/// order both ways.
+async fn check_all_arrived(
+    s: &Setup,
+    p: &Player,
+    up: &mut Vec<u32>,
+    down: &mut Vec<u32>,
+    total: u32,
+) {
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while down.len() < total as usize {
+        let ev = tokio::time::timeout_at(deadline, p.events.recv_async())
+            .await
+            .unwrap_or_else(|_| panic!("client has {} of {total}", down.len()))
+            .unwrap();
+        match ev {
+            ClientEvent::Packet {
+                command: NUMBERED,
+                payload,
+                reliable: true,
+            } => down.push(number_of(&payload)),
+            ClientEvent::Disconnected { reason, message } => {
+                panic!("disconnected: {reason} {message}")
+            }
+            _ => {}
+        }
+    }
+    while up.len() < total as usize {
+        match tokio::time::timeout_at(deadline, s.seen.recv_async())
+            .await
+            .unwrap_or_else(|_| panic!("cluster has {} of {total}", up.len()))
+            .unwrap()
+        {
+            Seen::Up(_, n) => up.push(n),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    check_sequence(down, total, "cluster → client");
+    check_sequence(up, total, "client → cluster");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_open_link_is_replaced_by_the_reconnect() {
+    init_tracing();
+    count_panics();
+    // The cluster would notice the silence only after 30 s; the client
+    // after 1 s, so it reconnects while the cluster still holds the old
+    // connection open.
+    let s = setup_with(Duration::from_secs(20), |c| {
+        c.limits.timeout_ms = 30_000;
+    })
+    .await;
+    let p = join_buffered(&s, "eve", |c| c.timeout = Duration::from_secs(1)).await;
+    let player = p.id;
+    let (mut up, mut down) = (Vec::new(), Vec::new());
+    s.wait_seen(&Seen::Connected(player), &mut up).await;
+
+    let (mut next_up, mut next_down) = (0u32, 0u32);
+    let mut burst = |n: u32| {
+        for _ in 0..n {
+            p.client.send(NUMBERED, numbered(next_up)).unwrap();
+            s.handle
+                .send(player, NUMBERED, numbered(next_down), true)
+                .unwrap();
+            next_up += 1;
+            next_down += 1;
+        }
+    };
+    burst(100);
+    // Let the first burst through, then freeze: what follows is swallowed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.proxy.freeze();
+    burst(100);
+    let ev = collect(&p.events, &mut down, "reconnecting", |e| {
+        matches!(e, ClientEvent::Reconnecting { .. })
+    })
+    .await;
+    assert!(
+        matches!(
+            ev,
+            ClientEvent::Reconnecting {
+                reason: DisconnectReason::Timeout,
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
+    collect(&p.events, &mut down, "reconnected", |e| {
+        matches!(e, ClientEvent::Reconnected { .. })
+    })
+    .await;
+    // The game hears of the drop (the cluster learned of it from the
+    // reconnect itself), then of the return.
+    s.wait_seen(
+        &Seen::Lost(player, DisconnectReason::ConnectionLost),
+        &mut up,
+    )
+    .await;
+    s.wait_seen(&Seen::Back(player), &mut up).await;
+    burst(100);
+    check_all_arrived(&s, &p, &mut up, &mut down, 300).await;
+    assert_eq!(panics(), 0);
+    drop(p);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copied_hellos_are_refused_and_the_session_goes_on() {
+    init_tracing();
+    let s = setup(Duration::from_secs(20)).await;
+    let p = join_buffered(&s, "fay", |_| {}).await;
+    let player = p.id;
+    let (mut up, mut down) = (Vec::new(), Vec::new());
+    s.wait_seen(&Seen::Connected(player), &mut up).await;
+    s.proxy.down().await;
+    s.wait_seen(
+        &Seen::Lost(player, DisconnectReason::ConnectionLost),
+        &mut up,
+    )
+    .await;
+    s.proxy.up();
+    collect(&p.events, &mut down, "reconnected", |e| {
+        matches!(e, ClientEvent::Reconnected { .. })
+    })
+    .await;
+    s.wait_seen(&Seen::Back(player), &mut up).await;
+
+    // The join hello (its token is used up), the accepted resume hello (its
+    // attempt number is not new), and that hello with one proof byte changed.
+    let join_hello = s.proxy.hello(0);
+    let resume_hello = s
+        .proxy
+        .hellos
+        .lock()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .find(|h| h.get(10) == Some(&0x04))
+        .cloned()
+        .expect("a resume hello went through the proxy");
+    let mut tampered = resume_hello.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0x01;
+    for (what, bytes, want) in [
+        ("the join hello", join_hello, DisconnectReason::TokenUsed),
+        (
+            "the resume hello",
+            resume_hello,
+            DisconnectReason::AuthFailed,
+        ),
+        (
+            "a tampered resume hello",
+            tampered,
+            DisconnectReason::AuthFailed,
+        ),
+    ] {
+        let refusal = raw_bytes_exchange(s.cluster_tcp, &bytes).await;
+        assert_eq!(refusal.map(|e| e.reason()), Some(want), "{what}");
+    }
+
+    // Nothing happened to the player: no drop, no departure, still heard.
+    p.client.send(NUMBERED, numbered(0)).unwrap();
+    s.handle.send(player, NUMBERED, numbered(0), true).unwrap();
+    check_all_arrived(&s, &p, &mut up, &mut down, 1).await;
+    drop(p);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_reconnects_off_a_drop_ends_the_session() {
+    init_tracing();
+    let s = setup(Duration::ZERO).await;
+    // One client that tries to reconnect, one that does not.
+    let a = join_buffered(&s, "gil", |_| {}).await;
+    let b = join_buffered(&s, "hal", |c| c.reconnect_window = Duration::ZERO).await;
+    let mut up = Vec::new();
+    s.wait_seen(&Seen::Connected(a.id), &mut up).await;
+    s.wait_seen(&Seen::Connected(b.id), &mut up).await;
+    s.proxy.down().await;
+    let mut gone = Vec::new();
+    while gone.len() < 2 {
+        match tokio::time::timeout(GUARD, s.seen.recv_async())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Seen::Gone(id, reason) => gone.push((id, reason)),
+            other => panic!("unexpected {other:?} (no player may be held)"),
+        }
+    }
+    gone.sort_by_key(|(id, _)| *id);
+    let mut want = vec![
+        (a.id, DisconnectReason::ConnectionLost),
+        (b.id, DisconnectReason::ConnectionLost),
+    ];
+    want.sort_by_key(|(id, _)| *id);
+    assert_eq!(gone, want);
+    s.proxy.up();
+    let reason_of = |p: &Player| {
+        let events = p.events.clone();
+        async move {
+            expect(&events, "disconnected", |e| match e {
+                ClientEvent::Disconnected { reason, .. } => Some(*reason),
+                ClientEvent::Reconnected { .. } => panic!("resumed with reconnects off"),
+                _ => None,
+            })
+            .await
+        }
+    };
+    // The one that tried is told the session is over; the other never tried.
+    assert_eq!(reason_of(&a).await, DisconnectReason::ResumeRefused);
+    assert_eq!(reason_of(&b).await, DisconnectReason::ConnectionLost);
+    assert!(
+        !b.events
+            .drain()
+            .any(|e| matches!(e, ClientEvent::Reconnecting { .. }))
+    );
+    drop((a, b));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_much_sent_while_away_ends_the_session_on_either_side() {
+    init_tracing();
+    let s = setup_with(Duration::from_secs(20), |c| c.resume_buffer = 16 * 1024).await;
+    let p = join_buffered(&s, "ida", |c| c.resume_buffer = 16 * 1024).await;
+    let player = p.id;
+    let (mut up, mut down) = (Vec::new(), Vec::new());
+    s.wait_seen(&Seen::Connected(player), &mut up).await;
+    s.proxy.down().await;
+    s.wait_seen(
+        &Seen::Lost(player, DisconnectReason::ConnectionLost),
+        &mut up,
+    )
+    .await;
+    collect(&p.events, &mut down, "reconnecting", |e| {
+        matches!(e, ClientEvent::Reconnecting { .. })
+    })
+    .await;
+    // 40 × 512 bytes is over 16 KiB on both sides.
+    for i in 0..40 {
+        let _ = s.handle.send(player, NUMBERED, numbered(i), true);
+        let _ = p.client.send(NUMBERED, numbered(i));
+    }
+    let gone = tokio::time::timeout(GUARD, s.seen.recv_async())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(gone, Seen::Gone(player, DisconnectReason::SendQueueFull));
+    let ev = collect(&p.events, &mut down, "disconnected", |e| {
+        matches!(e, ClientEvent::Disconnected { .. })
+    })
+    .await;
+    assert!(
+        matches!(
+            ev,
+            ClientEvent::Disconnected {
+                reason: DisconnectReason::SendQueueFull,
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
+    drop(p);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_lost_with_the_connection_comes_again_after_the_reconnect() {
+    init_tracing();
+    let s = setup(Duration::from_secs(20)).await;
+    // A second cluster to move to, registered with the same master (under
+    // the same key name: the master knows only the keys it started with).
+    let target = start_cluster(s.master.addr, "d", "c", s.keys["c"].clone(), 0).await;
+    wait_for_clusters(&s.master, 2).await;
+
+    let p = join_buffered(&s, "jon", |_| {}).await;
+    let player = p.id;
+    let mut up = Vec::new();
+    s.wait_seen(&Seen::Connected(player), &mut up).await;
+    // Ask for the move and cut the link at once: the redirect is either
+    // lost in flight or decided while the player is away.
+    s.handle
+        .transfer(player, target.id, b"state".to_vec())
+        .unwrap();
+    s.proxy.down().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.proxy.up();
+    let joined = expect(&p.events, "joined the target", |e| match e {
+        ClientEvent::Joined { cluster, .. } => Some(cluster.clone()),
+        ClientEvent::Disconnected { reason, message } => {
+            panic!("disconnected instead: {reason} {message}")
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(joined.id, target.id);
+    // The old cluster's game sees the player leave as redirected.
+    loop {
+        match tokio::time::timeout(GUARD, s.seen.recv_async())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Seen::Gone(id, reason) => {
+                assert_eq!((id, reason), (player, DisconnectReason::Redirected));
+                break;
+            }
+            Seen::Lost(..) | Seen::Back(..) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    drop(p);
+    target.stop().await;
+    s.stop().await;
+}
+
+/// Sends raw bytes (a whole frame) and returns the refusal the server answers with.
+async fn raw_bytes_exchange(
+    addr: SocketAddr,
+    bytes: &[u8],
+) -> Option<sustenet_proto::HandshakeError> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (rd, mut wr) = stream.into_split();
+    wr.write_all(bytes).await.unwrap();
     let mut frames = sustenet_net::FrameReader::new(rd, 65_536);
     let f = frames
         .next_within(Duration::from_secs(5))

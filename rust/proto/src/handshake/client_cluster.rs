@@ -68,20 +68,32 @@ pub fn accept_client(
     })
 }
 
-/// The client's hello to reconnect to session `session_id`, saying it has
-/// received `received` data messages, and the new connection's session.
-/// `nonce` must be fresh for every attempt: the cluster refuses one it has
-/// seen, and the keys derive from it.
+/// What a resume proof says, once the cluster opened it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumeClaim {
+    /// Data messages the client has received in the session.
+    pub received: u64,
+    /// The client's attempt number in the session; the cluster accepts only
+    /// a number above every one it accepted before, so a copied hello (even
+    /// one that never reached the cluster) is useless once a later attempt
+    /// got through.
+    pub attempt: u64,
+}
+
+/// The client's hello to reconnect to session `session_id`, with what it
+/// claims, and the new connection's session. `nonce` must be fresh for
+/// every attempt (the keys derive from it) and `claim.attempt` must grow.
 pub fn client_resume_hello(
     keys: &ClientSessionKeys,
     session_id: u64,
     nonce: &[u8; 32],
-    received: u64,
+    claim: ResumeClaim,
 ) -> Result<(Vec<u8>, StreamSession), HandshakeError> {
     let mut session = keys.resume_stream(nonce, Side::Initiator);
-    let mut plain = Vec::with_capacity(RESUME_PROOF.len() + 8);
+    let mut plain = Vec::with_capacity(RESUME_PROOF.len() + 16);
     plain.extend_from_slice(RESUME_PROOF);
-    plain.put_u64(received);
+    plain.put_u64(claim.received);
+    plain.put_u64(claim.attempt);
     let proof = session.sealer.seal(&plain)?;
     let mut body = Vec::with_capacity(8 + 32 + 2 + proof.len());
     body.put_u64(session_id);
@@ -93,24 +105,28 @@ pub fn client_resume_hello(
 
 /// The cluster's side of a reconnect, once it found the session's keys:
 /// checks the proof and returns the new connection's session (past the
-/// proof) and how many data messages the client says it received. The
-/// caller refuses nonces it has seen before.
+/// proof) and the client's claim. The caller refuses an attempt number that
+/// is not above the last one it accepted.
 pub fn accept_resume(
     keys: &ClientSessionKeys,
     nonce: &[u8; 32],
     proof: &[u8],
-) -> Result<(StreamSession, u64), HandshakeError> {
+) -> Result<(StreamSession, ResumeClaim), HandshakeError> {
     let mut session = keys.resume_stream(nonce, Side::Responder);
     let plain = session
         .opener
         .open(proof)
         .map_err(|_| HandshakeError::AuthenticationFailed)?;
-    let received = plain
+    let fields = plain
         .strip_prefix(RESUME_PROOF)
-        .and_then(|rest| <[u8; 8]>::try_from(rest).ok())
-        .map(u64::from_le_bytes)
+        .and_then(|rest| <[u8; 16]>::try_from(rest).ok())
         .ok_or(HandshakeError::AuthenticationFailed)?;
-    Ok((session, received))
+    let (received, attempt) = fields.split_at(8);
+    let num = |b: &[u8]| <[u8; 8]>::try_from(b).map(u64::from_le_bytes);
+    match (num(received), num(attempt)) {
+        (Ok(received), Ok(attempt)) => Ok((session, ResumeClaim { received, attempt })),
+        _ => Err(HandshakeError::AuthenticationFailed),
+    }
 }
 
 #[cfg(test)]
@@ -161,7 +177,11 @@ mod tests {
     fn resume_proof_carries_the_count_and_needs_the_keys() {
         let keys = ClientSessionKeys::derive(&[7; 32]);
         let nonce = [3; 32];
-        let (hello, mut client) = client_resume_hello(&keys, 99, &nonce, 41).unwrap();
+        let claim = ResumeClaim {
+            received: 41,
+            attempt: 3,
+        };
+        let (hello, mut client) = client_resume_hello(&keys, 99, &nonce, claim).unwrap();
         let Hello::ClientResume {
             session_id,
             nonce: n,
@@ -171,8 +191,8 @@ mod tests {
             unreachable!()
         };
         assert_eq!((session_id, n), (99, nonce));
-        let (mut server, received) = accept_resume(&keys, &n, &proof).unwrap();
-        assert_eq!(received, 41);
+        let (mut server, got) = accept_resume(&keys, &n, &proof).unwrap();
+        assert_eq!(got, claim);
         // The new session works both ways, past the proof.
         let sealed = server.sealer.seal(b"hi").unwrap();
         assert_eq!(client.opener.open(&sealed).unwrap(), b"hi");
@@ -197,18 +217,23 @@ mod vector {
     use super::*;
 
     /// The resume example of docs/protocol.md §15.4: session secret 11 × 32,
-    /// session 9, nonce 22 × 32, 5 messages received.
+    /// session 9, nonce 22 × 32, 5 messages received, attempt 1.
     #[test]
     fn resume_hello_matches_the_documented_vector() {
         let keys = ClientSessionKeys::derive(&[0x11; 32]);
-        let (hello, _) = client_resume_hello(&keys, 9, &[0x22; 32], 5).unwrap();
+        let claim = ResumeClaim {
+            received: 5,
+            attempt: 1,
+        };
+        let (hello, _) = client_resume_hello(&keys, 9, &[0x22; 32], claim).unwrap();
         let proof = "00 00 00 00 00 00 00 00 1e 31 40 c1 a5 93 21 9d 5b 1a 99 0b b7 cb 2e 80 \
-                     3c e7 18 a8 d9 4a 57 f3 fb 19 af 32 ef db e6 3e bb c5 f4 ce 1a 3c 22 5c a8 2e";
+                     3c e7 18 a8 d9 4a 57 f3 fb 19 ae 40 28 76 84 5f 5b 38 9a a9 6d d4 c2 70 \
+                     8c e6 2a d5 eb 35 b9 d2 67 e3";
         let mut want = vec![
             0x53, 0x4e, 0x45, 0x54, 0x02, 0x00, 0x04, 9, 0, 0, 0, 0, 0, 0, 0,
         ];
         want.extend([0x22; 32]);
-        want.extend([50, 0]);
+        want.extend([58, 0]);
         want.extend(
             proof
                 .split_whitespace()
