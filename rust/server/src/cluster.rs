@@ -35,7 +35,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::config::Limits;
 use crate::error::ServerError;
 use crate::fragments::{
-    FragmentError, FragmentEvent, FragmentId, FragmentSettings, Fragments, GridConfig,
+    FragmentError, FragmentEvent, FragmentId, FragmentSettings, Fragments, GridConfig, Seeded,
 };
 use crate::plugin::{Channel, PlayerId, Plugin};
 use crate::time::now_ms;
@@ -196,7 +196,8 @@ pub struct Context<'a> {
 /// yet given to the plugin.
 struct World {
     fragments: Fragments,
-    states: HashMap<PlayerId, (u16, Vec<u8>)>,
+    /// Looked up once per record of the state fan-out, hence the cheap hash.
+    states: HashMap<PlayerId, (u16, Vec<u8>), Seeded>,
     events: Vec<FragmentEvent>,
 }
 
@@ -460,7 +461,11 @@ impl Context<'_> {
         if !self.players.contains_key(&player) {
             return Err(SendError::UnknownPlayer(player));
         }
-        self.world.states.insert(player, (command, state.to_vec()));
+        // Most players report every tick: reuse the buffer of the last one.
+        let (c, s) = self.world.states.entry(player).or_default();
+        *c = command;
+        s.clear();
+        s.extend_from_slice(state);
         Ok(())
     }
 
@@ -493,23 +498,26 @@ impl Context<'_> {
     }
 }
 
-/// Seals and sends what the batch holds (if anything) to one player.
+/// Seals and sends what the batch holds (if anything) to one player,
+/// through `sealed`, a buffer kept across calls; leaves the batch empty.
 fn flush_batch(
     udp: &UdpSocket,
     sealer: &mut DatagramSealer,
     addr: SocketAddr,
     batch: &mut datagram::Batch,
+    sealed: &mut Vec<u8>,
 ) {
     if batch.is_empty() {
         return;
     }
-    match sealer.seal(&batch.take()) {
+    match sealer.seal_into(batch.as_bytes(), sealed) {
         // Unreliable: a full socket buffer drops the datagram, as the network would.
-        Ok(d) => {
-            let _ = udp.try_send_to(&d, addr);
+        Ok(()) => {
+            let _ = udp.try_send_to(sealed, addr);
         }
         Err(e) => debug!("cannot seal datagram: {e}"),
     }
+    batch.clear();
 }
 
 fn send_records(udp: &UdpSocket, sealer: &mut DatagramSealer, addr: SocketAddr, record: &Record) {
@@ -907,7 +915,7 @@ pub async fn run_with_handle(
                 message: e.to_string(),
             })
         })?,
-        states: HashMap::new(),
+        states: HashMap::with_hasher(Seeded::new()),
         events: Vec::new(),
     };
     let mut update = tokio::time::interval(shared.config.update_tick.max(Duration::from_millis(1)));
@@ -1065,6 +1073,7 @@ pub async fn run_with_handle(
             _ = update.tick() => {
                 let World { fragments, states, .. } = &mut world;
                 let mut batch = datagram::Batch::new();
+                let mut sealed = Vec::new();
                 fragments.tick(Instant::now(), |recipient, subjects| {
                     let Some(p) = players.get_mut(&recipient) else { return };
                     let (Some(addr), None) = (p.udp_addr, p.redirected) else { return };
@@ -1072,11 +1081,11 @@ pub async fn run_with_handle(
                         let Some((command, state)) = states.get(subject) else { continue };
                         let parts: [&[u8]; 2] = [&subject.to_le_bytes(), state];
                         if !matches!(batch.push_data(*command, &parts), Ok(true)) {
-                            flush_batch(&udp, &mut p.udp, addr, &mut batch);
+                            flush_batch(&udp, &mut p.udp, addr, &mut batch, &mut sealed);
                             let _ = batch.push_data(*command, &parts);
                         }
                     }
-                    flush_batch(&udp, &mut p.udp, addr, &mut batch);
+                    flush_batch(&udp, &mut p.udp, addr, &mut batch, &mut sealed);
                 });
             }
             _ = tick.tick() => {

@@ -1013,13 +1013,13 @@ impl Probe {
 /// random per map, so positions chosen by a client cannot be aimed at one
 /// bucket without knowing it.
 #[derive(Clone)]
-struct Seeded {
+pub(crate) struct Seeded {
     key: u64,
     init: u64,
 }
 
 impl Seeded {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let rs = RandomState::new();
         Self {
             key: rs.hash_one(0x5EED_u64) | 1,
@@ -1047,7 +1047,7 @@ impl BuildHasher for Seeded {
 }
 
 /// The hasher [`Seeded`] builds.
-struct Fold {
+pub(crate) struct Fold {
     acc: u64,
     key: u64,
 }
