@@ -566,9 +566,10 @@ struct StateOut<'a> {
 }
 
 impl StateOut<'_> {
-    /// One recipient's share of an update: the latest state of each of its
-    /// subjects, as few datagrams as they fit in (one, for about 40 states
-    /// of 16 bytes). Players gone or moving away since the fan-out are skipped.
+    /// What one recipient hears of an update: the latest state of each of
+    /// its subjects, in as few datagrams as they fit (one, for up to about
+    /// 40 states of 16 bytes). A recipient that left or was redirected since
+    /// the fan-out, and subjects that left, are skipped.
     fn send(
         &mut self,
         players: &mut HashMap<PlayerId, Player>,
