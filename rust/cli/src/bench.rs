@@ -37,6 +37,7 @@ use sustenet_client::{Client, ClientConfig, ClientError, ClientEvent, UNRELIABLE
 use sustenet_proto::{JoinTarget, PublicKey};
 use sustenet_server::EchoChat;
 use tokio::io::AsyncBufReadExt as _;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::up::{ClientFile, DEV_DIR};
@@ -55,6 +56,8 @@ const DRAIN: Duration = Duration::from_secs(5);
 const MIN_DRAIN: Duration = Duration::from_millis(500);
 /// Recent position sends remembered per client, to match position echoes.
 const POS_RING: usize = 64;
+/// Most queued events a client handles in one go after the one it woke for.
+const EVENT_BATCH: usize = 256;
 /// Example messages kept per kind of error.
 const EXAMPLES: usize = 3;
 /// Clients per process when the open-file limit cannot be read.
@@ -125,6 +128,12 @@ pub struct BenchArgs {
     /// Seconds allowed for a client's login and join.
     #[arg(long, default_value_t = 20)]
     timeout: u64,
+    /// Most clients logging in or joining at once, over all processes
+    /// (shared evenly between them). Kept well under the servers' default
+    /// handshake limit (512), so a slow moment queues joins here instead of
+    /// getting them refused.
+    #[arg(long, default_value_t = 64)]
+    joins_in_flight: u32,
     /// Internal: run clients and report JSON lines (started by the coordinator).
     #[arg(long, hide = true)]
     worker: bool,
@@ -159,6 +168,7 @@ struct Plan {
     world: f32,
     speed: f32,
     timeout: Duration,
+    joins_in_flight: u32,
 }
 
 fn rate(name: &str, v: f64) -> anyhow::Result<f64> {
@@ -168,8 +178,12 @@ fn rate(name: &str, v: f64) -> anyhow::Result<f64> {
     Ok(v)
 }
 
+/// `None` for 0, and for rates so low that the period is beyond what a
+/// `Duration` holds: either way the stream never sends.
 fn period(per_sec: f64) -> Option<Duration> {
-    (per_sec > 0.0).then(|| Duration::from_secs_f64(1.0 / per_sec))
+    (per_sec > 0.0)
+        .then(|| Duration::try_from_secs_f64(1.0 / per_sec).ok())
+        .flatten()
 }
 
 impl Plan {
@@ -223,6 +237,7 @@ impl Plan {
             world: args.world,
             speed: args.speed,
             timeout: Duration::from_secs(args.timeout.max(1)),
+            joins_in_flight: args.joins_in_flight.max(1),
         })
     }
 
@@ -848,9 +863,51 @@ struct Player<'a> {
     ring: [(u32, u64); POS_RING],
     /// Reliable echoes sent and not yet back.
     outstanding: u64,
+    /// Position and other packets counted since the last [`Player::publish`]:
+    /// with fan-out they are most of what arrives, and one shared atomic
+    /// add per packet, from every client on every thread, costs more than
+    /// the counting itself.
+    pos_recv: u64,
+    other_recv: u64,
 }
 
 impl Player<'_> {
+    /// Adds the locally counted packets to the process's counters.
+    fn publish(&mut self) {
+        let c = &self.stats.c;
+        for (local, shared) in [
+            (&mut self.pos_recv, &c.pos_recv),
+            (&mut self.other_recv, &c.other_recv),
+        ] {
+            if *local > 0 {
+                shared.fetch_add(std::mem::take(local), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Handles `first` and whatever else is already queued (up to a bound,
+    /// so that a flood cannot starve this client's sends): the records of
+    /// one datagram arrive as one event each, and a trip through `play`'s
+    /// select for every one of them was most of the generator's own work.
+    fn on_events(
+        &mut self,
+        first: ClientEvent,
+        events: &flume::Receiver<ClientEvent>,
+    ) -> Result<(), Failure> {
+        let mut r = self.on_event(first);
+        for _ in 0..EVENT_BATCH {
+            if r.is_err() {
+                break;
+            }
+            match events.try_recv() {
+                Ok(ev) => r = self.on_event(ev),
+                Err(_) => break,
+            }
+        }
+        self.publish();
+        r
+    }
+
     fn on_event(&mut self, ev: ClientEvent) -> Result<(), Failure> {
         let c = &self.stats.c;
         match ev {
@@ -859,13 +916,12 @@ impl Player<'_> {
                 payload,
                 reliable,
             } => {
-                let now = self.clock.now_us();
                 if command == ECHO {
                     let Some(sent) = read_u64(&payload, 0) else {
-                        bump(&c.other_recv);
+                        self.other_recv += 1;
                         return Ok(());
                     };
-                    let rtt = now.saturating_sub(sent);
+                    let rtt = self.clock.now_us().saturating_sub(sent);
                     if reliable {
                         self.stats.rel.record(rtt);
                         bump(&c.rel_recv);
@@ -875,15 +931,16 @@ impl Player<'_> {
                         bump(&c.unrel_recv);
                     }
                 } else if command == POS {
-                    bump(&c.pos_recv);
+                    self.pos_recv += 1;
                     if let Some(seq) = read_u32(&payload, 12).filter(|_| payload.len() == POS_LEN) {
                         let (s, sent) = self.ring[seq as usize % POS_RING];
                         if s == seq {
+                            let now = self.clock.now_us();
                             self.stats.pos.record(now.saturating_sub(sent));
                         }
                     }
                 } else {
-                    bump(&c.other_recv);
+                    self.other_recv += 1;
                 }
             }
             ClientEvent::Redirected { .. } => bump(&c.redirects),
@@ -912,20 +969,37 @@ impl Player<'_> {
     }
 }
 
-fn ticker(first: Instant, every: Duration) -> tokio::time::Interval {
-    let mut t = tokio::time::interval_at(first, every);
-    // A generator that falls behind sends less (and the summary shows it),
-    // rather than bursts to catch up.
-    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    t
+/// One stream of sends at a fixed rate. A client's streams share one
+/// timer (see `play`): a timer per stream, each polled on every wake-up,
+/// was a large part of the generator's own CPU.
+#[derive(Debug)]
+struct Every {
+    /// `None` once the schedule runs past what an `Instant` holds.
+    next: Option<Instant>,
+    period: Duration,
 }
 
-async fn tick(t: &mut Option<tokio::time::Interval>) {
-    match t {
-        Some(t) => {
-            t.tick().await;
+impl Every {
+    fn new(first: Instant, period: Duration) -> Every {
+        Every {
+            next: Some(first),
+            period,
         }
-        None => std::future::pending().await,
+    }
+
+    /// Whether a send is due at `now`; if so, moves on to the next one. A
+    /// generator that fell behind skips the sends it missed (and sends less,
+    /// which the summary shows) rather than bursting to catch up.
+    fn due(&mut self, now: Instant) -> bool {
+        let Some(next) = self.next.filter(|t| *t <= now) else {
+            return false;
+        };
+        let p = self.period.as_nanos().max(1);
+        let steps = now.duration_since(next).as_nanos() / p + 1;
+        self.next = u64::try_from(steps * p)
+            .ok()
+            .and_then(|ns| next.checked_add(Duration::from_nanos(ns)));
+        true
     }
 }
 
@@ -941,12 +1015,18 @@ async fn play(
     let mut rng = <Rng as rand::SeedableRng>::seed_from_u64(u64::from(i) ^ 0x5EED_0000_0000_0000);
     let mut walker = Walker::new(&mut rng, plan.world, plan.speed);
     let now = Instant::now();
-    // Each timer starts at a random phase so clients don't send in lockstep.
-    let mut start = |p: Duration| ticker(now + p.mul_f64(unit(&mut rng)), p);
+    // Each stream starts at a random phase so clients don't send in lockstep.
+    let mut start = |p: Duration| Every::new(now + p.mul_f64(unit(&mut rng)), p);
     let pos_period = period(plan.hz);
     let mut pos_t = pos_period.map(&mut start);
     let mut rel_t = period(plan.reliable_per_sec).map(&mut start);
     let mut unrel_t = period(plan.unreliable_per_sec).map(&mut start);
+    let next_wake = |streams: [&Option<Every>; 3]| {
+        streams
+            .into_iter()
+            .filter_map(|e| e.as_ref().and_then(|e| e.next))
+            .fold(end_at, Instant::min)
+    };
     let dt = pos_period.map_or(0.0, |p| p.as_secs_f32());
     let unrel_size = plan.size.min(UNRELIABLE_LIMIT);
     let (mut pos_seq, mut rel_seq, mut unrel_seq) = (0u32, 0u32, 0u32);
@@ -955,45 +1035,60 @@ async fn play(
         clock,
         ring: [(u32::MAX, 0); POS_RING],
         outstanding: 0,
+        pos_recv: 0,
+        other_recv: 0,
     };
     let c = &stats.c;
-    let end = tokio::time::sleep_until(end_at);
-    tokio::pin!(end);
+    let timer = tokio::time::sleep_until(next_wake([&pos_t, &rel_t, &unrel_t]));
+    tokio::pin!(timer);
+    // Kept across wake-ups: a receive future made and dropped on every turn
+    // registers and unregisters with the channel each time.
+    let mut recv = events.recv_async();
     loop {
         tokio::select! {
-            _ = &mut end => break,
-            _ = tick(&mut pos_t) => {
-                walker.step(&mut rng, dt);
-                me.ring[pos_seq as usize % POS_RING] = (pos_seq, clock.now_us());
-                match client.send_unreliable(POS, walker.payload(pos_seq)) {
-                    Ok(()) => bump(&c.pos_sent),
-                    Err(e) => me.send_failed(&e),
+            () = &mut timer => {
+                let now = Instant::now();
+                if now >= end_at {
+                    break;
                 }
-                pos_seq = pos_seq.wrapping_add(1);
-            }
-            _ = tick(&mut rel_t) => {
-                match client.send(ECHO, echo_payload(clock.now_us(), rel_seq, plan.size)) {
-                    Ok(()) => {
-                        bump(&c.rel_sent);
-                        me.outstanding += 1;
+                if pos_t.as_mut().is_some_and(|e| e.due(now)) {
+                    walker.step(&mut rng, dt);
+                    me.ring[pos_seq as usize % POS_RING] = (pos_seq, clock.now_us());
+                    match client.send_unreliable(POS, walker.payload(pos_seq)) {
+                        Ok(()) => bump(&c.pos_sent),
+                        Err(e) => me.send_failed(&e),
                     }
-                    Err(e) => me.send_failed(&e),
+                    pos_seq = pos_seq.wrapping_add(1);
                 }
-                rel_seq = rel_seq.wrapping_add(1);
-            }
-            _ = tick(&mut unrel_t) => {
-                match client.send_unreliable(ECHO, echo_payload(clock.now_us(), unrel_seq, unrel_size)) {
-                    Ok(()) => bump(&c.unrel_sent),
-                    Err(e) => me.send_failed(&e),
+                if rel_t.as_mut().is_some_and(|e| e.due(now)) {
+                    match client.send(ECHO, echo_payload(clock.now_us(), rel_seq, plan.size)) {
+                        Ok(()) => {
+                            bump(&c.rel_sent);
+                            me.outstanding += 1;
+                        }
+                        Err(e) => me.send_failed(&e),
+                    }
+                    rel_seq = rel_seq.wrapping_add(1);
                 }
-                unrel_seq = unrel_seq.wrapping_add(1);
+                if unrel_t.as_mut().is_some_and(|e| e.due(now)) {
+                    match client.send_unreliable(ECHO, echo_payload(clock.now_us(), unrel_seq, unrel_size)) {
+                        Ok(()) => bump(&c.unrel_sent),
+                        Err(e) => me.send_failed(&e),
+                    }
+                    unrel_seq = unrel_seq.wrapping_add(1);
+                }
+                timer.as_mut().reset(next_wake([&pos_t, &rel_t, &unrel_t]));
             }
-            ev = events.recv_async() => match ev {
-                Ok(ev) => me.on_event(ev)?,
-                Err(_) => return Err(Failure::new("client stopped", "the client task stopped")),
-            },
+            ev = &mut recv => {
+                recv = events.recv_async();
+                match ev {
+                    Ok(ev) => me.on_events(ev, events)?,
+                    Err(_) => return Err(Failure::new("client stopped", "the client task stopped")),
+                }
+            }
         }
     }
+    drop(recv);
     // Drain: wait for the reliable echoes still on their way (up to DRAIN),
     // and at least MIN_DRAIN for unreliable ones.
     let soft = end_at + MIN_DRAIN;
@@ -1006,7 +1101,7 @@ async fn play(
         let until = if me.outstanding == 0 { soft } else { hard };
         match tokio::time::timeout_at(until, events.recv_async()).await {
             Err(_) => {}
-            Ok(Ok(ev)) => me.on_event(ev)?,
+            Ok(Ok(ev)) => me.on_events(ev, events)?,
             Ok(Err(_)) => {
                 return Err(Failure::new("client stopped", "the client task stopped"));
             }
@@ -1027,15 +1122,22 @@ async fn play(
 }
 
 /// One simulated client, from its start time to its goodbye.
-async fn simulate(i: u32, plan: Arc<Plan>, clock: Clock, stats: Arc<Stats>) {
+async fn simulate(i: u32, plan: Arc<Plan>, clock: Clock, stats: Arc<Stats>, joins: Arc<Semaphore>) {
     tokio::time::sleep_until(clock.at(plan.start_us(i))).await;
     let end_at = clock.at(plan.end_us());
     bump(&stats.c.started);
+    // Never closed, so this waits for a turn; a late start shows in the
+    // progress lines (joined lags started) rather than as refused joins.
+    let Ok(turn) = joins.acquire().await else {
+        return;
+    };
     let mut cfg = ClientConfig::new(plan.master.clone(), plan.key);
     cfg.handshake_timeout = plan.timeout;
     let (client, events) = Client::spawn(&tokio::runtime::Handle::current(), cfg);
     let t0 = Instant::now();
-    if let Err(f) = join(&client, &events, &plan, i, t0 + plan.timeout).await {
+    let joined = join(&client, &events, &plan, i, t0 + plan.timeout).await;
+    drop(turn);
+    if let Err(f) = joined {
         bump(&stats.c.failed);
         stats.errors.record(&format!("join: {}", f.kind), f.message);
         let _ = client.disconnect();
@@ -1073,10 +1175,17 @@ async fn worker(args: BenchArgs) -> anyhow::Result<()> {
     let stats = Arc::new(Stats::default());
     let mut set = tokio::task::JoinSet::new();
     let step = args.worker_count.max(1);
+    let joins = Arc::new(Semaphore::new((plan.joins_in_flight / step).max(1) as usize));
     let mut i = args.worker_index;
     while i < plan.clients {
         bump(&stats.c.target);
-        set.spawn(simulate(i, plan.clone(), clock, stats.clone()));
+        set.spawn(simulate(
+            i,
+            plan.clone(),
+            clock,
+            stats.clone(),
+            joins.clone(),
+        ));
         i = i.saturating_add(step);
     }
     let mut report = tokio::time::interval_at(clock.at(1_000_000), Duration::from_secs(1));
@@ -1334,6 +1443,7 @@ fn worker_command(
         .args(["--world", &plan.world.to_string()])
         .args(["--speed", &plan.speed.to_string()])
         .args(["--timeout", &plan.timeout.as_secs().to_string()])
+        .args(["--joins-in-flight", &plan.joins_in_flight.to_string()])
         .env("SUSTENET_SECRET", &plan.secret)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -1677,6 +1787,26 @@ mod tests {
         assert_eq!(back.counts, s.counts);
         let empty = s.minus(&s);
         assert_eq!(empty.quantiles().count, 0);
+    }
+
+    #[test]
+    fn every_keeps_its_rate_and_skips_what_it_missed() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut e = Every::new(t0 + ms(10), ms(50));
+        assert!(!e.due(t0));
+        assert!(e.due(t0 + ms(10)));
+        assert!(!e.due(t0 + ms(59)));
+        // Late by a bit: sends once and keeps the original phase.
+        assert!(e.due(t0 + ms(65)));
+        assert_eq!(e.next, Some(t0 + ms(110)));
+        // Late by several periods: one send, the missed ones are skipped.
+        assert!(e.due(t0 + ms(260)));
+        assert!(!e.due(t0 + ms(260)));
+        assert_eq!(e.next, Some(t0 + ms(310)));
+        assert_eq!(period(0.0), None);
+        assert_eq!(period(1e-300), None);
+        assert_eq!(period(20.0), Some(ms(50)));
     }
 
     #[test]

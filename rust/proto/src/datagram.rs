@@ -150,6 +150,17 @@ impl Batch {
     pub fn take(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.buf)
     }
+
+    /// The plaintext so far; with [`Batch::clear`], a batch that is reused
+    /// keeps its allocation instead of growing a new one for every datagram.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Empties the batch, keeping its capacity.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+    }
 }
 
 /// Encodes a single record as a datagram plaintext.

@@ -185,6 +185,17 @@ impl FragmentSettings {
     }
 }
 
+/// The first `epoch + k × period` (k a whole number) after `now`; `now`
+/// itself if that is out of `Instant`'s range.
+fn next_boundary(epoch: Instant, period: Duration, now: Instant) -> Instant {
+    let p = period.as_nanos().max(1);
+    let k = now.saturating_duration_since(epoch).as_nanos() / p + 1;
+    u64::try_from(k * p)
+        .ok()
+        .and_then(|ns| epoch.checked_add(Duration::from_nanos(ns)))
+        .unwrap_or(now)
+}
+
 /// How a cluster's world is cut into fragments.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -389,6 +400,8 @@ pub struct Fragments {
     /// Tick counter; 0 means no tick has started.
     tick: u64,
     due: Vec<FragmentId>,
+    /// The first tick's time: every fragment's schedule counts periods from it.
+    epoch: Option<Instant>,
 }
 
 impl Fragments {
@@ -403,6 +416,7 @@ impl Fragments {
             radii: BTreeMap::new(),
             tick: 0,
             due: Vec::new(),
+            epoch: None,
         })
     }
 
@@ -657,13 +671,22 @@ impl Fragments {
 
     /// Starts a tick: picks the occupied fragments whose update is due at
     /// `now`, moves their schedules on, and returns them. A fragment is due
-    /// every `1 / update_hz`; the schedule advances by whole periods so the
-    /// average rate holds even when ticks do not line up with it, and skips
-    /// ahead rather than bursting if the cluster fell behind. A fragment
-    /// that just became occupied is due at once. O(occupied fragments).
+    /// every `1 / update_hz`, at whole multiples of its period counted from
+    /// the grid's first tick, so the average rate holds even when ticks do
+    /// not line up with it, and a fragment skips ahead rather than bursting
+    /// if the cluster fell behind. A fragment that just became occupied is
+    /// due at once, then joins that shared schedule.
+    ///
+    /// The shared schedule matters for the datagram count: a player hears
+    /// about the players of up to 9 (2D) or 27 (3D) fragments, and batches
+    /// all of them due in one tick into one datagram. Fragments on their
+    /// own phases (the time each was first occupied) would be due on
+    /// different ticks and cost the player a datagram each per period.
+    /// O(occupied fragments).
     pub fn start_tick(&mut self, now: Instant) -> &[FragmentId] {
         self.tick += 1;
         self.due.clear();
+        let epoch = *self.epoch.get_or_insert(now);
         for (id, cell) in &mut self.cells {
             if cell.next_due.is_some_and(|t| now < t) {
                 continue;
@@ -673,13 +696,7 @@ impl Fragments {
                 .get(id)
                 .unwrap_or(&self.config.default_settings)
                 .period();
-            let next = cell
-                .next_due
-                .and_then(|t| t.checked_add(period))
-                .filter(|t| *t > now)
-                .or_else(|| now.checked_add(period))
-                .unwrap_or(now);
-            cell.next_due = Some(next);
+            cell.next_due = Some(next_boundary(epoch, period, now));
             cell.due_tick = self.tick;
             self.due.push(*id);
         }
@@ -996,13 +1013,13 @@ impl Probe {
 /// random per map, so positions chosen by a client cannot be aimed at one
 /// bucket without knowing it.
 #[derive(Clone)]
-struct Seeded {
+pub(crate) struct Seeded {
     key: u64,
     init: u64,
 }
 
 impl Seeded {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let rs = RandomState::new();
         Self {
             key: rs.hash_one(0x5EED_u64) | 1,
@@ -1030,7 +1047,7 @@ impl BuildHasher for Seeded {
 }
 
 /// The hasher [`Seeded`] builds.
-struct Fold {
+pub(crate) struct Fold {
     acc: u64,
     key: u64,
 }

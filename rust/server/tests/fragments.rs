@@ -802,3 +802,25 @@ fn fan_out_sends_only_due_fragments() {
     assert_eq!((stats.due_fragments, stats.pairs), (0, 0));
     assert!(v.is_empty());
 }
+
+#[test]
+fn fragments_occupied_at_different_times_share_one_schedule() {
+    let mut g = grid(Dims::Two);
+    let a = FragmentId { x: 0, y: 0, z: 0 };
+    let b = FragmentId { x: 3, y: 0, z: 0 };
+    g.set_position(1, [1.0, 1.0, 0.0]).unwrap();
+    let t0 = Instant::now();
+    assert!(g.start_tick(t0).contains(&a));
+    // b is first occupied 20 ms into a's 50 ms period: due at once, then
+    // on the same ticks as a, so a player near both gets one batch.
+    g.set_position(2, [31.0, 1.0, 0.0]).unwrap();
+    let due = g.start_tick(t0 + Duration::from_millis(20));
+    assert_eq!(due, [b]);
+    for ms in (30..=150).step_by(10) {
+        let mut due = g.start_tick(t0 + Duration::from_millis(ms)).to_vec();
+        due.sort();
+        let want = if ms % 50 == 0 { vec![a, b] } else { vec![] };
+        assert_eq!(due, want, "{ms} ms");
+    }
+    assert_eq!(g.next_due(b), Some(t0 + Duration::from_millis(200)));
+}
