@@ -537,6 +537,27 @@ struct ClusterConn {
     attempts: u64,
 }
 
+impl ClusterConn {
+    /// The next reconnect attempt of this session, to run beside the task.
+    fn next_attempt(
+        &mut self,
+        config: &ClientConfig,
+    ) -> impl std::future::Future<Output = Result<Attempt, Resume>> + Send + 'static {
+        self.attempts += 1;
+        let claim = ResumeClaim {
+            received: self.replay.received(),
+            attempt: self.attempts,
+        };
+        attempt(
+            self.addr.clone(),
+            (*self.keys).clone(),
+            self.session_id,
+            claim,
+            config.clone(),
+        )
+    }
+}
+
 struct Link {
     reader: SealedReader<OwnedReadHalf>,
     writer: SealedWriter<OwnedWriteHalf>,
@@ -1132,20 +1153,11 @@ impl Task {
                 .await;
             return;
         }
-        c.attempts += 1;
-        let claim = ResumeClaim {
-            received: c.replay.received(),
-            attempt: c.attempts,
-        };
-        let job = attempt(
-            c.addr.clone(),
-            (*c.keys).clone(),
-            c.session_id,
-            claim,
-            self.config.clone(),
-        );
-        away.next_try = None;
-        away.pending = Some(tokio::spawn(job));
+        let job = c.next_attempt(&self.config);
+        if let Some(away) = c.away.as_mut() {
+            away.next_try = None;
+            away.pending = Some(tokio::spawn(job));
+        }
     }
 
     /// An attempt ended: back on the cluster, or the next attempt scheduled,
@@ -1454,18 +1466,7 @@ impl Task {
                 // Leaving while reconnecting: one short reconnect, in the
                 // background, only to say goodbye, so the cluster frees the
                 // seat now instead of at the end of its window.
-                c.attempts += 1;
-                let claim = ResumeClaim {
-                    received: c.replay.received(),
-                    attempt: c.attempts,
-                };
-                let job = attempt(
-                    c.addr.clone(),
-                    (*c.keys).clone(),
-                    c.session_id,
-                    claim,
-                    self.config.clone(),
-                );
+                let job = c.next_attempt(&self.config);
                 let (limit, max_frame) = (self.config.handshake_timeout, self.config.max_frame);
                 tokio::spawn(async move {
                     if let Ok(Ok(a)) = tokio::time::timeout(limit, job).await {

@@ -189,14 +189,17 @@ struct Player {
 /// a reconnect's proof here, off the core task, and only pass on proven ones.
 type Sessions = Mutex<HashMap<u64, (PlayerId, Arc<ClientSessionKeys>)>>;
 
-fn sessions_set(s: &Sessions, session_id: u64, entry: Option<(PlayerId, Arc<ClientSessionKeys>)>) {
-    let mut s = s.lock().unwrap_or_else(|p| p.into_inner());
-    match entry {
-        Some(e) => {
-            s.insert(session_id, e);
+/// Sets (`Some`) or removes (`None`) an entry of a map shared with other
+/// tasks; a poisoned lock is used as is (the map holds no invariant a
+/// panic could break).
+fn shared_set<K: std::hash::Hash + Eq, V>(m: &Mutex<HashMap<K, V>>, key: K, value: Option<V>) {
+    let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+    match value {
+        Some(v) => {
+            m.insert(key, v);
         }
         None => {
-            s.remove(&session_id);
+            m.remove(&key);
         }
     }
 }
@@ -216,15 +219,7 @@ struct Transfers {
 type Moving = Arc<Mutex<HashMap<PlayerId, bool>>>;
 
 fn moving_set(m: &Moving, player: PlayerId, redirected: Option<bool>) {
-    let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
-    match redirected {
-        Some(r) => {
-            m.insert(player, r);
-        }
-        None => {
-            m.remove(&player);
-        }
-    }
+    shared_set(m, player, redirected);
 }
 
 /// What the plugin can do from a callback.
@@ -1243,7 +1238,7 @@ pub async fn run_with_handle(
                     }
                     let replay = (!shared.config.resume_grace.is_zero()).then(|| ReplayLog::new(shared.config.resume_buffer));
                     if replay.is_some() {
-                        sessions_set(&shared.sessions, session_id, Some((player, keys)));
+                        shared_set(&shared.sessions, session_id, Some((player, keys)));
                     }
                     players.insert(player, Player {
                         out: Some(out),
@@ -1704,7 +1699,7 @@ fn apply_removals(
             }
             // The caller tells the UDP task (it can await; this cannot).
             gone_sessions.push(p.session_id);
-            sessions_set(&shared.sessions, p.session_id, None);
+            shared_set(&shared.sessions, p.session_id, None);
             moving_set(&transfers.moving, player, None);
             link_event(&transfers.link, shared, LinkEvent::Left(player));
             info!(

@@ -425,40 +425,8 @@ async fn a_reconnect_keeps_the_player_and_every_reliable_message() {
     assert_eq!(next_up, 6 * BURST);
 
     // Everything arrives once, in order, both ways.
-    let deadline = tokio::time::Instant::now() + GUARD;
-    while down.len() < next_down as usize {
-        let ev = tokio::time::timeout_at(deadline, p.events.recv_async())
-            .await
-            .unwrap_or_else(|_| panic!("client has {} of {next_down}", down.len()))
-            .unwrap();
-        match ev {
-            ClientEvent::Packet {
-                command: NUMBERED,
-                payload,
-                reliable: true,
-            } => down.push(number_of(&payload)),
-            ClientEvent::Disconnected { reason, message } => {
-                panic!("disconnected: {reason} {message}")
-            }
-            ClientEvent::Joined { .. } => panic!("joined again instead of resuming"),
-            _ => {}
-        }
-    }
-    while up.len() < next_up as usize {
-        match tokio::time::timeout_at(deadline, s.seen.recv_async())
-            .await
-            .unwrap_or_else(|_| panic!("cluster has {} of {next_up}", up.len()))
-            .unwrap()
-        {
-            Seen::Up(id, n) => {
-                assert_eq!(id, player);
-                up.push(n);
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    check_sequence(&down, next_down, "cluster → client");
-    check_sequence(&up, next_up, "client → cluster");
+    assert_eq!(next_down, next_up);
+    check_all_arrived(&s, &p, &mut up, &mut down, next_up).await;
     // Nothing more: no duplicate trailing in.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(s.seen.try_recv().is_err());
@@ -608,6 +576,7 @@ async fn check_all_arrived(
             ClientEvent::Disconnected { reason, message } => {
                 panic!("disconnected: {reason} {message}")
             }
+            ClientEvent::Joined { .. } => panic!("joined again instead of resuming"),
             _ => {}
         }
     }
@@ -617,7 +586,10 @@ async fn check_all_arrived(
             .unwrap_or_else(|_| panic!("cluster has {} of {total}", up.len()))
             .unwrap()
         {
-            Seen::Up(_, n) => up.push(n),
+            Seen::Up(id, n) => {
+                assert_eq!(id, p.id);
+                up.push(n);
+            }
             other => panic!("unexpected {other:?}"),
         }
     }
