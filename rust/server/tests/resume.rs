@@ -467,13 +467,14 @@ async fn after_the_window_the_player_is_gone_with_a_reason() {
 
     // The client comes back too late: its session is over, with a reason.
     s.proxy.up();
-    let (reason, message) = expect(&p.events, "disconnected", |e| match e {
-        ClientEvent::Disconnected { reason, message } => Some((*reason, message.clone())),
-        ClientEvent::Reconnected { .. } => panic!("resumed a session that had ended"),
-        _ => None,
-    })
-    .await;
+    let (reason, message) = p.disconnected().await;
     assert_eq!(reason, DisconnectReason::ResumeRefused, "{message}");
+    assert!(
+        !p.events
+            .drain()
+            .any(|e| matches!(e, ClientEvent::Reconnected { .. })),
+        "resumed a session that had ended"
+    );
     drop(p);
     s.stop().await;
 }
@@ -488,11 +489,7 @@ async fn a_client_gives_up_after_its_own_window() {
         .await
         .unwrap_or_else(|_| panic!("join failed"));
     s.proxy.down().await;
-    let (reason, message) = expect(&p.events, "disconnected", |e| match e {
-        ClientEvent::Disconnected { reason, message } => Some((*reason, message.clone())),
-        _ => None,
-    })
-    .await;
+    let (reason, message) = p.disconnected().await;
     assert_eq!(reason, DisconnectReason::ReconnectTimeout, "{message}");
     drop(p);
     s.stop().await;
