@@ -142,7 +142,8 @@ run_godot() {  # run_godot <seconds> <log> <godot args...>
     timeout -k 5 "$secs" "$GODOT" --headless --path "$PROJECT" "$@" >"$log" 2>&1
 }
 
-# --- project import (see /work notes: write extension_list.cfg first, or the first import crashes)
+# --- project import (extension_list.cfg is written first: without it the first import of a
+# project with a new GDExtension crashes)
 mkdir -p "$PROJECT/.godot"
 echo 'res://addons/sustenet/sustenet.gdextension' >"$PROJECT/.godot/extension_list.cfg"
 say "importing demo_project"

@@ -10,7 +10,8 @@ var failures := 0
 var test_name := "test"
 var _finished := false
 
-## An id equal to this was clamped from a u64 >= 2^63 (a bug, see /work/notes/godot-bugs.md).
+## An id equal to this was clamped from a u64 >= 2^63 (ids are drawn below 2^63 so that
+## GDScript sees them positive; a saturated id means that broke).
 const MAX_INT64 := 9223372036854775807
 
 
@@ -139,7 +140,7 @@ func start_world() -> bool:
 	if not check(w_client.login("world_player", "") == OK, "world: login() OK"):
 		return false
 	var ok: bool = await wait_until(func(): return (world_player_id != 0 and world_cluster_pid != 0) or not world_errors.is_empty(), 15)
-	check(world_player_id != MAX_INT64, "world: player id is not saturated at 2^63-1 (godot-bugs.md BUG 1)")
+	check(world_player_id != MAX_INT64, "world: player id is not saturated at 2^63-1")
 	return check(ok and world_player_id != 0 and world_player_id == world_cluster_pid,
 			"world: client joined the cluster, same player id both sides (%d / %d, errors %s)" % [
 				world_player_id, world_cluster_pid, world_errors])
