@@ -101,12 +101,6 @@ impl ReplayLog {
         self.bytes
     }
 
-    /// Whether a payload of `len` bytes can be kept without going over the
-    /// budget.
-    pub fn has_room(&self, len: usize) -> bool {
-        self.bytes + len + ENTRY_OVERHEAD <= self.budget
-    }
-
     /// Whether the kept messages are over the budget.
     pub fn over_budget(&self) -> bool {
         self.bytes > self.budget

@@ -1303,6 +1303,7 @@ pub async fn run_with_handle(
                         && p.away_until.is_none()
                         && resume_check(p, claim).is_ok()
                     {
+                        close_left_behind(p);
                         go_away(p, shared.config.resume_grace);
                         plugin.on_connection_lost(&mut ctx!(), player, DisconnectReason::ConnectionLost);
                     }
@@ -1514,13 +1515,20 @@ pub async fn run_with_handle(
     Ok(())
 }
 
-/// Marks a player away: its connection (if still open) is closed and its
-/// seat is held for `grace`.
+/// Marks a player away and holds its seat for `grace`. Its connection's
+/// writer is let go without a goodbye: a goodbye would end the session on
+/// a client that may still hear it, and the client is meant to come back.
 fn go_away(p: &mut Player, grace: Duration) {
     p.out = None;
+    p.kill = None;
+    p.away_until = Some(crate::time::deadline(grace));
+}
+
+/// Closes the player's connection that is still open on this side only,
+/// once a reconnect proved the client has left it; its late events no
+/// longer match the player's connection.
+fn close_left_behind(p: &mut Player) {
     if let Some(old) = p.kill.take() {
-        // Still open on this side only: close it; its late events no longer
-        // match the player's connection.
         let _ = old.send((
             Goodbye {
                 reason: DisconnectReason::Kicked,
@@ -1529,7 +1537,6 @@ fn go_away(p: &mut Player, grace: Duration) {
             false,
         ));
     }
-    p.away_until = Some(crate::time::deadline(grace));
 }
 
 /// Whether a proven reconnect of `p` can be accepted; a refusal is the
@@ -1640,7 +1647,7 @@ fn resume_player(
         let _ = out.try_send(ClusterToClient::Redirect((**ticket).clone()));
     }
     let (kill_tx, kill_rx) = oneshot::channel();
-    go_away(p, Duration::ZERO);
+    close_left_behind(p);
     p.out = Some(out.clone());
     p.kill = Some(kill_tx);
     p.conn = conn;

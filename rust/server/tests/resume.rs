@@ -17,6 +17,7 @@ use common::*;
 use sustenet_client::{ClientConfig, ClientEvent};
 use sustenet_proto::handshake::{self, ResumeClaim};
 use sustenet_proto::{ClientSessionKeys, DisconnectReason, JoinTarget, Key};
+use sustenet_proto::{ClusterToClient, Message};
 use sustenet_server::cluster::{self, ClusterConfig, ClusterHandle};
 use sustenet_server::{Channel, Context, PlayerId, Plugin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -885,4 +886,47 @@ async fn raw_bytes_exchange(
         .unwrap()
         .unwrap();
     handshake::check_refusal(&f)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_player_is_closed_without_a_goodbye_and_may_come_back() {
+    init_tracing();
+    let s = setup(Duration::from_secs(20)).await;
+    // A hand-made client that reads but never answers: the cluster times it
+    // out (2 s in the test limits).
+    let (token, secret) = craft_token(&s.keys["c"], s.cluster_id, 77, now_ms() + 30_000);
+    let mut p = RawPlayer::connect(s.cluster_tcp, &token, &secret)
+        .await
+        .unwrap();
+    let mut up = Vec::new();
+    s.wait_seen(&Seen::Connected(77), &mut up).await;
+    // Pings only, then the close: a goodbye would end the session on a
+    // client that may still hear it.
+    while let Some(f) = p.raw.recv().await {
+        match ClusterToClient::decode(&p.opener.open(&f).unwrap()).unwrap() {
+            ClusterToClient::Ping(_) => {}
+            other => panic!("expected pings, then the close; got {other:?}"),
+        }
+    }
+    s.wait_seen(&Seen::Lost(77, DisconnectReason::Timeout), &mut up)
+        .await;
+
+    // The same session comes back on a new connection.
+    let claim = ResumeClaim {
+        received: 0,
+        attempt: 1,
+    };
+    let (hello, mut session) =
+        handshake::client_resume_hello(&p.keys, p.session_id, &[5; 32], claim).unwrap();
+    let mut raw = Raw::connect(s.cluster_tcp).await;
+    raw.send(&hello).await;
+    let first = raw.recv().await.expect("the cluster closed the reconnect");
+    assert_eq!(handshake::check_refusal(&first), None);
+    let plain = session.opener.open(&first).unwrap();
+    assert_eq!(
+        ClusterToClient::decode(&plain).unwrap(),
+        ClusterToClient::Resumed { received: 0 }
+    );
+    s.wait_seen(&Seen::Back(77), &mut up).await;
+    s.stop().await;
 }
