@@ -206,25 +206,27 @@ if wanted errors; then
     verdict errors "$T/errors.log" $?
 fi
 
+# run_world <name> <seconds>: tests/test_<name>.gd with its own SustenetMaster, SustenetCluster
+# and SustenetClient in one Godot process (test_base.gd's start_world).
+run_world() {
+    run_godot "$2" "$T/$1.log" -s "res://tests/test_$1.gd" -- --key-dir="$T/keys" \
+        --key-name=test_cluster --master-port="$W_MASTER_PORT" --cluster-port="$W_CLUSTER_PORT"
+    verdict "$1" "$T/$1.log" $?
+}
+
 if wanted variant; then
     say "running variant"
-    run_godot 90 "$T/variant.log" -s res://tests/test_variant.gd -- --key-dir="$T/keys" \
-        --key-name=test_cluster --master-port="$W_MASTER_PORT" --cluster-port="$W_CLUSTER_PORT"
-    verdict variant "$T/variant.log" $?
+    run_world variant 90
 fi
 
 if wanted reconnect; then
     say "running reconnect (the client through a proxy the test cuts)"
-    run_godot 120 "$T/reconnect.log" -s res://tests/test_reconnect.gd -- --key-dir="$T/keys" \
-        --key-name=test_cluster --master-port="$W_MASTER_PORT" --cluster-port="$W_CLUSTER_PORT"
-    verdict reconnect "$T/reconnect.log" $?
+    run_world reconnect 120
 fi
 
 if wanted flood; then
     say "running flood"
-    run_godot 120 "$T/flood.log" -s res://tests/test_flood.gd -- --key-dir="$T/keys" \
-        --key-name=test_cluster --master-port="$W_MASTER_PORT" --cluster-port="$W_CLUSTER_PORT"
-    verdict flood "$T/flood.log" $?
+    run_world flood 120
     grep -h '^FLOOD_RESULT' "$T/flood.log" | sed 's/^/godot-tests: /'
 fi
 
