@@ -43,7 +43,9 @@ use crate::plugin::{Channel, PlayerId, Plugin};
 use crate::time::now_ms;
 
 mod path;
+mod ping_limit;
 use path::{Source, UdpPath};
+use ping_limit::PingLimiter;
 
 /// How a cluster runs.
 #[derive(Debug, Clone)]
@@ -66,6 +68,13 @@ pub struct ClusterConfig {
     pub reconnect_max: Duration,
     /// Most ping requests (from clients choosing a cluster) answered per second.
     pub ping_rate: u32,
+    /// Most ping requests answered per second to one source (an IPv4
+    /// address or an IPv6 /64), in bursts of as many: a flood from one
+    /// source does not starve the others.
+    pub ping_rate_per_source: u32,
+    /// Most ping sources tracked at once (about 40 bytes each); when full,
+    /// idle ones are forgotten and requests of new ones are dropped.
+    pub ping_sources: usize,
     /// The world's fragment grid: cell size, 2D or 3D, default cap, update
     /// rate and interest radius.
     pub grid: GridConfig,
@@ -108,6 +117,8 @@ impl Default for ClusterConfig {
             status_interval: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(10),
             ping_rate: 2_000,
+            ping_rate_per_source: 32,
+            ping_sources: 4_096,
             grid: GridConfig::default(),
             update_tick: Duration::from_millis(10),
             public_tcp_port: None,
@@ -2185,40 +2196,17 @@ async fn player_writer(
     }
 }
 
-/// Allows `rate` events per second on average, in bursts of up to `rate`.
-struct TokenBucket {
-    rate: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    fn new(rate: u32) -> Self {
-        Self {
-            rate: f64::from(rate),
-            tokens: f64::from(rate),
-            last: Instant::now(),
-        }
-    }
-
-    fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 async fn udp_loop(shared: Arc<Shared>, udp: Arc<UdpSocket>, mut ctl: mpsc::Receiver<UdpControl>) {
     let mut sessions: HashMap<u64, (PlayerId, Box<DatagramOpener>)> = HashMap::new();
     let mut buf = vec![0u8; 2048];
     let mut refused = 0u64;
-    let mut pings = TokenBucket::new(shared.config.ping_rate);
+    let c = &shared.config;
+    let mut pings = PingLimiter::new(
+        c.ping_rate,
+        c.ping_rate_per_source,
+        c.ping_sources,
+        Instant::now(),
+    );
     let mut shutdown = shared.shutdown.clone();
     loop {
         tokio::select! {
@@ -2237,7 +2225,7 @@ async fn udp_loop(shared: Arc<Shared>, udp: Arc<UdpSocket>, mut ctl: mpsc::Recei
                 // A ping before joining: answered without a token, but only
                 // with fewer bytes than the request, and within a rate limit.
                 if let Some(nonce) = datagram::parse_ping_request(d) {
-                    if pings.take(Instant::now()) {
+                    if pings.allow(Instant::now(), addr.ip()) {
                         let players = u32::try_from(shared.player_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
                         let resp = datagram::ping_response(nonce, players, shared.config.max_connections);
                         let _ = udp.try_send_to(&resp, addr);
