@@ -106,6 +106,7 @@ pub(super) fn worker_command(
         .args(["--user-prefix", &plan.user_prefix])
         .args(["--world", &plan.world.to_string()])
         .args(["--speed", &plan.speed.to_string()])
+        .args(["--interest-radius", &plan.interest_radius.to_string()])
         .args(["--timeout", &plan.timeout.as_secs().to_string()])
         .args(["--joins-in-flight", &plan.joins_in_flight.to_string()])
         .env("SUSTENET_SECRET", &plan.secret)
