@@ -155,13 +155,16 @@ fn bench_against_up_one_and_several_processes() {
     let dir = tempfile::tempdir().unwrap();
     let _up = up(dir.path());
 
-    // One worker process; master and key from .sustenet/client.toml.
+    // One worker process; master and key from .sustenet/client.toml; the
+    // light generator, its clients in groups of up to 8 per socket.
     let out = run(
         dir.path(),
         &[
             "bench",
             "--clients",
             "30",
+            "--clients-per-socket",
+            "8",
             "--duration",
             "3",
             "--ramp",
@@ -181,11 +184,13 @@ fn bench_against_up_one_and_several_processes() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // Spread over processes: 25 clients at most 10 per process = 3 workers.
+    // Spread over processes: 25 clients at most 10 per process = 3 workers,
+    // each a full client driver per simulated client.
     let out = run(
         dir.path(),
         &[
             "bench",
+            "--full-clients",
             "--clients",
             "25",
             "--per-process",

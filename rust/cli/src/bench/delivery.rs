@@ -9,7 +9,6 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use super::STATE;
-use super::hist::AtomicHist;
 use super::traffic::PosUpdate;
 use super::walks::{WalkGrid, Walks};
 
@@ -60,7 +59,8 @@ pub(super) struct StateInbox {
 
 impl StateInbox {
     /// A `STATE` record's payload (sender's player id, then its update)
-    /// reached client `me` at `now_us`.
+    /// reached client `me` at `now_us`. Returns the one-way latency if it
+    /// is an update delivered to a client it was meant for, the first time.
     pub(super) fn received(
         &mut self,
         walks: &Walks,
@@ -68,21 +68,18 @@ impl StateInbox {
         me: u32,
         payload: &[u8],
         now_us: u64,
-        latency: &AtomicHist,
-    ) {
+    ) -> Option<u64> {
         self.received += 1;
-        let Some(u) = payload.get(8..).and_then(PosUpdate::parse) else {
-            return;
-        };
+        let u = payload.get(8..).and_then(PosUpdate::parse)?;
         if u.index == me
             || !window.contains(&u.sent_us)
             || !walks.covers(u.at, walks.position(me, u.sent_us))
             || !self.first_time(u.index, u.seq)
         {
-            return;
+            return None;
         }
         self.delivered += 1;
-        latency.record(now_us.saturating_sub(u.sent_us));
+        Some(now_us.saturating_sub(u.sent_us))
     }
 
     /// Whether update `seq` of `sender` is new here (repeats, and updates

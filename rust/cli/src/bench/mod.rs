@@ -22,6 +22,10 @@
 //! processes on different machines need clocks synchronised well below
 //! the latencies measured (PTP, or NTP at best to a millisecond).
 //!
+//! By default the clients are light (`light/`): they share UDP sockets and
+//! tasks in groups, and batch their datagrams; `--full-clients` runs a full
+//! client driver per simulated client instead (`player.rs`).
+//!
 //! The command you start only coordinates. The clients run in worker
 //! processes (this same binary in a hidden `--worker` mode), at most
 //! `--per-process` clients each so that no process runs out of file
@@ -40,6 +44,7 @@
 mod coordinator;
 mod delivery;
 mod hist;
+mod light;
 mod plan;
 mod player;
 mod stats;
@@ -140,6 +145,14 @@ pub struct BenchArgs {
     /// getting them refused.
     #[arg(long, default_value_t = 64)]
     joins_in_flight: u32,
+    /// Run a full client driver (its own task, channels, socket and an
+    /// event per record) for every simulated client, as a game would,
+    /// instead of the light generator.
+    #[arg(long)]
+    full_clients: bool,
+    /// Light generator: simulated clients sharing one UDP socket and task.
+    #[arg(long, default_value_t = 500)]
+    clients_per_socket: usize,
     /// Internal: run clients and report JSON lines (started by the coordinator).
     #[arg(long, hide = true)]
     worker: bool,

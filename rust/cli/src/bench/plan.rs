@@ -29,6 +29,8 @@ pub(super) struct Plan {
     pub(super) world: f32,
     pub(super) speed: f32,
     pub(super) interest_radius: f32,
+    pub(super) full_clients: bool,
+    pub(super) clients_per_socket: usize,
     pub(super) timeout: Duration,
     pub(super) joins_in_flight: u32,
 }
@@ -105,6 +107,8 @@ impl Plan {
             world: args.world,
             speed: args.speed,
             interest_radius: args.interest_radius,
+            full_clients: args.full_clients,
+            clients_per_socket: args.clients_per_socket.max(1),
             timeout: Duration::from_secs(args.timeout.max(1)),
             joins_in_flight: args.joins_in_flight.max(1),
         })

@@ -15,9 +15,9 @@ use super::worker::Shared;
 use super::{ECHO, POS, POS_LEN};
 
 /// Most time after the end of the run spent waiting for reliable echoes.
-const DRAIN: Duration = Duration::from_secs(5);
+pub(super) const DRAIN: Duration = Duration::from_secs(5);
 /// Least time after the end of the run spent waiting for echoes.
-const MIN_DRAIN: Duration = Duration::from_millis(500);
+pub(super) const MIN_DRAIN: Duration = Duration::from_millis(500);
 /// Recent position sends remembered per client, to match position echoes.
 const POS_RING: usize = 64;
 /// Most queued events a client handles in one go after the one it woke for.
@@ -219,14 +219,13 @@ impl Player<'_> {
                 } else if is_state(command) {
                     let s = self.shared;
                     let now = self.clock.now_us();
-                    self.inbox.received(
-                        &s.walks,
-                        &s.state_window,
-                        self.me,
-                        &payload,
-                        now,
-                        &s.stats.state,
-                    );
+                    let window = &s.state_window;
+                    if let Some(latency) = self
+                        .inbox
+                        .received(&s.walks, window, self.me, &payload, now)
+                    {
+                        s.stats.state.record(latency);
+                    }
                 } else if command == POS {
                     self.pos_recv += 1;
                     if let Some(seq) = read_u32(&payload, 12).filter(|_| payload.len() == POS_LEN) {

@@ -35,6 +35,13 @@ macro_rules! counters {
         }
 
         impl AtomicCounters {
+            /// Adds what a task counted on its own, and empties it.
+            pub(super) fn drain_from(&self, local: &mut Counters) {
+                $(if local.$name > 0 {
+                    self.$name.fetch_add(std::mem::take(&mut local.$name), Ordering::Relaxed);
+                })*
+            }
+
             pub(super) fn load(&self) -> Counters {
                 Counters { $($name: self.$name.load(Ordering::Relaxed),)* }
             }

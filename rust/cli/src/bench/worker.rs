@@ -92,11 +92,16 @@ pub(super) async fn worker(args: BenchArgs) -> anyhow::Result<()> {
     let mut set = tokio::task::JoinSet::new();
     let step = args.worker_count.max(1);
     let joins = Arc::new(Semaphore::new((plan.joins_in_flight / step).max(1) as usize));
-    let mut i = args.worker_index;
-    while i < plan.clients {
-        bump(&stats.c.target);
-        set.spawn(simulate(i, shared.clone(), joins.clone()));
-        i = i.saturating_add(step);
+    let mine: Vec<u32> = (args.worker_index..plan.clients)
+        .step_by(step as usize)
+        .collect();
+    if plan.full_clients {
+        for &i in &mine {
+            bump(&stats.c.target);
+            set.spawn(simulate(i, shared.clone(), joins.clone()));
+        }
+    } else {
+        super::light::spawn(&mut set, &shared, &mine, plan.clients_per_socket, &joins);
     }
     let mut report = tokio::time::interval_at(clock.at(1_000_000), Duration::from_secs(1));
     let mut k = 0u64;
