@@ -23,6 +23,8 @@
 #                   spawns switch, every accepted @rpc arrives exactly once
 #   mp_reconnect    mp_game.gd's server and client (one process, two SceneMultiplayers), the link
 #                   cut and restored through the proxy: no server_disconnected, @rpcs once in order
+#   mp_bad_input    garbage from clients into the cluster's SceneMultiplayer: the game goes on, a
+#                   good client is served, each bad client alone is dropped
 #   border          server meshing: the demo cluster as "West Cluster" and "East Cluster" in two
 #                   Godot processes (border_cluster_node.gd); a client (test_border.gd) walks
 #                   over the border and is handed over with its state; three verdicts
@@ -239,6 +241,11 @@ fi
 if wanted mp_reconnect; then
     say "running mp_reconnect (SceneMultiplayer over a link the test cuts)"
     run_world mp_reconnect 120
+fi
+
+if wanted mp_bad_input; then
+    say "running mp_bad_input (garbage into SceneMultiplayer's path)"
+    run_world mp_bad_input 120
 fi
 
 if wanted flood; then

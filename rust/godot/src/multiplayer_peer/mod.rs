@@ -11,6 +11,7 @@ mod client_face;
 mod ids;
 mod inbox;
 mod interest;
+mod scene_check;
 mod server_face;
 pub(crate) mod tap;
 mod wire;
@@ -88,6 +89,12 @@ pub struct SustenetMultiplayerPeer {
     /// the connection is closed (client).
     #[var]
     max_queued_bytes: i64,
+    /// Server only: the largest synchronizer packet a client may send, in
+    /// bytes; a client sending a larger one is disconnected. The default is
+    /// Godot's default [member SceneMultiplayer.max_sync_packet_size]; raise
+    /// it if your clients raise theirs.
+    #[var]
+    max_client_sync_packet_size: i64,
     /// Server only: how long [method transfer_peer] waits for the client to
     /// stop sending before it moves the player anyway, in seconds.
     #[var]
@@ -112,6 +119,7 @@ impl IMultiplayerPeerExtension for SustenetMultiplayerPeer {
         Self {
             server_relay: true,
             max_queued_bytes: 16 << 20,
+            max_client_sync_packet_size: 1350,
             move_timeout_sec: 5.0,
             face: Face::Idle,
             status: ConnectionStatus::DISCONNECTED,

@@ -12,6 +12,7 @@ use sustenet_server::{ClusterHandle, PlayerId, SendError};
 
 use super::ids::PeerIds;
 use super::inbox::{Incoming, Refused};
+use super::scene_check::check_client_packet;
 use super::tap::{ClusterLink, ClusterTap, TapReceiver};
 use super::{Face, SustenetMultiplayerPeer, wire};
 use crate::fail;
@@ -297,6 +298,7 @@ impl SustenetMultiplayerPeer {
     fn server_packet(&mut self, player: PlayerId, command: u16, payload: &[u8]) {
         let refuse_new = self.refuse_new;
         let relay = self.relay;
+        let max_sync = usize::try_from(self.max_client_sync_packet_size).unwrap_or(0);
         let Face::Server(s) = &mut self.face else {
             return;
         };
@@ -310,6 +312,10 @@ impl SustenetMultiplayerPeer {
                 };
                 match wire::decode_data(payload) {
                     Ok(d) => {
+                        if let Err(e) = check_client_packet(d.packet, relay, max_sync) {
+                            s.drop_player(player, e);
+                            return;
+                        }
                         let p = Incoming {
                             from: peer,
                             channel: d.channel,
