@@ -10,6 +10,7 @@ use godot::prelude::*;
 
 mod client;
 mod cluster;
+mod first_import;
 mod master;
 mod runtime;
 
@@ -24,6 +25,12 @@ mod entry {
 
     #[gdextension]
     unsafe impl ExtensionLibrary for SustenetExtension {
+        fn on_stage_init(stage: InitStage) {
+            if stage == InitStage::Scene {
+                super::first_import::note_load();
+            }
+        }
+
         fn on_stage_deinit(stage: InitStage) {
             // Runs after Godot's own teardown checks; touches no Godot object.
             if stage == InitStage::Scene {
