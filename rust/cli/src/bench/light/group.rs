@@ -17,7 +17,7 @@ use std::time::Duration;
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use sustenet_client::UNRELIABLE_LIMIT;
 use sustenet_proto::crypto::{DatagramOpener, DatagramSealer};
-use sustenet_proto::datagram::{Batch, MAX_DATAGRAM};
+use sustenet_proto::datagram::{Batch, MAX_DATAGRAM, Record};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -390,18 +390,31 @@ impl Group {
                 // tries again.
                 return;
             };
+            let mut challenges = Vec::new();
             for (buf, m) in bufs.iter().zip(meta.iter()).take(n) {
                 let stride = m.stride.max(1);
                 for d in buf.get(..m.len).unwrap_or_default().chunks(stride) {
-                    datagram(
+                    challenges.extend(datagram(
                         &self.shared,
                         &mut self.slots,
                         &self.by_session,
                         &mut self.tally,
                         d,
-                    );
+                    ));
                 }
             }
+            // The cluster sends a session's datagrams only to an address
+            // that echoed its challenge (protocol §10.4).
+            for (slot, value) in challenges {
+                let Some(s) = self.slots.get_mut(slot) else {
+                    continue;
+                };
+                let answer = Record::PathResponse(value);
+                if seal_record(&mut self.plain, &mut self.sealed, &mut s.m.sealer, &answer) {
+                    io.queue(&self.sealed, s.m.udp_addr);
+                }
+            }
+            io.flush();
         }
     }
 
@@ -438,23 +451,32 @@ fn seal(
         && sealer.seal_into(plain.as_bytes(), sealed).is_ok()
 }
 
+/// Seals one record into `sealed`; false if it cannot be.
+fn seal_record(
+    plain: &mut Batch,
+    sealed: &mut Vec<u8>,
+    sealer: &mut DatagramSealer,
+    record: &Record,
+) -> bool {
+    plain.clear();
+    matches!(plain.push(record), Ok(true)) && sealer.seal_into(plain.as_bytes(), sealed).is_ok()
+}
+
 /// One datagram from the cluster: its session opens it, its records count.
+/// Returns the member's slot and the value of a challenge to answer, if the
+/// datagram held one.
 fn datagram(
     shared: &Shared,
     slots: &mut [Slot],
     by_session: &HashMap<u64, usize>,
     tally: &mut Tally,
     d: &[u8],
-) {
-    let Some(id) = read_u64(d, 1).filter(|_| d.first() == Some(&0x01)) else {
-        return;
-    };
-    let Some(s) = by_session.get(&id).and_then(|&i| slots.get_mut(i)) else {
-        return;
-    };
-    let Ok(plain) = s.m.opener.open(d) else {
-        return;
-    };
+) -> Option<(usize, u64)> {
+    let id = read_u64(d, 1).filter(|_| d.first() == Some(&0x01))?;
+    let slot = *by_session.get(&id)?;
+    let s = slots.get_mut(slot)?;
+    let plain = s.m.opener.open(d).ok()?;
+    let mut challenge = None;
     let now = shared.clock.now_us();
     let me = s.m.index;
     let _ = for_each_record(&plain, |r| match r {
@@ -473,6 +495,8 @@ fn datagram(
         },
         RecordRef::Data { command, .. } if command == POS => tally.c.pos_recv += 1,
         RecordRef::Data { .. } => tally.c.other_recv += 1,
-        RecordRef::Ping(_) | RecordRef::Pong(_) => {}
+        RecordRef::PathChallenge(v) => challenge = Some(v),
+        RecordRef::Ping(_) | RecordRef::Pong(_) | RecordRef::PathResponse(_) => {}
     });
+    challenge.map(|v| (slot, v))
 }

@@ -12,6 +12,9 @@ pub(crate) enum RecordRef<'a> {
     /// `Ping` or `Pong` and its value.
     Ping(u64),
     Pong(u64),
+    /// `PathChallenge` (from the cluster) and `PathResponse`, and their value.
+    PathChallenge(u64),
+    PathResponse(u64),
 }
 
 /// The records of `plain`, in order; `Err` at the first malformed one (an
@@ -30,13 +33,14 @@ pub(crate) fn for_each_record<'a>(
                 let payload = body.get(4..4 + len).ok_or(())?;
                 (RecordRef::Data { command, payload }, &body[4 + len..])
             }
-            0x02 | 0x03 => {
+            0x02..=0x05 => {
                 let v: [u8; 8] = body.get(..8).ok_or(())?.try_into().map_err(|_| ())?;
                 let v = u64::from_le_bytes(v);
-                let r = if kind == 0x02 {
-                    RecordRef::Ping(v)
-                } else {
-                    RecordRef::Pong(v)
+                let r = match kind {
+                    0x02 => RecordRef::Ping(v),
+                    0x03 => RecordRef::Pong(v),
+                    0x04 => RecordRef::PathChallenge(v),
+                    _ => RecordRef::PathResponse(v),
                 };
                 (r, &body[8..])
             }
@@ -68,6 +72,8 @@ mod tests {
                 payload: Vec::new(),
             },
             Record::Pong(u64::MAX),
+            Record::PathChallenge(9),
+            Record::PathResponse(10),
         ];
         for r in &records {
             assert_eq!(b.push(r), Ok(true));
@@ -82,6 +88,8 @@ mod tests {
                 },
                 RecordRef::Ping(v) => Record::Ping(v),
                 RecordRef::Pong(v) => Record::Pong(v),
+                RecordRef::PathChallenge(v) => Record::PathChallenge(v),
+                RecordRef::PathResponse(v) => Record::PathResponse(v),
             })
         })
         .unwrap();
