@@ -11,6 +11,7 @@ mod client_face;
 mod ids;
 mod inbox;
 mod interest;
+mod scene_check;
 mod server_face;
 pub(crate) mod tap;
 mod wire;
@@ -36,6 +37,29 @@ use wire::Mode;
 const MAX_PACKET: usize = DEFAULT_MAX_FRAME - RELIABLE_OVERHEAD - wire::MAX_HEADER;
 /// Largest packet that travels in one datagram when sent unreliably.
 const MAX_DATAGRAM_PACKET: usize = MAX_UNRELIABLE_PAYLOAD - wire::MAX_HEADER;
+
+/// Packets and bytes through the peer (data only, headers included).
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    polls: u64,
+    poll_usec: u64,
+    sent_packets: u64,
+    sent_bytes: u64,
+    received_packets: u64,
+    received_bytes: u64,
+}
+
+impl Stats {
+    fn sent(&mut self, bytes: usize) {
+        self.sent_packets += 1;
+        self.sent_bytes += u64::try_from(bytes).unwrap_or(u64::MAX);
+    }
+
+    fn received(&mut self, bytes: usize) {
+        self.received_packets += 1;
+        self.received_bytes += u64::try_from(bytes).unwrap_or(u64::MAX);
+    }
+}
 
 /// Which side of the game this peer is.
 #[derive(Debug)]
@@ -88,6 +112,12 @@ pub struct SustenetMultiplayerPeer {
     /// the connection is closed (client).
     #[var]
     max_queued_bytes: i64,
+    /// Server only: the largest synchronizer packet a client may send, in
+    /// bytes; a client sending a larger one is disconnected. The default is
+    /// Godot's default [member SceneMultiplayer.max_sync_packet_size]; raise
+    /// it if your clients raise theirs.
+    #[var]
+    max_client_sync_packet_size: i64,
     /// Server only: how long [method transfer_peer] waits for the client to
     /// stop sending before it moves the player anyway, in seconds.
     #[var]
@@ -103,6 +133,7 @@ pub struct SustenetMultiplayerPeer {
     inbox: Inbox,
     out_seq: [u32; 256],
     warned_large_datagram: bool,
+    stats: Stats,
     base: Base<MultiplayerPeerExtension>,
 }
 
@@ -112,6 +143,7 @@ impl IMultiplayerPeerExtension for SustenetMultiplayerPeer {
         Self {
             server_relay: true,
             max_queued_bytes: 16 << 20,
+            max_client_sync_packet_size: 1350,
             move_timeout_sec: 5.0,
             face: Face::Idle,
             status: ConnectionStatus::DISCONNECTED,
@@ -124,6 +156,7 @@ impl IMultiplayerPeerExtension for SustenetMultiplayerPeer {
             inbox: Inbox::new(16 << 20),
             out_seq: [0; 256],
             warned_large_datagram: false,
+            stats: Stats::default(),
             base,
         }
     }
@@ -191,12 +224,15 @@ impl IMultiplayerPeerExtension for SustenetMultiplayerPeer {
     }
 
     fn poll(&mut self) {
+        let start = std::time::Instant::now();
         crate::flush_logs();
         match self.face {
             Face::Idle => {}
             Face::Client(_) => self.poll_client(),
             Face::Server(_) => self.poll_server(),
         }
+        self.stats.polls += 1;
+        self.stats.poll_usec += u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
     }
 
     fn close(&mut self) {
@@ -393,6 +429,26 @@ impl SustenetMultiplayerPeer {
         s.begin_move(peer, target, state.to_vec(), timeout)
     }
 
+    /// Counters since the peer was made: [code]polls[/code] and
+    /// [code]poll_usec[/code] (calls of [method MultiplayerPeer.poll] and the
+    /// microseconds they took), [code]sent_packets[/code] and
+    /// [code]sent_bytes[/code] (one per destination: a packet to every peer
+    /// counts once per peer), [code]received_packets[/code] and
+    /// [code]received_bytes[/code] (SceneMultiplayer packets queued for the
+    /// game; peer headers included in the sent bytes only).
+    #[func]
+    fn get_stats(&self) -> VarDictionary {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let mut d = VarDictionary::new();
+        d.set("polls", n(self.stats.polls));
+        d.set("poll_usec", n(self.stats.poll_usec));
+        d.set("sent_packets", n(self.stats.sent_packets));
+        d.set("sent_bytes", n(self.stats.sent_bytes));
+        d.set("received_packets", n(self.stats.received_packets));
+        d.set("received_bytes", n(self.stats.received_bytes));
+        d
+    }
+
     /// Server: the peer ids of the players within [param radius] of
     /// [param position] ([Vector2] or [Vector3]) by the cluster's fragment
     /// grid positions ([method SustenetCluster.set_player_position]).
@@ -482,8 +538,8 @@ impl SustenetMultiplayerPeer {
         let target = self.target_peer;
         match &mut self.face {
             Face::Idle => GdError::ERR_UNCONFIGURED,
-            Face::Client(c) => c.put(target, payload, reliable),
-            Face::Server(s) => s.put(target, payload, reliable),
+            Face::Client(c) => c.put(target, payload, reliable, &mut self.stats),
+            Face::Server(s) => s.put(target, payload, reliable, &mut self.stats),
         }
     }
 }
