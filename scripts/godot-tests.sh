@@ -14,6 +14,10 @@
 #   flood_remote    the same, from a SustenetCluster in a second Godot process
 #   export          the demo cluster exported headless, run as a real process, probed by
 #                   `sustenet probe`, then played by two GDScript clients (test_demo_cluster.gd)
+#   mp              ENet vs Sustenet: the same @rpc / MultiplayerSpawner / MultiplayerSynchronizer
+#                   game (tests/mp_game.gd) in three Godot processes (server + 2 clients) over
+#                   ENetMultiplayerPeer, then over SustenetMultiplayerPeer; each run's checks
+#                   pass and both print the same OUTCOME lines
 #   border          server meshing: the demo cluster as "West Cluster" and "East Cluster" in two
 #                   Godot processes (border_cluster_node.gd); a client (test_border.gd) walks
 #                   over the border and is handed over with its state; three verdicts
@@ -155,7 +159,7 @@ fi
 
 # --- keys and a real master --------------------------------------------------------------
 read -r MASTER_PORT DEAD_PORT OWN_MASTER_PORT CL_PORT W_MASTER_PORT W_CLUSTER_PORT EXPORT_PORT FL_PORT \
-    WEST_PORT EAST_PORT <<<"$(free_ports 10)"
+    WEST_PORT EAST_PORT MP_ENET_PORT MP_PORT <<<"$(free_ports 12)"
 mkdir -p "$T/keys" "$T/own-master-keys"
 "$SUSTENET" keygen --dir "$T/keys" --master >"$T/keygen.log" 2>&1 || die "sustenet keygen --master failed"
 "$SUSTENET" keygen --dir "$T/keys" --name test_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
@@ -163,6 +167,9 @@ mkdir -p "$T/keys" "$T/own-master-keys"
 "$SUSTENET" keygen --dir "$T/keys" --name flood_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
 "$SUSTENET" keygen --dir "$T/keys" --name west_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
 "$SUSTENET" keygen --dir "$T/keys" --name east_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
+for k in mp_cluster; do
+    "$SUSTENET" keygen --dir "$T/keys" --name "$k" >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
+done
 PUB=$(tr -d '[:space:]' <"$T/keys/master.pub")
 cat >"$T/master.toml" <<TOML
 [all]
@@ -316,6 +323,52 @@ if wanted border; then
     verdict "border (west cluster process)" "$T/border_west.log" "$w_rc"
     verdict "border (east cluster process)" "$T/border_east.log" "$e_rc"
     grep -h '^border: walked' "$T/border.log" | sed 's/^/godot-tests: /'
+fi
+
+# run_mp <enet|sustenet>: the equivalence game's server and two clients as three Godot
+# processes; verdicts for each; the OUTCOME lines go to $T/mp_<net>.outcome (sorted).
+run_mp() {
+    local net=$1 common pids=() i rc
+    if [ "$net" = enet ]; then
+        common=(--net=enet --port="$MP_ENET_PORT")
+    else
+        common=(--net=sustenet --port="$MP_PORT" --master-port="$MASTER_PORT" --master-key="$PUB"
+            --key-path="$T/keys/mp_cluster" --key-name=mp_cluster --cluster-name=mp_cluster)
+    fi
+    start_bg "$T/mp_${net}_server.log" timeout -k 5 90 "$GODOT" --headless --path "$PROJECT" \
+        -s res://tests/test_mp.gd -- --role=server "${common[@]}"
+    local server_pid=$BG_PID
+    wait_for_line "$T/mp_${net}_server.log" '^MP_SERVER_READY' 40 "$server_pid" || say "the $net server did not report MP_SERVER_READY"
+    for i in 0 1; do
+        start_bg "$T/mp_${net}_client$i.log" timeout -k 5 90 "$GODOT" --headless --path "$PROJECT" \
+            -s res://tests/test_mp.gd -- --role=client --index="$i" "${common[@]}"
+        pids+=("$BG_PID")
+    done
+    for i in 0 1; do
+        wait "${pids[$i]}"; rc=$?
+        verdict "mp $net (client $i)" "$T/mp_${net}_client$i.log" "$rc"
+    done
+    wait "$server_pid"; rc=$?
+    verdict "mp $net (server)" "$T/mp_${net}_server.log" "$rc"
+    grep -h '^OUTCOME' "$T/mp_${net}_server.log" "$T/mp_${net}_client0.log" "$T/mp_${net}_client1.log" \
+        | sort >"$T/mp_${net}.outcome"
+}
+
+if wanted mp; then
+    say "running mp: the same game over ENet, then over Sustenet (3 Godot processes each)"
+    run_mp enet
+    run_mp sustenet
+    {
+        echo "== ENet outcome"; cat "$T/mp_enet.outcome"
+        echo "== Sustenet outcome"; cat "$T/mp_sustenet.outcome"
+    } >"$T/mp_compare.log"
+    if [ "$(wc -l <"$T/mp_enet.outcome")" -eq 3 ] && cmp -s "$T/mp_enet.outcome" "$T/mp_sustenet.outcome"; then
+        echo "PASS: the same OUTCOME lines over ENet and over Sustenet" >>"$T/mp_compare.log"
+        verdict "mp: ENet and Sustenet outcomes are the same" "$T/mp_compare.log" 0
+    else
+        echo "FAIL: the OUTCOME lines differ (or are missing)" >>"$T/mp_compare.log"
+        verdict "mp: ENet and Sustenet outcomes are the same" "$T/mp_compare.log" 1
+    fi
 fi
 
 say "master log: $(grep -c . "$T/master.log") lines; it ran the whole time: $(kill -0 "$MASTER_PID" 2>/dev/null && echo yes || echo no)"

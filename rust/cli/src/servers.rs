@@ -151,6 +151,8 @@ pub fn cluster_config(cfg: &ConfigFile) -> ClusterConfig {
         master_addr: cfg.master_address(),
         key_name: cfg.cluster.key_name.clone(),
         public_tcp_port: (cfg.cluster.public_port != 0).then_some(cfg.cluster.public_port),
+        public_udp_port: (cfg.cluster.public_udp_port != 0).then_some(cfg.cluster.public_udp_port),
+        udp_silence: Duration::from_millis(cfg.cluster.udp_silence_ms),
         resume_grace: Duration::from_millis(cfg.cluster.resume_grace_ms),
         resume_buffer: cfg.cluster.resume_buffer,
         limits: cfg.limits,

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use sustenet_net::{FrameReader, SealedReader, SealedWriter, write_frame};
-use sustenet_proto::crypto::{DatagramOpener, DatagramSealer, NOISE_MAX_PLAINTEXT};
+use sustenet_proto::crypto::{
+    DatagramOpener, DatagramSealer, DatagramSession, NOISE_MAX_PLAINTEXT,
+};
 use sustenet_proto::handshake::{self, ClientMasterInitiator, ResumeClaim};
 use sustenet_proto::resume::ReplayLog;
 use sustenet_proto::{
@@ -117,12 +119,22 @@ pub(crate) async fn connect_master(config: &ClientConfig) -> Result<MasterConn, 
 /// Why a join failed, as `JoinFailed` reports it.
 pub(crate) type JoinError = (DisconnectReason, String);
 
-/// Connects to the ticket's cluster: the ticket hello, the `Welcome`, and a
-/// UDP socket connected to the cluster's UDP port.
-pub(crate) async fn connect_cluster(
-    config: &ClientConfig,
-    t: Ticket,
-) -> Result<ClusterConn, JoinError> {
+/// A cluster session's TCP link, open, with what the UDP side needs.
+pub(crate) struct OpenLink {
+    pub(crate) info: ClusterInfo,
+    /// `host:port` of the cluster's TCP listener.
+    pub(crate) addr: String,
+    pub(crate) keys: ClientSessionKeys,
+    pub(crate) session_id: u64,
+    pub(crate) udp_addr: SocketAddr,
+    pub(crate) reader: SealedReader<OwnedReadHalf>,
+    pub(crate) writer: SealedWriter<OwnedWriteHalf>,
+    pub(crate) datagrams: DatagramSession,
+}
+
+/// Opens the ticket's cluster session over TCP: the ticket hello and the
+/// `Welcome`.
+pub(crate) async fn open_link(config: &ClientConfig, t: Ticket) -> Result<OpenLink, JoinError> {
     let addr = format!("{}:{}", t.cluster.address, t.cluster.tcp_port);
     let lost = |m: String| {
         (
@@ -160,25 +172,47 @@ pub(crate) async fn connect_cluster(
     let first = next().await?;
     let mut opener = session.opener;
     let (session_id, udp_port) = read_welcome(&first, &mut opener, t.client_id)?;
-    let udp = cluster_udp(SocketAddr::new(peer.ip(), udp_port))
-        .await
-        .map_err(|e| lost(e.to_string()))?;
-    let dg = keys.datagram(Side::Initiator, session_id);
+    let datagrams = keys.datagram(Side::Initiator, session_id);
     info!(cluster = %t.cluster.name, player_id = t.client_id, "joined the cluster");
-    Ok(ClusterConn {
+    Ok(OpenLink {
         info: t.cluster,
+        addr,
+        keys,
+        session_id,
+        udp_addr: SocketAddr::new(peer.ip(), udp_port),
+        reader: SealedReader::new(frames, opener, 16),
+        writer: SealedWriter::new(wr, session.sealer, config.max_frame)
+            .with_write_timeout(config.timeout),
+        datagrams,
+    })
+}
+
+/// Connects to the ticket's cluster: [`open_link`], and a UDP socket of its
+/// own connected to the cluster's UDP port.
+pub(crate) async fn connect_cluster(
+    config: &ClientConfig,
+    t: Ticket,
+) -> Result<ClusterConn, JoinError> {
+    let link = open_link(config, t).await?;
+    let udp = cluster_udp(link.udp_addr).await.map_err(|e| {
+        (
+            DisconnectReason::ConnectionLost,
+            format!("cannot reach the cluster at {}: {e}", link.addr),
+        )
+    })?;
+    Ok(ClusterConn {
+        info: link.info,
         link: Some(Link {
-            reader: SealedReader::new(frames, opener, 16),
-            writer: SealedWriter::new(wr, session.sealer, config.max_frame)
-                .with_write_timeout(config.timeout),
+            reader: link.reader,
+            writer: link.writer,
         }),
         udp,
-        udp_sealer: dg.sealer,
-        udp_opener: dg.opener,
+        udp_sealer: link.datagrams.sealer,
+        udp_opener: link.datagrams.opener,
         last_seen: Instant::now(),
-        addr,
-        keys: Box::new(keys),
-        session_id,
+        addr: link.addr,
+        keys: Box::new(link.keys),
+        session_id: link.session_id,
         replay: ReplayLog::new(config.resume_buffer),
         away: None,
         attempts: 0,

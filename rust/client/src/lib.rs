@@ -12,6 +12,7 @@
 //! - `handle.rs`: the [`Client`] handle and the commands it sends;
 //! - `choice.rs`: cluster choice ([`pick_best`]) and the UDP pings behind it;
 //! - `connect.rs`: connections and their handshakes (master, cluster);
+//! - `session.rs`: the same steps for tools that drive sessions themselves;
 //! - `resume.rs`: one reconnect attempt and sending again what was missed;
 //! - `reconnect.rs`: the reconnect policy (backoff, jitter, giving up);
 //! - `task/`: the task that owns the connections (`mod.rs` its loop,
@@ -24,6 +25,7 @@ mod events;
 mod handle;
 mod reconnect;
 mod resume;
+pub mod session;
 mod task;
 
 pub use choice::{ClusterPing, LOAD_WEIGHT, NO_ANSWER_RTT, pick_best};

@@ -162,6 +162,13 @@ pub struct ClusterSection {
     /// The TCP port clients are told to connect to; 0 means the port the
     /// cluster listens on (set it behind a port-forwarding proxy or NAT).
     pub public_port: u16,
+    /// The UDP port clients are told to send datagrams to; 0 means the one
+    /// the cluster listens on (set it behind a port-forwarding proxy or NAT).
+    pub public_udp_port: u16,
+    /// How long a player's proven UDP address may stay silent and still
+    /// receive datagrams, in milliseconds (then it must answer a new
+    /// challenge first).
+    pub udp_silence_ms: u64,
     /// How long a player whose connection dropped keeps its seat, waiting
     /// for it to reconnect, in milliseconds; 0 turns reconnects off.
     pub resume_grace_ms: u64,
@@ -179,6 +186,8 @@ impl Default for ClusterSection {
             public_address: "127.0.0.1".into(),
             udp_port: 0,
             public_port: 0,
+            public_udp_port: 0,
+            udp_silence_ms: 10_000,
             resume_grace_ms: 30_000,
             resume_buffer: 256 * 1024,
         }

@@ -94,6 +94,14 @@ pub(super) struct Quantiles {
 }
 
 impl Hist {
+    /// Records one value (for a histogram one task owns).
+    pub(super) fn record(&mut self, v: u64) {
+        if let Some(c) = self.counts.get_mut(bucket(v)) {
+            *c += 1;
+        }
+        self.max = self.max.max(v);
+    }
+
     pub(super) fn count(&self) -> u64 {
         self.counts.iter().sum()
     }
@@ -164,6 +172,17 @@ impl Default for AtomicHist {
 }
 
 impl AtomicHist {
+    /// Adds what a task recorded on its own, and empties it.
+    pub(super) fn drain_from(&self, local: &mut Hist) {
+        for (shared, n) in self.counts.iter().zip(local.counts.iter_mut()) {
+            if *n > 0 {
+                shared.fetch_add(std::mem::take(n), Ordering::Relaxed);
+            }
+        }
+        self.max.fetch_max(local.max, Ordering::Relaxed);
+        local.max = 0;
+    }
+
     pub(super) fn record(&self, v: u64) {
         if let Some(c) = self.counts.get(bucket(v)) {
             c.fetch_add(1, Ordering::Relaxed);

@@ -7,6 +7,25 @@
 //! (command 1 on UDP) at U per second. The echoes carry their send time,
 //! so each one that comes back is a round trip measured on its channel.
 //!
+//! State delivery: the position updates carry their send time, sequence
+//! number and sender, and the `World` plugin passes them on as `STATE`
+//! records (command [`STATE`]) to the players whose interest area covers
+//! the sender. Every path is a function of the client's index and the time
+//! (`walks.rs`), so the generator knows who should receive each update:
+//! the sender counts those (`expected`), the receivers count the updates
+//! they got that were meant for them, once each (`delivered`), and the
+//! one-way latency of each, from the send time in the payload to its
+//! arrival. Both ends read the same clock (µs since the shared epoch, from
+//! a monotonic clock anchored once per process to the system clock), so
+//! the latency is exact within a process and off by the anchors'
+//! difference (microseconds) between processes on one machine; bench
+//! processes on different machines need clocks synchronised well below
+//! the latencies measured (PTP, or NTP at best to a millisecond).
+//!
+//! By default the clients are light (`light/`): they share UDP sockets and
+//! tasks in groups, and batch their datagrams; `--full-clients` runs a full
+//! client driver per simulated client instead (`player.rs`).
+//!
 //! The command you start only coordinates. The clients run in worker
 //! processes (this same binary in a hidden `--worker` mode), at most
 //! `--per-process` clients each so that no process runs out of file
@@ -23,28 +42,35 @@
 //! reports at `epoch + k` seconds, so the per-second lines line up.
 
 mod coordinator;
+mod delivery;
 mod hist;
+mod light;
 mod plan;
 mod player;
 mod stats;
 mod summary;
 mod traffic;
+mod walks;
 mod worker;
 
 use std::path::PathBuf;
 
 use clap::Args;
-use sustenet_server::EchoChat;
+use sustenet_server::{EchoChat, World};
 
 use crate::up::DEV_DIR;
 
-/// Command number of a position update: x, y, z (f32 LE), then a sequence
-/// number (u32 LE), 16 bytes, sent unreliably.
-pub const POS: u16 = 10;
+/// Command number of a position update, sent unreliably: x, y, z (f32 LE),
+/// sequence number (u32 LE), send time (u64 LE, µs since the bench epoch),
+/// the sender's client index (u32 LE); 28 bytes.
+pub const POS: u16 = World::POS;
+/// Command number of the `World` plugin's state records: the sender's
+/// player id (u64 LE), then its position update as sent.
+pub const STATE: u16 = World::STATE;
 /// Command number of an echo (EchoChat sends it back on the same channel):
 /// send time (u64 LE, µs since the bench epoch), sequence (u32 LE), padding.
 pub const ECHO: u16 = EchoChat::ECHO;
-pub(super) const POS_LEN: usize = 16;
+pub(super) const POS_LEN: usize = 28;
 pub(super) const ECHO_HEADER: usize = 12;
 
 #[derive(Debug, Clone, Args)]
@@ -103,6 +129,10 @@ pub struct BenchArgs {
     /// Side of the square world the clients walk in, centred on 0.
     #[arg(long, default_value_t = 1000.0)]
     world: f32,
+    /// Interest radius of the cluster's players (`sustenet up --interest-radius`):
+    /// who should receive whose position updates, for the state delivery ratio.
+    #[arg(long, default_value_t = 40.0)]
+    interest_radius: f32,
     /// Walking speed in world units per second.
     #[arg(long, default_value_t = 10.0)]
     speed: f32,
@@ -115,6 +145,14 @@ pub struct BenchArgs {
     /// getting them refused.
     #[arg(long, default_value_t = 64)]
     joins_in_flight: u32,
+    /// Run a full client driver (its own task, channels, socket and an
+    /// event per record) for every simulated client, as a game would,
+    /// instead of the light generator.
+    #[arg(long)]
+    full_clients: bool,
+    /// Light generator: simulated clients sharing one UDP socket and task.
+    #[arg(long, default_value_t = 500)]
+    clients_per_socket: usize,
     /// Internal: run clients and report JSON lines (started by the coordinator).
     #[arg(long, hide = true)]
     worker: bool,

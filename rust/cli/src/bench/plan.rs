@@ -28,6 +28,9 @@ pub(super) struct Plan {
     pub(super) user_prefix: String,
     pub(super) world: f32,
     pub(super) speed: f32,
+    pub(super) interest_radius: f32,
+    pub(super) full_clients: bool,
+    pub(super) clients_per_socket: usize,
     pub(super) timeout: Duration,
     pub(super) joins_in_flight: u32,
 }
@@ -82,6 +85,12 @@ impl Plan {
         if !args.speed.is_finite() || args.speed < 0.0 {
             bail!("--speed must be 0 or more (got {})", args.speed);
         }
+        if !args.interest_radius.is_finite() || args.interest_radius <= 0.0 {
+            bail!(
+                "--interest-radius must be a positive distance (got {})",
+                args.interest_radius
+            );
+        }
         Ok(Plan {
             master,
             key,
@@ -97,6 +106,9 @@ impl Plan {
             user_prefix: args.user_prefix.clone(),
             world: args.world,
             speed: args.speed,
+            interest_radius: args.interest_radius,
+            full_clients: args.full_clients,
+            clients_per_socket: args.clients_per_socket.max(1),
             timeout: Duration::from_secs(args.timeout.max(1)),
             joins_in_flight: args.joins_in_flight.max(1),
         })
@@ -112,6 +124,15 @@ impl Plan {
     /// When every client stops sending, in µs after the epoch.
     pub(super) fn end_us(&self) -> u64 {
         u64::try_from((self.ramp + self.duration).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// The sends state delivery is measured over, in µs after the epoch:
+    /// full load, from a second after the ramp (joins that lag a little)
+    /// to the end.
+    pub(super) fn state_window_us(&self) -> std::ops::Range<u64> {
+        let settle = Duration::from_secs(1).min(self.duration / 2);
+        let start = u64::try_from((self.ramp + settle).as_micros()).unwrap_or(u64::MAX);
+        start..self.end_us()
     }
 
     pub(super) fn target_out_per_sec(&self) -> f64 {

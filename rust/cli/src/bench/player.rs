@@ -7,15 +7,17 @@ use sustenet_client::{Client, ClientError, ClientEvent, UNRELIABLE_LIMIT};
 use sustenet_proto::JoinTarget;
 use tokio::time::Instant;
 
+use super::delivery::{StateInbox, StateOutbox, is_state};
 use super::plan::{Clock, Plan, period};
 use super::stats::{Stats, bump};
-use super::traffic::{Every, Rng, Walker, echo_payload, read_u32, read_u64, unit};
+use super::traffic::{Every, Rng, echo_payload, pos_payload, read_u32, read_u64, unit};
+use super::worker::Shared;
 use super::{ECHO, POS, POS_LEN};
 
 /// Most time after the end of the run spent waiting for reliable echoes.
-const DRAIN: Duration = Duration::from_secs(5);
+pub(super) const DRAIN: Duration = Duration::from_secs(5);
 /// Least time after the end of the run spent waiting for echoes.
-const MIN_DRAIN: Duration = Duration::from_millis(500);
+pub(super) const MIN_DRAIN: Duration = Duration::from_millis(500);
 /// Recent position sends remembered per client, to match position echoes.
 const POS_RING: usize = 64;
 /// Most queued events a client handles in one go after the one it woke for.
@@ -133,8 +135,13 @@ pub(super) async fn join(
 
 /// A client's state while it plays.
 pub(super) struct Player<'a> {
+    pub(super) shared: &'a Shared,
     pub(super) stats: &'a Stats,
     pub(super) clock: Clock,
+    /// This client's index.
+    pub(super) me: u32,
+    pub(super) inbox: StateInbox,
+    pub(super) outbox: StateOutbox,
     /// (sequence, send time) of recent position updates.
     pub(super) ring: [(u32, u64); POS_RING],
     /// Reliable echoes sent and not yet back.
@@ -154,6 +161,9 @@ impl Player<'_> {
         for (local, shared) in [
             (&mut self.pos_recv, &c.pos_recv),
             (&mut self.other_recv, &c.other_recv),
+            (&mut self.inbox.received, &c.state_recv),
+            (&mut self.inbox.delivered, &c.state_delivered),
+            (&mut self.outbox.expected, &c.state_expected),
         ] {
             if *local > 0 {
                 shared.fetch_add(std::mem::take(local), Ordering::Relaxed);
@@ -206,6 +216,16 @@ impl Player<'_> {
                         self.stats.unrel.record(rtt);
                         bump(&c.unrel_recv);
                     }
+                } else if is_state(command) {
+                    let s = self.shared;
+                    let now = self.clock.now_us();
+                    let window = &s.state_window;
+                    if let Some(latency) = self
+                        .inbox
+                        .received(&s.walks, window, self.me, &payload, now)
+                    {
+                        s.stats.state.record(latency);
+                    }
                 } else if command == POS {
                     self.pos_recv += 1;
                     if let Some(seq) = read_u32(&payload, 12).filter(|_| payload.len() == POS_LEN) {
@@ -248,14 +268,12 @@ impl Player<'_> {
 pub(super) async fn play(
     client: &Client,
     events: &flume::Receiver<ClientEvent>,
-    plan: &Plan,
     i: u32,
-    clock: Clock,
-    stats: &Stats,
+    shared: &Shared,
     end_at: Instant,
 ) -> Result<(), Failure> {
-    let mut rng = <Rng as rand::SeedableRng>::seed_from_u64(u64::from(i) ^ 0x5EED_0000_0000_0000);
-    let mut walker = Walker::new(&mut rng, plan.world, plan.speed);
+    let (plan, clock, stats) = (&shared.plan, shared.clock, &shared.stats);
+    let mut rng = <Rng as rand::SeedableRng>::seed_from_u64(u64::from(i) ^ 0x9A5E_0000_0000_0000);
     let now = Instant::now();
     // Each stream starts at a random phase so clients don't send in lockstep.
     let mut start = |p: Duration| Every::new(now + p.mul_f64(unit(&mut rng)), p);
@@ -269,12 +287,15 @@ pub(super) async fn play(
             .filter_map(|e| e.as_ref().and_then(|e| e.next))
             .fold(end_at, Instant::min)
     };
-    let dt = pos_period.map_or(0.0, |p| p.as_secs_f32());
     let unrel_size = plan.size.min(UNRELIABLE_LIMIT);
     let (mut pos_seq, mut rel_seq, mut unrel_seq) = (0u32, 0u32, 0u32);
     let mut me = Player {
+        shared,
         stats,
         clock,
+        me: i,
+        inbox: StateInbox::default(),
+        outbox: StateOutbox::default(),
         ring: [(u32::MAX, 0); POS_RING],
         outstanding: 0,
         pos_recv: 0,
@@ -294,9 +315,11 @@ pub(super) async fn play(
                     break;
                 }
                 if pos_t.as_mut().is_some_and(|e| e.due(now)) {
-                    walker.step(&mut rng, dt);
-                    me.ring[pos_seq as usize % POS_RING] = (pos_seq, clock.now_us());
-                    match client.send_unreliable(POS, walker.payload(pos_seq)) {
+                    let t = clock.now_us();
+                    let at = shared.walks.position(i, t);
+                    me.ring[pos_seq as usize % POS_RING] = (pos_seq, t);
+                    me.outbox.sent(&shared.walks, &shared.state_window, i, at, t);
+                    match client.send_unreliable(POS, pos_payload(at, pos_seq, t, i)) {
                         Ok(()) => bump(&c.pos_sent),
                         Err(e) => me.send_failed(&e),
                     }

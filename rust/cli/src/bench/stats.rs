@@ -35,6 +35,13 @@ macro_rules! counters {
         }
 
         impl AtomicCounters {
+            /// Adds what a task counted on its own, and empties it.
+            pub(super) fn drain_from(&self, local: &mut Counters) {
+                $(if local.$name > 0 {
+                    self.$name.fetch_add(std::mem::take(&mut local.$name), Ordering::Relaxed);
+                })*
+            }
+
             pub(super) fn load(&self) -> Counters {
                 Counters { $($name: self.$name.load(Ordering::Relaxed),)* }
             }
@@ -60,6 +67,9 @@ counters!(
     send_errors,
     client_errors,
     rel_missing,
+    state_recv,
+    state_delivered,
+    state_expected,
 );
 
 impl Counters {
@@ -67,7 +77,7 @@ impl Counters {
         self.pos_sent + self.rel_sent + self.unrel_sent
     }
     pub(super) fn msgs_in(&self) -> u64 {
-        self.rel_recv + self.unrel_recv + self.pos_recv + self.other_recv
+        self.rel_recv + self.unrel_recv + self.pos_recv + self.state_recv + self.other_recv
     }
     pub(super) fn errors(&self) -> u64 {
         self.failed + self.disconnected + self.send_errors + self.client_errors + self.rel_missing
@@ -90,6 +100,8 @@ pub(super) struct Snapshot {
     pub(super) pos: Hist,
     /// Login to joined, ms.
     pub(super) join: Hist,
+    /// One-way latency of the state updates delivered, µs.
+    pub(super) state: Hist,
 }
 
 impl Snapshot {
@@ -99,6 +111,7 @@ impl Snapshot {
         self.unrel.add(&o.unrel);
         self.pos.add(&o.pos);
         self.join.add(&o.join);
+        self.state.add(&o.state);
     }
     pub(super) fn minus(&self, o: &Snapshot) -> Snapshot {
         Snapshot {
@@ -107,6 +120,7 @@ impl Snapshot {
             unrel: self.unrel.minus(&o.unrel),
             pos: self.pos.minus(&o.pos),
             join: self.join.minus(&o.join),
+            state: self.state.minus(&o.state),
         }
     }
 }
@@ -159,6 +173,7 @@ pub(super) struct Stats {
     pub(super) unrel: AtomicHist,
     pub(super) pos: AtomicHist,
     pub(super) join: AtomicHist,
+    pub(super) state: AtomicHist,
     pub(super) errors: ErrorBook,
 }
 
@@ -170,6 +185,7 @@ impl Stats {
             unrel: self.unrel.snapshot(),
             pos: self.pos.snapshot(),
             join: self.join.snapshot(),
+            state: self.state.snapshot(),
         }
     }
 }

@@ -11,11 +11,23 @@ pub(super) fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
 
+/// A ratio as a percentage, or `-` when nothing was expected.
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        "-".to_owned()
+    } else {
+        format!("{:.1} %", part as f64 * 100.0 / whole as f64)
+    }
+}
+
+/// One second of the run, as the coordinator prints it live. The state
+/// figures compare what arrived in that second with what was sent in it,
+/// so they are approximate second by second and exact in the summary.
 pub(super) fn progress_line(k: u64, now: &Snapshot, prev: &Snapshot) -> String {
     let d = now.minus(prev);
-    let (r, u) = (d.rel.quantiles(), d.unrel.quantiles());
+    let (r, u, s) = (d.rel.quantiles(), d.unrel.quantiles(), d.state.quantiles());
     format!(
-        "{k:>4}s  clients {}/{}  out {}/s  in {}/s  rtt ms (p50/p99/p999, last s) reliable {}/{}/{} unreliable {}/{}/{}  errors {}",
+        "{k:>4}s  clients {}/{}  out {}/s  in {}/s  rtt ms (p50/p99/p999, last s) reliable {}/{}/{} unreliable {}/{}/{}  state {} latency ms {}/{}/{}  errors {}",
         now.c.connected,
         now.c.target,
         d.c.msgs_out(),
@@ -26,6 +38,10 @@ pub(super) fn progress_line(k: u64, now: &Snapshot, prev: &Snapshot) -> String {
         ms(u.p50),
         ms(u.p99),
         ms(u.p999),
+        percent(d.c.state_delivered, d.c.state_expected),
+        ms(s.p50),
+        ms(s.p99),
+        ms(s.p999),
         now.c.errors(),
     )
 }
@@ -42,6 +58,8 @@ pub(super) struct Received {
     pub(super) reliable: u64,
     pub(super) unreliable: u64,
     pub(super) positions: u64,
+    /// State records (the `World` plugin's command 11), repeats included.
+    pub(super) states: u64,
     pub(super) other: u64,
 }
 
@@ -50,6 +68,19 @@ pub(super) struct Rtts {
     pub(super) reliable: Quantiles,
     pub(super) unreliable: Quantiles,
     pub(super) position: Quantiles,
+}
+
+/// State delivery over the state window (see `delivery.rs`).
+#[derive(Debug, Serialize)]
+pub(super) struct StateDelivery {
+    /// Updates that reached a client they were meant for, once each.
+    pub(super) delivered: u64,
+    /// Updates × the clients each was meant for.
+    pub(super) expected: u64,
+    /// `delivered / expected` (null if nothing was expected).
+    pub(super) delivery: Option<f64>,
+    /// One-way latency of the delivered updates, µs (`count` = `delivered`).
+    pub(super) latency_us: Quantiles,
 }
 
 /// The final summary (`--json` prints it as is).
@@ -84,6 +115,8 @@ pub(super) struct Summary {
     pub(super) rtt_us: Rtts,
     /// Unreliable echoes back / sent, over the whole run (null if none sent).
     pub(super) unreliable_delivery: Option<f64>,
+    /// Position updates delivered as state to the players they should reach.
+    pub(super) state: StateDelivery,
     pub(super) reliable_missing: u64,
     pub(super) send_errors: u64,
     pub(super) errors: u64,
@@ -114,8 +147,12 @@ pub(super) fn print_summary(s: &Summary) {
         s.sent.positions, s.sent.reliable, s.sent.unreliable
     );
     println!(
-        "received      {} reliable echoes, {} unreliable echoes, {} positions, {} other",
-        s.received.reliable, s.received.unreliable, s.received.positions, s.received.other
+        "received      {} reliable echoes, {} unreliable echoes, {} positions, {} state records, {} other",
+        s.received.reliable,
+        s.received.unreliable,
+        s.received.positions,
+        s.received.states,
+        s.received.other
     );
     println!(
         "rate          {:.0} msgs/s out (target {:.0}), {:.0} msgs/s in, over {:.0} s of full load",
@@ -137,6 +174,17 @@ pub(super) fn print_summary(s: &Summary) {
             );
         }
     }
+    let st = &s.state;
+    println!(
+        "state         {} of {} expected updates delivered ({}), one-way latency p50 {} ms  p99 {} ms  p999 {} ms  max {} ms",
+        st.delivered,
+        st.expected,
+        percent(st.delivered, st.expected),
+        ms(st.latency_us.p50),
+        ms(st.latency_us.p99),
+        ms(st.latency_us.p999),
+        ms(st.latency_us.max)
+    );
     match s.unreliable_delivery {
         Some(r) => println!("unreliable delivery  {:.3} %", r * 100.0),
         None => println!("unreliable delivery  - (none sent)"),
@@ -197,6 +245,7 @@ impl Run<'_> {
                 reliable: c.rel_recv,
                 unreliable: c.unrel_recv,
                 positions: c.pos_recv,
+                states: c.state_recv,
                 other: c.other_recv,
             },
             msgs_out: c.msgs_out(),
@@ -212,6 +261,13 @@ impl Run<'_> {
             },
             unreliable_delivery: (c.unrel_sent > 0)
                 .then(|| c.unrel_recv.min(c.unrel_sent) as f64 / c.unrel_sent as f64),
+            state: StateDelivery {
+                delivered: c.state_delivered,
+                expected: c.state_expected,
+                delivery: (c.state_expected > 0)
+                    .then(|| c.state_delivered as f64 / c.state_expected as f64),
+                latency_us: self.total.state.quantiles(),
+            },
             reliable_missing: c.rel_missing,
             send_errors: c.send_errors,
             errors,

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::{ECHO_HEADER, POS_LEN};
 
-/// Each client walks its own repeatable path: a generator seeded by its index.
+/// Each client draws its send phases from a generator seeded by its index.
 pub(super) type Rng = rand::rngs::StdRng;
 
 /// Uniform in [0, 1).
@@ -14,57 +14,44 @@ pub(super) fn unit(rng: &mut Rng) -> f64 {
     rand::Rng::random(rng)
 }
 
-/// A random walk in a square world of side `world` (x, y), with z between
-/// 0 and a tenth of it: turns slowly, bounces off the edges.
-#[derive(Debug)]
-pub(super) struct Walker {
-    pub(super) p: [f32; 3],
-    pub(super) heading: f32,
-    pub(super) climb: f32,
-    pub(super) half: f32,
-    pub(super) speed: f32,
+/// A position update: where the client is (x, y, z, `f32` LE), a sequence
+/// number (`u32` LE), the send time (`u64` LE, µs since the bench epoch)
+/// and the client's index (`u32` LE): [`POS_LEN`] bytes. The `World`
+/// plugin passes it on whole in its `STATE` records, so whoever receives it
+/// can tell who sent it, when, and whether it was meant to reach them.
+pub(super) fn pos_payload(at: [f32; 3], seq: u32, sent_us: u64, index: u32) -> Vec<u8> {
+    let mut v = Vec::with_capacity(POS_LEN);
+    for c in at {
+        v.extend_from_slice(&c.to_le_bytes());
+    }
+    v.extend_from_slice(&seq.to_le_bytes());
+    v.extend_from_slice(&sent_us.to_le_bytes());
+    v.extend_from_slice(&index.to_le_bytes());
+    v
 }
 
-impl Walker {
-    pub(super) fn new(rng: &mut Rng, world: f32, speed: f32) -> Walker {
-        let half = world / 2.0;
-        Walker {
-            p: [
-                (unit(rng) as f32 * 2.0 - 1.0) * half,
-                (unit(rng) as f32 * 2.0 - 1.0) * half,
-                unit(rng) as f32 * world / 10.0,
-            ],
-            heading: unit(rng) as f32 * std::f32::consts::TAU,
-            climb: 0.0,
-            half,
-            speed,
-        }
-    }
+/// A position update as [`pos_payload`] wrote it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct PosUpdate {
+    pub(super) at: [f32; 3],
+    pub(super) seq: u32,
+    pub(super) sent_us: u64,
+    pub(super) index: u32,
+}
 
-    pub(super) fn step(&mut self, rng: &mut Rng, dt: f32) {
-        self.heading += (unit(rng) as f32 - 0.5) * 2.0 * dt;
-        self.climb = (self.climb + (unit(rng) as f32 - 0.5) * dt).clamp(-0.2, 0.2);
-        let h = self.half;
-        self.p[0] += self.heading.cos() * self.speed * dt;
-        self.p[1] += self.heading.sin() * self.speed * dt;
-        self.p[2] = (self.p[2] + self.climb * self.speed * dt).clamp(0.0, h / 5.0);
-        if self.p[0] > h || self.p[0] < -h {
-            self.p[0] = self.p[0].clamp(-h, h);
-            self.heading = std::f32::consts::PI - self.heading;
+impl PosUpdate {
+    /// Reads a position payload; `None` unless it is exactly one.
+    pub(super) fn parse(p: &[u8]) -> Option<PosUpdate> {
+        if p.len() != POS_LEN {
+            return None;
         }
-        if self.p[1] > h || self.p[1] < -h {
-            self.p[1] = self.p[1].clamp(-h, h);
-            self.heading = -self.heading;
-        }
-    }
-
-    pub(super) fn payload(&self, seq: u32) -> Vec<u8> {
-        let mut v = Vec::with_capacity(POS_LEN);
-        for c in self.p {
-            v.extend_from_slice(&c.to_le_bytes());
-        }
-        v.extend_from_slice(&seq.to_le_bytes());
-        v
+        let f = |at: usize| read_u32(p, at).map(f32::from_bits);
+        Some(PosUpdate {
+            at: [f(0)?, f(4)?, f(8)?],
+            seq: read_u32(p, 12)?,
+            sent_us: read_u64(p, 16)?,
+            index: read_u32(p, 24)?,
+        })
     }
 }
 
@@ -148,16 +135,21 @@ mod tests {
     }
 
     #[test]
-    fn walker_stays_in_the_world_and_payloads_parse() {
-        let mut rng = <Rng as rand::SeedableRng>::seed_from_u64(7);
-        let mut w = Walker::new(&mut rng, 100.0, 50.0);
-        for _ in 0..10_000 {
-            w.step(&mut rng, 0.05);
-            assert!(w.p[0].abs() <= 50.0 && w.p[1].abs() <= 50.0, "{:?}", w.p);
-        }
-        let p = w.payload(42);
+    fn payloads_parse() {
+        let p = pos_payload([1.5, -2.0, 3.25], 42, 123_456_789, 7);
         assert_eq!(p.len(), POS_LEN);
         assert_eq!(read_u32(&p, 12), Some(42));
+        let u = PosUpdate::parse(&p).unwrap();
+        assert_eq!(
+            u,
+            PosUpdate {
+                at: [1.5, -2.0, 3.25],
+                seq: 42,
+                sent_us: 123_456_789,
+                index: 7
+            }
+        );
+        assert_eq!(PosUpdate::parse(&p[..POS_LEN - 1]), None);
         let e = echo_payload(123_456, 9, 64);
         assert_eq!(e.len(), 64);
         assert_eq!(read_u64(&e, 0), Some(123_456));

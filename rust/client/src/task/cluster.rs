@@ -223,6 +223,7 @@ impl Task {
         let Ok(records) = datagram::decode_records(&plain) else {
             return;
         };
+        let mut challenge = None;
         for r in records {
             match r {
                 Record::Data { command, payload } => {
@@ -234,8 +235,15 @@ impl Task {
                     });
                 }
                 Record::Pong(v) => self.rtt.set_unreliable(now.saturating_sub(v)),
-                Record::Ping(_) => {}
+                // The cluster checks that this address receives its
+                // datagrams before it sends it anything more (protocol
+                // §10.4): echo the value, from this same socket.
+                Record::PathChallenge(v) => challenge = Some(v),
+                Record::Ping(_) | Record::PathResponse(_) => {}
             }
+        }
+        if let Some(v) = challenge {
+            let _ = self.send_datagram(&Record::PathResponse(v));
         }
     }
 

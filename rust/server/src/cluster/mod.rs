@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 use sustenet_net::{FrameReader, NetError, SealedReader, SealedWriter, write_frame};
 use sustenet_proto::crypto::{
-    ClientSessionKeys, DatagramOpener, DatagramSealer, DatagramSession, StreamSession,
-    datagram_session_id,
+    ClientSessionKeys, DATAGRAM_OVERHEAD, DatagramOpener, DatagramSealer, DatagramSession,
+    StreamSession, datagram_session_id,
 };
 use sustenet_proto::datagram::{self, MAX_DATAGRAM, MAX_UNRELIABLE_PAYLOAD, Record};
 use sustenet_proto::handshake::{self, ClusterInitiator, Hello, ResumeClaim};
@@ -41,6 +41,11 @@ use crate::fragments::{
 };
 use crate::plugin::{Channel, PlayerId, Plugin};
 use crate::time::now_ms;
+
+mod path;
+mod ping_limit;
+use path::{Source, UdpPath};
+use ping_limit::PingLimiter;
 
 /// How a cluster runs.
 #[derive(Debug, Clone)]
@@ -63,6 +68,13 @@ pub struct ClusterConfig {
     pub reconnect_max: Duration,
     /// Most ping requests (from clients choosing a cluster) answered per second.
     pub ping_rate: u32,
+    /// Most ping requests answered per second to one source (an IPv4
+    /// address or an IPv6 /64), in bursts of as many: a flood from one
+    /// source does not starve the others.
+    pub ping_rate_per_source: u32,
+    /// Most ping sources tracked at once (about 40 bytes each); when full,
+    /// idle ones are forgotten and requests of new ones are dropped.
+    pub ping_sources: usize,
     /// The world's fragment grid: cell size, 2D or 3D, default cap, update
     /// rate and interest radius.
     pub grid: GridConfig,
@@ -73,9 +85,18 @@ pub struct ClusterConfig {
     /// the cluster listens on. Set it when clients reach the cluster through
     /// a port-forwarding proxy or NAT.
     pub public_tcp_port: Option<u16>,
+    /// The UDP port clients are told to send datagrams to (in the Welcome);
+    /// `None` means the port of the UDP socket the cluster was given.
+    pub public_udp_port: Option<u16>,
     /// How long a player whose connection dropped keeps its seat, waiting
     /// for it to reconnect with the same id; zero turns reconnects off.
     pub resume_grace: Duration,
+    /// How long a player's validated UDP address may stay silent and still
+    /// receive datagrams. After that the cluster sends it nothing until a
+    /// datagram from it echoes a new challenge (docs/protocol.md §10.4);
+    /// clients send a datagram at least this often (the Rust client's
+    /// heartbeat Ping).
+    pub udp_silence: Duration,
     /// Most bytes of reliable messages kept per player for a reconnect: those
     /// sent and not yet acknowledged, and those sent while it is away. A
     /// player away longer than this allows is let go with `SendQueueFull`.
@@ -96,10 +117,14 @@ impl Default for ClusterConfig {
             status_interval: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(10),
             ping_rate: 2_000,
+            ping_rate_per_source: 32,
+            ping_sources: 4_096,
             grid: GridConfig::default(),
             update_tick: Duration::from_millis(10),
             public_tcp_port: None,
+            public_udp_port: None,
             resume_grace: Duration::from_secs(30),
+            udp_silence: Duration::from_secs(10),
             resume_buffer: 256 * 1024,
             limits: Limits::default(),
         }
@@ -121,8 +146,10 @@ pub enum SendError {
         /// The limit.
         max: usize,
     },
-    /// The player has not sent a UDP datagram yet, so its UDP address is unknown.
-    #[error("player {0} has no UDP address yet")]
+    /// The player has no validated UDP address: it has sent no datagram
+    /// yet, has not answered its address challenge, or has been silent for
+    /// longer than [`ClusterConfig::udp_silence`].
+    #[error("player {0} has no validated UDP address")]
     NoUdpAddress(PlayerId),
     /// The player's send queue was full; it is being disconnected.
     #[error("player {0} could not keep up and is being disconnected")]
@@ -170,7 +197,8 @@ struct Player {
     conn: u64,
     session_id: u64,
     udp: DatagramSealer,
-    udp_addr: Option<SocketAddr>,
+    /// Where its datagrams go, once proven (see [`path`]).
+    path: UdpPath,
     /// Set once the redirect to another cluster is decided: nothing more is
     /// sent, and the player is removed when it closes (or at this deadline).
     redirected: Option<Instant>,
@@ -230,6 +258,10 @@ pub struct Context<'a> {
     max_reliable: usize,
     transfers: &'a mut Transfers,
     world: &'a mut World,
+    /// When the event being handled happened.
+    now: Instant,
+    /// [`ClusterConfig::udp_silence`].
+    udp_silence: Duration,
 }
 
 /// The fragment grid, the players' latest states, and fragment events not
@@ -321,7 +353,10 @@ impl Context<'_> {
             .players
             .get_mut(&player)
             .ok_or(SendError::UnknownPlayer(player))?;
-        let addr = p.udp_addr.ok_or(SendError::NoUdpAddress(player))?;
+        let addr = p
+            .path
+            .target(self.now, self.udp_silence)
+            .ok_or(SendError::NoUdpAddress(player))?;
         send_records(
             self.udp,
             &mut p.udp,
@@ -414,7 +449,7 @@ impl Context<'_> {
         if self.transfers.link.try_send(ev).is_err() {
             return refuse("the link to the master is not keeping up");
         }
-        let deadline = Instant::now() + self.transfers.timeout;
+        let deadline = self.now + self.transfers.timeout;
         self.transfers
             .pending
             .insert(request_id, (player, deadline));
@@ -644,6 +679,8 @@ impl Spread {
 /// Sends state records to players, through buffers reused for a whole tick.
 struct StateOut<'a> {
     udp: &'a UdpSocket,
+    now: Instant,
+    udp_silence: Duration,
     batch: datagram::Batch,
     sealed: Vec<u8>,
 }
@@ -664,7 +701,8 @@ impl StateOut<'_> {
         let Some(p) = players.get_mut(&recipient) else {
             return;
         };
-        let (Some(addr), None, None) = (p.udp_addr, p.redirected, p.away_until) else {
+        let target = p.path.target(self.now, self.udp_silence);
+        let (Some(addr), None, None) = (target, p.redirected, p.away_until) else {
             return;
         };
         for subject in subjects {
@@ -736,13 +774,73 @@ fn send_records(udp: &UdpSocket, sealer: &mut DatagramSealer, addr: SocketAddr, 
     let Ok(plain) = datagram::single(record) else {
         return;
     };
-    match sealer.seal(&plain) {
+    send_plain(udp, sealer, addr, &plain);
+}
+
+fn send_plain(udp: &UdpSocket, sealer: &mut DatagramSealer, addr: SocketAddr, plain: &[u8]) {
+    match sealer.seal(plain) {
         // Unreliable: a full socket buffer drops the datagram, as the network would.
         Ok(d) => {
             let _ = udp.try_send_to(&d, addr);
         }
         Err(e) => debug!("cannot seal datagram: {e}"),
     }
+}
+
+/// Handles an authenticated datagram of `len` bytes that came from `from`:
+/// moves the player's address only once `from` proved itself (its
+/// `PathResponse`), answers with at most one datagram (the challenge for an
+/// unproven source, the `Pong` to the datagram's last `Ping`), within the
+/// source's allowance, and returns the data records for the plugin.
+fn on_datagram(
+    udp: &UdpSocket,
+    p: &mut Player,
+    now: Instant,
+    silence: Duration,
+    from: SocketAddr,
+    len: usize,
+    records: Vec<Record>,
+) -> Vec<(u16, Vec<u8>)> {
+    let source = p
+        .path
+        .on_datagram(now, silence, from, len, || rand::rng().next_u64());
+    let mut ping = None;
+    let mut data = Vec::new();
+    let mut proven = false;
+    for r in records {
+        match r {
+            Record::Data { command, payload } => data.push((command, payload)),
+            Record::Ping(v) => ping = Some(v),
+            Record::PathResponse(v) => proven |= p.path.on_response(now, from, v),
+            Record::Pong(_) | Record::PathChallenge(_) => {}
+        }
+    }
+    if proven {
+        debug!(%from, "player's UDP address validated");
+    }
+    let challenge = match source {
+        Source::Candidate { challenge } if !proven => Some(challenge),
+        _ => None,
+    };
+    let mut answer: Vec<Record> = challenge
+        .map(Record::PathChallenge)
+        .into_iter()
+        .chain(ping.map(Record::Pong))
+        .collect();
+    let size = |r: &[Record]| DATAGRAM_OVERHEAD + r.iter().map(Record::encoded_len).sum::<usize>();
+    // The challenge first: a source whose allowance is too small for both
+    // gets only the challenge.
+    while !answer.is_empty() && !p.path.spend(from, size(&answer)) {
+        answer.pop();
+    }
+    if !answer.is_empty() {
+        let mut batch = datagram::Batch::new();
+        for r in &answer {
+            let _ = batch.push(r);
+        }
+        send_plain(udp, &mut p.udp, from, batch.as_bytes());
+    }
+    data
 }
 
 /// Commands from outside the cluster (a game engine binding, an admin tool).
@@ -1004,10 +1102,12 @@ enum CoreEvent {
         conn: u64,
         reason: DisconnectReason,
     },
+    /// An authenticated datagram of `len` bytes from `addr`.
     Udp {
         player: PlayerId,
         session_id: u64,
         addr: SocketAddr,
+        len: usize,
         records: Vec<Record>,
     },
     Snapshot(oneshot::Sender<Vec<PlayerId>>),
@@ -1107,7 +1207,7 @@ pub async fn run_with_handle(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let tcp_port = config.public_tcp_port.unwrap_or(tcp.local_addr()?.port());
-    let udp_port = udp.local_addr()?.port();
+    let udp_port = config.public_udp_port.unwrap_or(udp.local_addr()?.port());
     // Below 2^63, so engines with signed 64-bit integers see it positive.
     let cluster_id = config
         .cluster_id
@@ -1203,6 +1303,8 @@ pub async fn run_with_handle(
                 max_reliable: shared.max_reliable,
                 transfers: &mut transfers,
                 world: &mut world,
+                now: Instant::now(),
+                udp_silence: shared.config.udp_silence,
             }
         };
     }
@@ -1246,7 +1348,7 @@ pub async fn run_with_handle(
                         conn,
                         session_id,
                         udp: udp_sealer,
-                        udp_addr: None,
+                        path: UdpPath::default(),
                         redirected: None,
                         redirect: None,
                         replay,
@@ -1359,21 +1461,11 @@ pub async fn run_with_handle(
                         plugin.on_transfer_failed(&mut ctx!(), player, &reason);
                     }
                 }
-                CoreEvent::Udp { player, session_id, addr, records } => {
+                CoreEvent::Udp { player, session_id, addr, len, records } => {
                     let Some(p) = players.get_mut(&player).filter(|p| p.session_id == session_id) else { continue };
-                    p.udp_addr = Some(addr);
-                    for r in records {
-                        match r {
-                            Record::Data { command, payload } => {
-                                plugin.on_packet(&mut ctx!(), player, command, &payload, Channel::Unreliable);
-                            }
-                            Record::Ping(v) => {
-                                if let Some(p) = players.get_mut(&player) {
-                                    send_records(&udp, &mut p.udp, addr, &Record::Pong(v));
-                                }
-                            }
-                            Record::Pong(_) => {}
-                        }
+                    let data = on_datagram(&udp, p, Instant::now(), shared.config.udp_silence, addr, len, records);
+                    for (command, payload) in data {
+                        plugin.on_packet(&mut ctx!(), player, command, &payload, Channel::Unreliable);
                     }
                 }
                 CoreEvent::Snapshot(reply) => {
@@ -1416,8 +1508,9 @@ pub async fn run_with_handle(
             }
             _ = update.tick() => {
                 let World { fragments, states, spread, .. } = &mut world;
-                let mut out = StateOut { udp: &udp, batch: datagram::Batch::new(), sealed: Vec::new() };
-                if !fragments.start_tick(Instant::now()).is_empty() {
+                let now = Instant::now();
+                let mut out = StateOut { udp: &udp, now, udp_silence: shared.config.udp_silence, batch: datagram::Batch::new(), sealed: Vec::new() };
+                if !fragments.start_tick(now).is_empty() {
                     // A new update: whoever the last one has not reached yet goes first.
                     for i in spread.take(true) {
                         if let Some((recipient, subjects)) = spread.get(i) {
@@ -1721,6 +1814,8 @@ fn apply_removals(
                 max_reliable: shared.max_reliable,
                 transfers,
                 world,
+                now: Instant::now(),
+                udp_silence: shared.config.udp_silence,
             };
             plugin.on_disconnect(&mut ctx, player, reason);
             world.states.remove(&player);
@@ -2105,40 +2200,17 @@ async fn player_writer(
     }
 }
 
-/// Allows `rate` events per second on average, in bursts of up to `rate`.
-struct TokenBucket {
-    rate: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    fn new(rate: u32) -> Self {
-        Self {
-            rate: f64::from(rate),
-            tokens: f64::from(rate),
-            last: Instant::now(),
-        }
-    }
-
-    fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 async fn udp_loop(shared: Arc<Shared>, udp: Arc<UdpSocket>, mut ctl: mpsc::Receiver<UdpControl>) {
     let mut sessions: HashMap<u64, (PlayerId, Box<DatagramOpener>)> = HashMap::new();
     let mut buf = vec![0u8; 2048];
     let mut refused = 0u64;
-    let mut pings = TokenBucket::new(shared.config.ping_rate);
+    let c = &shared.config;
+    let mut pings = PingLimiter::new(
+        c.ping_rate,
+        c.ping_rate_per_source,
+        c.ping_sources,
+        Instant::now(),
+    );
     let mut shutdown = shared.shutdown.clone();
     loop {
         tokio::select! {
@@ -2157,7 +2229,7 @@ async fn udp_loop(shared: Arc<Shared>, udp: Arc<UdpSocket>, mut ctl: mpsc::Recei
                 // A ping before joining: answered without a token, but only
                 // with fewer bytes than the request, and within a rate limit.
                 if let Some(nonce) = datagram::parse_ping_request(d) {
-                    if pings.take(Instant::now()) {
+                    if pings.allow(Instant::now(), addr.ip()) {
                         let players = u32::try_from(shared.player_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
                         let resp = datagram::ping_response(nonce, players, shared.config.max_connections);
                         let _ = udp.try_send_to(&resp, addr);
@@ -2185,7 +2257,7 @@ async fn udp_loop(shared: Arc<Shared>, udp: Arc<UdpSocket>, mut ctl: mpsc::Recei
                     Ok(r) => r,
                     Err(e) => { warn!(player = *player, "malformed datagram: {e}"); continue; }
                 };
-                let ev = CoreEvent::Udp { player: *player, session_id: sid, addr, records };
+                let ev = CoreEvent::Udp { player: *player, session_id: sid, addr, len: n, records };
                 // Unreliable: when the core is behind, drop instead of queueing.
                 let _ = shared.events.try_send(ev);
             }
