@@ -18,6 +18,11 @@
 #                   game (tests/mp_game.gd) in three Godot processes (server + 2 clients) over
 #                   ENetMultiplayerPeer, then over SustenetMultiplayerPeer; each run's checks
 #                   pass and both print the same OUTCOME lines
+#   mp_handoff      the same game's client moved from cluster a to cluster b with transfer_peer
+#                   under a reliable @rpc every frame (three Godot processes): same peer object,
+#                   spawns switch, every accepted @rpc arrives exactly once
+#   mp_reconnect    mp_game.gd's server and client (one process, two SceneMultiplayers), the link
+#                   cut and restored through the proxy: no server_disconnected, @rpcs once in order
 #   border          server meshing: the demo cluster as "West Cluster" and "East Cluster" in two
 #                   Godot processes (border_cluster_node.gd); a client (test_border.gd) walks
 #                   over the border and is handed over with its state; three verdicts
@@ -159,7 +164,7 @@ fi
 
 # --- keys and a real master --------------------------------------------------------------
 read -r MASTER_PORT DEAD_PORT OWN_MASTER_PORT CL_PORT W_MASTER_PORT W_CLUSTER_PORT EXPORT_PORT FL_PORT \
-    WEST_PORT EAST_PORT MP_ENET_PORT MP_PORT <<<"$(free_ports 12)"
+    WEST_PORT EAST_PORT MP_ENET_PORT MP_PORT MP_A_PORT MP_B_PORT <<<"$(free_ports 14)"
 mkdir -p "$T/keys" "$T/own-master-keys"
 "$SUSTENET" keygen --dir "$T/keys" --master >"$T/keygen.log" 2>&1 || die "sustenet keygen --master failed"
 "$SUSTENET" keygen --dir "$T/keys" --name test_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
@@ -167,7 +172,7 @@ mkdir -p "$T/keys" "$T/own-master-keys"
 "$SUSTENET" keygen --dir "$T/keys" --name flood_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
 "$SUSTENET" keygen --dir "$T/keys" --name west_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
 "$SUSTENET" keygen --dir "$T/keys" --name east_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
-for k in mp_cluster; do
+for k in mp_cluster mp_a mp_b; do
     "$SUSTENET" keygen --dir "$T/keys" --name "$k" >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
 done
 PUB=$(tr -d '[:space:]' <"$T/keys/master.pub")
@@ -229,6 +234,11 @@ fi
 if wanted reconnect; then
     say "running reconnect (the client through a proxy the test cuts)"
     run_world reconnect 120
+fi
+
+if wanted mp_reconnect; then
+    say "running mp_reconnect (SceneMultiplayer over a link the test cuts)"
+    run_world mp_reconnect 120
 fi
 
 if wanted flood; then
@@ -369,6 +379,32 @@ if wanted mp; then
         echo "FAIL: the OUTCOME lines differ (or are missing)" >>"$T/mp_compare.log"
         verdict "mp: ENet and Sustenet outcomes are the same" "$T/mp_compare.log" 1
     fi
+fi
+
+if wanted mp_handoff; then
+    say "running mp_handoff (clusters a and b and a client in three Godot processes)"
+    H="$T/mp_handoff"; mkdir -p "$H"
+    hcommon=(--master-port="$MASTER_PORT" --report-dir="$H")
+    start_bg "$T/mp_handoff_b.log" timeout -k 5 90 "$GODOT" --headless --path "$PROJECT" \
+        -s res://tests/test_mp_handoff_cluster.gd -- --side=b --port="$MP_B_PORT" \
+        --key-name=mp_b --key-path="$T/keys/mp_b" "${hcommon[@]}"
+    HB_PID=$BG_PID
+    wait_for_line "$T/mp_handoff_b.log" '^MP_SERVER_READY' 40 "$HB_PID" || say "cluster b did not report MP_SERVER_READY"
+    B_ID=$(grep -oE '^MP_SERVER_READY id=[0-9]+' "$T/mp_handoff_b.log" | head -1 | cut -d= -f2)
+    start_bg "$T/mp_handoff_a.log" timeout -k 5 90 "$GODOT" --headless --path "$PROJECT" \
+        -s res://tests/test_mp_handoff_cluster.gd -- --side=a --port="$MP_A_PORT" \
+        --key-name=mp_a --key-path="$T/keys/mp_a" --target-cluster="${B_ID:-0}" "${hcommon[@]}"
+    HA_PID=$BG_PID
+    wait_for_line "$T/mp_handoff_a.log" '^MP_SERVER_READY' 40 "$HA_PID" || say "cluster a did not report MP_SERVER_READY"
+    run_godot 90 "$T/mp_handoff.log" -s res://tests/test_mp_handoff.gd -- \
+        --master-key="$PUB" "${hcommon[@]}"
+    rc=$?
+    wait "$HA_PID"; a_rc=$?
+    wait "$HB_PID"; b_rc=$?
+    verdict "mp_handoff (client)" "$T/mp_handoff.log" "$rc"
+    verdict "mp_handoff (cluster a)" "$T/mp_handoff_a.log" "$a_rc"
+    verdict "mp_handoff (cluster b)" "$T/mp_handoff_b.log" "$b_rc"
+    grep -h '^mp_handoff: [0-9]' "$T/mp_handoff.log" | sed 's/^/godot-tests: /'
 fi
 
 say "master log: $(grep -c . "$T/master.log") lines; it ran the whole time: $(kill -0 "$MASTER_PID" 2>/dev/null && echo yes || echo no)"

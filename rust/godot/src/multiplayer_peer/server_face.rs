@@ -22,6 +22,8 @@ struct PendingMove {
     target: u64,
     state: Vec<u8>,
     deadline: Instant,
+    /// The client answered MoveReady.
+    ready: bool,
 }
 
 /// The server side's state.
@@ -35,6 +37,9 @@ pub(super) struct ServerFace {
     dropped: HashSet<PlayerId>,
     /// The positions the game reported, on the cluster's grid.
     pub(super) grid: Option<Fragments>,
+    /// Players whose peer leaves at the next poll, once SceneMultiplayer has
+    /// taken the packets they sent before leaving.
+    leaving: Vec<PlayerId>,
 }
 
 impl ServerFace {
@@ -46,6 +51,7 @@ impl ServerFace {
             moves: HashMap::new(),
             dropped: HashSet::new(),
             grid: Fragments::new(link.grid).ok(),
+            leaving: Vec::new(),
         }
     }
 
@@ -142,6 +148,7 @@ impl ServerFace {
                 target,
                 state,
                 deadline: Instant::now() + timeout,
+                ready: false,
             },
         );
         GdError::OK
@@ -160,12 +167,12 @@ impl ServerFace {
         true
     }
 
-    /// Moves whose client did not answer in time.
-    fn overdue_moves(&self) -> Vec<PlayerId> {
+    /// Moves whose client answered, or did not answer in time.
+    fn due_moves(&self) -> Vec<PlayerId> {
         let now = Instant::now();
         self.moves
             .iter()
-            .filter(|(_, m)| m.deadline <= now)
+            .filter(|(_, m)| m.ready || m.deadline <= now)
             .map(|(p, _)| *p)
             .collect()
     }
@@ -174,6 +181,23 @@ impl ServerFace {
 impl SustenetMultiplayerPeer {
     /// Takes the cluster node's events; called by `poll`.
     pub(super) fn poll_server(&mut self) {
+        // SceneMultiplayer took every packet after the last poll: players that
+        // left (or are ready to move) since then can go now.
+        let due = match &mut self.face {
+            Face::Server(s) => {
+                let moves = s.due_moves();
+                for player in &moves {
+                    s.finish_move(*player);
+                }
+                let mut due = std::mem::take(&mut s.leaving);
+                due.extend(moves);
+                due
+            }
+            _ => return,
+        };
+        for player in due {
+            self.remove_player(player, true);
+        }
         let (events, overflowed) = match &self.face {
             Face::Server(s) => (s.tap.rx.try_iter().collect::<Vec<_>>(), s.tap.overflowed()),
             _ => return,
@@ -189,26 +213,6 @@ impl SustenetMultiplayerPeer {
                 "SustenetMultiplayerPeer: packets were lost while the peer was not polled; closing"
             );
             self.close_server();
-            return;
-        }
-        let overdue = match &self.face {
-            Face::Server(s) => s.overdue_moves(),
-            _ => Vec::new(),
-        };
-        for player in overdue {
-            self.finish_move(player);
-        }
-    }
-
-    /// Moves a player whose client is ready (or late): its peer leaves this
-    /// game now. Should the move fail, the client's next hello makes it a
-    /// new peer here.
-    fn finish_move(&mut self, player: PlayerId) {
-        let Face::Server(s) = &mut self.face else {
-            return;
-        };
-        if s.finish_move(player) {
-            self.remove_player(player, true);
         }
     }
 
@@ -232,12 +236,12 @@ impl SustenetMultiplayerPeer {
                 }
             }
             ClusterTap::Left(player) => {
-                if let Face::Server(s) = &mut self.face
-                    && let Some(g) = &mut s.grid
-                {
-                    g.remove(player);
+                if let Face::Server(s) = &mut self.face {
+                    if let Some(g) = &mut s.grid {
+                        g.remove(player);
+                    }
+                    s.leaving.push(player);
                 }
-                self.remove_player(player, true);
             }
             ClusterTap::Stopped => self.close_server(),
         }
@@ -348,8 +352,12 @@ impl SustenetMultiplayerPeer {
                 s.send(player, wire::WELCOME, wire::encode_welcome(w));
                 self.signals().peer_connected().emit(i64::from(peer));
             }
-            wire::BYE => self.remove_player(player, true),
-            wire::MOVE_READY => self.finish_move(player),
+            wire::BYE => s.leaving.push(player),
+            wire::MOVE_READY => {
+                if let Some(m) = s.moves.get_mut(&player) {
+                    m.ready = true;
+                }
+            }
             other => s.drop_player(player, format!("unknown peer command {other}")),
         }
     }
