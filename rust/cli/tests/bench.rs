@@ -57,7 +57,7 @@ fn up(dir: &Path) -> Proc {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = run(dir, &["probe", "--count", "1"]);
         if out.status.success() {
@@ -121,38 +121,76 @@ fn check_healthy(s: &serde_json::Value, clients: u64, processes: u64) {
     }
 }
 
+/// The `World` plugin's state records reached the clients they should
+/// have, and the figures agree with each other.
+fn check_state(s: &serde_json::Value) {
+    let st = &s["state"];
+    let delivered = st["delivered"].as_u64().unwrap();
+    let expected = st["expected"].as_u64().unwrap();
+    assert!(delivered > 0, "{s}");
+    assert!(delivered <= expected, "{s}");
+    let ratio = st["delivery"].as_f64().unwrap();
+    assert!(ratio > 0.0 && ratio <= 1.0, "{s}");
+    assert!(
+        (ratio - delivered as f64 / expected as f64).abs() < 1e-9,
+        "{s}"
+    );
+    assert!(
+        s["received"]["states"].as_u64().unwrap() >= delivered,
+        "{s}"
+    );
+    let q = &st["latency_us"];
+    assert_eq!(q["count"].as_u64().unwrap(), delivered, "{s}");
+    let (p50, p99, p999, max) = (
+        q["p50"].as_u64().unwrap(),
+        q["p99"].as_u64().unwrap(),
+        q["p999"].as_u64().unwrap(),
+        q["max"].as_u64().unwrap(),
+    );
+    assert!(p50 <= p99 && p99 <= p999 && p999 <= max && max > 0, "{s}");
+}
+
 #[test]
 fn bench_against_up_one_and_several_processes() {
     let dir = tempfile::tempdir().unwrap();
     let _up = up(dir.path());
 
-    // One worker process; master and key from .sustenet/client.toml.
+    // One worker process; master and key from .sustenet/client.toml; the
+    // light generator, its clients in groups of up to 8 per socket.
     let out = run(
         dir.path(),
         &[
             "bench",
             "--clients",
             "30",
+            "--clients-per-socket",
+            "8",
             "--duration",
             "3",
             "--ramp",
             "1",
+            // About 10 neighbours each within `up`'s interest radius (40).
+            "--world",
+            "120",
             "--json",
         ],
     );
     let s = summary(&out);
     check_healthy(&s, 30, 1);
+    check_state(&s);
     assert!(
         String::from_utf8_lossy(&out.stderr).trim().is_empty(),
         "--json prints no progress: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // Spread over processes: 25 clients at most 10 per process = 3 workers.
+    // Spread over processes: 25 clients at most 10 per process = 3 workers,
+    // each a full client driver per simulated client.
     let out = run(
         dir.path(),
         &[
             "bench",
+            "--full-clients",
             "--clients",
             "25",
             "--per-process",
@@ -161,23 +199,40 @@ fn bench_against_up_one_and_several_processes() {
             "2",
             "--ramp",
             "0.5",
+            "--world",
+            "110",
             "--json",
         ],
     );
-    check_healthy(&summary(&out), 25, 3);
+    // Senders and receivers in different processes agree on who should
+    // hear whom.
+    let s = summary(&out);
+    check_healthy(&s, 25, 3);
+    check_state(&s);
 
     // Without --json: progress lines on stderr, a readable summary on stdout.
     let out = run(
         dir.path(),
-        &["bench", "--clients", "5", "--duration", "2", "--ramp", "0"],
+        &[
+            "bench",
+            "--clients",
+            "5",
+            "--duration",
+            "2",
+            "--ramp",
+            "0",
+            "--world",
+            "50",
+        ],
     );
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("bench OK"), "{text}");
     assert!(text.contains("joined        5/5"), "{text}");
+    assert!(text.contains("expected updates delivered"), "{text}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("clients 5/5") && err.contains("rtt ms"),
+        err.contains("clients 5/5") && err.contains("rtt ms") && err.contains("state "),
         "{err}"
     );
 }

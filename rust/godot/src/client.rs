@@ -7,6 +7,7 @@ use sustenet_client::{Client, ClientConfig, ClientError, ClientEvent};
 use sustenet_proto::datagram::MAX_UNRELIABLE_PAYLOAD;
 use sustenet_proto::{ClusterInfo, DEFAULT_MASTER_PORT, DisconnectReason, JoinTarget, PublicKey};
 
+use crate::multiplayer_peer::tap::{self, ClientLink, ClientTap, Tap};
 use crate::{
     DrainStats, command_from_gd, fail, flush_logs, id_from_gd, id_to_gd, port_from_gd, runtime,
 };
@@ -158,6 +159,7 @@ pub struct SustenetClient {
     last_redirect_pause_ms: f64,
     last_list: Vec<Gd<SustenetClusterInfo>>,
     drain: DrainStats,
+    peer_tap: Option<Tap<ClientTap>>,
     base: Base<Node>,
 }
 
@@ -181,6 +183,7 @@ impl INode for SustenetClient {
             last_redirect_pause_ms: 0.0,
             last_list: Vec::new(),
             drain: DrainStats::default(),
+            peer_tap: None,
             base,
         }
     }
@@ -560,7 +563,9 @@ impl SustenetClient {
             let mut config = ClientConfig::new(addr, key);
             config.reconnect_window =
                 crate::cluster::secs_to_duration(self.reconnect_window_sec, "reconnect_window_sec");
-            self.client = Some(Client::spawn(&handle, config));
+            let (client, events) = Client::spawn(&handle, config);
+            let _ = tap::send_to(&mut self.peer_tap, ClientTap::Client(client.clone()));
+            self.client = Some((client, events));
         }
         match &self.client {
             Some((c, _)) => Ok(c),
@@ -605,7 +610,22 @@ impl SustenetClient {
         self.drain.record(done);
     }
 
+    /// Links a `SustenetMultiplayerPeer` to this node, replacing an earlier one.
+    pub(crate) fn attach_peer(&mut self) -> ClientLink {
+        let (t, rx) = tap::tap();
+        self.peer_tap = Some(t);
+        ClientLink {
+            tap: rx,
+            client: self.client.as_ref().map(|(c, _)| c.clone()),
+            joined: self.cluster.is_some(),
+            player_id: u64::try_from(self.client_id).unwrap_or(0),
+        }
+    }
+
     fn handle(&mut self, ev: ClientEvent) {
+        if tap::client_event(&mut self.peer_tap, &ev) {
+            return; // the peer's own packet
+        }
         match ev {
             ClientEvent::MasterConnected => self.signals().connected().emit(),
             ClientEvent::LoginSucceeded { client_id } => {

@@ -10,6 +10,7 @@ use sustenet_server::fragments::{Dims, FragmentEvent, FragmentId, FragmentSettin
 use sustenet_server::{Channel, Context, PlayerId, Plugin, SendError, keys};
 use tokio::sync::oneshot;
 
+use crate::multiplayer_peer::tap::{self, ClusterLink, ClusterTap, Tap};
 use crate::{
     DrainStats, command_from_gd, fail, flush_logs, globalize, id_from_gd, id_to_gd, port_from_gd,
     runtime,
@@ -228,6 +229,7 @@ pub struct SustenetCluster {
     running: Option<Running>,
     players: std::collections::HashSet<u64>,
     drain: DrainStats,
+    peer_tap: Option<Tap<ClusterTap>>,
     base: Base<Node>,
 }
 
@@ -259,6 +261,7 @@ impl INode for SustenetCluster {
             running: None,
             players: Default::default(),
             drain: DrainStats::default(),
+            peer_tap: None,
             base,
         }
     }
@@ -331,7 +334,7 @@ impl SustenetCluster {
     /// Starts the cluster: binds its TCP and UDP ports now (errors are returned
     /// right away), then registers with the master in the background.
     #[func]
-    fn start(&mut self) -> GdError {
+    pub(crate) fn start(&mut self) -> GdError {
         if self.running.is_some() {
             return fail(
                 GdError::ERR_ALREADY_IN_USE,
@@ -420,19 +423,7 @@ impl SustenetCluster {
         let mut config = config;
         config.limits.send_queue = usize::try_from(self.send_queue.max(1)).unwrap_or(usize::MAX);
         config.resume_grace = secs_to_duration(self.reconnect_grace_sec, "reconnect_grace_sec");
-        config.grid = GridConfig {
-            cell_size: self.fragment_size as f32,
-            dims: if self.fragment_3d {
-                Dims::Three
-            } else {
-                Dims::Two
-            },
-            default_settings: FragmentSettings {
-                player_cap: u32::try_from(self.fragment_player_cap.max(0)).unwrap_or(u32::MAX),
-                update_hz: self.fragment_update_hz as f32,
-            },
-            default_interest_radius: self.interest_radius as f32,
-        };
+        config.grid = self.grid_config();
         if let Err(e) = config.grid.validate() {
             return fail(
                 GdError::ERR_INVALID_PARAMETER,
@@ -451,6 +442,7 @@ impl SustenetCluster {
             .await;
             let _ = done.try_send(NodeEvent::Stopped(r.err().map(|e| e.to_string())));
         });
+        let _ = tap::send_to(&mut self.peer_tap, ClusterTap::Handle(cmd_handle.clone()));
         self.running = Some(Running {
             handle: cmd_handle,
             events: rx,
@@ -472,6 +464,7 @@ impl SustenetCluster {
             if let Some(s) = r.stop.take() {
                 let _ = s.send(());
             }
+            let _ = tap::send_to(&mut self.peer_tap, ClusterTap::Stopped);
             self.players.clear();
             self.signals().stopped().emit();
         }
@@ -480,7 +473,7 @@ impl SustenetCluster {
 
     /// Whether the cluster is running.
     #[func]
-    fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         self.running.is_some()
     }
 
@@ -598,6 +591,7 @@ impl SustenetCluster {
                 "SustenetCluster.set_player_position: pass a finite Vector2 or Vector3",
             );
         };
+        tap::send_ref(&self.peer_tap, ClusterTap::Position(id, pos));
         result(r.handle.set_position(id, pos))
     }
 
@@ -691,7 +685,7 @@ fn cell(f: FragmentId) -> Vector3i {
 }
 
 /// A Vector2 or Vector3 as a position; anything else (or non-finite) is none.
-fn position_of(v: &Variant) -> Option<[f32; 3]> {
+pub(crate) fn position_of(v: &Variant) -> Option<[f32; 3]> {
     let p = if let Ok(v2) = v.try_to::<Vector2>() {
         [v2.x, v2.y, 0.0]
     } else if let Ok(v3) = v.try_to::<Vector3>() {
@@ -736,6 +730,34 @@ fn bind_sockets(
 }
 
 impl SustenetCluster {
+    /// The fragment grid the inspector properties describe.
+    fn grid_config(&self) -> GridConfig {
+        GridConfig {
+            cell_size: self.fragment_size as f32,
+            dims: if self.fragment_3d {
+                Dims::Three
+            } else {
+                Dims::Two
+            },
+            default_settings: FragmentSettings {
+                player_cap: u32::try_from(self.fragment_player_cap.max(0)).unwrap_or(u32::MAX),
+                update_hz: self.fragment_update_hz as f32,
+            },
+            default_interest_radius: self.interest_radius as f32,
+        }
+    }
+
+    /// Links a `SustenetMultiplayerPeer` to this node, replacing an earlier one.
+    pub(crate) fn attach_peer(&mut self) -> ClusterLink {
+        let (t, rx) = tap::tap();
+        self.peer_tap = Some(t);
+        ClusterLink {
+            tap: rx,
+            handle: self.running.as_ref().map(|r| r.handle.clone()),
+            grid: self.grid_config(),
+        }
+    }
+
     fn send_one(&self, player_id: i64, command: i64, data: Vec<u8>, reliable: bool) -> GdError {
         let Some(r) = &self.running else {
             return fail(
@@ -792,6 +814,7 @@ impl SustenetCluster {
             }
             NodeEvent::Disconnected(id, reason) => {
                 self.players.remove(&id);
+                let _ = tap::send_to(&mut self.peer_tap, ClusterTap::Left(id));
                 self.signals()
                     .player_disconnected()
                     .emit(id_to_gd(id), i64::from(reason.code()));
@@ -803,6 +826,10 @@ impl SustenetCluster {
             }
             NodeEvent::Reconnected(id) => self.signals().player_reconnected().emit(id_to_gd(id)),
             NodeEvent::Packet(id, command, payload, reliable) => {
+                let Some(payload) = tap::cluster_packet(&mut self.peer_tap, id, command, payload)
+                else {
+                    return true; // the peer's own packet
+                };
                 let data = PackedByteArray::from(payload.as_slice());
                 self.signals().packet_received().emit(
                     id_to_gd(id),
@@ -846,6 +873,7 @@ impl SustenetCluster {
                     godot_error!("SustenetCluster stopped: {e}");
                 }
                 if self.running.take().is_some() {
+                    let _ = tap::send_to(&mut self.peer_tap, ClusterTap::Stopped);
                     self.players.clear();
                     self.signals().stopped().emit();
                 }

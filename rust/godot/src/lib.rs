@@ -2,7 +2,9 @@
 //!
 //! [`client::SustenetClient`] wraps the client driver, [`cluster::SustenetCluster`]
 //! runs a full cluster inside Godot (the game's GDScript handles players and
-//! packets), and [`master::SustenetMaster`] runs a master. This crate is thin on
+//! packets), and [`master::SustenetMaster`] runs a master.
+//! [`multiplayer_peer::SustenetMultiplayerPeer`] carries Godot's own high-level
+//! multiplayer (`@rpc`, spawners, synchronizers) over the first two. This crate is thin on
 //! purpose: every protocol and network decision lives in the crates below; here
 //! are only Godot classes, conversions, and the per-frame draining of events.
 
@@ -10,7 +12,9 @@ use godot::prelude::*;
 
 mod client;
 mod cluster;
+mod first_import;
 mod master;
+mod multiplayer_peer;
 mod runtime;
 
 /// The extension's entry point. gdext's entry trait is `unsafe` by design;
@@ -24,6 +28,12 @@ mod entry {
 
     #[gdextension]
     unsafe impl ExtensionLibrary for SustenetExtension {
+        fn on_stage_init(stage: InitStage) {
+            if stage == InitStage::Scene {
+                super::first_import::note_load();
+            }
+        }
+
         fn on_stage_deinit(stage: InitStage) {
             // Runs after Godot's own teardown checks; touches no Godot object.
             if stage == InitStage::Scene {

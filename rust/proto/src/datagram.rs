@@ -23,6 +23,8 @@ pub const MAX_UNRELIABLE_PAYLOAD: usize = MAX_DATAGRAM_PLAINTEXT - DATA_RECORD_O
 const DATA: u8 = 0x01;
 const PING: u8 = 0x02;
 const PONG: u8 = 0x03;
+const PATH_CHALLENGE: u8 = 0x04;
+const PATH_RESPONSE: u8 = 0x05;
 
 /// A datagram payload could not be built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -51,6 +53,13 @@ pub enum Record {
     Ping(u64),
     /// Answer to `Ping` with the same value.
     Pong(u64),
+    /// Cluster to client: proves the client receives at the address this
+    /// datagram was sent to. Only the player can open it; it answers with
+    /// [`Record::PathResponse`] carrying the same value. Until then the
+    /// cluster sends that address no more than it received from it.
+    PathChallenge(u64),
+    /// Client to cluster: the value of a [`Record::PathChallenge`], echoed.
+    PathResponse(u64),
 }
 
 impl Record {
@@ -58,7 +67,10 @@ impl Record {
     pub fn encoded_len(&self) -> usize {
         match self {
             Record::Data { payload, .. } => DATA_RECORD_OVERHEAD + payload.len(),
-            Record::Ping(_) | Record::Pong(_) => 9,
+            Record::Ping(_)
+            | Record::Pong(_)
+            | Record::PathChallenge(_)
+            | Record::PathResponse(_) => 9,
         }
     }
 
@@ -77,6 +89,14 @@ impl Record {
             }
             Record::Pong(v) => {
                 out.put_u8(PONG);
+                out.put_u64(*v);
+            }
+            Record::PathChallenge(v) => {
+                out.put_u8(PATH_CHALLENGE);
+                out.put_u64(*v);
+            }
+            Record::PathResponse(v) => {
+                out.put_u8(PATH_RESPONSE);
                 out.put_u64(*v);
             }
         }
@@ -231,6 +251,8 @@ pub fn decode_records(plain: &[u8]) -> Result<Vec<Record>, DecodeError> {
             },
             PING => Record::Ping(r.u64()?),
             PONG => Record::Pong(r.u64()?),
+            PATH_CHALLENGE => Record::PathChallenge(r.u64()?),
+            PATH_RESPONSE => Record::PathResponse(r.u64()?),
             other => return Err(DecodeError::UnknownType(other)),
         });
     }

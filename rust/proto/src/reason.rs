@@ -54,13 +54,16 @@ pub enum DisconnectReason {
     /// A reconnect was refused: the session it names has ended (or never
     /// existed), or the messages to replay are no longer kept.
     ResumeRefused = 21,
+    /// The master refused a ticket: the connection or the user already holds
+    /// as many unused tickets as the master allows.
+    TooManyTickets = 22,
     /// A reason code this version does not know.
     Unknown = 255,
 }
 
 impl DisconnectReason {
     /// Every known reason, in code order.
-    pub const ALL: [DisconnectReason; 22] = [
+    pub const ALL: [DisconnectReason; 23] = [
         Self::Requested,
         Self::Kicked,
         Self::Timeout,
@@ -82,6 +85,7 @@ impl DisconnectReason {
         Self::NoCluster,
         Self::ReconnectTimeout,
         Self::ResumeRefused,
+        Self::TooManyTickets,
         Self::Unknown,
     ];
 
@@ -123,6 +127,7 @@ impl DisconnectReason {
             Self::NoCluster => "no cluster is available",
             Self::ReconnectTimeout => "the player did not reconnect in time",
             Self::ResumeRefused => "the session could not be resumed",
+            Self::TooManyTickets => "too many unused tickets",
             Self::Unknown => "unknown reason",
         }
     }

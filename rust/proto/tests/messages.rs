@@ -260,6 +260,8 @@ fn record() -> impl Strategy<Value = Record> {
             .prop_map(|(command, payload)| Record::Data { command, payload }),
         2 => any::<u64>().prop_map(Record::Ping),
         2 => any::<u64>().prop_map(Record::Pong),
+        1 => any::<u64>().prop_map(Record::PathChallenge),
+        1 => any::<u64>().prop_map(Record::PathResponse),
     ]
 }
 

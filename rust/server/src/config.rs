@@ -116,6 +116,13 @@ pub struct MasterSection {
     pub cluster_timeout_secs: u64,
     /// Failed logins allowed on one connection before it is closed.
     pub max_login_attempts: u32,
+    /// How long an unused ticket counts toward its cluster's load and full
+    /// flag, in milliseconds (at most the token lifetime); 0: never.
+    pub ticket_hold_ms: u64,
+    /// Most unused, unexpired tickets one login connection may hold.
+    pub max_tickets_per_connection: u32,
+    /// Most unused, unexpired tickets one user name may hold over all its connections.
+    pub max_tickets_per_user: u32,
 }
 
 impl Default for MasterSection {
@@ -127,6 +134,9 @@ impl Default for MasterSection {
             token_ttl_secs: 30,
             cluster_timeout_secs: 5,
             max_login_attempts: 5,
+            ticket_hold_ms: 2_000,
+            max_tickets_per_connection: 4,
+            max_tickets_per_user: 8,
         }
     }
 }
@@ -152,6 +162,13 @@ pub struct ClusterSection {
     /// The TCP port clients are told to connect to; 0 means the port the
     /// cluster listens on (set it behind a port-forwarding proxy or NAT).
     pub public_port: u16,
+    /// The UDP port clients are told to send datagrams to; 0 means the one
+    /// the cluster listens on (set it behind a port-forwarding proxy or NAT).
+    pub public_udp_port: u16,
+    /// How long a player's proven UDP address may stay silent and still
+    /// receive datagrams, in milliseconds (then it must answer a new
+    /// challenge first).
+    pub udp_silence_ms: u64,
     /// How long a player whose connection dropped keeps its seat, waiting
     /// for it to reconnect, in milliseconds; 0 turns reconnects off.
     pub resume_grace_ms: u64,
@@ -169,6 +186,8 @@ impl Default for ClusterSection {
             public_address: "127.0.0.1".into(),
             udp_port: 0,
             public_port: 0,
+            public_udp_port: 0,
+            udp_silence_ms: 10_000,
             resume_grace_ms: 30_000,
             resume_buffer: 256 * 1024,
         }
@@ -308,6 +327,15 @@ impl ConfigFile {
         }
         if self.master.token_ttl_secs == 0 || self.master.cluster_timeout_secs == 0 {
             return Err(bad("master.token_ttl_secs", "timings must be above 0"));
+        }
+        if self.master.max_tickets_per_connection == 0 {
+            return Err(bad(
+                "master.max_tickets_per_connection",
+                "must be at least 1",
+            ));
+        }
+        if self.master.max_tickets_per_user == 0 {
+            return Err(bad("master.max_tickets_per_user", "must be at least 1"));
         }
         Ok(())
     }

@@ -79,7 +79,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::plugin::PlayerId;
+use crate::ids::PlayerId;
 
 /// Fragment coordinates are clamped to ±this, so cell arithmetic (`x + 1`,
 /// spans of cells) never overflows an `i32`.

@@ -11,11 +11,13 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod fragments;
+pub mod ids;
 pub mod keys;
 mod listen;
 pub mod master;
-pub mod plugin;
 pub mod time;
+
+pub use cluster::plugin;
 
 pub use auth::{AllowAll, AuthHook, SharedSecret};
 pub use cluster::{ClusterConfig, ClusterHandle, Context, MasterLinkStatus, SendError};

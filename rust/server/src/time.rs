@@ -10,15 +10,6 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// `now + after`, or a year from now when `after` is too far to represent
-/// (a configured window of "practically forever").
-pub(crate) fn deadline(after: std::time::Duration) -> std::time::Instant {
-    let now = std::time::Instant::now();
-    now.checked_add(after)
-        .or_else(|| now.checked_add(std::time::Duration::from_secs(365 * 86_400)))
-        .unwrap_or(now)
-}
-
 /// Resolves once the shutdown flag is set (or its sender is gone).
 pub(crate) async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
     // The guard `wait_for` returns is not `Send`; drop it here so callers'

@@ -83,6 +83,67 @@ async fn the_ping_responder_never_amplifies() {
 }
 
 #[tokio::test]
+async fn a_ping_flood_from_one_source_does_not_starve_the_others() {
+    init_tracing();
+    let keys = keys(&["alpha"]);
+    let master = start_master(&keys).await;
+    let mut config = cluster_config(master.addr, "alpha", "alpha", 10);
+    config.ping_rate = 100;
+    config.ping_rate_per_source = 10;
+    let cluster = start_cluster_with(config, keys["alpha"].clone()).await;
+    wait_for_clusters(&master, 1).await;
+
+    // Sources on other loopback addresses: 127.0.0.2 floods, 127.0.0.3 to
+    // 127.0.0.7 ask twice each, in between the flood's halves.
+    let socket = |ip: &'static str| async move {
+        let udp = UdpSocket::bind((ip, 0)).await.unwrap();
+        udp.connect(cluster.udp).await.unwrap();
+        udp
+    };
+    let flooder = socket("127.0.0.2").await;
+    let mut others = Vec::new();
+    for ip in [
+        "127.0.0.3",
+        "127.0.0.4",
+        "127.0.0.5",
+        "127.0.0.6",
+        "127.0.0.7",
+    ] {
+        others.push(socket(ip).await);
+    }
+    for round in 0..2u64 {
+        for i in 0..1000u64 {
+            flooder.send(&datagram::ping_request(i)).await.unwrap();
+        }
+        for (n, udp) in others.iter().enumerate() {
+            let nonce = 1_000_000 + n as u64 * 10 + round;
+            udp.send(&datagram::ping_request(nonce)).await.unwrap();
+        }
+    }
+    // Every other source gets both of its answers.
+    let mut buf = [0u8; 64];
+    for (n, udp) in others.iter().enumerate() {
+        for round in 0..2u64 {
+            let got = tokio::time::timeout(GUARD, udp.recv(&mut buf))
+                .await
+                .expect("a source was starved by another's flood")
+                .unwrap();
+            let (nonce, _, _) = datagram::parse_ping_response(&buf[..got]).unwrap();
+            assert_eq!(nonce, 1_000_000 + n as u64 * 10 + round);
+        }
+    }
+    // The flooder got its own share only: its burst plus what refilled.
+    let flood = answers(&flooder, Duration::from_millis(300)).await;
+    assert!(
+        !flood.is_empty() && flood.len() <= 30,
+        "{} answers to one source",
+        flood.len()
+    );
+    cluster.stop().await;
+    master.stop().await;
+}
+
+#[tokio::test]
 async fn join_best_follows_ping_and_load() {
     init_tracing();
     let keys = keys(&["busy", "quiet"]);

@@ -433,6 +433,20 @@ async fn tampered_and_replayed_datagrams_are_dropped() {
         .unwrap();
         dg.sealer.seal(&plain).unwrap()
     };
+    // The address proves itself first (protocol §10.4): a Ping, the
+    // challenge sealed in the session, its echo.
+    let ping = datagram::single(&Record::Ping(1)).unwrap();
+    udp.send(&dg.sealer.seal(&ping).unwrap()).await.unwrap();
+    let n = tokio::time::timeout(GUARD, udp.recv(&mut buf))
+        .await
+        .expect("no challenge came back")
+        .unwrap();
+    let plain = dg.opener.open(&buf[..n]).unwrap();
+    let [Record::PathChallenge(c)] = datagram::decode_records(&plain).unwrap()[..] else {
+        panic!("expected a challenge");
+    };
+    let answer = datagram::single(&Record::PathResponse(c)).unwrap();
+    udp.send(&dg.sealer.seal(&answer).unwrap()).await.unwrap();
     udp.send(&seal(&mut dg, b"first")).await.unwrap();
     assert_eq!(
         collect(&udp, &mut dg.opener, &mut buf, b"first").await,

@@ -3,9 +3,7 @@
 use sustenet_proto::DisconnectReason;
 
 use crate::cluster::{Context, MasterLinkStatus};
-
-/// A player's id on a cluster: the client id the master gave it.
-pub type PlayerId = u64;
+pub use crate::ids::PlayerId;
 
 /// On which channel a packet came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

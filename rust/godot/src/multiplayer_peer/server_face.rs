@@ -1,0 +1,364 @@
+//! The server face of `SustenetMultiplayerPeer`: made from a
+//! `SustenetCluster`; peer 1, with one peer per player that said hello.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use godot::classes::multiplayer_peer::ConnectionStatus;
+use godot::global::Error as GdError;
+use godot::prelude::*;
+use sustenet_server::fragments::Fragments;
+use sustenet_server::{ClusterHandle, PlayerId, SendError};
+
+use super::ids::PeerIds;
+use super::inbox::{Incoming, Refused};
+use super::tap::{ClusterLink, ClusterTap, TapReceiver};
+use super::{Face, SustenetMultiplayerPeer, wire};
+use crate::fail;
+
+/// A move asked with `transfer_peer`, waiting for the client's MoveReady.
+#[derive(Debug)]
+struct PendingMove {
+    target: u64,
+    state: Vec<u8>,
+    deadline: Instant,
+    /// The client answered MoveReady.
+    ready: bool,
+}
+
+/// The server side's state.
+#[derive(Debug)]
+pub(super) struct ServerFace {
+    tap: TapReceiver<ClusterTap>,
+    pub(super) handle: Option<ClusterHandle>,
+    pub(super) ids: PeerIds,
+    moves: HashMap<PlayerId, PendingMove>,
+    /// Players kicked for bad input: their packets until they are gone are ignored.
+    dropped: HashSet<PlayerId>,
+    /// The positions the game reported, on the cluster's grid.
+    pub(super) grid: Option<Fragments>,
+    /// Players whose peer leaves at the next poll, once SceneMultiplayer has
+    /// taken the packets they sent before leaving.
+    leaving: Vec<PlayerId>,
+}
+
+impl ServerFace {
+    pub(super) fn new(link: ClusterLink) -> Self {
+        Self {
+            tap: link.tap,
+            handle: link.handle,
+            ids: PeerIds::default(),
+            moves: HashMap::new(),
+            dropped: HashSet::new(),
+            grid: Fragments::new(link.grid).ok(),
+            leaving: Vec::new(),
+        }
+    }
+
+    fn send(&self, player: PlayerId, command: u16, payload: Vec<u8>) {
+        if let Some(h) = &self.handle {
+            let _ = h.send(player, command, payload, true);
+        }
+    }
+
+    /// Tells every peer's client that the server's peer closed.
+    pub(super) fn say_bye(&self) {
+        for (_, player) in self.ids.iter() {
+            self.send(player, wire::BYE, Vec::new());
+        }
+    }
+
+    /// Disconnects a player for bad input; its peer leaves when it is gone.
+    fn drop_player(&mut self, player: PlayerId, why: impl std::fmt::Display) {
+        if !self.dropped.insert(player) {
+            return;
+        }
+        godot_warn!("SustenetMultiplayerPeer: player {player} sent {why}; disconnecting it");
+        if let Some(h) = &self.handle {
+            let _ = h.kick(
+                player,
+                format!("the server's game refused your data: {why}"),
+            );
+        }
+    }
+
+    /// Sends a data payload to the target peer(s).
+    pub(super) fn put(&mut self, target: i32, payload: Vec<u8>, reliable: bool) -> GdError {
+        let Some(h) = &self.handle else {
+            return GdError::ERR_UNCONFIGURED;
+        };
+        if target > 1 {
+            let Some(player) = self.ids.player(target) else {
+                return fail(
+                    GdError::ERR_INVALID_PARAMETER,
+                    format!("SustenetMultiplayerPeer: no peer {target}"),
+                );
+            };
+            return match h.send(player, wire::DATA, payload, reliable) {
+                Ok(()) | Err(SendError::Transferring(_)) => GdError::OK,
+                Err(e) => fail(GdError::ERR_BUSY, format!("SustenetMultiplayerPeer: {e}")),
+            };
+        }
+        if target == 1 {
+            return fail(
+                GdError::ERR_INVALID_PARAMETER,
+                "SustenetMultiplayerPeer: the server does not send to itself (peer 1)",
+            );
+        }
+        let except = -target; // 0 when sending to everyone
+        for (peer, player) in self.ids.iter() {
+            if peer != except {
+                // A slow or moving player is the cluster's business; the rest get it.
+                let _ = h.send(player, wire::DATA, payload.clone(), reliable);
+            }
+        }
+        GdError::OK
+    }
+
+    /// Starts a move of `peer`'s player: Move to the client, transfer on its answer.
+    pub(super) fn begin_move(
+        &mut self,
+        peer: i32,
+        target: u64,
+        state: Vec<u8>,
+        timeout: Duration,
+    ) -> GdError {
+        let Some(player) = self.ids.player(peer) else {
+            return fail(
+                GdError::ERR_INVALID_PARAMETER,
+                format!("SustenetMultiplayerPeer.transfer_peer: no peer {peer}"),
+            );
+        };
+        if state.len() > sustenet_proto::message::USER_DATA_MAX {
+            return fail(
+                GdError::ERR_INVALID_PARAMETER,
+                "SustenetMultiplayerPeer.transfer_peer: the state is over 16 KiB",
+            );
+        }
+        if self.moves.contains_key(&player) {
+            return fail(
+                GdError::ERR_BUSY,
+                "SustenetMultiplayerPeer.transfer_peer: a move is already under way",
+            );
+        }
+        self.send(player, wire::MOVE, Vec::new());
+        self.moves.insert(
+            player,
+            PendingMove {
+                target,
+                state,
+                deadline: Instant::now() + timeout,
+                ready: false,
+            },
+        );
+        GdError::OK
+    }
+
+    /// Moves the player now (answer or timeout); false when there was no move.
+    fn finish_move(&mut self, player: PlayerId) -> bool {
+        let Some(m) = self.moves.remove(&player) else {
+            return false;
+        };
+        if let Some(h) = &self.handle
+            && let Err(e) = h.transfer(player, m.target, m.state)
+        {
+            godot_error!("SustenetMultiplayerPeer.transfer_peer: {e}");
+        }
+        true
+    }
+
+    /// Moves whose client answered, or did not answer in time.
+    fn due_moves(&self) -> Vec<PlayerId> {
+        let now = Instant::now();
+        self.moves
+            .iter()
+            .filter(|(_, m)| m.ready || m.deadline <= now)
+            .map(|(p, _)| *p)
+            .collect()
+    }
+}
+
+impl SustenetMultiplayerPeer {
+    /// Takes the cluster node's events; called by `poll`.
+    pub(super) fn poll_server(&mut self) {
+        // SceneMultiplayer took every packet after the last poll: players that
+        // left (or are ready to move) since then can go now.
+        let due = match &mut self.face {
+            Face::Server(s) => {
+                let moves = s.due_moves();
+                for player in &moves {
+                    s.finish_move(*player);
+                }
+                let mut due = std::mem::take(&mut s.leaving);
+                due.extend(moves);
+                due
+            }
+            _ => return,
+        };
+        for player in due {
+            self.remove_player(player, true);
+        }
+        let (events, overflowed) = match &self.face {
+            Face::Server(s) => (s.tap.rx.try_iter().collect::<Vec<_>>(), s.tap.overflowed()),
+            _ => return,
+        };
+        for ev in events {
+            if !matches!(self.face, Face::Server(_)) {
+                return;
+            }
+            self.server_event(ev);
+        }
+        if overflowed {
+            godot_error!(
+                "SustenetMultiplayerPeer: packets were lost while the peer was not polled; closing"
+            );
+            self.close_server();
+        }
+    }
+
+    fn server_event(&mut self, ev: ClusterTap) {
+        match ev {
+            ClusterTap::Handle(h) => {
+                if let Face::Server(s) = &mut self.face {
+                    s.handle = Some(h);
+                }
+            }
+            ClusterTap::Packet {
+                player,
+                command,
+                payload,
+            } => self.server_packet(player, command, &payload),
+            ClusterTap::Position(player, pos) => {
+                if let Face::Server(s) = &mut self.face
+                    && let Some(g) = &mut s.grid
+                {
+                    let _ = g.set_position(player, pos);
+                }
+            }
+            ClusterTap::Left(player) => {
+                if let Face::Server(s) = &mut self.face {
+                    if let Some(g) = &mut s.grid {
+                        g.remove(player);
+                    }
+                    s.leaving.push(player);
+                }
+            }
+            ClusterTap::Stopped => self.close_server(),
+        }
+    }
+
+    /// The cluster is gone: every peer leaves, the peer is disconnected.
+    fn close_server(&mut self) {
+        let peers: Vec<i32> = match &self.face {
+            Face::Server(s) => s.ids.iter().map(|(p, _)| p).collect(),
+            _ => Vec::new(),
+        };
+        self.face = Face::Idle;
+        self.inbox.clear();
+        for p in peers {
+            self.signals().peer_disconnected().emit(i64::from(p));
+        }
+        self.status = ConnectionStatus::DISCONNECTED;
+    }
+
+    /// A player's peer leaves (`signal`: emit `peer_disconnected`).
+    fn remove_player(&mut self, player: PlayerId, signal: bool) {
+        let Face::Server(s) = &mut self.face else {
+            return;
+        };
+        s.dropped.remove(&player);
+        s.moves.remove(&player);
+        let Some(peer) = s.ids.remove_player(player) else {
+            return;
+        };
+        self.inbox.forget(peer);
+        if signal {
+            self.signals().peer_disconnected().emit(i64::from(peer));
+        }
+    }
+
+    /// `disconnect_peer`: kicks the player; `force` forgets it now, silently.
+    pub(super) fn disconnect_player(&mut self, peer: i32, force: bool) {
+        let Face::Server(s) = &mut self.face else {
+            return;
+        };
+        let Some(player) = s.ids.player(peer) else {
+            godot_error!("SustenetMultiplayerPeer.disconnect_peer: no peer {peer}");
+            return;
+        };
+        if let Some(h) = &s.handle {
+            let _ = h.kick(player, "disconnected by the server's game");
+        }
+        if force {
+            self.remove_player(player, false);
+        }
+    }
+
+    fn server_packet(&mut self, player: PlayerId, command: u16, payload: &[u8]) {
+        let refuse_new = self.refuse_new;
+        let relay = self.relay;
+        let Face::Server(s) = &mut self.face else {
+            return;
+        };
+        if s.dropped.contains(&player) {
+            return;
+        }
+        match command {
+            wire::DATA => {
+                let Some(peer) = s.ids.peer(player) else {
+                    return;
+                };
+                match wire::decode_data(payload) {
+                    Ok(d) => {
+                        let p = Incoming {
+                            from: peer,
+                            channel: d.channel,
+                            mode: d.mode,
+                            packet: d.packet.to_vec(),
+                        };
+                        if self.inbox.push(p, d.seq) == Err(Refused::Full) {
+                            s.drop_player(player, "more data than max_queued_bytes at once");
+                        }
+                    }
+                    Err(e) => s.drop_player(player, e),
+                }
+            }
+            wire::HELLO => {
+                if let Err(e) = wire::decode_hello(payload) {
+                    s.drop_player(player, e);
+                    return;
+                }
+                if s.moves.contains_key(&player) {
+                    return; // it is leaving
+                }
+                if let Some(peer) = s.ids.peer(player) {
+                    // A hello again (sent before our welcome arrived, or after a failed move).
+                    let w = wire::Welcome {
+                        peer_id: peer,
+                        relay,
+                    };
+                    s.send(player, wire::WELCOME, wire::encode_welcome(w));
+                    return;
+                }
+                if refuse_new {
+                    s.send(player, wire::REFUSED, Vec::new());
+                    return;
+                }
+                let peer = s.ids.insert(player);
+                let w = wire::Welcome {
+                    peer_id: peer,
+                    relay,
+                };
+                s.send(player, wire::WELCOME, wire::encode_welcome(w));
+                self.signals().peer_connected().emit(i64::from(peer));
+            }
+            wire::BYE => s.leaving.push(player),
+            wire::MOVE_READY => {
+                if let Some(m) = s.moves.get_mut(&player) {
+                    m.ready = true;
+                }
+            }
+            other => s.drop_player(player, format!("unknown peer command {other}")),
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! A cluster's settings, the errors of its sends, and the master link's
+//! status as the game sees it.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::config::Limits;
+use crate::fragments::GridConfig;
+use crate::ids::PlayerId;
+
+/// How a cluster runs.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Display name in the cluster list.
+    pub name: String,
+    /// The address clients are told to connect to.
+    pub public_address: String,
+    /// Most players at once; 0 means no limit.
+    pub max_connections: u32,
+    /// The master's `host:port`.
+    pub master_addr: String,
+    /// The name of this cluster's key, as the master knows it.
+    pub key_name: String,
+    /// This cluster's id; random when `None`. Kept across re-registrations.
+    pub cluster_id: Option<u64>,
+    /// How often the load is reported to the master.
+    pub status_interval: Duration,
+    /// Longest wait between attempts to reach the master.
+    pub reconnect_max: Duration,
+    /// Most ping requests (from clients choosing a cluster) answered per second.
+    pub ping_rate: u32,
+    /// Most ping requests answered per second to one source (an IPv4
+    /// address or an IPv6 /64), in bursts of as many: a flood from one
+    /// source does not starve the others.
+    pub ping_rate_per_source: u32,
+    /// Most ping sources tracked at once (about 40 bytes each); when full,
+    /// idle ones are forgotten and requests of new ones are dropped.
+    pub ping_sources: usize,
+    /// The world's fragment grid: cell size, 2D or 3D, default cap, update
+    /// rate and interest radius.
+    pub grid: GridConfig,
+    /// How often due fragments are checked and their state updates sent;
+    /// the highest update rate any fragment can get is `1 / update_tick`.
+    pub update_tick: Duration,
+    /// The TCP port clients are told to connect to; `None` means the port
+    /// the cluster listens on. Set it when clients reach the cluster through
+    /// a port-forwarding proxy or NAT.
+    pub public_tcp_port: Option<u16>,
+    /// The UDP port clients are told to send datagrams to (in the Welcome);
+    /// `None` means the port of the UDP socket the cluster was given.
+    pub public_udp_port: Option<u16>,
+    /// How long a player whose connection dropped keeps its seat, waiting
+    /// for it to reconnect with the same id; zero turns reconnects off.
+    pub resume_grace: Duration,
+    /// How long a player's validated UDP address may stay silent and still
+    /// receive datagrams. After that the cluster sends it nothing until a
+    /// datagram from it echoes a new challenge (docs/protocol.md §10.4);
+    /// clients send a datagram at least this often (the Rust client's
+    /// heartbeat Ping).
+    pub udp_silence: Duration,
+    /// Most bytes of reliable messages kept per player for a reconnect: those
+    /// sent and not yet acknowledged, and those sent while it is away. A
+    /// player away longer than this allows is let go with `SendQueueFull`.
+    pub resume_buffer: usize,
+    /// Frame, queue and timing limits.
+    pub limits: Limits,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            name: "Sustenet Cluster".into(),
+            public_address: "127.0.0.1".into(),
+            max_connections: 0,
+            master_addr: format!("127.0.0.1:{}", sustenet_proto::DEFAULT_MASTER_PORT),
+            key_name: "cluster_key".into(),
+            cluster_id: None,
+            status_interval: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(10),
+            ping_rate: 2_000,
+            ping_rate_per_source: 32,
+            ping_sources: 4_096,
+            grid: GridConfig::default(),
+            update_tick: Duration::from_millis(10),
+            public_tcp_port: None,
+            public_udp_port: None,
+            resume_grace: Duration::from_secs(30),
+            udp_silence: Duration::from_secs(10),
+            resume_buffer: 256 * 1024,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A send to a player could not be done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum SendError {
+    /// No player with that id is connected.
+    #[error("no player {0} is connected")]
+    UnknownPlayer(PlayerId),
+    /// The payload is over the limit: the unreliable one (send it reliably),
+    /// or the frame limit for reliable messages (split it up).
+    #[error("payload of {len} bytes is over the limit of {max} for this channel")]
+    TooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The player has no validated UDP address: it has sent no datagram
+    /// yet, has not answered its address challenge, or has been silent for
+    /// longer than [`ClusterConfig::udp_silence`].
+    #[error("player {0} has no validated UDP address")]
+    NoUdpAddress(PlayerId),
+    /// The player's send queue was full; it is being disconnected.
+    #[error("player {0} could not keep up and is being disconnected")]
+    QueueFull(PlayerId),
+    /// The cluster's command queue is full or the cluster stopped.
+    #[error("the cluster is not running or its command queue is full")]
+    Stopped,
+    /// The player is being moved to another cluster: it was sent its
+    /// redirect, and everything for it now goes to the target cluster.
+    #[error("player {0} is moving to another cluster")]
+    Transferring(PlayerId),
+    /// A transfer cannot be asked for now (already moving, no master link,
+    /// data too large).
+    #[error("cannot transfer player {player}: {why}")]
+    TransferRefused {
+        /// The player.
+        player: PlayerId,
+        /// Why.
+        why: &'static str,
+    },
+}
+
+/// The state of the link to the master, as the plugin sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterLinkStatus {
+    /// Registered (again) with the master.
+    Registered {
+        /// The id this cluster is listed under.
+        cluster_id: u64,
+    },
+    /// The link to the master was lost; players stay connected and the
+    /// cluster keeps trying to re-register.
+    Lost {
+        /// Why.
+        message: String,
+    },
+}

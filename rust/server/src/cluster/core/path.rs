@@ -1,0 +1,220 @@
+//! Where a player's datagrams go, and the checks that keep the cluster from
+//! being used as a reflector (sans-IO: the caller passes the time in).
+//!
+//! The cluster sends a player's unreliable traffic to one *validated*
+//! address: one that proved it receives the session's datagrams by echoing a
+//! [`Record::PathChallenge`](sustenet_proto::datagram::Record) sealed with the
+//! session's key. An authenticated datagram from any other address (the
+//! first one of the session, a NAT rebinding, or a spoofed source) makes that
+//! address a *candidate*: it gets the challenge, and until it answers, it
+//! receives no more bytes and no more datagrams than it sent (the answer to a
+//! datagram is at most one datagram). A validated address that sends nothing
+//! for the silence window stops receiving datagrams and must prove itself
+//! again. A player's datagrams are authenticated, so only the player (or a
+//! copy of its traffic, which the replay window refuses) can make an address
+//! a candidate; a candidate that never answers never gets a stream.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// A player's UDP address state.
+#[derive(Debug, Default)]
+pub(crate) struct UdpPath {
+    /// The validated address and when a datagram last came from it.
+    validated: Option<(SocketAddr, Instant)>,
+    /// The address being checked, if any (the newest unproven source).
+    candidate: Option<Candidate>,
+}
+
+/// An address that sent authenticated datagrams but has not echoed its
+/// challenge yet, with what it may still be sent.
+#[derive(Debug)]
+struct Candidate {
+    addr: SocketAddr,
+    challenge: u64,
+    /// Bytes it may still be sent: those received from it, less those sent.
+    bytes: usize,
+    /// Datagrams it may still be sent, counted the same way.
+    datagrams: usize,
+}
+
+/// What the cluster may answer a datagram with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The validated address: any answer may go to it.
+    Validated,
+    /// A candidate that must echo this challenge; an answer must fit its
+    /// allowance ([`UdpPath::spend`]).
+    Candidate {
+        /// The challenge to send it.
+        challenge: u64,
+    },
+}
+
+impl UdpPath {
+    /// Records an authenticated datagram of `len` bytes from `from` at
+    /// `now`. `fresh` draws a new random challenge when `from` becomes the
+    /// candidate.
+    pub(crate) fn on_datagram(
+        &mut self,
+        now: Instant,
+        silence: Duration,
+        from: SocketAddr,
+        len: usize,
+        fresh: impl FnOnce() -> u64,
+    ) -> Source {
+        if let Some((addr, heard)) = self.validated.as_mut()
+            && *addr == from
+        {
+            if now.saturating_duration_since(*heard) <= silence {
+                *heard = now;
+                return Source::Validated;
+            }
+            // Silent too long: the address may belong to someone else by now.
+            self.validated = None;
+        }
+        match self.candidate.as_mut() {
+            Some(c) if c.addr == from => {
+                c.bytes = c.bytes.saturating_add(len);
+                c.datagrams = c.datagrams.saturating_add(1);
+                Source::Candidate {
+                    challenge: c.challenge,
+                }
+            }
+            _ => {
+                let challenge = fresh();
+                self.candidate = Some(Candidate {
+                    addr: from,
+                    challenge,
+                    bytes: len,
+                    datagrams: 1,
+                });
+                Source::Candidate { challenge }
+            }
+        }
+    }
+
+    /// A `PathResponse` carrying `value` came from `from`: if it answers the
+    /// candidate's challenge, from the candidate's address, that address is
+    /// validated and every datagram goes there from now on. Returns whether
+    /// it was.
+    pub(crate) fn on_response(&mut self, now: Instant, from: SocketAddr, value: u64) -> bool {
+        match &self.candidate {
+            Some(c) if c.addr == from && c.challenge == value => {
+                self.validated = Some((from, now));
+                self.candidate = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Takes `len` bytes and one datagram from `to`'s allowance: whether an
+    /// answer of `len` bytes may be sent to it. Always true for the
+    /// validated address.
+    pub(crate) fn spend(&mut self, to: SocketAddr, len: usize) -> bool {
+        if self.validated.is_some_and(|(a, _)| a == to) {
+            return true;
+        }
+        match self.candidate.as_mut() {
+            Some(c) if c.addr == to && c.bytes >= len && c.datagrams >= 1 => {
+                c.bytes -= len;
+                c.datagrams -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Where the player's unreliable traffic goes at `now`: the validated
+    /// address, unless it has been silent for longer than `silence`.
+    pub(crate) fn target(&self, now: Instant, silence: Duration) -> Option<SocketAddr> {
+        let (addr, heard) = self.validated?;
+        (now.saturating_duration_since(heard) <= silence).then_some(addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    const SILENCE: Duration = Duration::from_secs(10);
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn an_address_gets_traffic_only_after_echoing_its_challenge() {
+        let t0 = Instant::now();
+        let mut p = UdpPath::default();
+        let s = p.on_datagram(t0, SILENCE, addr(1), 42, || 77);
+        assert_eq!(s, Source::Candidate { challenge: 77 });
+        assert_eq!(p.target(t0, SILENCE), None);
+        // A wrong value, or the right one from elsewhere, proves nothing.
+        assert!(!p.on_response(t0, addr(1), 78));
+        assert!(!p.on_response(t0, addr(2), 77));
+        assert_eq!(p.target(t0, SILENCE), None);
+        assert!(p.on_response(t0, addr(1), 77));
+        assert_eq!(p.target(t0, SILENCE), Some(addr(1)));
+        // Once validated, answers of any size may go there.
+        assert!(p.spend(addr(1), 10_000));
+    }
+
+    #[test]
+    fn a_candidate_is_sent_no_more_than_it_sent() {
+        let t0 = Instant::now();
+        let mut p = UdpPath::default();
+        p.on_datagram(t0, SILENCE, addr(1), 42, || 5);
+        assert!(!p.spend(addr(1), 43), "more bytes than received");
+        assert!(p.spend(addr(1), 42));
+        assert!(!p.spend(addr(1), 1), "a second datagram for one received");
+        assert_eq!(
+            p.on_datagram(t0, SILENCE, addr(1), 100, || 6),
+            Source::Candidate { challenge: 5 },
+            "the challenge stays the same while the address is a candidate"
+        );
+        assert!(p.spend(addr(1), 60));
+        assert!(!p.spend(addr(1), 40), "one datagram per datagram received");
+        assert!(
+            !p.spend(addr(2), 1),
+            "never to an address that sent nothing"
+        );
+    }
+
+    #[test]
+    fn a_new_source_does_not_move_traffic_until_it_proves_itself() {
+        let t0 = Instant::now();
+        let mut p = UdpPath::default();
+        p.on_datagram(t0, SILENCE, addr(1), 42, || 1);
+        assert!(p.on_response(t0, addr(1), 1));
+        // A rebinding (or a spoofed source) becomes a candidate; traffic
+        // stays on the proven address meanwhile.
+        let s = p.on_datagram(t0, SILENCE, addr(2), 42, || 2);
+        assert_eq!(s, Source::Candidate { challenge: 2 });
+        assert_eq!(p.target(t0, SILENCE), Some(addr(1)));
+        assert_eq!(
+            p.on_datagram(t0, SILENCE, addr(1), 42, || 3),
+            Source::Validated
+        );
+        assert!(p.on_response(t0, addr(2), 2));
+        assert_eq!(p.target(t0, SILENCE), Some(addr(2)));
+    }
+
+    #[test]
+    fn a_silent_address_stops_receiving_and_must_prove_itself_again() {
+        let t0 = Instant::now();
+        let mut p = UdpPath::default();
+        p.on_datagram(t0, SILENCE, addr(1), 42, || 1);
+        assert!(p.on_response(t0, addr(1), 1));
+        assert_eq!(p.target(t0 + SILENCE, SILENCE), Some(addr(1)));
+        let late = t0 + SILENCE + Duration::from_millis(1);
+        assert_eq!(p.target(late, SILENCE), None);
+        let s = p.on_datagram(late, SILENCE, addr(1), 42, || 9);
+        assert_eq!(s, Source::Candidate { challenge: 9 });
+        assert_eq!(p.target(late, SILENCE), None);
+        assert!(p.on_response(late, addr(1), 9));
+        assert_eq!(p.target(late, SILENCE), Some(addr(1)));
+    }
+}

@@ -1,0 +1,231 @@
+//! The link to the master: registration (again after every loss, with the
+//! whole player list), player events, status reports, transfers.
+
+use std::time::{Duration, Instant};
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use sustenet_net::{FrameReader, NetError, SealedReader, SealedWriter, write_frame};
+use sustenet_proto::handshake::{self, ClusterInitiator};
+use sustenet_proto::{
+    ClusterToMaster, DisconnectReason, Goodbye, MasterToCluster, Message, Register, Status,
+};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use super::{CoreEvent, MasterLinkStatus, Shared};
+use crate::ids::PlayerId;
+use crate::time::now_ms;
+
+/// What the core tells the master link.
+pub(crate) enum LinkEvent {
+    Joined(PlayerId),
+    Left(PlayerId),
+    Transfer {
+        request_id: u64,
+        player: PlayerId,
+        target: u64,
+        state: Vec<u8>,
+    },
+}
+
+pub(crate) async fn master_link(shared: Arc<Shared>, mut link_rx: mpsc::Receiver<LinkEvent>) {
+    let mut backoff = Duration::from_millis(250);
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let result = master_session(&shared, &mut link_rx, &mut backoff).await;
+        if *shutdown.borrow() {
+            return;
+        }
+        let message = match result {
+            Ok(()) => "the master closed the link".to_owned(),
+            Err(e) => e,
+        };
+        let _ = shared
+            .events
+            .try_send(CoreEvent::Master(MasterLinkStatus::Lost {
+                message: message.clone(),
+            }));
+        info!("retrying the master in {backoff:?}");
+        let wait = tokio::time::sleep(backoff);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                _ = &mut wait => break,
+                _ = crate::time::stopped(&mut shutdown) => return,
+                // While away from the master, player events are dropped:
+                // registration resends the whole player list.
+                Some(_) = link_rx.recv() => {}
+            }
+        }
+        backoff = (backoff * 2).min(shared.config.reconnect_max);
+    }
+}
+
+fn link_message(ev: LinkEvent) -> ClusterToMaster {
+    match ev {
+        LinkEvent::Joined(client_id) => ClusterToMaster::PlayerJoined { client_id },
+        LinkEvent::Left(client_id) => ClusterToMaster::PlayerLeft { client_id },
+        LinkEvent::Transfer {
+            request_id,
+            player,
+            target,
+            state,
+        } => ClusterToMaster::Transfer {
+            request_id,
+            client_id: player,
+            target,
+            user_data: state,
+        },
+    }
+}
+
+async fn master_session(
+    shared: &Shared,
+    link_rx: &mut mpsc::Receiver<LinkEvent>,
+    backoff: &mut Duration,
+) -> Result<(), String> {
+    let limits = shared.config.limits;
+    let addr = &shared.config.master_addr;
+    let stream = tokio::time::timeout(limits.handshake_timeout(), TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("connecting to the master at {addr} timed out"))?
+        .map_err(|e| format!("cannot reach the master at {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (rd, mut wr) = stream.into_split();
+    let mut frames = FrameReader::new(rd, limits.max_frame);
+    let (init, hello) = ClusterInitiator::start(
+        &shared.config.key_name,
+        shared.key.clone(),
+        &mut rand::rng(),
+    )
+    .map_err(|e| e.to_string())?;
+    write_frame(&mut wr, &hello, limits.max_frame)
+        .await
+        .map_err(|e| e.to_string())?;
+    let challenge = frames
+        .next_within(limits.handshake_timeout())
+        .await
+        .map_err(|e| format!("master handshake: {e}"))?
+        .ok_or("the master closed the connection during the handshake")?;
+    let session = init
+        .handle_challenge(&challenge)
+        .map_err(|e| format!("master handshake: {e}"))?;
+    let mut writer = SealedWriter::new(wr, session.sealer, limits.max_frame)
+        .with_write_timeout(limits.timeout());
+    writer
+        .send(&ClusterToMaster::Register(Register {
+            cluster_id: shared.cluster_id,
+            name: shared.config.name.clone(),
+            address: shared.config.public_address.clone(),
+            tcp_port: shared.tcp_port,
+            udp_port: shared.udp_port,
+            capacity: shared.config.max_connections,
+        }))
+        .await
+        .map_err(|e| e.to_string())?;
+    let answer = frames
+        .next_within(limits.handshake_timeout())
+        .await
+        .map_err(|e| format!("master registration: {e}"))?
+        .ok_or("the master closed the connection during registration")?;
+    if let Some(refusal) = handshake::check_refusal(&answer) {
+        let hint = if refusal.reason() == DisconnectReason::AuthFailed {
+            format!(
+                " (is key '{}' the same file on the master?)",
+                shared.config.key_name
+            )
+        } else {
+            String::new()
+        };
+        warn!("the master refused this cluster: {refusal}{hint}");
+        return Err(format!("the master refused this cluster: {refusal}{hint}"));
+    }
+    let mut opener = session.opener;
+    let plain = opener
+        .open(&answer)
+        .map_err(|e| format!("master registration: {e}"))?;
+    match MasterToCluster::decode(&plain) {
+        Ok(MasterToCluster::Registered { cluster_id }) => {
+            let _ = shared
+                .events
+                .try_send(CoreEvent::Master(MasterLinkStatus::Registered {
+                    cluster_id,
+                }));
+        }
+        Ok(other) => return Err(format!("unexpected answer to the registration: {other:?}")),
+        Err(e) => return Err(format!("master registration: {e}")),
+    }
+    *backoff = Duration::from_millis(250);
+    shared.resync.store(false, Ordering::Relaxed);
+    while link_rx.try_recv().is_ok() {}
+    let (snap_tx, snap_rx) = oneshot::channel();
+    shared
+        .events
+        .send(CoreEvent::Snapshot(snap_tx))
+        .await
+        .map_err(|_| "the cluster is stopping")?;
+    let players = snap_rx.await.map_err(|_| "the cluster is stopping")?;
+    for client_id in players {
+        writer
+            .queue(&ClusterToMaster::PlayerJoined { client_id })
+            .map_err(|e| e.to_string())?;
+    }
+    writer.flush().await.map_err(|e| e.to_string())?;
+    let mut reader = SealedReader::new(frames, opener, limits.max_auth_failures);
+    let mut status = tokio::time::interval(shared.config.status_interval);
+    let mut last_seen = Instant::now();
+    let mut shutdown = shared.shutdown.clone();
+    let r: Result<Result<(), String>, NetError> = async {
+        loop {
+            tokio::select! {
+                m = reader.recv::<MasterToCluster>() => {
+                    let Some(m) = m? else { return Ok(Err("the master closed the connection".to_owned())) };
+                    last_seen = Instant::now();
+                    match m {
+                        MasterToCluster::Ping(v) => writer.send(&ClusterToMaster::Pong(v)).await?,
+                        MasterToCluster::Pong(_) | MasterToCluster::Registered { .. } => {}
+                        MasterToCluster::TransferReady { request_id, client_id, ticket } => {
+                            let _ = shared.events.send(CoreEvent::TransferReady { request_id, player: client_id, ticket: Box::new(ticket) }).await;
+                        }
+                        MasterToCluster::TransferFailed { request_id, client_id, reason } => {
+                            let _ = shared.events.send(CoreEvent::TransferFailed { request_id, player: client_id, reason }).await;
+                        }
+                        MasterToCluster::Disconnect(g) => {
+                            return Ok(Err(format!("the master closed the link: {} {}", g.reason, g.message)));
+                        }
+                    }
+                }
+                Some(ev) = link_rx.recv() => {
+                    writer.queue(&link_message(ev))?;
+                    while let Ok(ev) = link_rx.try_recv() {
+                        writer.queue(&link_message(ev))?;
+                    }
+                    writer.flush().await?;
+                }
+                _ = status.tick() => {
+                    if last_seen.elapsed() > limits.timeout() {
+                        return Ok(Err("the master stopped responding".to_owned()));
+                    }
+                    if shared.resync.load(Ordering::Relaxed) {
+                        return Ok(Err("player events overflowed; registering again".to_owned()));
+                    }
+                    let players = u32::try_from(shared.player_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
+                    writer.queue(&ClusterToMaster::Status(Status { players, capacity: shared.config.max_connections, fragments: u32::try_from(shared.fragment_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX) }))?;
+                    writer.send(&ClusterToMaster::Ping(now_ms())).await?;
+                }
+                _ = crate::time::stopped(&mut shutdown) => {
+                    writer.send(&ClusterToMaster::Disconnect(Goodbye::new(DisconnectReason::ServerShutdown))).await?;
+                    let _ = writer.shutdown().await;
+                    return Ok(Ok(()));
+                }
+            }
+        }
+    }
+    .await;
+    match r {
+        Ok(x) => x,
+        Err(e) => Err(format!("master link failed: {e}")),
+    }
+}

@@ -1,0 +1,393 @@
+//! A player's TCP connection: the handshake (a join or a proven reconnect,
+//! checked here, off the core), then a reader that feeds the core and a
+//! writer that drains the player's bounded queue.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rand::RngCore;
+use sustenet_net::{FrameReader, NetError, SealedReader, SealedWriter, write_frame};
+use sustenet_proto::crypto::StreamSession;
+use sustenet_proto::handshake::{self, Hello};
+use sustenet_proto::{ClientToCluster, ClusterToClient, DisconnectReason, Goodbye, Side};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::core::queue;
+use super::{CoreEvent, Shared};
+use crate::ids::PlayerId;
+use crate::time::now_ms;
+
+pub(crate) async fn accept_loop(shared: Arc<Shared>, tcp: TcpListener) {
+    let mut conns = tokio::task::JoinSet::new();
+    let mut next = 0u64;
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = crate::time::stopped(&mut shutdown) => break,
+            (stream, peer) = crate::listen::accept(&tcp) => {
+                next += 1;
+                let span = info_span!("player_conn", id = next, %peer);
+                conns.spawn(player_conn(shared.clone(), stream, peer).instrument(span));
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    crate::listen::wind_down(&mut conns).await;
+}
+
+async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let limits = shared.config.limits;
+    let Ok(permit) = shared.handshakes.try_acquire() else {
+        warn!("refused: too many connections in their handshake");
+        let f = handshake::reject_frame(
+            DisconnectReason::TooManyHandshakes,
+            "too many pending handshakes",
+        );
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            write_frame(&mut stream, &f, usize::MAX),
+        )
+        .await;
+        return;
+    };
+    let (rd, mut wr) = stream.into_split();
+    let mut frames = FrameReader::new(rd, limits.max_frame);
+    let refuse =
+        |reason: DisconnectReason, message: String| handshake::reject_frame(reason, &message);
+    let hello = match frames.next_within(limits.handshake_timeout()).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return,
+        Err(NetError::Timeout(_)) => {
+            warn!("dropped: no hello within the handshake timeout");
+            let f = refuse(
+                DisconnectReason::HandshakeTimeout,
+                "no hello in time".into(),
+            );
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), write_frame(&mut wr, &f, usize::MAX))
+                    .await;
+            return;
+        }
+        Err(e) => {
+            warn!("dropped: bad first frame: {e}");
+            return;
+        }
+    };
+    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (token, proof) = match handshake::parse_hello(&hello) {
+        Ok(Hello::ClientCluster { token, proof }) => (token, proof),
+        Ok(Hello::ClientResume {
+            session_id,
+            nonce,
+            proof,
+        }) => {
+            // The proof is checked here, so a flood of made-up reconnects
+            // costs the connection tasks, never the core.
+            let found = {
+                let s = shared.sessions.lock().unwrap_or_else(|p| p.into_inner());
+                s.get(&session_id).cloned()
+            };
+            let Some((player, keys)) = found else {
+                info!("reconnect refused: no such session");
+                let f = refuse(
+                    DisconnectReason::ResumeRefused,
+                    "no such session on this cluster (it ended, or the reconnect window passed)"
+                        .into(),
+                );
+                let _ = write_frame(&mut wr, &f, usize::MAX).await;
+                return;
+            };
+            let (session, claim) = match handshake::accept_resume(&keys, &nonce, &proof) {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(player, "reconnect refused: {e}");
+                    let _ =
+                        write_frame(&mut wr, &refuse(e.reason(), e.to_string()), usize::MAX).await;
+                    return;
+                }
+            };
+            let (reply_tx, reply_rx) = oneshot::channel();
+            let ev = CoreEvent::Resume {
+                conn,
+                player,
+                session_id,
+                session: Box::new(session),
+                claim,
+                reply: reply_tx,
+            };
+            if shared.events.send(ev).await.is_err() {
+                return;
+            }
+            let r = match reply_rx.await {
+                Ok(Ok(r)) => r,
+                Ok(Err(g)) => {
+                    let _ = write_frame(&mut wr, &refuse(g.reason, g.message), usize::MAX).await;
+                    return;
+                }
+                Err(_) => return,
+            };
+            drop(permit);
+            let session = PlayerConn {
+                player: r.player,
+                conn,
+                frames,
+                wr,
+                stream: *r.session,
+                out: r.out,
+                out_rx: r.out_rx,
+                kill: r.kill,
+            };
+            let first = ClusterToClient::Resumed {
+                received: r.received,
+            };
+            run_session(&shared, session, first, peer).await;
+            return;
+        }
+        Ok(_) => {
+            warn!("refused: not a client hello");
+            let f = refuse(
+                DisconnectReason::ProtocolViolation,
+                "this is a cluster: send a connect token".into(),
+            );
+            let _ = write_frame(&mut wr, &f, usize::MAX).await;
+            return;
+        }
+        Err(e) => {
+            warn!("refused: {e}");
+            let _ = write_frame(&mut wr, &refuse(e.reason(), e.to_string()), usize::MAX).await;
+            return;
+        }
+    };
+    let cap = shared.config.max_connections as usize;
+    if cap > 0 && shared.player_count.load(Ordering::Relaxed) >= cap {
+        info!("refused: the cluster is full");
+        let _ = write_frame(
+            &mut wr,
+            &refuse(DisconnectReason::ServerFull, "the cluster is full".into()),
+            usize::MAX,
+        )
+        .await;
+        return;
+    }
+    let accepted = {
+        let mut used = shared.used_tokens.lock().unwrap_or_else(|p| p.into_inner());
+        handshake::accept_client(
+            &token,
+            &proof,
+            &shared.key,
+            shared.cluster_id,
+            now_ms(),
+            &mut used,
+        )
+    };
+    let accepted = match accepted {
+        Ok(a) => a,
+        Err(e) => {
+            warn!("refused: {e}");
+            let _ = write_frame(&mut wr, &refuse(e.reason(), e.to_string()), usize::MAX).await;
+            return;
+        }
+    };
+    let player = accepted.token.client_id;
+    let session_id = loop {
+        let id = rand::rng().next_u64();
+        if id != 0 {
+            break id;
+        }
+    };
+    let udp = accepted.keys.datagram(Side::Responder, session_id);
+    let (out_tx, out_rx) = mpsc::channel::<ClusterToClient>(limits.send_queue);
+    let (kill_tx, kill_rx) = oneshot::channel();
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let join = CoreEvent::Join {
+        player,
+        conn,
+        session_id,
+        user_data: accepted.token.user_data,
+        out: out_tx.clone(),
+        kill: kill_tx,
+        keys: Arc::new(accepted.keys),
+        udp: Box::new(udp),
+        reply: reply_tx,
+    };
+    if shared.events.send(join).await.is_err() {
+        return;
+    }
+    match reply_rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(g)) => {
+            info!("refused: {}", g.reason);
+            let _ = write_frame(&mut wr, &refuse(g.reason, g.message), usize::MAX).await;
+            return;
+        }
+        Err(_) => return,
+    }
+    drop(permit);
+    let session = PlayerConn {
+        player,
+        conn,
+        frames,
+        wr,
+        stream: accepted.session,
+        out: out_tx,
+        out_rx,
+        kill: kill_rx,
+    };
+    let welcome = ClusterToClient::Welcome {
+        player_id: player,
+        session_id,
+        udp_port: shared.udp_port,
+    };
+    run_session(&shared, session, welcome, peer).await;
+}
+
+/// One accepted connection of a player, first or resumed: its reader and
+/// writer halves, the sealed session, and its queue to the writer.
+struct PlayerConn {
+    player: PlayerId,
+    conn: u64,
+    frames: FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    wr: tokio::net::tcp::OwnedWriteHalf,
+    stream: StreamSession,
+    out: mpsc::Sender<ClusterToClient>,
+    out_rx: mpsc::Receiver<ClusterToClient>,
+    kill: oneshot::Receiver<(Goodbye, bool)>,
+}
+
+/// Sends `first` (Welcome or Resumed), then carries the player's traffic
+/// until the connection ends, and tells the core why.
+async fn run_session(shared: &Shared, s: PlayerConn, first: ClusterToClient, peer: SocketAddr) {
+    let limits = shared.config.limits;
+    let PlayerConn {
+        player,
+        conn,
+        frames,
+        wr,
+        stream,
+        out: out_tx,
+        out_rx,
+        kill,
+    } = s;
+    let mut writer =
+        SealedWriter::new(wr, stream.sealer, limits.max_frame).with_write_timeout(limits.timeout());
+    let queued = writer.queue(&first);
+    let writer_task =
+        tokio::spawn(player_writer(writer, out_rx, kill).instrument(tracing::Span::current()));
+    let mut reader = SealedReader::new(frames, stream.opener, limits.max_auth_failures);
+    debug!(player, %peer, "player session started");
+    let reason = loop {
+        if queued.is_err() {
+            break DisconnectReason::ConnectionLost;
+        }
+        tokio::select! {
+            r = tokio::time::timeout(limits.timeout(), reader.recv::<ClientToCluster>()) => match r {
+                Err(_) => {
+                    info!(player, "player timed out");
+                    break DisconnectReason::Timeout;
+                }
+                Ok(Ok(None)) => break DisconnectReason::ConnectionLost,
+                Ok(Ok(Some(msg))) => match msg {
+                    ClientToCluster::Data { command, payload } => {
+                        if shared.events.send(CoreEvent::Packet { player, conn, command, payload }).await.is_err() {
+                            break DisconnectReason::ServerShutdown;
+                        }
+                    }
+                    ClientToCluster::Ack(count) => {
+                        if shared.events.send(CoreEvent::Ack { player, conn, count }).await.is_err() {
+                            break DisconnectReason::ServerShutdown;
+                        }
+                    }
+                    ClientToCluster::Ping(v) => {
+                        if queue(&out_tx, ClusterToClient::Pong(v)).is_err() {
+                            break DisconnectReason::SendQueueFull;
+                        }
+                    }
+                    ClientToCluster::Pong(_) => {}
+                    ClientToCluster::Disconnect(g) => {
+                        debug!(player, "player said goodbye: {}", g.reason);
+                        break DisconnectReason::Requested;
+                    }
+                },
+                Ok(Err(e)) => {
+                    let reason = match &e {
+                        NetError::TooManyAuthFailures(_) => DisconnectReason::Tampered,
+                        NetError::Io(_) | NetError::Truncated => DisconnectReason::ConnectionLost,
+                        _ => DisconnectReason::ProtocolViolation,
+                    };
+                    warn!(player, "dropping player: {e}");
+                    break reason;
+                }
+            },
+            // The writer stopped: a failed write (the peer is gone), or the
+            // core closed this connection, and then the reason is not used.
+            _ = out_tx.closed() => break DisconnectReason::ConnectionLost,
+        }
+    };
+    let stats = reader.stats();
+    if stats.auth_failures + stats.replays + stats.stale > 0 {
+        warn!(
+            player,
+            auth_failures = stats.auth_failures,
+            replays = stats.replays,
+            stale = stats.stale,
+            "refused frames on this connection"
+        );
+    }
+    let _ = shared
+        .events
+        .send(CoreEvent::Left {
+            player,
+            conn,
+            reason,
+        })
+        .await;
+    drop(out_tx);
+    let _ = writer_task.await;
+}
+
+async fn player_writer(
+    mut writer: SealedWriter<tokio::net::tcp::OwnedWriteHalf>,
+    mut rx: mpsc::Receiver<ClusterToClient>,
+    mut kill: oneshot::Receiver<(Goodbye, bool)>,
+) {
+    let r: Result<(), NetError> = async {
+        writer.flush().await?;
+        loop {
+            tokio::select! {
+                biased;
+                k = &mut kill => {
+                    if let Ok((goodbye, drain)) = k {
+                        if drain {
+                            while let Ok(m) = rx.try_recv() {
+                                writer.queue(&m)?;
+                            }
+                        }
+                        writer.queue(&ClusterToClient::Disconnect(goodbye))?;
+                        writer.shutdown().await?;
+                    }
+                    return Ok(());
+                }
+                m = rx.recv() => {
+                    let Some(m) = m else { return writer.shutdown().await };
+                    writer.queue(&m)?;
+                    while writer.pending() < 64 * 1024 {
+                        match rx.try_recv() {
+                            Ok(m) => writer.queue(&m)?,
+                            Err(_) => break,
+                        }
+                    }
+                    writer.flush().await?;
+                }
+            }
+        }
+    }
+    .await;
+    if let Err(e) = r {
+        debug!("writer stopped: {e}");
+    }
+}

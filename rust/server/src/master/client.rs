@@ -1,0 +1,264 @@
+//! A client's connection to the master: the Noise handshake, then one login
+//! (one client id per connection), cluster lists and tickets.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::RngCore;
+use sustenet_net::{FrameReader, NetError, SealedReader, SealedWriter, write_frame};
+use sustenet_proto::crypto::NOISE_MAX_PLAINTEXT;
+use sustenet_proto::handshake;
+use sustenet_proto::message::USER_DATA_MAX;
+use sustenet_proto::{ClientToMaster, DisconnectReason, Goodbye, JoinTarget, MasterToClient};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::SemaphorePermit;
+use tracing::{debug, info, warn};
+
+use super::directory::Holder;
+use super::{Shared, refuse};
+use crate::time::now_ms;
+
+type Reader = SealedReader<OwnedReadHalf>;
+type Writer = SealedWriter<OwnedWriteHalf>;
+
+/// Runs the Noise handshake, then the client's session.
+pub(super) async fn accept(
+    shared: &Arc<Shared>,
+    frames: FrameReader<OwnedReadHalf>,
+    mut wr: OwnedWriteHalf,
+    noise: &[u8],
+    peer: SocketAddr,
+    permit: SemaphorePermit<'_>,
+) {
+    let limits = shared.config.limits;
+    let (session, reply) = match handshake::respond_client_master(&shared.keys.keypair, noise) {
+        Ok(x) => x,
+        Err(e) => {
+            warn!("client refused: {e} (the client probably has the wrong master public key)");
+            refuse(
+                &mut wr,
+                DisconnectReason::AuthFailed,
+                "handshake failed: check the master public key",
+            )
+            .await;
+            return;
+        }
+    };
+    let Ok(client_permit) = shared.clients.try_acquire() else {
+        warn!("client refused: master is at max_connections");
+        refuse(&mut wr, DisconnectReason::ServerFull, "the master is full").await;
+        return;
+    };
+    if write_frame(&mut wr, &reply, limits.max_frame)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    drop(permit);
+    let reader = SealedReader::new(frames, session.opener, limits.max_auth_failures);
+    let writer = SealedWriter::new(
+        wr,
+        session.sealer,
+        limits.max_frame.min(NOISE_MAX_PLAINTEXT),
+    )
+    .with_write_timeout(limits.timeout());
+    let mut session = ClientSession {
+        shared,
+        peer,
+        login: None,
+        failed_logins: 0,
+    };
+    session.run(reader, writer).await;
+    drop(client_permit);
+}
+
+/// One client connection's state.
+struct ClientSession<'a> {
+    shared: &'a Shared,
+    peer: SocketAddr,
+    /// The one login of this connection.
+    login: Option<Holder>,
+    failed_logins: u32,
+}
+
+impl ClientSession<'_> {
+    async fn run(&mut self, mut reader: Reader, mut writer: Writer) {
+        let mut shutdown = self.shared.shutdown.clone();
+        let limits = self.shared.config.limits;
+        let mut heartbeat = tokio::time::interval(limits.heartbeat());
+        let mut last_seen = Instant::now();
+        let outcome: Result<DisconnectReason, NetError> = async {
+            loop {
+                tokio::select! {
+                    msg = reader.recv::<ClientToMaster>() => {
+                        let Some(msg) = msg? else { return Ok(DisconnectReason::ConnectionLost) };
+                        last_seen = Instant::now();
+                        if let Some(reason) = self.on_message(&mut writer, msg).await? {
+                            return Ok(reason);
+                        }
+                    }
+                    _ = heartbeat.tick() => {
+                        if last_seen.elapsed() > limits.timeout() {
+                            writer.send(&MasterToClient::Disconnect(Goodbye::new(DisconnectReason::Timeout))).await?;
+                            return Ok(DisconnectReason::Timeout);
+                        }
+                        writer.send(&MasterToClient::Ping(now_ms())).await?;
+                    }
+                    _ = crate::time::stopped(&mut shutdown) => {
+                        writer.send(&MasterToClient::Disconnect(Goodbye::new(DisconnectReason::ServerShutdown))).await?;
+                        let _ = writer.shutdown().await;
+                        return Ok(DisconnectReason::ServerShutdown);
+                    }
+                }
+            }
+        }
+        .await;
+        match outcome {
+            Ok(reason) => debug!("client session ended: {reason}"),
+            Err(e) => {
+                let reason = match &e {
+                    NetError::TooManyAuthFailures(_) => DisconnectReason::Tampered,
+                    NetError::Io(_) | NetError::Truncated => DisconnectReason::ConnectionLost,
+                    _ => DisconnectReason::ProtocolViolation,
+                };
+                warn!("client dropped: {e}");
+                let _ = writer
+                    .send(&MasterToClient::Disconnect(Goodbye {
+                        reason,
+                        message: e.to_string(),
+                    }))
+                    .await;
+            }
+        }
+    }
+
+    /// One message; `Some(reason)` ends the connection.
+    async fn on_message(
+        &mut self,
+        writer: &mut Writer,
+        msg: ClientToMaster,
+    ) -> Result<Option<DisconnectReason>, NetError> {
+        match msg {
+            ClientToMaster::Ping(v) => writer.send(&MasterToClient::Pong(v)).await?,
+            ClientToMaster::Pong(_) => {}
+            ClientToMaster::Disconnect(g) => return Ok(Some(g.reason)),
+            ClientToMaster::Login { username, secret } => {
+                return self.on_login(writer, username, &secret).await;
+            }
+            ClientToMaster::ListClusters => {
+                let list = self.shared.directory().cluster_list(now_ms());
+                writer.send(&MasterToClient::ClusterList(list)).await?;
+            }
+            ClientToMaster::Join(target) => {
+                let reply = self.on_join(target);
+                writer.send(&reply).await?;
+            }
+        }
+        Ok(None)
+    }
+
+    async fn on_login(
+        &mut self,
+        writer: &mut Writer,
+        username: String,
+        secret: &[u8],
+    ) -> Result<Option<DisconnectReason>, NetError> {
+        if let Some(login) = &self.login {
+            // One client id per connection: a second login would hand out a
+            // new id (and a new set of tickets) on the same connection.
+            info!(
+                username,
+                client_id = login.client_id,
+                "second login on one connection refused"
+            );
+            let message = format!(
+                "already logged in on this connection as '{}': open a new connection to log in again",
+                login.user
+            );
+            writer
+                .send(&MasterToClient::LoginFailed { message })
+                .await?;
+            return Ok(None);
+        }
+        match self.shared.auth.check(&username, secret).await {
+            Ok(data) if data.len() <= USER_DATA_MAX => {
+                // Below 2^63, so engines with signed 64-bit integers see it positive.
+                let client_id = loop {
+                    let id = rand::rng().next_u64() >> 1;
+                    if id != 0 {
+                        break id;
+                    }
+                };
+                info!(client_id, username, "login accepted");
+                self.login = Some(Holder {
+                    client_id,
+                    user: Arc::from(username.as_str()),
+                    user_data: data,
+                });
+                writer.send(&MasterToClient::LoginOk { client_id }).await?;
+            }
+            Ok(_) => {
+                warn!(username, "auth hook returned more than 16 KiB of user data");
+                writer
+                    .send(&MasterToClient::LoginFailed {
+                        message: "server error: user data too large".into(),
+                    })
+                    .await?;
+            }
+            Err(message) => {
+                self.failed_logins += 1;
+                info!(
+                    username,
+                    attempt = self.failed_logins,
+                    "login refused: {message}"
+                );
+                writer
+                    .send(&MasterToClient::LoginFailed { message })
+                    .await?;
+                if self.failed_logins >= self.shared.config.max_login_attempts {
+                    warn!(peer = %self.peer, "too many failed logins; closing");
+                    writer
+                        .send(&MasterToClient::Disconnect(Goodbye {
+                            reason: DisconnectReason::AuthFailed,
+                            message: "too many failed logins".into(),
+                        }))
+                        .await?;
+                    return Ok(Some(DisconnectReason::AuthFailed));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn on_join(&self, target: JoinTarget) -> MasterToClient {
+        let Some(login) = &self.login else {
+            return MasterToClient::JoinFailed(Goodbye {
+                reason: DisconnectReason::AuthFailed,
+                message: "log in first".into(),
+            });
+        };
+        let ticket = self
+            .shared
+            .directory()
+            .join(now_ms(), login, target, &mut rand::rng());
+        match ticket {
+            Ok(t) => {
+                info!(
+                    client_id = login.client_id,
+                    cluster_id = t.cluster.id,
+                    "ticket issued"
+                );
+                MasterToClient::Ticket(t)
+            }
+            Err(g) => {
+                info!(
+                    client_id = login.client_id,
+                    "join refused: {} {}", g.reason, g.message
+                );
+                MasterToClient::JoinFailed(g)
+            }
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! A cluster's link to the master: the key proof, the registration, then
+//! status, players and transfer requests until the link ends.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use sustenet_net::{FrameReader, NetError, SealedReader, SealedWriter, write_frame};
+use sustenet_proto::handshake;
+use sustenet_proto::{ClusterToMaster, DisconnectReason, Goodbye, MasterToCluster, Register};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{SemaphorePermit, mpsc};
+use tracing::{info, warn};
+
+use super::directory::RegisterError;
+use super::{Shared, refuse};
+use crate::time::now_ms;
+
+type Reader = SealedReader<OwnedReadHalf>;
+type Writer = SealedWriter<OwnedWriteHalf>;
+
+/// Messages queued for one cluster link (only a replacement's goodbye today).
+const LINK_QUEUE: usize = 4;
+
+/// Runs the cluster handshake and registration, then the link.
+pub(super) async fn accept(
+    shared: &Arc<Shared>,
+    frames: FrameReader<OwnedReadHalf>,
+    mut wr: OwnedWriteHalf,
+    key_name: String,
+    nonce: [u8; 32],
+    conn: u64,
+    permit: SemaphorePermit<'_>,
+) {
+    let limits = shared.config.limits;
+    let key = shared.keys.cluster_keys.get(&key_name).cloned();
+    let (session, challenge) =
+        handshake::respond_cluster(key.as_ref(), &key_name, &nonce, &mut rand::rng());
+    if write_frame(&mut wr, &challenge, limits.max_frame)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut reader = SealedReader::new(frames, session.opener, 0);
+    let Some(reg) = read_registration(&mut reader, &mut wr, &key_name, limits).await else {
+        return;
+    };
+    let Some(key) = key else {
+        // Unreachable in practice: an unknown name gets a random key and its
+        // registration cannot open.
+        return;
+    };
+    let id = reg.cluster_id;
+    let (tx, rx) = mpsc::channel::<MasterToCluster>(LINK_QUEUE);
+    let claimed = shared
+        .directory()
+        .register(reg.clone(), key, key_name.clone(), conn, tx);
+    let replaced = match claimed {
+        Ok(replaced) => replaced,
+        Err(RegisterError::IdTakenByAnotherKey) => {
+            warn!(
+                key_name,
+                cluster_id = id,
+                "cluster registration refused: this cluster id is registered with another key"
+            );
+            refuse(
+                &mut wr,
+                DisconnectReason::AuthFailed,
+                "this cluster id is registered with another key",
+            )
+            .await;
+            return;
+        }
+    };
+    drop(permit);
+    info!(
+        cluster_id = id,
+        name = %reg.name,
+        key_name,
+        address = %reg.address,
+        tcp_port = reg.tcp_port,
+        udp_port = reg.udp_port,
+        capacity = reg.capacity,
+        "cluster registered"
+    );
+    if let Some(old) = replaced {
+        info!(
+            cluster_id = id,
+            "cluster re-registered; its previous link is closed"
+        );
+        let _ = old.try_send(MasterToCluster::Disconnect(Goodbye {
+            reason: DisconnectReason::Requested,
+            message: "replaced by a new registration".into(),
+        }));
+    }
+    let writer = SealedWriter::new(wr, session.sealer, limits.max_frame)
+        .with_write_timeout(limits.timeout());
+    let reason = match run_link(shared, reader, writer, id, conn, rx).await {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(cluster_id = id, "cluster link failed: {e}");
+            DisconnectReason::ConnectionLost
+        }
+    };
+    if shared.directory().unregister(id, conn) {
+        info!(cluster_id = id, "cluster removed from the list: {reason}");
+    }
+}
+
+/// The first sealed frame must be a registration.
+async fn read_registration(
+    reader: &mut Reader,
+    wr: &mut OwnedWriteHalf,
+    key_name: &str,
+    limits: crate::config::Limits,
+) -> Option<Register> {
+    let first =
+        tokio::time::timeout(limits.handshake_timeout(), reader.recv::<ClusterToMaster>()).await;
+    match first {
+        Ok(Ok(Some(ClusterToMaster::Register(reg)))) => Some(reg),
+        Ok(Err(NetError::TooManyAuthFailures(_))) => {
+            warn!(
+                key_name,
+                "cluster registration refused: authentication failed (wrong or unknown key)"
+            );
+            refuse(
+                wr,
+                DisconnectReason::AuthFailed,
+                "cluster authentication failed",
+            )
+            .await;
+            None
+        }
+        Ok(Ok(Some(other))) => {
+            warn!(
+                key_name,
+                "cluster registration refused: expected Register, got {other:?}"
+            );
+            None
+        }
+        Ok(Ok(None)) => None,
+        Ok(Err(e)) => {
+            warn!(key_name, "cluster registration refused: {e}");
+            None
+        }
+        Err(_) => {
+            warn!(
+                key_name,
+                "cluster registration refused: no registration within the handshake timeout"
+            );
+            None
+        }
+    }
+}
+
+/// The registered link: answers pings, applies reports, serves transfers.
+async fn run_link(
+    shared: &Shared,
+    mut reader: Reader,
+    mut writer: Writer,
+    id: u64,
+    conn: u64,
+    mut rx: mpsc::Receiver<MasterToCluster>,
+) -> Result<DisconnectReason, NetError> {
+    writer
+        .send(&MasterToCluster::Registered { cluster_id: id })
+        .await?;
+    let timeout = shared.config.cluster_timeout;
+    let mut heartbeat = tokio::time::interval(shared.config.limits.heartbeat());
+    let mut last_seen = Instant::now();
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            msg = reader.recv::<ClusterToMaster>() => {
+                let Some(msg) = msg? else { return Ok(DisconnectReason::ConnectionLost) };
+                last_seen = Instant::now();
+                if let Some(reason) = on_message(shared, &mut writer, id, conn, msg).await? {
+                    return Ok(reason);
+                }
+            }
+            out = rx.recv() => match out {
+                Some(MasterToCluster::Disconnect(g)) => {
+                    let r = g.reason;
+                    writer.send(&MasterToCluster::Disconnect(g)).await?;
+                    return Ok(r);
+                }
+                Some(m) => writer.send(&m).await?,
+                None => return Ok(DisconnectReason::Requested),
+            },
+            _ = heartbeat.tick() => {
+                if last_seen.elapsed() > timeout {
+                    warn!(cluster_id = id, "cluster silent for {:?}; dropping it", last_seen.elapsed());
+                    return Ok(DisconnectReason::Timeout);
+                }
+                writer.send(&MasterToCluster::Ping(now_ms())).await?;
+            }
+            _ = crate::time::stopped(&mut shutdown) => {
+                writer.send(&MasterToCluster::Disconnect(Goodbye::new(DisconnectReason::ServerShutdown))).await?;
+                let _ = writer.shutdown().await;
+                return Ok(DisconnectReason::ServerShutdown);
+            }
+        }
+    }
+}
+
+/// One message from the cluster; `Some(reason)` ends the link.
+async fn on_message(
+    shared: &Shared,
+    writer: &mut Writer,
+    id: u64,
+    conn: u64,
+    msg: ClusterToMaster,
+) -> Result<Option<DisconnectReason>, NetError> {
+    match msg {
+        ClusterToMaster::Ping(v) => writer.send(&MasterToCluster::Pong(v)).await?,
+        ClusterToMaster::Pong(_) => {}
+        ClusterToMaster::Disconnect(g) => {
+            info!(
+                cluster_id = id,
+                "cluster said goodbye: {} {}", g.reason, g.message
+            );
+            return Ok(Some(g.reason));
+        }
+        ClusterToMaster::Register(_) => {
+            warn!(cluster_id = id, "cluster sent a second registration");
+            return Ok(Some(DisconnectReason::ProtocolViolation));
+        }
+        ClusterToMaster::Status(st) => shared.directory().status(id, conn, st),
+        ClusterToMaster::PlayerJoined { client_id } => {
+            let sent = shared
+                .directory()
+                .player_joined(now_ms(), id, conn, client_id);
+            if !sent {
+                info!(
+                    cluster_id = id,
+                    client_id,
+                    "the cluster reports a player the master did not send there: counted, never transferred"
+                );
+            }
+        }
+        ClusterToMaster::PlayerLeft { client_id } => {
+            shared.directory().player_left(id, conn, client_id);
+        }
+        ClusterToMaster::Transfer {
+            request_id,
+            client_id,
+            target,
+            user_data,
+        } => {
+            let ticket = shared.directory().transfer(
+                now_ms(),
+                id,
+                conn,
+                client_id,
+                target,
+                &user_data,
+                &mut rand::rng(),
+            );
+            let reply = match ticket {
+                Ok(ticket) => {
+                    info!(client_id, from = id, to = target, "transfer ticket issued");
+                    MasterToCluster::TransferReady {
+                        request_id,
+                        client_id,
+                        ticket,
+                    }
+                }
+                Err(reason) => {
+                    info!(
+                        cluster_id = id,
+                        client_id, target, "transfer refused: {} {}", reason.reason, reason.message
+                    );
+                    MasterToCluster::TransferFailed {
+                        request_id,
+                        client_id,
+                        reason,
+                    }
+                }
+            };
+            writer.send(&reply).await?;
+        }
+    }
+    Ok(None)
+}

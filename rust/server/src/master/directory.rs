@@ -1,0 +1,637 @@
+//! The master's directory, sans-IO: the registered clusters, their loads,
+//! the tickets the master issued and the players it sent where.
+//!
+//! Nothing here reads the clock or touches a socket: every call takes `now`
+//! (milliseconds since the Unix epoch, the clock tokens expire on) and the
+//! connection tasks of `master` drive it under one lock. What it enforces:
+//!
+//! - A ticket the master issues for a client counts toward its cluster's
+//!   load (and full flag) only for `ticket_hold_ms` after it is issued, so
+//!   balancing sees a burst of joins, but unused tickets never lock a cluster
+//!   for the token's whole lifetime.
+//! - A login connection (one client id) and a user name may hold at most
+//!   `max_tickets_per_connection` / `max_tickets_per_user` tickets that are
+//!   neither used nor expired.
+//! - A cluster's `PlayerJoined` makes a player *sent* there only if the
+//!   master issued that cluster a ticket for the id (a join or a transfer)
+//!   that is not long expired, or the id was sent there on the cluster's
+//!   previous link with the same key. Other ids the cluster reports (after a
+//!   master restart, or made up) count toward its load but can never be
+//!   transferred, so a cluster key cannot claim another cluster's player.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use rand::CryptoRng;
+use sustenet_proto::message::CLUSTER_LIST_MAX;
+use sustenet_proto::{
+    ClusterInfo, ConnectToken, DisconnectReason, Goodbye, JoinTarget, Key, MasterToCluster,
+    Register, Status, Ticket,
+};
+use tokio::sync::mpsc;
+
+use sustenet_proto::crypto::NOISE_MAX_PLAINTEXT;
+
+/// The directory's own limits, from the master's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DirectorySettings {
+    /// How long a connect token stays valid, in ms.
+    pub token_ttl_ms: u64,
+    /// How long an unused ticket counts toward its cluster's load, in ms.
+    pub ticket_hold_ms: u64,
+    /// Most unused, unexpired tickets one login connection may hold.
+    pub max_tickets_per_connection: usize,
+    /// Most unused, unexpired tickets one user name may hold, over all its connections.
+    pub max_tickets_per_user: usize,
+}
+
+/// Who asks for a ticket: the login of one client connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Holder {
+    /// The client id the login was given.
+    pub client_id: u64,
+    /// The user name it logged in with.
+    pub user: Arc<str>,
+    /// The user data the auth hook returned, carried in every token.
+    pub user_data: Vec<u8>,
+}
+
+/// One registered cluster.
+pub(crate) struct ClusterEntry {
+    /// What the cluster registered with.
+    pub reg: Register,
+    /// The cluster key (tokens are sealed with the token key derived from it).
+    key: Key,
+    /// The key name the cluster proved; only that key may take its id over.
+    pub key_name: String,
+    /// The cluster's last status report.
+    pub status: Status,
+    /// Players the master sent here (a ticket it issued for this cluster, used).
+    sent: HashSet<u64>,
+    /// Players the cluster reports that the master did not send here:
+    /// counted in the load, never transferred.
+    reported: HashSet<u64>,
+    /// Tickets for this cluster: client id → until when a `PlayerJoined` for
+    /// it is believed (expiry plus one token lifetime of clock slack), ms.
+    expected: HashMap<u64, u64>,
+    /// Tickets still holding a seat: client id → until when, ms.
+    held: HashMap<u64, u64>,
+    /// Players sent here on this cluster's previous link (same key), believed
+    /// again when the cluster reports them after re-registering.
+    inherited: HashSet<u64>,
+    /// The link task's queue.
+    pub link: mpsc::Sender<MasterToCluster>,
+    /// The connection the entry belongs to; a replaced link's updates are ignored.
+    pub conn: u64,
+}
+
+impl ClusterEntry {
+    fn load(&mut self, now: u64) -> u32 {
+        self.held.retain(|_, until| *until > now);
+        self.expected.retain(|_, until| *until > now);
+        let n = self.sent.len() + self.reported.len() + self.held.len();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    fn info(&mut self, now: u64) -> ClusterInfo {
+        let players = self.load(now);
+        let capacity = self.reg.capacity;
+        ClusterInfo {
+            id: self.reg.cluster_id,
+            name: self.reg.name.clone(),
+            address: self.reg.address.clone(),
+            tcp_port: self.reg.tcp_port,
+            udp_port: self.reg.udp_port,
+            players,
+            capacity,
+            locked: capacity > 0 && players >= capacity,
+        }
+    }
+}
+
+/// A ticket issued for a client and not used yet.
+#[derive(Debug, Clone)]
+struct Outstanding {
+    cluster_id: u64,
+    client_id: u64,
+    expires_at_ms: u64,
+}
+
+/// The unused tickets of every login and user, for the caps.
+#[derive(Debug, Default)]
+struct TicketBook {
+    by_client: HashMap<u64, (Arc<str>, Vec<Outstanding>)>,
+    by_user: HashMap<Arc<str>, Vec<Outstanding>>,
+    next_prune_ms: u64,
+}
+
+impl TicketBook {
+    fn prune(&mut self, now: u64) {
+        if now < self.next_prune_ms {
+            return;
+        }
+        self.next_prune_ms = now.saturating_add(1_000);
+        self.by_client.retain(|_, (_, v)| {
+            v.retain(|t| t.expires_at_ms > now);
+            !v.is_empty()
+        });
+        self.by_user.retain(|_, v| {
+            v.retain(|t| t.expires_at_ms > now);
+            !v.is_empty()
+        });
+    }
+
+    fn count(list: Option<&Vec<Outstanding>>, now: u64) -> usize {
+        list.map_or(0, |v| v.iter().filter(|t| t.expires_at_ms > now).count())
+    }
+
+    fn check(
+        &self,
+        holder: &Holder,
+        settings: &DirectorySettings,
+        now: u64,
+    ) -> Result<(), Goodbye> {
+        let on_conn = Self::count(self.by_client.get(&holder.client_id).map(|(_, v)| v), now);
+        if on_conn >= settings.max_tickets_per_connection {
+            return Err(Goodbye {
+                reason: DisconnectReason::TooManyTickets,
+                message: format!(
+                    "this connection holds {on_conn} unused tickets (the limit): use one or wait for them to expire"
+                ),
+            });
+        }
+        let of_user = Self::count(self.by_user.get(&holder.user), now);
+        if of_user >= settings.max_tickets_per_user {
+            return Err(Goodbye {
+                reason: DisconnectReason::TooManyTickets,
+                message: format!(
+                    "user '{}' holds {of_user} unused tickets (the limit): use one or wait for them to expire",
+                    holder.user
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, holder: &Holder, t: Outstanding) {
+        self.by_client
+            .entry(holder.client_id)
+            .or_insert_with(|| (holder.user.clone(), Vec::new()))
+            .1
+            .push(t.clone());
+        self.by_user.entry(holder.user.clone()).or_default().push(t);
+    }
+
+    /// The client's tickets for `cluster_id` are used.
+    fn used(&mut self, client_id: u64, cluster_id: u64) {
+        let Some((user, list)) = self.by_client.get_mut(&client_id) else {
+            return;
+        };
+        list.retain(|t| t.cluster_id != cluster_id);
+        let user = user.clone();
+        if list.is_empty() {
+            self.by_client.remove(&client_id);
+        }
+        if let Some(v) = self.by_user.get_mut(&user) {
+            v.retain(|t| !(t.client_id == client_id && t.cluster_id == cluster_id));
+            if v.is_empty() {
+                self.by_user.remove(&user);
+            }
+        }
+    }
+}
+
+/// Why a registration was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RegisterError {
+    /// The id is registered with another key.
+    IdTakenByAnotherKey,
+}
+
+/// What the master knows about clusters, players and tickets.
+pub(crate) struct Directory {
+    settings: DirectorySettings,
+    clusters: HashMap<u64, ClusterEntry>,
+    tickets: TicketBook,
+}
+
+impl Directory {
+    /// An empty directory.
+    pub fn new(settings: DirectorySettings) -> Self {
+        Self {
+            settings,
+            clusters: HashMap::new(),
+            tickets: TicketBook::default(),
+        }
+    }
+
+    /// Lists cluster `reg.cluster_id` on connection `conn`. A cluster
+    /// re-registering (its old link may not have timed out yet) replaces its
+    /// entry, but only with the key it registered with; the replaced link's
+    /// queue is returned so it can be told to go.
+    pub fn register(
+        &mut self,
+        reg: Register,
+        key: Key,
+        key_name: String,
+        conn: u64,
+        link: mpsc::Sender<MasterToCluster>,
+    ) -> Result<Option<mpsc::Sender<MasterToCluster>>, RegisterError> {
+        let id = reg.cluster_id;
+        let old = self.clusters.remove(&id);
+        let (expected, held, inherited, replaced) = match old {
+            Some(old) if old.key_name != key_name => {
+                self.clusters.insert(id, old);
+                return Err(RegisterError::IdTakenByAnotherKey);
+            }
+            Some(old) => (old.expected, old.held, old.sent, Some(old.link)),
+            None => (HashMap::new(), HashMap::new(), HashSet::new(), None),
+        };
+        let entry = ClusterEntry {
+            status: Status {
+                players: 0,
+                capacity: reg.capacity,
+                fragments: 0,
+            },
+            reg,
+            key,
+            key_name,
+            sent: HashSet::new(),
+            reported: HashSet::new(),
+            expected,
+            held,
+            inherited,
+            link,
+            conn,
+        };
+        self.clusters.insert(id, entry);
+        Ok(replaced)
+    }
+
+    fn entry(&mut self, id: u64, conn: u64) -> Option<&mut ClusterEntry> {
+        self.clusters.get_mut(&id).filter(|e| e.conn == conn)
+    }
+
+    /// The cluster's link on `conn` ended; returns whether it was listed.
+    pub fn unregister(&mut self, id: u64, conn: u64) -> bool {
+        if self.clusters.get(&id).is_some_and(|e| e.conn == conn) {
+            self.clusters.remove(&id);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A status report.
+    pub fn status(&mut self, id: u64, conn: u64, status: Status) {
+        if let Some(e) = self.entry(id, conn) {
+            e.status = status;
+        }
+    }
+
+    /// The cluster says `client_id` joined it. Returns whether the master
+    /// sent that player there (a ticket it issued); if not, the id only
+    /// counts toward the cluster's load.
+    pub fn player_joined(&mut self, now: u64, id: u64, conn: u64, client_id: u64) -> bool {
+        let Some(e) = self.entry(id, conn) else {
+            return false;
+        };
+        let ticket = e.expected.get(&client_id).is_some_and(|until| *until > now);
+        let sent = ticket || e.inherited.remove(&client_id);
+        if sent {
+            e.expected.remove(&client_id);
+            e.held.remove(&client_id);
+            e.reported.remove(&client_id);
+            e.sent.insert(client_id);
+            self.tickets.used(client_id, id);
+        } else if !e.sent.contains(&client_id) {
+            e.reported.insert(client_id);
+        }
+        sent
+    }
+
+    /// The cluster says `client_id` left it.
+    pub fn player_left(&mut self, id: u64, conn: u64, client_id: u64) {
+        if let Some(e) = self.entry(id, conn) {
+            e.sent.remove(&client_id);
+            e.reported.remove(&client_id);
+            e.inherited.remove(&client_id);
+        }
+    }
+
+    /// The cluster list as a client sees it, least loaded first, cut to what
+    /// fits in one message.
+    pub fn cluster_list(&mut self, now: u64) -> Vec<ClusterInfo> {
+        let mut list: Vec<ClusterInfo> = self.clusters.values_mut().map(|e| e.info(now)).collect();
+        list.sort_by_key(|c| (c.locked, c.players, c.id));
+        let mut size = 3;
+        let mut keep = 0;
+        for c in &list {
+            size += 40 + c.name.len() + c.address.len();
+            if size > NOISE_MAX_PLAINTEXT || keep >= CLUSTER_LIST_MAX {
+                break;
+            }
+            keep += 1;
+        }
+        list.truncate(keep);
+        list
+    }
+
+    /// How many clusters are listed.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.clusters.len()
+    }
+
+    /// A ticket for a logged-in client, within the caps on unused tickets.
+    pub fn join(
+        &mut self,
+        now: u64,
+        holder: &Holder,
+        target: JoinTarget,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Ticket, Goodbye> {
+        self.tickets.prune(now);
+        self.tickets.check(holder, &self.settings, now)?;
+        let id = self.pick(now, target)?;
+        let ticket = self.issue(now, id, holder.client_id, &holder.user_data, rng)?;
+        self.tickets.record(
+            holder,
+            Outstanding {
+                cluster_id: id,
+                client_id: holder.client_id,
+                expires_at_ms: ticket.expires_at_ms,
+            },
+        );
+        Ok(ticket)
+    }
+
+    /// A handoff: a ticket to `target` for one of `source`'s players that
+    /// the master sent there. A cluster can only move players the master
+    /// gave it, so a cluster key cannot be used to mint tickets for anyone else.
+    #[allow(clippy::too_many_arguments)]
+    pub fn transfer(
+        &mut self,
+        now: u64,
+        source: u64,
+        conn: u64,
+        client_id: u64,
+        target: u64,
+        user_data: &[u8],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Ticket, Goodbye> {
+        let owns = self
+            .clusters
+            .get(&source)
+            .is_some_and(|e| e.conn == conn && e.sent.contains(&client_id));
+        if !owns {
+            return Err(Goodbye {
+                reason: DisconnectReason::ProtocolViolation,
+                message: format!("player {client_id} was not sent to this cluster by the master"),
+            });
+        }
+        if target == source {
+            return Err(Goodbye {
+                reason: DisconnectReason::NoCluster,
+                message: "the target is the player's own cluster".into(),
+            });
+        }
+        let id = self.pick(now, JoinTarget::Id(target))?;
+        self.issue(now, id, client_id, user_data, rng)
+    }
+
+    fn pick(&mut self, now: u64, target: JoinTarget) -> Result<u64, Goodbye> {
+        match target {
+            JoinTarget::Id(id) => {
+                let Some(e) = self.clusters.get_mut(&id) else {
+                    return Err(Goodbye {
+                        reason: DisconnectReason::NoCluster,
+                        message: format!("no cluster with id {id}"),
+                    });
+                };
+                if e.info(now).locked {
+                    return Err(Goodbye {
+                        reason: DisconnectReason::ServerFull,
+                        message: format!("cluster {} is full", e.reg.name),
+                    });
+                }
+                Ok(id)
+            }
+            JoinTarget::Auto => {
+                let best = self
+                    .clusters
+                    .values_mut()
+                    .map(|e| e.info(now))
+                    .filter(|i| !i.locked)
+                    .min_by_key(|i| (i.players, i.id));
+                match best {
+                    Some(i) => Ok(i.id),
+                    None if self.clusters.is_empty() => Err(Goodbye {
+                        reason: DisconnectReason::NoCluster,
+                        message: "no cluster is registered".into(),
+                    }),
+                    None => Err(Goodbye {
+                        reason: DisconnectReason::ServerFull,
+                        message: "every cluster is full".into(),
+                    }),
+                }
+            }
+        }
+    }
+
+    fn issue(
+        &mut self,
+        now: u64,
+        id: u64,
+        client_id: u64,
+        user_data: &[u8],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Ticket, Goodbye> {
+        let settings = self.settings;
+        let Some(entry) = self.clusters.get_mut(&id) else {
+            return Err(Goodbye::new(DisconnectReason::NoCluster));
+        };
+        let mut token_id = [0u8; 16];
+        rng.fill_bytes(&mut token_id);
+        let mut session_secret = [0u8; 32];
+        rng.fill_bytes(&mut session_secret);
+        let expires_at_ms = now.saturating_add(settings.token_ttl_ms);
+        let token = ConnectToken {
+            client_id,
+            cluster_id: id,
+            token_id,
+            expires_at_ms,
+            session_secret,
+            user_data: user_data.to_vec(),
+        };
+        let sealed = token.seal(&entry.key, rng).map_err(|e| Goodbye {
+            reason: DisconnectReason::ProtocolViolation,
+            message: format!("cannot issue a token: {e}"),
+        })?;
+        drop(token);
+        let believe_until = expires_at_ms.saturating_add(settings.token_ttl_ms);
+        entry.expected.insert(client_id, believe_until);
+        let hold_until = now.saturating_add(settings.ticket_hold_ms.min(settings.token_ttl_ms));
+        if hold_until > now {
+            entry.held.insert(client_id, hold_until);
+        }
+        let cluster = entry.info(now);
+        Ok(Ticket {
+            cluster,
+            client_id,
+            expires_at_ms,
+            session_secret,
+            token: sealed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    const KEY_NAME: &str = "alpha";
+
+    fn settings() -> DirectorySettings {
+        DirectorySettings {
+            token_ttl_ms: 30_000,
+            ticket_hold_ms: 2_000,
+            max_tickets_per_connection: 2,
+            max_tickets_per_user: 3,
+        }
+    }
+
+    fn reg(id: u64, capacity: u32) -> Register {
+        Register {
+            cluster_id: id,
+            name: format!("c{id}"),
+            address: "127.0.0.1".into(),
+            tcp_port: 1,
+            udp_port: 1,
+            capacity,
+        }
+    }
+
+    fn holder(client_id: u64, user: &str) -> Holder {
+        Holder {
+            client_id,
+            user: Arc::from(user),
+            user_data: user.as_bytes().to_vec(),
+        }
+    }
+
+    fn directory(clusters: &[(u64, u32)]) -> (Directory, Vec<mpsc::Receiver<MasterToCluster>>) {
+        let mut d = Directory::new(settings());
+        let mut rxs = Vec::new();
+        for (i, (id, cap)) in clusters.iter().enumerate() {
+            let (tx, rx) = mpsc::channel(4);
+            rxs.push(rx);
+            let key = Key::from_bytes([*id as u8; 32]);
+            d.register(reg(*id, *cap), key, KEY_NAME.into(), i as u64, tx)
+                .unwrap();
+        }
+        (d, rxs)
+    }
+
+    fn players(d: &mut Directory, now: u64, id: u64) -> (u32, bool) {
+        let l = d.cluster_list(now);
+        let c = l.iter().find(|c| c.id == id).unwrap();
+        (c.players, c.locked)
+    }
+
+    #[test]
+    fn an_unused_ticket_holds_its_seat_only_for_the_hold_time() {
+        let (mut d, _rx) = directory(&[(1, 1)]);
+        let mut rng = StdRng::seed_from_u64(1);
+        d.join(1_000, &holder(10, "ann"), JoinTarget::Auto, &mut rng)
+            .unwrap();
+        assert_eq!(players(&mut d, 1_000, 1), (1, true));
+        assert_eq!(players(&mut d, 2_999, 1), (1, true));
+        // Past the hold (long before the token expires) the seat is free.
+        assert_eq!(players(&mut d, 3_000, 1), (0, false));
+        assert!(
+            d.join(3_000, &holder(11, "bob"), JoinTarget::Auto, &mut rng)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn unused_tickets_are_capped_per_connection_and_per_user() {
+        let (mut d, _rx) = directory(&[(1, 0), (2, 0)]);
+        let mut rng = StdRng::seed_from_u64(2);
+        let a = holder(10, "ann");
+        d.join(0, &a, JoinTarget::Id(1), &mut rng).unwrap();
+        d.join(0, &a, JoinTarget::Id(2), &mut rng).unwrap();
+        let e = d.join(0, &a, JoinTarget::Auto, &mut rng).unwrap_err();
+        assert_eq!(e.reason, DisconnectReason::TooManyTickets, "{}", e.message);
+        // The same user on another connection: one more fits the user's cap.
+        let a2 = holder(20, "ann");
+        d.join(0, &a2, JoinTarget::Auto, &mut rng).unwrap();
+        let e = d.join(0, &a2, JoinTarget::Auto, &mut rng).unwrap_err();
+        assert_eq!(e.reason, DisconnectReason::TooManyTickets);
+        assert!(e.message.contains("ann"), "{}", e.message);
+        // A used ticket no longer counts.
+        assert!(d.player_joined(1, 1, 0, 10));
+        d.join(1, &a, JoinTarget::Auto, &mut rng).unwrap();
+        // Nor an expired one.
+        let e = d.join(29_999, &a, JoinTarget::Auto, &mut rng).unwrap_err();
+        assert_eq!(e.reason, DisconnectReason::TooManyTickets);
+        d.join(30_001, &a, JoinTarget::Auto, &mut rng).unwrap();
+    }
+
+    #[test]
+    fn only_players_the_master_sent_can_be_transferred() {
+        let (mut d, _rx) = directory(&[(1, 0), (2, 0)]);
+        let mut rng = StdRng::seed_from_u64(3);
+        let t = d
+            .join(0, &holder(10, "ann"), JoinTarget::Id(1), &mut rng)
+            .unwrap();
+        assert_eq!(t.cluster.id, 1);
+        // Cluster 2 claims ann: counted in its load, never movable.
+        assert!(!d.player_joined(5, 2, 1, 10));
+        let e = d.transfer(5, 2, 1, 10, 1, b"", &mut rng).unwrap_err();
+        assert_eq!(e.reason, DisconnectReason::ProtocolViolation);
+        assert_eq!(players(&mut d, 5_000, 2), (1, false));
+        // Made-up ids too.
+        assert!(!d.player_joined(5, 2, 1, 99));
+        assert!(d.transfer(5, 2, 1, 99, 1, b"", &mut rng).is_err());
+        // Cluster 1, which got the ticket, may move ann; then cluster 2 may take her.
+        assert!(d.player_joined(6, 1, 0, 10));
+        let t = d.transfer(7, 1, 0, 10, 2, b"state", &mut rng).unwrap();
+        assert_eq!((t.cluster.id, t.client_id), (2, 10));
+        assert!(d.player_joined(8, 2, 1, 10));
+        d.player_left(9, 1, 10);
+        assert!(d.transfer(9, 2, 1, 10, 1, b"", &mut rng).is_ok());
+        // A claim long after the ticket expired is not believed.
+        d.join(10, &holder(30, "cy"), JoinTarget::Id(1), &mut rng)
+            .unwrap();
+        assert!(!d.player_joined(10 + 60_000, 1, 0, 30));
+    }
+
+    #[test]
+    fn a_re_registration_keeps_what_the_master_sent_and_refuses_other_keys() {
+        let (mut d, _rx) = directory(&[(1, 0)]);
+        let mut rng = StdRng::seed_from_u64(4);
+        d.join(0, &holder(10, "ann"), JoinTarget::Id(1), &mut rng)
+            .unwrap();
+        assert!(d.player_joined(1, 1, 0, 10));
+        let (tx, _rx2) = mpsc::channel(4);
+        let e = d
+            .register(reg(1, 0), Key::from_bytes([9; 32]), "other".into(), 7, tx)
+            .unwrap_err();
+        assert_eq!(e, RegisterError::IdTakenByAnotherKey);
+        let (tx, _rx3) = mpsc::channel(4);
+        let replaced = d
+            .register(reg(1, 0), Key::from_bytes([1; 32]), KEY_NAME.into(), 8, tx)
+            .unwrap();
+        assert!(replaced.is_some());
+        // The old link's updates are ignored; the new one's snapshot is believed.
+        assert!(!d.player_joined(2, 1, 0, 10));
+        assert!(d.player_joined(2, 1, 8, 10));
+        assert!(d.transfer(3, 1, 8, 10, 1, b"", &mut rng).is_err()); // own cluster
+        assert!(d.unregister(1, 8));
+        assert_eq!(d.len(), 0);
+    }
+}

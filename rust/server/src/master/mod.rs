@@ -1,0 +1,250 @@
+//! The master server: registers clusters, logs players in, hands out tickets.
+//!
+//! Clusters and clients both reach the master over TCP; the hello frame says
+//! which. A cluster proves its key and then reports its load
+//! ([`cluster_link`]); a client runs the Noise handshake, logs in through the
+//! auth hook, reads the cluster list and asks for a ticket ([`client`]). What
+//! the master knows (clusters, loads, tickets, who was sent where) is the
+//! sans-IO [`directory::Directory`], which these connection tasks drive.
+
+mod client;
+mod cluster_link;
+pub(crate) mod directory;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use sustenet_net::{FrameReader, NetError, write_frame};
+use sustenet_proto::handshake::{self, Hello};
+use sustenet_proto::{DisconnectReason, Key, MasterKeypair};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::auth::AuthHook;
+use crate::config::Limits;
+use crate::error::ServerError;
+use directory::{Directory, DirectorySettings};
+
+/// How the master runs.
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    /// Display name.
+    pub name: String,
+    /// Most client connections at once (clusters do not count); 0 means the
+    /// default, [`MasterConfig::DEFAULT_MAX_CONNECTIONS`]: the master is never unbounded.
+    pub max_connections: u32,
+    /// How long a connect token stays valid.
+    pub token_ttl: Duration,
+    /// How long an unused ticket counts toward its cluster's load (and full
+    /// flag); never longer than `token_ttl`. 0: unused tickets never count.
+    pub ticket_hold: Duration,
+    /// Most unused, unexpired tickets one login connection may hold.
+    pub max_tickets_per_connection: u32,
+    /// Most unused, unexpired tickets one user name may hold over all its connections.
+    pub max_tickets_per_user: u32,
+    /// A cluster silent for this long is dropped.
+    pub cluster_timeout: Duration,
+    /// Failed logins allowed on one connection before it is closed.
+    pub max_login_attempts: u32,
+    /// Frame, queue and timing limits.
+    pub limits: Limits,
+}
+
+impl MasterConfig {
+    /// Client connections allowed when `max_connections` is 0.
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+
+    /// The client connection limit in force.
+    pub fn connection_limit(&self) -> u32 {
+        if self.max_connections == 0 {
+            Self::DEFAULT_MAX_CONNECTIONS
+        } else {
+            self.max_connections
+        }
+    }
+
+    fn directory_settings(&self) -> DirectorySettings {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        DirectorySettings {
+            token_ttl_ms: ms(self.token_ttl),
+            ticket_hold_ms: ms(self.ticket_hold),
+            max_tickets_per_connection: self.max_tickets_per_connection.max(1) as usize,
+            max_tickets_per_user: self.max_tickets_per_user.max(1) as usize,
+        }
+    }
+}
+
+impl Default for MasterConfig {
+    fn default() -> Self {
+        Self {
+            name: "Sustenet Master".into(),
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            token_ttl: Duration::from_secs(30),
+            ticket_hold: Duration::from_secs(2),
+            max_tickets_per_connection: 4,
+            max_tickets_per_user: 8,
+            cluster_timeout: Duration::from_secs(5),
+            max_login_attempts: 5,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The master's keys: its own keypair and every cluster key by name.
+#[derive(Debug, Clone)]
+pub struct MasterKeys {
+    /// The static keypair clients authenticate the master with.
+    pub keypair: MasterKeypair,
+    /// Cluster keys by key name.
+    pub cluster_keys: HashMap<String, Key>,
+}
+
+pub(crate) struct Shared {
+    config: MasterConfig,
+    keys: MasterKeys,
+    auth: Arc<dyn AuthHook>,
+    directory: Mutex<Directory>,
+    handshakes: Semaphore,
+    clients: Semaphore,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    fn directory(&self) -> MutexGuard<'_, Directory> {
+        // A poisoned lock means a panic elsewhere; every directory update
+        // leaves it consistent, so go on.
+        self.directory.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Runs a master on an already-bound listener until `shutdown` completes.
+/// On shutdown every client and cluster is told `ServerShutdown`.
+pub async fn run(
+    listener: TcpListener,
+    config: MasterConfig,
+    keys: MasterKeys,
+    auth: Arc<dyn AuthHook>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        handshakes: Semaphore::new(config.limits.max_handshakes),
+        clients: Semaphore::new(config.connection_limit() as usize),
+        directory: Mutex::new(Directory::new(config.directory_settings())),
+        config,
+        keys,
+        auth,
+        shutdown: stop_rx,
+    });
+    info!(
+        addr = %listener.local_addr()?,
+        public_key = %shared.keys.keypair.public().to_base64(),
+        clusters_known = shared.keys.cluster_keys.len(),
+        max_clients = shared.config.connection_limit(),
+        "master listening"
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut next_conn = 0u64;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            (stream, peer) = crate::listen::accept(&listener) => {
+                next_conn += 1;
+                let shared = shared.clone();
+                let span = info_span!("conn", id = next_conn, %peer);
+                tasks.spawn(async move { handle_conn(shared, stream, peer, next_conn).await }.instrument(span));
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    info!("master shutting down");
+    let _ = stop_tx.send(true);
+    crate::listen::wind_down(&mut tasks).await;
+    Ok(())
+}
+
+/// Sends a refusal frame, giving up after a second.
+pub(crate) async fn refuse(
+    wr: &mut (impl tokio::io::AsyncWrite + Unpin),
+    reason: DisconnectReason,
+    message: &str,
+) {
+    let frame = handshake::reject_frame(reason, message);
+    let _ = tokio::time::timeout(Duration::from_secs(1), write_frame(wr, &frame, usize::MAX)).await;
+}
+
+async fn handle_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr, conn: u64) {
+    let _ = stream.set_nodelay(true);
+    let Ok(permit) = shared.handshakes.try_acquire() else {
+        warn!("refused: too many connections in their handshake");
+        refuse(
+            &mut stream,
+            DisconnectReason::TooManyHandshakes,
+            "too many pending handshakes",
+        )
+        .await;
+        return;
+    };
+    let limits = shared.config.limits;
+    let (rd, mut wr) = stream.into_split();
+    let mut frames = FrameReader::new(rd, limits.max_frame);
+    let Some(hello) = read_hello(&mut frames, &mut wr, limits).await else {
+        return;
+    };
+    match hello {
+        Hello::Cluster { key_name, nonce } => {
+            cluster_link::accept(&shared, frames, wr, key_name, nonce, conn, permit).await;
+        }
+        Hello::ClientMaster { noise } => {
+            client::accept(&shared, frames, wr, &noise, peer, permit).await;
+        }
+        Hello::ClientCluster { .. } | Hello::ClientResume { .. } => {
+            warn!("refused: a client sent a cluster hello to the master");
+            refuse(
+                &mut wr,
+                DisconnectReason::ProtocolViolation,
+                "this is a master: connect to the cluster address from the ticket",
+            )
+            .await;
+        }
+    }
+}
+
+/// Reads and parses the first frame; refuses (and returns `None`) when it
+/// is missing, late or not a hello of this protocol version.
+async fn read_hello(
+    frames: &mut FrameReader<OwnedReadHalf>,
+    wr: &mut OwnedWriteHalf,
+    limits: Limits,
+) -> Option<Hello> {
+    let first = match frames.next_within(limits.handshake_timeout()).await {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            debug!("closed before its hello");
+            return None;
+        }
+        Err(NetError::Timeout(_)) => {
+            warn!("dropped: no hello within the handshake timeout");
+            refuse(wr, DisconnectReason::HandshakeTimeout, "no hello in time").await;
+            return None;
+        }
+        Err(e) => {
+            warn!("dropped: bad first frame: {e}");
+            return None;
+        }
+    };
+    match handshake::parse_hello(&first) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            warn!("refused: {e}");
+            refuse(wr, e.reason(), &e.to_string()).await;
+            None
+        }
+    }
+}

@@ -1,0 +1,449 @@
+//! The cluster's UDP paths against reflection and amplification (protocol
+//! §10.4): a player's datagrams go only to an address that echoed a
+//! challenge sealed in its session; an unproven source gets at most one
+//! datagram per datagram and never more bytes than it sent; a silent address
+//! stops receiving; a real client whose NAT changes its source port keeps
+//! its datagrams.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use sustenet_proto::crypto::{DatagramOpener, DatagramSealer};
+use sustenet_proto::datagram::{self, Record};
+use sustenet_proto::{JoinTarget, Key, Side};
+use sustenet_server::cluster::{self, ClusterConfig, ClusterHandle};
+use sustenet_server::{EchoChat, Limits};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+
+/// A cluster running EchoChat with a handle (to stream states), its key and
+/// addresses, and the master it registered with.
+struct Setup {
+    master: RunningMaster,
+    key: Key,
+    id: u64,
+    tcp: SocketAddr,
+    udp: SocketAddr,
+    handle: ClusterHandle,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn setup(tune: impl FnOnce(&mut ClusterConfig)) -> Setup {
+    let keys = keys(&["c"]);
+    let key = keys["c"].clone();
+    let master = start_master(&keys).await;
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (tcp_addr, udp_addr) = (tcp.local_addr().unwrap(), udp.local_addr().unwrap());
+    let mut config = cluster_config(master.addr, "c", "c", 0);
+    // Raw players here answer TCP pings only now and then.
+    config.limits = Limits {
+        timeout_ms: 20_000,
+        ..fast_limits()
+    };
+    tune(&mut config);
+    let id = config.cluster_id.unwrap();
+    let (handle, commands) = cluster::command_channel(1024);
+    let (stop, rx) = oneshot::channel::<()>();
+    let k = key.clone();
+    let task = tokio::spawn(async move {
+        cluster::run_with_handle(tcp, udp, config, k, EchoChat, commands, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    wait_for_clusters(&master, 1).await;
+    Setup {
+        master,
+        key,
+        id,
+        tcp: tcp_addr,
+        udp: udp_addr,
+        handle,
+        stop: Some(stop),
+        task,
+    }
+}
+
+impl Setup {
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+        self.master.stop().await;
+    }
+
+    /// A player joined by hand with a crafted token.
+    async fn raw_player(&self, client_id: u64) -> RawPlayer {
+        let (t, s) = craft_token(&self.key, self.id, client_id, now_ms() + 30_000);
+        RawPlayer::connect(self.tcp, &t, &s).await.unwrap()
+    }
+
+    /// Makes `subject` stream its state to `watcher` at the grid's rate.
+    fn stream(&self, subject: u64, watcher: u64) {
+        self.handle.set_position(watcher, [0.0; 3]).unwrap();
+        self.handle.set_position(subject, [1.0, 0.0, 0.0]).unwrap();
+        self.handle
+            .set_state(subject, 9, b"state".to_vec())
+            .unwrap();
+    }
+}
+
+/// One UDP socket of a player's session, counting what it sent and got.
+struct Socket {
+    sock: UdpSocket,
+    /// Its own opener: each socket sees only part of the cluster's sequence.
+    opener: DatagramOpener,
+    sent: Count,
+    got: Count,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Count {
+    datagrams: usize,
+    bytes: usize,
+}
+
+impl Count {
+    fn add(&mut self, bytes: usize) {
+        self.datagrams += 1;
+        self.bytes += bytes;
+    }
+}
+
+impl Socket {
+    async fn new(p: &RawPlayer, cluster: SocketAddr) -> Socket {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        sock.connect(cluster).await.unwrap();
+        Socket {
+            sock,
+            opener: p.keys.datagram(Side::Initiator, p.session_id).opener,
+            sent: Count::default(),
+            got: Count::default(),
+        }
+    }
+
+    /// Seals `records` with the session's (shared) sealer and sends them.
+    async fn send(&mut self, sealer: &mut DatagramSealer, records: &[Record]) {
+        let mut b = datagram::Batch::new();
+        for r in records {
+            assert!(b.push(r).unwrap());
+        }
+        let d = sealer.seal(b.as_bytes()).unwrap();
+        self.sock.send(&d).await.unwrap();
+        self.sent.add(d.len());
+    }
+
+    /// The records of the next datagram from the cluster.
+    async fn recv(&mut self) -> Vec<Record> {
+        let mut buf = vec![0u8; 2048];
+        let n = tokio::time::timeout(GUARD, self.sock.recv(&mut buf))
+            .await
+            .expect("no datagram came back")
+            .unwrap();
+        self.got.add(n);
+        let plain = self.opener.open(&buf[..n]).unwrap();
+        datagram::decode_records(&plain).unwrap()
+    }
+
+    /// Every datagram already waiting, without waiting for more.
+    fn drain(&mut self) -> Vec<Vec<Record>> {
+        let mut buf = vec![0u8; 2048];
+        let mut out = Vec::new();
+        while let Ok(n) = self.sock.try_recv(&mut buf) {
+            self.got.add(n);
+            let plain = self.opener.open(&buf[..n]).unwrap();
+            out.push(datagram::decode_records(&plain).unwrap());
+        }
+        out
+    }
+
+    /// Proves this socket's address: a Ping, the challenge that comes back,
+    /// its echo; returns once a Pong shows the cluster answers it as proven.
+    async fn prove(&mut self, sealer: &mut DatagramSealer) {
+        self.send(sealer, &[Record::Ping(1)]).await;
+        let challenge = loop {
+            let rs = self.recv().await;
+            if let Some(v) = rs.iter().find_map(|r| match r {
+                Record::PathChallenge(v) => Some(*v),
+                _ => None,
+            }) {
+                break v;
+            }
+        };
+        self.send(sealer, &[Record::PathResponse(challenge), Record::Ping(2)])
+            .await;
+        self.until(|r| *r == Record::Pong(2)).await;
+    }
+
+    /// Reads datagrams until one holds a record `want` accepts; returns
+    /// every datagram read.
+    async fn until(&mut self, mut want: impl FnMut(&Record) -> bool) -> Vec<Vec<Record>> {
+        let mut seen = Vec::new();
+        loop {
+            let rs = self.recv().await;
+            let done = rs.iter().any(&mut want);
+            seen.push(rs);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+fn echo(payload: &[u8]) -> Record {
+    Record::Data {
+        command: EchoChat::ECHO,
+        payload: payload.to_vec(),
+    }
+}
+
+fn is_echo(r: &Record, payload: &[u8]) -> bool {
+    matches!(r, Record::Data { command: EchoChat::ECHO, payload: p } if p == payload)
+}
+
+/// A full datagram of Ping records: 129 of them fit.
+fn pings(from: u64) -> Vec<Record> {
+    let n = datagram::MAX_DATAGRAM_PLAINTEXT / 9;
+    (from..from + n as u64).map(Record::Ping).collect()
+}
+
+#[tokio::test]
+async fn a_player_cannot_make_the_cluster_stream_at_an_address_that_never_answered() {
+    init_tracing();
+    let s = setup(|_| {}).await;
+    let attacker = s.raw_player(1).await;
+    let other = s.raw_player(2).await;
+    let mut sealer = attacker
+        .keys
+        .datagram(Side::Initiator, attacker.session_id)
+        .sealer;
+    let mut own = Socket::new(&attacker, s.udp).await;
+    own.prove(&mut sealer).await;
+    // The other player's state streams to the attacker from now on.
+    s.stream(2, 1);
+    own.until(|r| matches!(r, Record::Data { command: 9, .. }))
+        .await;
+
+    // The "victim" socket stands for a spoofed source: the attacker's
+    // authenticated datagrams come from it, and it never answers.
+    let mut victim = Socket::new(&attacker, s.udp).await;
+    for i in 0..20u64 {
+        victim.send(&mut sealer, &pings(i * 1000)).await;
+        victim.send(&mut sealer, &[echo(b"to the victim")]).await;
+        victim.send(&mut sealer, &[]).await;
+    }
+    // Time for a stream to build up if the address had moved.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The cluster handles datagrams in order: once this echo is back, it
+    // has handled (and answered) everything the victim socket sent.
+    own.send(&mut sealer, &[echo(b"fence")]).await;
+    let seen = own.until(|r| is_echo(r, b"fence")).await;
+    assert!(
+        seen.iter().flatten().any(|r| is_echo(r, b"to the victim")),
+        "the unproven source's data still reaches the game, answered at the proven address"
+    );
+    let at_victim = victim.drain();
+    for rs in &at_victim {
+        for r in rs {
+            assert!(
+                matches!(r, Record::PathChallenge(_) | Record::Pong(_)),
+                "the unproven address got {r:?}"
+            );
+        }
+    }
+    assert!(
+        victim.got.datagrams <= victim.sent.datagrams && victim.got.bytes <= victim.sent.bytes,
+        "amplification towards an unproven address: sent {:?}, got back {:?}",
+        victim.sent,
+        victim.got
+    );
+    // The stream still goes to the proven address.
+    own.until(|r| matches!(r, Record::Data { command: 9, .. }))
+        .await;
+    drop((attacker, other));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn one_datagram_in_never_yields_more_than_one_out() {
+    init_tracing();
+    let s = setup(|_| {}).await;
+    let p = s.raw_player(1).await;
+    let mut sealer = p.keys.datagram(Side::Initiator, p.session_id).sealer;
+    let mut sock = Socket::new(&p, s.udp).await;
+
+    // Unproven: a source is sent no more bytes than it sent in all, and at
+    // most one datagram per datagram. A small datagram (one Ping, 42 bytes)
+    // has room for the challenge only (42 bytes).
+    sock.send(&mut sealer, &[Record::Ping(7)]).await;
+    let rs = sock.recv().await;
+    let [Record::PathChallenge(challenge)] = rs.as_slice() else {
+        panic!("expected the challenge alone, got {rs:?}");
+    };
+    let challenge = *challenge;
+    // An empty datagram (33 bytes) leaves room for nothing; with the next
+    // one (51 bytes) there is room for the challenge and the last Pong.
+    sock.send(&mut sealer, &[]).await;
+    sock.send(&mut sealer, &[Record::Ping(8), Record::Ping(9)])
+        .await;
+    assert_eq!(
+        sock.recv().await,
+        vec![Record::PathChallenge(challenge), Record::Pong(9)]
+    );
+    // 129 pings in one datagram: one datagram back, the last one's Pong.
+    let first = pings(100);
+    let last = 100 + first.len() as u64 - 1;
+    sock.send(&mut sealer, &first).await;
+    assert_eq!(
+        sock.recv().await,
+        vec![Record::PathChallenge(challenge), Record::Pong(last)]
+    );
+    assert!(sock.got.bytes <= sock.sent.bytes && sock.got.datagrams <= sock.sent.datagrams);
+    assert_eq!(sock.got.datagrams, 3);
+
+    // Proven: 129 pings in, exactly one Pong (the last ping's) out.
+    sock.send(&mut sealer, &[Record::PathResponse(challenge)])
+        .await;
+    sock.send(&mut sealer, &first).await;
+    sock.send(&mut sealer, &[echo(b"fence")]).await;
+    let seen = sock.until(|r| is_echo(r, b"fence")).await;
+    assert_eq!(
+        seen,
+        vec![vec![Record::Pong(last)], vec![echo(b"fence")]],
+        "one answer per datagram, carrying the last Ping's value"
+    );
+    drop(p);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_address_stops_receiving_until_it_proves_itself_again() {
+    init_tracing();
+    let silence = Duration::from_millis(400);
+    let s = setup(|c| c.udp_silence = silence).await;
+    let p = s.raw_player(1).await;
+    let other = s.raw_player(2).await;
+    let mut sealer = p.keys.datagram(Side::Initiator, p.session_id).sealer;
+    let mut sock = Socket::new(&p, s.udp).await;
+    sock.prove(&mut sealer).await;
+    s.stream(2, 1);
+    sock.until(|r| matches!(r, Record::Data { command: 9, .. }))
+        .await;
+
+    // Silent from now on: the stream stops once the window has passed.
+    tokio::time::sleep(silence * 3).await;
+    sock.drain();
+    tokio::time::sleep(silence * 2).await;
+    let late = sock.drain();
+    assert!(
+        late.is_empty(),
+        "datagrams kept coming to a silent address: {late:?}"
+    );
+    // Its next datagram is treated as from an unproven address: a challenge.
+    sock.send(&mut sealer, &[Record::Ping(5)]).await;
+    let rs = sock.recv().await;
+    let [Record::PathChallenge(c)] = rs.as_slice() else {
+        panic!("expected a challenge, got {rs:?}");
+    };
+    sock.send(&mut sealer, &[Record::PathResponse(*c)]).await;
+    sock.until(|r| matches!(r, Record::Data { command: 9, .. }))
+        .await;
+    drop((p, other));
+    s.stop().await;
+}
+
+/// A NAT between a client and the cluster's UDP port: the client sends to
+/// `addr`; the NAT forwards from its outside socket, and `rebind` swaps that
+/// socket for one on a new port (the old one is closed).
+struct Nat {
+    addr: SocketAddr,
+    rebind: mpsc::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Nat {
+    /// Starts forwarding between `inside` (bound before the cluster, so the
+    /// cluster can advertise its port) and the cluster at `cluster`.
+    fn start(inside: UdpSocket, cluster: SocketAddr) -> Nat {
+        let addr = inside.local_addr().unwrap();
+        let (rebind, mut rebinds) = mpsc::channel::<()>(4);
+        let task = tokio::spawn(async move {
+            let outside = || async {
+                let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                s.connect(cluster).await.unwrap();
+                s
+            };
+            let mut out = outside().await;
+            let mut client = None;
+            let (mut a, mut b) = (vec![0u8; 2048], vec![0u8; 2048]);
+            loop {
+                tokio::select! {
+                    r = inside.recv_from(&mut a) => {
+                        let (n, from) = r.unwrap();
+                        client = Some(from);
+                        let _ = out.send(&a[..n]).await;
+                    }
+                    r = out.recv(&mut b) => {
+                        if let (Ok(n), Some(c)) = (r, client) {
+                            let _ = inside.send_to(&b[..n], c).await;
+                        }
+                    }
+                    r = rebinds.recv() => match r {
+                        Some(()) => out = outside().await,
+                        None => return,
+                    },
+                }
+            }
+        });
+        Nat { addr, rebind, task }
+    }
+}
+
+#[tokio::test]
+async fn a_real_client_keeps_its_datagrams_across_a_nat_rebinding() {
+    init_tracing();
+    let inside = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = inside.local_addr().unwrap().port();
+    let s = setup(|c| c.public_udp_port = Some(port)).await;
+    let nat = Nat::start(inside, s.udp);
+    assert_eq!(nat.addr.port(), port);
+    let p = join(&s.master, "ann", JoinTarget::Id(s.id)).await;
+    // The other player's state streams to this one.
+    let other = s.raw_player(p.id + 1).await;
+    p.udp_up().await;
+    s.stream(p.id + 1, p.id);
+    state_update(&p).await;
+    for _ in 0..3 {
+        // The NAT gives the client a new outside port (the old one is
+        // closed): after the client answers the new port's challenge, its
+        // datagrams and the stream come through again.
+        nat.rebind.send(()).await.unwrap();
+        p.udp_up().await;
+        while p.events.try_recv().is_ok() {}
+        state_update(&p).await;
+    }
+    nat.task.abort();
+    drop(other);
+    s.stop().await;
+}
+
+/// Waits for the next unreliable state update (command 9).
+async fn state_update(p: &Player) {
+    expect(&p.events, "a state update", |e| match e {
+        sustenet_client::ClientEvent::Packet {
+            command: 9,
+            reliable: false,
+            ..
+        } => Some(()),
+        _ => None,
+    })
+    .await
+}
