@@ -29,6 +29,11 @@ if [[ -x scripts/godot-tests.sh ]]; then
   scripts/godot-tests.sh
 fi
 
+if [[ -x scripts/godot-tests.sh ]]; then
+  step "smoke test of the addon as installed in a new project (the release workflow's, here on Linux)"
+  scripts/smoke-test.sh scripts/godot.sh "${CARGO_TARGET_DIR:-target}/debug/sustenet"
+fi
+
 step "one version: Cargo.toml, plugin.cfg, CHANGELOG.md"
 scripts/version.sh --check
 
