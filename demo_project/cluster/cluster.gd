@@ -6,6 +6,8 @@
 ##   --name=NAME --port=PORT --udp-port=PORT --bind=ADDR --public-address=HOST
 ##   --master-address=HOST --master-port=PORT --key-name=NAME --key-path=FILE
 ##   --max-connections=N --quit-after=SECONDS
+##   --stop-file=PATH       stop cleanly (exit code 0) once PATH exists, checked 4 times a
+##                          second: how scripts and tests end an exported cluster
 ## Two clusters side by side (server meshing, see README.md):
 ##   --side=west|east       serve one half of the world: west x < border, east x >= border
 ##                          (the name defaults to "West Cluster" / "East Cluster")
@@ -88,7 +90,9 @@ func _enter_tree() -> void:
 	c.packet_received.connect(_on_packet_received)
 	c.transfer_failed.connect(_on_transfer_failed)
 	if args.has("quit-after"):
-		get_tree().create_timer(float(args["quit-after"])).timeout.connect(_quit)
+		get_tree().create_timer(float(args["quit-after"])).timeout.connect(_quit.bind("--quit-after reached"))
+	if args.has("stop-file"):
+		_watch_stop_file(String(args["stop-file"]))
 	print("demo cluster: '%s' starting, master %s:%d, key '%s'" % [
 		c.server_name, c.master_address, c.master_port, c.key_name])
 	if side != "":
@@ -113,8 +117,19 @@ func _process(delta: float) -> void:
 		lookup.request_clusters()
 
 
-func _quit() -> void:
-	print("demo cluster: --quit-after reached, stopping")
+func _watch_stop_file(path: String) -> void:
+	var timer := Timer.new()
+	timer.wait_time = 0.25
+	timer.autostart = true
+	timer.timeout.connect(func() -> void:
+		if FileAccess.file_exists(path):
+			timer.stop()
+			_quit("stop file %s found" % path))
+	add_child.call_deferred(timer)
+
+
+func _quit(why: String) -> void:
+	print("demo cluster: %s, stopping" % why)
 	cluster.stop()
 	if lookup:
 		lookup.disconnect_from_server()

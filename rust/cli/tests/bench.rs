@@ -57,7 +57,7 @@ fn up(dir: &Path) -> Proc {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = run(dir, &["probe", "--count", "1"]);
         if out.status.success() {

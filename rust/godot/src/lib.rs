@@ -12,6 +12,7 @@ use godot::prelude::*;
 
 mod client;
 mod cluster;
+mod first_import;
 mod master;
 mod multiplayer_peer;
 mod runtime;
@@ -27,6 +28,12 @@ mod entry {
 
     #[gdextension]
     unsafe impl ExtensionLibrary for SustenetExtension {
+        fn on_stage_init(stage: InitStage) {
+            if stage == InitStage::Scene {
+                super::first_import::note_load();
+            }
+        }
+
         fn on_stage_deinit(stage: InitStage) {
             // Runs after Godot's own teardown checks; touches no Godot object.
             if stage == InitStage::Scene {

@@ -4,13 +4,12 @@
 //! their one-way latency). Only sends inside the plan's state window count
 //! on either side, so both sums cover the same updates.
 
-use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
 use super::STATE;
 use super::traffic::PosUpdate;
-use super::walks::{WalkGrid, Walks};
+use super::walks::{IndexMap, WalkGrid, Walks};
 
 /// The sender's side: how many receivers its updates should reach.
 #[derive(Debug, Default)]
@@ -50,7 +49,7 @@ impl StateOutbox {
 pub(super) struct StateInbox {
     /// Per sender index: the highest sequence number seen, and a mask of
     /// the 64 before it (bit k: `top - 1 - k` seen).
-    seen: HashMap<u32, (u32, u64)>,
+    seen: IndexMap<u32, (u32, u64)>,
     /// State records received, and updates delivered, since the last
     /// publish.
     pub(super) received: u64,

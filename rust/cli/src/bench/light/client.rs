@@ -114,6 +114,9 @@ struct Link<'a> {
     echo_seq: u32,
     /// Reliable echoes sent and not yet back.
     outstanding: u64,
+    /// When the last message went out: a heartbeat is only sent after a
+    /// heartbeat interval of silence.
+    last_sent: Instant,
 }
 
 impl<'a> Link<'a> {
@@ -137,6 +140,7 @@ impl<'a> Link<'a> {
             heartbeat: Every::new(now + HEARTBEAT, HEARTBEAT),
             echo_seq: 0,
             outstanding: 0,
+            last_sent: now,
         }
     }
 
@@ -181,13 +185,14 @@ impl<'a> Link<'a> {
             bump(&c.rel_sent);
             self.outstanding += 1;
         }
-        if self.heartbeat.due(now) {
+        if self.heartbeat.due(now) && now.duration_since(self.last_sent) >= HEARTBEAT {
             self.send(ClientToCluster::Ping(clock.now_us())).await?;
         }
         Ok(())
     }
 
     async fn send(&mut self, m: ClientToCluster) -> Result<(), Failure> {
+        self.last_sent = Instant::now();
         self.writer
             .send(&m)
             .await

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# CPU per message of the load generator against the server's, on one load.
+#
+#   scripts/bench-cpu.sh N WORLD [extra bench arguments...]
+#
+# Starts `sustenet up --clusters 1` pinned to core 0 (SERVER_CORE) and
+# `sustenet bench --clients N --world WORLD --hz 20 --reliable-per-sec 1
+# --unreliable-per-sec 2 --json` pinned to core 1 (BENCH_CORE), reads both
+# processes' CPU time (/proc/PID/stat, the bench's worker processes
+# included) over the full-load window (from 2 s after the ramp to 2 s
+# before the end), and prints one line: CPU of each, messages per second
+# (out = positions and echoes sent, in = state records and echoes
+# received) and µs of CPU per message for each. Uses the release build
+# (target/release/sustenet; `cargo build --release -p sustenet-cli`).
+set -euo pipefail
+
+N=${1:?usage: bench-cpu.sh N WORLD [bench args...]}
+WORLD=${2:?usage: bench-cpu.sh N WORLD [bench args...]}
+shift 2
+DURATION=${DURATION:-20}
+SERVER_CORE=${SERVER_CORE:-0}
+BENCH_CORE=${BENCH_CORE:-1}
+PORT=${PORT:-47700}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${BIN:-$ROOT/target/release/sustenet}
+[ -x "$BIN" ] || { echo "no $BIN: cargo build --release -p sustenet-cli" >&2; exit 1; }
+
+DIR=$(mktemp -d)
+SERVER=
+cleanup() {
+    if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi
+    rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+cd "$DIR"
+taskset -c "$SERVER_CORE" "$BIN" up --clusters 1 --port "$PORT" >up.log 2>&1 &
+SERVER=$!
+for _ in $(seq 100); do
+    "$BIN" probe --count 1 >/dev/null 2>&1 && break
+    sleep 0.2
+done
+
+# CPU seconds (user + system) of the processes given.
+cpu() {
+    local t=0 p f
+    for p in "$@"; do
+        f=$(cut -d' ' -f14,15 "/proc/$p/stat" 2>/dev/null) || continue
+        t=$((t + ${f% *} + ${f#* }))
+    done
+    echo "$t"
+}
+
+RAMP=$(awk -v n="$N" 'BEGIN { r = n / 250; if (r < 2) r = 2; if (r > 30) r = 30; print r }')
+taskset -c "$BENCH_CORE" "$BIN" bench --clients "$N" --world "$WORLD" --duration "$DURATION" \
+    --hz 20 --reliable-per-sec 1 --unreliable-per-sec 2 --json "$@" >bench.json 2>bench.err &
+BENCH=$!
+sleep "$(awk -v r="$RAMP" 'BEGIN { print r + 2.3 }')"
+WORKERS=$(pgrep -P "$BENCH" | tr '\n' ' ')
+S0=$(cpu "$SERVER"); B0=$(cpu "$BENCH" $WORKERS); T0=$(date +%s.%N)
+sleep "$((DURATION - 4))"
+S1=$(cpu "$SERVER"); B1=$(cpu "$BENCH" $WORKERS); T1=$(date +%s.%N)
+wait "$BENCH" || true
+HZ=$(getconf CLK_TCK)
+python3 - "$S0" "$S1" "$B0" "$B1" "$T0" "$T1" "$HZ" "$N" "$WORLD" bench.json <<'EOF'
+import json, sys
+s0, s1, b0, b1 = (int(x) for x in sys.argv[1:5])
+t0, t1, hz = float(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7])
+n, world = sys.argv[8], sys.argv[9]
+j = json.load(open(sys.argv[10]))
+wall = t1 - t0
+server, bench = (s1 - s0) / hz / wall, (b1 - b0) / hz / wall
+msgs = j["msgs_out_per_s"] + j["msgs_in_per_s"]
+st = j["state"]
+lat = st["latency_us"]
+print(f"N {n} world {world}: ok {j['ok']} errors {j['errors']}, "
+      f"out {j['msgs_out_per_s']:.0f}/s (target {j['target_out_per_s']:.0f}), in {j['msgs_in_per_s']:.0f}/s; "
+      f"server CPU {server * 100:.0f} %, {server * 1e6 / msgs:.2f} us/msg; "
+      f"bench CPU {bench * 100:.0f} %, {bench * 1e6 / msgs:.2f} us/msg; "
+      f"bench/server {bench / server:.2f}; "
+      f"state delivery {100 * (st['delivery'] or 0):.1f} %, latency p50/p99 {lat['p50'] / 1000:.2f}/{lat['p99'] / 1000:.2f} ms; "
+      f"echo RTT p99 reliable {j['rtt_us']['reliable']['p99'] / 1000:.2f} ms, unreliable {j['rtt_us']['unreliable']['p99'] / 1000:.2f} ms")
+EOF
