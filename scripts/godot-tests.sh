@@ -26,6 +26,15 @@
 #                   spawns switch, every accepted @rpc arrives exactly once
 #   mp_reconnect    mp_game.gd's server and client (one process, two SceneMultiplayers), the link
 #                   cut and restored through the proxy: no server_disconnected, @rpcs once in order
+#   mp_features     relay off, interest management (update_visibility), refuse_new_connections,
+#                   close() then a new peer on the same node, disconnect_peer (one process)
+#   mp_bad_input    garbage from clients into the cluster's SceneMultiplayer: the game goes on, a
+#                   good client is served, each bad client alone is dropped
+#   mp_bench        MultiplayerSynchronizer throughput, N = 100 and 500 nodes at 20 Hz, over ENet
+#                   and over Sustenet (server + client process each); prints BENCH lines, asserts
+#                   only that updates arrive (figures go to docs/performance.md)
+#   mp_relay        what SceneMultiplayer's relay costs: M = 5, 10, 20 clients in one process, each
+#                   with a 20 Hz synchronizer, relay on and off; prints RELAY lines (measured only)
 #   border          server meshing: the demo cluster as "West Cluster" and "East Cluster" in two
 #                   Godot processes (border_cluster_node.gd); a client (test_border.gd) walks
 #                   over the border and is handed over with its state; three verdicts
@@ -191,7 +200,7 @@ run_godot 180 "$T/import.log" --import || { sed 's/\x1b\[[0-9;]*m//g' "$T/import
 
 # --- keys and a real master --------------------------------------------------------------
 read -r MASTER_PORT DEAD_PORT OWN_MASTER_PORT CL_PORT W_MASTER_PORT W_CLUSTER_PORT EXPORT_PORT FL_PORT \
-    WEST_PORT EAST_PORT MP_ENET_PORT MP_PORT MP_A_PORT MP_B_PORT <<<"$(free_ports 14)"
+    WEST_PORT EAST_PORT MP_ENET_PORT MP_PORT MP_A_PORT MP_B_PORT MP_BENCH_PORT <<<"$(free_ports 15)"
 mkdir -p "$T/keys" "$T/own-master-keys"
 "$SUSTENET" keygen --dir "$T/keys" --master >"$T/keygen.log" 2>&1 || die "sustenet keygen --master failed"
 "$SUSTENET" keygen --dir "$T/keys" --name test_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
@@ -199,7 +208,7 @@ mkdir -p "$T/keys" "$T/own-master-keys"
 "$SUSTENET" keygen --dir "$T/keys" --name flood_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
 "$SUSTENET" keygen --dir "$T/keys" --name west_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
 "$SUSTENET" keygen --dir "$T/keys" --name east_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
-for k in mp_cluster mp_a mp_b; do
+for k in mp_cluster mp_a mp_b mp_bench; do
     "$SUSTENET" keygen --dir "$T/keys" --name "$k" >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
 done
 PUB=$(tr -d '[:space:]' <"$T/keys/master.pub")
@@ -266,6 +275,26 @@ fi
 if wanted mp_reconnect; then
     say "running mp_reconnect (SceneMultiplayer over a link the test cuts)"
     run_world mp_reconnect 120
+fi
+
+if wanted mp_features; then
+    say "running mp_features (relay off, interest, refusal, close, kick)"
+    run_world mp_features 120
+fi
+
+if wanted mp_bad_input; then
+    say "running mp_bad_input (garbage into SceneMultiplayer's path)"
+    run_world mp_bad_input 120
+fi
+
+if wanted mp_relay; then
+    say "running mp_relay (relay cost for M = 5, 10, 20 clients)"
+    for m in 5 10 20; do
+        run_godot 120 "$T/mp_relay_$m.log" -s res://tests/test_mp_relay.gd -- --key-dir="$T/keys" \
+            --key-name=test_cluster --master-port="$W_MASTER_PORT" --cluster-port="$W_CLUSTER_PORT" --clients="$m"
+        verdict "mp_relay M=$m" "$T/mp_relay_$m.log" $?
+        grep -h '^RELAY' "$T/mp_relay_$m.log" | sed 's/^/godot-tests: /'
+    done
 fi
 
 if wanted flood; then
@@ -438,6 +467,32 @@ if wanted mp_handoff; then
     verdict "mp_handoff (cluster a)" "$T/mp_handoff_a.log" "$a_rc"
     verdict "mp_handoff (cluster b)" "$T/mp_handoff_b.log" "$b_rc"
     grep -h '^mp_handoff: [0-9]' "$T/mp_handoff.log" | sed 's/^/godot-tests: /'
+fi
+
+if wanted mp_bench; then
+    say "running mp_bench (MultiplayerSynchronizer throughput, ENet vs Sustenet)"
+    for bn in 100 500; do
+        for net in enet sustenet; do
+            if [ "$net" = enet ]; then
+                bcommon=(--net=enet --port="$MP_BENCH_PORT" --n="$bn")
+            else
+                bcommon=(--net=sustenet --port="$MP_BENCH_PORT" --n="$bn" --master-port="$MASTER_PORT"
+                    --master-key="$PUB" --key-path="$T/keys/mp_bench" --key-name=mp_bench
+                    --cluster-name="mp_bench_$bn")
+            fi
+            blog="$T/mp_bench_${net}_$bn"
+            start_bg "${blog}_server.log" timeout -k 5 130 "$GODOT" --headless --path "$PROJECT" \
+                -s res://tests/test_mp_bench.gd -- --role=server "${bcommon[@]}"
+            BS_PID=$BG_PID
+            wait_for_line "${blog}_server.log" '^MP_SERVER_READY' 40 "$BS_PID" || say "the bench server did not start"
+            run_godot 130 "${blog}_client.log" -s res://tests/test_mp_bench.gd -- --role=client "${bcommon[@]}"
+            rc=$?
+            wait "$BS_PID"; bs_rc=$?
+            verdict "mp_bench $net n=$bn (client)" "${blog}_client.log" "$rc"
+            verdict "mp_bench $net n=$bn (server)" "${blog}_server.log" "$bs_rc"
+            grep -h '^BENCH_' "${blog}_client.log" "${blog}_server.log" | sed 's/^/godot-tests: /'
+        done
+    done
 fi
 
 say "master log: $(grep -c . "$T/master.log") lines; it ran the whole time: $(kill -0 "$MASTER_PID" 2>/dev/null && echo yes || echo no)"

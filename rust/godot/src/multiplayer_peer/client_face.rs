@@ -10,7 +10,7 @@ use sustenet_client::{Client, ClientError};
 
 use super::inbox::{Incoming, Refused};
 use super::tap::{ClientLink, ClientTap, TapReceiver};
-use super::{Face, SustenetMultiplayerPeer, wire};
+use super::{Face, Stats, SustenetMultiplayerPeer, wire};
 use crate::fail;
 
 /// How often a hello is sent again while the cluster has not answered (the
@@ -54,7 +54,13 @@ impl ClientFace {
     }
 
     /// Sends a data payload to the server.
-    pub(super) fn put(&mut self, target: i32, payload: Vec<u8>, reliable: bool) -> GdError {
+    pub(super) fn put(
+        &mut self,
+        target: i32,
+        payload: Vec<u8>,
+        reliable: bool,
+        stats: &mut Stats,
+    ) -> GdError {
         match target {
             // Everyone but the server: nobody a client can reach.
             -1 => return GdError::OK,
@@ -72,13 +78,17 @@ impl ClientFace {
         let Some(c) = &self.client else {
             return GdError::ERR_UNCONFIGURED;
         };
+        let len = payload.len();
         let r = if reliable {
             c.send(wire::DATA, payload)
         } else {
             c.send_unreliable(wire::DATA, payload)
         };
         match r {
-            Ok(()) => GdError::OK,
+            Ok(()) => {
+                stats.sent(len);
+                GdError::OK
+            }
             Err(e) => fail(GdError::ERR_BUSY, format!("SustenetMultiplayerPeer: {e}")),
         }
     }
@@ -207,7 +217,12 @@ impl SustenetMultiplayerPeer {
                             mode: d.mode,
                             packet: d.packet.to_vec(),
                         };
-                        if self.inbox.push(p, d.seq) == Err(Refused::Full) {
+                        let len = p.packet.len();
+                        let pushed = self.inbox.push(p, d.seq);
+                        if pushed.is_ok() {
+                            self.stats.received(len);
+                        }
+                        if pushed == Err(Refused::Full) {
                             godot_error!(
                                 "SustenetMultiplayerPeer: more than max_queued_bytes waiting; closing"
                             );

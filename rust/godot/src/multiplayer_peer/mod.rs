@@ -11,6 +11,7 @@ mod client_face;
 mod ids;
 mod inbox;
 mod interest;
+mod scene_check;
 mod server_face;
 pub(crate) mod tap;
 mod wire;
@@ -36,6 +37,29 @@ use wire::Mode;
 const MAX_PACKET: usize = DEFAULT_MAX_FRAME - RELIABLE_OVERHEAD - wire::MAX_HEADER;
 /// Largest packet that travels in one datagram when sent unreliably.
 const MAX_DATAGRAM_PACKET: usize = MAX_UNRELIABLE_PAYLOAD - wire::MAX_HEADER;
+
+/// Packets and bytes through the peer (data only, headers included).
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    polls: u64,
+    poll_usec: u64,
+    sent_packets: u64,
+    sent_bytes: u64,
+    received_packets: u64,
+    received_bytes: u64,
+}
+
+impl Stats {
+    fn sent(&mut self, bytes: usize) {
+        self.sent_packets += 1;
+        self.sent_bytes += u64::try_from(bytes).unwrap_or(u64::MAX);
+    }
+
+    fn received(&mut self, bytes: usize) {
+        self.received_packets += 1;
+        self.received_bytes += u64::try_from(bytes).unwrap_or(u64::MAX);
+    }
+}
 
 /// Which side of the game this peer is.
 #[derive(Debug)]
@@ -88,6 +112,12 @@ pub struct SustenetMultiplayerPeer {
     /// the connection is closed (client).
     #[var]
     max_queued_bytes: i64,
+    /// Server only: the largest synchronizer packet a client may send, in
+    /// bytes; a client sending a larger one is disconnected. The default is
+    /// Godot's default [member SceneMultiplayer.max_sync_packet_size]; raise
+    /// it if your clients raise theirs.
+    #[var]
+    max_client_sync_packet_size: i64,
     /// Server only: how long [method transfer_peer] waits for the client to
     /// stop sending before it moves the player anyway, in seconds.
     #[var]
@@ -103,6 +133,7 @@ pub struct SustenetMultiplayerPeer {
     inbox: Inbox,
     out_seq: [u32; 256],
     warned_large_datagram: bool,
+    stats: Stats,
     base: Base<MultiplayerPeerExtension>,
 }
 
@@ -112,6 +143,7 @@ impl IMultiplayerPeerExtension for SustenetMultiplayerPeer {
         Self {
             server_relay: true,
             max_queued_bytes: 16 << 20,
+            max_client_sync_packet_size: 1350,
             move_timeout_sec: 5.0,
             face: Face::Idle,
             status: ConnectionStatus::DISCONNECTED,
@@ -124,6 +156,7 @@ impl IMultiplayerPeerExtension for SustenetMultiplayerPeer {
             inbox: Inbox::new(16 << 20),
             out_seq: [0; 256],
             warned_large_datagram: false,
+            stats: Stats::default(),
             base,
         }
     }
@@ -191,12 +224,15 @@ impl IMultiplayerPeerExtension for SustenetMultiplayerPeer {
     }
 
     fn poll(&mut self) {
+        let start = std::time::Instant::now();
         crate::flush_logs();
         match self.face {
             Face::Idle => {}
             Face::Client(_) => self.poll_client(),
             Face::Server(_) => self.poll_server(),
         }
+        self.stats.polls += 1;
+        self.stats.poll_usec += u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
     }
 
     fn close(&mut self) {
@@ -287,8 +323,12 @@ impl SustenetMultiplayerPeer {
                 "SustenetMultiplayerPeer.create_client: the peer is active; close() it first",
             );
         }
-        limit_sync_packets(client.clone().upcast());
-        let link = client.bind_mut().attach_peer();
+        // The node's calls may emit signals whose handlers call this peer.
+        let link = {
+            let _guard = self.base_mut();
+            limit_sync_packets(client.clone().upcast());
+            client.bind_mut().attach_peer()
+        };
         self.reset(ConnectionStatus::CONNECTING);
         self.face = Face::Client(ClientFace::new(link));
         self.poll_client();
@@ -314,7 +354,9 @@ impl SustenetMultiplayerPeer {
                 "SustenetMultiplayerPeer.create_server: the peer is active; close() it first",
             );
         }
+        // Starting the cluster emits `started`, whose handlers may call this peer.
         let link = {
+            let _guard = self.base_mut();
             let mut node = cluster.bind_mut();
             if !node.is_running() {
                 let err = node.start();
@@ -322,9 +364,11 @@ impl SustenetMultiplayerPeer {
                     return err;
                 }
             }
-            node.attach_peer()
+            let link = node.attach_peer();
+            drop(node);
+            limit_sync_packets(cluster.upcast());
+            link
         };
-        limit_sync_packets(cluster.upcast());
         self.reset(ConnectionStatus::CONNECTED);
         self.unique_id = 1;
         self.relay = self.server_relay;
@@ -393,6 +437,26 @@ impl SustenetMultiplayerPeer {
         s.begin_move(peer, target, state.to_vec(), timeout)
     }
 
+    /// Counters since the peer was made: [code]polls[/code] and
+    /// [code]poll_usec[/code] (calls of [method MultiplayerPeer.poll] and the
+    /// microseconds they took), [code]sent_packets[/code] and
+    /// [code]sent_bytes[/code] (one per destination: a packet to every peer
+    /// counts once per peer), [code]received_packets[/code] and
+    /// [code]received_bytes[/code] (SceneMultiplayer packets queued for the
+    /// game; peer headers included in the sent bytes only).
+    #[func]
+    fn get_stats(&self) -> VarDictionary {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let mut d = VarDictionary::new();
+        d.set("polls", n(self.stats.polls));
+        d.set("poll_usec", n(self.stats.poll_usec));
+        d.set("sent_packets", n(self.stats.sent_packets));
+        d.set("sent_bytes", n(self.stats.sent_bytes));
+        d.set("received_packets", n(self.stats.received_packets));
+        d.set("received_bytes", n(self.stats.received_bytes));
+        d
+    }
+
     /// Server: the peer ids of the players within [param radius] of
     /// [param position] ([Vector2] or [Vector3]) by the cluster's fragment
     /// grid positions ([method SustenetCluster.set_player_position]).
@@ -417,7 +481,7 @@ impl SustenetMultiplayerPeer {
     /// traffic. Returns how many peers see the synchronizer.
     #[func]
     fn update_visibility(
-        &self,
+        &mut self,
         synchronizer: Option<Gd<godot::classes::MultiplayerSynchronizer>>,
         owner_peer_id: i64,
         radius: f64,
@@ -428,7 +492,11 @@ impl SustenetMultiplayerPeer {
             );
             return 0;
         };
-        interest::update_visibility(s, sync, owner_peer_id, radius)
+        let wanted = interest::visibility(s, owner_peer_id, radius);
+        // Changing visibility makes SceneMultiplayer send spawns and despawns
+        // through this peer at once: let it in while the synchronizer is told.
+        let _guard = self.base_mut();
+        interest::apply_visibility(sync, &wanted)
     }
 }
 
@@ -482,8 +550,8 @@ impl SustenetMultiplayerPeer {
         let target = self.target_peer;
         match &mut self.face {
             Face::Idle => GdError::ERR_UNCONFIGURED,
-            Face::Client(c) => c.put(target, payload, reliable),
-            Face::Server(s) => s.put(target, payload, reliable),
+            Face::Client(c) => c.put(target, payload, reliable, &mut self.stats),
+            Face::Server(s) => s.put(target, payload, reliable, &mut self.stats),
         }
     }
 }

@@ -12,8 +12,9 @@ use sustenet_server::{ClusterHandle, PlayerId, SendError};
 
 use super::ids::PeerIds;
 use super::inbox::{Incoming, Refused};
+use super::scene_check::check_client_packet;
 use super::tap::{ClusterLink, ClusterTap, TapReceiver};
-use super::{Face, SustenetMultiplayerPeer, wire};
+use super::{Face, Stats, SustenetMultiplayerPeer, wire};
 use crate::fail;
 
 /// A move asked with `transfer_peer`, waiting for the client's MoveReady.
@@ -83,7 +84,13 @@ impl ServerFace {
     }
 
     /// Sends a data payload to the target peer(s).
-    pub(super) fn put(&mut self, target: i32, payload: Vec<u8>, reliable: bool) -> GdError {
+    pub(super) fn put(
+        &mut self,
+        target: i32,
+        payload: Vec<u8>,
+        reliable: bool,
+        stats: &mut Stats,
+    ) -> GdError {
         let Some(h) = &self.handle else {
             return GdError::ERR_UNCONFIGURED;
         };
@@ -94,8 +101,13 @@ impl ServerFace {
                     format!("SustenetMultiplayerPeer: no peer {target}"),
                 );
             };
+            let len = payload.len();
             return match h.send(player, wire::DATA, payload, reliable) {
-                Ok(()) | Err(SendError::Transferring(_)) => GdError::OK,
+                Ok(()) => {
+                    stats.sent(len);
+                    GdError::OK
+                }
+                Err(SendError::Transferring(_)) => GdError::OK,
                 Err(e) => fail(GdError::ERR_BUSY, format!("SustenetMultiplayerPeer: {e}")),
             };
         }
@@ -109,7 +121,11 @@ impl ServerFace {
         for (peer, player) in self.ids.iter() {
             if peer != except {
                 // A slow or moving player is the cluster's business; the rest get it.
-                let _ = h.send(player, wire::DATA, payload.clone(), reliable);
+                if h.send(player, wire::DATA, payload.clone(), reliable)
+                    .is_ok()
+                {
+                    stats.sent(payload.len());
+                }
             }
         }
         GdError::OK
@@ -297,6 +313,7 @@ impl SustenetMultiplayerPeer {
     fn server_packet(&mut self, player: PlayerId, command: u16, payload: &[u8]) {
         let refuse_new = self.refuse_new;
         let relay = self.relay;
+        let max_sync = usize::try_from(self.max_client_sync_packet_size).unwrap_or(0);
         let Face::Server(s) = &mut self.face else {
             return;
         };
@@ -310,14 +327,23 @@ impl SustenetMultiplayerPeer {
                 };
                 match wire::decode_data(payload) {
                     Ok(d) => {
+                        if let Err(e) = check_client_packet(d.packet, relay, max_sync) {
+                            s.drop_player(player, e);
+                            return;
+                        }
                         let p = Incoming {
                             from: peer,
                             channel: d.channel,
                             mode: d.mode,
                             packet: d.packet.to_vec(),
                         };
-                        if self.inbox.push(p, d.seq) == Err(Refused::Full) {
-                            s.drop_player(player, "more data than max_queued_bytes at once");
+                        let len = p.packet.len();
+                        match self.inbox.push(p, d.seq) {
+                            Ok(()) => self.stats.received(len),
+                            Err(Refused::Full) => {
+                                s.drop_player(player, "more data than max_queued_bytes at once")
+                            }
+                            Err(Refused::Stale) => {}
                         }
                     }
                     Err(e) => s.drop_player(player, e),

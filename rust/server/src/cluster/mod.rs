@@ -243,8 +243,12 @@ pub async fn run_with_handle(
     core.start(Instant::now());
     tokio::pin!(shutdown);
     loop {
+        // Just past the deadline: `timeout` lets go of what is overdue.
+        let due = core.poll_timeout().map(|d| d + Duration::from_millis(1));
+        let wake = tokio::time::Instant::from_std(due.unwrap_or_else(Instant::now));
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = tokio::time::sleep_until(wake), if due.is_some() => core.timeout(Instant::now()),
             Some(ev) = events_rx.recv() => on_event(&mut core, &udp_ctl_tx, ev).await,
             Some(cmd) = commands.rx.recv() => core.command(Instant::now(), cmd),
             _ = update.tick() => core.update(Instant::now()),

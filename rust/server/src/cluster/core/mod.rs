@@ -20,7 +20,7 @@
 //!   [`Core::transfer_failed`], [`Core::snapshot`];
 //! - a handle's command: [`Core::command`];
 //! - timers: [`Core::update`] every `update_tick`, [`Core::heartbeat`] every
-//!   heartbeat.
+//!   heartbeat, and [`Core::timeout`] at [`Core::poll_timeout`].
 //!
 //! After each call the driver calls [`Core::finish`] (players removed, the
 //! plugin told of fragment changes), then carries out the outputs: the
@@ -29,6 +29,10 @@
 //! through its bounded writer queue directly.
 
 mod context;
+#[cfg(test)]
+mod harness;
+#[cfg(test)]
+mod harness_tests;
 mod interest;
 mod path;
 mod resume;
@@ -534,11 +538,34 @@ impl<P: Plugin> Core<P> {
     }
 
     /// The heartbeat tick: pings and acknowledgements on every connection,
-    /// redirects not followed and reconnect windows passed, transfers the
-    /// master did not answer, then the plugin's `on_tick`. `now_ms` is the
-    /// wall clock, sent in the pings.
+    /// whatever is due (see [`Core::timeout`]), then the plugin's
+    /// `on_tick`. `now_ms` is the wall clock, sent in the pings.
     pub(crate) fn heartbeat(&mut self, now: Instant, now_ms: u64) {
         for (id, p) in self.s.players.iter_mut() {
+            let (None, None, Some(out)) = (p.redirected, p.away_until, &p.out) else {
+                continue;
+            };
+            let mut full = queue(out, ClusterToClient::Ping(now_ms)).is_err();
+            if let Some(log) = p.replay.as_mut().filter(|l| l.ack_due()) {
+                full |= queue(out, ClusterToClient::Ack(log.received())).is_err();
+                log.mark_acked();
+            }
+            if full {
+                self.s
+                    .removals
+                    .push((*id, Goodbye::new(DisconnectReason::SendQueueFull)));
+            }
+        }
+        self.timeout(now);
+        let (plugin, mut ctx) = self.ctx(now);
+        plugin.on_tick(&mut ctx);
+    }
+
+    /// Whatever is due at `now` (see [`Core::poll_timeout`]): redirects not
+    /// followed and reconnect windows passed let their players go, and
+    /// transfers the master did not answer fail.
+    pub(crate) fn timeout(&mut self, now: Instant) {
+        for (id, p) in self.s.players.iter() {
             match (p.redirected, p.away_until) {
                 // A client that does not follow its redirect is let go (it
                 // may have followed it and lost only its goodbye).
@@ -552,20 +579,7 @@ impl<P: Plugin> Core<P> {
                         .removals
                         .push((*id, Goodbye::new(DisconnectReason::ReconnectTimeout)));
                 }
-                (Some(_), _) | (_, Some(_)) => {}
-                (None, None) => {
-                    let Some(out) = &p.out else { continue };
-                    let mut full = queue(out, ClusterToClient::Ping(now_ms)).is_err();
-                    if let Some(log) = p.replay.as_mut().filter(|l| l.ack_due()) {
-                        full |= queue(out, ClusterToClient::Ack(log.received())).is_err();
-                        log.mark_acked();
-                    }
-                    if full {
-                        self.s
-                            .removals
-                            .push((*id, Goodbye::new(DisconnectReason::SendQueueFull)));
-                    }
-                }
+                _ => {}
             }
         }
         for player in self.s.transfers.expire(now) {
@@ -579,8 +593,6 @@ impl<P: Plugin> Core<P> {
                 plugin.on_transfer_failed(&mut ctx, player, &reason);
             }
         }
-        let (plugin, mut ctx) = self.ctx(now);
-        plugin.on_tick(&mut ctx);
     }
 
     /// After every input: removes the players the input let go (telling
@@ -601,6 +613,20 @@ impl<P: Plugin> Core<P> {
             self.s.interest.fragments.fragment_count(),
             Ordering::Relaxed,
         );
+    }
+
+    /// The next instant something is due: a reconnect window or a redirect
+    /// ends, or the master's answer to a transfer is overdue; the driver
+    /// calls [`Core::timeout`] just after it. `None` when nothing is pending.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let players = self
+            .s
+            .players
+            .values()
+            .flat_map(|p| [p.away_until, p.redirected])
+            .flatten();
+        let transfers = self.s.transfers.pending.values().map(|(_, d)| *d);
+        players.chain(transfers).min()
     }
 
     /// Hands every datagram waiting to be sent to `send`.

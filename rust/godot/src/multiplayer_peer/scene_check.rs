@@ -1,0 +1,137 @@
+//! The checks the cluster's peer makes on a client's SceneMultiplayer
+//! packets before SceneMultiplayer sees them, sans-IO.
+//!
+//! SceneMultiplayer refuses a malformed packet itself (with an error line)
+//! and goes on, but it never drops the peer that sent it. These checks catch
+//! what no honest client's SceneMultiplayer sends, so the cluster can drop
+//! that client: system messages only a server sends, relays when relay is
+//! off, and synchronizer packets far over any synchronizer's size.
+
+/// SceneMultiplayer's command number is the low three bits of byte 0.
+const CMD_MASK: u8 = 0x07;
+/// `NETWORK_COMMAND_SYNC`.
+const COMMAND_SYNC: u8 = 6;
+/// `NETWORK_COMMAND_SYS`.
+const COMMAND_SYS: u8 = 7;
+/// `SYS_COMMAND_AUTH`: authentication data, from either side.
+const SYS_AUTH: u8 = 0;
+/// `SYS_COMMAND_RELAY`: a packet for the server to pass on.
+const SYS_RELAY: u8 = 3;
+/// `SYS_CMD_SIZE`: command, system command, peer id (i32).
+const SYS_CMD_SIZE: usize = 6;
+
+/// Why a client's packet is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SceneError {
+    /// A system message shorter than its header.
+    ShortSystem,
+    /// A system message only a server sends (add or remove peer), or an
+    /// unknown one.
+    ServerOnlySystem(u8),
+    /// A relay request while relay is off, or one with nothing to relay.
+    Relay,
+    /// A synchronizer packet over the limit.
+    SyncTooLarge(usize),
+}
+
+impl std::fmt::Display for SceneError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SceneError::ShortSystem => write!(
+                f,
+                "a SceneMultiplayer system message shorter than its header"
+            ),
+            SceneError::ServerOnlySystem(c) => write!(
+                f,
+                "SceneMultiplayer system message {c}, which only a server sends"
+            ),
+            SceneError::Relay => write!(
+                f,
+                "a relay request the server does not take (relay off, or empty)"
+            ),
+            SceneError::SyncTooLarge(n) => write!(f, "a synchronizer packet of {n} bytes"),
+        }
+    }
+}
+
+/// Checks a packet a client sent; `relay`: whether the server relays,
+/// `max_sync`: the largest synchronizer packet taken.
+pub fn check_client_packet(packet: &[u8], relay: bool, max_sync: usize) -> Result<(), SceneError> {
+    let Some(first) = packet.first() else {
+        return Ok(()); // the wire layer refuses empty packets already
+    };
+    match first & CMD_MASK {
+        COMMAND_SYS => {
+            let Some(sys) = packet.get(1) else {
+                return Err(SceneError::ShortSystem);
+            };
+            match *sys {
+                SYS_AUTH => Ok(()),
+                SYS_RELAY if !relay || packet.len() <= SYS_CMD_SIZE => Err(SceneError::Relay),
+                SYS_RELAY => Ok(()),
+                _ if packet.len() < SYS_CMD_SIZE => Err(SceneError::ShortSystem),
+                other => Err(SceneError::ServerOnlySystem(other)),
+            }
+        }
+        COMMAND_SYNC if packet.len() > max_sync => Err(SceneError::SyncTooLarge(packet.len())),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn honest_packets_pass() {
+        assert_eq!(check_client_packet(&[0, 1, 2, 3], true, 1350), Ok(()));
+        assert_eq!(check_client_packet(&[7, 0], true, 1350), Ok(())); // auth done
+        assert_eq!(check_client_packet(&[7, 0, 9, 9], false, 1350), Ok(()));
+        assert_eq!(
+            check_client_packet(&[7, 3, 2, 0, 0, 0, 1], true, 1350),
+            Ok(())
+        );
+        assert_eq!(check_client_packet(&vec![6; 1350], true, 1350), Ok(()));
+    }
+
+    #[test]
+    fn what_only_a_server_sends_is_refused() {
+        assert_eq!(
+            check_client_packet(&[7], true, 1350),
+            Err(SceneError::ShortSystem)
+        );
+        assert_eq!(
+            check_client_packet(&[7, 1, 2, 0, 0, 0], true, 1350),
+            Err(SceneError::ServerOnlySystem(1))
+        );
+        assert_eq!(
+            check_client_packet(&[7, 2, 2, 0, 0, 0], true, 1350),
+            Err(SceneError::ServerOnlySystem(2))
+        );
+        assert_eq!(
+            check_client_packet(&[7, 9, 2, 0, 0, 0], true, 1350),
+            Err(SceneError::ServerOnlySystem(9))
+        );
+        assert_eq!(
+            check_client_packet(&[7, 1, 2], true, 1350),
+            Err(SceneError::ShortSystem)
+        );
+        assert_eq!(
+            check_client_packet(&[7, 3, 2, 0, 0, 0, 1], false, 1350),
+            Err(SceneError::Relay)
+        );
+        assert_eq!(
+            check_client_packet(&[7, 3, 2, 0, 0, 0], true, 1350),
+            Err(SceneError::Relay)
+        );
+        assert_eq!(
+            check_client_packet(&vec![6; 1351], true, 1350),
+            Err(SceneError::SyncTooLarge(1351))
+        );
+        // The flag bits above the command do not hide it.
+        assert_eq!(
+            check_client_packet(&[0x0F, 1, 2, 0, 0, 0], true, 1350),
+            Err(SceneError::ServerOnlySystem(1))
+        );
+    }
+}
