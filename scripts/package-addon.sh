@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Packages the addon as dist/sustenet-addon-<version>.zip: the addons/sustenet/ folder (plugin,
 # icons, sustenet.gdextension, LICENSE, README.md, every library in addons/sustenet/bin/ that
-# sustenet.gdextension lists) and addons/sustenet/MANIFEST.txt, which says which platforms the
-# zip holds. The manifest is also written beside the zip, with the Asset Library metadata.
+# sustenet.gdextension lists, without DWARF debug info where GNU strip reads the format) and
+# addons/sustenet/MANIFEST.txt, which says which platforms the zip holds, with each library's
+# size and SHA-256 as packaged. The manifest is also written beside the zip, with the Asset
+# Library metadata.
 #
 #   scripts/package-addon.sh                 # build what this machine can, then package
 #   scripts/package-addon.sh --no-build      # package the libraries already in addons/sustenet/bin/
@@ -48,6 +50,18 @@ if [ "$build" -eq 1 ]; then
     fi
 fi
 
+# strip_debug_info <file>: drop the DWARF debug sections (hundreds of MB in the debug builds;
+# symbols and panic backtraces' function names stay) when GNU strip reads the format (ELF of
+# this machine's architecture, PE); other files (Mach-O, foreign ELF) are packaged as built.
+strip_debug_info() {
+    command -v strip >/dev/null || return 0
+    if strip --strip-debug -o "$1.stripped" "$1" 2>/dev/null; then
+        mv -f "$1.stripped" "$1"
+    else
+        rm -f "$1.stripped"
+    fi
+}
+
 # --- the libraries sustenet.gdextension lists ------------------------------------------------
 cmp -s sustenet.gdextension "$addon/sustenet.gdextension" \
     || die "$addon/sustenet.gdextension differs from sustenet.gdextension (run scripts/build-godot.sh)"
@@ -67,8 +81,9 @@ while IFS='=' read -r tag path; do
     file="${path#res://}"
     if [ -f "$file" ]; then
         cp "$file" "$stage/$file"
-        sum=$( (sha256sum "$file" 2>/dev/null || shasum -a 256 "$file") | cut -d' ' -f1)
-        echo "$tag  ${file#"$addon"/}  $(wc -c <"$file" | tr -d ' ')  $sum" >>"$manifest"
+        strip_debug_info "$stage/$file"
+        sum=$( (sha256sum "$stage/$file" 2>/dev/null || shasum -a 256 "$stage/$file") | cut -d' ' -f1)
+        echo "$tag  ${file#"$addon"/}  $(wc -c <"$stage/$file" | tr -d ' ')  $sum" >>"$manifest"
         say "  $tag: $file"
         present=$((present + 1))
     else

@@ -186,7 +186,13 @@ async fn another_protocol_version_is_refused_on_both_sides() {
             DisconnectReason::VersionMismatch,
             "{kind:?}: {e}"
         );
-        assert!(e.to_string().contains(&theirs.to_string()), "{e}");
+        // ...with a reason that names both versions.
+        let why = e.to_string();
+        assert!(
+            why.contains(&format!("speak {PROTOCOL_VERSION}"))
+                && why.contains(&format!("speaks {theirs}")),
+            "{why}"
+        );
         // ...in a frame of the server's own version, so that a peer of the
         // other version reads it as a version mismatch too.
         assert_eq!(&f[..4], b"SNET");
@@ -224,6 +230,12 @@ async fn another_protocol_version_is_refused_on_both_sides() {
             ours: PROTOCOL_VERSION,
             theirs
         }
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "protocol version mismatch: this client speaks {PROTOCOL_VERSION}, the server speaks {theirs}"
+        )
     );
     drop(c);
     let _ = server.await;
