@@ -183,6 +183,7 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
             shared.cluster_id,
             now_ms(),
             &mut used,
+            &mut rand::rng(),
         )
     };
     let accepted = match accepted {
@@ -228,6 +229,9 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
         Err(_) => return,
     }
     drop(permit);
+    // The cluster's nonce for the session keys, right before the Welcome; a
+    // failed write shows up as a failed Welcome in run_session.
+    let _ = write_frame(&mut wr, &accepted.accept_frame, limits.max_frame).await;
     let session = PlayerConn {
         player,
         conn,
