@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packages the addon as dist/sustenet-addon-<version>.zip: the addons/sustenet/ folder (plugin,
 # icons, sustenet.gdextension, LICENSE, README.md, every library in addons/sustenet/bin/ that
-# sustenet.gdextension lists, without DWARF debug info where GNU strip reads the format) and
+# sustenet.gdextension lists, Linux ones without their DWARF debug info) and
 # addons/sustenet/MANIFEST.txt, which says which platforms the zip holds, with each library's
 # size and SHA-256 as packaged. The manifest is also written beside the zip, with the Asset
 # Library metadata.
@@ -50,16 +50,19 @@ if [ "$build" -eq 1 ]; then
     fi
 fi
 
-# strip_debug_info <file>: drop the DWARF debug sections (hundreds of MB in the debug builds;
-# symbols and panic backtraces' function names stay) when GNU strip reads the format (ELF of
-# this machine's architecture, PE); other files (Mach-O, foreign ELF) are packaged as built.
+# strip_debug_info <file>: drop the DWARF debug sections of an ELF library built for this
+# machine's architecture (hundreds of MB in the debug builds; exported symbols stay). Other
+# files (PE, Mach-O, ELF of another architecture) are packaged as built: the Windows and macOS
+# builds keep their debug info outside the library, and the release workflow strips the arm64
+# libraries on their own runner.
 strip_debug_info() {
-    command -v strip >/dev/null || return 0
-    if strip --strip-debug -o "$1.stripped" "$1" 2>/dev/null; then
-        mv -f "$1.stripped" "$1"
-    else
-        rm -f "$1.stripped"
-    fi
+    command -v strip >/dev/null && command -v objdump >/dev/null || return 0
+    [ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ] || return 0
+    case "$(uname -m):$(objdump -f "$1" 2>/dev/null | sed -n 's/^architecture: \([^,]*\).*/\1/p')" in
+        x86_64:i386:x86-64|aarch64:aarch64) ;;
+        *) return 0 ;;
+    esac
+    strip --strip-debug -o "$1.stripped" "$1" && mv -f "$1.stripped" "$1"
 }
 
 # --- the libraries sustenet.gdextension lists ------------------------------------------------
