@@ -52,6 +52,23 @@ pub fn accept_client(
     now_ms: u64,
     used: &mut UsedTokens,
 ) -> Result<ClusterAccept, HandshakeError> {
+    accept_client_with(token, proof, cluster_key, cluster_id, now_ms, |t| {
+        used.use_token(t, now_ms)
+    })
+}
+
+/// [`accept_client`] with the used-token record done by `record`, called
+/// once, only after the token opened and the proof checked: a server that
+/// shares its used-token set between connections takes its lock inside
+/// `record` alone, not while a token (up to 16.6 KiB) is decrypted.
+pub fn accept_client_with(
+    token: &[u8],
+    proof: &[u8],
+    cluster_key: &Key,
+    cluster_id: u64,
+    now_ms: u64,
+    record: impl FnOnce(&ConnectToken) -> Result<(), TokenError>,
+) -> Result<ClusterAccept, HandshakeError> {
     let token = ConnectToken::open(token, cluster_key, cluster_id, now_ms)?;
     let keys = ClientSessionKeys::derive(&token.session_secret);
     let mut session = keys.stream(Side::Responder);
@@ -59,8 +76,7 @@ pub fn accept_client(
         Ok(p) if p == PROOF => {}
         _ => return Err(HandshakeError::AuthenticationFailed),
     }
-    used.use_token(&token, now_ms)
-        .map_err(|e: TokenError| HandshakeError::Token(e))?;
+    record(&token).map_err(HandshakeError::Token)?;
     Ok(ClusterAccept {
         token,
         keys,

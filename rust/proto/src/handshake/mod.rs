@@ -12,8 +12,8 @@ mod client_master;
 mod cluster_master;
 
 pub use client_cluster::{
-    ClusterAccept, ResumeClaim, accept_client, accept_resume, client_cluster_hello,
-    client_resume_hello,
+    ClusterAccept, ResumeClaim, accept_client, accept_client_with, accept_resume,
+    client_cluster_hello, client_resume_hello,
 };
 pub use client_master::{ClientMasterInitiator, respond_client_master};
 pub use cluster_master::{ClusterInitiator, respond_cluster};
