@@ -26,6 +26,8 @@
 #                   spawns switch, every accepted @rpc arrives exactly once
 #   mp_reconnect    mp_game.gd's server and client (one process, two SceneMultiplayers), the link
 #                   cut and restored through the proxy: no server_disconnected, @rpcs once in order
+#   mp_features     relay off, interest management (update_visibility), refuse_new_connections,
+#                   close() then a new peer on the same node, disconnect_peer (one process)
 #   mp_bad_input    garbage from clients into the cluster's SceneMultiplayer: the game goes on, a
 #                   good client is served, each bad client alone is dropped
 #   mp_bench        MultiplayerSynchronizer throughput, N = 100 and 500 nodes at 20 Hz, over ENet
@@ -273,6 +275,11 @@ fi
 if wanted mp_reconnect; then
     say "running mp_reconnect (SceneMultiplayer over a link the test cuts)"
     run_world mp_reconnect 120
+fi
+
+if wanted mp_features; then
+    say "running mp_features (relay off, interest, refusal, close, kick)"
+    run_world mp_features 120
 fi
 
 if wanted mp_bad_input; then

@@ -29,4 +29,33 @@ if [[ -x scripts/godot-tests.sh ]]; then
   scripts/godot-tests.sh
 fi
 
+if [[ -x scripts/godot-tests.sh ]]; then
+  step "smoke test of the addon as installed in a new project (the release workflow's, here on Linux)"
+  scripts/smoke-test.sh scripts/godot.sh "${CARGO_TARGET_DIR:-target}/debug/sustenet"
+fi
+
+step "one version: Cargo.toml, plugin.cfg, CHANGELOG.md"
+scripts/version.sh --check
+
+step "Linux libraries: entry symbol, dependencies, glibc floor"
+scripts/check-linux-lib.sh
+
+# The Windows x86_64 build, cross-compiled with MinGW-w64 in a Debian testing root and loaded
+# under Wine (docs/release.md). The debug build: it is what the check needs and builds in
+# a fraction of the release build's time; scripts/package-addon.sh builds both.
+step "Windows x86_64 cross build, checked under Wine"
+if [[ "$(id -u)" -eq 0 && "$(uname -m)" == x86_64 ]] && command -v apt-get >/dev/null; then
+  scripts/install-win-cross.sh
+  scripts/build-windows.sh --debug-only
+  scripts/check-windows-dll.sh addons/sustenet/bin/sustenet.debug.dll
+else
+  echo "SKIPPED: the Windows cross toolchain needs root on a Debian-based x86_64 machine" \
+       "(scripts/install-win-cross.sh); the release workflow builds Windows natively"
+fi
+
+step "workflow files (actionlint)"
+actionlint=$(scripts/install-actionlint.sh)
+"$actionlint" -no-color -shellcheck="$(dirname "$actionlint")/shellcheck"
+echo "actionlint: $(ls .github/workflows/*.yml | wc -l) workflow file(s) clean"
+
 step "all checks passed"

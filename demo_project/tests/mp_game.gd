@@ -36,10 +36,13 @@ func _ready() -> void:
 	spawner.spawn_path = spawner.get_path_to(players)
 
 
-## Spawned on every peer from the server's spawner.spawn(id).
-func _spawn_player(id: int) -> Node:
+## Spawned on every peer from the server's spawner.spawn(data): data is a peer id (the node
+## is named after it, that peer has authority), or {"name": ..., "authority": ...,
+## "public": bool} for a node with another owner whose synchronizer may start hidden.
+func _spawn_player(data: Variant) -> Node:
+	var id: int = data if data is int else data.authority
 	var p := Node2D.new()
-	p.name = str(id)
+	p.name = str(id) if data is int else data.name
 	var sync := MultiplayerSynchronizer.new()
 	sync.name = "Sync"
 	var cfg := SceneReplicationConfig.new()
@@ -47,6 +50,8 @@ func _spawn_player(id: int) -> Node:
 	cfg.property_set_replication_mode(NodePath(".:position"), SceneReplicationConfig.REPLICATION_MODE_ALWAYS)
 	sync.replication_config = cfg
 	sync.root_path = NodePath("..")
+	if data is Dictionary:
+		sync.public_visibility = data.public
 	p.add_child(sync)
 	p.set_multiplayer_authority(id, true)
 	return p

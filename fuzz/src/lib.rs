@@ -158,12 +158,15 @@ pub fn hello(data: &[u8]) {
                 CLUSTER_ID,
                 NOW_MS,
                 &mut UsedTokens::new(),
+                &mut StdRng::seed_from_u64(2),
             );
             assert!(r.is_err(), "a fuzzed token was accepted");
         }
         Ok(Hello::ClientResume { nonce, proof, .. }) => {
             // A fuzzed proof never opens under a session's keys.
-            let keys = ClientSessionKeys::derive(&[7; 32]);
+            let Ok(keys) = ClientSessionKeys::derive(&[7; 32], &[8; 32]) else {
+                return;
+            };
             assert!(
                 accept_resume(&keys, &nonce, &proof).is_err(),
                 "a fuzzed resume proof was accepted"
@@ -209,7 +212,7 @@ pub fn token(data: &[u8]) {
         cluster_id,
         token_id: [1; 16],
         expires_at_ms,
-        session_secret: [2; 32],
+        session_secret: [2; 32].into(),
         user_data: r.to_vec(),
     };
     let mut rng = StdRng::seed_from_u64(client_id);
@@ -244,7 +247,9 @@ pub fn sealed(data: &[u8]) {
     let [mode, rest @ ..] = data else {
         return;
     };
-    let keys = ClientSessionKeys::derive(&[3; 32]);
+    let Ok(keys) = ClientSessionKeys::derive(&[3; 32], &[4; 32]) else {
+        return;
+    };
     let mut tx_stream = keys.stream(Side::Initiator);
     let mut rx_stream = keys.stream(Side::Responder);
     let mut tx_dgram = keys.datagram(Side::Initiator, 9);

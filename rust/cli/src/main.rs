@@ -19,7 +19,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// Networking for MMOs and large multiplayer games.
 #[derive(Debug, Parser)]
-#[command(name = "sustenet", version, about, long_about = None)]
+#[command(name = "sustenet", version = version_line(), about, long_about = None)]
 struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text, env = "SUSTENET_LOG_FORMAT")]
@@ -133,6 +133,19 @@ fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// What `sustenet --version` prints after the name: the release and the protocol version
+/// it speaks, e.g. `0.1.0 (protocol 2)`.
+fn version_line() -> &'static str {
+    static LINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LINE.get_or_init(|| {
+        format!(
+            "{} (protocol {})",
+            env!("CARGO_PKG_VERSION"),
+            sustenet_proto::PROTOCOL_VERSION
+        )
+    })
 }
 
 fn main() -> ExitCode {

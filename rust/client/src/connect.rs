@@ -151,17 +151,25 @@ pub(crate) async fn open_link(config: &ClientConfig, t: Ticket) -> Result<OpenLi
     let peer = stream.peer_addr().map_err(|e| lost(e.to_string()))?;
     let (rd, mut wr) = stream.into_split();
     let mut frames = FrameReader::new(rd, config.max_frame);
-    let keys = ClientSessionKeys::derive(&t.session_secret);
-    let (hello, session) = handshake::client_cluster_hello(&t.token, &keys)
+    let (hello, init) = handshake::client_cluster_hello(&t.token, &t.session_secret)
         .map_err(|e| (e.reason(), e.to_string()))?;
     write_frame(&mut wr, &hello, config.max_frame)
         .await
         .map_err(|e| lost(e.to_string()))?;
-    let first = frames
-        .next_within(to)
-        .await
-        .map_err(|e| lost(e.to_string()))?
-        .ok_or_else(|| lost("closed during the handshake".into()))?;
+    let mut next = async || {
+        frames
+            .next_within(to)
+            .await
+            .map_err(|e| lost(e.to_string()))?
+            .ok_or_else(|| lost("closed during the handshake".into()))
+    };
+    // A refusal, or the cluster's nonce for the session keys...
+    let accept = next().await?;
+    let (keys, session) = init
+        .handle_accept(&accept)
+        .map_err(|e| (e.reason(), e.to_string()))?;
+    // ...then the Welcome.
+    let first = next().await?;
     let mut opener = session.opener;
     let (session_id, udp_port) = read_welcome(&first, &mut opener, t.client_id)?;
     let datagrams = keys.datagram(Side::Initiator, session_id);

@@ -23,7 +23,7 @@ const RELIABLE_SIZES: [usize; 3] = [64, 200, 1200];
 const UNRELIABLE_SIZES: [usize; 3] = [64, 200, MAX_UNRELIABLE_PAYLOAD];
 
 fn keys() -> ClientSessionKeys {
-    ClientSessionKeys::derive(&[42; 32])
+    ClientSessionKeys::derive(&[42; 32], &[7; 32]).unwrap()
 }
 
 fn stream(c: &mut Criterion) {
@@ -190,7 +190,7 @@ fn sample_token() -> ConnectToken {
         cluster_id: 2,
         token_id: [3; 16],
         expires_at_ms: u64::MAX,
-        session_secret: [4; 32],
+        session_secret: [4; 32].into(),
         user_data: b"player-name".to_vec(),
     }
 }
@@ -222,7 +222,7 @@ fn handshakes(c: &mut Criterion) {
                 panic!("not a cluster hello")
             };
             let (mut master, challenge) =
-                respond_cluster(Some(&cluster_key), &key_name, &nonce, &mut rng);
+                respond_cluster(Some(&cluster_key), &key_name, &nonce, &mut rng).unwrap();
             let mut cluster = init.handle_challenge(&challenge).unwrap();
             let reg = cluster.sealer.seal(b"register").unwrap();
             master.opener.open(&reg).unwrap()
@@ -243,16 +243,16 @@ fn handshakes(c: &mut Criterion) {
     });
 
     let sealed = sample_token().seal(&cluster_key, &mut rng).unwrap();
-    let keys = ClientSessionKeys::derive(&sample_token().session_secret);
+    let secret = *sample_token().session_secret;
     g.bench_function("client_cluster", |b| {
         b.iter(|| {
-            let (hello, _client) = client_cluster_hello(&sealed, &keys).unwrap();
+            let (hello, _client) = client_cluster_hello(&sealed, &secret).unwrap();
             let Hello::ClientCluster { token, proof } = parse_hello(&hello).unwrap() else {
                 panic!("not a client-cluster hello")
             };
             // A fresh used-token set per connection: the same token is reused on purpose.
             let mut used = UsedTokens::new();
-            accept_client(&token, &proof, &cluster_key, 2, 0, &mut used).unwrap()
+            accept_client(&token, &proof, &cluster_key, 2, 0, &mut used, &mut rng).unwrap()
         })
     });
     g.finish();

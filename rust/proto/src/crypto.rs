@@ -163,17 +163,63 @@ impl fmt::Debug for PublicKey {
     }
 }
 
-/// HKDF-SHA256 expand of `ikm` with `salt` into one 32-byte key per label.
-pub(crate) fn derive_keys<const N: usize>(ikm: &[u8], salt: &[u8], labels: [&str; N]) -> [Key; N] {
+/// HKDF salt of the client-cluster session keys (followed by the cluster's nonce).
+pub const CLIENT_CLUSTER_SALT: &[u8] = b"sustenet v3 client-cluster";
+/// HKDF salt of the key that seals a join proof.
+pub const JOIN_PROOF_SALT: &[u8] = b"sustenet v3 join proof";
+/// HKDF salt of a reconnect's keys (followed by the client's nonce).
+pub const RESUME_SALT: &[u8] = b"sustenet v3 resume";
+/// HKDF salt of the cluster-master link keys (followed by both nonces and the key name).
+pub const CLUSTER_MASTER_SALT: &[u8] = b"sustenet v3 cluster-master";
+/// HKDF salt of the token key derived from a cluster key.
+pub const TOKEN_KEY_SALT: &[u8] = b"sustenet v3 token";
+
+/// HKDF-SHA256 of `ikm` with `salt` into one 32-byte key per label. Fails
+/// (instead of returning a weak key) if HKDF refuses the output length.
+pub(crate) fn derive_keys<const N: usize>(
+    ikm: &[u8],
+    salt: &[u8],
+    labels: [&str; N],
+) -> Result<[Key; N], CryptoError> {
     let hk = Hkdf::<Sha256>::new(Some(salt), ikm);
-    labels.map(|label| {
-        let mut k = [0u8; 32];
-        // 32 bytes is far below HKDF-SHA256's limit of 8160, so expand cannot fail.
-        if hk.expand(label.as_bytes(), &mut k).is_err() {
-            k = [0u8; 32];
-        }
-        Key(k)
-    })
+    let mut out: [Key; N] = std::array::from_fn(|_| Key([0u8; 32]));
+    for (key, label) in out.iter_mut().zip(labels) {
+        hk.expand(label.as_bytes(), &mut key.0)
+            .map_err(|_| CryptoError::InvalidKey("key derivation failed"))?;
+    }
+    Ok(out)
+}
+
+/// The key connect tokens for a cluster are sealed with, derived from the
+/// cluster key (which itself never seals anything: the link keys derive
+/// from it separately, §6.2 of docs/protocol.md).
+pub fn token_key(cluster_key: &Key) -> Result<Key, CryptoError> {
+    let [k] = derive_keys(cluster_key.as_bytes(), TOKEN_KEY_SALT, ["connect token"])?;
+    Ok(k)
+}
+
+/// The session secret a connect token carries: 32 random bytes, wiped from
+/// memory when dropped and never printed.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct SessionSecret(pub [u8; 32]);
+
+impl std::ops::Deref for SessionSecret {
+    type Target = [u8; 32];
+    fn deref(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl From<[u8; 32]> for SessionSecret {
+    fn from(b: [u8; 32]) -> Self {
+        Self(b)
+    }
+}
+
+impl fmt::Debug for SessionSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionSecret(<redacted>)")
+    }
 }
 
 fn aes(key: &Key) -> Aes256Gcm {
@@ -418,7 +464,8 @@ impl StreamSession {
 }
 
 /// The keys of a client-cluster session, derived from the 32-byte session
-/// secret carried in the connect token.
+/// secret carried in the connect token and the cluster's fresh nonce, so no
+/// two sessions share keys even when one token is presented twice.
 #[derive(Debug, Clone)]
 pub struct ClientSessionKeys {
     tcp_c2s: Key,
@@ -429,12 +476,16 @@ pub struct ClientSessionKeys {
 }
 
 impl ClientSessionKeys {
-    /// Derives the four directional keys, and the base of the reconnect
-    /// keys, with HKDF-SHA256.
-    pub fn derive(secret: &[u8; 32]) -> Self {
+    /// Derives the four directional keys and the base of the reconnect
+    /// keys (five keys) with HKDF-SHA256, salted with [`CLIENT_CLUSTER_SALT`]
+    /// followed by the cluster's nonce.
+    pub fn derive(secret: &[u8; 32], cluster_nonce: &[u8; 32]) -> Result<Self, CryptoError> {
+        let mut salt = Vec::with_capacity(CLIENT_CLUSTER_SALT.len() + 32);
+        salt.extend_from_slice(CLIENT_CLUSTER_SALT);
+        salt.extend_from_slice(cluster_nonce);
         let [tcp_c2s, tcp_s2c, udp_c2s, udp_s2c, resume] = derive_keys(
             secret,
-            b"sustenet v1 client-cluster",
+            &salt,
             [
                 "tcp client->cluster",
                 "tcp cluster->client",
@@ -442,32 +493,45 @@ impl ClientSessionKeys {
                 "udp cluster->client",
                 "resume",
             ],
-        );
-        Self {
+        )?;
+        Ok(Self {
             tcp_c2s,
             tcp_s2c,
             udp_c2s,
             udp_s2c,
             resume,
-        }
+        })
+    }
+
+    /// The one-frame session a join proof is sealed in: one key from the
+    /// session secret alone, salted with [`JOIN_PROOF_SALT`]. It seals only
+    /// the fixed proof at sequence 0, so presenting a token twice repeats
+    /// the same bytes and never seals two texts under one nonce.
+    pub fn join_proof(secret: &[u8; 32]) -> Result<StreamSession, CryptoError> {
+        let [k] = derive_keys(secret, JOIN_PROOF_SALT, ["join proof"])?;
+        Ok(StreamSession::aes(&k, &k))
     }
 
     /// The stream session of a reconnect (resume) with the client's fresh
     /// `nonce`. Each reconnect has its own keys, so restarting the sequence
     /// numbers at 0 on the new connection never reuses an AES-GCM nonce.
-    pub fn resume_stream(&self, nonce: &[u8; 32], side: Side) -> StreamSession {
-        let mut salt = Vec::with_capacity(18 + 32);
-        salt.extend_from_slice(b"sustenet v1 resume");
+    pub fn resume_stream(
+        &self,
+        nonce: &[u8; 32],
+        side: Side,
+    ) -> Result<StreamSession, CryptoError> {
+        let mut salt = Vec::with_capacity(RESUME_SALT.len() + 32);
+        salt.extend_from_slice(RESUME_SALT);
         salt.extend_from_slice(nonce);
         let [c2s, s2c] = derive_keys(
             self.resume.as_bytes(),
             &salt,
             ["tcp client->cluster", "tcp cluster->client"],
-        );
-        match side {
+        )?;
+        Ok(match side {
             Side::Initiator => StreamSession::aes(&c2s, &s2c),
             Side::Responder => StreamSession::aes(&s2c, &c2s),
-        }
+        })
     }
 
     /// The stream session for `side`.
@@ -659,7 +723,43 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(7);
         let mut s = [0u8; 32];
         rng.fill_bytes(&mut s);
-        ClientSessionKeys::derive(&s)
+        ClientSessionKeys::derive(&s, &[1; 32]).unwrap()
+    }
+
+    #[test]
+    fn every_salt_and_label_names_the_protocol_version() {
+        let v = format!("v{}", crate::PROTOCOL_VERSION);
+        for salt in [
+            CLIENT_CLUSTER_SALT,
+            JOIN_PROOF_SALT,
+            RESUME_SALT,
+            CLUSTER_MASTER_SALT,
+            TOKEN_KEY_SALT,
+        ] {
+            let text = std::str::from_utf8(salt).unwrap();
+            assert!(text.starts_with(&format!("sustenet {v} ")), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_cluster_nonce_changes_every_key() {
+        let a = ClientSessionKeys::derive(&[5; 32], &[1; 32]).unwrap();
+        let b = ClientSessionKeys::derive(&[5; 32], &[2; 32]).unwrap();
+        let mut sa = a.stream(Side::Responder);
+        let mut sb = b.stream(Side::Responder);
+        assert_ne!(
+            sa.sealer.seal(b"same").unwrap(),
+            sb.sealer.seal(b"same").unwrap()
+        );
+        let mut da = a.datagram(Side::Responder, 1);
+        let mut db = b.datagram(Side::Responder, 1);
+        assert_ne!(
+            da.sealer.seal(b"same").unwrap(),
+            db.sealer.seal(b"same").unwrap()
+        );
+        // The token key is not the cluster key.
+        let ck = Key::from_bytes([0x42; 32]);
+        assert_ne!(token_key(&ck).unwrap(), ck);
     }
 
     #[test]

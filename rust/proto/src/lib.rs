@@ -26,8 +26,8 @@ pub mod token;
 mod wire;
 
 pub use crypto::{
-    ClientSessionKeys, DatagramSession, Key, MasterKeypair, OpenStats, PublicKey, Side,
-    StreamSession,
+    ClientSessionKeys, DatagramSession, Key, MasterKeypair, OpenStats, PublicKey, SessionSecret,
+    Side, StreamSession,
 };
 pub use error::{CryptoError, DecodeError, EncodeError, FrameError, HandshakeError, TokenError};
 pub use frame::{DEFAULT_MAX_FRAME, FrameDecoder, encode_frame};
@@ -41,7 +41,7 @@ pub use token::{ConnectToken, UsedTokens};
 /// The four bytes every handshake frame starts with.
 pub const MAGIC: [u8; 4] = *b"SNET";
 /// The protocol version this crate speaks. Peers with another version are refused.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// The master's TCP port when the configuration says 0.
 pub const DEFAULT_MASTER_PORT: u16 = 6256;
 /// The cluster's TCP and UDP port when the configuration says 0.

@@ -177,7 +177,7 @@ pub struct Ticket {
     pub expires_at_ms: u64,
     /// The session secret, from which the session keys are derived. The same
     /// secret is inside the sealed token, so only the cluster can learn it.
-    pub session_secret: [u8; 32],
+    pub session_secret: crate::crypto::SessionSecret,
     /// The connect token, sealed with the cluster's key; opaque to the client.
     pub token: Vec<u8>,
 }
@@ -199,7 +199,7 @@ impl Ticket {
         self.cluster.encode(out)?;
         out.put_u64(self.client_id);
         out.put_u64(self.expires_at_ms);
-        out.put_slice(&self.session_secret);
+        out.put_slice(&self.session_secret[..]);
         out.put_bytes16(&self.token, TOKEN_MAX)
     }
 
@@ -208,7 +208,7 @@ impl Ticket {
             cluster: ClusterInfo::decode(r)?,
             client_id: r.u64()?,
             expires_at_ms: r.u64()?,
-            session_secret: r.array()?,
+            session_secret: crate::crypto::SessionSecret(r.array()?),
             token: r.bytes16(TOKEN_MAX)?.to_vec(),
         })
     }

@@ -1,7 +1,8 @@
 //! Connect tokens: what the master gives a client to present to a cluster.
 //!
-//! A token is sealed with the cluster's own key (AES-256-GCM, random 96-bit
-//! nonce), so the client can carry it but neither read nor forge it. The
+//! A token is sealed with the cluster's token key (AES-256-GCM, random 96-bit
+//! nonce), derived from the cluster key with HKDF ([`crate::crypto::token_key`]),
+//! so the client can carry it but neither read nor forge it. The
 //! cluster opens it, checks cluster id and expiry, and remembers its id until
 //! it expires so that it cannot be used twice.
 
@@ -11,14 +12,15 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use rand::CryptoRng;
 
-use crate::crypto::Key;
+use crate::crypto::{Key, SessionSecret, token_key};
 use crate::error::{EncodeError, TokenError};
 use crate::message::USER_DATA_MAX;
 use crate::wire::{Reader, Writer};
 
 /// Format version byte at the front of a sealed token.
 pub const TOKEN_FORMAT: u8 = 1;
-const AAD: &[u8] = b"sustenet connect token v1";
+/// Associated data of a sealed token: names the protocol version.
+pub const TOKEN_AAD: &[u8] = b"sustenet connect token v3";
 const NONCE_LEN: usize = 12;
 
 /// What a connect token says. Only the master (which holds the cluster key)
@@ -33,8 +35,8 @@ pub struct ConnectToken {
     pub token_id: [u8; 16],
     /// Expiry, in milliseconds since the Unix epoch.
     pub expires_at_ms: u64,
-    /// The session secret both ends derive their keys from.
-    pub session_secret: [u8; 32],
+    /// The session secret both ends derive their keys from (wiped on drop).
+    pub session_secret: SessionSecret,
     /// Data the master attaches (a handoff's state blob, the login name, ...).
     pub user_data: Vec<u8>,
 }
@@ -52,15 +54,25 @@ impl std::fmt::Debug for ConnectToken {
 }
 
 impl ConnectToken {
-    /// Seals the token with the cluster's key.
-    pub fn seal(&self, key: &Key, rng: &mut impl CryptoRng) -> Result<Vec<u8>, EncodeError> {
-        let mut plain = Vec::with_capacity(80 + self.user_data.len());
+    /// Seals the token with the token key derived from `cluster_key`.
+    pub fn seal(
+        &self,
+        cluster_key: &Key,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<u8>, EncodeError> {
+        let too_long = |len| EncodeError::TooLong {
+            len,
+            max: USER_DATA_MAX,
+        };
+        // Wiped on every return, early ones included.
+        let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(80 + self.user_data.len()));
         plain.put_u64(self.client_id);
         plain.put_u64(self.cluster_id);
         plain.put_slice(&self.token_id);
         plain.put_u64(self.expires_at_ms);
-        plain.put_slice(&self.session_secret);
+        plain.put_slice(&self.session_secret[..]);
         plain.put_bytes16(&self.user_data, USER_DATA_MAX)?;
+        let key = token_key(cluster_key).map_err(|_| too_long(plain.len()))?;
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut nonce);
         let cipher = Aes256Gcm::new(aes_gcm::Key::<Aes256Gcm>::from_slice(key.as_bytes()));
@@ -69,22 +81,19 @@ impl ConnectToken {
                 Nonce::from_slice(&nonce),
                 Payload {
                     msg: &plain,
-                    aad: AAD,
+                    aad: TOKEN_AAD,
                 },
             )
-            .map_err(|_| EncodeError::TooLong {
-                len: plain.len(),
-                max: USER_DATA_MAX,
-            })?;
+            .map_err(|_| too_long(plain.len()))?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
         out.push(TOKEN_FORMAT);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
-        zeroize::Zeroize::zeroize(&mut plain);
         Ok(out)
     }
 
-    /// Opens and checks a sealed token: it must open under `key`, name
+    /// Opens and checks a sealed token: it must open under the token key of
+    /// the cluster key `key`, name
     /// `cluster_id`, and not be expired at `now_ms`. Single use is checked
     /// separately with [`UsedTokens`].
     pub fn open(
@@ -96,18 +105,20 @@ impl ConnectToken {
         if sealed.len() < 1 + NONCE_LEN || sealed[0] != TOKEN_FORMAT {
             return Err(TokenError::Invalid);
         }
+        let key = token_key(key).map_err(|_| TokenError::Invalid)?;
         let cipher = Aes256Gcm::new(aes_gcm::Key::<Aes256Gcm>::from_slice(key.as_bytes()));
-        let mut plain = cipher
-            .decrypt(
-                Nonce::from_slice(&sealed[1..1 + NONCE_LEN]),
-                Payload {
-                    msg: &sealed[1 + NONCE_LEN..],
-                    aad: AAD,
-                },
-            )
-            .map_err(|_| TokenError::Invalid)?;
+        let plain = zeroize::Zeroizing::new(
+            cipher
+                .decrypt(
+                    Nonce::from_slice(&sealed[1..1 + NONCE_LEN]),
+                    Payload {
+                        msg: &sealed[1 + NONCE_LEN..],
+                        aad: TOKEN_AAD,
+                    },
+                )
+                .map_err(|_| TokenError::Invalid)?,
+        );
         let parsed = Self::parse(&plain);
-        zeroize::Zeroize::zeroize(&mut plain);
         let token = parsed.ok_or(TokenError::Invalid)?;
         if token.cluster_id != cluster_id {
             return Err(TokenError::WrongCluster);
@@ -125,7 +136,7 @@ impl ConnectToken {
             cluster_id: r.u64().ok()?,
             token_id: r.array().ok()?,
             expires_at_ms: r.u64().ok()?,
-            session_secret: r.array().ok()?,
+            session_secret: SessionSecret(r.array().ok()?),
             user_data: r.bytes16(USER_DATA_MAX).ok()?.to_vec(),
         };
         r.finish().ok()?;
@@ -184,7 +195,7 @@ mod tests {
             cluster_id: 77,
             token_id: [3; 16],
             expires_at_ms: 10_000,
-            session_secret: [5; 32],
+            session_secret: [5; 32].into(),
             user_data: b"state".to_vec(),
         }
     }

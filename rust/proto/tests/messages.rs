@@ -104,7 +104,7 @@ fn ticket() -> impl Strategy<Value = Ticket> {
                 cluster,
                 client_id,
                 expires_at_ms,
-                session_secret,
+                session_secret: session_secret.into(),
                 token,
             },
         )
@@ -417,13 +417,12 @@ proptest! {
 
     #[test]
     fn client_cluster_hello_round_trips(token in bytes(TOKEN_MAX), secret in any::<[u8; 32]>(), extra in any::<u8>()) {
-        let keys = ClientSessionKeys::derive(&secret);
-        let (hello, _) = client_cluster_hello(&token, &keys).unwrap();
+        let (hello, _) = client_cluster_hello(&token, &secret).unwrap();
         match parse_hello(&hello).unwrap() {
             Hello::ClientCluster { token: t, proof } => {
                 prop_assert_eq!(t, token);
-                // The proof is the first sealed frame of the client's session.
-                let mut cluster = keys.stream(Side::Responder);
+                // The proof is sealed under the join-proof key of the secret.
+                let mut cluster = ClientSessionKeys::join_proof(&secret).unwrap();
                 prop_assert!(cluster.opener.open(&proof).is_ok());
             }
             other => prop_assert!(false, "wrong hello {:?}", other),
@@ -560,7 +559,7 @@ proptest! {
 
     #[test]
     fn random_packets_never_open(bytes in vec(any::<u8>(), 0..600), session_id in any::<u64>(), as_session in any::<bool>()) {
-        let keys = ClientSessionKeys::derive(&[9; 32]);
+        let keys = ClientSessionKeys::derive(&[9; 32], &[8; 32]).unwrap();
         let mut stream = keys.stream(Side::Responder);
         prop_assert!(stream.opener.open(&bytes).is_err());
         let mut dg = keys.datagram(Side::Responder, session_id);
@@ -748,7 +747,7 @@ fn ticket_with(token: Vec<u8>) -> Ticket {
         cluster: info("n".into(), "a".into()),
         client_id: 1,
         expires_at_ms: 2,
-        session_secret: [3; 32],
+        session_secret: [3; 32].into(),
         token,
     }
 }
@@ -902,7 +901,7 @@ fn tokens_over_their_cap_are_refused() {
         too_long(TOKEN_MAX + 1, TOKEN_MAX)
     );
 
-    let keys = ClientSessionKeys::derive(&[1; 32]);
+    let keys = [1u8; 32];
     assert_eq!(
         client_cluster_hello(&vec![0; TOKEN_MAX + 1], &keys).err(),
         Some(HandshakeError::Malformed(DecodeError::TooLong {
@@ -918,7 +917,7 @@ fn tokens_over_their_cap_are_refused() {
         cluster_id: 2,
         token_id: [0; 16],
         expires_at_ms: 3,
-        session_secret: [0; 32],
+        session_secret: [0; 32].into(),
         user_data: vec![7; USER_DATA_MAX],
     };
     let sealed = big.seal(&fixed_key(3), &mut rng).unwrap();

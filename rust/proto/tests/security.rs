@@ -31,18 +31,23 @@ fn token(rng: &mut StdRng) -> ConnectToken {
         cluster_id: CLUSTER_ID,
         token_id: rng.random(),
         expires_at_ms: EXPIRES,
-        session_secret: rng.random(),
+        session_secret: rng.random::<[u8; 32]>().into(),
         user_data: b"handoff state".to_vec(),
     }
 }
 
 /// Everything a client gets from the master for one cluster: the sealed
-/// token and the keys derived from its session secret.
+/// token and its session secret.
 struct Issued {
     cluster_key: Key,
     token: ConnectToken,
     sealed: Vec<u8>,
-    keys: ClientSessionKeys,
+    keys: [u8; 32],
+}
+
+/// Session keys from a random secret and a fixed cluster nonce.
+fn session_keys(secret: &[u8; 32]) -> ClientSessionKeys {
+    ClientSessionKeys::derive(secret, &[0x33; 32]).unwrap()
 }
 
 fn issue(seed: u64) -> Issued {
@@ -50,7 +55,7 @@ fn issue(seed: u64) -> Issued {
     let cluster_key = Key::generate(&mut rng);
     let token = token(&mut rng);
     let sealed = token.seal(&cluster_key, &mut rng).unwrap();
-    let keys = ClientSessionKeys::derive(&token.session_secret);
+    let keys = *token.session_secret;
     Issued {
         cluster_key,
         token,
@@ -60,7 +65,7 @@ fn issue(seed: u64) -> Issued {
 }
 
 /// The client's hello to the cluster, as the cluster parses it.
-fn hello_parts(sealed: &[u8], keys: &ClientSessionKeys) -> (Vec<u8>, Vec<u8>) {
+fn hello_parts(sealed: &[u8], keys: &[u8; 32]) -> (Vec<u8>, Vec<u8>) {
     let (hello, _) = client_cluster_hello(sealed, keys).unwrap();
     match parse_hello(&hello).unwrap() {
         Hello::ClientCluster { token, proof } => (token, proof),
@@ -75,7 +80,15 @@ fn accept(
     now: u64,
     used: &mut UsedTokens,
 ) -> Result<ClusterAccept, HandshakeError> {
-    accept_client(token, proof, &i.cluster_key, CLUSTER_ID, now, used)
+    accept_client(
+        token,
+        proof,
+        &i.cluster_key,
+        CLUSTER_ID,
+        now,
+        used,
+        &mut rng(99),
+    )
 }
 
 // ---------------------------------------------------------------- tokens
@@ -146,6 +159,7 @@ fn token_for_a_cluster_with_another_key_is_invalid() {
         CLUSTER_ID,
         NOW,
         &mut UsedTokens::new(),
+        &mut rng(98),
     )
     .unwrap_err();
     assert_eq!(e, HandshakeError::Token(TokenError::Invalid));
@@ -184,6 +198,7 @@ fn token_for_another_cluster_is_refused() {
         CLUSTER_ID + 1,
         NOW,
         &mut UsedTokens::new(),
+        &mut rng(98),
     )
     .unwrap_err();
     assert_eq!(e, HandshakeError::Token(TokenError::WrongCluster));
@@ -197,7 +212,7 @@ fn token_is_single_use_and_a_thief_cannot_burn_it() {
     let mut used = UsedTokens::new();
 
     // Someone who copied the token off the wire has no session keys.
-    let thief_keys = ClientSessionKeys::derive(&rng(9).random());
+    let thief_keys: [u8; 32] = rng(9).random();
     let (_, thief_proof) = hello_parts(&i.sealed, &thief_keys);
     let e = accept(&i, &token, &thief_proof, NOW, &mut used).unwrap_err();
     assert_eq!(e, HandshakeError::AuthenticationFailed);
@@ -232,13 +247,13 @@ fn token_is_single_use_and_a_thief_cannot_burn_it() {
 #[test]
 fn accepted_session_talks_both_ways() {
     let i = issue(10);
-    let (hello, mut client) = client_cluster_hello(&i.sealed, &i.keys).unwrap();
+    let (hello, init) = client_cluster_hello(&i.sealed, &i.keys).unwrap();
     let Hello::ClientCluster { token, proof } = parse_hello(&hello).unwrap() else {
         panic!("not a client-cluster hello")
     };
-    let mut cluster = accept(&i, &token, &proof, NOW, &mut UsedTokens::new())
-        .unwrap()
-        .session;
+    let accepted = accept(&i, &token, &proof, NOW, &mut UsedTokens::new()).unwrap();
+    let (_, mut client) = init.handle_accept(&accepted.accept_frame).unwrap();
+    let mut cluster = accepted.session;
     let p = client.sealer.seal(b"after the proof").unwrap();
     assert_eq!(cluster.opener.open(&p).unwrap(), b"after the proof");
     let q = cluster.sealer.seal(b"welcome").unwrap();
@@ -298,7 +313,7 @@ fn tamper_stream(sealer: &mut StreamSealer, opener: &mut StreamOpener, rounds: u
 
 #[test]
 fn tampered_client_cluster_packets_are_refused_and_counted() {
-    let keys = ClientSessionKeys::derive(&rng(11).random());
+    let keys = session_keys(&rng(11).random());
     let mut client = keys.stream(Side::Initiator);
     let mut cluster = keys.stream(Side::Responder);
     tamper_stream(&mut client.sealer, &mut cluster.opener, 4);
@@ -332,7 +347,7 @@ fn cluster_master_pair(
     let Hello::Cluster { key_name, nonce } = parse_hello(&hello).unwrap() else {
         panic!("not a cluster hello")
     };
-    let (master, challenge) = respond_cluster(master_key, &key_name, &nonce, &mut rng);
+    let (master, challenge) = respond_cluster(master_key, &key_name, &nonce, &mut rng).unwrap();
     (init.handle_challenge(&challenge).unwrap(), master)
 }
 
@@ -346,8 +361,8 @@ fn tampered_cluster_master_packets_are_refused_and_counted() {
 
 #[test]
 fn stream_packets_do_not_cross_directions_or_sessions() {
-    let keys = ClientSessionKeys::derive(&[1; 32]);
-    let other = ClientSessionKeys::derive(&[2; 32]);
+    let keys = session_keys(&[1; 32]);
+    let other = session_keys(&[2; 32]);
     let mut a = keys.stream(Side::Initiator);
     let mut b = other.stream(Side::Responder);
     let p = a.sealer.seal(b"x").unwrap();
@@ -365,7 +380,7 @@ fn stream_packets_do_not_cross_directions_or_sessions() {
 const SESSION: u64 = 0xD47A_0001;
 
 fn datagram_pair(seed: u64, session_id: u64) -> (DatagramSealer, DatagramOpener) {
-    let keys = ClientSessionKeys::derive(&rng(seed).random());
+    let keys = session_keys(&rng(seed).random());
     let a = keys.datagram(Side::Initiator, session_id);
     let b = keys.datagram(Side::Responder, session_id);
     (a.sealer, b.opener)
@@ -448,7 +463,7 @@ fn forged_sequence_numbers_do_not_move_the_window() {
 #[test]
 fn datagrams_of_another_session_are_refused() {
     let seed = 17;
-    let keys = ClientSessionKeys::derive(&rng(seed).random());
+    let keys = session_keys(&rng(seed).random());
     let mut mine = keys.datagram(Side::Responder, SESSION);
     // Same keys, another session id (a stale session after a reconnect).
     let mut theirs = keys.datagram(Side::Initiator, SESSION + 1);
@@ -505,7 +520,7 @@ fn replayed_cluster_hello_and_registration_fail_on_a_fresh_responder() {
     let Hello::Cluster { key_name, nonce } = parse_hello(&hello).unwrap() else {
         panic!("not a cluster hello")
     };
-    let (mut master, challenge) = respond_cluster(Some(&key), &key_name, &nonce, &mut r);
+    let (mut master, challenge) = respond_cluster(Some(&key), &key_name, &nonce, &mut r).unwrap();
     let mut cluster = init.handle_challenge(&challenge).unwrap();
     let recorded: Vec<Vec<u8>> = (0..3)
         .map(|n| {
@@ -526,7 +541,7 @@ fn replayed_cluster_hello_and_registration_fail_on_a_fresh_responder() {
         let Hello::Cluster { key_name, nonce } = parse_hello(&hello).unwrap() else {
             panic!("not a cluster hello")
         };
-        let (mut fresh, _) = respond_cluster(Some(&key), &key_name, &nonce, &mut r);
+        let (mut fresh, _) = respond_cluster(Some(&key), &key_name, &nonce, &mut r).unwrap();
         for f in &recorded {
             assert_eq!(fresh.opener.open(f), Err(CryptoError::Authentication));
         }
@@ -653,7 +668,7 @@ fn initiators_refuse_answers_of_the_wrong_kind() {
         Err(HandshakeError::BadMagic)
     );
     // A sealed frame (sequence number first) is not taken for a refusal.
-    let keys = ClientSessionKeys::derive(&[3; 32]);
+    let keys = session_keys(&[3; 32]);
     let mut s = keys.stream(Side::Responder);
     assert_eq!(check_refusal(&s.sealer.seal(b"welcome").unwrap()), None);
 }

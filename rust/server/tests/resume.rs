@@ -503,7 +503,7 @@ async fn a_resume_needs_a_live_session_and_its_keys() {
     let p = join(&s.master, "dan", JoinTarget::Auto).await;
 
     // A made-up session: refused with ResumeRefused.
-    let keys = ClientSessionKeys::derive(&[9; 32]);
+    let keys = ClientSessionKeys::derive(&[9; 32], &[9; 32]).unwrap();
     let claim = ResumeClaim {
         received: 0,
         attempt: 1,

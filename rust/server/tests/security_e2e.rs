@@ -173,6 +173,7 @@ async fn another_protocol_version_is_refused_on_both_sides() {
         (master.addr, HelloKind::ClientMasterHello),
         (master.addr, HelloKind::ClusterHello),
         (cluster.tcp, HelloKind::ClientClusterHello),
+        (cluster.tcp, HelloKind::ClientResume),
     ];
     for (addr, kind) in cases {
         let mut raw = Raw::connect(addr).await;
@@ -186,7 +187,13 @@ async fn another_protocol_version_is_refused_on_both_sides() {
             DisconnectReason::VersionMismatch,
             "{kind:?}: {e}"
         );
-        assert!(e.to_string().contains(&theirs.to_string()), "{e}");
+        // ...and names both versions.
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("we speak {PROTOCOL_VERSION}"))
+                && text.contains(&format!("the peer speaks {theirs}")),
+            "{text}"
+        );
         // ...in a frame of the server's own version, so that a peer of the
         // other version reads it as a version mismatch too.
         assert_eq!(&f[..4], b"SNET");
@@ -224,6 +231,11 @@ async fn another_protocol_version_is_refused_on_both_sides() {
             ours: PROTOCOL_VERSION,
             theirs
         }
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&PROTOCOL_VERSION.to_string()) && text.contains(&theirs.to_string()),
+        "{text}"
     );
     drop(c);
     let _ = server.await;
@@ -290,13 +302,12 @@ async fn bad_tokens_are_refused_with_their_reason() {
 
     // Already used: the exact same hello, replayed on a new connection.
     let (t, s) = craft_token(&key, cluster.id, 5, later);
-    let keys = ClientSessionKeys::derive(&s);
-    let (hello, _) = handshake::client_cluster_hello(&t, &keys).unwrap();
+    let (hello, init) = handshake::client_cluster_hello(&t, &s).unwrap();
     let mut first = Raw::connect(cluster.tcp).await;
     first.send(&hello).await;
-    let welcome = first.recv().await.unwrap();
+    let accept = first.recv().await.unwrap();
     assert!(
-        handshake::check_refusal(&welcome).is_none(),
+        init.handle_accept(&accept).is_ok(),
         "the first use is accepted"
     );
     let mut replay = Raw::connect(cluster.tcp).await;
@@ -470,7 +481,9 @@ async fn tampered_and_replayed_datagrams_are_dropped() {
     let got = collect(&udp, &mut dg.opener, &mut buf, b"fence").await;
     assert_eq!(got, vec![b"once".to_vec(), b"fence".to_vec()]);
     // Datagrams of another session are dropped too.
-    let mut foreign = ClientSessionKeys::derive(&[7; 32]).datagram(Side::Initiator, p.session_id);
+    let mut foreign = ClientSessionKeys::derive(&[7; 32], &[7; 32])
+        .unwrap()
+        .datagram(Side::Initiator, p.session_id);
     udp.send(&seal(&mut foreign, b"foreign")).await.unwrap();
     udp.send(&seal(&mut dg, b"fence2")).await.unwrap();
     let got = collect(&udp, &mut dg.opener, &mut buf, b"fence2").await;

@@ -6,6 +6,8 @@
 //! configuration, so the peer can answer "who is near" on the game thread.
 
 use godot::classes::MultiplayerSynchronizer;
+use std::collections::HashSet;
+
 use godot::prelude::*;
 
 use super::server_face::ServerFace;
@@ -24,31 +26,39 @@ pub(super) fn peers_near_ids(s: &ServerFace, pos: [f32; 3], radius: f32) -> Vec<
     out
 }
 
-/// Makes `sync` visible to the peers near `owner`'s player (and to `owner`).
-pub(super) fn update_visibility(
-    s: &ServerFace,
-    mut sync: Gd<MultiplayerSynchronizer>,
-    owner: i64,
-    radius: f64,
-) -> i64 {
+/// Who should see the synchronizer of `owner`'s player: (peer id, visible)
+/// for every peer, visible when near `owner`'s player or `owner` itself.
+pub(super) fn visibility(s: &ServerFace, owner: i64, radius: f64) -> Vec<(i32, bool)> {
     let owner = i32::try_from(owner).unwrap_or(0);
     let pos = s
         .ids
         .player(owner)
         .and_then(|p| s.grid.as_ref().and_then(|g| g.position(p)));
-    let near: std::collections::HashSet<i32> = match pos {
+    let near: HashSet<i32> = match pos {
         Some(pos) => peers_near_ids(s, pos, radius as f32).into_iter().collect(),
-        None => std::collections::HashSet::new(),
+        None => HashSet::new(),
     };
+    s.ids
+        .iter()
+        .map(|(peer, _)| (peer, peer == owner || near.contains(&peer)))
+        .collect()
+}
+
+/// Applies [`visibility`]'s answer to `sync`; returns how many peers see it.
+/// Calls into SceneMultiplayer, which calls the peer back: the caller must
+/// hold no borrow of the peer.
+pub(super) fn apply_visibility(
+    mut sync: Gd<MultiplayerSynchronizer>,
+    wanted: &[(i32, bool)],
+) -> i64 {
     if sync.is_visibility_public() {
         sync.set_visibility_public(false);
     }
     let mut seen = 0;
-    for (peer, _) in s.ids.iter() {
-        let want = peer == owner || near.contains(&peer);
-        seen += i64::from(want);
-        if sync.get_visibility_for(peer) != want {
-            sync.set_visibility_for(peer, want);
+    for (peer, want) in wanted {
+        seen += i64::from(*want);
+        if sync.get_visibility_for(*peer) != *want {
+            sync.set_visibility_for(*peer, *want);
         }
     }
     seen

@@ -323,8 +323,12 @@ impl SustenetMultiplayerPeer {
                 "SustenetMultiplayerPeer.create_client: the peer is active; close() it first",
             );
         }
-        limit_sync_packets(client.clone().upcast());
-        let link = client.bind_mut().attach_peer();
+        // The node's calls may emit signals whose handlers call this peer.
+        let link = {
+            let _guard = self.base_mut();
+            limit_sync_packets(client.clone().upcast());
+            client.bind_mut().attach_peer()
+        };
         self.reset(ConnectionStatus::CONNECTING);
         self.face = Face::Client(ClientFace::new(link));
         self.poll_client();
@@ -350,7 +354,9 @@ impl SustenetMultiplayerPeer {
                 "SustenetMultiplayerPeer.create_server: the peer is active; close() it first",
             );
         }
+        // Starting the cluster emits `started`, whose handlers may call this peer.
         let link = {
+            let _guard = self.base_mut();
             let mut node = cluster.bind_mut();
             if !node.is_running() {
                 let err = node.start();
@@ -358,9 +364,11 @@ impl SustenetMultiplayerPeer {
                     return err;
                 }
             }
-            node.attach_peer()
+            let link = node.attach_peer();
+            drop(node);
+            limit_sync_packets(cluster.upcast());
+            link
         };
-        limit_sync_packets(cluster.upcast());
         self.reset(ConnectionStatus::CONNECTED);
         self.unique_id = 1;
         self.relay = self.server_relay;
@@ -473,7 +481,7 @@ impl SustenetMultiplayerPeer {
     /// traffic. Returns how many peers see the synchronizer.
     #[func]
     fn update_visibility(
-        &self,
+        &mut self,
         synchronizer: Option<Gd<godot::classes::MultiplayerSynchronizer>>,
         owner_peer_id: i64,
         radius: f64,
@@ -484,7 +492,11 @@ impl SustenetMultiplayerPeer {
             );
             return 0;
         };
-        interest::update_visibility(s, sync, owner_peer_id, radius)
+        let wanted = interest::visibility(s, owner_peer_id, radius);
+        // Changing visibility makes SceneMultiplayer send spawns and despawns
+        // through this peer at once: let it in while the synchronizer is told.
+        let _guard = self.base_mut();
+        interest::apply_visibility(sync, &wanted)
     }
 }
 

@@ -1,33 +1,66 @@
 //! Client ↔ cluster: the client presents its connect token and proves it
-//! holds the session keys the master gave it with the token.
+//! holds the session secret the master gave it with the token; the cluster
+//! answers with a fresh nonce, and the session keys derive from both.
 //!
-//! The proof is the first sealed client frame (sequence 0) with a fixed
-//! plaintext. Someone who copied a token off the wire has no keys, cannot
-//! make the proof, and so cannot burn the token either.
+//! The proof is one sealed frame (sequence 0) with a fixed plaintext, under
+//! a key from the session secret alone. Someone who copied a token off the
+//! wire has no secret, cannot make the proof, and so cannot burn the token
+//! either. The cluster's nonce (a plaintext `JoinAccept` frame) goes into
+//! every session key, so a replayed hello, even to a cluster restarted with
+//! the same id and key that no longer remembers the token, gets keys no
+//! other session had: nothing is ever sealed twice under one key and nonce.
 
-use super::{HelloKind, NOISE_MSG_MAX, frame};
-use crate::crypto::{ClientSessionKeys, Key, Side, StreamSession};
+use rand::CryptoRng;
+
+use super::{HelloKind, NOISE_MSG_MAX, frame, parse_reply};
+use crate::crypto::{ClientSessionKeys, Key, SessionSecret, Side, StreamSession};
 use crate::error::{HandshakeError, TokenError};
 use crate::message::TOKEN_MAX;
 use crate::token::{ConnectToken, UsedTokens};
 use crate::wire::Writer;
 
-const PROOF: &[u8] = b"sustenet connect v1";
-const RESUME_PROOF: &[u8] = b"sustenet resume v1";
+const PROOF: &[u8] = b"sustenet connect v3";
+const RESUME_PROOF: &[u8] = b"sustenet resume v3";
 
-/// The client's hello to a cluster and the session that goes with it.
+/// The client's side of a join, between its hello and the cluster's answer.
+#[derive(Debug)]
+pub struct JoinInitiator {
+    secret: SessionSecret,
+}
+
+/// The client's hello to a cluster: the token and the proof.
 pub fn client_cluster_hello(
     token: &[u8],
-    keys: &ClientSessionKeys,
-) -> Result<(Vec<u8>, StreamSession), HandshakeError> {
-    let mut session = keys.stream(Side::Initiator);
-    let proof = session.sealer.seal(PROOF)?;
+    secret: &[u8; 32],
+) -> Result<(Vec<u8>, JoinInitiator), HandshakeError> {
+    let mut proof_session = ClientSessionKeys::join_proof(secret)?;
+    let proof = proof_session.sealer.seal(PROOF)?;
     let mut body = Vec::with_capacity(4 + token.len() + proof.len());
     body.put_bytes16(token, TOKEN_MAX)
         .map_err(super::encode_err)?;
     body.put_bytes16(&proof, NOISE_MSG_MAX)
         .map_err(super::encode_err)?;
-    Ok((frame(HelloKind::ClientClusterHello, &body), session))
+    let init = JoinInitiator {
+        secret: SessionSecret(*secret),
+    };
+    Ok((frame(HelloKind::ClientClusterHello, &body), init))
+}
+
+impl JoinInitiator {
+    /// Takes the cluster's first answer: a `JoinAccept` gives the session
+    /// keys and the TCP session (whose first frame is the `Welcome`); a
+    /// refusal becomes [`HandshakeError::Rejected`].
+    pub fn handle_accept(
+        self,
+        frame: &[u8],
+    ) -> Result<(ClientSessionKeys, StreamSession), HandshakeError> {
+        let mut r = parse_reply(frame, HelloKind::JoinAccept)?;
+        let nonce: [u8; 32] = r.array()?;
+        r.finish()?;
+        let keys = ClientSessionKeys::derive(&self.secret, &nonce)?;
+        let session = keys.stream(Side::Initiator);
+        Ok((keys, session))
+    }
 }
 
 /// A client the cluster accepted.
@@ -35,15 +68,54 @@ pub fn client_cluster_hello(
 pub struct ClusterAccept {
     /// What the token said.
     pub token: ConnectToken,
-    /// The session keys (for the UDP session).
+    /// The session keys (for the UDP session and reconnects).
     pub keys: ClientSessionKeys,
-    /// The TCP session, past the proof.
+    /// The TCP session; its first sealed frame is the `Welcome`.
     pub session: StreamSession,
+    /// The plaintext `JoinAccept` frame with the cluster's nonce: send it
+    /// right before the `Welcome`.
+    pub accept_frame: Vec<u8>,
 }
 
-/// The cluster's side: opens the token, checks the proof, and marks the
-/// token used. Refusals map to a [`crate::DisconnectReason`] through
-/// [`HandshakeError::reason`].
+/// The cluster's first step: opens the token and checks the proof, without
+/// recording the token as used (so a caller can take its used-token lock
+/// only to record it).
+pub fn open_join(
+    token: &[u8],
+    proof: &[u8],
+    cluster_key: &Key,
+    cluster_id: u64,
+    now_ms: u64,
+) -> Result<ConnectToken, HandshakeError> {
+    let token = ConnectToken::open(token, cluster_key, cluster_id, now_ms)?;
+    let mut proof_session = ClientSessionKeys::join_proof(&token.session_secret)?;
+    match proof_session.opener.open(proof) {
+        Ok(p) if p == PROOF => Ok(token),
+        _ => Err(HandshakeError::AuthenticationFailed),
+    }
+}
+
+/// The cluster's last step, once the token is recorded as used: a fresh
+/// nonce, the session keys and the `JoinAccept` frame.
+pub fn finish_join(
+    token: ConnectToken,
+    rng: &mut impl CryptoRng,
+) -> Result<ClusterAccept, HandshakeError> {
+    let mut nonce = [0u8; 32];
+    rng.fill_bytes(&mut nonce);
+    let keys = ClientSessionKeys::derive(&token.session_secret, &nonce)?;
+    let session = keys.stream(Side::Responder);
+    Ok(ClusterAccept {
+        token,
+        keys,
+        session,
+        accept_frame: frame(HelloKind::JoinAccept, &nonce),
+    })
+}
+
+/// The cluster's side in one call: [`open_join`], the single-use check in
+/// `used`, then [`finish_join`]. Refusals map to a
+/// [`crate::DisconnectReason`] through [`HandshakeError::reason`].
 pub fn accept_client(
     token: &[u8],
     proof: &[u8],
@@ -51,37 +123,12 @@ pub fn accept_client(
     cluster_id: u64,
     now_ms: u64,
     used: &mut UsedTokens,
+    rng: &mut impl CryptoRng,
 ) -> Result<ClusterAccept, HandshakeError> {
-    accept_client_with(token, proof, cluster_key, cluster_id, now_ms, |t| {
-        used.use_token(t, now_ms)
-    })
-}
-
-/// [`accept_client`] with the used-token record done by `record`, called
-/// once, only after the token opened and the proof checked: a server that
-/// shares its used-token set between connections takes its lock inside
-/// `record` alone, not while a token (up to 16.6 KiB) is decrypted.
-pub fn accept_client_with(
-    token: &[u8],
-    proof: &[u8],
-    cluster_key: &Key,
-    cluster_id: u64,
-    now_ms: u64,
-    record: impl FnOnce(&ConnectToken) -> Result<(), TokenError>,
-) -> Result<ClusterAccept, HandshakeError> {
-    let token = ConnectToken::open(token, cluster_key, cluster_id, now_ms)?;
-    let keys = ClientSessionKeys::derive(&token.session_secret);
-    let mut session = keys.stream(Side::Responder);
-    match session.opener.open(proof) {
-        Ok(p) if p == PROOF => {}
-        _ => return Err(HandshakeError::AuthenticationFailed),
-    }
-    record(&token).map_err(HandshakeError::Token)?;
-    Ok(ClusterAccept {
-        token,
-        keys,
-        session,
-    })
+    let token = open_join(token, proof, cluster_key, cluster_id, now_ms)?;
+    used.use_token(&token, now_ms)
+        .map_err(|e: TokenError| HandshakeError::Token(e))?;
+    finish_join(token, rng)
 }
 
 /// What a resume proof says, once the cluster opened it.
@@ -105,7 +152,7 @@ pub fn client_resume_hello(
     nonce: &[u8; 32],
     claim: ResumeClaim,
 ) -> Result<(Vec<u8>, StreamSession), HandshakeError> {
-    let mut session = keys.resume_stream(nonce, Side::Initiator);
+    let mut session = keys.resume_stream(nonce, Side::Initiator)?;
     let mut plain = Vec::with_capacity(RESUME_PROOF.len() + 16);
     plain.extend_from_slice(RESUME_PROOF);
     plain.put_u64(claim.received);
@@ -128,7 +175,7 @@ pub fn accept_resume(
     nonce: &[u8; 32],
     proof: &[u8],
 ) -> Result<(StreamSession, ResumeClaim), HandshakeError> {
-    let mut session = keys.resume_stream(nonce, Side::Responder);
+    let mut session = keys.resume_stream(nonce, Side::Responder)?;
     let plain = session
         .opener
         .open(proof)
@@ -153,45 +200,112 @@ mod tests {
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
-    #[test]
-    fn accept_then_refuse_reuse_and_bad_proof() {
-        let mut rng = StdRng::seed_from_u64(5);
-        let key = Key::generate(&mut rng);
-        let t = ConnectToken {
+    fn token() -> ConnectToken {
+        ConnectToken {
             client_id: 1,
             cluster_id: 2,
             token_id: [9; 16],
             expires_at_ms: 1000,
-            session_secret: [4; 32],
+            session_secret: [4; 32].into(),
             user_data: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn accept_then_refuse_reuse_and_bad_proof() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let key = Key::generate(&mut rng);
+        let t = token();
         let sealed = t.seal(&key, &mut rng).unwrap();
-        let keys = ClientSessionKeys::derive(&t.session_secret);
-        let (hello, _) = client_cluster_hello(&sealed, &keys).unwrap();
+        let (hello, init) = client_cluster_hello(&sealed, &t.session_secret).unwrap();
         let Hello::ClientCluster { token, proof } = parse_hello(&hello).unwrap() else {
             unreachable!()
         };
         let mut used = UsedTokens::new();
-        // A thief with the token but other keys cannot use or burn it.
-        let thief = ClientSessionKeys::derive(&[0; 32]);
-        let (thief_hello, _) = client_cluster_hello(&sealed, &thief).unwrap();
+        // A thief with the token but another secret cannot use or burn it.
+        let (thief_hello, _) = client_cluster_hello(&sealed, &[0; 32]).unwrap();
         let Hello::ClientCluster {
             proof: bad_proof, ..
         } = parse_hello(&thief_hello).unwrap()
         else {
             unreachable!()
         };
-        let e = accept_client(&token, &bad_proof, &key, 2, 10, &mut used).unwrap_err();
+        let e = accept_client(&token, &bad_proof, &key, 2, 10, &mut used, &mut rng).unwrap_err();
         assert_eq!(e.reason(), DisconnectReason::AuthFailed);
-        let ok = accept_client(&token, &proof, &key, 2, 10, &mut used).unwrap();
+        let mut ok = accept_client(&token, &proof, &key, 2, 10, &mut used, &mut rng).unwrap();
         assert_eq!(ok.token.client_id, 1);
-        let e = accept_client(&token, &proof, &key, 2, 11, &mut used).unwrap_err();
+        let e = accept_client(&token, &proof, &key, 2, 11, &mut used, &mut rng).unwrap_err();
         assert_eq!(e.reason(), DisconnectReason::TokenUsed);
+        // The client derives the same keys from the cluster's nonce.
+        let (_, mut client) = init.handle_accept(&ok.accept_frame).unwrap();
+        let welcome = ok.session.sealer.seal(b"welcome").unwrap();
+        assert_eq!(client.opener.open(&welcome).unwrap(), b"welcome");
+        let up = client.sealer.seal(b"up").unwrap();
+        assert_eq!(ok.session.opener.open(&up).unwrap(), b"up");
+    }
+
+    #[test]
+    fn a_replayed_join_never_gets_the_same_keys() {
+        // A cluster restarted with the same id and key forgets used tokens:
+        // the recorded hello is accepted again, but with a new nonce.
+        let mut rng = StdRng::seed_from_u64(6);
+        let key = Key::generate(&mut rng);
+        let sealed = token().seal(&key, &mut rng).unwrap();
+        let (hello, _) = client_cluster_hello(&sealed, &[4; 32]).unwrap();
+        let Hello::ClientCluster { token, proof } = parse_hello(&hello).unwrap() else {
+            unreachable!()
+        };
+        let mut first = accept_client(
+            &token,
+            &proof,
+            &key,
+            2,
+            10,
+            &mut UsedTokens::new(),
+            &mut rng,
+        )
+        .unwrap();
+        let mut again = accept_client(
+            &token,
+            &proof,
+            &key,
+            2,
+            10,
+            &mut UsedTokens::new(),
+            &mut rng,
+        )
+        .unwrap();
+        assert_ne!(first.accept_frame, again.accept_frame);
+        let w1 = first.session.sealer.seal(b"welcome").unwrap();
+        let w2 = again.session.sealer.seal(b"welcome").unwrap();
+        assert_eq!(w1[..8], w2[..8], "both at sequence 0");
+        assert_ne!(w1, w2, "same plaintext, same sequence: the keys differ");
+        assert!(
+            first
+                .session
+                .opener
+                .open(&again.session.sealer.seal(b"x").unwrap())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_join_answer_must_be_an_accept_or_a_refusal() {
+        let (_, init) = client_cluster_hello(b"t", &[1; 32]).unwrap();
+        let e = init
+            .handle_accept(&crate::handshake::reject_frame(
+                DisconnectReason::ServerFull,
+                "full",
+            ))
+            .unwrap_err();
+        assert_eq!(e.reason(), DisconnectReason::ServerFull);
+        let (_, init) = client_cluster_hello(b"t", &[1; 32]).unwrap();
+        assert!(init.handle_accept(&[0u8; 40]).is_err());
     }
 
     #[test]
     fn resume_proof_carries_the_count_and_needs_the_keys() {
-        let keys = ClientSessionKeys::derive(&[7; 32]);
+        let keys = ClientSessionKeys::derive(&[7; 32], &[1; 32]).unwrap();
         let nonce = [3; 32];
         let claim = ResumeClaim {
             received: 41,
@@ -215,7 +329,7 @@ mod tests {
         let sealed = client.sealer.seal(b"yo").unwrap();
         assert_eq!(server.opener.open(&sealed).unwrap(), b"yo");
         // Other keys, or another nonce, fail.
-        let other = ClientSessionKeys::derive(&[8; 32]);
+        let other = ClientSessionKeys::derive(&[8; 32], &[1; 32]).unwrap();
         assert_eq!(
             accept_resume(&other, &n, &proof).unwrap_err().reason(),
             DisconnectReason::AuthFailed
@@ -225,36 +339,5 @@ mod tests {
         let mut first = keys.stream(Side::Responder);
         let sealed = client.sealer.seal(b"x").unwrap();
         assert!(first.opener.open(&sealed).is_err());
-    }
-}
-
-#[cfg(test)]
-mod vector {
-    use super::*;
-
-    /// The resume example of docs/protocol.md §15.4: session secret 11 × 32,
-    /// session 9, nonce 22 × 32, 5 messages received, attempt 1.
-    #[test]
-    fn resume_hello_matches_the_documented_vector() {
-        let keys = ClientSessionKeys::derive(&[0x11; 32]);
-        let claim = ResumeClaim {
-            received: 5,
-            attempt: 1,
-        };
-        let (hello, _) = client_resume_hello(&keys, 9, &[0x22; 32], claim).unwrap();
-        let proof = "00 00 00 00 00 00 00 00 1e 31 40 c1 a5 93 21 9d 5b 1a 99 0b b7 cb 2e 80 \
-                     3c e7 18 a8 d9 4a 57 f3 fb 19 ae 40 28 76 84 5f 5b 38 9a a9 6d d4 c2 70 \
-                     8c e6 2a d5 eb 35 b9 d2 67 e3";
-        let mut want = vec![
-            0x53, 0x4e, 0x45, 0x54, 0x02, 0x00, 0x04, 9, 0, 0, 0, 0, 0, 0, 0,
-        ];
-        want.extend([0x22; 32]);
-        want.extend([58, 0]);
-        want.extend(
-            proof
-                .split_whitespace()
-                .map(|h| u8::from_str_radix(h, 16).unwrap()),
-        );
-        assert_eq!(hello, want);
     }
 }

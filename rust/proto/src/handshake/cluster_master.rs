@@ -10,7 +10,7 @@
 use rand::CryptoRng;
 
 use super::{HelloKind, KEY_NAME_MAX, frame, parse_reply};
-use crate::crypto::{Key, StreamSession, derive_keys};
+use crate::crypto::{CLUSTER_MASTER_SALT, Key, StreamSession, derive_keys};
 use crate::error::HandshakeError;
 use crate::wire::Writer;
 
@@ -19,17 +19,17 @@ fn session_keys(
     key_name: &str,
     cluster_nonce: &[u8; 32],
     master_nonce: &[u8; 32],
-) -> [Key; 2] {
-    let mut salt = Vec::with_capacity(32 + 64 + key_name.len());
-    salt.extend_from_slice(b"sustenet v1 cluster-master");
+) -> Result<[Key; 2], HandshakeError> {
+    let mut salt = Vec::with_capacity(CLUSTER_MASTER_SALT.len() + 64 + key_name.len());
+    salt.extend_from_slice(CLUSTER_MASTER_SALT);
     salt.extend_from_slice(cluster_nonce);
     salt.extend_from_slice(master_nonce);
     salt.extend_from_slice(key_name.as_bytes());
-    derive_keys(
+    Ok(derive_keys(
         key.as_bytes(),
         &salt,
         ["cluster->master", "master->cluster"],
-    )
+    )?)
 }
 
 /// The cluster's side of the handshake.
@@ -70,7 +70,7 @@ impl ClusterInitiator {
         let mut r = parse_reply(frame, HelloKind::Challenge)?;
         let master_nonce: [u8; 32] = r.array()?;
         r.finish()?;
-        let [c2m, m2c] = session_keys(&self.key, &self.key_name, &self.nonce, &master_nonce);
+        let [c2m, m2c] = session_keys(&self.key, &self.key_name, &self.nonce, &master_nonce)?;
         Ok(StreamSession::aes(&c2m, &m2c))
     }
 }
@@ -85,18 +85,18 @@ pub fn respond_cluster(
     key_name: &str,
     cluster_nonce: &[u8; 32],
     rng: &mut impl CryptoRng,
-) -> (StreamSession, Vec<u8>) {
+) -> Result<(StreamSession, Vec<u8>), HandshakeError> {
     let mut master_nonce = [0u8; 32];
     rng.fill_bytes(&mut master_nonce);
     let key = match key {
         Some(k) => k.clone(),
         None => Key::generate(rng),
     };
-    let [c2m, m2c] = session_keys(&key, key_name, cluster_nonce, &master_nonce);
-    (
+    let [c2m, m2c] = session_keys(&key, key_name, cluster_nonce, &master_nonce)?;
+    Ok((
         StreamSession::aes(&m2c, &c2m),
         frame(HelloKind::Challenge, &master_nonce),
-    )
+    ))
 }
 
 #[cfg(test)]
@@ -116,7 +116,7 @@ mod tests {
         let Hello::Cluster { key_name, nonce } = parse_hello(&hello).unwrap() else {
             unreachable!()
         };
-        let (mut master, challenge) = respond_cluster(master_key, &key_name, &nonce, rng);
+        let (mut master, challenge) = respond_cluster(master_key, &key_name, &nonce, rng).unwrap();
         let mut cluster = init.handle_challenge(&challenge).unwrap();
         let reg = cluster.sealer.seal(b"register").unwrap();
         master.opener.open(&reg)
@@ -143,11 +143,11 @@ mod tests {
         let Hello::Cluster { key_name, nonce } = parse_hello(&hello).unwrap() else {
             unreachable!()
         };
-        let (_, challenge) = respond_cluster(Some(&k), &key_name, &nonce, &mut rng);
+        let (_, challenge) = respond_cluster(Some(&k), &key_name, &nonce, &mut rng).unwrap();
         let mut cluster = init.handle_challenge(&challenge).unwrap();
         let recorded = cluster.sealer.seal(b"register").unwrap();
         // The attacker replays the same hello and registration on a new connection.
-        let (mut master2, _) = respond_cluster(Some(&k), &key_name, &nonce, &mut rng);
+        let (mut master2, _) = respond_cluster(Some(&k), &key_name, &nonce, &mut rng).unwrap();
         assert_eq!(
             master2.opener.open(&recorded),
             Err(CryptoError::Authentication)

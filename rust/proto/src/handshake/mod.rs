@@ -2,8 +2,9 @@
 //!
 //! Every TCP connection starts with a plaintext *hello* frame from the side
 //! that connected: `"SNET" | version u16 | kind u8 | body`. The answer is a
-//! plaintext frame of the same shape (a challenge, a Noise reply, or a
-//! refusal), or, on the client-cluster link, directly the first sealed frame.
+//! plaintext frame of the same shape (a challenge, a Noise reply, a join
+//! accept, or a refusal); a resumed client-cluster link goes on directly with
+//! the first sealed frame.
 //! A sealed frame starts with its sequence number, which is 0 for the first
 //! one, so it can never be mistaken for the `"SNET"` magic.
 
@@ -12,8 +13,8 @@ mod client_master;
 mod cluster_master;
 
 pub use client_cluster::{
-    ClusterAccept, ResumeClaim, accept_client, accept_client_with, accept_resume,
-    client_cluster_hello, client_resume_hello,
+    ClusterAccept, JoinInitiator, ResumeClaim, accept_client, accept_resume, client_cluster_hello,
+    client_resume_hello, finish_join, open_join,
 };
 pub use client_master::{ClientMasterInitiator, respond_client_master};
 pub use cluster_master::{ClusterInitiator, respond_cluster};
@@ -26,7 +27,9 @@ use crate::{MAGIC, PROTOCOL_VERSION};
 
 /// The Noise pattern of the client-master link.
 pub const NOISE_PATTERN: &str = "Noise_NK_25519_AESGCM_SHA256";
-const NOISE_PROLOGUE: &[u8] = b"sustenet client-master v1";
+/// The Noise prologue of the client-master link: names the protocol version,
+/// so peers of two versions never complete a handshake.
+pub const NOISE_PROLOGUE: &[u8] = b"sustenet client-master v3";
 /// Longest Noise handshake message accepted.
 const NOISE_MSG_MAX: usize = 1024;
 /// Longest key name, in bytes.
@@ -66,6 +69,8 @@ pub enum HelloKind {
     Challenge = 0x11,
     /// Master → client: second Noise message.
     NoiseReply = 0x12,
+    /// Cluster → client: the cluster's nonce for the session keys of a join.
+    JoinAccept = 0x13,
     /// Any server → initiator: the connection is refused, with a reason.
     Reject = 0x7F,
 }
@@ -233,6 +238,12 @@ pub(crate) fn encode_err(e: EncodeError) -> HandshakeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_noise_prologue_names_the_protocol_version() {
+        let text = std::str::from_utf8(NOISE_PROLOGUE).unwrap();
+        assert!(text.ends_with(&format!(" v{PROTOCOL_VERSION}")), "{text}");
+    }
 
     #[test]
     fn version_mismatch_is_named() {

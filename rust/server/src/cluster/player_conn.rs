@@ -219,6 +219,9 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
         Err(_) => return,
     }
     drop(permit);
+    // The cluster's nonce for the session keys, right before the Welcome; a
+    // failed write shows up as a failed Welcome in run_session.
+    let _ = write_frame(&mut wr, &accepted.accept_frame, limits.max_frame).await;
     let session = PlayerConn {
         player,
         conn,
@@ -247,10 +250,13 @@ pub(crate) fn accept_token(
     proof: &[u8],
     now_ms: u64,
 ) -> Result<ClusterAccept, HandshakeError> {
-    handshake::accept_client_with(token, proof, &shared.key, shared.cluster_id, now_ms, |t| {
+    let token = handshake::open_join(token, proof, &shared.key, shared.cluster_id, now_ms)?;
+    {
         let mut used = shared.used_tokens.lock().unwrap_or_else(|p| p.into_inner());
-        used.use_token(t, now_ms)
-    })
+        used.use_token(&token, now_ms)
+            .map_err(HandshakeError::Token)?;
+    }
+    handshake::finish_join(token, &mut rand::rng())
 }
 
 /// One accepted connection of a player, first or resumed: its reader and

@@ -33,8 +33,15 @@ pub(super) async fn accept(
 ) {
     let limits = shared.config.limits;
     let key = shared.keys.cluster_keys.get(&key_name).cloned();
-    let (session, challenge) =
-        handshake::respond_cluster(key.as_ref(), &key_name, &nonce, &mut rand::rng());
+    let answer = handshake::respond_cluster(key.as_ref(), &key_name, &nonce, &mut rand::rng());
+    let (session, challenge) = match answer {
+        Ok(x) => x,
+        Err(e) => {
+            warn!(key_name, "cluster refused: {e}");
+            refuse(&mut wr, e.reason(), &e.to_string()).await;
+            return;
+        }
+    };
     if write_frame(&mut wr, &challenge, limits.max_frame)
         .await
         .is_err()

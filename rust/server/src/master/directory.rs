@@ -26,7 +26,7 @@ use rand::CryptoRng;
 use sustenet_proto::message::CLUSTER_LIST_MAX;
 use sustenet_proto::{
     ClusterInfo, ConnectToken, DisconnectReason, Goodbye, JoinTarget, Key, MasterToCluster,
-    Register, Status, Ticket,
+    Register, SessionSecret, Status, Ticket,
 };
 use tokio::sync::mpsc;
 
@@ -453,15 +453,15 @@ impl Directory {
         };
         let mut token_id = [0u8; 16];
         rng.fill_bytes(&mut token_id);
-        let mut session_secret = [0u8; 32];
-        rng.fill_bytes(&mut session_secret);
+        let mut session_secret = SessionSecret([0u8; 32]);
+        rng.fill_bytes(&mut session_secret.0);
         let expires_at_ms = now.saturating_add(settings.token_ttl_ms);
         let token = ConnectToken {
             client_id,
             cluster_id: id,
             token_id,
             expires_at_ms,
-            session_secret,
+            session_secret: session_secret.clone(),
             user_data: user_data.to_vec(),
         };
         let sealed = token.seal(&entry.key, rng).map_err(|e| Goodbye {

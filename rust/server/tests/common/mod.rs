@@ -507,7 +507,7 @@ pub fn craft_token(
         cluster_id,
         token_id,
         expires_at_ms,
-        session_secret,
+        session_secret: session_secret.into(),
         user_data: b"crafted".to_vec(),
     };
     (t.seal(key, &mut rng).unwrap(), session_secret)
@@ -591,17 +591,18 @@ impl RawPlayer {
         token: &[u8],
         secret: &[u8; 32],
     ) -> Result<RawPlayer, HandshakeError> {
-        let keys = ClientSessionKeys::derive(secret);
-        let (hello, session) = handshake::client_cluster_hello(token, &keys).unwrap();
+        let (hello, init) = handshake::client_cluster_hello(token, secret).unwrap();
         let mut raw = Raw::connect(addr).await;
         raw.send(&hello).await;
-        let first = raw
+        let accept = raw
             .recv()
             .await
             .expect("the cluster closed during the handshake");
-        if let Some(refusal) = handshake::check_refusal(&first) {
-            return Err(refusal);
-        }
+        let (keys, session) = init.handle_accept(&accept)?;
+        let first = raw
+            .recv()
+            .await
+            .expect("the cluster closed before its Welcome");
         let mut opener = session.opener;
         let plain = opener.open(&first).unwrap();
         let ClusterToClient::Welcome {

@@ -260,7 +260,7 @@ fn a_redirected_player_that_does_not_leave_is_let_go() {
             locked: false,
         },
         token: vec![1; 8],
-        session_secret: [3; 32],
+        session_secret: sustenet_proto::SessionSecret([3; 32]),
         expires_at_ms: 0,
     };
     let now = h.now;
@@ -422,8 +422,8 @@ proptest! {
 #[test]
 fn the_used_token_lock_is_taken_only_to_record_a_token() {
     use crate::cluster::player_conn::accept_token;
+    use sustenet_proto::ConnectToken;
     use sustenet_proto::handshake::{self, Hello};
-    use sustenet_proto::{ClientSessionKeys, ConnectToken};
 
     let h = Harness::new(config());
     let shared = h.shared.clone();
@@ -449,13 +449,12 @@ fn the_used_token_lock_is_taken_only_to_record_a_token() {
         cluster_id: shared.cluster_id,
         token_id: [1; 16],
         expires_at_ms: now_ms + 30_000,
-        session_secret: secret,
+        session_secret: sustenet_proto::SessionSecret(secret),
         user_data: Vec::new(),
     }
     .seal(&shared.key, &mut rand::rng())
     .unwrap();
-    let keys = ClientSessionKeys::derive(&secret);
-    let (hello, _) = handshake::client_cluster_hello(&token, &keys).unwrap();
+    let (hello, _) = handshake::client_cluster_hello(&token, &secret).unwrap();
     let Ok(Hello::ClientCluster { token, proof }) = handshake::parse_hello(&hello) else {
         panic!("not a client hello");
     };

@@ -57,7 +57,7 @@ mod tests {
 
     #[test]
     fn datagrams_go_out_in_order_and_buffers_are_reused() {
-        let keys = ClientSessionKeys::derive(&[1; 32]);
+        let keys = ClientSessionKeys::derive(&[1; 32], &[2; 32]).unwrap();
         let mut server = keys.datagram(Side::Responder, 9);
         let mut client = keys.datagram(Side::Initiator, 9);
         let mut t = Transmits::default();

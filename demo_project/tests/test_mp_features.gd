@@ -1,0 +1,173 @@
+## SustenetMultiplayerPeer behaviours the equivalence test does not reach, in one process (a
+## SustenetMaster, a SustenetCluster with the server game under /root/Server, and clients with
+## their own SceneMultiplayers under /root/C1, /root/C2, /root/C3):
+## - relay off: clients do not learn about each other, and their peers say relay is off;
+## - interest management: update_visibility hides a far player's node (not even spawned) and
+##   shows it once the players are near each other on the fragment grid; get_peers_near;
+## - refuse_new_connections: a new client's game sees connection_failed;
+## - close() leaves the SustenetClient on the cluster, and a new peer on it connects again;
+## - disconnect_peer kicks the player: its game sees server_disconnected.
+##   godot --headless --path demo_project -s res://tests/test_mp_features.gd -- \
+##     --key-dir=DIR --key-name=test_cluster --master-port=P --cluster-port=P2
+extends "res://tests/test_base.gd"
+
+const Game = preload("res://tests/mp_game.gd")
+
+var games := {}
+var server_peer: SustenetMultiplayerPeer
+var joined := []
+var left := []
+
+
+func _initialize() -> void:
+	begin("mp_features", 90)
+	for side in ["Server", "C1", "C2", "C3"]:
+		var b := Node.new()
+		b.name = side
+		root.add_child(b)
+		var g: Game = Game.new()
+		g.name = "Game"
+		b.add_child(g)
+		games[side] = g
+	_run.call_deferred()
+
+
+func _client(name: String) -> SustenetClient:
+	var c := SustenetClient.new()
+	c.master_port = w_master.get_bound_port()
+	c.master_public_key = w_master.get_public_key()
+	c.login_succeeded.connect(func(_id): c.join_cluster(world_cluster_id))
+	root.add_child(c)
+	c.login(name, "")
+	return c
+
+
+func _connect(side: String, client: SustenetClient) -> SustenetMultiplayerPeer:
+	var p := SustenetMultiplayerPeer.new()
+	check(p.create_client(client) == OK, "%s: create_client OK" % side)
+	games[side].multiplayer.multiplayer_peer = p
+	return p
+
+
+func _run() -> void:
+	await process_frame
+	for side in games:
+		set_multiplayer(SceneMultiplayer.new(), NodePath("/root/" + side))
+	if not await start_world():
+		await stop_world()
+		await finish()
+		return
+	var sm: SceneMultiplayer = games.Server.multiplayer
+	sm.server_relay = false
+	server_peer = SustenetMultiplayerPeer.new()
+	server_peer.server_relay = false
+	check(server_peer.create_server(w_cluster) == OK, "create_server OK")
+	sm.multiplayer_peer = server_peer
+	sm.peer_connected.connect(func(id): joined.append(id))
+	sm.peer_disconnected.connect(func(id): left.append(id))
+	var c2 := _client("features_2")
+	var p1 := _connect("C1", w_client)
+	var p2 := _connect("C2", c2)
+	var both_connected := func():
+		return joined.size() == 2 and p1.get_connection_status() == MultiplayerPeer.CONNECTION_CONNECTED \
+				and p2.get_connection_status() == MultiplayerPeer.CONNECTION_CONNECTED
+	if not check(await wait_until(both_connected, 20), "two peers joined and connected (%s)" % [joined]):
+		await stop_world()
+		await finish()
+		return
+	var id1: int = p1.get_unique_id()
+	var id2: int = p2.get_unique_id()
+	await _relay_off(id1, id2)
+	await _interest(id1, id2, c2)
+	await _refuse()
+	await _close_and_again(c2, id2)
+	await _kick(id1)
+	for side in games:
+		games[side].multiplayer.multiplayer_peer = null
+	await stop_world()
+	await finish()
+
+
+func _relay_off(id1: int, id2: int) -> void:
+	await wait_seconds(0.5)
+	check(games.C1.multiplayer.get_peers() == PackedInt32Array([1]) and games.C2.multiplayer.get_peers() == PackedInt32Array([1]),
+			"relay off: each client knows the server only (%s, %s)" % [games.C1.multiplayer.get_peers(), games.C2.multiplayer.get_peers()])
+	# A client's rpc() to everyone goes to the server directly (no relay wrapper to refuse).
+	games.C1.rpc("chat", 1, id1)
+	check(await wait_until(func(): return games.Server.chats.get(id1, []) == [1], 10), "relay off: a client's rpc() to everyone reaches the server")
+
+
+func _interest(id1: int, id2: int, c2: SustenetClient) -> void:
+	var pl1: int = server_peer.get_player_id(id1)
+	var pl2: int = server_peer.get_player_id(id2)
+	check(pl1 == world_player_id and server_peer.get_peer_id(pl1) == id1, "get_player_id / get_peer_id both ways")
+	check(server_peer.get_player_id(12345) == -1 and server_peer.get_peer_id(777) == 0, "unknown ids: -1 and 0")
+	w_cluster.set_player_position(pl1, Vector2(0, 0))
+	w_cluster.set_player_position(pl2, Vector2(1000, 0))
+	var spawner: MultiplayerSpawner = games.Server.spawner
+	for id in [id1, id2]:
+		spawner.spawn({"name": "A%d" % id, "authority": 1, "public": false})
+	var server_nodes: Node = games.Server.players
+	await wait_frames(2)
+	var vis1: int = server_peer.update_visibility(server_nodes.get_node("A%d" % id1).get_node("Sync"), id1, 64.0)
+	var vis2: int = server_peer.update_visibility(server_nodes.get_node("A%d" % id2).get_node("Sync"), id2, 64.0)
+	check(vis1 == 1 and vis2 == 1, "far apart: each avatar is visible to its owner only (%d, %d)" % [vis1, vis2])
+	check(Array(server_peer.get_peers_near(Vector2(0, 0), 64.0)) == [id1], "get_peers_near((0, 0), 64) is [peer 1's id]")
+	check(await wait_until(func(): return games.C1.player_node(0) == null and games.C1.players.has_node("A%d" % id1), 10),
+			"C1 got its own avatar")
+	check(await wait_until(func(): return games.C2.players.has_node("A%d" % id2), 10), "C2 got its own avatar")
+	await wait_seconds(0.5)
+	check(not games.C2.players.has_node("A%d" % id1), "far apart: C2 never received C1's avatar")
+	check(not games.C1.players.has_node("A%d" % id2), "far apart: C1 never received C2's avatar")
+	# C2 walks next to C1.
+	w_cluster.set_player_position(pl2, Vector2(10, 0))
+	await wait_frames(2)
+	vis1 = server_peer.update_visibility(server_nodes.get_node("A%d" % id1).get_node("Sync"), id1, 64.0)
+	check(vis1 == 2, "near: C1's avatar is visible to both (%d)" % vis1)
+	server_nodes.get_node("A%d" % id1).position = Vector2(5, 6)
+	check(await wait_until(func():
+		var n: Node2D = games.C2.players.get_node_or_null("A%d" % id1)
+		return n != null and n.position == Vector2(5, 6), 10), "near: C2 now has C1's avatar with its synchronized position")
+
+
+func _refuse() -> void:
+	games.Server.multiplayer.refuse_new_connections = true
+	var c3 := _client("features_3")
+	var events := []
+	games.C3.multiplayer.connection_failed.connect(func(): events.append("connection_failed"))
+	games.C3.multiplayer.connected_to_server.connect(func(): events.append("connected_to_server"))
+	_connect("C3", c3)
+	check(await wait_until(func(): return not events.is_empty(), 15) and events == ["connection_failed"],
+			"refuse_new_connections: the new client's game sees connection_failed (%s)" % [events])
+	check(c3.is_in_cluster(), "the refused client is still on the cluster (plain API)")
+	games.Server.multiplayer.refuse_new_connections = false
+	c3.disconnect_from_server()
+
+
+func _close_and_again(c2: SustenetClient, id2: int) -> void:
+	games.C2.multiplayer.multiplayer_peer.close()
+	check(await wait_until(func(): return left.has(id2), 10), "close(): the server saw the peer leave")
+	check(c2.is_in_cluster(), "close(): the SustenetClient is still on the cluster")
+	games.C2.multiplayer.multiplayer_peer = null
+	var before := joined.size()
+	var again := _connect("C2", c2)
+	check(await wait_until(func():
+		return joined.size() == before + 1 and again.get_connection_status() == MultiplayerPeer.CONNECTION_CONNECTED, 10),
+			"a new peer on the same SustenetClient connects again")
+	check(again.get_unique_id() == id2, "with the same peer id (%d)" % again.get_unique_id())
+
+
+func _kick(id1: int) -> void:
+	var events := []
+	games.C1.multiplayer.server_disconnected.connect(func(): events.append("server_disconnected"))
+	games.C1.multiplayer.peer_disconnected.connect(func(id): events.append("peer_disconnected %d" % id))
+	var reason := [-1]
+	w_client.disconnected.connect(func(r, _m): reason[0] = r)
+	games.Server.multiplayer.disconnect_peer(id1)
+	check(await wait_until(func(): return events.has("server_disconnected"), 10),
+			"disconnect_peer: the kicked client's game sees server_disconnected (%s)" % [events])
+	check(events == ["peer_disconnected 1", "server_disconnected"], "peer_disconnected(1) first, as with ENet (%s)" % [events])
+	check(reason[0] == SustenetClient.REASON_KICKED, "the client was kicked (%s)" % SustenetClient.reason_text(reason[0]))
+	# SceneMultiplayer.disconnect_peer forgets the peer itself (no peer_disconnected, as with
+	# ENet); the cluster's peer forgets it once the player is gone.
+	check(await wait_until(func(): return server_peer.get_player_id(id1) == -1, 10), "the server's peer forgot the kicked peer")
