@@ -36,10 +36,12 @@ trap cleanup EXIT
 cd "$DIR"
 taskset -c "$SERVER_CORE" "$BIN" up --clusters 1 --port "$PORT" >up.log 2>&1 &
 SERVER=$!
-for _ in $(seq 100); do
-    "$BIN" probe --count 1 >/dev/null 2>&1 && break
-    sleep 0.2
+UP=
+for _ in $(seq 120); do
+    if "$BIN" probe --count 1 >probe.log 2>&1; then UP=1; break; fi
+    sleep 0.5
 done
+[ -n "$UP" ] || { echo "sustenet up did not answer a probe within a minute:" >&2; tail -5 up.log probe.log >&2; exit 1; }
 
 # CPU seconds (user + system) of the processes given.
 cpu() {
@@ -56,7 +58,7 @@ taskset -c "$BENCH_CORE" "$BIN" bench --clients "$N" --world "$WORLD" --duration
     --hz 20 --reliable-per-sec 1 --unreliable-per-sec 2 --json "$@" >bench.json 2>bench.err &
 BENCH=$!
 sleep "$(awk -v r="$RAMP" 'BEGIN { print r + 2.3 }')"
-WORKERS=$(pgrep -P "$BENCH" | tr '\n' ' ')
+WORKERS=$(pgrep -P "$BENCH" | tr '\n' ' ' || true)
 S0=$(cpu "$SERVER"); B0=$(cpu "$BENCH" $WORKERS); T0=$(date +%s.%N)
 sleep "$((DURATION - 4))"
 S1=$(cpu "$SERVER"); B1=$(cpu "$BENCH" $WORKERS); T1=$(date +%s.%N)

@@ -14,6 +14,9 @@
 #                   same player id, every reliable packet once and in order both ways
 #   flood           10,000 reliable packets into a client within a second (all in one process)
 #   flood_remote    the same, from a SustenetCluster in a second Godot process
+#   inbound_flood   one player floods a SustenetCluster faster than its game drains: its
+#                   unreliable packets are dropped, its reliable flood gets it kicked, and
+#                   another player's reliable packets all arrive
 #   export          the demo cluster exported headless, run as a real process, probed by
 #                   `sustenet probe`, then played by two GDScript clients (test_demo_cluster.gd),
 #                   then stopped through its --stop-file: it must exit 0
@@ -57,7 +60,7 @@ for a in "$@"; do
         --no-build) no_build=1 ;;
         --only=*) only=",${a#--only=}," ;;
         --keep) keep=1 ;;
-        -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,/^set -uo/{/^set -uo/!p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "godot-tests.sh: unknown argument $a (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -265,6 +268,11 @@ run_world() {
 if wanted variant; then
     say "running variant"
     run_world variant 90
+fi
+
+if wanted inbound_flood; then
+    say "running inbound_flood (one player floods the cluster; the other plays on)"
+    run_world inbound_flood 120
 fi
 
 if wanted reconnect; then

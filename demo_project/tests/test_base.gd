@@ -98,6 +98,8 @@ var world_cluster_pid := 0   # as the cluster saw it (player_connected)
 var world_errors := []
 ## The TCP port the world cluster tells players (0 = the one it listens on).
 var world_public_port := 0
+## Called with the world's SustenetCluster before it starts, to set its properties.
+var world_cluster_setup := func(_cluster: SustenetCluster) -> void: pass
 
 
 ## Starts a master (keys from --key-dir: master.key and the cluster key --key-name), a
@@ -121,6 +123,7 @@ func start_world() -> bool:
 	w_cluster.key_name = key_name
 	w_cluster.key_path = key_dir.path_join(key_name)
 	w_cluster.public_port = world_public_port
+	world_cluster_setup.call(w_cluster)
 	w_cluster.registered.connect(func(id): world_cluster_id = id)
 	w_cluster.player_connected.connect(func(id, _d): world_cluster_pid = id)
 	root.add_child(w_cluster)

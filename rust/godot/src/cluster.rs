@@ -1,5 +1,8 @@
 //! `SustenetCluster`: a full Sustenet cluster inside Godot.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use godot::classes::{INode, Node};
 use godot::global::Error as GdError;
 use godot::prelude::*;
@@ -11,13 +14,14 @@ use sustenet_server::{Channel, Context, PlayerId, Plugin, SendError, keys};
 use tokio::sync::oneshot;
 
 use crate::multiplayer_peer::tap::{self, ClusterLink, ClusterTap, Tap};
+use crate::pending::{Over, PendingQuota, QuotaLimits};
 use crate::{
     DrainStats, command_from_gd, fail, flush_logs, globalize, id_from_gd, id_to_gd, port_from_gd,
     runtime,
 };
 
-/// Most events waiting for the node; past that, events are dropped and counted.
-const EVENT_QUEUE: usize = 1 << 18;
+/// Capacity of the command channel from the node to the cluster.
+const COMMAND_QUEUE: usize = 1 << 18;
 
 enum NodeEvent {
     Connected(PlayerId, Vec<u8>),
@@ -32,26 +36,37 @@ enum NodeEvent {
     Stopped(Option<String>),
 }
 
-/// The plugin that hands every cluster event to the node.
+/// The plugin that hands every cluster event to the node. The queue is unbounded; what a
+/// player can make wait in it is bounded by [`PendingQuota`], and the lifecycle events
+/// (connects, leaves, master status) are bounded by the players themselves.
 struct Forward {
     tx: flume::Sender<NodeEvent>,
-    dropped: u64,
+    quota: Arc<PendingQuota>,
+    /// Packets dropped or refused over a limit, shared with the node.
+    dropped: Arc<AtomicU64>,
 }
 
 impl Forward {
-    /// Hands an event to the node; false when its queue is full.
-    fn send(&mut self, ev: NodeEvent) -> bool {
-        if self.tx.try_send(ev).is_ok() {
-            return true;
-        }
-        self.dropped += 1;
-        if self.dropped.is_power_of_two() {
-            tracing::error!(
-                dropped = self.dropped,
-                "the game is not draining SustenetCluster events (is the node paused or the frame stuck?)"
+    /// Hands an event to the node (gone only once the node stopped the cluster).
+    fn send(&mut self, ev: NodeEvent) {
+        let _ = self.tx.send(ev);
+    }
+
+    /// Counts a packet over its sender's limit: dropped when unreliable, and its sender
+    /// disconnected when reliable (the cluster counted it as received).
+    fn refuse(&mut self, ctx: &mut Context<'_>, player: PlayerId, reliable: bool, over: Over) {
+        let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(
+                player,
+                dropped = n,
+                ?over,
+                "packets over the SustenetCluster node's pending limits (max_pending_*)"
             );
         }
-        false
+        if reliable {
+            ctx.kick(player, over.kick_message());
+        }
     }
 }
 
@@ -68,21 +83,16 @@ impl Plugin for Forward {
         channel: Channel,
     ) {
         let reliable = channel == Channel::Reliable;
-        let delivered = self.send(NodeEvent::Packet(
+        if let Err(over) = self.quota.admit(player, payload.len()) {
+            self.refuse(ctx, player, reliable, over);
+            return;
+        }
+        self.send(NodeEvent::Packet(
             player,
             command,
             payload.to_vec(),
             reliable,
         ));
-        if reliable && !delivered {
-            // The cluster has counted it as received: dropping it silently
-            // would break the reliable channel's promise. The player goes,
-            // with a reason its client can show.
-            ctx.kick(
-                player,
-                "the server game fell behind on this player's reliable packets",
-            );
-        }
     }
     fn on_disconnect(
         &mut self,
@@ -129,6 +139,7 @@ impl Plugin for Forward {
 struct Running {
     handle: ClusterHandle,
     events: flume::Receiver<NodeEvent>,
+    quota: Arc<PendingQuota>,
     stop: Option<oneshot::Sender<()>>,
     tcp_port: u16,
     udp_port: u16,
@@ -226,9 +237,24 @@ pub struct SustenetCluster {
     /// Most microseconds spent turning events into signals in one frame.
     #[export]
     frame_budget_usec: i64,
+    /// Most packets one player may have waiting for the game (received by the cluster, not
+    /// yet turned into [signal packet_received]). Past it, the player's unreliable packets
+    /// are dropped (counted by [method get_dropped_packets]) and a reliable one disconnects
+    /// that player with [constant SustenetClient.REASON_KICKED]; other players go on.
+    #[export]
+    max_pending_packets_per_player: i64,
+    /// Most bytes one player may have waiting for the game: payloads plus 64 bytes per
+    /// packet. Over it, as over [member max_pending_packets_per_player].
+    #[export]
+    max_pending_bytes_per_player: i64,
+    /// Most bytes all players together may have waiting for the game; bounds this node's
+    /// queue. The packet that would go over it is treated as over its sender's limit.
+    #[export]
+    max_pending_bytes: i64,
     running: Option<Running>,
     players: std::collections::HashSet<u64>,
     drain: DrainStats,
+    dropped_packets: Arc<AtomicU64>,
     peer_tap: Option<Tap<ClusterTap>>,
     base: Base<Node>,
 }
@@ -258,6 +284,10 @@ impl INode for SustenetCluster {
             autostart: false,
             events_per_frame: 2048,
             frame_budget_usec: 4000,
+            max_pending_packets_per_player: 4096,
+            max_pending_bytes_per_player: 1 << 20,
+            max_pending_bytes: 64 << 20,
+            dropped_packets: Arc::new(AtomicU64::new(0)),
             running: None,
             players: Default::default(),
             drain: DrainStats::default(),
@@ -430,12 +460,18 @@ impl SustenetCluster {
                 format!("SustenetCluster: fragment settings: {e}"),
             );
         }
-        let (tx, rx) = flume::bounded(EVENT_QUEUE);
-        let (cmd_handle, commands) = cluster::command_channel(EVENT_QUEUE);
+        let quota = Arc::new(PendingQuota::new(self.quota_limits()));
+        let (tx, rx) = flume::unbounded();
+        let (cmd_handle, commands) = cluster::command_channel(COMMAND_QUEUE);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let done = tx.clone();
+        let (plugin_quota, dropped) = (quota.clone(), self.dropped_packets.clone());
         handle.spawn(async move {
-            let plugin = Forward { tx, dropped: 0 };
+            let plugin = Forward {
+                tx,
+                quota: plugin_quota,
+                dropped,
+            };
             let r = cluster::run_with_handle(tcp, udp, config, key, plugin, commands, async {
                 let _ = stop_rx.await;
             })
@@ -446,6 +482,7 @@ impl SustenetCluster {
         self.running = Some(Running {
             handle: cmd_handle,
             events: rx,
+            quota,
             stop: Some(stop_tx),
             tcp_port,
             udp_port,
@@ -678,6 +715,14 @@ impl SustenetCluster {
     fn get_max_drain_usec(&self) -> i64 {
         self.drain.max_usec
     }
+
+    /// Packets dropped or refused so far because their sender had more waiting than
+    /// [member max_pending_packets_per_player] / [member max_pending_bytes_per_player]
+    /// allow, or all players more than [member max_pending_bytes].
+    #[func]
+    fn get_dropped_packets(&self) -> i64 {
+        i64::try_from(self.dropped_packets.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
+    }
 }
 
 fn cell(f: FragmentId) -> Vector3i {
@@ -730,6 +775,16 @@ fn bind_sockets(
 }
 
 impl SustenetCluster {
+    /// The pending limits the inspector properties describe (at least 1 packet and 1 KiB).
+    fn quota_limits(&self) -> QuotaLimits {
+        let size = |v: i64, min: i64| usize::try_from(v.max(min)).unwrap_or(usize::MAX);
+        QuotaLimits {
+            player_packets: size(self.max_pending_packets_per_player, 1),
+            player_bytes: size(self.max_pending_bytes_per_player, 1024),
+            total_bytes: size(self.max_pending_bytes, 1024),
+        }
+    }
+
     /// The fragment grid the inspector properties describe.
     fn grid_config(&self) -> GridConfig {
         GridConfig {
@@ -814,6 +869,9 @@ impl SustenetCluster {
             }
             NodeEvent::Disconnected(id, reason) => {
                 self.players.remove(&id);
+                if let Some(r) = &self.running {
+                    r.quota.forget(id);
+                }
                 let _ = tap::send_to(&mut self.peer_tap, ClusterTap::Left(id));
                 self.signals()
                     .player_disconnected()
@@ -826,6 +884,9 @@ impl SustenetCluster {
             }
             NodeEvent::Reconnected(id) => self.signals().player_reconnected().emit(id_to_gd(id)),
             NodeEvent::Packet(id, command, payload, reliable) => {
+                if let Some(r) = &self.running {
+                    r.quota.release(id, payload.len());
+                }
                 let Some(payload) = tap::cluster_packet(&mut self.peer_tap, id, command, payload)
                 else {
                     return true; // the peer's own packet

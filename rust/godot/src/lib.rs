@@ -15,6 +15,7 @@ mod cluster;
 mod first_import;
 mod master;
 mod multiplayer_peer;
+mod pending;
 mod runtime;
 
 /// The extension's entry point. gdext's entry trait is `unsafe` by design;

@@ -260,7 +260,7 @@ fn a_redirected_player_that_does_not_leave_is_let_go() {
             locked: false,
         },
         token: vec![1; 8],
-        session_secret: sustenet_proto::SessionSecret([3; 32]),
+        session_secret: [3; 32].into(),
         expires_at_ms: 0,
     };
     let now = h.now;
