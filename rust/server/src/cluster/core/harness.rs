@@ -186,7 +186,8 @@ impl Harness {
         let conn = self.next_conn;
         self.next_conn += 1;
         let session_id = 1000 + conn;
-        let keys = ClientSessionKeys::derive(&[conn as u8; 32]);
+        let keys = ClientSessionKeys::derive(&[conn as u8; 32], &[0x33; 32])
+            .unwrap_or_else(|e| panic!("{e}"));
         let udp = keys.datagram(Side::Responder, session_id);
         let (out_tx, out) = mpsc::channel(self.shared.config.limits.send_queue);
         let (kill_tx, kill) = oneshot::channel();
