@@ -17,7 +17,7 @@
 #   SUSTENET_DEBIAN_MIRROR Debian mirror URL          (default: the host's own)
 #   SUSTENET_WIN_REINSTALL=1  throw away an existing root and start again
 #
-# Needs root (debootstrap, chroot). Takes a few minutes and about 1.5 GB.
+# Needs root (debootstrap, chroot). Takes a few minutes and about 2 GB.
 set -euo pipefail
 
 ROOT="${SUSTENET_WIN_ROOT:-/opt/sustenet-win-root}"

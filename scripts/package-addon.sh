@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Packages the addon as dist/sustenet-addon-<version>.zip: the addons/sustenet/ folder (plugin,
 # icons, sustenet.gdextension, LICENSE, README.md, every library in addons/sustenet/bin/ that
-# sustenet.gdextension lists) and addons/sustenet/MANIFEST.txt, which says which platforms the
-# zip holds. The manifest is also written beside the zip, with the Asset Library metadata.
+# sustenet.gdextension lists, Linux ones without their DWARF debug info) and
+# addons/sustenet/MANIFEST.txt, which says which platforms the zip holds, with each library's
+# size and SHA-256 as packaged. The manifest is also written beside the zip, with the Asset
+# Library metadata.
 #
 #   scripts/package-addon.sh                 # build what this machine can, then package
 #   scripts/package-addon.sh --no-build      # package the libraries already in addons/sustenet/bin/
@@ -48,6 +50,21 @@ if [ "$build" -eq 1 ]; then
     fi
 fi
 
+# strip_debug_info <file>: drop the DWARF debug sections of an ELF library built for this
+# machine's architecture (hundreds of MB in the debug builds; exported symbols stay). Other
+# files (PE, Mach-O, ELF of another architecture) are packaged as built: the Windows and macOS
+# builds keep their debug info outside the library, and the release workflow strips the arm64
+# libraries on their own runner.
+strip_debug_info() {
+    command -v strip >/dev/null && command -v objdump >/dev/null || return 0
+    [ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ] || return 0
+    case "$(uname -m):$(objdump -f "$1" 2>/dev/null | sed -n 's/^architecture: \([^,]*\).*/\1/p')" in
+        x86_64:i386:x86-64|aarch64:aarch64) ;;
+        *) return 0 ;;
+    esac
+    strip --strip-debug -o "$1.stripped" "$1" && mv -f "$1.stripped" "$1"
+}
+
 # --- the libraries sustenet.gdextension lists ------------------------------------------------
 cmp -s sustenet.gdextension "$addon/sustenet.gdextension" \
     || die "$addon/sustenet.gdextension differs from sustenet.gdextension (run scripts/build-godot.sh)"
@@ -67,8 +84,9 @@ while IFS='=' read -r tag path; do
     file="${path#res://}"
     if [ -f "$file" ]; then
         cp "$file" "$stage/$file"
-        sum=$( (sha256sum "$file" 2>/dev/null || shasum -a 256 "$file") | cut -d' ' -f1)
-        echo "$tag  ${file#"$addon"/}  $(wc -c <"$file" | tr -d ' ')  $sum" >>"$manifest"
+        strip_debug_info "$stage/$file"
+        sum=$( (sha256sum "$stage/$file" 2>/dev/null || shasum -a 256 "$stage/$file") | cut -d' ' -f1)
+        echo "$tag  ${file#"$addon"/}  $(wc -c <"$stage/$file" | tr -d ' ')  $sum" >>"$manifest"
         say "  $tag: $file"
         present=$((present + 1))
     else

@@ -217,6 +217,9 @@ fn bench_against_up_one_and_several_processes() {
             "bench",
             "--clients",
             "5",
+            // The light generator in two processes.
+            "--processes",
+            "2",
             "--duration",
             "2",
             "--ramp",
@@ -228,6 +231,7 @@ fn bench_against_up_one_and_several_processes() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("bench OK"), "{text}");
+    assert!(text.contains("in 2 process(es)"), "{text}");
     assert!(text.contains("joined        5/5"), "{text}");
     assert!(text.contains("expected updates delivered"), "{text}");
     let err = String::from_utf8_lossy(&out.stderr);

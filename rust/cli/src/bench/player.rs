@@ -348,7 +348,10 @@ pub(super) async fn play(
                 recv = events.recv_async();
                 match ev {
                     Ok(ev) => me.on_events(ev, events)?,
-                    Err(_) => return Err(Failure::new("client stopped", "the client task stopped")),
+                    Err(_) => {
+                        me.publish();
+                        return Err(Failure::new("client stopped", "the client task stopped"));
+                    }
                 }
             }
         }
@@ -378,6 +381,7 @@ impl Player<'_> {
                 Err(_) => {}
                 Ok(Ok(ev)) => self.on_events(ev, events)?,
                 Ok(Err(_)) => {
+                    self.publish();
                     return Err(Failure::new("client stopped", "the client task stopped"));
                 }
             }
@@ -396,6 +400,9 @@ impl Player<'_> {
                 ),
             );
         }
+        // What was counted since the last event (the last sends' expected
+        // deliveries among it) must reach the process's counters too.
+        self.publish();
         Ok(())
     }
 }

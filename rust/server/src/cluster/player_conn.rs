@@ -10,8 +10,10 @@ use std::time::Duration;
 use rand::RngCore;
 use sustenet_net::{FrameReader, NetError, SealedReader, SealedWriter, write_frame};
 use sustenet_proto::crypto::StreamSession;
-use sustenet_proto::handshake::{self, Hello};
-use sustenet_proto::{ClientToCluster, ClusterToClient, DisconnectReason, Goodbye, Side};
+use sustenet_proto::handshake::{self, ClusterAccept, Hello};
+use sustenet_proto::{
+    ClientToCluster, ClusterToClient, DisconnectReason, Goodbye, HandshakeError, Side,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -185,19 +187,7 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
         .await;
         return;
     }
-    let accepted = {
-        let mut used = shared.used_tokens.lock().unwrap_or_else(|p| p.into_inner());
-        handshake::accept_client(
-            &token,
-            &proof,
-            &shared.key,
-            shared.cluster_id,
-            now_ms(),
-            &mut used,
-            &mut rand::rng(),
-        )
-    };
-    let accepted = match accepted {
+    let accepted = match accept_token(&shared, &token, &proof, now_ms()) {
         Ok(a) => a,
         Err(e) => {
             warn!("refused: {e}");
@@ -259,6 +249,25 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
         udp_port: shared.udp_port,
     };
     run_session(&shared, session, welcome, peer).await;
+}
+
+/// Opens a join hello's token and checks its proof, then records the token
+/// as used: the used-token lock is held only for that record, never while
+/// a token is decrypted, so one large forged token does not hold up every
+/// other join.
+pub(crate) fn accept_token(
+    shared: &Shared,
+    token: &[u8],
+    proof: &[u8],
+    now_ms: u64,
+) -> Result<ClusterAccept, HandshakeError> {
+    let token = handshake::open_join(token, proof, &shared.key, shared.cluster_id, now_ms)?;
+    {
+        let mut used = shared.used_tokens.lock().unwrap_or_else(|p| p.into_inner());
+        used.use_token(&token, now_ms)
+            .map_err(HandshakeError::Token)?;
+    }
+    handshake::finish_join(token, &mut rand::rng())
 }
 
 /// One accepted connection of a player, first or resumed: its reader and

@@ -500,3 +500,36 @@ fn datagram(
     });
     challenge.map(|v| (slot, v))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    /// Queued datagrams leave in batches (runs of one size to one address,
+    /// at most the segment limit each) and arrive one by one, in order,
+    /// each exactly as queued.
+    #[tokio::test]
+    async fn batches_arrive_as_the_datagrams_queued() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let to = rx.local_addr().unwrap();
+        let mut io = Io::new(&to).unwrap();
+        let sizes = [66usize, 66, 66, 102, 66, 33, 33]
+            .into_iter()
+            .chain(std::iter::repeat_n(66, 150));
+        let sent: Vec<Vec<u8>> = sizes
+            .enumerate()
+            .map(|(k, len)| (0..len).map(|b| (k * 7 + b) as u8).collect())
+            .collect();
+        for d in &sent {
+            io.queue(d, to);
+        }
+        io.flush();
+        let mut buf = [0u8; 2048];
+        for (k, d) in sent.iter().enumerate() {
+            let n = rx.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &d[..], "datagram {k}");
+        }
+    }
+}

@@ -418,3 +418,47 @@ proptest! {
         prop_assert_eq!((h.seats(), h.resumable()), (0, 0));
     }
 }
+
+#[test]
+fn the_used_token_lock_is_taken_only_to_record_a_token() {
+    use crate::cluster::player_conn::accept_token;
+    use sustenet_proto::ConnectToken;
+    use sustenet_proto::handshake::{self, Hello};
+
+    let h = Harness::new(config());
+    let shared = h.shared.clone();
+    let now_ms = 1_000_000;
+    let guard = shared.used_tokens.lock().unwrap();
+    // While another join holds the lock, a forged token of the largest size
+    // is refused without waiting for it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s = shared.clone();
+    std::thread::spawn(move || {
+        let forged = vec![0x5A; 16_000];
+        let _ = tx.send(accept_token(&s, &forged, &[0; 32], now_ms).is_err());
+    });
+    let refused = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a forged token waited for the used-token lock");
+    assert!(refused);
+    drop(guard);
+    // A genuine one is accepted once (recorded under the lock), then refused.
+    let secret = [9; 32];
+    let token = ConnectToken {
+        client_id: 4,
+        cluster_id: shared.cluster_id,
+        token_id: [1; 16],
+        expires_at_ms: now_ms + 30_000,
+        session_secret: sustenet_proto::SessionSecret(secret),
+        user_data: Vec::new(),
+    }
+    .seal(&shared.key, &mut rand::rng())
+    .unwrap();
+    let (hello, _) = handshake::client_cluster_hello(&token, &secret).unwrap();
+    let Ok(Hello::ClientCluster { token, proof }) = handshake::parse_hello(&hello) else {
+        panic!("not a client hello");
+    };
+    assert!(accept_token(&shared, &token, &proof, now_ms).is_ok());
+    let again = accept_token(&shared, &token, &proof, now_ms).err().unwrap();
+    assert_eq!(again.reason(), DisconnectReason::TokenUsed);
+}
