@@ -5,6 +5,7 @@
 ## - interest management: update_visibility hides a far player's node (not even spawned) and
 ##   shows it once the players are near each other on the fragment grid; get_peers_near;
 ## - refuse_new_connections: a new client's game sees connection_failed;
+## - a peer made before its client joined sees connection_failed when the join fails;
 ## - close() leaves the SustenetClient on the cluster, and a new peer on it connects again;
 ## - disconnect_peer kicks the player: its game sees server_disconnected.
 ##   godot --headless --path demo_project -s res://tests/test_mp_features.gd -- \
@@ -21,7 +22,7 @@ var left := []
 
 func _initialize() -> void:
 	begin("mp_features", 90)
-	for side in ["Server", "C1", "C2", "C3"]:
+	for side in ["Server", "C1", "C2", "C3", "C4"]:
 		var b := Node.new()
 		b.name = side
 		root.add_child(b)
@@ -80,6 +81,7 @@ func _run() -> void:
 	await _relay_off(id1, id2)
 	await _interest(id1, id2, c2)
 	await _refuse()
+	await _join_fails()
 	await _close_and_again(c2, id2)
 	await _kick(id1)
 	for side in games:
@@ -142,6 +144,22 @@ func _refuse() -> void:
 	check(c3.is_in_cluster(), "the refused client is still on the cluster (plain API)")
 	games.Server.multiplayer.refuse_new_connections = false
 	c3.disconnect_from_server()
+
+
+func _join_fails() -> void:
+	var c := SustenetClient.new()
+	c.master_port = w_master.get_bound_port()
+	c.master_public_key = w_master.get_public_key()
+	c.login_succeeded.connect(func(_id): c.join_cluster(987654321))   # no such cluster
+	root.add_child(c)
+	var events := []
+	games.C4.multiplayer.connection_failed.connect(func(): events.append("connection_failed"))
+	games.C4.multiplayer.server_disconnected.connect(func(): events.append("server_disconnected"))
+	var p := _connect("C4", c)
+	c.login("features_4", "")
+	check(await wait_until(func(): return not events.is_empty(), 15) and events == ["connection_failed"],
+			"a failed join: the waiting peer's game sees connection_failed (%s)" % [events])
+	check(p.get_connection_status() == MultiplayerPeer.CONNECTION_DISCONNECTED, "and the peer is DISCONNECTED")
 
 
 func _close_and_again(c2: SustenetClient, id2: int) -> void:

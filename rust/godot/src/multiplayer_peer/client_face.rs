@@ -135,6 +135,14 @@ impl SustenetMultiplayerPeer {
             }
             ClientTap::Redirected => self.leave_old_cluster(),
             ClientTap::Disconnected => self.lose_server(),
+            ClientTap::JoinFailed => {
+                // Only a peer still waiting for its first cluster gives up: the
+                // game sees connection_failed, as when ENet cannot connect.
+                let waiting = matches!(&self.face, Face::Client(c) if !c.joined);
+                if waiting && self.status == ConnectionStatus::CONNECTING {
+                    self.lose_server();
+                }
+            }
             ClientTap::Packet { command, payload } => self.client_packet(command, &payload),
         }
     }

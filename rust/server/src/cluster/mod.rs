@@ -19,6 +19,7 @@
 //! locks. A player whose send queue is full is disconnected with
 //! `SendQueueFull`; nothing grows without bound.
 
+mod budget;
 mod config;
 pub(crate) mod core;
 mod handle;
@@ -39,7 +40,7 @@ use rand::RngCore;
 use sustenet_proto::crypto::{ClientSessionKeys, DatagramSession, StreamSession};
 use sustenet_proto::datagram::Record;
 use sustenet_proto::handshake::ResumeClaim;
-use sustenet_proto::{ClusterToClient, DisconnectReason, Goodbye, Key, UsedTokens};
+use sustenet_proto::{DisconnectReason, Goodbye, Key, UsedTokens};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, info, info_span};
@@ -68,7 +69,7 @@ pub(crate) enum CoreEvent {
         conn: u64,
         session_id: u64,
         user_data: Vec<u8>,
-        out: mpsc::Sender<ClusterToClient>,
+        out: self::core::Outbox,
         kill: oneshot::Sender<(Goodbye, bool)>,
         keys: Arc<ClientSessionKeys>,
         udp: Box<DatagramSession>,
@@ -84,11 +85,13 @@ pub(crate) enum CoreEvent {
         claim: ResumeClaim,
         reply: oneshot::Sender<Result<Resumed, Goodbye>>,
     },
+    /// A reliable message, holding its bytes of the event budget.
     Packet {
         player: PlayerId,
         conn: u64,
         command: u16,
         payload: Vec<u8>,
+        budget: budget::Held,
     },
     /// The player has received this many of the session's data messages.
     Ack {
@@ -101,13 +104,15 @@ pub(crate) enum CoreEvent {
         conn: u64,
         reason: DisconnectReason,
     },
-    /// An authenticated datagram of `len` bytes from `addr`.
+    /// An authenticated datagram of `len` bytes from `addr`, holding its
+    /// bytes of the event budget.
     Udp {
         player: PlayerId,
         session_id: u64,
         addr: SocketAddr,
         len: usize,
         records: Vec<Record>,
+        budget: budget::Held,
     },
     Snapshot(oneshot::Sender<Vec<PlayerId>>),
     TransferReady {
@@ -129,9 +134,9 @@ pub(crate) struct Resumed {
     pub(crate) session: Box<StreamSession>,
     /// Data messages of the client's that the cluster had received.
     pub(crate) received: u64,
-    pub(crate) out: mpsc::Sender<ClusterToClient>,
+    pub(crate) out: self::core::Outbox,
     /// Holds the messages to send again, then everything new.
-    pub(crate) out_rx: mpsc::Receiver<ClusterToClient>,
+    pub(crate) out_rx: self::core::OutboxRx,
     pub(crate) kill: oneshot::Receiver<(Goodbye, bool)>,
 }
 
@@ -156,6 +161,8 @@ pub(crate) struct Shared {
     /// Occupied fragments, for the status report.
     pub(crate) fragment_count: AtomicUsize,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Bytes of payload queued for the core (`event_queue_bytes`).
+    pub(crate) event_budget: budget::EventBudget,
 }
 
 /// Runs a cluster with no outside commands. See [`run_with_handle`].
@@ -195,6 +202,7 @@ pub async fn run_with_handle(
         .max_frame
         .saturating_sub(sustenet_proto::message::RELIABLE_OVERHEAD);
     commands.max_reliable.store(max_reliable, Ordering::Relaxed);
+    let config_event_bytes = config.event_queue_bytes;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, mut events_rx) = mpsc::channel::<CoreEvent>(16_384);
     let (udp_ctl_tx, udp_ctl_rx) = mpsc::channel::<UdpControl>(16_384);
@@ -217,6 +225,7 @@ pub async fn run_with_handle(
         max_reliable,
         fragment_count: AtomicUsize::new(0),
         shutdown: stop_rx,
+        event_budget: budget::EventBudget::new(config_event_bytes),
     });
     info!(
         cluster_id,
@@ -394,7 +403,11 @@ async fn on_event<P: Plugin>(
             conn,
             command,
             payload,
-        } => core.packet(now, player, conn, command, &payload),
+            budget,
+        } => {
+            core.packet(now, player, conn, command, &payload);
+            drop(budget);
+        }
         CoreEvent::Ack {
             player,
             conn,
@@ -411,7 +424,11 @@ async fn on_event<P: Plugin>(
             addr,
             len,
             records,
-        } => core.datagram(now, player, session_id, addr, len, records),
+            budget,
+        } => {
+            core.datagram(now, player, session_id, addr, len, records);
+            drop(budget);
+        }
         CoreEvent::Snapshot(reply) => {
             let _ = reply.send(core.snapshot());
         }

@@ -15,10 +15,10 @@ use sustenet_proto::{
     ClientToCluster, ClusterToClient, DisconnectReason, Goodbye, HandshakeError, Side,
 };
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::core::queue;
+use super::core::{Outbox, OutboxRx, outbox, queue};
 use super::{CoreEvent, Shared};
 use crate::ids::PlayerId;
 use crate::time::now_ms;
@@ -203,7 +203,7 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
         }
     };
     let udp = accepted.keys.datagram(Side::Responder, session_id);
-    let (out_tx, out_rx) = mpsc::channel::<ClusterToClient>(limits.send_queue);
+    let (out_tx, out_rx) = outbox(limits.send_queue, shared.config.send_queue_bytes);
     let (kill_tx, kill_rx) = oneshot::channel();
     let (reply_tx, reply_rx) = oneshot::channel();
     let join = CoreEvent::Join {
@@ -278,8 +278,8 @@ struct PlayerConn {
     frames: FrameReader<tokio::net::tcp::OwnedReadHalf>,
     wr: tokio::net::tcp::OwnedWriteHalf,
     stream: StreamSession,
-    out: mpsc::Sender<ClusterToClient>,
-    out_rx: mpsc::Receiver<ClusterToClient>,
+    out: Outbox,
+    out_rx: OutboxRx,
     kill: oneshot::Receiver<(Goodbye, bool)>,
 }
 
@@ -317,7 +317,10 @@ async fn run_session(shared: &Shared, s: PlayerConn, first: ClusterToClient, pee
                 Ok(Ok(None)) => break DisconnectReason::ConnectionLost,
                 Ok(Ok(Some(msg))) => match msg {
                     ClientToCluster::Data { command, payload } => {
-                        if shared.events.send(CoreEvent::Packet { player, conn, command, payload }).await.is_err() {
+                        let Some(budget) = shared.event_budget.take(payload.len()).await else {
+                            break DisconnectReason::ServerShutdown;
+                        };
+                        if shared.events.send(CoreEvent::Packet { player, conn, command, payload, budget }).await.is_err() {
                             break DisconnectReason::ServerShutdown;
                         }
                     }
@@ -376,7 +379,7 @@ async fn run_session(shared: &Shared, s: PlayerConn, first: ClusterToClient, pee
 
 async fn player_writer(
     mut writer: SealedWriter<tokio::net::tcp::OwnedWriteHalf>,
-    mut rx: mpsc::Receiver<ClusterToClient>,
+    mut rx: OutboxRx,
     mut kill: oneshot::Receiver<(Goodbye, bool)>,
 ) {
     let r: Result<(), NetError> = async {
@@ -387,7 +390,7 @@ async fn player_writer(
                 k = &mut kill => {
                     if let Ok((goodbye, drain)) = k {
                         if drain {
-                            while let Ok(m) = rx.try_recv() {
+                            while let Some(m) = rx.try_recv() {
                                 writer.queue(&m)?;
                             }
                         }
@@ -401,8 +404,8 @@ async fn player_writer(
                     writer.queue(&m)?;
                     while writer.pending() < 64 * 1024 {
                         match rx.try_recv() {
-                            Ok(m) => writer.queue(&m)?,
-                            Err(_) => break,
+                            Some(m) => writer.queue(&m)?,
+                            None => break,
                         }
                     }
                     writer.flush().await?;

@@ -181,6 +181,25 @@ fn a_full_send_queue_disconnects_without_draining() {
 }
 
 #[test]
+fn a_send_queue_is_bounded_in_bytes_too() {
+    let mut h = Harness::new(ClusterConfig {
+        send_queue_bytes: 10_000,
+        ..config()
+    });
+    let mut c = h.join(1).unwrap();
+    h.command(|ctx| {
+        // Far fewer messages than `send_queue`, but over 10,000 bytes.
+        for _ in 0..2 {
+            ctx.send(1, 5, &[0; 4_000]).unwrap();
+        }
+        assert_eq!(ctx.send(1, 5, &[0; 4_000]), Err(SendError::QueueFull(1)));
+    });
+    let (goodbye, _) = c.goodbye().unwrap();
+    assert_eq!(goodbye.reason, DisconnectReason::SendQueueFull);
+    assert_eq!(h.seats(), 0);
+}
+
+#[test]
 fn a_kick_closes_with_its_message_and_frees_the_seat() {
     let mut h = Harness::new(config());
     let mut c = h.join(1).unwrap();
