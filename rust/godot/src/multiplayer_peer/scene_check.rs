@@ -20,6 +20,28 @@ const SYS_RELAY: u8 = 3;
 /// `SYS_CMD_SIZE`: command, system command, peer id (i32).
 const SYS_CMD_SIZE: usize = 6;
 
+/// `SYS_COMMAND_ADD_PEER`, server to client: a peer the client reaches through relay.
+const SYS_ADD_PEER: u8 = 1;
+/// `SYS_COMMAND_DEL_PEER`, server to client: that peer left.
+const SYS_DEL_PEER: u8 = 2;
+
+/// A change of the peers a client knows through the server's relay, read
+/// from a SceneMultiplayer packet the server sent: (peer id, added).
+pub fn relay_peer_change(packet: &[u8]) -> Option<(i32, bool)> {
+    let [first, sys, a, b, c, d, ..] = packet else {
+        return None;
+    };
+    if first & CMD_MASK != COMMAND_SYS {
+        return None;
+    }
+    let id = i32::from_le_bytes([*a, *b, *c, *d]);
+    match *sys {
+        SYS_ADD_PEER => Some((id, true)),
+        SYS_DEL_PEER => Some((id, false)),
+        _ => None,
+    }
+}
+
 /// Why a client's packet is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SceneError {
@@ -92,6 +114,18 @@ mod tests {
             Ok(())
         );
         assert_eq!(check_client_packet(&vec![6; 1350], true, 1350), Ok(()));
+    }
+
+    #[test]
+    fn relay_peer_announcements_are_read() {
+        assert_eq!(relay_peer_change(&[7, 1, 5, 0, 0, 0]), Some((5, true)));
+        assert_eq!(
+            relay_peer_change(&[7, 2, 0xFF, 0xFF, 0xFF, 0x7F]),
+            Some((i32::MAX, false))
+        );
+        assert_eq!(relay_peer_change(&[7, 3, 5, 0, 0, 0, 9]), None);
+        assert_eq!(relay_peer_change(&[0, 1, 5, 0, 0, 0]), None);
+        assert_eq!(relay_peer_change(&[7, 1, 5, 0, 0]), None);
     }
 
     #[test]

@@ -340,27 +340,6 @@ async fn on_event<P: Plugin>(
             udp,
             reply,
         } => {
-            if let Err(goodbye) = core.admit(now, player) {
-                let _ = reply.send(Err(goodbye));
-                return;
-            }
-            core.finish();
-            for session_id in core.take_gone_sessions() {
-                let _ = udp_ctl.send(UdpControl::Remove { session_id }).await;
-            }
-            let DatagramSession { sealer, opener } = *udp;
-            // The UDP session is known before the player hears Welcome, so
-            // its very first datagram is not dropped.
-            let add = UdpControl::Add {
-                session_id,
-                player,
-                opener: Box::new(opener),
-            };
-            let _ = udp_ctl.send(add).await;
-            if reply.send(Ok(())).is_err() {
-                let _ = udp_ctl.try_send(UdpControl::Remove { session_id });
-                return;
-            }
             let j = NewPlayer {
                 player,
                 conn,
@@ -369,9 +348,9 @@ async fn on_event<P: Plugin>(
                 out,
                 kill,
                 keys,
-                udp: sealer,
+                udp: udp.sealer,
             };
-            core.join(now, j);
+            on_join(core, udp_ctl, now, j, udp.opener, reply).await;
         }
         CoreEvent::Resume {
             conn,
@@ -381,16 +360,15 @@ async fn on_event<P: Plugin>(
             claim,
             reply,
         } => {
-            let r = core
-                .resume(now, conn, player, session_id, claim)
-                .map(|a| Resumed {
-                    player,
-                    session,
-                    received: a.received,
-                    out: a.out,
-                    out_rx: a.out_rx,
-                    kill: a.kill,
-                });
+            let r = core.resume(now, conn, player, session_id, claim);
+            let r = r.map(|a| Resumed {
+                player,
+                session,
+                received: a.received,
+                out: a.out,
+                out_rx: a.out_rx,
+                kill: a.kill,
+            });
             let accepted = r.is_ok();
             match (reply.send(r).is_ok(), accepted) {
                 (true, true) => core.reconnected(now, player),
@@ -444,4 +422,37 @@ async fn on_event<P: Plugin>(
         } => core.transfer_failed(now, request_id, player, &reason),
         CoreEvent::Master(status) => core.master(now, &status),
     }
+}
+
+/// A join: admitted by the core (capacity, the newest connection wins),
+/// known to the UDP task before the player hears Welcome (so its very first
+/// datagram is not dropped), then in the table.
+async fn on_join<P: Plugin>(
+    core: &mut Core<P>,
+    udp_ctl: &mpsc::Sender<UdpControl>,
+    now: Instant,
+    j: NewPlayer,
+    opener: sustenet_proto::crypto::DatagramOpener,
+    reply: oneshot::Sender<Result<(), Goodbye>>,
+) {
+    if let Err(goodbye) = core.admit(now, j.player) {
+        let _ = reply.send(Err(goodbye));
+        return;
+    }
+    core.finish();
+    for session_id in core.take_gone_sessions() {
+        let _ = udp_ctl.send(UdpControl::Remove { session_id }).await;
+    }
+    let session_id = j.session_id;
+    let add = UdpControl::Add {
+        session_id,
+        player: j.player,
+        opener: Box::new(opener),
+    };
+    let _ = udp_ctl.send(add).await;
+    if reply.send(Ok(())).is_err() {
+        let _ = udp_ctl.try_send(UdpControl::Remove { session_id });
+        return;
+    }
+    core.join(now, j);
 }
