@@ -7,6 +7,9 @@
 ## - refuse_new_connections: a new client's game sees connection_failed;
 ## - a peer made before its client joined sees connection_failed when the join fails;
 ## - close() leaves the SustenetClient on the cluster, and a new peer on it connects again;
+##   also when the new peer's hello reaches the cluster in the same poll as the old one's bye;
+## - a cluster that stops: the server's peer is DISCONNECTED before it emits peer_disconnected,
+##   and a handler that makes a new server on it then is left CONNECTED;
 ## - the plain signal API works beside the peer, and never shows the peer's own packets;
 ## - disconnect_peer kicks the player: its game sees server_disconnected.
 ##   godot --headless --path demo_project -s res://tests/test_mp_features.gd -- \
@@ -85,7 +88,9 @@ func _run() -> void:
 	await _refuse()
 	await _join_fails()
 	await _close_and_again(c2, id2)
+	await _close_and_hello_at_once(c2, id2)
 	await _kick(id1)
+	await _cluster_stops()
 	for side in games:
 		games[side].multiplayer.multiplayer_peer = null
 	await stop_world()
@@ -194,6 +199,44 @@ func _close_and_again(c2: SustenetClient, id2: int) -> void:
 		return joined.size() == before + 1 and again.get_connection_status() == MultiplayerPeer.CONNECTION_CONNECTED, 10),
 			"a new peer on the same SustenetClient connects again")
 	check(again.get_unique_id() == id2, "with the same peer id (%d)" % again.get_unique_id())
+
+
+## The old peer's bye and the new peer's hello arrive together: the new peer must not be
+## welcomed into the old peer's place (which leaves at the next poll); it joins anew.
+func _close_and_hello_at_once(c2: SustenetClient, id2: int) -> void:
+	var before_left := left.count(id2)
+	var before_joined := joined.count(id2)
+	games.C2.multiplayer.multiplayer_peer.close()
+	var again := SustenetMultiplayerPeer.new()
+	check(again.create_client(c2) == OK, "C2: create_client OK")
+	again.poll()  # its hello goes out now, right behind the bye
+	games.C2.multiplayer.multiplayer_peer = again
+	check(await wait_until(func():
+		return left.count(id2) == before_left + 1 and joined.count(id2) == before_joined + 1 \
+				and again.get_connection_status() == MultiplayerPeer.CONNECTION_CONNECTED, 10),
+			"bye and hello at once: the server saw the old peer leave and the new one join (%s %s)" % [left, joined])
+	await wait_seconds(0.3)
+	check(server_peer.get_player_id(id2) != -1 and again.get_connection_status() == MultiplayerPeer.CONNECTION_CONNECTED,
+			"and the new peer stays on the server")
+
+
+## The cluster stops under the server's peer: it is already DISCONNECTED while it tells the
+## game its peers left, so a handler may make a new server at once, and that one stays.
+func _cluster_stops() -> void:
+	var statuses := []
+	var remade := []
+	server_peer.peer_disconnected.connect(func(_id):
+		statuses.append(server_peer.get_connection_status())
+		if remade.is_empty() and server_peer.get_connection_status() == MultiplayerPeer.CONNECTION_DISCONNECTED:
+			remade.append(server_peer.create_server(w_cluster)))
+	w_cluster.stop()
+	check(await wait_until(func(): return not remade.is_empty(), 10), "the cluster stopped: a peer_disconnected handler saw the peer DISCONNECTED")
+	check(statuses.all(func(s): return s == MultiplayerPeer.CONNECTION_DISCONNECTED),
+			"it said DISCONNECTED already while emitting peer_disconnected (%s)" % [statuses])
+	check(remade == [OK], "the handler made a new server on the same peer (%s)" % [remade])
+	await wait_seconds(0.3)
+	check(server_peer.get_connection_status() == MultiplayerPeer.CONNECTION_CONNECTED and w_cluster.is_running(),
+			"and the new server stays CONNECTED on the restarted cluster")
 
 
 func _kick(id1: int) -> void:

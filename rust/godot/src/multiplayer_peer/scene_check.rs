@@ -50,7 +50,8 @@ pub enum SceneError {
     /// A system message only a server sends (add or remove peer), or an
     /// unknown one.
     ServerOnlySystem(u8),
-    /// A relay request while relay is off, or one with nothing to relay.
+    /// A relay request while relay is off, one with nothing to relay, or
+    /// one inside a relay request.
     Relay,
     /// A synchronizer packet over the limit.
     SyncTooLarge(usize),
@@ -69,7 +70,7 @@ impl std::fmt::Display for SceneError {
             ),
             SceneError::Relay => write!(
                 f,
-                "a relay request the server does not take (relay off, or empty)"
+                "a relay request the server does not take (relay off, empty, or nested)"
             ),
             SceneError::SyncTooLarge(n) => write!(f, "a synchronizer packet of {n} bytes"),
         }
@@ -90,7 +91,14 @@ pub fn check_client_packet(packet: &[u8], relay: bool, max_sync: usize) -> Resul
             match *sys {
                 SYS_AUTH => Ok(()),
                 SYS_RELAY if !relay || packet.len() <= SYS_CMD_SIZE => Err(SceneError::Relay),
-                SYS_RELAY => Ok(()),
+                // The server's SceneMultiplayer passes the inner packet on
+                // (and runs it itself): it gets the same checks, and is
+                // never a relay again.
+                SYS_RELAY => check_client_packet(
+                    packet.get(SYS_CMD_SIZE..).unwrap_or_default(),
+                    false,
+                    max_sync,
+                ),
                 _ if packet.len() < SYS_CMD_SIZE => Err(SceneError::ShortSystem),
                 other => Err(SceneError::ServerOnlySystem(other)),
             }
@@ -161,6 +169,21 @@ mod tests {
         assert_eq!(
             check_client_packet(&vec![6; 1351], true, 1350),
             Err(SceneError::SyncTooLarge(1351))
+        );
+        // A relayed packet gets the same checks, and is no relay itself.
+        let mut big = vec![7, 3, 0, 0, 0, 0];
+        big.extend(vec![6; 60_000]);
+        assert_eq!(
+            check_client_packet(&big, true, 1350),
+            Err(SceneError::SyncTooLarge(60_000))
+        );
+        assert_eq!(
+            check_client_packet(&[7, 3, 0, 0, 0, 0, 7, 1, 2, 0, 0, 0], true, 1350),
+            Err(SceneError::ServerOnlySystem(1))
+        );
+        assert_eq!(
+            check_client_packet(&[7, 3, 0, 0, 0, 0, 7, 3, 1, 0, 0, 0, 0], true, 1350),
+            Err(SceneError::Relay)
         );
         // The flag bits above the command do not hide it.
         assert_eq!(
