@@ -7,6 +7,7 @@
 ## - refuse_new_connections: a new client's game sees connection_failed;
 ## - a peer made before its client joined sees connection_failed when the join fails;
 ## - close() leaves the SustenetClient on the cluster, and a new peer on it connects again;
+## - the plain signal API works beside the peer, and never shows the peer's own packets;
 ## - disconnect_peer kicks the player: its game sees server_disconnected.
 ##   godot --headless --path demo_project -s res://tests/test_mp_features.gd -- \
 ##     --key-dir=DIR --key-name=test_cluster --master-port=P --cluster-port=P2
@@ -79,6 +80,7 @@ func _run() -> void:
 	var id1: int = p1.get_unique_id()
 	var id2: int = p2.get_unique_id()
 	await _relay_off(id1, id2)
+	await _plain_api_beside()
 	await _interest(id1, id2, c2)
 	await _refuse()
 	await _join_fails()
@@ -97,6 +99,25 @@ func _relay_off(id1: int, id2: int) -> void:
 	# A client's rpc() to everyone goes to the server directly (no relay wrapper to refuse).
 	games.C1.rpc("chat", 1, id1)
 	check(await wait_until(func(): return games.Server.chats.get(id1, []) == [1], 10), "relay off: a client's rpc() to everyone reaches the server")
+
+
+func _plain_api_beside() -> void:
+	var at_cluster := []
+	var at_client := []
+	w_cluster.packet_received.connect(func(pid, cmd, data, _rel): at_cluster.append([pid, cmd, data]))
+	w_client.packet_received.connect(func(cmd, data, _rel): at_client.append([cmd, data]))
+	# @rpc traffic meanwhile: none of it may show up as packet_received.
+	for i in 5:
+		games.C1.rpc_id(1, "chat", 100 + i, games.C1.multiplayer.get_unique_id())
+	check(w_client.send(5, PackedByteArray([1, 2, 3])) == OK, "plain send beside the peer OK")
+	check(await wait_until(func(): return at_cluster.any(func(p): return p[1] == 5), 10), "the cluster's packet_received got it")
+	check(w_cluster.send_to(world_player_id, 6, PackedByteArray([4])) == OK, "plain send_to beside the peer OK")
+	check(await wait_until(func(): return at_client.any(func(p): return p[0] == 6), 10), "the client's packet_received got it")
+	check(await wait_until(func(): return games.Server.chats.get(games.C1.multiplayer.get_unique_id(), []).size() >= 6, 10),
+			"the @rpcs arrived meanwhile")
+	check(at_cluster.all(func(p): return p[1] < SustenetMultiplayerPeer.FIRST_RESERVED_COMMAND)
+			and at_client.all(func(p): return p[0] < SustenetMultiplayerPeer.FIRST_RESERVED_COMMAND),
+			"no peer packet reached packet_received (%d at the cluster, %d at the client)" % [at_cluster.size(), at_client.size()])
 
 
 func _interest(id1: int, id2: int, c2: SustenetClient) -> void:

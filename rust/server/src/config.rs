@@ -200,8 +200,15 @@ impl Default for ClusterSection {
 pub struct Limits {
     /// Largest TCP frame accepted, in bytes.
     pub max_frame: usize,
-    /// Most connections still in their handshake at once.
+    /// Most connections still in their handshake at once (the general pool).
     pub max_handshakes: usize,
+    /// Most connections in their handshake from one source address (IPv6: one /64).
+    pub max_handshakes_per_address: usize,
+    /// Handshake slots reserved for known addresses, beside the general pool
+    /// (on the master: the addresses clusters registered from).
+    pub max_known_handshakes: usize,
+    /// Time allowed for a new connection's first bytes, in milliseconds.
+    pub first_byte_timeout_ms: u64,
     /// Time allowed to finish a handshake, in milliseconds.
     pub handshake_timeout_ms: u64,
     /// Interval between heartbeats, in milliseconds.
@@ -219,6 +226,9 @@ impl Default for Limits {
         Self {
             max_frame: sustenet_proto::DEFAULT_MAX_FRAME,
             max_handshakes: 512,
+            max_handshakes_per_address: 32,
+            max_known_handshakes: 64,
+            first_byte_timeout_ms: 1_000,
             handshake_timeout_ms: 5_000,
             heartbeat_ms: 1_000,
             timeout_ms: 10_000,
@@ -232,6 +242,10 @@ impl Limits {
     /// The handshake timeout.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.handshake_timeout_ms)
+    }
+    /// The deadline for a new connection's first bytes.
+    pub fn first_byte_timeout(&self) -> Duration {
+        Duration::from_millis(self.first_byte_timeout_ms)
     }
     /// The heartbeat interval.
     pub fn heartbeat(&self) -> Duration {
@@ -253,6 +267,16 @@ impl Limits {
         }
         if self.max_handshakes == 0 {
             return Err(bad("max_handshakes", "must be at least 1"));
+        }
+        if self.max_handshakes_per_address == 0 {
+            return Err(bad("max_handshakes_per_address", "must be at least 1"));
+        }
+        if self.first_byte_timeout_ms == 0 || self.first_byte_timeout_ms > self.handshake_timeout_ms
+        {
+            return Err(bad(
+                "first_byte_timeout_ms",
+                "must be above 0 and at most handshake_timeout_ms",
+            ));
         }
         if self.send_queue == 0 {
             return Err(bad("send_queue", "must be at least 1"));

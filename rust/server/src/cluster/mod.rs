@@ -42,7 +42,7 @@ use sustenet_proto::datagram::Record;
 use sustenet_proto::handshake::ResumeClaim;
 use sustenet_proto::{DisconnectReason, Goodbye, Key, UsedTokens};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, info, info_span};
 
 pub use self::config::{ClusterConfig, MasterLinkStatus, SendError};
@@ -149,7 +149,7 @@ pub(crate) struct Shared {
     pub(crate) udp_port: u16,
     pub(crate) player_count: AtomicUsize,
     pub(crate) used_tokens: Mutex<UsedTokens>,
-    pub(crate) handshakes: Semaphore,
+    pub(crate) handshakes: Arc<crate::handshake_gate::HandshakeGate>,
     pub(crate) events: mpsc::Sender<CoreEvent>,
     pub(crate) resync: AtomicBool,
     pub(crate) sessions: Sessions,
@@ -210,7 +210,7 @@ pub async fn run_with_handle(
     udp::widen_receive_buffer(&udp);
     let udp = Arc::new(udp);
     let shared = Arc::new(Shared {
-        handshakes: Semaphore::new(config.limits.max_handshakes),
+        handshakes: crate::handshake_gate::HandshakeGate::new(&config.limits),
         config,
         key,
         cluster_id,

@@ -72,11 +72,24 @@ async fn refuse(
 async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let limits = shared.config.limits;
-    let Ok(permit) = shared.handshakes.try_acquire() else {
-        warn!("refused: too many connections in their handshake");
-        let why = "too many pending handshakes";
-        refuse(&mut stream, DisconnectReason::TooManyHandshakes, why).await;
-        return;
+    // A slot in the handshake pool (total and per source address), then
+    // the first bytes within their own, shorter deadline.
+    let admitted = shared
+        .handshakes
+        .admit(peer.ip())
+        .map_err(|why| (DisconnectReason::TooManyHandshakes, why.message()));
+    let admitted = match admitted {
+        Ok(p) if shared.handshakes.first_bytes(&stream).await => Ok(p),
+        Ok(_) => Err((DisconnectReason::HandshakeTimeout, "no first bytes in time")),
+        Err(e) => Err(e),
+    };
+    let permit = match admitted {
+        Ok(p) => p,
+        Err((reason, why)) => {
+            warn!("refused: {why}");
+            refuse(&mut stream, reason, why).await;
+            return;
+        }
     };
     let (rd, mut wr) = stream.into_split();
     let mut frames = FrameReader::new(rd, limits.max_frame);

@@ -12,7 +12,7 @@ use sustenet_proto::handshake::ResumeClaim;
 use sustenet_proto::{
     ClientSessionKeys, ClusterToClient, DisconnectReason, Goodbye, Key, Side, UsedTokens,
 };
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Core, Interest, NewPlayer, Transfers};
 use crate::cluster::master_link::LinkEvent;
@@ -124,7 +124,7 @@ impl Harness {
             .max_frame
             .saturating_sub(sustenet_proto::message::RELIABLE_OVERHEAD);
         let shared = Arc::new(Shared {
-            handshakes: Semaphore::new(config.limits.max_handshakes),
+            handshakes: crate::handshake_gate::HandshakeGate::new(&config.limits),
             key: Key::from_bytes([7; 32]),
             cluster_id: 1,
             tcp_port: 1,
