@@ -59,7 +59,7 @@ pub struct MasterConfig {
 
 impl MasterConfig {
     /// Client connections allowed when `max_connections` is 0.
-    pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 5_000;
 
     /// The client connection limit in force.
     pub fn connection_limit(&self) -> u32 {
@@ -275,5 +275,29 @@ async fn read_hello(
             refuse(wr, e.reason(), &e.to_string()).await;
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_master_is_never_unbounded() {
+        let default = MasterConfig::default();
+        assert_eq!(
+            default.connection_limit(),
+            MasterConfig::DEFAULT_MAX_CONNECTIONS
+        );
+        let zero = MasterConfig {
+            max_connections: 0,
+            ..MasterConfig::default()
+        };
+        assert_eq!(zero.connection_limit(), 5_000);
+        let set = MasterConfig {
+            max_connections: 7,
+            ..MasterConfig::default()
+        };
+        assert_eq!(set.connection_limit(), 7);
     }
 }
