@@ -174,6 +174,13 @@ pub struct ClusterSection {
     pub resume_grace_ms: u64,
     /// Most bytes of reliable messages kept per player for a reconnect.
     pub resume_buffer: usize,
+    /// Most bytes queued for one player's connection (payloads plus 32
+    /// bytes a message).
+    pub send_queue_bytes: usize,
+    /// Most bytes of payload queued for the cluster's core at once.
+    pub event_queue_bytes: usize,
+    /// Most ping requests answered per second to one source address.
+    pub ping_rate_per_source: u32,
 }
 
 impl Default for ClusterSection {
@@ -190,6 +197,9 @@ impl Default for ClusterSection {
             udp_silence_ms: 10_000,
             resume_grace_ms: 30_000,
             resume_buffer: 256 * 1024,
+            send_queue_bytes: 1 << 20,
+            event_queue_bytes: 32 << 20,
+            ping_rate_per_source: 32,
         }
     }
 }

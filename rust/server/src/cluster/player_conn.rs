@@ -358,13 +358,8 @@ async fn run_session(shared: &Shared, s: PlayerConn, first: ClusterToClient, pee
                     }
                 },
                 Ok(Err(e)) => {
-                    let reason = match &e {
-                        NetError::TooManyAuthFailures(_) => DisconnectReason::Tampered,
-                        NetError::Io(_) | NetError::Truncated => DisconnectReason::ConnectionLost,
-                        _ => DisconnectReason::ProtocolViolation,
-                    };
                     warn!(player, "dropping player: {e}");
-                    break reason;
+                    break e.reason();
                 }
             },
             // The writer stopped: a failed write (the peer is gone), or the

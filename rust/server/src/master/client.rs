@@ -118,11 +118,7 @@ impl ClientSession<'_> {
         match outcome {
             Ok(reason) => debug!("client session ended: {reason}"),
             Err(e) => {
-                let reason = match &e {
-                    NetError::TooManyAuthFailures(_) => DisconnectReason::Tampered,
-                    NetError::Io(_) | NetError::Truncated => DisconnectReason::ConnectionLost,
-                    _ => DisconnectReason::ProtocolViolation,
-                };
+                let reason = e.reason();
                 warn!("client dropped: {e}");
                 let _ = writer
                     .send(&MasterToClient::Disconnect(Goodbye {
