@@ -53,6 +53,9 @@ pub fn write_secret_file(path: &Path, contents: &str, overwrite: bool) -> Result
 }
 
 fn warn_if_open(path: &Path) {
+    // Windows has no mode bits to check; its ACLs are the operator's to set.
+    #[cfg(not(unix))]
+    let _ = path;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -8,11 +8,17 @@ use sustenet_proto::datagram::{self, MAX_DATAGRAM, Record};
 use sustenet_proto::{
     ClientToCluster, ClientToMaster, ClusterToClient, DisconnectReason, Goodbye, Ticket,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Task, reason_of};
 use crate::connect::connect_cluster;
 use crate::{ClientError, ClientEvent};
+
+/// Longest a join waits for the cluster's address challenge before the game
+/// hears `Joined` anyway (UDP blocked: the reliable channel still works).
+const PATH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often the join pings while it waits (a lost ping or challenge).
+const PATH_PING_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl Task {
     /// Sends a reliable message, or keeps it for after the reconnect.
@@ -80,8 +86,7 @@ impl Task {
                 let info = conn.info.clone();
                 self.cluster = Some(conn);
                 self.client_id = Some(player_id);
-                // Tell the cluster our UDP address right away.
-                let _ = self.send_datagram(&Record::Ping(self.micros()));
+                self.prove_udp_path().await;
                 if let Some(mut m) = self.master.take() {
                     // The master is not needed while playing; a later
                     // list or join reconnects with the kept credentials.
@@ -208,20 +213,58 @@ impl Task {
         self.join_with(t, Some(started)).await;
     }
 
-    /// A datagram from the cluster: its records become events.
-    pub(super) fn datagram(&mut self, d: &[u8]) {
+    /// Tells the cluster this player's UDP address and answers its address
+    /// challenge before the game hears `Joined`: the cluster sends datagrams
+    /// only to an address that proved it receives them (protocol §10.4), so
+    /// without this the game's first unreliable messages both ways would be
+    /// dropped. Pings again every [`PATH_PING_EVERY`]; gives up after
+    /// [`PATH_WAIT`] (UDP blocked): the player then joins with its reliable
+    /// channel only, and the heartbeat's pings keep trying.
+    async fn prove_udp_path(&mut self) {
+        let deadline = tokio::time::Instant::now() + PATH_WAIT;
+        let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+        loop {
+            let _ = self.send_datagram(&Record::Ping(self.micros()));
+            let next = (tokio::time::Instant::now() + PATH_PING_EVERY).min(deadline);
+            loop {
+                let Some(c) = self.cluster.as_ref() else {
+                    return;
+                };
+                match tokio::time::timeout_at(next, c.udp.recv(&mut buf)).await {
+                    Ok(Ok(n)) => {
+                        if self.datagram(&buf[..n]) {
+                            return;
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        debug!("udp receive failed: {e}");
+                        return;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                debug!("the cluster sent no address challenge; joining without a proven UDP path");
+                return;
+            }
+        }
+    }
+
+    /// A datagram from the cluster: its records become events. Returns
+    /// whether it carried an address challenge (answered at once).
+    pub(super) fn datagram(&mut self, d: &[u8]) -> bool {
         if d.len() > MAX_DATAGRAM {
-            return;
+            return false;
         }
         let now = self.micros();
         let Some(c) = self.cluster.as_mut() else {
-            return;
+            return false;
         };
         let Ok(plain) = c.udp_opener.open(d) else {
-            return;
+            return false;
         };
         let Ok(records) = datagram::decode_records(&plain) else {
-            return;
+            return false;
         };
         let mut challenge = None;
         for r in records {
@@ -245,6 +288,7 @@ impl Task {
         if let Some(v) = challenge {
             let _ = self.send_datagram(&Record::PathResponse(v));
         }
+        challenge.is_some()
     }
 
     /// Tells the cluster how many of its messages arrived, so it can forget them.

@@ -157,7 +157,9 @@ impl Task {
                 Wake::Command(Some(c)) => self.command(c).await,
                 Wake::Master(r) => self.master_message(r).await,
                 Wake::Cluster(r) => self.cluster_message(r).await,
-                Wake::Udp(Ok(n)) => self.datagram(&buf[..n]),
+                Wake::Udp(Ok(n)) => {
+                    self.datagram(&buf[..n]);
+                }
                 Wake::Udp(Err(e)) => debug!("udp receive failed: {e}"),
                 Wake::Tick => self.tick().await,
                 Wake::Reconnect => self.start_attempt().await,
