@@ -38,6 +38,11 @@
 #                   only that updates arrive (figures go to docs/performance.md)
 #   mp_relay        what SceneMultiplayer's relay costs: M = 5, 10, 20 clients in one process, each
 #                   with a 20 Hz synchronizer, relay on and off; prints RELAY lines (measured only)
+#   godot_way       the Godot-way demo (godot_way/): two clusters running main.tscn side by side and
+#                   a client (test_godot_way.gd) that chats and walks over the border; the game
+#                   scripts (world.gd, player.gd) must not mention Sustenet
+#   export_godot_way  the demo cluster export run as the Godot-way demo's clusters
+#                   (--godot-way: godot_way/main.tscn, west and east), played by test_godot_way.gd
 #   border          server meshing: the demo cluster as "West Cluster" and "East Cluster" in two
 #                   Godot processes (border_cluster_node.gd); a client (test_border.gd) walks
 #                   over the border and is handed over with its state; three verdicts
@@ -203,7 +208,7 @@ run_godot 180 "$T/import.log" --import || { sed 's/\x1b\[[0-9;]*m//g' "$T/import
 
 # --- keys and a real master --------------------------------------------------------------
 read -r MASTER_PORT DEAD_PORT OWN_MASTER_PORT CL_PORT W_MASTER_PORT W_CLUSTER_PORT EXPORT_PORT FL_PORT \
-    WEST_PORT EAST_PORT MP_ENET_PORT MP_PORT MP_A_PORT MP_B_PORT MP_BENCH_PORT <<<"$(free_ports 15)"
+    WEST_PORT EAST_PORT MP_ENET_PORT MP_PORT MP_A_PORT MP_B_PORT MP_BENCH_PORT GW_WEST_PORT GW_EAST_PORT GWX_WEST_PORT GWX_EAST_PORT <<<"$(free_ports 19)"
 mkdir -p "$T/keys" "$T/own-master-keys"
 "$SUSTENET" keygen --dir "$T/keys" --master >"$T/keygen.log" 2>&1 || die "sustenet keygen --master failed"
 "$SUSTENET" keygen --dir "$T/keys" --name test_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
@@ -211,7 +216,7 @@ mkdir -p "$T/keys" "$T/own-master-keys"
 "$SUSTENET" keygen --dir "$T/keys" --name flood_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
 "$SUSTENET" keygen --dir "$T/keys" --name west_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
 "$SUSTENET" keygen --dir "$T/keys" --name east_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
-for k in mp_cluster mp_a mp_b mp_bench; do
+for k in mp_cluster mp_a mp_b mp_bench gw_west gw_east gwx_west gwx_east; do
     "$SUSTENET" keygen --dir "$T/keys" --name "$k" >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
 done
 PUB=$(tr -d '[:space:]' <"$T/keys/master.pub")
@@ -475,6 +480,72 @@ if wanted mp_handoff; then
     verdict "mp_handoff (cluster a)" "$T/mp_handoff_a.log" "$a_rc"
     verdict "mp_handoff (cluster b)" "$T/mp_handoff_b.log" "$b_rc"
     grep -h '^mp_handoff: [0-9]' "$T/mp_handoff.log" | sed 's/^/godot-tests: /'
+fi
+
+if wanted godot_way; then
+    say "running godot_way (the Godot-way demo: two clusters and a client walking across)"
+    {
+        echo "== game scripts must not mention Sustenet"
+        if grep -il sustenet "$PROJECT/godot_way/world.gd" "$PROJECT/godot_way/player.gd" "$PROJECT/godot_way/world.tscn" "$PROJECT/godot_way/player.tscn"; then
+            echo "FAIL: a game script mentions Sustenet"
+        else
+            echo "PASS: world.gd, player.gd and their scenes are plain Godot"
+        fi
+    } >"$T/godot_way_grep.log"
+    verdict "godot_way: the game code is plain Godot" "$T/godot_way_grep.log" 0
+    gcommon=(--server --master-port="$MASTER_PORT" --quit-when-empty --border-x=0)
+    start_bg "$T/godot_way_east.log" timeout -k 5 90 "$GODOT" --headless --path "$PROJECT" \
+        res://godot_way/main.tscn -- "${gcommon[@]}" --side=east --name=gw_east --port="$GW_EAST_PORT" \
+        --key-name=gw_east --key-path="$T/keys/gw_east"
+    GE_PID=$BG_PID
+    wait_for_line "$T/godot_way_east.log" '^GODOT_WAY_READY' 40 "$GE_PID" || say "the east cluster did not report GODOT_WAY_READY"
+    GE_ID=$(grep -oE '^GODOT_WAY_READY id=[0-9]+' "$T/godot_way_east.log" | head -1 | cut -d= -f2)
+    start_bg "$T/godot_way_west.log" timeout -k 5 90 "$GODOT" --headless --path "$PROJECT" \
+        res://godot_way/main.tscn -- "${gcommon[@]}" --side=west --name=gw_west --port="$GW_WEST_PORT" \
+        --key-name=gw_west --key-path="$T/keys/gw_west" --neighbour-id="${GE_ID:-0}"
+    GW_PID=$BG_PID
+    wait_for_line "$T/godot_way_west.log" '^GODOT_WAY_READY' 40 "$GW_PID" || say "the west cluster did not report GODOT_WAY_READY"
+    run_godot 90 "$T/godot_way.log" -s res://tests/test_godot_way.gd -- \
+        --master-port="$MASTER_PORT" --master-key="$PUB" --cluster-name=gw_west --username=walker
+    rc=$?
+    wait "$GW_PID"; w_rc=$?
+    wait "$GE_PID"; e_rc=$?
+    verdict "godot_way (client)" "$T/godot_way.log" "$rc"
+    verdict "godot_way (west cluster)" "$T/godot_way_west.log" "$w_rc"
+    verdict "godot_way (east cluster)" "$T/godot_way_east.log" "$e_rc"
+fi
+
+if wanted export_godot_way; then
+    say "running export_godot_way: the headless cluster export as the Godot-way demo's two clusters"
+    E="$T/export_gw"; mkdir -p "$E"
+    run_godot 300 "$T/export_gw_build.log" --export-release "Linux Cluster (headless)" "$E/cluster.x86_64"
+    rc=$?
+    if [ "$rc" -eq 0 ] && [ -x "$E/cluster.x86_64" ] && [ -e "$E/libsustenet.so" ]; then
+        cp "$T/keys/gwx_west" "$T/keys/gwx_east" "$E/"
+        xcommon=(--master-port="$MASTER_PORT" --quit-when-empty --border-x=0)
+        start_bg "$T/export_gw_east.log" timeout -k 5 90 scripts/godot-run-export.sh "$E/cluster.x86_64" \
+            -- --godot-way "${xcommon[@]}" --side=east --name=gwx_east --port="$GWX_EAST_PORT" \
+            --key-name=gwx_east --key-path="$E/gwx_east"
+        XE_PID=$BG_PID
+        wait_for_line "$T/export_gw_east.log" '^GODOT_WAY_READY' 40 "$XE_PID" || say "the exported east cluster did not report GODOT_WAY_READY"
+        XE_ID=$(grep -oE '^GODOT_WAY_READY id=[0-9]+' "$T/export_gw_east.log" | head -1 | cut -d= -f2)
+        start_bg "$T/export_gw_west.log" timeout -k 5 90 scripts/godot-run-export.sh "$E/cluster.x86_64" \
+            -- --godot-way "${xcommon[@]}" --side=west --name=gwx_west --port="$GWX_WEST_PORT" \
+            --key-name=gwx_west --key-path="$E/gwx_west" --neighbour-id="${XE_ID:-0}"
+        XW_PID=$BG_PID
+        wait_for_line "$T/export_gw_west.log" '^GODOT_WAY_READY' 40 "$XW_PID" || say "the exported west cluster did not report GODOT_WAY_READY"
+        run_godot 90 "$T/export_gw_client.log" -s res://tests/test_godot_way.gd -- \
+            --master-port="$MASTER_PORT" --master-key="$PUB" --cluster-name=gwx_west --username=export_walker
+        rc=$?
+        wait "$XW_PID"; w_rc=$?
+        wait "$XE_PID"; e_rc=$?
+        verdict "export_godot_way (client)" "$T/export_gw_client.log" "$rc"
+        verdict "export_godot_way (exported west cluster)" "$T/export_gw_west.log" "$w_rc"
+        verdict "export_godot_way (exported east cluster)" "$T/export_gw_east.log" "$e_rc"
+    else
+        { echo "== export failed or files missing (exit $rc)"; cat "$T/export_gw_build.log"; ls -la "$E"; } >"$T/export_gw.log"
+        verdict "export_godot_way (export)" "$T/export_gw.log" 1
+    fi
 fi
 
 if wanted mp_bench; then

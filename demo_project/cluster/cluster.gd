@@ -53,6 +53,9 @@ var lookup: SustenetClient = null
 var lookup_timer := 0.0
 var warned_no_neighbour := 0
 
+## --godot-way: this process runs the Godot-way demo's cluster instead.
+var godot_way := false
+
 @onready var cluster: SustenetCluster = $SustenetCluster
 
 
@@ -61,6 +64,12 @@ func _enter_tree() -> void:
 	# command line and connect the signals first.
 	var c: SustenetCluster = $SustenetCluster
 	var args := Protocol.user_args()
+	if args.has("godot-way"):
+		# The same export serves the Godot-way demo (godot_way/main.tscn) instead.
+		c.autostart = false
+		godot_way = true
+		get_tree().change_scene_to_file.call_deferred("res://godot_way/main.tscn")
+		return
 	side = String(args.get("side", "")).to_lower()
 	if side != "" and not SIDE_NAMES.has(side):
 		push_error("demo cluster: --side must be west or east (got '%s'); serving the whole world" % side)
@@ -102,6 +111,8 @@ func _enter_tree() -> void:
 
 
 func _ready() -> void:
+	if godot_way:
+		return
 	if not cluster.autostart and not cluster.is_running():
 		var err := cluster.start()
 		if err != OK:

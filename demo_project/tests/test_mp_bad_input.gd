@@ -4,7 +4,10 @@
 ## every frame, and two bad clients driving their peers by hand:
 ##   bad 1 sends garbage SceneMultiplayer refuses by itself (random bytes, unknown path ids,
 ##         bogus spawns) and stays; then a 60,000-byte synchronizer packet: it is dropped;
-##   bad 2 sends a peer message with an unknown transfer mode on the raw API: it is dropped.
+##   bad 2 sends a peer message with an unknown transfer mode on the raw API: it is dropped;
+##   bad 3 wraps a 60,000-byte synchronizer packet in a relay request: it is dropped;
+##   bad 4 closes and joins again (bye, hello on the raw API) max_rejoins times, each a new
+##         peer on the server; the hello after one more bye gets it dropped.
 ## Checks: the cluster and its game go on, the good client's chats all arrive in order and it is
 ## never disconnected, and each bad client alone is kicked (peer_disconnected on the server).
 ##   godot --headless --path demo_project -s res://tests/test_mp_bad_input.gd -- \
@@ -135,6 +138,39 @@ func _run() -> void:
 	check(await wait_until(func(): return bad2[2].kicked >= 0, 15), "bad2 was disconnected")
 	check(bad2[2].kicked == SustenetClient.REASON_KICKED, "bad2: REASON_KICKED (%s)" % SustenetClient.reason_text(bad2[2].kicked))
 	check(await wait_until(func(): return server_left.has(bad2_id), 10), "the server game saw bad2's peer leave")
+
+	# A relay request carrying a synchronizer packet far over any synchronizer: bad 3 is dropped.
+	var bad3: Array = await _bad_client("bad3")
+	var bad3_id: int = bad3[1].get_unique_id()
+	var relayed := PackedByteArray([7, 3, 0, 0, 0, 0])
+	relayed.resize(60000)
+	relayed[6] = 6
+	check(bad3[1].put_packet(relayed) == OK, "bad3: the relayed huge sync packet was sent")
+	check(await wait_until(func(): return bad3[2].kicked >= 0, 15), "bad3 was disconnected")
+	check(bad3[2].kicked == SustenetClient.REASON_KICKED, "bad3: REASON_KICKED (%s)" % SustenetClient.reason_text(bad3[2].kicked))
+	check(await wait_until(func(): return server_left.has(bad3_id), 10), "the server game saw bad3's peer leave")
+
+	# Bye and hello over and over: max_rejoins new peers, then bad 4 is dropped.
+	var bad4: Array = await _bad_client("bad4")
+	var c4: SustenetClient = bad4[0]
+	var bad4_id: int = bad4[1].get_unique_id()
+	var bye := SustenetMultiplayerPeer.FIRST_RESERVED_COMMAND + 4
+	var hello := SustenetMultiplayerPeer.FIRST_RESERVED_COMMAND + 1
+	check(server_peer.max_rejoins == 8, "max_rejoins is 8 by default")
+	for i in server_peer.max_rejoins:
+		c4.send(bye, PackedByteArray())
+		if not check(await wait_until(func(): return server_left.count(bad4_id) == i + 1, 10), "bad4: bye %d, its peer left" % (i + 1)):
+			break
+		c4.send(hello, PackedByteArray([1]))
+		if not check(await wait_until(func(): return joined.count(bad4_id) == i + 2, 10), "bad4: hello %d, its peer joined again" % (i + 1)):
+			break
+	check(bad4[2].kicked == -1, "bad4: max_rejoins rejoins are taken")
+	c4.send(bye, PackedByteArray())
+	check(await wait_until(func(): return server_left.count(bad4_id) == server_peer.max_rejoins + 1, 10), "bad4: one bye more, its peer left")
+	c4.send(hello, PackedByteArray([1]))
+	check(await wait_until(func(): return bad4[2].kicked >= 0, 15), "bad4: the hello after one bye more gets it disconnected")
+	check(bad4[2].kicked == SustenetClient.REASON_KICKED, "bad4: REASON_KICKED (%s)" % SustenetClient.reason_text(bad4[2].kicked))
+	check(joined.count(bad4_id) == server_peer.max_rejoins + 1, "bad4: no peer after the last hello (%s)" % [joined])
 
 	var sent_now := chats_sent
 	check(await wait_until(func(): return server_game.chats.get(good_id, []).size() >= sent_now, 15), "the good client's chats keep arriving")

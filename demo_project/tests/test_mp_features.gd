@@ -5,7 +5,12 @@
 ## - interest management: update_visibility hides a far player's node (not even spawned) and
 ##   shows it once the players are near each other on the fragment grid; get_peers_near;
 ## - refuse_new_connections: a new client's game sees connection_failed;
+## - a peer made before its client joined sees connection_failed when the join fails;
 ## - close() leaves the SustenetClient on the cluster, and a new peer on it connects again;
+##   also when the new peer's hello reaches the cluster in the same poll as the old one's bye;
+## - a cluster that stops: the server's peer is DISCONNECTED before it emits peer_disconnected,
+##   and a handler that makes a new server on it then is left CONNECTED;
+## - the plain signal API works beside the peer, and never shows the peer's own packets;
 ## - disconnect_peer kicks the player: its game sees server_disconnected.
 ##   godot --headless --path demo_project -s res://tests/test_mp_features.gd -- \
 ##     --key-dir=DIR --key-name=test_cluster --master-port=P --cluster-port=P2
@@ -21,7 +26,7 @@ var left := []
 
 func _initialize() -> void:
 	begin("mp_features", 90)
-	for side in ["Server", "C1", "C2", "C3"]:
+	for side in ["Server", "C1", "C2", "C3", "C4"]:
 		var b := Node.new()
 		b.name = side
 		root.add_child(b)
@@ -78,10 +83,14 @@ func _run() -> void:
 	var id1: int = p1.get_unique_id()
 	var id2: int = p2.get_unique_id()
 	await _relay_off(id1, id2)
+	await _plain_api_beside()
 	await _interest(id1, id2, c2)
 	await _refuse()
+	await _join_fails()
 	await _close_and_again(c2, id2)
+	await _close_and_hello_at_once(c2, id2)
 	await _kick(id1)
+	await _cluster_stops()
 	for side in games:
 		games[side].multiplayer.multiplayer_peer = null
 	await stop_world()
@@ -95,6 +104,25 @@ func _relay_off(id1: int, id2: int) -> void:
 	# A client's rpc() to everyone goes to the server directly (no relay wrapper to refuse).
 	games.C1.rpc("chat", 1, id1)
 	check(await wait_until(func(): return games.Server.chats.get(id1, []) == [1], 10), "relay off: a client's rpc() to everyone reaches the server")
+
+
+func _plain_api_beside() -> void:
+	var at_cluster := []
+	var at_client := []
+	w_cluster.packet_received.connect(func(pid, cmd, data, _rel): at_cluster.append([pid, cmd, data]))
+	w_client.packet_received.connect(func(cmd, data, _rel): at_client.append([cmd, data]))
+	# @rpc traffic meanwhile: none of it may show up as packet_received.
+	for i in 5:
+		games.C1.rpc_id(1, "chat", 100 + i, games.C1.multiplayer.get_unique_id())
+	check(w_client.send(5, PackedByteArray([1, 2, 3])) == OK, "plain send beside the peer OK")
+	check(await wait_until(func(): return at_cluster.any(func(p): return p[1] == 5), 10), "the cluster's packet_received got it")
+	check(w_cluster.send_to(world_player_id, 6, PackedByteArray([4])) == OK, "plain send_to beside the peer OK")
+	check(await wait_until(func(): return at_client.any(func(p): return p[0] == 6), 10), "the client's packet_received got it")
+	check(await wait_until(func(): return games.Server.chats.get(games.C1.multiplayer.get_unique_id(), []).size() >= 6, 10),
+			"the @rpcs arrived meanwhile")
+	check(at_cluster.all(func(p): return p[1] < SustenetMultiplayerPeer.FIRST_RESERVED_COMMAND)
+			and at_client.all(func(p): return p[0] < SustenetMultiplayerPeer.FIRST_RESERVED_COMMAND),
+			"no peer packet reached packet_received (%d at the cluster, %d at the client)" % [at_cluster.size(), at_client.size()])
 
 
 func _interest(id1: int, id2: int, c2: SustenetClient) -> void:
@@ -144,6 +172,22 @@ func _refuse() -> void:
 	c3.disconnect_from_server()
 
 
+func _join_fails() -> void:
+	var c := SustenetClient.new()
+	c.master_port = w_master.get_bound_port()
+	c.master_public_key = w_master.get_public_key()
+	c.login_succeeded.connect(func(_id): c.join_cluster(987654321))   # no such cluster
+	root.add_child(c)
+	var events := []
+	games.C4.multiplayer.connection_failed.connect(func(): events.append("connection_failed"))
+	games.C4.multiplayer.server_disconnected.connect(func(): events.append("server_disconnected"))
+	var p := _connect("C4", c)
+	c.login("features_4", "")
+	check(await wait_until(func(): return not events.is_empty(), 15) and events == ["connection_failed"],
+			"a failed join: the waiting peer's game sees connection_failed (%s)" % [events])
+	check(p.get_connection_status() == MultiplayerPeer.CONNECTION_DISCONNECTED, "and the peer is DISCONNECTED")
+
+
 func _close_and_again(c2: SustenetClient, id2: int) -> void:
 	games.C2.multiplayer.multiplayer_peer.close()
 	check(await wait_until(func(): return left.has(id2), 10), "close(): the server saw the peer leave")
@@ -155,6 +199,44 @@ func _close_and_again(c2: SustenetClient, id2: int) -> void:
 		return joined.size() == before + 1 and again.get_connection_status() == MultiplayerPeer.CONNECTION_CONNECTED, 10),
 			"a new peer on the same SustenetClient connects again")
 	check(again.get_unique_id() == id2, "with the same peer id (%d)" % again.get_unique_id())
+
+
+## The old peer's bye and the new peer's hello arrive together: the new peer must not be
+## welcomed into the old peer's place (which leaves at the next poll); it joins anew.
+func _close_and_hello_at_once(c2: SustenetClient, id2: int) -> void:
+	var before_left := left.count(id2)
+	var before_joined := joined.count(id2)
+	games.C2.multiplayer.multiplayer_peer.close()
+	var again := SustenetMultiplayerPeer.new()
+	check(again.create_client(c2) == OK, "C2: create_client OK")
+	again.poll()  # its hello goes out now, right behind the bye
+	games.C2.multiplayer.multiplayer_peer = again
+	check(await wait_until(func():
+		return left.count(id2) == before_left + 1 and joined.count(id2) == before_joined + 1 \
+				and again.get_connection_status() == MultiplayerPeer.CONNECTION_CONNECTED, 10),
+			"bye and hello at once: the server saw the old peer leave and the new one join (%s %s)" % [left, joined])
+	await wait_seconds(0.3)
+	check(server_peer.get_player_id(id2) != -1 and again.get_connection_status() == MultiplayerPeer.CONNECTION_CONNECTED,
+			"and the new peer stays on the server")
+
+
+## The cluster stops under the server's peer: it is already DISCONNECTED while it tells the
+## game its peers left, so a handler may make a new server at once, and that one stays.
+func _cluster_stops() -> void:
+	var statuses := []
+	var remade := []
+	server_peer.peer_disconnected.connect(func(_id):
+		statuses.append(server_peer.get_connection_status())
+		if remade.is_empty() and server_peer.get_connection_status() == MultiplayerPeer.CONNECTION_DISCONNECTED:
+			remade.append(server_peer.create_server(w_cluster)))
+	w_cluster.stop()
+	check(await wait_until(func(): return not remade.is_empty(), 10), "the cluster stopped: a peer_disconnected handler saw the peer DISCONNECTED")
+	check(statuses.all(func(s): return s == MultiplayerPeer.CONNECTION_DISCONNECTED),
+			"it said DISCONNECTED already while emitting peer_disconnected (%s)" % [statuses])
+	check(remade == [OK], "the handler made a new server on the same peer (%s)" % [remade])
+	await wait_seconds(0.3)
+	check(server_peer.get_connection_status() == MultiplayerPeer.CONNECTION_CONNECTED and w_cluster.is_running(),
+			"and the new server stays CONNECTED on the restarted cluster")
 
 
 func _kick(id1: int) -> void:

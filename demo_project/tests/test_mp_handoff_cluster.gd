@@ -3,8 +3,9 @@
 ##   godot --headless --path demo_project -s res://tests/test_mp_handoff_cluster.gd -- \
 ##     --side=a|b --master-port=P --key-path=F --key-name=N --port=P2 --report-dir=DIR \
 ##     [--target-cluster=ID]
-## Both spawn a player node per peer and announce their side to it. Side a moves the player to
-## --target-cluster with transfer_peer once 30 chats arrived; side b takes it. Each writes the
+## Both spawn a player node per peer and announce their side to it. Side a (where a second
+## client stays) moves the peer that sends chats to --target-cluster with transfer_peer once 30
+## chats arrived; side b takes it. Each writes the
 ## chat numbers it received to DIR/<side>.json.
 extends "res://tests/test_base.gd"
 
@@ -15,11 +16,13 @@ var game: Game
 var cluster: SustenetCluster
 var peer: SustenetMultiplayerPeer
 var side := ""
-var player := 0          # the walker's peer id here
+var player := 0          # the last peer that joined here (on b: the walker)
 var player_sid := 0      # its Sustenet player id
+var walker := 0          # on a: the peer that sends the chats
 var left_reason := -1
 var peer_gone := false
 var moved := false
+var walker_sid := 0
 
 
 func _initialize() -> void:
@@ -43,7 +46,7 @@ func _run() -> void:
 	cluster.key_name = arg("key-name", "")
 	cluster.key_path = arg("key-path", "")
 	cluster.player_disconnected.connect(func(id, reason):
-		if id == player_sid:
+		if id == (peer.get_player_id(walker) if side == "a" else player_sid) or (side == "a" and id == walker_sid):
 			left_reason = reason)
 	cluster.transfer_failed.connect(func(id, r, m): check(false, "transfer_failed(%d, %s, %s)" % [id, SustenetClient.reason_text(r), m]))
 	root.add_child(cluster)
@@ -59,7 +62,7 @@ func _run() -> void:
 		var n: Node = game.player_node(id)
 		if n:
 			n.queue_free()   # the game's own cleanup, as with ENet
-		if id == player:
+		if id == (walker if side == "a" else player):
 			peer_gone = true)
 	if not check(await wait_until(func(): return cluster.get_cluster_id() != 0, 15), "registered"):
 		await finish()
@@ -74,6 +77,7 @@ func _run() -> void:
 		await _side_a()
 	else:
 		await _side_b()
+	game.multiplayer.multiplayer_peer = null   # a stayer still on a: its game goes first
 	await finish()
 
 
@@ -88,18 +92,26 @@ func _write(list: Array) -> void:
 
 
 func _side_a() -> void:
-	if not check(await wait_until(func(): return _chats().size() >= MOVE_AFTER, 30), "%d chats before the move" % MOVE_AFTER):
+	var found := []
+	var enough := func():
+		for id in game.chats:
+			if game.chats[id].size() >= MOVE_AFTER and not found.has(id):
+				found.append(id)
+		return not found.is_empty()
+	if not check(await wait_until(enough, 30), "%d chats before the move" % MOVE_AFTER):
 		return
+	walker = found[0]
+	walker_sid = peer.get_player_id(walker)
 	var target: int = int(arg("target-cluster", "0"))
-	check(peer.transfer_peer(player, target, PackedByteArray()) == OK, "transfer_peer OK")
+	check(peer.transfer_peer(walker, target, PackedByteArray()) == OK, "transfer_peer OK")
 	check(await wait_until(func(): return peer_gone, 15), "the moved player's peer left this game (peer_disconnected)")
 	check(await wait_until(func(): return left_reason >= 0, 15), "the player left the cluster")
 	check(left_reason == SustenetClient.REASON_REDIRECTED,
 			"it left redirected (%s)" % SustenetClient.reason_text(left_reason))
 	await wait_frames(2)
-	check(game.players.get_child_count() == 0, "its node, freed by the game, is gone here")
-	_write(_chats())
-	print("%s: received %d chats" % [test_name, _chats().size()])
+	check(game.player_node(walker) == null, "its node, freed by the game, is gone here")
+	_write(game.chats.get(walker, []))
+	print("%s: received %d chats" % [test_name, game.chats.get(walker, []).size()])
 
 
 func _side_b() -> void:

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use sustenet_proto::crypto::{StreamOpener, StreamSealer};
-use sustenet_proto::{CryptoError, FrameDecoder, Message, encode_frame};
+use sustenet_proto::{CryptoError, DisconnectReason, FrameDecoder, Message, encode_frame};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -40,6 +40,21 @@ pub enum NetError {
     /// Nothing arrived in time.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+}
+
+impl NetError {
+    /// The reason a connection that failed with this error ends with, the
+    /// same on every link: too many refused frames is `Tampered`, a closed or
+    /// broken socket `ConnectionLost`, silence `Timeout`, anything else a
+    /// `ProtocolViolation`.
+    pub fn reason(&self) -> DisconnectReason {
+        match self {
+            NetError::TooManyAuthFailures(_) => DisconnectReason::Tampered,
+            NetError::Io(_) | NetError::Truncated => DisconnectReason::ConnectionLost,
+            NetError::Timeout(_) => DisconnectReason::Timeout,
+            _ => DisconnectReason::ProtocolViolation,
+        }
+    }
 }
 
 /// Reads whole frames off a byte stream.

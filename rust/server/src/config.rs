@@ -174,6 +174,13 @@ pub struct ClusterSection {
     pub resume_grace_ms: u64,
     /// Most bytes of reliable messages kept per player for a reconnect.
     pub resume_buffer: usize,
+    /// Most bytes queued for one player's connection (payloads plus 32
+    /// bytes a message).
+    pub send_queue_bytes: usize,
+    /// Most bytes of payload queued for the cluster's core at once.
+    pub event_queue_bytes: usize,
+    /// Most ping requests answered per second to one source address.
+    pub ping_rate_per_source: u32,
 }
 
 impl Default for ClusterSection {
@@ -190,6 +197,9 @@ impl Default for ClusterSection {
             udp_silence_ms: 10_000,
             resume_grace_ms: 30_000,
             resume_buffer: 256 * 1024,
+            send_queue_bytes: 1 << 20,
+            event_queue_bytes: 32 << 20,
+            ping_rate_per_source: 32,
         }
     }
 }
@@ -200,8 +210,15 @@ impl Default for ClusterSection {
 pub struct Limits {
     /// Largest TCP frame accepted, in bytes.
     pub max_frame: usize,
-    /// Most connections still in their handshake at once.
+    /// Most connections still in their handshake at once (the general pool).
     pub max_handshakes: usize,
+    /// Most connections in their handshake from one source address (IPv6: one /64).
+    pub max_handshakes_per_address: usize,
+    /// Handshake slots reserved for known addresses, beside the general pool
+    /// (on the master: the addresses clusters registered from).
+    pub max_known_handshakes: usize,
+    /// Time allowed for a new connection's first bytes, in milliseconds.
+    pub first_byte_timeout_ms: u64,
     /// Time allowed to finish a handshake, in milliseconds.
     pub handshake_timeout_ms: u64,
     /// Interval between heartbeats, in milliseconds.
@@ -219,6 +236,9 @@ impl Default for Limits {
         Self {
             max_frame: sustenet_proto::DEFAULT_MAX_FRAME,
             max_handshakes: 512,
+            max_handshakes_per_address: 32,
+            max_known_handshakes: 64,
+            first_byte_timeout_ms: 1_000,
             handshake_timeout_ms: 5_000,
             heartbeat_ms: 1_000,
             timeout_ms: 10_000,
@@ -232,6 +252,10 @@ impl Limits {
     /// The handshake timeout.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.handshake_timeout_ms)
+    }
+    /// The deadline for a new connection's first bytes.
+    pub fn first_byte_timeout(&self) -> Duration {
+        Duration::from_millis(self.first_byte_timeout_ms)
     }
     /// The heartbeat interval.
     pub fn heartbeat(&self) -> Duration {
@@ -253,6 +277,16 @@ impl Limits {
         }
         if self.max_handshakes == 0 {
             return Err(bad("max_handshakes", "must be at least 1"));
+        }
+        if self.max_handshakes_per_address == 0 {
+            return Err(bad("max_handshakes_per_address", "must be at least 1"));
+        }
+        if self.first_byte_timeout_ms == 0 || self.first_byte_timeout_ms > self.handshake_timeout_ms
+        {
+            return Err(bad(
+                "first_byte_timeout_ms",
+                "must be above 0 and at most handshake_timeout_ms",
+            ));
         }
         if self.send_queue == 0 {
             return Err(bad("send_queue", "must be at least 1"));

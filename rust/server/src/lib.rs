@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod fragments;
+mod handshake_gate;
 pub mod ids;
 pub mod keys;
 mod listen;

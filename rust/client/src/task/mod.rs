@@ -96,12 +96,7 @@ async fn recv_udp(udp: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<us
 
 /// The reason a connection error ends a connection with.
 fn reason_of(e: &NetError) -> DisconnectReason {
-    match e {
-        NetError::TooManyAuthFailures(_) => DisconnectReason::Tampered,
-        NetError::Io(_) | NetError::Truncated => DisconnectReason::ConnectionLost,
-        NetError::Timeout(_) => DisconnectReason::Timeout,
-        _ => DisconnectReason::ProtocolViolation,
-    }
+    e.reason()
 }
 
 impl Task {

@@ -1,6 +1,7 @@
 //! The client face of `SustenetMultiplayerPeer`: made from a `SustenetClient`,
 //! talks to peer 1 (the cluster).
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use godot::classes::multiplayer_peer::ConnectionStatus;
@@ -9,6 +10,7 @@ use godot::prelude::*;
 use sustenet_client::{Client, ClientError};
 
 use super::inbox::{Incoming, Refused};
+use super::scene_check::relay_peer_change;
 use super::tap::{ClientLink, ClientTap, TapReceiver};
 use super::{Face, Stats, SustenetMultiplayerPeer, wire};
 use crate::fail;
@@ -25,6 +27,9 @@ pub(super) struct ClientFace {
     joined: bool,
     pub(super) player_id: Option<u64>,
     last_hello: Option<Instant>,
+    /// Peers SceneMultiplayer learned through the cluster's relay
+    /// (add/remove peer messages seen in the cluster's packets).
+    relayed: BTreeSet<i32>,
 }
 
 impl ClientFace {
@@ -35,6 +40,7 @@ impl ClientFace {
             joined: link.joined,
             player_id: (link.player_id != 0).then_some(link.player_id),
             last_hello: None,
+            relayed: BTreeSet::new(),
         }
     }
 
@@ -135,6 +141,14 @@ impl SustenetMultiplayerPeer {
             }
             ClientTap::Redirected => self.leave_old_cluster(),
             ClientTap::Disconnected => self.lose_server(),
+            ClientTap::JoinFailed => {
+                // Only a peer still waiting for its first cluster gives up: the
+                // game sees connection_failed, as when ENet cannot connect.
+                let waiting = matches!(&self.face, Face::Client(c) if !c.joined);
+                if waiting && self.status == ConnectionStatus::CONNECTING {
+                    self.lose_server();
+                }
+            }
             ClientTap::Packet { command, payload } => self.client_packet(command, &payload),
         }
     }
@@ -157,14 +171,23 @@ impl SustenetMultiplayerPeer {
     /// The old cluster's world ends (a move): peer 1 goes, and comes back
     /// when the new cluster welcomes this peer.
     fn leave_old_cluster(&mut self) {
-        if let Face::Client(c) = &mut self.face {
-            c.joined = false;
-        }
+        let relayed = match &mut self.face {
+            Face::Client(c) => {
+                c.joined = false;
+                std::mem::take(&mut c.relayed)
+            }
+            _ => BTreeSet::new(),
+        };
         let was_connected = self.status == ConnectionStatus::CONNECTED;
         self.inbox.clear();
         self.out_seq = [0; 256];
         self.status = ConnectionStatus::CONNECTING;
         if was_connected {
+            // The old cluster's other players leave this game too: the new
+            // cluster announces its own.
+            for peer in relayed {
+                self.signals().peer_disconnected().emit(i64::from(peer));
+            }
             self.signals().peer_disconnected().emit(1);
         }
     }
@@ -211,6 +234,15 @@ impl SustenetMultiplayerPeer {
             wire::DATA if self.status == ConnectionStatus::CONNECTED => {
                 match wire::decode_data(payload) {
                     Ok(d) => {
+                        if let (Some((peer, added)), Face::Client(c)) =
+                            (relay_peer_change(d.packet), &mut self.face)
+                        {
+                            if added {
+                                c.relayed.insert(peer);
+                            } else {
+                                c.relayed.remove(&peer);
+                            }
+                        }
                         let p = Incoming {
                             from: 1,
                             channel: d.channel,

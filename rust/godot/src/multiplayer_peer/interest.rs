@@ -51,15 +51,20 @@ pub(super) fn apply_visibility(
     mut sync: Gd<MultiplayerSynchronizer>,
     wanted: &[(i32, bool)],
 ) -> i64 {
+    // Who should see it first, then public off, then who should not: the
+    // peers that keep seeing it never get a despawn and spawn in between.
+    for (peer, _) in wanted.iter().filter(|(_, w)| *w) {
+        if !sync.get_visibility_for(*peer) {
+            sync.set_visibility_for(*peer, true);
+        }
+    }
     if sync.is_visibility_public() {
         sync.set_visibility_public(false);
     }
-    let mut seen = 0;
-    for (peer, want) in wanted {
-        seen += i64::from(*want);
-        if sync.get_visibility_for(*peer) != *want {
-            sync.set_visibility_for(*peer, *want);
+    for (peer, _) in wanted.iter().filter(|(_, w)| !*w) {
+        if sync.get_visibility_for(*peer) {
+            sync.set_visibility_for(*peer, false);
         }
     }
-    seen
+    wanted.iter().filter(|(_, w)| *w).count() as i64
 }

@@ -118,6 +118,14 @@ pub struct SustenetMultiplayerPeer {
     /// it if your clients raise theirs.
     #[var]
     max_client_sync_packet_size: i64,
+    /// Server only, read by [method create_server]: how many times one
+    /// client connection's peer may close ([method close] sends a bye) and
+    /// join again; the hello after that gets the player disconnected
+    /// (`REASON_KICKED`). Each leave and join makes the server's
+    /// SceneMultiplayer tell every other peer, so this bounds what one
+    /// connection can make it send.
+    #[var]
+    max_rejoins: i64,
     /// Server only: how long [method transfer_peer] waits for the client to
     /// stop sending before it moves the player anyway, in seconds.
     #[var]
@@ -144,6 +152,7 @@ impl IMultiplayerPeerExtension for SustenetMultiplayerPeer {
             server_relay: true,
             max_queued_bytes: 16 << 20,
             max_client_sync_packet_size: 1350,
+            max_rejoins: 8,
             move_timeout_sec: 5.0,
             face: Face::Idle,
             status: ConnectionStatus::DISCONNECTED,
@@ -372,7 +381,8 @@ impl SustenetMultiplayerPeer {
         self.reset(ConnectionStatus::CONNECTED);
         self.unique_id = 1;
         self.relay = self.server_relay;
-        self.face = Face::Server(Box::new(ServerFace::new(link)));
+        let max_rejoins = u32::try_from(self.max_rejoins).unwrap_or(0);
+        self.face = Face::Server(Box::new(ServerFace::new(link, max_rejoins)));
         GdError::OK
     }
 

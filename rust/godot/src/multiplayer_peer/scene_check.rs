@@ -20,6 +20,28 @@ const SYS_RELAY: u8 = 3;
 /// `SYS_CMD_SIZE`: command, system command, peer id (i32).
 const SYS_CMD_SIZE: usize = 6;
 
+/// `SYS_COMMAND_ADD_PEER`, server to client: a peer the client reaches through relay.
+const SYS_ADD_PEER: u8 = 1;
+/// `SYS_COMMAND_DEL_PEER`, server to client: that peer left.
+const SYS_DEL_PEER: u8 = 2;
+
+/// A change of the peers a client knows through the server's relay, read
+/// from a SceneMultiplayer packet the server sent: (peer id, added).
+pub fn relay_peer_change(packet: &[u8]) -> Option<(i32, bool)> {
+    let [first, sys, a, b, c, d, ..] = packet else {
+        return None;
+    };
+    if first & CMD_MASK != COMMAND_SYS {
+        return None;
+    }
+    let id = i32::from_le_bytes([*a, *b, *c, *d]);
+    match *sys {
+        SYS_ADD_PEER => Some((id, true)),
+        SYS_DEL_PEER => Some((id, false)),
+        _ => None,
+    }
+}
+
 /// Why a client's packet is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SceneError {
@@ -28,7 +50,8 @@ pub enum SceneError {
     /// A system message only a server sends (add or remove peer), or an
     /// unknown one.
     ServerOnlySystem(u8),
-    /// A relay request while relay is off, or one with nothing to relay.
+    /// A relay request while relay is off, one with nothing to relay, or
+    /// one inside a relay request.
     Relay,
     /// A synchronizer packet over the limit.
     SyncTooLarge(usize),
@@ -47,7 +70,7 @@ impl std::fmt::Display for SceneError {
             ),
             SceneError::Relay => write!(
                 f,
-                "a relay request the server does not take (relay off, or empty)"
+                "a relay request the server does not take (relay off, empty, or nested)"
             ),
             SceneError::SyncTooLarge(n) => write!(f, "a synchronizer packet of {n} bytes"),
         }
@@ -68,7 +91,14 @@ pub fn check_client_packet(packet: &[u8], relay: bool, max_sync: usize) -> Resul
             match *sys {
                 SYS_AUTH => Ok(()),
                 SYS_RELAY if !relay || packet.len() <= SYS_CMD_SIZE => Err(SceneError::Relay),
-                SYS_RELAY => Ok(()),
+                // The server's SceneMultiplayer passes the inner packet on
+                // (and runs it itself): it gets the same checks, and is
+                // never a relay again.
+                SYS_RELAY => check_client_packet(
+                    packet.get(SYS_CMD_SIZE..).unwrap_or_default(),
+                    false,
+                    max_sync,
+                ),
                 _ if packet.len() < SYS_CMD_SIZE => Err(SceneError::ShortSystem),
                 other => Err(SceneError::ServerOnlySystem(other)),
             }
@@ -92,6 +122,18 @@ mod tests {
             Ok(())
         );
         assert_eq!(check_client_packet(&vec![6; 1350], true, 1350), Ok(()));
+    }
+
+    #[test]
+    fn relay_peer_announcements_are_read() {
+        assert_eq!(relay_peer_change(&[7, 1, 5, 0, 0, 0]), Some((5, true)));
+        assert_eq!(
+            relay_peer_change(&[7, 2, 0xFF, 0xFF, 0xFF, 0x7F]),
+            Some((i32::MAX, false))
+        );
+        assert_eq!(relay_peer_change(&[7, 3, 5, 0, 0, 0, 9]), None);
+        assert_eq!(relay_peer_change(&[0, 1, 5, 0, 0, 0]), None);
+        assert_eq!(relay_peer_change(&[7, 1, 5, 0, 0]), None);
     }
 
     #[test]
@@ -127,6 +169,21 @@ mod tests {
         assert_eq!(
             check_client_packet(&vec![6; 1351], true, 1350),
             Err(SceneError::SyncTooLarge(1351))
+        );
+        // A relayed packet gets the same checks, and is no relay itself.
+        let mut big = vec![7, 3, 0, 0, 0, 0];
+        big.extend(vec![6; 60_000]);
+        assert_eq!(
+            check_client_packet(&big, true, 1350),
+            Err(SceneError::SyncTooLarge(60_000))
+        );
+        assert_eq!(
+            check_client_packet(&[7, 3, 0, 0, 0, 0, 7, 1, 2, 0, 0, 0], true, 1350),
+            Err(SceneError::ServerOnlySystem(1))
+        );
+        assert_eq!(
+            check_client_packet(&[7, 3, 0, 0, 0, 0, 7, 3, 1, 0, 0, 0, 0], true, 1350),
+            Err(SceneError::Relay)
         );
         // The flag bits above the command do not hide it.
         assert_eq!(

@@ -41,10 +41,20 @@ pub(super) struct ServerFace {
     /// Players whose peer leaves at the next poll, once SceneMultiplayer has
     /// taken the packets they sent before leaving.
     leaving: Vec<PlayerId>,
+    /// Byes each player on the cluster sent on its connection; a hello after
+    /// more than `max_rejoins` of them gets the player kicked.
+    byes: HashMap<PlayerId, u32>,
+    /// `max_rejoins` of the peer when this face was made.
+    max_rejoins: u32,
+    /// Tells this face from one made later on the same peer object.
+    serial: u64,
 }
 
+/// Serial numbers of server faces.
+static NEXT_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl ServerFace {
-    pub(super) fn new(link: ClusterLink) -> Self {
+    pub(super) fn new(link: ClusterLink, max_rejoins: u32) -> Self {
         Self {
             tap: link.tap,
             handle: link.handle,
@@ -53,7 +63,15 @@ impl ServerFace {
             dropped: HashSet::new(),
             grid: Fragments::new(link.grid).ok(),
             leaving: Vec::new(),
+            byes: HashMap::new(),
+            max_rejoins,
+            serial: NEXT_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// Whether `face` is this very server face (not one made after it).
+    fn is(face: &Face, serial: u64) -> bool {
+        matches!(face, Face::Server(s) if s.serial == serial)
     }
 
     fn send(&self, player: PlayerId, command: u16, payload: Vec<u8>) {
@@ -199,7 +217,7 @@ impl SustenetMultiplayerPeer {
     pub(super) fn poll_server(&mut self) {
         // SceneMultiplayer took every packet after the last poll: players that
         // left (or are ready to move) since then can go now.
-        let due = match &mut self.face {
+        let (serial, due) = match &mut self.face {
             Face::Server(s) => {
                 let moves = s.due_moves();
                 for player in &moves {
@@ -207,11 +225,16 @@ impl SustenetMultiplayerPeer {
                 }
                 let mut due = std::mem::take(&mut s.leaving);
                 due.extend(moves);
-                due
+                (s.serial, due)
             }
             _ => return,
         };
+        // A signal handler may close this face or make a new one: what is
+        // left belongs to the old cluster and stops there.
         for player in due {
+            if !ServerFace::is(&self.face, serial) {
+                return;
+            }
             self.remove_player(player, true);
         }
         let (events, overflowed) = match &self.face {
@@ -219,12 +242,12 @@ impl SustenetMultiplayerPeer {
             _ => return,
         };
         for ev in events {
-            if !matches!(self.face, Face::Server(_)) {
+            if !ServerFace::is(&self.face, serial) {
                 return;
             }
             self.server_event(ev);
         }
-        if overflowed {
+        if overflowed && ServerFace::is(&self.face, serial) {
             godot_error!(
                 "SustenetMultiplayerPeer: packets were lost while the peer was not polled; closing"
             );
@@ -256,6 +279,7 @@ impl SustenetMultiplayerPeer {
                     if let Some(g) = &mut s.grid {
                         g.remove(player);
                     }
+                    s.byes.remove(&player);
                     s.leaving.push(player);
                 }
             }
@@ -263,7 +287,8 @@ impl SustenetMultiplayerPeer {
         }
     }
 
-    /// The cluster is gone: every peer leaves, the peer is disconnected.
+    /// The cluster is gone: every peer leaves, the peer is disconnected
+    /// (before the signals, so a handler may make a new server at once).
     fn close_server(&mut self) {
         let peers: Vec<i32> = match &self.face {
             Face::Server(s) => s.ids.iter().map(|(p, _)| p).collect(),
@@ -271,10 +296,10 @@ impl SustenetMultiplayerPeer {
         };
         self.face = Face::Idle;
         self.inbox.clear();
+        self.status = ConnectionStatus::DISCONNECTED;
         for p in peers {
             self.signals().peer_disconnected().emit(i64::from(p));
         }
-        self.status = ConnectionStatus::DISCONNECTED;
     }
 
     /// A player's peer leaves (`signal`: emit `peer_disconnected`).
@@ -354,8 +379,10 @@ impl SustenetMultiplayerPeer {
                     s.drop_player(player, e);
                     return;
                 }
-                if s.moves.contains_key(&player) {
-                    return; // it is leaving
+                if s.moves.contains_key(&player) || s.leaving.contains(&player) {
+                    // Its peer is leaving; the client says hello again a
+                    // second later, and that one makes a new peer.
+                    return;
                 }
                 if let Some(peer) = s.ids.peer(player) {
                     // A hello again (sent before our welcome arrived, or after a failed move).
@@ -370,6 +397,15 @@ impl SustenetMultiplayerPeer {
                     s.send(player, wire::REFUSED, Vec::new());
                     return;
                 }
+                let byes = s.byes.get(&player).copied().unwrap_or(0);
+                if byes > s.max_rejoins {
+                    let why = format!(
+                        "a hello after {byes} byes (a connection's peer may close and join again {} times)",
+                        s.max_rejoins
+                    );
+                    s.drop_player(player, why);
+                    return;
+                }
                 let peer = s.ids.insert(player);
                 let w = wire::Welcome {
                     peer_id: peer,
@@ -378,7 +414,12 @@ impl SustenetMultiplayerPeer {
                 s.send(player, wire::WELCOME, wire::encode_welcome(w));
                 self.signals().peer_connected().emit(i64::from(peer));
             }
-            wire::BYE => s.leaving.push(player),
+            wire::BYE => {
+                if s.ids.peer(player).is_some() && !s.leaving.contains(&player) {
+                    *s.byes.entry(player).or_insert(0) += 1;
+                    s.leaving.push(player);
+                }
+            }
             wire::MOVE_READY => {
                 if let Some(m) = s.moves.get_mut(&player) {
                     m.ready = true;

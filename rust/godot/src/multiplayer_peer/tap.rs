@@ -31,6 +31,9 @@ pub enum ClientTap {
     Redirected,
     /// The cluster connection ended.
     Disconnected,
+    /// Getting onto a cluster failed: the login or the join was refused, or
+    /// the master connection ended before a cluster was joined.
+    JoinFailed,
     /// A packet in the peer's command range.
     Packet { command: u16, payload: Vec<u8> },
 }
@@ -161,6 +164,9 @@ pub fn client_event(slot: &mut Option<Tap<ClientTap>>, ev: &ClientEvent) -> bool
         ClientEvent::Joined { player_id, .. } => ClientTap::Joined(*player_id),
         ClientEvent::Redirected { .. } => ClientTap::Redirected,
         ClientEvent::Disconnected { .. } => ClientTap::Disconnected,
+        ClientEvent::LoginFailed { .. }
+        | ClientEvent::JoinFailed { .. }
+        | ClientEvent::MasterDisconnected { .. } => ClientTap::JoinFailed,
         ClientEvent::Packet {
             command, payload, ..
         } if is_peer_command(*command) => {

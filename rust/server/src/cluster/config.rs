@@ -63,6 +63,17 @@ pub struct ClusterConfig {
     /// sent and not yet acknowledged, and those sent while it is away. A
     /// player away longer than this allows is let go with `SendQueueFull`.
     pub resume_buffer: usize,
+    /// Most bytes of messages queued for one player's connection (payloads
+    /// and a little per message); past it the player is disconnected with
+    /// `SendQueueFull`, as past `limits.send_queue` messages. One message
+    /// larger than this still fits an empty queue.
+    pub send_queue_bytes: usize,
+    /// Most bytes of payload (reliable messages and datagrams) queued for
+    /// the core at once, besides the 16,384 events the queue holds: past it
+    /// reliable messages wait (back-pressure through TCP) and datagrams are
+    /// dropped. Bounds the queue to about this many bytes instead of
+    /// 16,384 × 64 KiB = 1 GiB.
+    pub event_queue_bytes: usize,
     /// Frame, queue and timing limits.
     pub limits: Limits,
 }
@@ -88,6 +99,8 @@ impl Default for ClusterConfig {
             resume_grace: Duration::from_secs(30),
             udp_silence: Duration::from_secs(10),
             resume_buffer: 256 * 1024,
+            send_queue_bytes: 1 << 20,
+            event_queue_bytes: 32 << 20,
             limits: Limits::default(),
         }
     }

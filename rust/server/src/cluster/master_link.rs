@@ -81,11 +81,10 @@ fn link_message(ev: LinkEvent) -> ClusterToMaster {
     }
 }
 
-async fn master_session(
-    shared: &Shared,
-    link_rx: &mut mpsc::Receiver<LinkEvent>,
-    backoff: &mut Duration,
-) -> Result<(), String> {
+/// Connects to the master, does the handshake and registers; returns the
+/// link's reader, writer and opener once the master said `Registered` (the
+/// core is told).
+async fn register(shared: &Shared) -> Result<Registered, String> {
     let limits = shared.config.limits;
     let addr = &shared.config.master_addr;
     let stream = tokio::time::timeout(limits.handshake_timeout(), TcpStream::connect(addr))
@@ -157,6 +156,23 @@ async fn master_session(
         Ok(other) => return Err(format!("unexpected answer to the registration: {other:?}")),
         Err(e) => return Err(format!("master registration: {e}")),
     }
+    Ok((frames, writer, opener))
+}
+
+/// The master link's halves after a registration.
+type Registered = (
+    FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    SealedWriter<tokio::net::tcp::OwnedWriteHalf>,
+    sustenet_proto::crypto::StreamOpener,
+);
+
+async fn master_session(
+    shared: &Shared,
+    link_rx: &mut mpsc::Receiver<LinkEvent>,
+    backoff: &mut Duration,
+) -> Result<(), String> {
+    let limits = shared.config.limits;
+    let (frames, mut writer, opener) = register(shared).await?;
     *backoff = Duration::from_millis(250);
     shared.resync.store(false, Ordering::Relaxed);
     while link_rx.try_recv().is_ok() {}

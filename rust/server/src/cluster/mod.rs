@@ -19,6 +19,7 @@
 //! locks. A player whose send queue is full is disconnected with
 //! `SendQueueFull`; nothing grows without bound.
 
+mod budget;
 mod config;
 pub(crate) mod core;
 mod handle;
@@ -39,9 +40,9 @@ use rand::RngCore;
 use sustenet_proto::crypto::{ClientSessionKeys, DatagramSession, StreamSession};
 use sustenet_proto::datagram::Record;
 use sustenet_proto::handshake::ResumeClaim;
-use sustenet_proto::{ClusterToClient, DisconnectReason, Goodbye, Key, UsedTokens};
+use sustenet_proto::{DisconnectReason, Goodbye, Key, UsedTokens};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, info, info_span};
 
 pub use self::config::{ClusterConfig, MasterLinkStatus, SendError};
@@ -68,7 +69,7 @@ pub(crate) enum CoreEvent {
         conn: u64,
         session_id: u64,
         user_data: Vec<u8>,
-        out: mpsc::Sender<ClusterToClient>,
+        out: self::core::Outbox,
         kill: oneshot::Sender<(Goodbye, bool)>,
         keys: Arc<ClientSessionKeys>,
         udp: Box<DatagramSession>,
@@ -84,11 +85,13 @@ pub(crate) enum CoreEvent {
         claim: ResumeClaim,
         reply: oneshot::Sender<Result<Resumed, Goodbye>>,
     },
+    /// A reliable message, holding its bytes of the event budget.
     Packet {
         player: PlayerId,
         conn: u64,
         command: u16,
         payload: Vec<u8>,
+        budget: budget::Held,
     },
     /// The player has received this many of the session's data messages.
     Ack {
@@ -101,13 +104,15 @@ pub(crate) enum CoreEvent {
         conn: u64,
         reason: DisconnectReason,
     },
-    /// An authenticated datagram of `len` bytes from `addr`.
+    /// An authenticated datagram of `len` bytes from `addr`, holding its
+    /// bytes of the event budget.
     Udp {
         player: PlayerId,
         session_id: u64,
         addr: SocketAddr,
         len: usize,
         records: Vec<Record>,
+        budget: budget::Held,
     },
     Snapshot(oneshot::Sender<Vec<PlayerId>>),
     TransferReady {
@@ -129,9 +134,9 @@ pub(crate) struct Resumed {
     pub(crate) session: Box<StreamSession>,
     /// Data messages of the client's that the cluster had received.
     pub(crate) received: u64,
-    pub(crate) out: mpsc::Sender<ClusterToClient>,
+    pub(crate) out: self::core::Outbox,
     /// Holds the messages to send again, then everything new.
-    pub(crate) out_rx: mpsc::Receiver<ClusterToClient>,
+    pub(crate) out_rx: self::core::OutboxRx,
     pub(crate) kill: oneshot::Receiver<(Goodbye, bool)>,
 }
 
@@ -144,7 +149,7 @@ pub(crate) struct Shared {
     pub(crate) udp_port: u16,
     pub(crate) player_count: AtomicUsize,
     pub(crate) used_tokens: Mutex<UsedTokens>,
-    pub(crate) handshakes: Semaphore,
+    pub(crate) handshakes: Arc<crate::handshake_gate::HandshakeGate>,
     pub(crate) events: mpsc::Sender<CoreEvent>,
     pub(crate) resync: AtomicBool,
     pub(crate) sessions: Sessions,
@@ -156,6 +161,8 @@ pub(crate) struct Shared {
     /// Occupied fragments, for the status report.
     pub(crate) fragment_count: AtomicUsize,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Bytes of payload queued for the core (`event_queue_bytes`).
+    pub(crate) event_budget: budget::EventBudget,
 }
 
 /// Runs a cluster with no outside commands. See [`run_with_handle`].
@@ -195,6 +202,7 @@ pub async fn run_with_handle(
         .max_frame
         .saturating_sub(sustenet_proto::message::RELIABLE_OVERHEAD);
     commands.max_reliable.store(max_reliable, Ordering::Relaxed);
+    let config_event_bytes = config.event_queue_bytes;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, mut events_rx) = mpsc::channel::<CoreEvent>(16_384);
     let (udp_ctl_tx, udp_ctl_rx) = mpsc::channel::<UdpControl>(16_384);
@@ -202,7 +210,7 @@ pub async fn run_with_handle(
     udp::widen_receive_buffer(&udp);
     let udp = Arc::new(udp);
     let shared = Arc::new(Shared {
-        handshakes: Semaphore::new(config.limits.max_handshakes),
+        handshakes: crate::handshake_gate::HandshakeGate::new(&config.limits),
         config,
         key,
         cluster_id,
@@ -217,6 +225,7 @@ pub async fn run_with_handle(
         max_reliable,
         fragment_count: AtomicUsize::new(0),
         shutdown: stop_rx,
+        event_budget: budget::EventBudget::new(config_event_bytes),
     });
     info!(
         cluster_id,
@@ -331,27 +340,6 @@ async fn on_event<P: Plugin>(
             udp,
             reply,
         } => {
-            if let Err(goodbye) = core.admit(now, player) {
-                let _ = reply.send(Err(goodbye));
-                return;
-            }
-            core.finish();
-            for session_id in core.take_gone_sessions() {
-                let _ = udp_ctl.send(UdpControl::Remove { session_id }).await;
-            }
-            let DatagramSession { sealer, opener } = *udp;
-            // The UDP session is known before the player hears Welcome, so
-            // its very first datagram is not dropped.
-            let add = UdpControl::Add {
-                session_id,
-                player,
-                opener: Box::new(opener),
-            };
-            let _ = udp_ctl.send(add).await;
-            if reply.send(Ok(())).is_err() {
-                let _ = udp_ctl.try_send(UdpControl::Remove { session_id });
-                return;
-            }
             let j = NewPlayer {
                 player,
                 conn,
@@ -360,9 +348,9 @@ async fn on_event<P: Plugin>(
                 out,
                 kill,
                 keys,
-                udp: sealer,
+                udp: udp.sealer,
             };
-            core.join(now, j);
+            on_join(core, udp_ctl, now, j, udp.opener, reply).await;
         }
         CoreEvent::Resume {
             conn,
@@ -372,16 +360,15 @@ async fn on_event<P: Plugin>(
             claim,
             reply,
         } => {
-            let r = core
-                .resume(now, conn, player, session_id, claim)
-                .map(|a| Resumed {
-                    player,
-                    session,
-                    received: a.received,
-                    out: a.out,
-                    out_rx: a.out_rx,
-                    kill: a.kill,
-                });
+            let r = core.resume(now, conn, player, session_id, claim);
+            let r = r.map(|a| Resumed {
+                player,
+                session,
+                received: a.received,
+                out: a.out,
+                out_rx: a.out_rx,
+                kill: a.kill,
+            });
             let accepted = r.is_ok();
             match (reply.send(r).is_ok(), accepted) {
                 (true, true) => core.reconnected(now, player),
@@ -394,7 +381,11 @@ async fn on_event<P: Plugin>(
             conn,
             command,
             payload,
-        } => core.packet(now, player, conn, command, &payload),
+            budget,
+        } => {
+            core.packet(now, player, conn, command, &payload);
+            drop(budget);
+        }
         CoreEvent::Ack {
             player,
             conn,
@@ -411,7 +402,11 @@ async fn on_event<P: Plugin>(
             addr,
             len,
             records,
-        } => core.datagram(now, player, session_id, addr, len, records),
+            budget,
+        } => {
+            core.datagram(now, player, session_id, addr, len, records);
+            drop(budget);
+        }
         CoreEvent::Snapshot(reply) => {
             let _ = reply.send(core.snapshot());
         }
@@ -427,4 +422,37 @@ async fn on_event<P: Plugin>(
         } => core.transfer_failed(now, request_id, player, &reason),
         CoreEvent::Master(status) => core.master(now, &status),
     }
+}
+
+/// A join: admitted by the core (capacity, the newest connection wins),
+/// known to the UDP task before the player hears Welcome (so its very first
+/// datagram is not dropped), then in the table.
+async fn on_join<P: Plugin>(
+    core: &mut Core<P>,
+    udp_ctl: &mpsc::Sender<UdpControl>,
+    now: Instant,
+    j: NewPlayer,
+    opener: sustenet_proto::crypto::DatagramOpener,
+    reply: oneshot::Sender<Result<(), Goodbye>>,
+) {
+    if let Err(goodbye) = core.admit(now, j.player) {
+        let _ = reply.send(Err(goodbye));
+        return;
+    }
+    core.finish();
+    for session_id in core.take_gone_sessions() {
+        let _ = udp_ctl.send(UdpControl::Remove { session_id }).await;
+    }
+    let session_id = j.session_id;
+    let add = UdpControl::Add {
+        session_id,
+        player: j.player,
+        opener: Box::new(opener),
+    };
+    let _ = udp_ctl.send(add).await;
+    if reply.send(Ok(())).is_err() {
+        let _ = udp_ctl.try_send(UdpControl::Remove { session_id });
+        return;
+    }
+    core.join(now, j);
 }

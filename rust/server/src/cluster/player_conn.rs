@@ -15,10 +15,10 @@ use sustenet_proto::{
     ClientToCluster, ClusterToClient, DisconnectReason, Goodbye, HandshakeError, Side,
 };
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::core::queue;
+use super::core::{Outbox, OutboxRx, outbox, queue};
 use super::{CoreEvent, Shared};
 use crate::ids::PlayerId;
 use crate::time::now_ms;
@@ -41,38 +41,69 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, tcp: TcpListener) {
     crate::listen::wind_down(&mut conns).await;
 }
 
+/// A refusal to send before closing a connection in its handshake, or
+/// `None` to close it without a word (it went away, or the cluster stops).
+type Refusal = Option<(DisconnectReason, String)>;
+
+/// What a connection's handshake admitted: a player on a new connection
+/// (joined or resumed), and its first message.
+struct Admitted {
+    player: PlayerId,
+    stream: StreamSession,
+    out: Outbox,
+    out_rx: OutboxRx,
+    kill: oneshot::Receiver<(Goodbye, bool)>,
+    /// Written before `first` (the join's `JoinAccept`).
+    preface: Option<Vec<u8>>,
+    /// `Welcome` or `Resumed`.
+    first: ClusterToClient,
+}
+
+/// Sends a refusal, waiting at most a second for a peer that does not read.
+async fn refuse(
+    wr: &mut (impl tokio::io::AsyncWrite + Unpin),
+    reason: DisconnectReason,
+    message: &str,
+) {
+    let f = handshake::reject_frame(reason, message);
+    let _ = tokio::time::timeout(Duration::from_secs(1), write_frame(wr, &f, usize::MAX)).await;
+}
+
 async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let limits = shared.config.limits;
-    let Ok(permit) = shared.handshakes.try_acquire() else {
-        warn!("refused: too many connections in their handshake");
-        let f = handshake::reject_frame(
-            DisconnectReason::TooManyHandshakes,
-            "too many pending handshakes",
-        );
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            write_frame(&mut stream, &f, usize::MAX),
-        )
-        .await;
-        return;
+    // A slot in the handshake pool (total and per source address), then
+    // the first bytes within their own, shorter deadline.
+    let admitted = shared
+        .handshakes
+        .admit(peer.ip())
+        .map_err(|why| (DisconnectReason::TooManyHandshakes, why.message()));
+    let admitted = match admitted {
+        Ok(p) if shared.handshakes.first_bytes(&stream).await => Ok(p),
+        Ok(_) => Err((DisconnectReason::HandshakeTimeout, "no first bytes in time")),
+        Err(e) => Err(e),
+    };
+    let permit = match admitted {
+        Ok(p) => p,
+        Err((reason, why)) => {
+            warn!("refused: {why}");
+            refuse(&mut stream, reason, why).await;
+            return;
+        }
     };
     let (rd, mut wr) = stream.into_split();
     let mut frames = FrameReader::new(rd, limits.max_frame);
-    let refuse =
-        |reason: DisconnectReason, message: String| handshake::reject_frame(reason, &message);
     let hello = match frames.next_within(limits.handshake_timeout()).await {
         Ok(Some(f)) => f,
         Ok(None) => return,
         Err(NetError::Timeout(_)) => {
             warn!("dropped: no hello within the handshake timeout");
-            let f = refuse(
+            refuse(
+                &mut wr,
                 DisconnectReason::HandshakeTimeout,
-                "no hello in time".into(),
-            );
-            let _ =
-                tokio::time::timeout(Duration::from_secs(1), write_frame(&mut wr, &f, usize::MAX))
-                    .await;
+                "no hello in time",
+            )
+            .await;
             return;
         }
         Err(e) => {
@@ -81,109 +112,61 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
         }
     };
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    let (token, proof) = match handshake::parse_hello(&hello) {
-        Ok(Hello::ClientCluster { token, proof }) => (token, proof),
+    let admitted = match handshake::parse_hello(&hello) {
+        Ok(Hello::ClientCluster { token, proof }) => join(&shared, conn, &token, &proof).await,
         Ok(Hello::ClientResume {
             session_id,
             nonce,
             proof,
-        }) => {
-            // The proof is checked here, so a flood of made-up reconnects
-            // costs the connection tasks, never the core.
-            let found = {
-                let s = shared.sessions.lock().unwrap_or_else(|p| p.into_inner());
-                s.get(&session_id).cloned()
-            };
-            let Some((player, keys)) = found else {
-                info!("reconnect refused: no such session");
-                let f = refuse(
-                    DisconnectReason::ResumeRefused,
-                    "no such session on this cluster (it ended, or the reconnect window passed)"
-                        .into(),
-                );
-                let _ = write_frame(&mut wr, &f, usize::MAX).await;
-                return;
-            };
-            let (session, claim) = match handshake::accept_resume(&keys, &nonce, &proof) {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!(player, "reconnect refused: {e}");
-                    let _ =
-                        write_frame(&mut wr, &refuse(e.reason(), e.to_string()), usize::MAX).await;
-                    return;
-                }
-            };
-            let (reply_tx, reply_rx) = oneshot::channel();
-            let ev = CoreEvent::Resume {
-                conn,
-                player,
-                session_id,
-                session: Box::new(session),
-                claim,
-                reply: reply_tx,
-            };
-            if shared.events.send(ev).await.is_err() {
-                return;
-            }
-            let r = match reply_rx.await {
-                Ok(Ok(r)) => r,
-                Ok(Err(g)) => {
-                    let _ = write_frame(&mut wr, &refuse(g.reason, g.message), usize::MAX).await;
-                    return;
-                }
-                Err(_) => return,
-            };
-            drop(permit);
-            let session = PlayerConn {
-                player: r.player,
-                conn,
-                frames,
-                wr,
-                stream: *r.session,
-                out: r.out,
-                out_rx: r.out_rx,
-                kill: r.kill,
-            };
-            let first = ClusterToClient::Resumed {
-                received: r.received,
-            };
-            run_session(&shared, session, first, peer).await;
-            return;
-        }
+        }) => resume(&shared, conn, session_id, &nonce, &proof).await,
         Ok(_) => {
             warn!("refused: not a client hello");
-            let f = refuse(
-                DisconnectReason::ProtocolViolation,
-                "this is a cluster: send a connect token".into(),
-            );
-            let _ = write_frame(&mut wr, &f, usize::MAX).await;
-            return;
+            let why = "this is a cluster: send a connect token";
+            Err(Some((DisconnectReason::ProtocolViolation, why.into())))
         }
         Err(e) => {
             warn!("refused: {e}");
-            let _ = write_frame(&mut wr, &refuse(e.reason(), e.to_string()), usize::MAX).await;
-            return;
+            Err(Some((e.reason(), e.to_string())))
         }
     };
+    let a = match admitted {
+        Ok(a) => a,
+        Err(Some((reason, message))) => return refuse(&mut wr, reason, &message).await,
+        Err(None) => return,
+    };
+    drop(permit);
+    if let Some(preface) = &a.preface {
+        // A failed write shows up as a failed first message in run_session.
+        let _ = write_frame(&mut wr, preface, limits.max_frame).await;
+    }
+    let session = PlayerConn {
+        player: a.player,
+        conn,
+        frames,
+        wr,
+        stream: a.stream,
+        out: a.out,
+        out_rx: a.out_rx,
+        kill: a.kill,
+    };
+    run_session(&shared, session, a.first, peer).await;
+}
+
+/// A join: the cluster has room, the token and proof hold, and the core
+/// admits the player.
+async fn join(shared: &Shared, conn: u64, token: &[u8], proof: &[u8]) -> Result<Admitted, Refusal> {
     let cap = shared.config.max_connections as usize;
     if cap > 0 && shared.player_count.load(Ordering::Relaxed) >= cap {
         info!("refused: the cluster is full");
-        let _ = write_frame(
-            &mut wr,
-            &refuse(DisconnectReason::ServerFull, "the cluster is full".into()),
-            usize::MAX,
-        )
-        .await;
-        return;
+        return Err(Some((
+            DisconnectReason::ServerFull,
+            "the cluster is full".into(),
+        )));
     }
-    let accepted = match accept_token(&shared, &token, &proof, now_ms()) {
-        Ok(a) => a,
-        Err(e) => {
-            warn!("refused: {e}");
-            let _ = write_frame(&mut wr, &refuse(e.reason(), e.to_string()), usize::MAX).await;
-            return;
-        }
-    };
+    let accepted = accept_token(shared, token, proof, now_ms()).map_err(|e| {
+        warn!("refused: {e}");
+        Some((e.reason(), e.to_string()))
+    })?;
     let player = accepted.token.client_id;
     let session_id = loop {
         let id = rand::rng().next_u64();
@@ -192,52 +175,97 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
         }
     };
     let udp = accepted.keys.datagram(Side::Responder, session_id);
-    let (out_tx, out_rx) = mpsc::channel::<ClusterToClient>(limits.send_queue);
-    let (kill_tx, kill_rx) = oneshot::channel();
+    let (out, out_rx) = outbox(
+        shared.config.limits.send_queue,
+        shared.config.send_queue_bytes,
+    );
+    let (kill_tx, kill) = oneshot::channel();
     let (reply_tx, reply_rx) = oneshot::channel();
     let join = CoreEvent::Join {
         player,
         conn,
         session_id,
         user_data: accepted.token.user_data,
-        out: out_tx.clone(),
+        out: out.clone(),
         kill: kill_tx,
         keys: Arc::new(accepted.keys),
         udp: Box::new(udp),
         reply: reply_tx,
     };
-    if shared.events.send(join).await.is_err() {
-        return;
-    }
+    shared.events.send(join).await.map_err(|_| None)?;
     match reply_rx.await {
         Ok(Ok(())) => {}
         Ok(Err(g)) => {
             info!("refused: {}", g.reason);
-            let _ = write_frame(&mut wr, &refuse(g.reason, g.message), usize::MAX).await;
-            return;
+            return Err(Some((g.reason, g.message)));
         }
-        Err(_) => return,
+        Err(_) => return Err(None),
     }
-    drop(permit);
-    // The cluster's nonce for the session keys, right before the Welcome; a
-    // failed write shows up as a failed Welcome in run_session.
-    let _ = write_frame(&mut wr, &accepted.accept_frame, limits.max_frame).await;
-    let session = PlayerConn {
+    Ok(Admitted {
         player,
-        conn,
-        frames,
-        wr,
         stream: accepted.session,
-        out: out_tx,
+        out,
         out_rx,
-        kill: kill_rx,
+        kill,
+        // The cluster's nonce for the session keys, right before the Welcome.
+        preface: Some(accepted.accept_frame),
+        first: ClusterToClient::Welcome {
+            player_id: player,
+            session_id,
+            udp_port: shared.udp_port,
+        },
+    })
+}
+
+/// A reconnect: the session exists, the proof holds (checked here, so a
+/// flood of made-up reconnects costs the connection tasks, never the core),
+/// and the core accepts the claim.
+async fn resume(
+    shared: &Shared,
+    conn: u64,
+    session_id: u64,
+    nonce: &[u8; 32],
+    proof: &[u8],
+) -> Result<Admitted, Refusal> {
+    let found = {
+        let s = shared.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        s.get(&session_id).cloned()
     };
-    let welcome = ClusterToClient::Welcome {
-        player_id: player,
+    let Some((player, keys)) = found else {
+        info!("reconnect refused: no such session");
+        let why = "no such session on this cluster (it ended, or the reconnect window passed)";
+        return Err(Some((DisconnectReason::ResumeRefused, why.into())));
+    };
+    let (session, claim) = handshake::accept_resume(&keys, nonce, proof).map_err(|e| {
+        warn!(player, "reconnect refused: {e}");
+        Some((e.reason(), e.to_string()))
+    })?;
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let ev = CoreEvent::Resume {
+        conn,
+        player,
         session_id,
-        udp_port: shared.udp_port,
+        session: Box::new(session),
+        claim,
+        reply: reply_tx,
     };
-    run_session(&shared, session, welcome, peer).await;
+    shared.events.send(ev).await.map_err(|_| None)?;
+    let r = match reply_rx.await {
+        Ok(Ok(r)) => r,
+        Ok(Err(g)) => return Err(Some((g.reason, g.message))),
+        Err(_) => return Err(None),
+    };
+    Ok(Admitted {
+        player: r.player,
+        stream: *r.session,
+        out: r.out,
+        out_rx: r.out_rx,
+        kill: r.kill,
+        preface: None,
+        first: ClusterToClient::Resumed {
+            received: r.received,
+        },
+    })
 }
 
 /// Opens a join hello's token and checks its proof, then records the token
@@ -267,8 +295,8 @@ struct PlayerConn {
     frames: FrameReader<tokio::net::tcp::OwnedReadHalf>,
     wr: tokio::net::tcp::OwnedWriteHalf,
     stream: StreamSession,
-    out: mpsc::Sender<ClusterToClient>,
-    out_rx: mpsc::Receiver<ClusterToClient>,
+    out: Outbox,
+    out_rx: OutboxRx,
     kill: oneshot::Receiver<(Goodbye, bool)>,
 }
 
@@ -306,7 +334,10 @@ async fn run_session(shared: &Shared, s: PlayerConn, first: ClusterToClient, pee
                 Ok(Ok(None)) => break DisconnectReason::ConnectionLost,
                 Ok(Ok(Some(msg))) => match msg {
                     ClientToCluster::Data { command, payload } => {
-                        if shared.events.send(CoreEvent::Packet { player, conn, command, payload }).await.is_err() {
+                        let Some(budget) = shared.event_budget.take(payload.len()).await else {
+                            break DisconnectReason::ServerShutdown;
+                        };
+                        if shared.events.send(CoreEvent::Packet { player, conn, command, payload, budget }).await.is_err() {
                             break DisconnectReason::ServerShutdown;
                         }
                     }
@@ -327,13 +358,8 @@ async fn run_session(shared: &Shared, s: PlayerConn, first: ClusterToClient, pee
                     }
                 },
                 Ok(Err(e)) => {
-                    let reason = match &e {
-                        NetError::TooManyAuthFailures(_) => DisconnectReason::Tampered,
-                        NetError::Io(_) | NetError::Truncated => DisconnectReason::ConnectionLost,
-                        _ => DisconnectReason::ProtocolViolation,
-                    };
                     warn!(player, "dropping player: {e}");
-                    break reason;
+                    break e.reason();
                 }
             },
             // The writer stopped: a failed write (the peer is gone), or the
@@ -365,7 +391,7 @@ async fn run_session(shared: &Shared, s: PlayerConn, first: ClusterToClient, pee
 
 async fn player_writer(
     mut writer: SealedWriter<tokio::net::tcp::OwnedWriteHalf>,
-    mut rx: mpsc::Receiver<ClusterToClient>,
+    mut rx: OutboxRx,
     mut kill: oneshot::Receiver<(Goodbye, bool)>,
 ) {
     let r: Result<(), NetError> = async {
@@ -376,7 +402,7 @@ async fn player_writer(
                 k = &mut kill => {
                     if let Ok((goodbye, drain)) = k {
                         if drain {
-                            while let Ok(m) = rx.try_recv() {
+                            while let Some(m) = rx.try_recv() {
                                 writer.queue(&m)?;
                             }
                         }
@@ -390,8 +416,8 @@ async fn player_writer(
                     writer.queue(&m)?;
                     while writer.pending() < 64 * 1024 {
                         match rx.try_recv() {
-                            Ok(m) => writer.queue(&m)?,
-                            Err(_) => break,
+                            Some(m) => writer.queue(&m)?,
+                            None => break,
                         }
                     }
                     writer.flush().await?;

@@ -107,8 +107,9 @@ pub(crate) async fn udp_loop(
                     Ok(r) => r,
                     Err(e) => { warn!(player = *player, "malformed datagram: {e}"); continue; }
                 };
-                let ev = CoreEvent::Udp { player: *player, session_id: sid, addr, len: n, records };
                 // Unreliable: when the core is behind, drop instead of queueing.
+                let Some(budget) = shared.event_budget.try_take(n) else { continue };
+                let ev = CoreEvent::Udp { player: *player, session_id: sid, addr, len: n, records, budget };
                 let _ = shared.events.try_send(ev);
             }
         }

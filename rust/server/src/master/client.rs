@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::handshake_gate::HandshakePermit;
 use rand::RngCore;
 use sustenet_net::{FrameReader, NetError, SealedReader, SealedWriter, write_frame};
 use sustenet_proto::crypto::NOISE_MAX_PLAINTEXT;
@@ -12,7 +13,6 @@ use sustenet_proto::handshake;
 use sustenet_proto::message::USER_DATA_MAX;
 use sustenet_proto::{ClientToMaster, DisconnectReason, Goodbye, JoinTarget, MasterToClient};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::SemaphorePermit;
 use tracing::{debug, info, warn};
 
 use super::directory::Holder;
@@ -29,7 +29,7 @@ pub(super) async fn accept(
     mut wr: OwnedWriteHalf,
     noise: &[u8],
     peer: SocketAddr,
-    permit: SemaphorePermit<'_>,
+    permit: HandshakePermit,
 ) {
     let limits = shared.config.limits;
     let (session, reply) = match handshake::respond_client_master(&shared.keys.keypair, noise) {
@@ -118,11 +118,7 @@ impl ClientSession<'_> {
         match outcome {
             Ok(reason) => debug!("client session ended: {reason}"),
             Err(e) => {
-                let reason = match &e {
-                    NetError::TooManyAuthFailures(_) => DisconnectReason::Tampered,
-                    NetError::Io(_) | NetError::Truncated => DisconnectReason::ConnectionLost,
-                    _ => DisconnectReason::ProtocolViolation,
-                };
+                let reason = e.reason();
                 warn!("client dropped: {e}");
                 let _ = writer
                     .send(&MasterToClient::Disconnect(Goodbye {

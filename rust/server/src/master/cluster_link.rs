@@ -8,11 +8,12 @@ use sustenet_net::{FrameReader, NetError, SealedReader, SealedWriter, write_fram
 use sustenet_proto::handshake;
 use sustenet_proto::{ClusterToMaster, DisconnectReason, Goodbye, MasterToCluster, Register};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{SemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::directory::RegisterError;
 use super::{Shared, refuse};
+use crate::handshake_gate::HandshakePermit;
 use crate::time::now_ms;
 
 type Reader = SealedReader<OwnedReadHalf>;
@@ -21,16 +22,27 @@ type Writer = SealedWriter<OwnedWriteHalf>;
 /// Messages queued for one cluster link (only a replacement's goodbye today).
 const LINK_QUEUE: usize = 4;
 
+/// What a cluster's hello said, and where it came from.
+pub(super) struct ClusterHello {
+    pub key_name: String,
+    pub nonce: [u8; 32],
+    pub peer: std::net::SocketAddr,
+}
+
 /// Runs the cluster handshake and registration, then the link.
 pub(super) async fn accept(
     shared: &Arc<Shared>,
     frames: FrameReader<OwnedReadHalf>,
     mut wr: OwnedWriteHalf,
-    key_name: String,
-    nonce: [u8; 32],
+    hello: ClusterHello,
     conn: u64,
-    permit: SemaphorePermit<'_>,
+    permit: HandshakePermit,
 ) {
+    let ClusterHello {
+        key_name,
+        nonce,
+        peer,
+    } = hello;
     let limits = shared.config.limits;
     let key = shared.keys.cluster_keys.get(&key_name).cloned();
     let answer = handshake::respond_cluster(key.as_ref(), &key_name, &nonce, &mut rand::rng());
@@ -80,6 +92,9 @@ pub(super) async fn accept(
         }
     };
     drop(permit);
+    // A cluster registered from here: its later connections (re-registering
+    // after a dropped link) use the known handshake pool.
+    shared.handshakes.remember(peer.ip());
     info!(
         cluster_id = id,
         name = %reg.name,

@@ -23,6 +23,8 @@ use sustenet_proto::{DisconnectReason, Key, MasterKeypair};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+
+use crate::handshake_gate::{HandshakeGate, HandshakePermit};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::auth::AuthHook;
@@ -57,7 +59,7 @@ pub struct MasterConfig {
 
 impl MasterConfig {
     /// Client connections allowed when `max_connections` is 0.
-    pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 5_000;
 
     /// The client connection limit in force.
     pub fn connection_limit(&self) -> u32 {
@@ -109,7 +111,7 @@ pub(crate) struct Shared {
     keys: MasterKeys,
     auth: Arc<dyn AuthHook>,
     directory: Mutex<Directory>,
-    handshakes: Semaphore,
+    handshakes: Arc<HandshakeGate>,
     clients: Semaphore,
     shutdown: watch::Receiver<bool>,
 }
@@ -133,7 +135,7 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
-        handshakes: Semaphore::new(config.limits.max_handshakes),
+        handshakes: HandshakeGate::new(&config.limits),
         clients: Semaphore::new(config.connection_limit() as usize),
         directory: Mutex::new(Directory::new(config.directory_settings())),
         config,
@@ -181,14 +183,7 @@ pub(crate) async fn refuse(
 
 async fn handle_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr, conn: u64) {
     let _ = stream.set_nodelay(true);
-    let Ok(permit) = shared.handshakes.try_acquire() else {
-        warn!("refused: too many connections in their handshake");
-        refuse(
-            &mut stream,
-            DisconnectReason::TooManyHandshakes,
-            "too many pending handshakes",
-        )
-        .await;
+    let Some(permit) = admit(&shared, &mut stream, peer).await else {
         return;
     };
     let limits = shared.config.limits;
@@ -199,7 +194,12 @@ async fn handle_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
     };
     match hello {
         Hello::Cluster { key_name, nonce } => {
-            cluster_link::accept(&shared, frames, wr, key_name, nonce, conn, permit).await;
+            let hello = cluster_link::ClusterHello {
+                key_name,
+                nonce,
+                peer,
+            };
+            cluster_link::accept(&shared, frames, wr, hello, conn, permit).await;
         }
         Hello::ClientMaster { noise } => {
             client::accept(&shared, frames, wr, &noise, peer, permit).await;
@@ -214,6 +214,35 @@ async fn handle_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
             .await;
         }
     }
+}
+
+/// A handshake slot for the connection (general pool, or the known pool for
+/// an address a cluster registered from), and its first bytes within the
+/// first-bytes deadline; refuses and returns `None` otherwise.
+async fn admit(
+    shared: &Arc<Shared>,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+) -> Option<HandshakePermit> {
+    let permit = match shared.handshakes.admit(peer.ip()) {
+        Ok(p) => p,
+        Err(why) => {
+            warn!("refused: {}", why.message());
+            refuse(stream, DisconnectReason::TooManyHandshakes, why.message()).await;
+            return None;
+        }
+    };
+    if !shared.handshakes.first_bytes(stream).await {
+        warn!("dropped: no bytes within the first-bytes deadline");
+        refuse(
+            stream,
+            DisconnectReason::HandshakeTimeout,
+            "no first bytes in time",
+        )
+        .await;
+        return None;
+    }
+    Some(permit)
 }
 
 /// Reads and parses the first frame; refuses (and returns `None`) when it
@@ -246,5 +275,29 @@ async fn read_hello(
             refuse(wr, e.reason(), &e.to_string()).await;
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_master_is_never_unbounded() {
+        let default = MasterConfig::default();
+        assert_eq!(
+            default.connection_limit(),
+            MasterConfig::DEFAULT_MAX_CONNECTIONS
+        );
+        let zero = MasterConfig {
+            max_connections: 0,
+            ..MasterConfig::default()
+        };
+        assert_eq!(zero.connection_limit(), 5_000);
+        let set = MasterConfig {
+            max_connections: 7,
+            ..MasterConfig::default()
+        };
+        assert_eq!(set.connection_limit(), 7);
     }
 }

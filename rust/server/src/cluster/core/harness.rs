@@ -12,7 +12,7 @@ use sustenet_proto::handshake::ResumeClaim;
 use sustenet_proto::{
     ClientSessionKeys, ClusterToClient, DisconnectReason, Goodbye, Key, Side, UsedTokens,
 };
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Core, Interest, NewPlayer, Transfers};
 use crate::cluster::master_link::LinkEvent;
@@ -81,7 +81,7 @@ impl Plugin for Recorder {
 /// One fake player's current connection, as its writer task would see it.
 pub(crate) struct Conn {
     pub(crate) conn: u64,
-    pub(crate) out: mpsc::Receiver<ClusterToClient>,
+    pub(crate) out: super::OutboxRx,
     pub(crate) kill: oneshot::Receiver<(Goodbye, bool)>,
 }
 
@@ -89,7 +89,7 @@ impl Conn {
     /// Everything queued to the connection so far.
     pub(crate) fn drain(&mut self) -> Vec<ClusterToClient> {
         let mut v = Vec::new();
-        while let Ok(m) = self.out.try_recv() {
+        while let Some(m) = self.out.try_recv() {
             v.push(m);
         }
         v
@@ -124,7 +124,7 @@ impl Harness {
             .max_frame
             .saturating_sub(sustenet_proto::message::RELIABLE_OVERHEAD);
         let shared = Arc::new(Shared {
-            handshakes: Semaphore::new(config.limits.max_handshakes),
+            handshakes: crate::handshake_gate::HandshakeGate::new(&config.limits),
             key: Key::from_bytes([7; 32]),
             cluster_id: 1,
             tcp_port: 1,
@@ -138,6 +138,7 @@ impl Harness {
             max_reliable,
             fragment_count: AtomicUsize::new(0),
             shutdown: stop_rx,
+            event_budget: crate::cluster::budget::EventBudget::new(config.event_queue_bytes),
             config,
         });
         let (link_tx, link) = mpsc::channel(1024);
@@ -189,7 +190,8 @@ impl Harness {
         let keys = ClientSessionKeys::derive(&[conn as u8; 32], &[0x33; 32])
             .unwrap_or_else(|e| panic!("{e}"));
         let udp = keys.datagram(Side::Responder, session_id);
-        let (out_tx, out) = mpsc::channel(self.shared.config.limits.send_queue);
+        let config = &self.shared.config;
+        let (out_tx, out) = super::outbox(config.limits.send_queue, config.send_queue_bytes);
         let (kill_tx, kill) = oneshot::channel();
         self.core.join(
             self.now,

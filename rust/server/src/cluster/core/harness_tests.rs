@@ -181,6 +181,25 @@ fn a_full_send_queue_disconnects_without_draining() {
 }
 
 #[test]
+fn a_send_queue_is_bounded_in_bytes_too() {
+    let mut h = Harness::new(ClusterConfig {
+        send_queue_bytes: 10_000,
+        ..config()
+    });
+    let mut c = h.join(1).unwrap();
+    h.command(|ctx| {
+        // Far fewer messages than `send_queue`, but over 10,000 bytes.
+        for _ in 0..2 {
+            ctx.send(1, 5, &[0; 4_000]).unwrap();
+        }
+        assert_eq!(ctx.send(1, 5, &[0; 4_000]), Err(SendError::QueueFull(1)));
+    });
+    let (goodbye, _) = c.goodbye().unwrap();
+    assert_eq!(goodbye.reason, DisconnectReason::SendQueueFull);
+    assert_eq!(h.seats(), 0);
+}
+
+#[test]
 fn a_kick_closes_with_its_message_and_frees_the_seat() {
     let mut h = Harness::new(config());
     let mut c = h.join(1).unwrap();
@@ -461,4 +480,139 @@ fn the_used_token_lock_is_taken_only_to_record_a_token() {
     assert!(accept_token(&shared, &token, &proof, now_ms).is_ok());
     let again = accept_token(&shared, &token, &proof, now_ms).err().unwrap();
     assert_eq!(again.reason(), DisconnectReason::TokenUsed);
+}
+
+/// What can happen to the players of a small cluster (ids 1 to 4, room
+/// for 3).
+#[derive(Debug, Clone)]
+enum Event {
+    Join(u64),
+    Drop(u64),
+    Reconnect(u64),
+    Kick(u64),
+    Transfer(u64),
+    /// The master answers the oldest transfer request: a ticket or a refusal.
+    MasterAnswers(bool),
+    Wait(u64),
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    let id = 1u64..=4;
+    prop_oneof![
+        3 => id.clone().prop_map(Event::Join),
+        2 => id.clone().prop_map(Event::Drop),
+        2 => id.clone().prop_map(Event::Reconnect),
+        1 => id.clone().prop_map(Event::Kick),
+        2 => id.prop_map(Event::Transfer),
+        2 => any::<bool>().prop_map(Event::MasterAnswers),
+        2 => (0u64..40_000).prop_map(Event::Wait),
+    ]
+}
+
+fn ticket(client_id: u64) -> Box<sustenet_proto::Ticket> {
+    Box::new(sustenet_proto::Ticket {
+        client_id,
+        cluster: sustenet_proto::ClusterInfo {
+            id: 99,
+            name: "next".into(),
+            address: "127.0.0.1".into(),
+            tcp_port: 1,
+            udp_port: 1,
+            players: 0,
+            capacity: 0,
+            locked: false,
+        },
+        token: vec![1; 8],
+        session_secret: [3; 32].into(),
+        expires_at_ms: 0,
+    })
+}
+
+/// Seats, resumable sessions and moving marks match the player table.
+fn consistent(h: &Harness) -> Result<(), TestCaseError> {
+    let players = h.core.s.players.len();
+    prop_assert_eq!(h.seats(), players);
+    prop_assert_eq!(h.resumable(), players);
+    let moving = h.core.s.transfers.moving.lock().unwrap();
+    prop_assert!(moving.keys().all(|p| h.core.s.players.contains_key(p)));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Whatever players do: a player is in one place only (a newer
+    /// connection closes the older one), the seat count, the resumable
+    /// sessions and the moving marks always match the table, and once time
+    /// has run out and everyone left, no seat, session, mark or transfer
+    /// request is left behind.
+    #[test]
+    fn seats_sessions_and_transfers_never_leak(events in proptest::collection::vec(event(), 1..60)) {
+        let mut h = Harness::new(ClusterConfig { max_connections: 3, ..config() });
+        let mut conns: std::collections::HashMap<u64, Conn> = Default::default();
+        let mut attempts: std::collections::HashMap<u64, u64> = Default::default();
+        let mut asked: std::collections::VecDeque<(u64, u64)> = Default::default();
+        for e in events {
+            match e {
+                Event::Join(p) => {
+                    let had = h.core.s.players.get(&p).map(|pl| pl.conn);
+                    if let Ok(c) = h.join(p) {
+                        if let Some(mut old) = conns.insert(p, c) {
+                            if had == Some(old.conn) {
+                                // The newest connection wins: the older one is closed.
+                                prop_assert!(old.goodbye().is_some());
+                            }
+                        }
+                    }
+                }
+                Event::Drop(p) => {
+                    if let Some(c) = conns.remove(&p) {
+                        h.lost(p, &c);
+                    }
+                }
+                Event::Reconnect(p) => {
+                    let a = attempts.entry(p).or_insert(0);
+                    *a += 1;
+                    if let Ok((c, _)) = h.resume(p, 0, *a) {
+                        if let Some(mut old) = conns.insert(p, c) {
+                            prop_assert!(old.goodbye().is_some(), "the connection left behind is closed");
+                        }
+                    }
+                }
+                Event::Kick(p) => h.command(move |ctx| ctx.kick(p, "out")),
+                Event::Transfer(p) => h.command(move |ctx| { let _ = ctx.transfer(p, 99, b""); }),
+                Event::MasterAnswers(ok) => {
+                    while let Ok(ev) = h.link.try_recv() {
+                        if let LinkEvent::Transfer { request_id, player, .. } = ev {
+                            asked.push_back((request_id, player));
+                        }
+                    }
+                    if let Some((request_id, player)) = asked.pop_front() {
+                        let now = h.now;
+                        if ok {
+                            h.core.transfer_ready(now, request_id, player, ticket(player));
+                        } else {
+                            let no = sustenet_proto::Goodbye::new(DisconnectReason::NoCluster);
+                            h.core.transfer_failed(now, request_id, player, &no);
+                        }
+                        h.core.finish();
+                    }
+                }
+                Event::Wait(ms) => h.advance(Duration::from_millis(ms)),
+            }
+            consistent(&h)?;
+        }
+        // Time runs out for everything pending; then everyone leaves.
+        h.advance(Duration::from_secs(3600));
+        prop_assert!(h.core.s.transfers.pending.is_empty(), "a transfer request outlived its deadline");
+        prop_assert!(h.core.s.players.values().all(|p| p.away_until.is_none() && p.redirected.is_none()));
+        let ids: Vec<u64> = h.core.s.players.keys().copied().collect();
+        for p in ids {
+            h.command(move |ctx| ctx.kick(p, "closing"));
+        }
+        consistent(&h)?;
+        prop_assert_eq!((h.seats(), h.resumable()), (0, 0));
+        prop_assert!(h.core.s.transfers.moving.lock().unwrap().is_empty());
+        prop_assert!(h.core.poll_timeout().is_none());
+    }
 }

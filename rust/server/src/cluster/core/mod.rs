@@ -34,6 +34,7 @@ mod harness;
 #[cfg(test)]
 mod harness_tests;
 mod interest;
+mod outbox;
 mod path;
 mod resume;
 mod transfers;
@@ -51,11 +52,12 @@ use sustenet_proto::datagram::{self, Record};
 use sustenet_proto::handshake::ResumeClaim;
 use sustenet_proto::resume::ReplayLog;
 use sustenet_proto::{ClusterToClient, DisconnectReason, Goodbye, Ticket};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 pub use context::Context;
 pub(crate) use interest::Interest;
+pub(crate) use outbox::{Full, Outbox, OutboxRx, outbox};
 pub(crate) use resume::Accepted;
 pub(crate) use transfers::{Moving, Transfers};
 
@@ -76,7 +78,7 @@ pub(crate) type Command = Box<dyn FnOnce(&mut Context<'_>) + Send>;
 pub(crate) struct Player {
     /// The writer of the current connection; `None` while the player is
     /// away (its connection dropped and it may reconnect).
-    pub(crate) out: Option<mpsc::Sender<ClusterToClient>>,
+    pub(crate) out: Option<Outbox>,
     pub(crate) kill: Option<oneshot::Sender<(Goodbye, bool)>>,
     /// The current connection; events of an older one are ignored.
     pub(crate) conn: u64,
@@ -104,7 +106,7 @@ pub(crate) struct NewPlayer {
     pub(crate) conn: u64,
     pub(crate) session_id: u64,
     pub(crate) user_data: Vec<u8>,
-    pub(crate) out: mpsc::Sender<ClusterToClient>,
+    pub(crate) out: Outbox,
     pub(crate) kill: oneshot::Sender<(Goodbye, bool)>,
     pub(crate) keys: Arc<ClientSessionKeys>,
     pub(crate) udp: DatagramSealer,
@@ -135,17 +137,9 @@ pub(crate) struct Core<P> {
     update_slices: usize,
 }
 
-/// A player's send queue is full.
-pub(crate) struct Full;
-
-/// Queues a message for a player's connection. A connection whose writer
-/// has already stopped is not an error here: its reader reports the drop
-/// (and with reconnects on, the reliable log still holds the message).
-pub(crate) fn queue(out: &mpsc::Sender<ClusterToClient>, m: ClusterToClient) -> Result<(), Full> {
-    match out.try_send(m) {
-        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
-        Err(mpsc::error::TrySendError::Full(_)) => Err(Full),
-    }
+/// Queues a message for a player's connection (see [`Outbox::push`]).
+pub(crate) fn queue(out: &Outbox, m: ClusterToClient) -> Result<(), Full> {
+    out.push(m)
 }
 
 /// Sets (`Some`) or removes (`None`) an entry of a map shared with other
@@ -368,7 +362,8 @@ impl<P: Plugin> Core<P> {
             let (plugin, mut ctx) = self.ctx(now);
             plugin.on_connection_lost(&mut ctx, player, DisconnectReason::ConnectionLost);
         }
-        let send_queue = self.s.shared.config.limits.send_queue;
+        let config = &self.s.shared.config;
+        let send_queue = (config.limits.send_queue, config.send_queue_bytes);
         match resume::resume_player(
             &mut self.s.players,
             send_queue,

@@ -8,19 +8,19 @@ use std::time::{Duration, Instant};
 use sustenet_proto::handshake::ResumeClaim;
 use sustenet_proto::resume::Rewind;
 use sustenet_proto::{ClusterToClient, DisconnectReason, Goodbye};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::debug;
 
-use super::Player;
+use super::{Outbox, OutboxRx, Player, outbox};
 use crate::ids::PlayerId;
 
 /// What the core gives a connection whose reconnect it accepted.
 pub(crate) struct Accepted {
     /// Data messages of the client's that the cluster had received.
     pub(crate) received: u64,
-    pub(crate) out: mpsc::Sender<ClusterToClient>,
+    pub(crate) out: Outbox,
     /// Holds the messages to send again, then everything new.
-    pub(crate) out_rx: mpsc::Receiver<ClusterToClient>,
+    pub(crate) out_rx: OutboxRx,
     pub(crate) kill: oneshot::Receiver<(Goodbye, bool)>,
 }
 
@@ -98,7 +98,7 @@ pub(crate) fn resume_check(p: &Player, claim: ResumeClaim) -> Result<(), Goodbye
 /// being moved).
 pub(crate) fn resume_player(
     players: &mut HashMap<PlayerId, Player>,
-    send_queue: usize,
+    send_queue: (usize, usize),
     conn: u64,
     player: PlayerId,
     session_id: u64,
@@ -153,12 +153,12 @@ pub(crate) fn resume_player(
         "resuming: sending the player's missed messages again"
     );
     // Room for everything to send again, so none of it can be refused.
-    let (out, out_rx) = mpsc::channel(send_queue + again.len() + 1);
+    let (out, out_rx) = outbox(send_queue.0 + again.len() + 1, send_queue.1);
     for m in again {
-        let _ = out.try_send(m);
+        let _ = out.push_kept(m);
     }
     if let Some(ticket) = &p.redirect {
-        let _ = out.try_send(ClusterToClient::Redirect((**ticket).clone()));
+        let _ = out.push_kept(ClusterToClient::Redirect((**ticket).clone()));
     }
     let (kill_tx, kill_rx) = oneshot::channel();
     close_left_behind(p);
