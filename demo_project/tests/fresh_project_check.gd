@@ -12,6 +12,9 @@ var failures := 0
 func _initialize() -> void:
 	for name in CLASSES:
 		_check(ClassDB.class_exists(name), "class %s is registered" % name)
+	_check(SustenetClient.REASON_TOO_MANY_TICKETS == 22
+			and SustenetClient.reason_text(22) == "too many unused tickets",
+		"the newest reason code has its constant and text")
 	var client := SustenetClient.new()
 	client.master_port = 6256
 	_check(client.master_port == 6256, "a SustenetClient can be made and configured")
