@@ -304,10 +304,24 @@ impl Directory {
             e.reported.remove(&client_id);
             e.sent.insert(client_id);
             self.tickets.used(client_id, id);
+            self.forget_elsewhere(id, client_id);
         } else if !e.sent.contains(&client_id) {
             e.reported.insert(client_id);
         }
         sent
+    }
+
+    /// The player is where the master sent it last: every other cluster loses
+    /// its claim on it (sent there before, a ticket it was issued, inherited),
+    /// so a cluster that never reports the player leaving cannot move it later.
+    fn forget_elsewhere(&mut self, here: u64, client_id: u64) {
+        for (id, e) in &mut self.clusters {
+            if *id != here {
+                e.sent.remove(&client_id);
+                e.expected.remove(&client_id);
+                e.inherited.remove(&client_id);
+            }
+        }
     }
 
     /// The cluster says `client_id` left it.
@@ -608,6 +622,35 @@ mod tests {
         d.join(10, &holder(30, "cy"), JoinTarget::Id(1), &mut rng)
             .unwrap();
         assert!(!d.player_joined(10 + 60_000, 1, 0, 30));
+    }
+
+    #[test]
+    fn a_cluster_loses_its_claim_once_the_player_joined_elsewhere() {
+        let (mut d, _rx) = directory(&[(1, 0), (2, 0), (3, 0)]);
+        let mut rng = StdRng::seed_from_u64(4);
+        d.join(0, &holder(10, "ann"), JoinTarget::Id(1), &mut rng)
+            .unwrap();
+        assert!(d.player_joined(1, 1, 0, 10));
+        // Cluster 1 hands ann to 2 and never says she left.
+        d.transfer(2, 1, 0, 10, 2, b"", &mut rng).unwrap();
+        assert!(d.player_joined(3, 2, 1, 10));
+        let e = d.transfer(4, 1, 0, 10, 3, b"forged", &mut rng).unwrap_err();
+        assert_eq!(
+            e.reason,
+            DisconnectReason::ProtocolViolation,
+            "{}",
+            e.message
+        );
+        // A cluster that was only issued a ticket for her loses that claim too.
+        d.join(5, &holder(20, "bob"), JoinTarget::Id(3), &mut rng)
+            .unwrap();
+        d.join(5, &holder(20, "bob"), JoinTarget::Id(1), &mut rng)
+            .unwrap();
+        assert!(d.player_joined(6, 1, 0, 20));
+        assert!(!d.player_joined(7, 3, 2, 20));
+        assert!(d.transfer(8, 3, 2, 20, 2, b"", &mut rng).is_err());
+        // The cluster she is on may still move her.
+        assert!(d.transfer(9, 2, 1, 10, 3, b"", &mut rng).is_ok());
     }
 
     #[test]
