@@ -54,6 +54,7 @@ pub(crate) async fn udp_loop(
     let mut sessions: HashMap<u64, (PlayerId, Box<DatagramOpener>)> = HashMap::new();
     let mut buf = vec![0u8; 2048];
     let mut refused = 0u64;
+    let mut malformed = 0u64;
     let c = &shared.config;
     let mut pings = PingLimiter::new(
         c.ping_rate,
@@ -105,7 +106,15 @@ pub(crate) async fn udp_loop(
                 };
                 let records = match datagram::decode_records(&plain) {
                     Ok(r) => r,
-                    Err(e) => { warn!(player = *player, "malformed datagram: {e}"); continue; }
+                    Err(e) => {
+                        // Authenticated, so the player's own doing: logged at powers of two only,
+                        // so that a player cannot flood the log.
+                        malformed += 1;
+                        if malformed.is_power_of_two() {
+                            warn!(player = *player, "malformed datagram: {e} ({malformed} so far)");
+                        }
+                        continue;
+                    }
                 };
                 // Unreliable: when the core is behind, drop instead of queueing.
                 let Some(budget) = shared.event_budget.try_take(n) else { continue };

@@ -249,14 +249,18 @@ async fn on_message(
         }
         ClusterToMaster::Status(st) => shared.directory().status(id, conn, st),
         ClusterToMaster::PlayerJoined { client_id } => {
-            let sent = shared
-                .directory()
-                .player_joined(now_ms(), id, conn, client_id);
-            if !sent {
+            let unsent = {
+                let mut dir = shared.directory();
+                let sent = dir.player_joined(now_ms(), id, conn, client_id);
+                if sent { 0 } else { dir.unsent_reports(id) }
+            };
+            // Logged at powers of two: a cluster cannot flood the log this way.
+            if unsent.is_power_of_two() {
                 info!(
                     cluster_id = id,
                     client_id,
-                    "the cluster reports a player the master did not send there: counted, never transferred"
+                    reports = unsent,
+                    "the cluster reports a player the master did not send there: counted (up to its capacity), never transferred"
                 );
             }
         }

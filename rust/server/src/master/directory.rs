@@ -69,8 +69,10 @@ pub(crate) struct ClusterEntry {
     /// Players the master sent here (a ticket it issued for this cluster, used).
     sent: HashSet<u64>,
     /// Players the cluster reports that the master did not send here:
-    /// counted in the load, never transferred.
+    /// counted in the load, never transferred; at most [`reported_cap`] of them.
     reported: HashSet<u64>,
+    /// How many such reports the cluster made on this link (for the log).
+    unsent_reports: u64,
     /// Tickets for this cluster: client id → until when a `PlayerJoined` for
     /// it is believed (expiry plus one token lifetime of clock slack), ms.
     expected: HashMap<u64, u64>,
@@ -108,6 +110,20 @@ impl ClusterEntry {
         }
     }
 }
+
+/// Most reported players (not sent by the master) a cluster's load counts: its
+/// capacity, or [`REPORTED_MAX`] for a cluster without one. A cluster cannot
+/// really hold more, so made-up ids past that cost the master nothing.
+fn reported_cap(capacity: u32) -> usize {
+    if capacity > 0 {
+        usize::try_from(capacity).unwrap_or(REPORTED_MAX)
+    } else {
+        REPORTED_MAX
+    }
+}
+
+/// [`reported_cap`] for a cluster that registered no capacity.
+const REPORTED_MAX: usize = 65_536;
 
 /// A ticket issued for a client and not used yet.
 #[derive(Debug, Clone)]
@@ -258,6 +274,7 @@ impl Directory {
             key_name,
             sent: HashSet::new(),
             reported: HashSet::new(),
+            unsent_reports: 0,
             expected,
             held,
             inherited,
@@ -306,9 +323,17 @@ impl Directory {
             self.tickets.used(client_id, id);
             self.forget_elsewhere(id, client_id);
         } else if !e.sent.contains(&client_id) {
-            e.reported.insert(client_id);
+            e.unsent_reports += 1;
+            if e.reported.len() < reported_cap(e.reg.capacity) {
+                e.reported.insert(client_id);
+            }
         }
         sent
+    }
+
+    /// How many players the cluster `id` reported that the master did not send there.
+    pub fn unsent_reports(&self, id: u64) -> u64 {
+        self.clusters.get(&id).map_or(0, |e| e.unsent_reports)
     }
 
     /// The player is where the master sent it last: every other cluster loses
@@ -622,6 +647,20 @@ mod tests {
         d.join(10, &holder(30, "cy"), JoinTarget::Id(1), &mut rng)
             .unwrap();
         assert!(!d.player_joined(10 + 60_000, 1, 0, 30));
+    }
+
+    #[test]
+    fn made_up_players_count_only_up_to_the_cluster_capacity() {
+        let (mut d, _rx) = directory(&[(1, 3), (2, 0)]);
+        for client in 100..1_000 {
+            assert!(!d.player_joined(1, 1, 0, client));
+        }
+        assert_eq!(d.unsent_reports(1), 900);
+        assert_eq!(players(&mut d, 1, 1), (3, true));
+        for client in 0..(REPORTED_MAX as u64 + 10) {
+            d.player_joined(1, 2, 1, client);
+        }
+        assert_eq!(players(&mut d, 1, 2).0, REPORTED_MAX as u32);
     }
 
     #[test]
