@@ -103,6 +103,7 @@ pub fn master_config(cfg: &ConfigFile) -> MasterConfig {
         ticket_hold: Duration::from_millis(cfg.master.ticket_hold_ms),
         max_tickets_per_connection: cfg.master.max_tickets_per_connection,
         max_tickets_per_user: cfg.master.max_tickets_per_user,
+        max_tickets_per_address: cfg.master.max_tickets_per_address,
         cluster_timeout: Duration::from_secs(cfg.master.cluster_timeout_secs),
         max_login_attempts: cfg.master.max_login_attempts.max(1),
         limits: cfg.limits,

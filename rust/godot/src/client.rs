@@ -273,8 +273,9 @@ impl SustenetClient {
     /// A reconnect was refused: the session had ended, or what was sent meanwhile is no longer kept.
     #[constant]
     const REASON_RESUME_REFUSED: i64 = 21;
-    /// A join was refused: this connection or user already holds as many unused tickets as the
-    /// master allows (4 per connection, 8 per user name by default). Join with one you hold.
+    /// A join was refused: this connection, user or address already holds as many unused
+    /// tickets as the master allows (4 per connection, 8 per user name, 256 per address by
+    /// default). Use the ticket you hold, or wait for unused ones to expire.
     #[constant]
     const REASON_TOO_MANY_TICKETS: i64 = 22;
     /// Largest payload of [method send_unreliable], in bytes.

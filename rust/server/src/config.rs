@@ -123,6 +123,8 @@ pub struct MasterSection {
     pub max_tickets_per_connection: u32,
     /// Most unused, unexpired tickets one user name may hold over all its connections.
     pub max_tickets_per_user: u32,
+    /// Most unused, unexpired tickets the connections from one address (IPv6: one /64) may hold.
+    pub max_tickets_per_address: u32,
 }
 
 impl Default for MasterSection {
@@ -137,6 +139,7 @@ impl Default for MasterSection {
             ticket_hold_ms: 2_000,
             max_tickets_per_connection: 4,
             max_tickets_per_user: 8,
+            max_tickets_per_address: 256,
         }
     }
 }
@@ -370,6 +373,9 @@ impl ConfigFile {
         }
         if self.master.max_tickets_per_user == 0 {
             return Err(bad("master.max_tickets_per_user", "must be at least 1"));
+        }
+        if self.master.max_tickets_per_address == 0 {
+            return Err(bad("master.max_tickets_per_address", "must be at least 1"));
         }
         Ok(())
     }

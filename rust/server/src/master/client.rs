@@ -192,6 +192,7 @@ impl ClientSession<'_> {
                     client_id,
                     user: Arc::from(username.as_str()),
                     user_data: data,
+                    source: crate::handshake_gate::address_key(self.peer.ip()),
                 });
                 writer.send(&MasterToClient::LoginOk { client_id }).await?;
             }

@@ -9,9 +9,11 @@
 //!   load (and full flag) only for `ticket_hold_ms` after it is issued, so
 //!   balancing sees a burst of joins, but unused tickets never lock a cluster
 //!   for the token's whole lifetime.
-//! - A login connection (one client id) and a user name may hold at most
-//!   `max_tickets_per_connection` / `max_tickets_per_user` tickets that are
-//!   neither used nor expired.
+//! - A login connection (one client id), a user name and a source address
+//!   (IPv6 by /64) may hold at most `max_tickets_per_connection` /
+//!   `max_tickets_per_user` / `max_tickets_per_address` tickets that are
+//!   neither used nor expired (the address cap binds an attacker who opens
+//!   many connections with free user names, `auth = "none"`).
 //! - A cluster's `PlayerJoined` makes a player *sent* there only if the
 //!   master issued that cluster a ticket for the id (a join or a transfer)
 //!   that is not long expired, or the id was sent there on the cluster's
@@ -20,6 +22,7 @@
 //!   transferred, so a cluster key cannot claim another cluster's player.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use rand::CryptoRng;
@@ -43,6 +46,8 @@ pub(crate) struct DirectorySettings {
     pub max_tickets_per_connection: usize,
     /// Most unused, unexpired tickets one user name may hold, over all its connections.
     pub max_tickets_per_user: usize,
+    /// Most unused, unexpired tickets the connections from one address may hold.
+    pub max_tickets_per_address: usize,
 }
 
 /// Who asks for a ticket: the login of one client connection.
@@ -54,6 +59,9 @@ pub(crate) struct Holder {
     pub user: Arc<str>,
     /// The user data the auth hook returned, carried in every token.
     pub user_data: Vec<u8>,
+    /// The connection's source address as the per-address cap counts it
+    /// (`handshake_gate::address_key`: IPv6 by /64).
+    pub source: IpAddr,
 }
 
 /// One registered cluster.
@@ -138,6 +146,7 @@ struct Outstanding {
 struct TicketBook {
     by_client: HashMap<u64, (Arc<str>, Vec<Outstanding>)>,
     by_user: HashMap<Arc<str>, Vec<Outstanding>>,
+    by_source: HashMap<IpAddr, Vec<Outstanding>>,
     next_prune_ms: u64,
 }
 
@@ -152,6 +161,10 @@ impl TicketBook {
             !v.is_empty()
         });
         self.by_user.retain(|_, v| {
+            v.retain(|t| t.expires_at_ms > now);
+            !v.is_empty()
+        });
+        self.by_source.retain(|_, v| {
             v.retain(|t| t.expires_at_ms > now);
             !v.is_empty()
         });
@@ -186,6 +199,15 @@ impl TicketBook {
                 ),
             });
         }
+        let from_source = Self::count(self.by_source.get(&holder.source), now);
+        if from_source >= settings.max_tickets_per_address {
+            return Err(Goodbye {
+                reason: DisconnectReason::TooManyTickets,
+                message: format!(
+                    "connections from this address hold {from_source} unused tickets (the limit): use one or wait for them to expire"
+                ),
+            });
+        }
         Ok(())
     }
 
@@ -195,7 +217,11 @@ impl TicketBook {
             .or_insert_with(|| (holder.user.clone(), Vec::new()))
             .1
             .push(t.clone());
-        self.by_user.entry(holder.user.clone()).or_default().push(t);
+        self.by_user
+            .entry(holder.user.clone())
+            .or_default()
+            .push(t.clone());
+        self.by_source.entry(holder.source).or_default().push(t);
     }
 
     /// The client's tickets for `cluster_id` are used.
@@ -214,6 +240,10 @@ impl TicketBook {
                 self.by_user.remove(&user);
             }
         }
+        self.by_source.retain(|_, v| {
+            v.retain(|t| !(t.client_id == client_id && t.cluster_id == cluster_id));
+            !v.is_empty()
+        });
     }
 }
 
@@ -539,6 +569,7 @@ mod tests {
             ticket_hold_ms: 2_000,
             max_tickets_per_connection: 2,
             max_tickets_per_user: 3,
+            max_tickets_per_address: 5,
         }
     }
 
@@ -554,10 +585,15 @@ mod tests {
     }
 
     fn holder(client_id: u64, user: &str) -> Holder {
+        holder_from(client_id, user, [127, 0, 0, 1])
+    }
+
+    fn holder_from(client_id: u64, user: &str, ip: [u8; 4]) -> Holder {
         Holder {
             client_id,
             user: Arc::from(user),
             user_data: user.as_bytes().to_vec(),
+            source: IpAddr::from(ip),
         }
     }
 
@@ -618,6 +654,43 @@ mod tests {
         let e = d.join(29_999, &a, JoinTarget::Auto, &mut rng).unwrap_err();
         assert_eq!(e.reason, DisconnectReason::TooManyTickets);
         d.join(30_001, &a, JoinTarget::Auto, &mut rng).unwrap();
+    }
+
+    #[test]
+    fn unused_tickets_are_capped_per_address() {
+        // One address, a new connection and a new user name each time (auth "none").
+        let (mut d, _rx) = directory(&[(1, 0)]);
+        let mut rng = StdRng::seed_from_u64(5);
+        for client in 0..5 {
+            let h = holder_from(100 + client, &format!("u{client}"), [10, 0, 0, 1]);
+            d.join(0, &h, JoinTarget::Id(1), &mut rng).unwrap();
+        }
+        let e = d
+            .join(
+                0,
+                &holder_from(200, "u200", [10, 0, 0, 1]),
+                JoinTarget::Id(1),
+                &mut rng,
+            )
+            .unwrap_err();
+        assert_eq!(e.reason, DisconnectReason::TooManyTickets, "{}", e.message);
+        assert!(e.message.contains("address"), "{}", e.message);
+        // Another address is not affected; a used ticket frees its place.
+        d.join(
+            0,
+            &holder_from(201, "u201", [10, 0, 0, 2]),
+            JoinTarget::Id(1),
+            &mut rng,
+        )
+        .unwrap();
+        assert!(d.player_joined(1, 1, 0, 100));
+        d.join(
+            1,
+            &holder_from(202, "u202", [10, 0, 0, 1]),
+            JoinTarget::Id(1),
+            &mut rng,
+        )
+        .unwrap();
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct MasterConfig {
     pub max_tickets_per_connection: u32,
     /// Most unused, unexpired tickets one user name may hold over all its connections.
     pub max_tickets_per_user: u32,
+    /// Most unused, unexpired tickets the connections from one source address (IPv6: one
+    /// /64) may hold together.
+    pub max_tickets_per_address: u32,
     /// A cluster silent for this long is dropped.
     pub cluster_timeout: Duration,
     /// Failed logins allowed on one connection before it is closed.
@@ -77,6 +80,7 @@ impl MasterConfig {
             ticket_hold_ms: ms(self.ticket_hold),
             max_tickets_per_connection: self.max_tickets_per_connection.max(1) as usize,
             max_tickets_per_user: self.max_tickets_per_user.max(1) as usize,
+            max_tickets_per_address: self.max_tickets_per_address.max(1) as usize,
         }
     }
 }
@@ -90,6 +94,7 @@ impl Default for MasterConfig {
             ticket_hold: Duration::from_secs(2),
             max_tickets_per_connection: 4,
             max_tickets_per_user: 8,
+            max_tickets_per_address: 256,
             cluster_timeout: Duration::from_secs(5),
             max_login_attempts: 5,
             limits: Limits::default(),
