@@ -46,6 +46,10 @@ export WINEPREFIX="$REPO/target/win-cross/wine" WINEDEBUG=-all WINEDLLOVERRIDES=
 if [ ! -f "$WINEPREFIX/system.reg" ]; then
     say "creating the Wine prefix $WINEPREFIX"
     "$WINE" wineboot --init >/dev/null 2>&1 || true
+    # The wine server writes the prefix's registry (system.reg) only when it exits: wait for it.
+    wineserver=$(dirname "$WINE")/wineserver
+    [ -x "$wineserver" ] || wineserver=$(command -v wineserver || true)
+    [ -n "$wineserver" ] && "$wineserver" -w
     [ -f "$WINEPREFIX/system.reg" ] || die "wineboot could not create $WINEPREFIX"
 fi
 # Windows 10/11 ship bcryptprimitives.dll (Rust's standard library takes random numbers from
