@@ -35,6 +35,8 @@ on_exit() {
     fi
 }
 trap on_exit EXIT
+# shellcheck source-path=SCRIPTDIR source=lib/debian-host.sh
+. "$(dirname "$0")/lib/debian-host.sh"
 
 installed() {
     [ -f "$MARKER" ] && [ -x "$ROOT/usr/bin/godot" ] && [ -x "$ROOT/usr/bin/godot-template-release" ] \
@@ -51,39 +53,12 @@ fi
 command -v apt-get >/dev/null || die "apt-get not found: this script needs a Debian-based host"
 
 # --- the host's own Debian mirror --------------------------------------------------------
-mirror="${SUSTENET_DEBIAN_MIRROR:-}"
-if [ -z "$mirror" ] && [ -f /etc/apt/sources.list.d/debian.sources ]; then
-    # First URIs: line of the stanza for the main archive (not -security).
-    mirror=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
-fi
-if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
-    mirror=$(awk '$1=="deb" && $0 !~ /security/ { for (i=2;i<=NF;i++) if ($i ~ /^https?:/) {print $i; exit} }' /etc/apt/sources.list)
-fi
-[ -n "$mirror" ] || die "no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list; set SUSTENET_DEBIAN_MIRROR"
+debian_mirror
 log "Debian mirror: $mirror (suite: $SUITE)"
 
 # --- host tools ----------------------------------------------------------------------------
-apt_updated=0
-host_install() {  # host_install <command-to-check> <package>...
-    local cmd=$1; shift
-    command -v "$cmd" >/dev/null && return 0
-    log "installing on the host: $*"
-    if [ $apt_updated = 0 ] && ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then
-        log "apt-get update (no package lists yet)"
-        apt-get update -q || die "apt-get update failed on the host"
-        apt_updated=1
-    fi
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"; then
-        [ $apt_updated = 1 ] && die "apt-get install $* failed on the host"
-        log "apt-get install failed; running apt-get update and retrying"
-        apt-get update -q || die "apt-get update failed on the host"
-        apt_updated=1
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" \
-            || die "apt-get install $* failed on the host"
-    fi
-}
-host_install debootstrap debootstrap
-host_install Xvfb xvfb xauth
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || host_install debootstrap
+command -v Xvfb >/dev/null || host_install xvfb xauth
 export PATH="$PATH:/usr/sbin:/sbin"
 
 # --- mounts inside the root (from an interrupted run or godot-run-export.sh) ---------------

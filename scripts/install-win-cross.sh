@@ -28,6 +28,8 @@ PACKAGES=(rustc cargo rust-src gcc-mingw-w64-x86-64 ca-certificates)
 
 log() { printf '[install-win-cross] %s\n' "$*" >&2; }
 die() { printf '[install-win-cross] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source-path=SCRIPTDIR source=lib/debian-host.sh
+. "$(dirname "$0")/lib/debian-host.sh"
 
 root_ready() {
     [ -f "$MARKER" ] && [ -x "$ROOT/usr/bin/cargo" ] && [ -x "$ROOT/usr/bin/x86_64-w64-mingw32-gcc-win32" ] \
@@ -45,22 +47,6 @@ fi
 command -v apt-get >/dev/null || die "apt-get not found: this script needs a Debian-based host"
 
 # --- host packages: debootstrap and Wine ----------------------------------------------------
-apt_updated=0
-host_install() {  # host_install <package>...
-    log "installing on the host: $*"
-    if [ $apt_updated = 0 ] && ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then
-        apt-get update -q || die "apt-get update failed on the host"
-        apt_updated=1
-    fi
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"; then
-        [ $apt_updated = 1 ] && die "apt-get install $* failed on the host"
-        log "apt-get install failed; running apt-get update and retrying"
-        apt-get update -q || die "apt-get update failed on the host"
-        apt_updated=1
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" \
-            || die "apt-get install $* failed on the host"
-    fi
-}
 command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || host_install debootstrap
 wine_ready || host_install wine64
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -71,14 +57,7 @@ if [ "${SUSTENET_WIN_REINSTALL:-0}" != 1 ] && root_ready; then
 fi
 
 # --- the host's own Debian mirror -------------------------------------------------------------
-mirror="${SUSTENET_DEBIAN_MIRROR:-}"
-if [ -z "$mirror" ] && [ -f /etc/apt/sources.list.d/debian.sources ]; then
-    mirror=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
-fi
-if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
-    mirror=$(awk '$1=="deb" && $0 !~ /security/ { for (i=2;i<=NF;i++) if ($i ~ /^https?:/) {print $i; exit} }' /etc/apt/sources.list)
-fi
-[ -n "$mirror" ] || die "no Debian mirror in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list; set SUSTENET_DEBIAN_MIRROR"
+debian_mirror
 log "Debian mirror: $mirror (suite: $SUITE)"
 
 # --- stage 1: debootstrap ---------------------------------------------------------------------
