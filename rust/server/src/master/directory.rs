@@ -144,7 +144,8 @@ struct Outstanding {
 /// The unused tickets of every login and user, for the caps.
 #[derive(Debug, Default)]
 struct TicketBook {
-    by_client: HashMap<u64, (Arc<str>, Vec<Outstanding>)>,
+    /// Per client id: its user name and source (to find its other lists) and its tickets.
+    by_client: HashMap<u64, (Arc<str>, IpAddr, Vec<Outstanding>)>,
     by_user: HashMap<Arc<str>, Vec<Outstanding>>,
     by_source: HashMap<IpAddr, Vec<Outstanding>>,
     next_prune_ms: u64,
@@ -156,7 +157,7 @@ impl TicketBook {
             return;
         }
         self.next_prune_ms = now.saturating_add(1_000);
-        self.by_client.retain(|_, (_, v)| {
+        self.by_client.retain(|_, (_, _, v)| {
             v.retain(|t| t.expires_at_ms > now);
             !v.is_empty()
         });
@@ -180,7 +181,10 @@ impl TicketBook {
         settings: &DirectorySettings,
         now: u64,
     ) -> Result<(), Goodbye> {
-        let on_conn = Self::count(self.by_client.get(&holder.client_id).map(|(_, v)| v), now);
+        let on_conn = Self::count(
+            self.by_client.get(&holder.client_id).map(|(_, _, v)| v),
+            now,
+        );
         if on_conn >= settings.max_tickets_per_connection {
             return Err(Goodbye {
                 reason: DisconnectReason::TooManyTickets,
@@ -214,8 +218,8 @@ impl TicketBook {
     fn record(&mut self, holder: &Holder, t: Outstanding) {
         self.by_client
             .entry(holder.client_id)
-            .or_insert_with(|| (holder.user.clone(), Vec::new()))
-            .1
+            .or_insert_with(|| (holder.user.clone(), holder.source, Vec::new()))
+            .2
             .push(t.clone());
         self.by_user
             .entry(holder.user.clone())
@@ -226,24 +230,31 @@ impl TicketBook {
 
     /// The client's tickets for `cluster_id` are used.
     fn used(&mut self, client_id: u64, cluster_id: u64) {
-        let Some((user, list)) = self.by_client.get_mut(&client_id) else {
+        let Some((user, source, list)) = self.by_client.get_mut(&client_id) else {
             return;
         };
         list.retain(|t| t.cluster_id != cluster_id);
-        let user = user.clone();
+        let (user, source) = (user.clone(), *source);
         if list.is_empty() {
             self.by_client.remove(&client_id);
         }
-        if let Some(v) = self.by_user.get_mut(&user) {
-            v.retain(|t| !(t.client_id == client_id && t.cluster_id == cluster_id));
-            if v.is_empty() {
-                self.by_user.remove(&user);
-            }
+        let is_used = |t: &Outstanding| t.client_id == client_id && t.cluster_id == cluster_id;
+        forget(&mut self.by_user, &user, is_used);
+        forget(&mut self.by_source, &source, is_used);
+    }
+}
+
+/// Drops the tickets `is_used` picks from `key`'s list, and the list once it is empty.
+fn forget<K: std::hash::Hash + Eq>(
+    lists: &mut HashMap<K, Vec<Outstanding>>,
+    key: &K,
+    is_used: impl Fn(&Outstanding) -> bool,
+) {
+    if let Some(v) = lists.get_mut(key) {
+        v.retain(|t| !is_used(t));
+        if v.is_empty() {
+            lists.remove(key);
         }
-        self.by_source.retain(|_, v| {
-            v.retain(|t| !(t.client_id == client_id && t.cluster_id == cluster_id));
-            !v.is_empty()
-        });
     }
 }
 
