@@ -107,6 +107,7 @@ pub fn master_config(cfg: &ConfigFile) -> MasterConfig {
         cluster_timeout: Duration::from_secs(cfg.master.cluster_timeout_secs),
         max_login_attempts: cfg.master.max_login_attempts.max(1),
         limits: cfg.limits,
+        websocket: None,
     }
 }
 
@@ -129,9 +130,11 @@ pub async fn master(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr} (is another server using that port?)"))?;
     println!("master public key: {}", keypair.public().to_base64());
+    let mut config = master_config(&cfg);
+    config.websocket = cfg.websocket_config(cfg.master.websocket_port)?;
     master::run(
         listener,
-        master_config(&cfg),
+        config,
         MasterKeys {
             keypair,
             cluster_keys,
@@ -193,14 +196,8 @@ pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
     })?;
     let (tcp, udp) =
         bind_cluster(&cfg.all.bind, cfg.cluster_port(), cfg.cluster_udp_port()).await?;
-    cluster::run(
-        tcp,
-        udp,
-        cluster_config(&cfg),
-        key,
-        EchoChat,
-        shutdown_signal(),
-    )
-    .await?;
+    let mut config = cluster_config(&cfg);
+    config.websocket = cfg.websocket_config(cfg.cluster.websocket_port)?;
+    cluster::run(tcp, udp, config, key, EchoChat, shutdown_signal()).await?;
     Ok(())
 }

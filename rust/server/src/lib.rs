@@ -17,6 +17,7 @@ pub mod keys;
 mod listen;
 pub mod master;
 pub mod time;
+pub mod web;
 
 pub use cluster::plugin;
 

@@ -28,6 +28,8 @@ mod ping_limit;
 mod player_conn;
 pub mod plugin;
 mod udp;
+mod web_player;
+mod web_routes;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -163,6 +165,10 @@ pub(crate) struct Shared {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Bytes of payload queued for the core (`event_queue_bytes`).
     pub(crate) event_budget: budget::EventBudget,
+    /// WebSocket players' datagram routes and reconnect secrets.
+    pub(crate) web: web_routes::WebPlayers,
+    /// The WebSocket port web clients are told, and whether it is `wss://`.
+    pub(crate) web_port: Option<(u16, bool)>,
 }
 
 /// Runs a cluster with no outside commands. See [`run_with_handle`].
@@ -203,6 +209,19 @@ pub async fn run_with_handle(
         .saturating_sub(sustenet_proto::message::RELIABLE_OVERHEAD);
     commands.max_reliable.store(max_reliable, Ordering::Relaxed);
     let config_event_bytes = config.event_queue_bytes;
+    let web_listener = match &config.websocket {
+        Some(ws) => {
+            ws.check()?;
+            let l = TcpListener::bind(ws.bind).await?;
+            let port = if ws.public_port == 0 {
+                l.local_addr()?.port()
+            } else {
+                ws.public_port
+            };
+            Some((l, port, ws.serves_tls()))
+        }
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, mut events_rx) = mpsc::channel::<CoreEvent>(16_384);
     let (udp_ctl_tx, udp_ctl_rx) = mpsc::channel::<UdpControl>(16_384);
@@ -226,6 +245,8 @@ pub async fn run_with_handle(
         fragment_count: AtomicUsize::new(0),
         shutdown: stop_rx,
         event_budget: budget::EventBudget::new(config_event_bytes),
+        web: web_routes::WebPlayers::default(),
+        web_port: web_listener.as_ref().map(|(_, port, tls)| (*port, *tls)),
     });
     info!(
         cluster_id,
@@ -241,6 +262,11 @@ pub async fn run_with_handle(
     tasks.spawn(player_conn::accept_loop(shared.clone(), tcp).instrument(span));
     let span = info_span!("udp");
     tasks.spawn(udp::udp_loop(shared.clone(), udp.clone(), udp_ctl_rx).instrument(span));
+    if let Some((l, port, tls)) = web_listener {
+        info!(addr = %l.local_addr()?, port, tls, "cluster listening for WebSocket players");
+        let span = info_span!("web_accept");
+        tasks.spawn(web_player::accept_loop(shared.clone(), l).instrument(span));
+    }
     let span = info_span!("master_link");
     tasks.spawn(master_link::master_link(shared.clone(), link_rx).instrument(span));
 
@@ -258,17 +284,21 @@ pub async fn run_with_handle(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tokio::time::sleep_until(wake), if due.is_some() => core.timeout(Instant::now()),
-            Some(ev) = events_rx.recv() => on_event(&mut core, &udp_ctl_tx, ev).await,
+            Some(ev) = events_rx.recv() => on_event(&mut core, &shared, &udp_ctl_tx, ev).await,
             Some(cmd) = commands.rx.recv() => core.command(Instant::now(), cmd),
             _ = update.tick() => core.update(Instant::now()),
             _ = tick.tick() => core.heartbeat(Instant::now(), now_ms()),
         }
         core.finish();
         core.drain_transmits(|addr, d| {
-            // Unreliable: a full socket buffer drops the datagram, as the network would.
-            let _ = udp.try_send_to(d, addr);
+            // A web player's datagrams go to its connection; the others on
+            // UDP, where a full socket buffer drops them, as the network would.
+            if !shared.web.deliver(addr, d) {
+                let _ = udp.try_send_to(d, addr);
+            }
         });
         for session_id in core.take_gone_sessions() {
+            shared.web.forget(session_id);
             let _ = udp_ctl_tx.send(UdpControl::Remove { session_id }).await;
         }
     }
@@ -324,6 +354,7 @@ fn new_core<P: Plugin>(
 /// Hands one event of another task to the core, and its answer back.
 async fn on_event<P: Plugin>(
     core: &mut Core<P>,
+    shared: &Shared,
     udp_ctl: &mpsc::Sender<UdpControl>,
     ev: CoreEvent,
 ) {
@@ -350,7 +381,7 @@ async fn on_event<P: Plugin>(
                 keys,
                 udp: udp.sealer,
             };
-            on_join(core, udp_ctl, now, j, udp.opener, reply).await;
+            on_join(core, shared, udp_ctl, now, j, udp.opener, reply).await;
         }
         CoreEvent::Resume {
             conn,
@@ -429,6 +460,7 @@ async fn on_event<P: Plugin>(
 /// datagram is not dropped), then in the table.
 async fn on_join<P: Plugin>(
     core: &mut Core<P>,
+    shared: &Shared,
     udp_ctl: &mpsc::Sender<UdpControl>,
     now: Instant,
     j: NewPlayer,
@@ -441,6 +473,7 @@ async fn on_join<P: Plugin>(
     }
     core.finish();
     for session_id in core.take_gone_sessions() {
+        shared.web.forget(session_id);
         let _ = udp_ctl.send(UdpControl::Remove { session_id }).await;
     }
     let session_id = j.session_id;

@@ -139,6 +139,8 @@ impl Harness {
             fragment_count: AtomicUsize::new(0),
             shutdown: stop_rx,
             event_budget: crate::cluster::budget::EventBudget::new(config.event_queue_bytes),
+            web: Default::default(),
+            web_port: None,
             config,
         });
         let (link_tx, link) = mpsc::channel(1024);
