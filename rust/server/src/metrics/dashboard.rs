@@ -34,9 +34,9 @@ impl Dashboard {
     pub fn json(&self, chosen: Option<&str>) -> String {
         let now_ms = crate::time::now_ms();
         let (logins, joins, transfers, tickets_used) = self.master.totals();
-        let clusters: Vec<Value> = self
-            .master
-            .clusters()
+        let mut list = self.master.clusters();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        let clusters: Vec<Value> = list
             .iter()
             .map(|c| {
                 let local = self.local(&c.name).map(ClusterMetrics::stats);
