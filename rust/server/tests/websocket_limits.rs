@@ -23,6 +23,13 @@ const MAX_MESSAGE: usize = 4096;
 /// A master and one cluster whose `ws://` listener (loopback) has small
 /// limits: 4 KiB messages, 1 KiB upgrade requests, 8 handshake slots.
 async fn setup(tweak: impl FnOnce(&mut WebSocketConfig)) -> (RunningMaster, WebCluster) {
+    setup_with(tweak, |_| {}).await
+}
+
+async fn setup_with(
+    tweak: impl FnOnce(&mut WebSocketConfig),
+    limits: impl FnOnce(&mut Limits),
+) -> (RunningMaster, WebCluster) {
     init_tracing();
     let keys = keys(&["c"]);
     let master = start_master(&keys).await;
@@ -32,6 +39,7 @@ async fn setup(tweak: impl FnOnce(&mut WebSocketConfig)) -> (RunningMaster, WebC
         max_handshakes_per_address: 8,
         ..fast_limits()
     };
+    limits(&mut cfg.limits);
     let mut ws = WebSocketConfig::new(([127, 0, 0, 1], free_port().await).into());
     ws.max_message = MAX_MESSAGE;
     ws.max_handshake_bytes = 1024;
@@ -332,34 +340,35 @@ async fn origins_are_checked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_idle_sockets_are_refused_then_released() {
-    let (master, cluster) = setup(|_| {}).await;
+    // A first-byte deadline as long as the handshake's, so that twelve
+    // silent sockets are all in their handshake at once.
+    let (master, cluster) = setup_with(
+        |_| {},
+        |l| {
+            l.first_byte_timeout_ms = 5_000;
+            l.handshake_timeout_ms = 5_000;
+        },
+    )
+    .await;
     let port = cluster.ws_port;
-    // Eight silent sockets take every handshake slot.
+    // Twelve silent sockets: eight take every handshake slot, the others
+    // are refused at once with 503.
     let mut idle = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..12 {
         idle.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
     }
-    // Give the listener time to admit them all: a ninth that is refused
-    // gets 503. Keep trying until one is refused (each refused one costs
-    // nothing) — the eight hold their slots for the first-byte deadline.
-    let mut refused = false;
-    for _ in 0..50 {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        s.write_all(upgrade_request(port, None, true).as_bytes())
-            .await
-            .unwrap();
-        let answer = String::from_utf8_lossy(&until_closed(&mut s).await).to_string();
-        if answer.starts_with("HTTP/1.1 503") {
-            assert!(answer.contains("too many pending handshakes"), "{answer}");
-            refused = true;
-            break;
-        }
-    }
-    assert!(refused, "a full handshake pool refuses with 503");
-    // The silent ones are closed at the first-byte deadline, freeing their slots.
+    let mut refused = 0;
     for mut s in idle {
-        assert!(until_closed(&mut s).await.is_empty());
+        let answer = String::from_utf8_lossy(&until_closed(&mut s).await).to_string();
+        if answer.is_empty() {
+            continue; // held a slot until the first-byte deadline
+        }
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("too many pending handshakes"), "{answer}");
+        refused += 1;
     }
+    assert_eq!(refused, 4, "twelve sockets, eight slots");
+    // The silent ones were closed at the first-byte deadline, freeing their slots.
     still_serves(port).await;
     cluster.stop().await;
     master.stop().await;

@@ -79,6 +79,8 @@ pub struct ClusterConfig {
     /// A WebSocket listener for web players (`[cluster] websocket_port`);
     /// `None`: none. The master lists the cluster to web clients only with one.
     pub websocket: Option<crate::web::WebSocketConfig>,
+    /// The cluster's metrics (exported when the binary serves them).
+    pub metrics: crate::metrics::ClusterMetrics,
 }
 
 impl Default for ClusterConfig {
@@ -106,6 +108,7 @@ impl Default for ClusterConfig {
             event_queue_bytes: 32 << 20,
             limits: Limits::default(),
             websocket: None,
+            metrics: crate::metrics::ClusterMetrics::default(),
         }
     }
 }

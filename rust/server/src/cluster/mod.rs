@@ -286,15 +286,23 @@ pub async fn run_with_handle(
             _ = tokio::time::sleep_until(wake), if due.is_some() => core.timeout(Instant::now()),
             Some(ev) = events_rx.recv() => on_event(&mut core, &shared, &udp_ctl_tx, ev).await,
             Some(cmd) = commands.rx.recv() => core.command(Instant::now(), cmd),
-            _ = update.tick() => core.update(Instant::now()),
-            _ = tick.tick() => core.heartbeat(Instant::now(), now_ms()),
+            _ = update.tick() => {
+                let started = Instant::now();
+                core.update(started);
+                shared.config.metrics.tick(started.elapsed().as_secs_f64());
+            }
+            _ = tick.tick() => {
+                core.heartbeat(Instant::now(), now_ms());
+                sample_metrics(&core, &shared);
+            }
         }
         core.finish();
+        let metrics = &shared.config.metrics;
         core.drain_transmits(|addr, d| {
             // A web player's datagrams go to its connection; the others on
             // UDP, where a full socket buffer drops them, as the network would.
-            if !shared.web.deliver(addr, d) {
-                let _ = udp.try_send_to(d, addr);
+            if shared.web.deliver(addr, d) || udp.try_send_to(d, addr).is_ok() {
+                metrics.sent(false, 1, d.len());
             }
         });
         for session_id in core.take_gone_sessions() {
@@ -306,6 +314,18 @@ pub async fn run_with_handle(
     let _ = stop_tx.send(true);
     crate::listen::wind_down(&mut tasks).await;
     Ok(())
+}
+
+/// The gauges the heartbeat samples: players, the deepest send queue, the
+/// occupied fragments.
+fn sample_metrics<P: Plugin>(core: &Core<P>, shared: &Shared) {
+    let m = &shared.config.metrics;
+    m.set_players(
+        shared.player_count.load(Ordering::Relaxed),
+        shared.config.max_connections,
+    );
+    m.set_send_queue_depth(core.deepest_send_queue());
+    m.set_fragments(core.fragment_cells());
 }
 
 /// The core with an empty grid, set up from the cluster's settings.
@@ -391,6 +411,7 @@ async fn on_event<P: Plugin>(
             claim,
             reply,
         } => {
+            let away = core.away_for(now, player);
             let r = core.resume(now, conn, player, session_id, claim);
             let r = r.map(|a| Resumed {
                 player,
@@ -402,7 +423,10 @@ async fn on_event<P: Plugin>(
             });
             let accepted = r.is_ok();
             match (reply.send(r).is_ok(), accepted) {
-                (true, true) => core.reconnected(now, player),
+                (true, true) => {
+                    core.metrics().reconnect(away.as_secs_f64());
+                    core.reconnected(now, player);
+                }
                 (false, true) => core.resume_abandoned(now, player),
                 _ => {}
             }
@@ -414,6 +438,7 @@ async fn on_event<P: Plugin>(
             payload,
             budget,
         } => {
+            core.metrics().received(true, payload.len());
             core.packet(now, player, conn, command, &payload);
             drop(budget);
         }
@@ -435,6 +460,7 @@ async fn on_event<P: Plugin>(
             records,
             budget,
         } => {
+            core.metrics().received(false, len);
             core.datagram(now, player, session_id, addr, len, records);
             drop(budget);
         }
@@ -445,13 +471,27 @@ async fn on_event<P: Plugin>(
             request_id,
             player,
             ticket,
-        } => core.transfer_ready(now, request_id, player, ticket),
+        } => {
+            if let Some(waited) = core.transfer_waited(now, request_id) {
+                core.metrics().transfer_redirected(waited.as_secs_f64());
+            }
+            core.transfer_ready(now, request_id, player, ticket);
+        }
         CoreEvent::TransferFailed {
             request_id,
             player,
             reason,
-        } => core.transfer_failed(now, request_id, player, &reason),
-        CoreEvent::Master(status) => core.master(now, &status),
+        } => {
+            if core.transfer_waited(now, request_id).is_some() {
+                core.metrics().transfer_failed();
+            }
+            core.transfer_failed(now, request_id, player, &reason);
+        }
+        CoreEvent::Master(status) => {
+            let up = matches!(status, MasterLinkStatus::Registered { .. });
+            core.metrics().set_master_link(up);
+            core.master(now, &status);
+        }
     }
 }
 
@@ -487,5 +527,6 @@ async fn on_join<P: Plugin>(
         let _ = udp_ctl.try_send(UdpControl::Remove { session_id });
         return;
     }
+    core.metrics().join();
     core.join(now, j);
 }

@@ -37,6 +37,7 @@ mod interest;
 mod outbox;
 mod path;
 mod resume;
+mod stats;
 mod transfers;
 mod transmit;
 
@@ -598,6 +599,9 @@ impl<P: Plugin> Core<P> {
         // plugin; its reactions may cause more, so drain until quiet.
         while !self.s.interest.events.is_empty() {
             for ev in std::mem::take(&mut self.s.interest.events) {
+                if matches!(ev, crate::fragments::FragmentEvent::OverCap { .. }) {
+                    self.s.shared.config.metrics.over_cap();
+                }
                 let now = self.s.now;
                 let (plugin, mut ctx) = self.ctx(now);
                 plugin.on_fragment(&mut ctx, ev);
@@ -671,6 +675,8 @@ impl<P: Plugin> Core<P> {
         moving_set(&self.s.transfers.moving, player, None);
         link_event(&self.s, LinkEvent::Left(player));
         info!(player, players = count, "player disconnected: {reason}");
+        let metrics = &self.s.shared.config.metrics;
+        metrics.disconnect(reason, crate::time::now_ms());
         let now = self.s.now;
         let (plugin, mut ctx) = self.ctx(now);
         plugin.on_disconnect(&mut ctx, player, reason);

@@ -89,6 +89,11 @@ impl Outbox {
         }
     }
 
+    /// Messages queued now.
+    pub(crate) fn depth(&self) -> usize {
+        self.tx.max_capacity().saturating_sub(self.tx.capacity())
+    }
+
     /// Resolves once the writer's end is gone.
     pub(crate) async fn closed(&self) {
         self.tx.closed().await
