@@ -407,11 +407,17 @@ pub struct Fragments {
 impl Fragments {
     /// An empty world; refuses an invalid configuration.
     pub fn new(config: GridConfig) -> Result<Self, FragmentError> {
+        Self::with_hasher(config, Seeded::new())
+    }
+
+    /// An empty world whose tables are keyed by `hasher` (and maps built
+    /// from it), for a caller that seeds its own randomness.
+    pub(crate) fn with_hasher(config: GridConfig, hasher: Seeded) -> Result<Self, FragmentError> {
         config.validate()?;
         Ok(Self {
             config,
-            cells: HashMap::with_hasher(Seeded::new()),
-            players: HashMap::with_hasher(Seeded::new()),
+            cells: HashMap::with_hasher(hasher.clone()),
+            players: HashMap::with_hasher(hasher.derive()),
             overrides: HashMap::new(),
             radii: BTreeMap::new(),
             tick: 0,
@@ -1019,11 +1025,28 @@ pub(crate) struct Seeded {
 }
 
 impl Seeded {
+    /// Keys from the process's random hash state.
     pub(crate) fn new() -> Self {
         let rs = RandomState::new();
         Self {
             key: rs.hash_one(0x5EED_u64) | 1,
             init: rs.hash_one(0xF01D_u64),
+        }
+    }
+
+    /// Keys drawn from `rng`.
+    pub(crate) fn from_rng(rng: &mut impl rand::RngCore) -> Self {
+        Self {
+            key: rng.next_u64() | 1,
+            init: rng.next_u64(),
+        }
+    }
+
+    /// Other keys, drawn from these (for a second table of one owner).
+    pub(crate) fn derive(&self) -> Self {
+        Self {
+            key: fold_mul(self.key, 0x9E37_79B9_7F4A_7C15) | 1,
+            init: fold_mul(self.init ^ 0xD1B5_4A32_D192_ED03, self.key),
         }
     }
 }
