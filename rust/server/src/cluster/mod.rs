@@ -268,6 +268,7 @@ pub async fn run_with_handle(
         udp: udp.clone(),
         udp_ctl: udp_ctl_tx,
         link: link_tx,
+        metrics: shared.config.metrics.clone(),
         writers: HashMap::new(),
     };
     let mut tasks = tokio::task::JoinSet::new();
@@ -294,8 +295,15 @@ pub async fn run_with_handle(
             _ = tokio::time::sleep_until(wake), if due.is_some() => core.timeout(Instant::now()),
             Some(ev) = events_rx.recv() => on_event(&mut core, &mut io, ev).await,
             Some(cmd) = commands.rx.recv() => core.command(Instant::now(), cmd),
-            _ = update.tick() => core.update(Instant::now()),
-            _ = tick.tick() => core.heartbeat(Instant::now(), now_ms()),
+            _ = update.tick() => {
+                let started = Instant::now();
+                core.update(started);
+                shared.config.metrics.tick(started.elapsed().as_secs_f64());
+            }
+            _ = tick.tick() => {
+                core.heartbeat(Instant::now(), now_ms());
+                sample_metrics(&core, &shared);
+            }
         }
         core.finish();
         io.carry_out(&mut core).await;
@@ -305,6 +313,18 @@ pub async fn run_with_handle(
     let _ = stop_tx.send(true);
     crate::listen::wind_down(&mut tasks).await;
     Ok(())
+}
+
+/// The gauges the heartbeat samples: players, the deepest send queue, the
+/// occupied fragments.
+fn sample_metrics<P: Plugin>(core: &Core<P>, shared: &Shared) {
+    let m = &shared.config.metrics;
+    m.set_players(
+        shared.published.player_count.load(Ordering::Relaxed),
+        shared.config.max_connections,
+    );
+    m.set_send_queue_depth(core.deepest_send_queue());
+    m.set_fragments(core.fragment_cells());
 }
 
 /// The core made from `setup`, started now; an invalid
@@ -324,6 +344,7 @@ struct Io {
     udp: Arc<UdpSocket>,
     udp_ctl: mpsc::Sender<UdpControl>,
     link: QueueTx<LinkEvent>,
+    metrics: crate::metrics::ClusterMetrics,
     /// The writers of the connections the core has a player on, by
     /// connection number.
     writers: HashMap<u64, Writer>,
@@ -353,14 +374,18 @@ impl Io {
                     self.writers.remove(&conn);
                 }
                 Output::Link(ev) => self.link.deliver(ev),
-                Output::SessionGone { session_id } => {
+                Output::SessionGone { session_id, reason } => {
+                    self.metrics.disconnect(reason, now_ms());
                     let _ = self.udp_ctl.send(UdpControl::Remove { session_id }).await;
                 }
             }
         }
+        let metrics = &self.metrics;
         core.drain_transmits(|addr, d| {
             // Unreliable: a full socket buffer drops the datagram, as the network would.
-            let _ = self.udp.try_send_to(d, addr);
+            if self.udp.try_send_to(d, addr).is_ok() {
+                metrics.sent(false, 1, d.len());
+            }
         });
     }
 }
@@ -399,6 +424,7 @@ async fn on_event<P: Plugin>(core: &mut Core<P>, io: &mut Io, ev: CoreEvent) {
             writer,
             reply,
         } => {
+            let away = core.away_for(now, player);
             let r = core.resume(now, conn, writer.out.level(), player, session_id, claim);
             let r = r.map(|a| Resumed {
                 player,
@@ -410,7 +436,10 @@ async fn on_event<P: Plugin>(core: &mut Core<P>, io: &mut Io, ev: CoreEvent) {
                 io.writers.insert(conn, writer);
             }
             match (reply.send(r).is_ok(), accepted) {
-                (true, true) => core.reconnected(now, player),
+                (true, true) => {
+                    core.metrics().reconnect(away.as_secs_f64());
+                    core.reconnected(now, player);
+                }
                 (false, true) => core.resume_abandoned(now, player),
                 _ => {}
             }
@@ -422,6 +451,7 @@ async fn on_event<P: Plugin>(core: &mut Core<P>, io: &mut Io, ev: CoreEvent) {
             payload,
             budget,
         } => {
+            core.metrics().received(true, payload.len());
             core.packet(now, player, conn, command, &payload);
             drop(budget);
         }
@@ -443,6 +473,7 @@ async fn on_event<P: Plugin>(core: &mut Core<P>, io: &mut Io, ev: CoreEvent) {
             records,
             budget,
         } => {
+            core.metrics().received(false, len);
             core.datagram(now, player, session_id, addr, len, records);
             drop(budget);
         }
@@ -453,13 +484,27 @@ async fn on_event<P: Plugin>(core: &mut Core<P>, io: &mut Io, ev: CoreEvent) {
             request_id,
             player,
             ticket,
-        } => core.transfer_ready(now, request_id, player, ticket),
+        } => {
+            if let Some(waited) = core.transfer_waited(now, request_id) {
+                core.metrics().transfer_redirected(waited.as_secs_f64());
+            }
+            core.transfer_ready(now, request_id, player, ticket);
+        }
         CoreEvent::TransferFailed {
             request_id,
             player,
             reason,
-        } => core.transfer_failed(now, request_id, player, &reason),
-        CoreEvent::Master(status) => core.master(now, &status),
+        } => {
+            if core.transfer_waited(now, request_id).is_some() {
+                core.metrics().transfer_failed();
+            }
+            core.transfer_failed(now, request_id, player, &reason);
+        }
+        CoreEvent::Master(status) => {
+            let up = matches!(status, MasterLinkStatus::Registered { .. });
+            core.metrics().set_master_link(up);
+            core.master(now, &status);
+        }
     }
 }
 
@@ -492,5 +537,6 @@ async fn on_join<P: Plugin>(
         return;
     }
     io.writers.insert(j.conn, writer);
+    core.metrics().join();
     core.join(now, j);
 }

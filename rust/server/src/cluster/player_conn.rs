@@ -31,6 +31,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, tcp: TcpListener) {
         tokio::select! {
             _ = crate::time::stopped(&mut shutdown) => break,
             (stream, peer) = crate::listen::accept(&tcp) => {
+                shared.config.metrics.connection();
                 next += 1;
                 let span = info_span!("player_conn", id = next, %peer);
                 conns.spawn(player_conn(shared.clone(), stream, peer).instrument(span));
@@ -87,6 +88,7 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
         Ok(p) => p,
         Err((reason, why)) => {
             warn!("refused: {why}");
+            shared.config.metrics.handshake(Err(reason));
             refuse(&mut stream, reason, why).await;
             return;
         }
@@ -98,6 +100,10 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
         Ok(None) => return,
         Err(NetError::Timeout(_)) => {
             warn!("dropped: no hello within the handshake timeout");
+            shared
+                .config
+                .metrics
+                .handshake(Err(DisconnectReason::HandshakeTimeout));
             refuse(
                 &mut wr,
                 DisconnectReason::HandshakeTimeout,
@@ -131,9 +137,13 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
     };
     let a = match admitted {
         Ok(a) => a,
-        Err(Some((reason, message))) => return refuse(&mut wr, reason, &message).await,
+        Err(Some((reason, message))) => {
+            shared.config.metrics.handshake(Err(reason));
+            return refuse(&mut wr, reason, &message).await;
+        }
         Err(None) => return,
     };
+    shared.config.metrics.handshake(Ok(()));
     drop(permit);
     if let Some(preface) = &a.preface {
         // A failed write shows up as a failed first message in run_session.
@@ -330,8 +340,10 @@ async fn run_session(shared: &Shared, s: PlayerConn, first: ClusterToClient, pee
     let mut writer =
         SealedWriter::new(wr, stream.sealer, limits.max_frame).with_write_timeout(limits.timeout());
     let queued = writer.queue(&first);
-    let writer_task =
-        tokio::spawn(player_writer(writer, out_rx, kill).instrument(tracing::Span::current()));
+    let metrics = shared.config.metrics.clone();
+    let writer_task = tokio::spawn(
+        player_writer(writer, out_rx, kill, metrics).instrument(tracing::Span::current()),
+    );
     let mut reader = SealedReader::new(frames, stream.opener, limits.max_auth_failures);
     debug!(player, %peer, "player session started");
     let reason = loop {
@@ -406,6 +418,7 @@ async fn player_writer(
     mut writer: SealedWriter<tokio::net::tcp::OwnedWriteHalf>,
     mut rx: OutboxRx,
     mut kill: oneshot::Receiver<(Goodbye, bool)>,
+    metrics: crate::metrics::ClusterMetrics,
 ) {
     let r: Result<(), NetError> = async {
         writer.flush().await?;
@@ -427,13 +440,17 @@ async fn player_writer(
                 m = rx.recv() => {
                     let Some(m) = m else { return writer.shutdown().await };
                     writer.queue(&m)?;
+                    let mut messages = 1;
                     while writer.pending() < 64 * 1024 {
                         match rx.try_recv() {
                             Some(m) => writer.queue(&m)?,
                             None => break,
                         }
+                        messages += 1;
                     }
+                    let bytes = writer.pending();
                     writer.flush().await?;
+                    metrics.sent(true, messages, bytes);
                 }
             }
         }

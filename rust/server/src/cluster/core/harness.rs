@@ -205,7 +205,7 @@ impl Harness {
                     self.link_level.remove(ev.weight());
                     self.link.push_back(ev);
                 }
-                Output::SessionGone { session_id } => self.gone_sessions.push(session_id),
+                Output::SessionGone { session_id, .. } => self.gone_sessions.push(session_id),
             }
         }
     }

@@ -17,6 +17,7 @@ mod output;
 mod path;
 mod players;
 mod resume;
+mod stats;
 mod transfers;
 mod transmit;
 
@@ -626,6 +627,9 @@ impl<P: Plugin> Core<P> {
         // plugin; its reactions may cause more, so drain until quiet.
         while !self.s.interest.events.is_empty() {
             for ev in std::mem::take(&mut self.s.interest.events) {
+                if matches!(ev, crate::fragments::FragmentEvent::OverCap { .. }) {
+                    self.s.config.metrics.over_cap();
+                }
                 let now = self.s.now;
                 let (plugin, mut ctx) = self.ctx(now);
                 plugin.on_fragment(&mut ctx, ev);
@@ -707,7 +711,9 @@ impl<P: Plugin> Core<P> {
             });
         }
         let session_id = p.session_id;
-        self.s.outputs.push(Output::SessionGone { session_id });
+        self.s
+            .outputs
+            .push(Output::SessionGone { session_id, reason });
         shared_set(&self.s.published.sessions, session_id, None);
         moving_set(&self.s.transfers.moving, player, None);
         link_event(&mut self.s, LinkEvent::Left(player));

@@ -84,8 +84,7 @@ impl QueueLevel {
     }
 
     /// Messages counted in and not taken out.
-    #[cfg(test)]
-    pub(crate) fn messages(&self) -> usize {
+    pub(crate) fn depth(&self) -> usize {
         self.messages.load(Ordering::Relaxed)
     }
 }
@@ -107,7 +106,7 @@ mod tests {
         assert!(q.try_add(1).is_ok());
         assert!(q.try_add(1).is_ok());
         assert!(q.try_add(1).is_err(), "over 2 messages");
-        assert_eq!(q.messages(), 2);
+        assert_eq!(q.depth(), 2);
     }
 
     #[test]
@@ -120,7 +119,7 @@ mod tests {
         let q = QueueLevel::new(1, 10);
         q.add_kept(50);
         q.add_kept(50);
-        assert_eq!(q.messages(), 2);
+        assert_eq!(q.depth(), 2);
         assert!(q.try_add(1).is_err());
     }
 }

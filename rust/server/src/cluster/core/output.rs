@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use sustenet_proto::{ClusterToClient, Goodbye};
+use sustenet_proto::{ClusterToClient, DisconnectReason, Goodbye};
 
 use super::outbox::{Full, QueueLevel, SMALL, Weight};
 use crate::ids::PlayerId;
@@ -50,9 +50,12 @@ pub(crate) enum Output {
     Release { conn: u64 },
     /// For the master link, already counted in the link's level.
     Link(LinkEvent),
-    /// The UDP session of a removed player: its datagrams are no longer
-    /// opened.
-    SessionGone { session_id: u64 },
+    /// The UDP session of a player removed for `reason`: its datagrams are
+    /// no longer opened.
+    SessionGone {
+        session_id: u64,
+        reason: DisconnectReason,
+    },
 }
 
 /// The core's outputs not yet taken by the driver.
