@@ -19,9 +19,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::core::{Outbox, OutboxRx, outbox, queue};
+use super::queue::{Outbox, OutboxRx, outbox};
 use super::web_routes::{Route, web_addr};
-use super::{CoreEvent, Shared};
+use super::{CoreEvent, Shared, Writer};
 use crate::ids::PlayerId;
 use crate::time::now_ms;
 use crate::web::{self, WebError, WebRx, WebTx};
@@ -138,7 +138,7 @@ async fn join(
     proof: &[u8; wire::PROOF_LEN],
 ) -> Result<Admitted, Refusal> {
     let cap = shared.config.max_connections as usize;
-    if cap > 0 && shared.player_count.load(Ordering::Relaxed) >= cap {
+    if cap > 0 && shared.published.player_count.load(Ordering::Relaxed) >= cap {
         info!("refused: the cluster is full");
         let why = "the cluster is full".into();
         return Err(Some((DisconnectReason::ServerFull, why)));
@@ -164,11 +164,8 @@ async fn join(
     };
     let opener = accepted.keys.datagram(Side::Initiator, session_id).opener;
     let udp = accepted.keys.datagram(Side::Responder, session_id);
-    let (out, out_rx) = outbox(
-        shared.config.limits.send_queue,
-        shared.config.send_queue_bytes,
-    );
-    let (kill_tx, kill) = oneshot::channel();
+    let (writer, out_rx, kill) = new_writer(shared);
+    let out = writer.out.clone();
     let (reply_tx, reply_rx) = oneshot::channel();
     let secret = accepted.token.session_secret.clone();
     let join = CoreEvent::Join {
@@ -176,8 +173,7 @@ async fn join(
         conn,
         session_id,
         user_data: accepted.token.user_data,
-        out: out.clone(),
-        kill: kill_tx,
+        writer,
         keys: Arc::new(accepted.keys),
         udp: Box::new(udp),
         reply: reply_tx,
@@ -217,7 +213,9 @@ async fn resume(
     proof: &[u8; wire::PROOF_LEN],
 ) -> Result<Admitted, Refusal> {
     let keys = {
-        let s = shared.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let s = (shared.published.sessions)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         s.get(&session_id).map(|(_, k)| k.clone())
     };
     let (Some(keys), Some((player, secret))) = (keys, shared.web.secret(session_id)) else {
@@ -237,6 +235,8 @@ async fn resume(
     let session = keys
         .resume_stream(&nonce, Side::Responder)
         .map_err(|e| Some((DisconnectReason::ProtocolViolation, e.to_string())))?;
+    let (writer, out_rx, kill) = new_writer(shared);
+    let out = writer.out.clone();
     let (reply_tx, reply_rx) = oneshot::channel();
     let ev = CoreEvent::Resume {
         conn,
@@ -244,6 +244,7 @@ async fn resume(
         session_id,
         session: Box::new(session),
         claim,
+        writer,
         reply: reply_tx,
     };
     shared.events.send(ev).await.map_err(|_| None)?;
@@ -255,14 +256,25 @@ async fn resume(
     Ok(Admitted {
         player: r.player,
         session_id,
-        out: r.out,
-        out_rx: r.out_rx,
-        kill: r.kill,
+        out,
+        out_rx,
+        kill,
         opener: keys.datagram(Side::Initiator, session_id).opener,
         first: ClusterToClient::Resumed {
             received: r.received,
         },
     })
+}
+
+/// A new connection's writer queue and close signal: the driver's end, and
+/// the writer task's.
+fn new_writer(shared: &Shared) -> (Writer, OutboxRx, oneshot::Receiver<(Goodbye, bool)>) {
+    let (out, out_rx) = outbox(
+        shared.config.limits.send_queue,
+        shared.config.send_queue_bytes,
+    );
+    let (kill_tx, kill) = oneshot::channel();
+    (Writer { out, kill: kill_tx }, out_rx, kill)
 }
 
 /// Who a web connection carries.
@@ -424,7 +436,8 @@ async fn on_message(
             };
             shared.events.send(ev).await.map_err(|_| stopping())
         }
-        ClientToCluster::Ping(v) => queue(out, ClusterToClient::Pong(v))
+        ClientToCluster::Ping(v) => out
+            .push(ClusterToClient::Pong(v))
             .map_err(|_| (DisconnectReason::SendQueueFull, "send queue full".into())),
         ClientToCluster::Pong(_) => Ok(()),
         ClientToCluster::Disconnect(g) => {
