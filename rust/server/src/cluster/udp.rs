@@ -82,7 +82,7 @@ pub(crate) async fn udp_loop(
                 if let Some(nonce) = datagram::parse_ping_request(d) {
                     if pings.allow(Instant::now(), addr.ip()) {
                         let players = u32::try_from(shared.player_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
-                        let resp = datagram::ping_response(nonce, players, shared.config.max_connections);
+                        let resp = datagram::ping_response(nonce, players, shared.config.connection_limit());
                         let _ = udp.try_send_to(&resp, addr);
                     }
                     continue;

@@ -173,10 +173,9 @@ impl ClientSession<'_> {
                 "already logged in on this connection as '{}': open a new connection to log in again",
                 login.user
             );
-            writer
-                .send(&MasterToClient::LoginFailed { message })
-                .await?;
-            return Ok(None);
+            // Counted like a refused login, so a connection cannot send
+            // logins (each costing the auth hook nothing, but a reply) forever.
+            return self.refuse_login(writer, message).await;
         }
         match self.shared.auth.check(&username, secret).await {
             Ok(data) if data.len() <= USER_DATA_MAX => {
@@ -205,26 +204,37 @@ impl ClientSession<'_> {
                     .await?;
             }
             Err(message) => {
-                self.failed_logins += 1;
                 info!(
                     username,
-                    attempt = self.failed_logins,
+                    attempt = self.failed_logins + 1,
                     "login refused: {message}"
                 );
-                writer
-                    .send(&MasterToClient::LoginFailed { message })
-                    .await?;
-                if self.failed_logins >= self.shared.config.max_login_attempts {
-                    warn!(peer = %self.peer, "too many failed logins; closing");
-                    writer
-                        .send(&MasterToClient::Disconnect(Goodbye {
-                            reason: DisconnectReason::AuthFailed,
-                            message: "too many failed logins".into(),
-                        }))
-                        .await?;
-                    return Ok(Some(DisconnectReason::AuthFailed));
-                }
+                return self.refuse_login(writer, message).await;
             }
+        }
+        Ok(None)
+    }
+
+    /// Answers `LoginFailed` and counts a failed attempt; past
+    /// `max_login_attempts` the connection is closed with `AuthFailed`.
+    async fn refuse_login(
+        &mut self,
+        writer: &mut Writer,
+        message: String,
+    ) -> Result<Option<DisconnectReason>, NetError> {
+        self.failed_logins += 1;
+        writer
+            .send(&MasterToClient::LoginFailed { message })
+            .await?;
+        if self.failed_logins >= self.shared.config.max_login_attempts {
+            warn!(peer = %self.peer, "too many failed logins; closing");
+            writer
+                .send(&MasterToClient::Disconnect(Goodbye {
+                    reason: DisconnectReason::AuthFailed,
+                    message: "too many failed logins".into(),
+                }))
+                .await?;
+            return Ok(Some(DisconnectReason::AuthFailed));
         }
         Ok(None)
     }
