@@ -6,6 +6,7 @@
 //! `Config.toml`; `sustenet keygen` makes key files; `sustenet probe` is a
 //! command-line client that logs in, joins and measures round trips.
 
+mod admin;
 mod bench;
 mod logging;
 mod probe;
@@ -90,6 +91,12 @@ pub struct ServerArgs {
     /// Overrides `[master] key_file`.
     #[arg(long, env = "SUSTENET_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// Overrides `[metrics] bind` (`host:port` of `/metrics`; empty: off).
+    #[arg(long, env = "SUSTENET_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
+    /// Overrides `[metrics] token`.
+    #[arg(long, env = "SUSTENET_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Args)]

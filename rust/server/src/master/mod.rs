@@ -58,6 +58,8 @@ pub struct MasterConfig {
     pub max_login_attempts: u32,
     /// Frame, queue and timing limits.
     pub limits: Limits,
+    /// The master's metrics (exported when the binary serves them).
+    pub metrics: crate::metrics::MasterMetrics,
 }
 
 impl MasterConfig {
@@ -98,6 +100,7 @@ impl Default for MasterConfig {
             cluster_timeout: Duration::from_secs(5),
             max_login_attempts: 5,
             limits: Limits::default(),
+            metrics: crate::metrics::MasterMetrics::default(),
         }
     }
 }
@@ -157,11 +160,18 @@ pub async fn run(
     );
     let mut tasks = tokio::task::JoinSet::new();
     let mut next_conn = 0u64;
+    let mut sample = tokio::time::interval(Duration::from_secs(1));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = sample.tick() => {
+                let now = crate::time::now_ms();
+                let clusters = shared.directory().cluster_list(now);
+                shared.config.metrics.sample(now, clusters);
+            }
             (stream, peer) = crate::listen::accept(&listener) => {
+                shared.config.metrics.connection();
                 next_conn += 1;
                 let shared = shared.clone();
                 let span = info_span!("conn", id = next_conn, %peer);
@@ -194,7 +204,7 @@ async fn handle_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
     let limits = shared.config.limits;
     let (rd, mut wr) = stream.into_split();
     let mut frames = FrameReader::new(rd, limits.max_frame);
-    let Some(hello) = read_hello(&mut frames, &mut wr, limits).await else {
+    let Some(hello) = read_hello(&mut frames, &mut wr, limits, &shared.config.metrics).await else {
         return;
     };
     match hello {
@@ -233,12 +243,20 @@ async fn admit(
         Ok(p) => p,
         Err(why) => {
             warn!("refused: {}", why.message());
+            shared
+                .config
+                .metrics
+                .handshake(Err(DisconnectReason::TooManyHandshakes));
             refuse(stream, DisconnectReason::TooManyHandshakes, why.message()).await;
             return None;
         }
     };
     if !shared.handshakes.first_bytes(stream).await {
         warn!("dropped: no bytes within the first-bytes deadline");
+        shared
+            .config
+            .metrics
+            .handshake(Err(DisconnectReason::HandshakeTimeout));
         refuse(
             stream,
             DisconnectReason::HandshakeTimeout,
@@ -256,6 +274,7 @@ async fn read_hello(
     frames: &mut FrameReader<OwnedReadHalf>,
     wr: &mut OwnedWriteHalf,
     limits: Limits,
+    metrics: &crate::metrics::MasterMetrics,
 ) -> Option<Hello> {
     let first = match frames.next_within(limits.handshake_timeout()).await {
         Ok(Some(f)) => f,
@@ -265,6 +284,7 @@ async fn read_hello(
         }
         Err(NetError::Timeout(_)) => {
             warn!("dropped: no hello within the handshake timeout");
+            metrics.handshake(Err(DisconnectReason::HandshakeTimeout));
             refuse(wr, DisconnectReason::HandshakeTimeout, "no hello in time").await;
             return None;
         }
@@ -277,6 +297,7 @@ async fn read_hello(
         Ok(h) => Some(h),
         Err(e) => {
             warn!("refused: {e}");
+            metrics.handshake(Err(e.reason()));
             refuse(wr, e.reason(), &e.to_string()).await;
             None
         }
