@@ -18,8 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::core::{Outbox, OutboxRx, outbox, queue};
-use super::{CoreEvent, Shared};
+use super::queue::{Outbox, OutboxRx, outbox};
+use super::{CoreEvent, Shared, Writer};
 use crate::ids::PlayerId;
 use crate::time::now_ms;
 
@@ -166,7 +166,7 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
 /// admits the player.
 async fn join(shared: &Shared, conn: u64, token: &[u8], proof: &[u8]) -> Result<Admitted, Refusal> {
     let cap = shared.config.max_connections as usize;
-    if cap > 0 && shared.player_count.load(Ordering::Relaxed) >= cap {
+    if cap > 0 && shared.published.player_count.load(Ordering::Relaxed) >= cap {
         info!("refused: the cluster is full");
         return Err(Some((
             DisconnectReason::ServerFull,
@@ -185,19 +185,15 @@ async fn join(shared: &Shared, conn: u64, token: &[u8], proof: &[u8]) -> Result<
         }
     };
     let udp = accepted.keys.datagram(Side::Responder, session_id);
-    let (out, out_rx) = outbox(
-        shared.config.limits.send_queue,
-        shared.config.send_queue_bytes,
-    );
-    let (kill_tx, kill) = oneshot::channel();
+    let (writer, out_rx, kill) = new_writer(shared);
+    let out = writer.out.clone();
     let (reply_tx, reply_rx) = oneshot::channel();
     let join = CoreEvent::Join {
         player,
         conn,
         session_id,
         user_data: accepted.token.user_data,
-        out: out.clone(),
-        kill: kill_tx,
+        writer,
         keys: Arc::new(accepted.keys),
         udp: Box::new(udp),
         reply: reply_tx,
@@ -238,7 +234,9 @@ async fn resume(
     proof: &[u8],
 ) -> Result<Admitted, Refusal> {
     let found = {
-        let s = shared.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let s = (shared.published.sessions)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         s.get(&session_id).cloned()
     };
     let Some((player, keys)) = found else {
@@ -250,6 +248,8 @@ async fn resume(
         warn!(player, "reconnect refused: {e}");
         Some((e.reason(), e.to_string()))
     })?;
+    let (writer, out_rx, kill) = new_writer(shared);
+    let out = writer.out.clone();
     let (reply_tx, reply_rx) = oneshot::channel();
     let ev = CoreEvent::Resume {
         conn,
@@ -257,6 +257,7 @@ async fn resume(
         session_id,
         session: Box::new(session),
         claim,
+        writer,
         reply: reply_tx,
     };
     shared.events.send(ev).await.map_err(|_| None)?;
@@ -268,14 +269,26 @@ async fn resume(
     Ok(Admitted {
         player: r.player,
         stream: *r.session,
-        out: r.out,
-        out_rx: r.out_rx,
-        kill: r.kill,
+        out,
+        out_rx,
+        kill,
         preface: None,
         first: ClusterToClient::Resumed {
             received: r.received,
         },
     })
+}
+
+/// A new connection's writer queue and close signal: the driver's end, and
+/// the writer task's.
+fn new_writer(shared: &Shared) -> (Writer, OutboxRx, oneshot::Receiver<(Goodbye, bool)>) {
+    let (out, out_rx) = outbox(
+        shared.config.limits.send_queue,
+        shared.config.send_queue_bytes,
+    );
+    let (kill_tx, kill) = oneshot::channel();
+    let writer = Writer { out, kill: kill_tx };
+    (writer, out_rx, kill)
 }
 
 /// Opens a join hello's token and checks its proof, then records the token
@@ -359,7 +372,7 @@ async fn run_session(shared: &Shared, s: PlayerConn, first: ClusterToClient, pee
                         }
                     }
                     ClientToCluster::Ping(v) => {
-                        if queue(&out_tx, ClusterToClient::Pong(v)).is_err() {
+                        if out_tx.push(ClusterToClient::Pong(v)).is_err() {
                             break DisconnectReason::SendQueueFull;
                         }
                     }
@@ -445,5 +458,58 @@ async fn player_writer(
     .await;
     if let Err(e) = r {
         debug!("writer stopped: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use std::time::Duration;
+
+    use sustenet_proto::DisconnectReason;
+
+    use crate::cluster::ClusterConfig;
+
+    #[test]
+    fn the_used_token_lock_is_taken_only_to_record_a_token() {
+        use crate::cluster::player_conn::accept_token;
+        use sustenet_proto::ConnectToken;
+        use sustenet_proto::handshake::{self, Hello};
+
+        let (shared, _events, _stop) = crate::cluster::test_shared(ClusterConfig::default());
+        let now_ms = 1_000_000;
+        let guard = shared.used_tokens.lock().unwrap();
+        // While another join holds the lock, a forged token of the largest size
+        // is refused without waiting for it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s = shared.clone();
+        std::thread::spawn(move || {
+            let forged = vec![0x5A; 16_000];
+            let _ = tx.send(accept_token(&s, &forged, &[0; 32], now_ms).is_err());
+        });
+        let refused = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a forged token waited for the used-token lock");
+        assert!(refused);
+        drop(guard);
+        // A genuine one is accepted once (recorded under the lock), then refused.
+        let secret = [9; 32];
+        let token = ConnectToken {
+            client_id: 4,
+            cluster_id: shared.cluster_id,
+            token_id: [1; 16],
+            expires_at_ms: now_ms + 30_000,
+            session_secret: sustenet_proto::SessionSecret(secret),
+            user_data: Vec::new(),
+        }
+        .seal(&shared.key, &mut rand::rng())
+        .unwrap();
+        let (hello, _) = handshake::client_cluster_hello(&token, &secret).unwrap();
+        let Ok(Hello::ClientCluster { token, proof }) = handshake::parse_hello(&hello) else {
+            panic!("not a client hello");
+        };
+        assert!(accept_token(&shared, &token, &proof, now_ms).is_ok());
+        let again = accept_token(&shared, &token, &proof, now_ms).err().unwrap();
+        assert_eq!(again.reason(), DisconnectReason::TokenUsed);
     }
 }

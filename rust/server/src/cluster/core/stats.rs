@@ -10,7 +10,7 @@ use crate::plugin::Plugin;
 impl<P: Plugin> Core<P> {
     /// The cluster's metrics.
     pub(crate) fn metrics(&self) -> &crate::metrics::ClusterMetrics {
-        &self.s.shared.config.metrics
+        &self.s.config.metrics
     }
 
     /// Occupied fragments and their players.
@@ -37,7 +37,7 @@ impl<P: Plugin> Core<P> {
 
     /// How long `player` has been away at `now` (zero if it is not away).
     pub(crate) fn away_for(&self, now: Instant, player: PlayerId) -> Duration {
-        let grace = self.s.shared.config.resume_grace;
+        let grace = self.s.config.resume_grace;
         self.s
             .players
             .get(&player)
