@@ -44,7 +44,7 @@ pub struct UpArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: String,
-    /// Most players per cluster (0 = no limit).
+    /// Most players per cluster (0 = the default bound, 1,000 players).
     #[arg(long, default_value_t = 0)]
     pub max_connections: u32,
     /// Edge of a fragment (grid cell), in world units.

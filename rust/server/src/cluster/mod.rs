@@ -350,7 +350,7 @@ fn sample_metrics<P: Plugin>(core: &Core<P>, shared: &Shared) {
     let m = &shared.config.metrics;
     m.set_players(
         shared.published.player_count.load(Ordering::Relaxed),
-        shared.config.max_connections,
+        shared.config.connection_limit(),
     );
     m.set_send_queue_depth(core.deepest_send_queue());
     m.set_fragments(core.fragment_cells());

@@ -197,8 +197,9 @@ impl<'a> ClientSession<'a> {
                 "already logged in on this connection as '{}': open a new connection to log in again",
                 login.user
             );
-            out.push(MasterToClient::LoginFailed { message });
-            return None;
+            // Counted like a refused login, so a connection cannot send
+            // logins (each costing the auth hook nothing, but a reply) forever.
+            return self.refuse_login(message, out);
         }
         match self.shared.auth.check(&username, secret).await {
             Ok(data) if data.len() <= USER_DATA_MAX => {
@@ -226,23 +227,34 @@ impl<'a> ClientSession<'a> {
                 });
             }
             Err(message) => {
-                self.failed_logins += 1;
                 self.shared.config.metrics.login(false);
                 info!(
                     username,
-                    attempt = self.failed_logins,
+                    attempt = self.failed_logins + 1,
                     "login refused: {message}"
                 );
-                out.push(MasterToClient::LoginFailed { message });
-                if self.failed_logins >= self.shared.config.max_login_attempts {
-                    warn!(peer = %self.peer, "too many failed logins; closing");
-                    out.push(MasterToClient::Disconnect(Goodbye {
-                        reason: DisconnectReason::AuthFailed,
-                        message: "too many failed logins".into(),
-                    }));
-                    return Some(DisconnectReason::AuthFailed);
-                }
+                return self.refuse_login(message, out);
             }
+        }
+        None
+    }
+
+    /// Answers `LoginFailed` and counts a failed attempt; past
+    /// `max_login_attempts` the connection is closed with `AuthFailed`.
+    fn refuse_login(
+        &mut self,
+        message: String,
+        out: &mut Vec<MasterToClient>,
+    ) -> Option<DisconnectReason> {
+        self.failed_logins += 1;
+        out.push(MasterToClient::LoginFailed { message });
+        if self.failed_logins >= self.shared.config.max_login_attempts {
+            warn!(peer = %self.peer, "too many failed logins; closing");
+            out.push(MasterToClient::Disconnect(Goodbye {
+                reason: DisconnectReason::AuthFailed,
+                message: "too many failed logins".into(),
+            }));
+            return Some(DisconnectReason::AuthFailed);
         }
         None
     }
