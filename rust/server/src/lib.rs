@@ -6,6 +6,8 @@
 //! lives in `sustenet-proto`; this crate only drives it: sockets, tasks,
 //! timeouts, queues and the plugin that holds a game's server logic.
 
+#[cfg(feature = "agones")]
+pub mod agones;
 pub mod auth;
 pub mod cluster;
 pub mod config;
