@@ -77,6 +77,9 @@ pub struct ClusterConfig {
     pub event_queue_bytes: usize,
     /// Frame, queue and timing limits.
     pub limits: Limits,
+    /// A WebSocket listener for web players (`[cluster] websocket_port`);
+    /// `None`: none. The master lists the cluster to web clients only with one.
+    pub websocket: Option<crate::web::WebSocketConfig>,
     /// The cluster's metrics (exported when the binary serves them).
     pub metrics: crate::metrics::ClusterMetrics,
 }
@@ -122,6 +125,7 @@ impl Default for ClusterConfig {
             send_queue_bytes: 1 << 20,
             event_queue_bytes: 32 << 20,
             limits: Limits::default(),
+            websocket: None,
             metrics: crate::metrics::ClusterMetrics::default(),
         }
     }

@@ -175,6 +175,11 @@ async fn master_session(
         .await
         .map_err(|_| "the cluster is stopping")?;
     let players = snap_rx.await.map_err(|_| "the cluster is stopping")?;
+    if let Some((port, tls)) = shared.web_port {
+        writer
+            .queue(&ClusterToMaster::WebSocket { port, tls })
+            .map_err(|e| e.to_string())?;
+    }
     for client_id in players {
         writer
             .queue(&ClusterToMaster::PlayerJoined { client_id })
