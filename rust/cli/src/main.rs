@@ -8,6 +8,7 @@
 
 mod admin;
 mod bench;
+mod bench_web;
 mod logging;
 mod probe;
 mod servers;
@@ -46,6 +47,8 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// Load-test servers: many simulated clients join and send traffic; prints RTT and rates.
     Bench(bench::BenchArgs),
+    /// Load-test the WebSocket listeners: web clients (wss) join through `sustenet up` and send traffic.
+    BenchWeb(bench_web::BenchWebArgs),
 }
 
 /// Settings of `master` and `cluster`: the file, then environment
@@ -174,6 +177,7 @@ fn main() -> ExitCode {
                     Command::Cluster(a) => servers::cluster(a).await,
                     Command::Probe(a) => probe::run(a).await,
                     Command::Bench(a) => bench::run(a).await,
+                    Command::BenchWeb(a) => bench_web::run(a).await,
                     Command::Keygen(_) => Ok(()),
                 }
             }),
