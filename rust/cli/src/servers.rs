@@ -107,6 +107,7 @@ pub fn master_config(cfg: &ConfigFile) -> MasterConfig {
         cluster_timeout: Duration::from_secs(cfg.master.cluster_timeout_secs),
         max_login_attempts: cfg.master.max_login_attempts.max(1),
         limits: cfg.limits,
+        instances: cfg.instances.settings(),
     }
 }
 
@@ -135,6 +136,8 @@ pub async fn master(args: ServerArgs) -> anyhow::Result<()> {
         MasterKeys {
             keypair,
             cluster_keys,
+            agent_keys: keys::load_optional_key_dir(&cfg.all.key_dir.join(keys::AGENT_KEY_DIR))?,
+            admin_keys: keys::load_optional_key_dir(&cfg.all.key_dir.join(keys::ADMIN_KEY_DIR))?,
         },
         auth,
         shutdown_signal(),
@@ -183,24 +186,41 @@ pub async fn bind_cluster(
 
 pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
     let cfg = load_config(&args)?;
-    let key_path = keys::cluster_key_path(&cfg.all.key_dir, &cfg.cluster.key_name);
-    let key = keys::load_key(&key_path).with_context(|| {
-        format!(
-            "create it with `sustenet keygen --dir {} --name {}` and give the master the same file",
-            cfg.all.key_dir.display(),
-            cfg.cluster.key_name
-        )
-    })?;
+    let (key, stdin_closed) = if args.key_stdin {
+        let (key, eof) = crate::instance_key::read_stdin_key().await?;
+        (key, Some(eof))
+    } else {
+        let key_path = args
+            .key_file
+            .clone()
+            .unwrap_or_else(|| keys::cluster_key_path(&cfg.all.key_dir, &cfg.cluster.key_name));
+        let key = keys::load_key(&key_path).with_context(|| {
+            format!(
+                "create it with `sustenet keygen --dir {} --name {}` and give the master the same file",
+                cfg.all.key_dir.display(),
+                cfg.cluster.key_name
+            )
+        })?;
+        (key, None)
+    };
     let (tcp, udp) =
         bind_cluster(&cfg.all.bind, cfg.cluster_port(), cfg.cluster_udp_port()).await?;
-    cluster::run(
-        tcp,
-        udp,
-        cluster_config(&cfg),
-        key,
-        EchoChat,
-        shutdown_signal(),
-    )
-    .await?;
+    let shutdown = async move {
+        let closed = async {
+            match stdin_closed {
+                Some(eof) => {
+                    let _ = eof.await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = closed => {
+                tracing::info!("standard input closed (the agent is gone or stopped this instance); shutting down");
+            }
+        }
+    };
+    cluster::run(tcp, udp, cluster_config(&cfg), key, EchoChat, shutdown).await?;
     Ok(())
 }

@@ -107,10 +107,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await.map(|_| ());
     };
     let mut tasks = tokio::task::JoinSet::new();
-    let mkeys = MasterKeys {
-        keypair,
-        cluster_keys: cluster_keys.clone(),
-    };
+    let mkeys = MasterKeys::new(keypair, cluster_keys.clone());
     tasks.spawn(master::run(
         listener,
         MasterConfig {
