@@ -6,6 +6,7 @@
 //! `Config.toml`; `sustenet keygen` makes key files; `sustenet probe` is a
 //! command-line client that logs in, joins and measures round trips.
 
+mod admin;
 mod agent;
 mod bench;
 mod instance_key;
@@ -104,6 +105,12 @@ pub struct ServerArgs {
     /// shut down when standard input closes (how an agent starts instances).
     #[arg(long)]
     pub key_stdin: bool,
+    /// Overrides `[metrics] bind` (`host:port` of `/metrics`; empty: off).
+    #[arg(long, env = "SUSTENET_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
+    /// Overrides `[metrics] token`.
+    #[arg(long, env = "SUSTENET_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Args)]

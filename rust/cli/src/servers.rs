@@ -9,6 +9,10 @@ use sustenet_server::cluster::{self, ClusterConfig};
 use sustenet_server::config::{AuthMode, ConfigError, ConfigFile};
 use sustenet_server::keys;
 use sustenet_server::master::{self, MasterConfig, MasterKeys};
+use sustenet_server::metrics::MasterMetrics;
+use sustenet_server::metrics::admin::Admin;
+use sustenet_server::metrics::dashboard::Dashboard;
+use sustenet_server::prometheus_client::registry::Registry;
 use sustenet_server::{AllowAll, AuthHook, EchoChat, SharedSecret};
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -83,6 +87,12 @@ pub fn load_config(args: &ServerArgs) -> anyhow::Result<ConfigFile> {
     if let Some(v) = &args.master_key_file {
         cfg.master.key_file = v.clone();
     }
+    if let Some(v) = &args.metrics_bind {
+        cfg.metrics.bind = v.clone();
+    }
+    if let Some(v) = &args.metrics_token {
+        cfg.metrics.token = v.clone();
+    }
     cfg.validate(Path::new("<file, environment and flags>"))?;
     if let Some(k) = cfg.cluster.domain_pub_key.as_deref() {
         if cfg.master_public_key().is_none() {
@@ -108,6 +118,7 @@ pub fn master_config(cfg: &ConfigFile) -> MasterConfig {
         max_login_attempts: cfg.master.max_login_attempts.max(1),
         limits: cfg.limits,
         instances: cfg.instances.settings(),
+        metrics: MasterMetrics::default(),
     }
 }
 
@@ -130,9 +141,28 @@ pub async fn master(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr} (is another server using that port?)"))?;
     println!("master public key: {}", keypair.public().to_base64());
+    let config = master_config(&cfg);
+    if let Some(addr) = cfg.metrics.address(Path::new("<config>"))? {
+        let mut registry = Registry::default();
+        config.metrics.register(&mut registry);
+        let dashboard = cfg
+            .metrics
+            .dashboard
+            .then(|| Dashboard::new(config.metrics.clone(), Vec::new()));
+        let listener = crate::admin::bind(addr).await?;
+        let token = &cfg.metrics.token;
+        println!("metrics: {}", crate::admin::url(addr, "/metrics", token));
+        if dashboard.is_some() {
+            println!("dashboard: {}", crate::admin::url(addr, "/", token));
+        }
+        crate::admin::spawn(
+            listener,
+            Admin::new(registry, Some(token.clone()), dashboard),
+        );
+    }
     master::run(
         listener,
-        master_config(&cfg),
+        config,
         MasterKeys {
             keypair,
             cluster_keys,
@@ -221,6 +251,26 @@ pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
             }
         }
     };
-    cluster::run(tcp, udp, cluster_config(&cfg), key, EchoChat, shutdown).await?;
+    let config = cluster_config(&cfg);
+    if let Some(addr) = cfg.metrics.address(Path::new("<config>"))? {
+        anyhow::ensure!(
+            !cfg.metrics.dashboard,
+            "[metrics] dashboard is served by the master; a cluster serves /metrics only"
+        );
+        let mut registry = Registry::default();
+        let labelled =
+            registry.sub_registry_with_label(("cluster".into(), config.name.clone().into()));
+        config.metrics.register(labelled);
+        let listener = crate::admin::bind(addr).await?;
+        println!(
+            "metrics: {}",
+            crate::admin::url(addr, "/metrics", &cfg.metrics.token)
+        );
+        crate::admin::spawn(
+            listener,
+            Admin::new(registry, Some(cfg.metrics.token.clone()), None),
+        );
+    }
+    cluster::run(tcp, udp, config, key, EchoChat, shutdown).await?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `sustenet up`: a master and clusters in one process with dev keys
 //! generated on first run. Zero configuration, for development.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,6 +14,10 @@ use sustenet_server::config::default_port;
 use sustenet_server::fragments::GridConfig;
 use sustenet_server::keys;
 use sustenet_server::master::{self, MasterConfig, MasterKeys};
+use sustenet_server::metrics::MasterMetrics;
+use sustenet_server::metrics::admin::Admin;
+use sustenet_server::metrics::dashboard::Dashboard;
+use sustenet_server::prometheus_client::registry::Registry;
 use sustenet_server::{AllowAll, World};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -47,6 +52,29 @@ pub struct UpArgs {
     /// How far players see: position updates of players within it reach them.
     #[arg(long, default_value_t = 40.0)]
     pub interest_radius: f32,
+    /// Address of `/metrics` and the dashboard (default: 127.0.0.1:9100, or
+    /// a free port when that one is taken).
+    #[arg(long)]
+    pub metrics_bind: Option<SocketAddr>,
+    /// Token of the metrics and dashboard endpoint; made up and printed in
+    /// the URLs when the address is beyond loopback and none is given.
+    #[arg(long, env = "SUSTENET_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+}
+
+/// The default address of `up`'s metrics and dashboard.
+pub const DEFAULT_METRICS_BIND: &str = "127.0.0.1:9100";
+
+/// Binds `up`'s admin endpoint: the address given, or the default one, or
+/// (when the default is taken) a free port on loopback.
+async fn bind_admin(given: Option<SocketAddr>) -> anyhow::Result<TcpListener> {
+    if let Some(addr) = given {
+        return crate::admin::bind(addr).await;
+    }
+    match TcpListener::bind(DEFAULT_METRICS_BIND).await {
+        Ok(l) => Ok(l),
+        Err(_) => crate::admin::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await,
+    }
 }
 
 /// What `up` tells clients: written to `<dir>/client.toml`, read by `probe`.
@@ -107,11 +135,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await.map(|_| ());
     };
     let mut tasks = tokio::task::JoinSet::new();
+    let admin_listener = bind_admin(args.metrics_bind).await?;
+    let admin_addr = admin_listener.local_addr()?;
+    let token = match &args.metrics_token {
+        Some(t) => t.clone(),
+        None if !admin_addr.ip().is_loopback() => crate::admin::random_token(),
+        None => String::new(),
+    };
+    let master_metrics = MasterMetrics::default();
+    let mut registry = Registry::default();
+    master_metrics.register(&mut registry);
+    let mut local_clusters = Vec::new();
     let mkeys = MasterKeys::new(keypair, cluster_keys.clone());
     tasks.spawn(master::run(
         listener,
         MasterConfig {
             name: "Sustenet Master (dev)".into(),
+            metrics: master_metrics.clone(),
             ..MasterConfig::default()
         },
         mkeys,
@@ -144,6 +184,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             },
             ..ClusterConfig::default()
         };
+        let labelled = registry.sub_registry_with_label(("cluster".into(), name.clone().into()));
+        cfg.metrics.register(labelled);
+        local_clusters.push((name.clone(), cfg.metrics.clone()));
         tasks.spawn(cluster::run(
             tcp,
             udp,
@@ -154,6 +197,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ));
         println!("  {name:<12} {client_host}:{port}  (tcp + udp)");
     }
+    let dashboard = Dashboard::new(master_metrics, local_clusters);
+    println!(
+        "  metrics      {}",
+        crate::admin::url(admin_addr, "/metrics", &token)
+    );
+    println!(
+        "  dashboard    {}",
+        crate::admin::url(admin_addr, "/", &token)
+    );
+    tasks.spawn(async move {
+        let admin = Admin::new(registry, Some(token), Some(dashboard));
+        let stopped = stopped(stop_rx.clone());
+        sustenet_server::metrics::admin::serve(admin_listener, Arc::new(admin), stopped).await;
+        Ok(())
+    });
     println!(
         "Clients need the master address and public key; both are in {}.",
         client_path.display()

@@ -65,6 +65,43 @@ pub struct ConfigFile {
     /// `sustenet agent` and its templates (docs/instances.md).
     #[serde(default)]
     pub agent: crate::instances_config::AgentSection,
+    /// The metrics and admin endpoint.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// `[metrics]`: the HTTP endpoint serving `/metrics` (and the master's
+/// dashboard). Off unless `bind` is set.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// `host:port` to serve on, e.g. `"127.0.0.1:9100"`; empty: no endpoint.
+    pub bind: String,
+    /// When set, every path needs it (`Authorization: Bearer <token>` or
+    /// `?token=<token>`); required for the dashboard beyond loopback.
+    pub token: String,
+    /// Serve the live dashboard (`/` and `/api/dashboard`); master only.
+    pub dashboard: bool,
+}
+
+impl MetricsSection {
+    /// The endpoint's address, `None` when it is off.
+    pub fn address(&self, path: &Path) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        if self.bind.is_empty() {
+            return Ok(None);
+        }
+        let bad = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: "metrics.bind".into(),
+            message,
+        };
+        let addr: std::net::SocketAddr = self
+            .bind
+            .parse()
+            .map_err(|_| bad("must be an IP address and port, like \"127.0.0.1:9100\"".into()))?;
+        crate::metrics::admin::check_exposure(addr, &self.token, self.dashboard).map_err(bad)?;
+        Ok(Some(addr))
+    }
 }
 
 /// `[all]`.
@@ -335,6 +372,7 @@ impl ConfigFile {
         self.limits.validate(path)?;
         self.instances.validate(path)?;
         self.agent.validate(path)?;
+        self.metrics.address(path)?;
         let bad = |key: &str, message: &str| ConfigError::Invalid {
             path: path.to_owned(),
             key: key.to_owned(),
@@ -493,5 +531,39 @@ domain_pub_key = "https://site-cdn.playreia.com/game/pubkey.pub" # Remove this i
         )
         .unwrap();
         assert_eq!(c.cluster.resume_grace_ms, 0);
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_a_public_dashboard_needs_a_token() {
+        let c = ConfigFile::parse("", Path::new("C.toml")).unwrap();
+        assert_eq!(c.metrics.address(Path::new("C.toml")).unwrap(), None);
+        let c = ConfigFile::parse(
+            "[metrics]\nbind = \"127.0.0.1:9100\"\ndashboard = true\n",
+            Path::new("C.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.metrics.address(Path::new("C.toml")).unwrap(),
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        let e = ConfigFile::parse(
+            "[metrics]\nbind = \"0.0.0.0:9100\"\ndashboard = true\n",
+            Path::new("C.toml"),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("metrics.bind") && e.to_string().contains("token"),
+            "{e}"
+        );
+        // Metrics alone may be scraped from other hosts; the dashboard with a token too.
+        ConfigFile::parse("[metrics]\nbind = \"0.0.0.0:9100\"\n", Path::new("C.toml")).unwrap();
+        ConfigFile::parse(
+            "[metrics]\nbind = \"0.0.0.0:9100\"\ndashboard = true\ntoken = \"t\"\n",
+            Path::new("C.toml"),
+        )
+        .unwrap();
+        let e = ConfigFile::parse("[metrics]\nbind = \"localhost\"\n", Path::new("C.toml"))
+            .unwrap_err();
+        assert!(e.to_string().contains("metrics.bind"), "{e}");
     }
 }

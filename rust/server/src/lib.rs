@@ -19,9 +19,12 @@ pub mod instances_config;
 pub mod keys;
 mod listen;
 pub mod master;
+pub mod metrics;
 pub mod time;
 
 pub use cluster::plugin;
+/// The Prometheus client the metrics are kept in (for registries).
+pub use prometheus_client;
 
 pub use auth::{AllowAll, AuthHook, SharedSecret};
 pub use cluster::{ClusterConfig, ClusterHandle, Context, MasterLinkStatus, SendError};

@@ -8,11 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use sustenet_net::{SealedReader, SealedWriter};
-use sustenet_proto::handshake::ClusterInitiator;
 use sustenet_proto::{
     ClientToMaster, ClusterToMaster, DisconnectReason, JoinTarget, Key, MasterToClient,
-    MasterToCluster, Register,
+    MasterToCluster,
 };
 use sustenet_server::MasterConfig;
 
@@ -154,72 +152,6 @@ async fn unused_tickets_do_not_lock_a_cluster() {
     master.stop().await;
 }
 
-/// A cluster registered by hand with a valid key, speaking raw messages.
-struct HandCluster {
-    reader: SealedReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: SealedWriter<tokio::net::tcp::OwnedWriteHalf>,
-}
-
-impl HandCluster {
-    async fn register(master: &RunningMaster, key_name: &str, key: Key, id: u64) -> Self {
-        let mut raw = Raw::connect(master.addr).await;
-        let (init, hello) = ClusterInitiator::start(key_name, key, &mut rand::rng()).unwrap();
-        raw.send(&hello).await;
-        let challenge = raw.recv().await.expect("no challenge");
-        let session = init.handle_challenge(&challenge).unwrap();
-        let mut writer = SealedWriter::new(raw.wr, session.sealer, 64 * 1024);
-        writer
-            .send(&ClusterToMaster::Register(Register {
-                cluster_id: id,
-                name: format!("Hand {id}"),
-                address: "127.0.0.1".into(),
-                tcp_port: 1,
-                udp_port: 1,
-                capacity: 0,
-            }))
-            .await
-            .unwrap();
-        let mut me = Self {
-            reader: SealedReader::new(raw.frames, session.opener, 16),
-            writer,
-        };
-        match me.recv().await {
-            MasterToCluster::Registered { cluster_id } => assert_eq!(cluster_id, id),
-            other => panic!("expected Registered, got {other:?}"),
-        }
-        me
-    }
-
-    async fn recv(&mut self) -> MasterToCluster {
-        loop {
-            let m = tokio::time::timeout(GUARD, self.reader.recv::<MasterToCluster>())
-                .await
-                .expect("no answer from the master")
-                .unwrap()
-                .expect("the master closed the link");
-            match m {
-                MasterToCluster::Ping(v) => {
-                    self.writer.send(&ClusterToMaster::Pong(v)).await.unwrap()
-                }
-                m => return m,
-            }
-        }
-    }
-
-    async fn transfer(&mut self, client_id: u64, target: u64) -> MasterToCluster {
-        self.writer
-            .send(&ClusterToMaster::Transfer {
-                request_id: 1,
-                client_id,
-                target,
-                user_data: vec![],
-            })
-            .await
-            .unwrap();
-        self.recv().await
-    }
-}
-
 #[tokio::test]
 async fn a_cluster_cannot_claim_a_player_the_master_sent_elsewhere() {
     init_tracing();
@@ -233,7 +165,7 @@ async fn a_cluster_cannot_claim_a_player_the_master_sent_elsewhere() {
 
     // A hostile cluster with a valid key ("beta") claims the victim and
     // asks for a ticket to move it onto alpha, where it would kick the victim.
-    let mut hostile = HandCluster::register(&master, "beta", keys["beta"].clone(), 4242).await;
+    let mut hostile = HandCluster::register(master.addr, "beta", keys["beta"].clone(), 4242).await;
     hostile
         .writer
         .send(&ClusterToMaster::PlayerJoined {

@@ -76,6 +76,8 @@ pub struct ClusterConfig {
     pub event_queue_bytes: usize,
     /// Frame, queue and timing limits.
     pub limits: Limits,
+    /// The cluster's metrics (exported when the binary serves them).
+    pub metrics: crate::metrics::ClusterMetrics,
 }
 
 impl Default for ClusterConfig {
@@ -102,6 +104,7 @@ impl Default for ClusterConfig {
             send_queue_bytes: 1 << 20,
             event_queue_bytes: 32 << 20,
             limits: Limits::default(),
+            metrics: crate::metrics::ClusterMetrics::default(),
         }
     }
 }

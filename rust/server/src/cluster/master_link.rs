@@ -11,26 +11,18 @@ use sustenet_proto::{
     ClusterToMaster, DisconnectReason, Goodbye, MasterToCluster, Message, Register, Status,
 };
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+use super::core::LinkEvent;
+use super::queue::QueueRx;
 use super::{CoreEvent, MasterLinkStatus, Shared};
-use crate::ids::PlayerId;
 use crate::time::now_ms;
 
-/// What the core tells the master link.
-pub(crate) enum LinkEvent {
-    Joined(PlayerId),
-    Left(PlayerId),
-    Transfer {
-        request_id: u64,
-        player: PlayerId,
-        target: u64,
-        state: Vec<u8>,
-    },
-}
+/// The master link's end of the core's link events.
+type LinkRx = QueueRx<LinkEvent>;
 
-pub(crate) async fn master_link(shared: Arc<Shared>, mut link_rx: mpsc::Receiver<LinkEvent>) {
+pub(crate) async fn master_link(shared: Arc<Shared>, mut link_rx: LinkRx) {
     let mut backoff = Duration::from_millis(250);
     let mut shutdown = shared.shutdown.clone();
     loop {
@@ -168,14 +160,14 @@ type Registered = (
 
 async fn master_session(
     shared: &Shared,
-    link_rx: &mut mpsc::Receiver<LinkEvent>,
+    link_rx: &mut LinkRx,
     backoff: &mut Duration,
 ) -> Result<(), String> {
     let limits = shared.config.limits;
     let (frames, mut writer, opener) = register(shared).await?;
     *backoff = Duration::from_millis(250);
-    shared.resync.store(false, Ordering::Relaxed);
-    while link_rx.try_recv().is_ok() {}
+    shared.published.resync.store(false, Ordering::Relaxed);
+    while link_rx.try_recv().is_some() {}
     let (snap_tx, snap_rx) = oneshot::channel();
     shared
         .events
@@ -221,7 +213,7 @@ async fn master_session(
                 }
                 Some(ev) = link_rx.recv() => {
                     writer.queue(&link_message(ev))?;
-                    while let Ok(ev) = link_rx.try_recv() {
+                    while let Some(ev) = link_rx.try_recv() {
                         writer.queue(&link_message(ev))?;
                     }
                     writer.flush().await?;
@@ -230,11 +222,11 @@ async fn master_session(
                     if last_seen.elapsed() > limits.timeout() {
                         return Ok(Err("the master stopped responding".to_owned()));
                     }
-                    if shared.resync.load(Ordering::Relaxed) {
+                    if shared.published.resync.load(Ordering::Relaxed) {
                         return Ok(Err("player events overflowed; registering again".to_owned()));
                     }
-                    let players = u32::try_from(shared.player_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
-                    writer.queue(&ClusterToMaster::Status(Status { players, capacity: shared.config.max_connections, fragments: u32::try_from(shared.fragment_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX) }))?;
+                    let players = u32::try_from(shared.published.player_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
+                    writer.queue(&ClusterToMaster::Status(Status { players, capacity: shared.config.max_connections, fragments: u32::try_from(shared.published.fragment_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX) }))?;
                     writer.send(&ClusterToMaster::Ping(now_ms())).await?;
                 }
                 _ = crate::time::stopped(&mut shutdown) => {

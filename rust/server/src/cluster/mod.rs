@@ -27,12 +27,13 @@ mod master_link;
 mod ping_limit;
 mod player_conn;
 pub mod plugin;
+mod queue;
 mod udp;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,18 +50,26 @@ pub use self::config::{ClusterConfig, MasterLinkStatus, SendError};
 pub use self::core::Context;
 pub use handle::{ClusterCommands, ClusterHandle, command_channel};
 
-use self::core::{Core, Interest, NewPlayer, Transfers};
+use self::core::{Core, LinkEvent, NewPlayer, Output, Published, QueueLevel, Setup};
 use crate::error::ServerError;
-use crate::fragments::Fragments;
 use crate::ids::PlayerId;
 use crate::time::now_ms;
-use master_link::LinkEvent;
 use plugin::Plugin;
+use queue::{Outbox, QueueTx};
 use udp::UdpControl;
 
-/// Sessions that can be resumed, by session id: the connection tasks check
-/// a reconnect's proof here, off the core task, and only pass on proven ones.
-type Sessions = Mutex<HashMap<u64, (PlayerId, Arc<ClientSessionKeys>)>>;
+/// The master link's queue of player events and transfer requests, at most
+/// this many (a link further behind registers again).
+const LINK_QUEUE: usize = 65_536;
+
+/// The writing end of one player connection, kept by the driver: its
+/// queue, and the signal that closes it with a goodbye (after what is
+/// queued, when the flag says so). Dropping it lets the writer stop
+/// without a word.
+pub(crate) struct Writer {
+    pub(crate) out: Outbox,
+    pub(crate) kill: oneshot::Sender<(Goodbye, bool)>,
+}
 
 /// What the other tasks tell the core.
 pub(crate) enum CoreEvent {
@@ -69,20 +78,20 @@ pub(crate) enum CoreEvent {
         conn: u64,
         session_id: u64,
         user_data: Vec<u8>,
-        out: self::core::Outbox,
-        kill: oneshot::Sender<(Goodbye, bool)>,
+        writer: Writer,
         keys: Arc<ClientSessionKeys>,
         udp: Box<DatagramSession>,
         reply: oneshot::Sender<Result<(), Goodbye>>,
     },
     /// A reconnect to `session_id`, its proof already checked, on connection
-    /// `conn`.
+    /// `conn` (whose writer is `writer`).
     Resume {
         conn: u64,
         player: PlayerId,
         session_id: u64,
         session: Box<StreamSession>,
         claim: ResumeClaim,
+        writer: Writer,
         reply: oneshot::Sender<Result<Resumed, Goodbye>>,
     },
     /// A reliable message, holding its bytes of the event budget.
@@ -128,16 +137,13 @@ pub(crate) enum CoreEvent {
     Master(MasterLinkStatus),
 }
 
-/// What the core gives a connection whose reconnect it accepted.
+/// What the core gives a connection whose reconnect it accepted (what the
+/// player missed is already queued to its writer).
 pub(crate) struct Resumed {
     pub(crate) player: PlayerId,
     pub(crate) session: Box<StreamSession>,
     /// Data messages of the client's that the cluster had received.
     pub(crate) received: u64,
-    pub(crate) out: self::core::Outbox,
-    /// Holds the messages to send again, then everything new.
-    pub(crate) out_rx: self::core::OutboxRx,
-    pub(crate) kill: oneshot::Receiver<(Goodbye, bool)>,
 }
 
 /// What every task of a cluster shares.
@@ -147,22 +153,42 @@ pub(crate) struct Shared {
     pub(crate) cluster_id: u64,
     pub(crate) tcp_port: u16,
     pub(crate) udp_port: u16,
-    pub(crate) player_count: AtomicUsize,
+    /// What the core publishes: seats, fragments, resumable sessions.
+    pub(crate) published: Arc<Published>,
     pub(crate) used_tokens: Mutex<UsedTokens>,
     pub(crate) handshakes: Arc<crate::handshake_gate::HandshakeGate>,
     pub(crate) events: mpsc::Sender<CoreEvent>,
-    pub(crate) resync: AtomicBool,
-    pub(crate) sessions: Sessions,
     /// Numbers the player connections, so events of a connection the
     /// player has left behind (after a reconnect) are told apart.
     pub(crate) next_conn: AtomicU64,
-    /// Largest reliable payload that fits the frame limit.
-    pub(crate) max_reliable: usize,
-    /// Occupied fragments, for the status report.
-    pub(crate) fragment_count: AtomicUsize,
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Bytes of payload queued for the core (`event_queue_bytes`).
     pub(crate) event_budget: budget::EventBudget,
+}
+
+/// A cluster's shared state for a test of a connection task, with the
+/// ends of its event queue and shutdown flag that keep them open.
+#[cfg(test)]
+pub(crate) fn test_shared(
+    config: ClusterConfig,
+) -> (Arc<Shared>, mpsc::Receiver<CoreEvent>, watch::Sender<bool>) {
+    let (events, events_rx) = mpsc::channel(16);
+    let (stop, stop_rx) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        handshakes: crate::handshake_gate::HandshakeGate::new(&config.limits),
+        key: Key::from_bytes([7; 32]),
+        cluster_id: 1,
+        tcp_port: 1,
+        udp_port: 1,
+        published: Arc::new(Published::default()),
+        used_tokens: Mutex::new(UsedTokens::new()),
+        events,
+        next_conn: AtomicU64::new(1),
+        shutdown: stop_rx,
+        event_budget: budget::EventBudget::new(config.event_queue_bytes),
+        config,
+    });
+    (shared, events_rx, stop)
 }
 
 /// Runs a cluster with no outside commands. See [`run_with_handle`].
@@ -197,18 +223,17 @@ pub async fn run_with_handle(
     let cluster_id = config
         .cluster_id
         .unwrap_or_else(|| rand::rng().next_u64() >> 1);
-    let max_reliable = config
-        .limits
-        .max_frame
-        .saturating_sub(sustenet_proto::message::RELIABLE_OVERHEAD);
+    let max_reliable = self::core::max_reliable(&config);
     commands.max_reliable.store(max_reliable, Ordering::Relaxed);
     let config_event_bytes = config.event_queue_bytes;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, mut events_rx) = mpsc::channel::<CoreEvent>(16_384);
     let (udp_ctl_tx, udp_ctl_rx) = mpsc::channel::<UdpControl>(16_384);
-    let (link_tx, link_rx) = mpsc::channel::<LinkEvent>(65_536);
+    let (link_tx, link_rx) =
+        queue::queue::<LinkEvent>(Arc::new(QueueLevel::new(LINK_QUEUE, usize::MAX)));
     udp::widen_receive_buffer(&udp);
     let udp = Arc::new(udp);
+    let published = Arc::new(Published::default());
     let shared = Arc::new(Shared {
         handshakes: crate::handshake_gate::HandshakeGate::new(&config.limits),
         config,
@@ -216,14 +241,10 @@ pub async fn run_with_handle(
         cluster_id,
         tcp_port,
         udp_port,
-        player_count: AtomicUsize::new(0),
+        published: published.clone(),
         used_tokens: Mutex::new(UsedTokens::new()),
         events: events_tx,
-        resync: AtomicBool::new(false),
-        sessions: Mutex::new(HashMap::new()),
         next_conn: AtomicU64::new(1),
-        max_reliable,
-        fragment_count: AtomicUsize::new(0),
         shutdown: stop_rx,
         event_budget: budget::EventBudget::new(config_event_bytes),
     });
@@ -235,12 +256,26 @@ pub async fn run_with_handle(
         master = %shared.config.master_addr,
         "cluster listening"
     );
-    let mut core = new_core(plugin, &shared, link_tx, &commands)?;
+    let setup = Setup {
+        config: shared.config.clone(),
+        published,
+        link: link_tx.level(),
+        moving: commands.moving.clone(),
+        seed: rand::rng().next_u64(),
+    };
+    let mut core = new_core(plugin, setup)?;
+    let mut io = Io {
+        udp: udp.clone(),
+        udp_ctl: udp_ctl_tx,
+        link: link_tx,
+        metrics: shared.config.metrics.clone(),
+        writers: HashMap::new(),
+    };
     let mut tasks = tokio::task::JoinSet::new();
     let span = info_span!("accept");
     tasks.spawn(player_conn::accept_loop(shared.clone(), tcp).instrument(span));
     let span = info_span!("udp");
-    tasks.spawn(udp::udp_loop(shared.clone(), udp.clone(), udp_ctl_rx).instrument(span));
+    tasks.spawn(udp::udp_loop(shared.clone(), udp, udp_ctl_rx).instrument(span));
     let span = info_span!("master_link");
     tasks.spawn(master_link::master_link(shared.clone(), link_rx).instrument(span));
 
@@ -258,75 +293,105 @@ pub async fn run_with_handle(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tokio::time::sleep_until(wake), if due.is_some() => core.timeout(Instant::now()),
-            Some(ev) = events_rx.recv() => on_event(&mut core, &udp_ctl_tx, ev).await,
+            Some(ev) = events_rx.recv() => on_event(&mut core, &mut io, ev).await,
             Some(cmd) = commands.rx.recv() => core.command(Instant::now(), cmd),
-            _ = update.tick() => core.update(Instant::now()),
-            _ = tick.tick() => core.heartbeat(Instant::now(), now_ms()),
+            _ = update.tick() => {
+                let started = Instant::now();
+                core.update(started);
+                shared.config.metrics.tick(started.elapsed().as_secs_f64());
+            }
+            _ = tick.tick() => {
+                core.heartbeat(Instant::now(), now_ms());
+                sample_metrics(&core, &shared);
+            }
         }
         core.finish();
-        core.drain_transmits(|addr, d| {
-            // Unreliable: a full socket buffer drops the datagram, as the network would.
-            let _ = udp.try_send_to(d, addr);
-        });
-        for session_id in core.take_gone_sessions() {
-            let _ = udp_ctl_tx.send(UdpControl::Remove { session_id }).await;
-        }
+        io.carry_out(&mut core).await;
     }
     core.shutdown();
+    io.carry_out(&mut core).await;
     let _ = stop_tx.send(true);
     crate::listen::wind_down(&mut tasks).await;
     Ok(())
 }
 
-/// The core with an empty grid, set up from the cluster's settings.
-fn new_core<P: Plugin>(
-    plugin: P,
-    shared: &Arc<Shared>,
-    link: mpsc::Sender<LinkEvent>,
-    commands: &ClusterCommands,
-) -> Result<Core<P>, ServerError> {
-    let config = &shared.config;
-    let fragments = Fragments::new(config.grid).map_err(|e| {
+/// The gauges the heartbeat samples: players, the deepest send queue, the
+/// occupied fragments.
+fn sample_metrics<P: Plugin>(core: &Core<P>, shared: &Shared) {
+    let m = &shared.config.metrics;
+    m.set_players(
+        shared.published.player_count.load(Ordering::Relaxed),
+        shared.config.max_connections,
+    );
+    m.set_send_queue_depth(core.deepest_send_queue());
+    m.set_fragments(core.fragment_cells());
+}
+
+/// The core made from `setup`, started now; an invalid
+/// grid is a configuration error.
+fn new_core<P: Plugin>(plugin: P, setup: Setup) -> Result<Core<P>, ServerError> {
+    Core::new(plugin, setup, Instant::now()).map_err(|e| {
         ServerError::Config(crate::config::ConfigError::Invalid {
             path: "<cluster config>".into(),
             key: "grid".into(),
             message: e.to_string(),
         })
-    })?;
-    let update_tick = config.update_tick.max(Duration::from_millis(1));
-    // Core ticks per period of the default update rate: each update's
-    // recipients are served in this many shares (see `interest::Spread`).
-    let update_slices =
-        usize::try_from(config.grid.default_settings.period().as_nanos() / update_tick.as_nanos())
-            .unwrap_or(1)
-            .max(1);
-    let transfers = Transfers {
-        link,
-        next_id: 1,
-        pending: HashMap::new(),
-        timeout: config
-            .limits
-            .handshake_timeout()
-            .max(Duration::from_secs(5)),
-        moving: commands.moving.clone(),
-        refused: Vec::new(),
-    };
-    Ok(Core::new(
-        plugin,
-        shared.clone(),
-        Interest::new(fragments),
-        transfers,
-        update_slices,
-        Instant::now(),
-    ))
+    })
+}
+
+/// What the driver carries the core's outputs out with.
+struct Io {
+    udp: Arc<UdpSocket>,
+    udp_ctl: mpsc::Sender<UdpControl>,
+    link: QueueTx<LinkEvent>,
+    metrics: crate::metrics::ClusterMetrics,
+    /// The writers of the connections the core has a player on, by
+    /// connection number.
+    writers: HashMap<u64, Writer>,
+}
+
+impl Io {
+    /// Carries out every output of the core, in order, then sends its
+    /// datagrams.
+    async fn carry_out<P: Plugin>(&mut self, core: &mut Core<P>) {
+        while let Some(o) = core.poll_output() {
+            match o {
+                Output::Send { conn, message } => {
+                    if let Some(w) = self.writers.get(&conn) {
+                        w.out.deliver(message);
+                    }
+                }
+                Output::Close {
+                    conn,
+                    goodbye,
+                    drain,
+                } => {
+                    if let Some(w) = self.writers.remove(&conn) {
+                        let _ = w.kill.send((goodbye, drain));
+                    }
+                }
+                Output::Release { conn } => {
+                    self.writers.remove(&conn);
+                }
+                Output::Link(ev) => self.link.deliver(ev),
+                Output::SessionGone { session_id, reason } => {
+                    self.metrics.disconnect(reason, now_ms());
+                    let _ = self.udp_ctl.send(UdpControl::Remove { session_id }).await;
+                }
+            }
+        }
+        let metrics = &self.metrics;
+        core.drain_transmits(|addr, d| {
+            // Unreliable: a full socket buffer drops the datagram, as the network would.
+            if self.udp.try_send_to(d, addr).is_ok() {
+                metrics.sent(false, 1, d.len());
+            }
+        });
+    }
 }
 
 /// Hands one event of another task to the core, and its answer back.
-async fn on_event<P: Plugin>(
-    core: &mut Core<P>,
-    udp_ctl: &mpsc::Sender<UdpControl>,
-    ev: CoreEvent,
-) {
+async fn on_event<P: Plugin>(core: &mut Core<P>, io: &mut Io, ev: CoreEvent) {
     let now = Instant::now();
     match ev {
         CoreEvent::Join {
@@ -334,8 +399,7 @@ async fn on_event<P: Plugin>(
             conn,
             session_id,
             user_data,
-            out,
-            kill,
+            writer,
             keys,
             udp,
             reply,
@@ -345,12 +409,11 @@ async fn on_event<P: Plugin>(
                 conn,
                 session_id,
                 user_data,
-                out,
-                kill,
+                out: writer.out.level(),
                 keys,
                 udp: udp.sealer,
             };
-            on_join(core, udp_ctl, now, j, udp.opener, reply).await;
+            on_join(core, io, now, (j, writer), udp.opener, reply).await;
         }
         CoreEvent::Resume {
             conn,
@@ -358,20 +421,25 @@ async fn on_event<P: Plugin>(
             session_id,
             session,
             claim,
+            writer,
             reply,
         } => {
-            let r = core.resume(now, conn, player, session_id, claim);
+            let away = core.away_for(now, player);
+            let r = core.resume(now, conn, writer.out.level(), player, session_id, claim);
             let r = r.map(|a| Resumed {
                 player,
                 session,
                 received: a.received,
-                out: a.out,
-                out_rx: a.out_rx,
-                kill: a.kill,
             });
             let accepted = r.is_ok();
+            if accepted {
+                io.writers.insert(conn, writer);
+            }
             match (reply.send(r).is_ok(), accepted) {
-                (true, true) => core.reconnected(now, player),
+                (true, true) => {
+                    core.metrics().reconnect(away.as_secs_f64());
+                    core.reconnected(now, player);
+                }
                 (false, true) => core.resume_abandoned(now, player),
                 _ => {}
             }
@@ -383,6 +451,7 @@ async fn on_event<P: Plugin>(
             payload,
             budget,
         } => {
+            core.metrics().received(true, payload.len());
             core.packet(now, player, conn, command, &payload);
             drop(budget);
         }
@@ -404,6 +473,7 @@ async fn on_event<P: Plugin>(
             records,
             budget,
         } => {
+            core.metrics().received(false, len);
             core.datagram(now, player, session_id, addr, len, records);
             drop(budget);
         }
@@ -414,13 +484,27 @@ async fn on_event<P: Plugin>(
             request_id,
             player,
             ticket,
-        } => core.transfer_ready(now, request_id, player, ticket),
+        } => {
+            if let Some(waited) = core.transfer_waited(now, request_id) {
+                core.metrics().transfer_redirected(waited.as_secs_f64());
+            }
+            core.transfer_ready(now, request_id, player, ticket);
+        }
         CoreEvent::TransferFailed {
             request_id,
             player,
             reason,
-        } => core.transfer_failed(now, request_id, player, &reason),
-        CoreEvent::Master(status) => core.master(now, &status),
+        } => {
+            if core.transfer_waited(now, request_id).is_some() {
+                core.metrics().transfer_failed();
+            }
+            core.transfer_failed(now, request_id, player, &reason);
+        }
+        CoreEvent::Master(status) => {
+            let up = matches!(status, MasterLinkStatus::Registered { .. });
+            core.metrics().set_master_link(up);
+            core.master(now, &status);
+        }
     }
 }
 
@@ -429,9 +513,9 @@ async fn on_event<P: Plugin>(
 /// datagram is not dropped), then in the table.
 async fn on_join<P: Plugin>(
     core: &mut Core<P>,
-    udp_ctl: &mpsc::Sender<UdpControl>,
+    io: &mut Io,
     now: Instant,
-    j: NewPlayer,
+    (j, writer): (NewPlayer, Writer),
     opener: sustenet_proto::crypto::DatagramOpener,
     reply: oneshot::Sender<Result<(), Goodbye>>,
 ) {
@@ -440,19 +524,19 @@ async fn on_join<P: Plugin>(
         return;
     }
     core.finish();
-    for session_id in core.take_gone_sessions() {
-        let _ = udp_ctl.send(UdpControl::Remove { session_id }).await;
-    }
+    io.carry_out(core).await;
     let session_id = j.session_id;
     let add = UdpControl::Add {
         session_id,
         player: j.player,
         opener: Box::new(opener),
     };
-    let _ = udp_ctl.send(add).await;
+    let _ = io.udp_ctl.send(add).await;
     if reply.send(Ok(())).is_err() {
-        let _ = udp_ctl.try_send(UdpControl::Remove { session_id });
+        let _ = io.udp_ctl.try_send(UdpControl::Remove { session_id });
         return;
     }
+    io.writers.insert(j.conn, writer);
+    core.metrics().join();
     core.join(now, j);
 }

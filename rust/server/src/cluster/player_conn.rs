@@ -18,8 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::core::{Outbox, OutboxRx, outbox, queue};
-use super::{CoreEvent, Shared};
+use super::queue::{Outbox, OutboxRx, outbox};
+use super::{CoreEvent, Shared, Writer};
 use crate::ids::PlayerId;
 use crate::time::now_ms;
 
@@ -31,6 +31,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, tcp: TcpListener) {
         tokio::select! {
             _ = crate::time::stopped(&mut shutdown) => break,
             (stream, peer) = crate::listen::accept(&tcp) => {
+                shared.config.metrics.connection();
                 next += 1;
                 let span = info_span!("player_conn", id = next, %peer);
                 conns.spawn(player_conn(shared.clone(), stream, peer).instrument(span));
@@ -87,6 +88,7 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
         Ok(p) => p,
         Err((reason, why)) => {
             warn!("refused: {why}");
+            shared.config.metrics.handshake(Err(reason));
             refuse(&mut stream, reason, why).await;
             return;
         }
@@ -98,6 +100,10 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
         Ok(None) => return,
         Err(NetError::Timeout(_)) => {
             warn!("dropped: no hello within the handshake timeout");
+            shared
+                .config
+                .metrics
+                .handshake(Err(DisconnectReason::HandshakeTimeout));
             refuse(
                 &mut wr,
                 DisconnectReason::HandshakeTimeout,
@@ -131,9 +137,13 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
     };
     let a = match admitted {
         Ok(a) => a,
-        Err(Some((reason, message))) => return refuse(&mut wr, reason, &message).await,
+        Err(Some((reason, message))) => {
+            shared.config.metrics.handshake(Err(reason));
+            return refuse(&mut wr, reason, &message).await;
+        }
         Err(None) => return,
     };
+    shared.config.metrics.handshake(Ok(()));
     drop(permit);
     if let Some(preface) = &a.preface {
         // A failed write shows up as a failed first message in run_session.
@@ -156,7 +166,7 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
 /// admits the player.
 async fn join(shared: &Shared, conn: u64, token: &[u8], proof: &[u8]) -> Result<Admitted, Refusal> {
     let cap = shared.config.max_connections as usize;
-    if cap > 0 && shared.player_count.load(Ordering::Relaxed) >= cap {
+    if cap > 0 && shared.published.player_count.load(Ordering::Relaxed) >= cap {
         info!("refused: the cluster is full");
         return Err(Some((
             DisconnectReason::ServerFull,
@@ -175,19 +185,15 @@ async fn join(shared: &Shared, conn: u64, token: &[u8], proof: &[u8]) -> Result<
         }
     };
     let udp = accepted.keys.datagram(Side::Responder, session_id);
-    let (out, out_rx) = outbox(
-        shared.config.limits.send_queue,
-        shared.config.send_queue_bytes,
-    );
-    let (kill_tx, kill) = oneshot::channel();
+    let (writer, out_rx, kill) = new_writer(shared);
+    let out = writer.out.clone();
     let (reply_tx, reply_rx) = oneshot::channel();
     let join = CoreEvent::Join {
         player,
         conn,
         session_id,
         user_data: accepted.token.user_data,
-        out: out.clone(),
-        kill: kill_tx,
+        writer,
         keys: Arc::new(accepted.keys),
         udp: Box::new(udp),
         reply: reply_tx,
@@ -228,7 +234,9 @@ async fn resume(
     proof: &[u8],
 ) -> Result<Admitted, Refusal> {
     let found = {
-        let s = shared.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let s = (shared.published.sessions)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         s.get(&session_id).cloned()
     };
     let Some((player, keys)) = found else {
@@ -240,6 +248,8 @@ async fn resume(
         warn!(player, "reconnect refused: {e}");
         Some((e.reason(), e.to_string()))
     })?;
+    let (writer, out_rx, kill) = new_writer(shared);
+    let out = writer.out.clone();
     let (reply_tx, reply_rx) = oneshot::channel();
     let ev = CoreEvent::Resume {
         conn,
@@ -247,6 +257,7 @@ async fn resume(
         session_id,
         session: Box::new(session),
         claim,
+        writer,
         reply: reply_tx,
     };
     shared.events.send(ev).await.map_err(|_| None)?;
@@ -258,14 +269,26 @@ async fn resume(
     Ok(Admitted {
         player: r.player,
         stream: *r.session,
-        out: r.out,
-        out_rx: r.out_rx,
-        kill: r.kill,
+        out,
+        out_rx,
+        kill,
         preface: None,
         first: ClusterToClient::Resumed {
             received: r.received,
         },
     })
+}
+
+/// A new connection's writer queue and close signal: the driver's end, and
+/// the writer task's.
+fn new_writer(shared: &Shared) -> (Writer, OutboxRx, oneshot::Receiver<(Goodbye, bool)>) {
+    let (out, out_rx) = outbox(
+        shared.config.limits.send_queue,
+        shared.config.send_queue_bytes,
+    );
+    let (kill_tx, kill) = oneshot::channel();
+    let writer = Writer { out, kill: kill_tx };
+    (writer, out_rx, kill)
 }
 
 /// Opens a join hello's token and checks its proof, then records the token
@@ -317,8 +340,10 @@ async fn run_session(shared: &Shared, s: PlayerConn, first: ClusterToClient, pee
     let mut writer =
         SealedWriter::new(wr, stream.sealer, limits.max_frame).with_write_timeout(limits.timeout());
     let queued = writer.queue(&first);
-    let writer_task =
-        tokio::spawn(player_writer(writer, out_rx, kill).instrument(tracing::Span::current()));
+    let metrics = shared.config.metrics.clone();
+    let writer_task = tokio::spawn(
+        player_writer(writer, out_rx, kill, metrics).instrument(tracing::Span::current()),
+    );
     let mut reader = SealedReader::new(frames, stream.opener, limits.max_auth_failures);
     debug!(player, %peer, "player session started");
     let reason = loop {
@@ -347,7 +372,7 @@ async fn run_session(shared: &Shared, s: PlayerConn, first: ClusterToClient, pee
                         }
                     }
                     ClientToCluster::Ping(v) => {
-                        if queue(&out_tx, ClusterToClient::Pong(v)).is_err() {
+                        if out_tx.push(ClusterToClient::Pong(v)).is_err() {
                             break DisconnectReason::SendQueueFull;
                         }
                     }
@@ -393,6 +418,7 @@ async fn player_writer(
     mut writer: SealedWriter<tokio::net::tcp::OwnedWriteHalf>,
     mut rx: OutboxRx,
     mut kill: oneshot::Receiver<(Goodbye, bool)>,
+    metrics: crate::metrics::ClusterMetrics,
 ) {
     let r: Result<(), NetError> = async {
         writer.flush().await?;
@@ -414,13 +440,17 @@ async fn player_writer(
                 m = rx.recv() => {
                     let Some(m) = m else { return writer.shutdown().await };
                     writer.queue(&m)?;
+                    let mut messages = 1;
                     while writer.pending() < 64 * 1024 {
                         match rx.try_recv() {
                             Some(m) => writer.queue(&m)?,
                             None => break,
                         }
+                        messages += 1;
                     }
+                    let bytes = writer.pending();
                     writer.flush().await?;
+                    metrics.sent(true, messages, bytes);
                 }
             }
         }
@@ -428,5 +458,58 @@ async fn player_writer(
     .await;
     if let Err(e) = r {
         debug!("writer stopped: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use std::time::Duration;
+
+    use sustenet_proto::DisconnectReason;
+
+    use crate::cluster::ClusterConfig;
+
+    #[test]
+    fn the_used_token_lock_is_taken_only_to_record_a_token() {
+        use crate::cluster::player_conn::accept_token;
+        use sustenet_proto::ConnectToken;
+        use sustenet_proto::handshake::{self, Hello};
+
+        let (shared, _events, _stop) = crate::cluster::test_shared(ClusterConfig::default());
+        let now_ms = 1_000_000;
+        let guard = shared.used_tokens.lock().unwrap();
+        // While another join holds the lock, a forged token of the largest size
+        // is refused without waiting for it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s = shared.clone();
+        std::thread::spawn(move || {
+            let forged = vec![0x5A; 16_000];
+            let _ = tx.send(accept_token(&s, &forged, &[0; 32], now_ms).is_err());
+        });
+        let refused = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a forged token waited for the used-token lock");
+        assert!(refused);
+        drop(guard);
+        // A genuine one is accepted once (recorded under the lock), then refused.
+        let secret = [9; 32];
+        let token = ConnectToken {
+            client_id: 4,
+            cluster_id: shared.cluster_id,
+            token_id: [1; 16],
+            expires_at_ms: now_ms + 30_000,
+            session_secret: sustenet_proto::SessionSecret(secret),
+            user_data: Vec::new(),
+        }
+        .seal(&shared.key, &mut rand::rng())
+        .unwrap();
+        let (hello, _) = handshake::client_cluster_hello(&token, &secret).unwrap();
+        let Ok(Hello::ClientCluster { token, proof }) = handshake::parse_hello(&hello) else {
+            panic!("not a client hello");
+        };
+        assert!(accept_token(&shared, &token, &proof, now_ms).is_ok());
+        let again = accept_token(&shared, &token, &proof, now_ms).err().unwrap();
+        assert_eq!(again.reason(), DisconnectReason::TokenUsed);
     }
 }

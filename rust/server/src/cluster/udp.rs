@@ -80,8 +80,10 @@ pub(crate) async fn udp_loop(
                 // A ping before joining: answered without a token, but only
                 // with fewer bytes than the request, and within a rate limit.
                 if let Some(nonce) = datagram::parse_ping_request(d) {
-                    if pings.allow(Instant::now(), addr.ip()) {
-                        let players = u32::try_from(shared.player_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
+                    if !pings.allow(Instant::now(), addr.ip()) {
+                        shared.config.metrics.datagram_dropped("rate");
+                    } else {
+                        let players = u32::try_from(shared.published.player_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
                         let resp = datagram::ping_response(nonce, players, shared.config.max_connections);
                         let _ = udp.try_send_to(&resp, addr);
                     }
@@ -89,15 +91,30 @@ pub(crate) async fn udp_loop(
                 }
                 // Anything else that is not a session datagram of a known
                 // session is dropped without an answer.
-                let Some(sid) = (n <= MAX_DATAGRAM).then(|| datagram_session_id(d)).flatten() else {
+                let metrics = &shared.config.metrics;
+                if n > MAX_DATAGRAM {
                     refused += 1;
+                    metrics.datagram_dropped("size");
+                    continue;
+                }
+                let Some(sid) = datagram_session_id(d) else {
+                    refused += 1;
+                    metrics.datagram_dropped("malformed");
                     continue;
                 };
-                let Some((player, opener)) = sessions.get_mut(&sid) else { refused += 1; continue };
+                let Some((player, opener)) = sessions.get_mut(&sid) else {
+                    refused += 1;
+                    metrics.datagram_dropped("unknown_session");
+                    continue;
+                };
                 let plain = match opener.open(d) {
                     Ok(p) => p,
                     Err(e) => {
                         refused += 1;
+                        metrics.datagram_dropped(match e {
+                            sustenet_proto::CryptoError::Replay(_) | sustenet_proto::CryptoError::Stale { .. } => "replay",
+                            _ => "auth",
+                        });
                         if refused.is_power_of_two() {
                             debug!(player = *player, "datagram refused: {e} ({refused} refused so far)");
                         }
@@ -110,6 +127,7 @@ pub(crate) async fn udp_loop(
                         // Authenticated, so the player's own doing: logged at powers of two only,
                         // so that a player cannot flood the log.
                         malformed += 1;
+                        metrics.datagram_dropped("malformed");
                         if malformed.is_power_of_two() {
                             warn!(player = *player, "malformed datagram: {e} ({malformed} so far)");
                         }
@@ -117,7 +135,10 @@ pub(crate) async fn udp_loop(
                     }
                 };
                 // Unreliable: when the core is behind, drop instead of queueing.
-                let Some(budget) = shared.event_budget.try_take(n) else { continue };
+                let Some(budget) = shared.event_budget.try_take(n) else {
+                    metrics.datagram_dropped("busy");
+                    continue;
+                };
                 let ev = CoreEvent::Udp { player: *player, session_id: sid, addr, len: n, records, budget };
                 let _ = shared.events.try_send(ev);
             }

@@ -36,6 +36,10 @@ pub(super) async fn accept(
         Ok(x) => x,
         Err(e) => {
             warn!("client refused: {e} (the client probably has the wrong master public key)");
+            shared
+                .config
+                .metrics
+                .handshake(Err(DisconnectReason::AuthFailed));
             refuse(
                 &mut wr,
                 DisconnectReason::AuthFailed,
@@ -47,6 +51,10 @@ pub(super) async fn accept(
     };
     let Ok(client_permit) = shared.clients.try_acquire() else {
         warn!("client refused: master is at max_connections");
+        shared
+            .config
+            .metrics
+            .handshake(Err(DisconnectReason::ServerFull));
         refuse(&mut wr, DisconnectReason::ServerFull, "the master is full").await;
         return;
     };
@@ -57,6 +65,7 @@ pub(super) async fn accept(
         return;
     }
     drop(permit);
+    shared.config.metrics.handshake(Ok(()));
     let reader = SealedReader::new(frames, session.opener, limits.max_auth_failures);
     let writer = SealedWriter::new(
         wr,
@@ -188,6 +197,7 @@ impl ClientSession<'_> {
                     }
                 };
                 info!(client_id, username, "login accepted");
+                self.shared.config.metrics.login(true);
                 self.login = Some(Holder {
                     client_id,
                     user: Arc::from(username.as_str()),
@@ -206,6 +216,7 @@ impl ClientSession<'_> {
             }
             Err(message) => {
                 self.failed_logins += 1;
+                self.shared.config.metrics.login(false);
                 info!(
                     username,
                     attempt = self.failed_logins,
@@ -247,6 +258,7 @@ impl ClientSession<'_> {
                     cluster_id = t.cluster.id,
                     "ticket issued"
                 );
+                self.shared.config.metrics.ticket_issued(false);
                 MasterToClient::Ticket(t)
             }
             Err(g) => {

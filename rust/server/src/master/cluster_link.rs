@@ -259,6 +259,9 @@ async fn on_message(
             let unsent = {
                 let mut dir = shared.directory();
                 let sent = dir.player_joined(now_ms(), id, conn, client_id);
+                if sent {
+                    shared.config.metrics.ticket_used();
+                }
                 if sent { 0 } else { dir.unsent_reports(id) }
             };
             // Logged at powers of two: a cluster cannot flood the log this way.
@@ -312,6 +315,7 @@ async fn on_message(
             let reply = match ticket {
                 Ok(ticket) => {
                     info!(client_id, from = id, to = target, "transfer ticket issued");
+                    shared.config.metrics.ticket_issued(true);
                     MasterToCluster::TransferReady {
                         request_id,
                         client_id,

@@ -67,6 +67,8 @@ pub struct MasterConfig {
     pub limits: Limits,
     /// Instances on demand: limits and timeouts (docs/instances.md).
     pub instances: InstanceSettings,
+    /// The master's metrics (exported when the binary serves them).
+    pub metrics: crate::metrics::MasterMetrics,
 }
 
 impl MasterConfig {
@@ -108,6 +110,7 @@ impl Default for MasterConfig {
             max_login_attempts: 5,
             limits: Limits::default(),
             instances: InstanceSettings::default(),
+            metrics: crate::metrics::MasterMetrics::default(),
         }
     }
 }
@@ -196,11 +199,18 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(instance_hub::drive(shared.clone()));
     let mut next_conn = 0u64;
+    let mut sample = tokio::time::interval(Duration::from_secs(1));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = sample.tick() => {
+                let now = crate::time::now_ms();
+                let clusters = shared.directory().cluster_list(now);
+                shared.config.metrics.sample(now, clusters);
+            }
             (stream, peer) = crate::listen::accept(&listener) => {
+                shared.config.metrics.connection();
                 next_conn += 1;
                 let shared = shared.clone();
                 let span = info_span!("conn", id = next_conn, %peer);
@@ -233,7 +243,7 @@ async fn handle_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
     let limits = shared.config.limits;
     let (rd, mut wr) = stream.into_split();
     let mut frames = FrameReader::new(rd, limits.max_frame);
-    let Some(hello) = read_hello(&mut frames, &mut wr, limits).await else {
+    let Some(hello) = read_hello(&mut frames, &mut wr, limits, &shared.config.metrics).await else {
         return;
     };
     match hello {
@@ -288,12 +298,20 @@ async fn admit(
         Ok(p) => p,
         Err(why) => {
             warn!("refused: {}", why.message());
+            shared
+                .config
+                .metrics
+                .handshake(Err(DisconnectReason::TooManyHandshakes));
             refuse(stream, DisconnectReason::TooManyHandshakes, why.message()).await;
             return None;
         }
     };
     if !shared.handshakes.first_bytes(stream).await {
         warn!("dropped: no bytes within the first-bytes deadline");
+        shared
+            .config
+            .metrics
+            .handshake(Err(DisconnectReason::HandshakeTimeout));
         refuse(
             stream,
             DisconnectReason::HandshakeTimeout,
@@ -311,6 +329,7 @@ async fn read_hello(
     frames: &mut FrameReader<OwnedReadHalf>,
     wr: &mut OwnedWriteHalf,
     limits: Limits,
+    metrics: &crate::metrics::MasterMetrics,
 ) -> Option<Hello> {
     let first = match frames.next_within(limits.handshake_timeout()).await {
         Ok(Some(f)) => f,
@@ -320,6 +339,7 @@ async fn read_hello(
         }
         Err(NetError::Timeout(_)) => {
             warn!("dropped: no hello within the handshake timeout");
+            metrics.handshake(Err(DisconnectReason::HandshakeTimeout));
             refuse(wr, DisconnectReason::HandshakeTimeout, "no hello in time").await;
             return None;
         }
@@ -332,6 +352,7 @@ async fn read_hello(
         Ok(h) => Some(h),
         Err(e) => {
             warn!("refused: {e}");
+            metrics.handshake(Err(e.reason()));
             refuse(wr, e.reason(), &e.to_string()).await;
             None
         }

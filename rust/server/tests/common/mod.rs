@@ -724,3 +724,89 @@ impl RawMasterClient {
         }
     }
 }
+
+use sustenet_proto::handshake::ClusterInitiator;
+use sustenet_proto::{ClusterToMaster, MasterToCluster, Register};
+
+/// A cluster registered by hand with a valid key, speaking raw messages.
+pub struct HandCluster {
+    pub reader: SealedReader<tokio::net::tcp::OwnedReadHalf>,
+    pub writer: SealedWriter<tokio::net::tcp::OwnedWriteHalf>,
+}
+
+impl HandCluster {
+    /// Registers `id` with the master at `addr`; panics unless `Registered`.
+    pub async fn register(addr: SocketAddr, key_name: &str, key: Key, id: u64) -> Self {
+        match Self::try_register(addr, key_name, key, id).await {
+            Ok(me) => me,
+            Err(other) => panic!("expected Registered, got {other:?}"),
+        }
+    }
+
+    /// Registers `id`; `Err` is the master's answer when it is not `Registered`.
+    pub async fn try_register(
+        addr: SocketAddr,
+        key_name: &str,
+        key: Key,
+        id: u64,
+    ) -> Result<Self, Option<MasterToCluster>> {
+        let mut raw = Raw::connect(addr).await;
+        let (init, hello) = ClusterInitiator::start(key_name, key, &mut rand::rng()).unwrap();
+        raw.send(&hello).await;
+        let challenge = raw.recv().await.expect("no challenge");
+        let session = init.handle_challenge(&challenge).unwrap();
+        let mut writer = SealedWriter::new(raw.wr, session.sealer, 64 * 1024);
+        writer
+            .send(&ClusterToMaster::Register(Register {
+                cluster_id: id,
+                name: format!("Hand {id}"),
+                address: "127.0.0.1".into(),
+                tcp_port: 1,
+                udp_port: 1,
+                capacity: 0,
+            }))
+            .await
+            .unwrap();
+        let mut me = Self {
+            reader: SealedReader::new(raw.frames, session.opener, 16),
+            writer,
+        };
+        match tokio::time::timeout(GUARD, me.reader.recv::<MasterToCluster>()).await {
+            Ok(Ok(Some(MasterToCluster::Registered { cluster_id }))) if cluster_id == id => Ok(me),
+            Ok(Ok(other)) => Err(other),
+            Ok(Err(_)) => Err(None),
+            Err(_) => panic!("no answer to a registration"),
+        }
+    }
+
+    /// The next message from the master, answering its pings.
+    pub async fn recv(&mut self) -> MasterToCluster {
+        loop {
+            let m = tokio::time::timeout(GUARD, self.reader.recv::<MasterToCluster>())
+                .await
+                .expect("no answer from the master")
+                .unwrap()
+                .expect("the master closed the link");
+            match m {
+                MasterToCluster::Ping(v) => {
+                    self.writer.send(&ClusterToMaster::Pong(v)).await.unwrap()
+                }
+                m => return m,
+            }
+        }
+    }
+
+    /// Asks for a transfer ticket; returns the answer.
+    pub async fn transfer(&mut self, client_id: u64, target: u64) -> MasterToCluster {
+        self.writer
+            .send(&ClusterToMaster::Transfer {
+                request_id: 1,
+                client_id,
+                target,
+                user_data: vec![],
+            })
+            .await
+            .unwrap();
+        self.recv().await
+    }
+}

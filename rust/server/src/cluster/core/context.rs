@@ -7,10 +7,10 @@
 use sustenet_proto::datagram::{self, MAX_UNRELIABLE_PAYLOAD, Record};
 use sustenet_proto::{ClusterToClient, DisconnectReason, Goodbye};
 
+use super::output::LinkEvent;
 use super::transfers::moving_set;
 use super::{Full, State, queue};
 use crate::cluster::SendError;
-use crate::cluster::master_link::LinkEvent;
 use crate::fragments::{FragmentError, FragmentId, FragmentSettings};
 use crate::ids::PlayerId;
 
@@ -63,15 +63,15 @@ impl Context<'_> {
                 return Err(SendError::QueueFull(player));
             }
         }
-        let Some(out) = &p.out else {
+        if !connected {
             // Away: kept in the log, delivered when the player reconnects.
             return Ok(());
-        };
+        }
         let msg = ClusterToClient::Data {
             command,
             payload: payload.to_vec(),
         };
-        match queue(out, msg) {
+        match queue(&mut self.s.outputs, p, msg) {
             Ok(()) => Ok(()),
             Err(Full) => {
                 self.s
@@ -202,7 +202,7 @@ impl Context<'_> {
             target,
             state: state.to_vec(),
         };
-        if self.s.transfers.link.try_send(ev).is_err() {
+        if self.s.outputs.link(&self.s.transfers.link, ev).is_err() {
             return refuse("the link to the master is not keeping up");
         }
         let deadline = self.s.now + self.s.transfers.timeout;

@@ -1,23 +1,19 @@
 //! An in-memory harness for [`Core`]: a fake clock, fake players (their
-//! writer queues and goodbyes read directly), the master link's queue, and a
-//! plugin that records every callback. No socket, no task, no sleep:
-//! `step()` jumps the clock to the next deadline.
+//! writers' queues and goodbyes, filled from the core's outputs), the master
+//! link's events, and a plugin that records every callback. No socket, no
+//! task, no channel, no sleep: `step()` jumps the clock to the next
+//! deadline, and the core's randomness comes from a fixed seed.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sustenet_proto::handshake::ResumeClaim;
-use sustenet_proto::{
-    ClientSessionKeys, ClusterToClient, DisconnectReason, Goodbye, Key, Side, UsedTokens,
-};
-use tokio::sync::{mpsc, oneshot, watch};
+use sustenet_proto::{ClientSessionKeys, ClusterToClient, DisconnectReason, Goodbye, Side};
 
-use super::{Core, Interest, NewPlayer, Transfers};
-use crate::cluster::master_link::LinkEvent;
-use crate::cluster::{ClusterConfig, Context, Shared};
-use crate::fragments::{FragmentEvent, Fragments};
+use super::{Core, LinkEvent, NewPlayer, Output, Published, QueueLevel, Setup, Weight};
+use crate::cluster::{ClusterConfig, Context};
+use crate::fragments::FragmentEvent;
 use crate::ids::PlayerId;
 use crate::plugin::{Channel, Plugin};
 
@@ -78,26 +74,45 @@ impl Plugin for Recorder {
     }
 }
 
-/// One fake player's current connection, as its writer task would see it.
+/// What a fake connection's writer got from the core.
+#[derive(Debug, Default)]
+struct FakeWriter {
+    queue: VecDeque<ClusterToClient>,
+    goodbye: Option<(Goodbye, bool)>,
+    /// Let go without a word (the player went away).
+    released: bool,
+}
+
+/// One fake player's connection, as its writer task would see it.
 pub(crate) struct Conn {
     pub(crate) conn: u64,
-    pub(crate) out: super::OutboxRx,
-    pub(crate) kill: oneshot::Receiver<(Goodbye, bool)>,
+    level: Arc<QueueLevel>,
+    writer: Arc<Mutex<FakeWriter>>,
 }
 
 impl Conn {
-    /// Everything queued to the connection so far.
+    fn writer(&self) -> std::sync::MutexGuard<'_, FakeWriter> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Everything queued to the connection so far, taken out as its writer
+    /// would (which makes room in its queue).
     pub(crate) fn drain(&mut self) -> Vec<ClusterToClient> {
-        let mut v = Vec::new();
-        while let Some(m) = self.out.try_recv() {
-            v.push(m);
+        let v: Vec<ClusterToClient> = self.writer().queue.drain(..).collect();
+        for m in &v {
+            self.level.remove(m.weight());
         }
         v
     }
 
     /// The goodbye the core closed this connection with, if it did.
     pub(crate) fn goodbye(&mut self) -> Option<(Goodbye, bool)> {
-        self.kill.try_recv().ok()
+        self.writer().goodbye.take()
+    }
+
+    /// Whether the core let this connection's writer go without a word.
+    pub(crate) fn released(&self) -> bool {
+        self.writer().released
     }
 }
 
@@ -106,73 +121,50 @@ pub(crate) struct Harness {
     pub(crate) core: Core<Recorder>,
     pub(crate) now: Instant,
     pub(crate) seen: Arc<Mutex<Vec<Seen>>>,
-    pub(crate) link: mpsc::Receiver<LinkEvent>,
-    pub(crate) shared: Arc<Shared>,
+    /// Events the core sent the master link, in order.
+    pub(crate) link: VecDeque<LinkEvent>,
+    link_level: Arc<QueueLevel>,
+    /// UDP sessions the core let go, in order.
+    pub(crate) gone_sessions: Vec<u64>,
+    published: Arc<Published>,
+    pub(crate) config: ClusterConfig,
+    writers: HashMap<u64, Arc<Mutex<FakeWriter>>>,
     next_conn: u64,
     sessions: HashMap<PlayerId, u64>,
-    _events: mpsc::Receiver<crate::cluster::CoreEvent>,
-    _stop: watch::Sender<bool>,
 }
 
 impl Harness {
     /// A core with `config`, started at a fixed instant.
     pub(crate) fn new(config: ClusterConfig) -> Harness {
-        let (events, events_rx) = mpsc::channel(16);
-        let (stop, stop_rx) = watch::channel(false);
-        let max_reliable = config
-            .limits
-            .max_frame
-            .saturating_sub(sustenet_proto::message::RELIABLE_OVERHEAD);
-        let shared = Arc::new(Shared {
-            handshakes: crate::handshake_gate::HandshakeGate::new(&config.limits),
-            key: Key::from_bytes([7; 32]),
-            cluster_id: 1,
-            tcp_port: 1,
-            udp_port: 1,
-            player_count: AtomicUsize::new(0),
-            used_tokens: Mutex::new(UsedTokens::new()),
-            events,
-            resync: AtomicBool::new(false),
-            sessions: Mutex::new(HashMap::new()),
-            next_conn: AtomicU64::new(1),
-            max_reliable,
-            fragment_count: AtomicUsize::new(0),
-            shutdown: stop_rx,
-            event_budget: crate::cluster::budget::EventBudget::new(config.event_queue_bytes),
-            config,
-        });
-        let (link_tx, link) = mpsc::channel(1024);
-        let transfers = Transfers {
-            link: link_tx,
-            next_id: 1,
-            pending: HashMap::new(),
-            timeout: Duration::from_secs(5),
+        let published = Arc::new(Published::default());
+        let link_level = Arc::new(QueueLevel::new(1024, usize::MAX));
+        let setup = Setup {
+            config: config.clone(),
+            published: published.clone(),
+            link: link_level.clone(),
             moving: Default::default(),
-            refused: Vec::new(),
+            seed: 7,
         };
-        let fragments = Fragments::new(shared.config.grid).unwrap_or_else(|e| panic!("{e}"));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let now = Instant::now();
-        let mut core = Core::new(
-            Recorder(seen.clone()),
-            shared.clone(),
-            Interest::new(fragments),
-            transfers,
-            1,
-            now,
-        );
+        let mut core =
+            Core::new(Recorder(seen.clone()), setup, now).unwrap_or_else(|e| panic!("{e}"));
         core.start(now);
-        Harness {
+        let mut h = Harness {
             core,
             now,
             seen,
-            link,
-            shared,
+            link: VecDeque::new(),
+            link_level,
+            gone_sessions: Vec::new(),
+            published,
+            config,
+            writers: HashMap::new(),
             next_conn: 1,
             sessions: HashMap::new(),
-            _events: events_rx,
-            _stop: stop,
-        }
+        };
+        h.pump();
+        h
     }
 
     /// What the plugin saw since the last call.
@@ -180,48 +172,98 @@ impl Harness {
         std::mem::take(&mut *self.seen.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// After an input, as the driver does: [`Core::finish`], then every
+    /// output carried out into the fake writers, link and session lists.
+    pub(crate) fn pump(&mut self) {
+        self.core.finish();
+        while let Some(o) = self.core.poll_output() {
+            match o {
+                Output::Send { conn, message } => {
+                    if let Some(w) = self.writers.get(&conn) {
+                        w.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .queue
+                            .push_back(message);
+                    }
+                }
+                Output::Close {
+                    conn,
+                    goodbye,
+                    drain,
+                } => {
+                    if let Some(w) = self.writers.remove(&conn) {
+                        w.lock().unwrap_or_else(|p| p.into_inner()).goodbye =
+                            Some((goodbye, drain));
+                    }
+                }
+                Output::Release { conn } => {
+                    if let Some(w) = self.writers.remove(&conn) {
+                        w.lock().unwrap_or_else(|p| p.into_inner()).released = true;
+                    }
+                }
+                Output::Link(ev) => {
+                    self.link_level.remove(ev.weight());
+                    self.link.push_back(ev);
+                }
+                Output::SessionGone { session_id, .. } => self.gone_sessions.push(session_id),
+            }
+        }
+    }
+
+    /// A new connection's queue, known to the fake driver.
+    fn new_conn(&mut self) -> Conn {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        let level = Arc::new(QueueLevel::new(
+            self.config.limits.send_queue,
+            self.config.send_queue_bytes,
+        ));
+        let writer = Arc::new(Mutex::new(FakeWriter::default()));
+        Conn {
+            conn,
+            level,
+            writer,
+        }
+    }
+
     /// A new player's connection: admitted and joined, or the refusal.
     pub(crate) fn join(&mut self, player: PlayerId) -> Result<Conn, Goodbye> {
         self.core.admit(self.now, player)?;
-        self.core.finish();
-        let conn = self.next_conn;
-        self.next_conn += 1;
-        let session_id = 1000 + conn;
-        let keys = ClientSessionKeys::derive(&[conn as u8; 32], &[0x33; 32])
+        self.pump();
+        let c = self.new_conn();
+        let session_id = 1000 + c.conn;
+        let keys = ClientSessionKeys::derive(&[c.conn as u8; 32], &[0x33; 32])
             .unwrap_or_else(|e| panic!("{e}"));
         let udp = keys.datagram(Side::Responder, session_id);
-        let config = &self.shared.config;
-        let (out_tx, out) = super::outbox(config.limits.send_queue, config.send_queue_bytes);
-        let (kill_tx, kill) = oneshot::channel();
+        self.writers.insert(c.conn, c.writer.clone());
         self.core.join(
             self.now,
             NewPlayer {
                 player,
-                conn,
+                conn: c.conn,
                 session_id,
                 user_data: Vec::new(),
-                out: out_tx,
-                kill: kill_tx,
+                out: c.level.clone(),
                 keys: Arc::new(keys),
                 udp: udp.sealer,
             },
         );
-        self.core.finish();
+        self.pump();
         self.sessions.insert(player, session_id);
-        Ok(Conn { conn, out, kill })
+        Ok(c)
     }
 
     /// A reliable message from the player's connection `c`.
     pub(crate) fn packet(&mut self, player: PlayerId, c: &Conn, command: u16, payload: &[u8]) {
         self.core.packet(self.now, player, c.conn, command, payload);
-        self.core.finish();
+        self.pump();
     }
 
     /// The player's connection `c` dropped (or timed out).
     pub(crate) fn lost(&mut self, player: PlayerId, c: &Conn) {
         self.core
             .left(self.now, player, c.conn, DisconnectReason::ConnectionLost);
-        self.core.finish();
+        self.pump();
     }
 
     /// A proven reconnect of `player`, claiming `received` messages, as
@@ -233,37 +275,32 @@ impl Harness {
         received: u64,
         attempt: u64,
     ) -> Result<(Conn, u64), Goodbye> {
-        let conn = self.next_conn;
-        self.next_conn += 1;
+        let c = self.new_conn();
         let session_id = self.sessions.get(&player).copied().unwrap_or(0);
         let claim = ResumeClaim { received, attempt };
-        let r = self.core.resume(self.now, conn, player, session_id, claim);
+        let r = self
+            .core
+            .resume(self.now, c.conn, c.level.clone(), player, session_id, claim);
         let r = r.map(|a| {
+            self.writers.insert(c.conn, c.writer.clone());
             self.core.reconnected(self.now, player);
-            (
-                Conn {
-                    conn,
-                    out: a.out_rx,
-                    kill: a.kill,
-                },
-                a.received,
-            )
+            (c, a.received)
         });
-        self.core.finish();
+        self.pump();
         r
     }
 
     /// Runs `f` as a handle's command would.
     pub(crate) fn command(&mut self, f: impl FnOnce(&mut Context<'_>) + Send + 'static) {
         self.core.command(self.now, Box::new(f));
-        self.core.finish();
+        self.pump();
     }
 
     /// Moves the clock on by `d` and runs a heartbeat.
     pub(crate) fn advance(&mut self, d: Duration) {
         self.now += d;
         self.core.heartbeat(self.now, 0);
-        self.core.finish();
+        self.pump();
     }
 
     /// Jumps the clock just past the core's next deadline and runs a
@@ -288,17 +325,22 @@ impl Harness {
 
     /// Players on the cluster, as the seat count sees them.
     pub(crate) fn seats(&self) -> usize {
-        self.shared
+        self.published
             .player_count
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sessions that can still be resumed.
     pub(crate) fn resumable(&self) -> usize {
-        self.shared
+        self.published
             .sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .len()
+    }
+
+    /// Connections the fake driver still holds a writer for.
+    pub(crate) fn open_writers(&self) -> usize {
+        self.writers.len()
     }
 }

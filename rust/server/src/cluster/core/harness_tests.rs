@@ -8,8 +8,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use sustenet_proto::{ClusterToClient, DisconnectReason};
 
+use super::LinkEvent;
 use super::harness::{Conn, Harness, Recorder, Seen};
-use crate::cluster::master_link::LinkEvent;
 use crate::cluster::{ClusterConfig, SendError};
 use crate::config::Limits;
 use crate::plugin::Channel;
@@ -54,6 +54,7 @@ fn a_reconnect_gets_exactly_what_it_missed_in_order() {
     assert_eq!(first, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
     h.lost(1, &c);
     assert_eq!(h.seen(), vec![Seen::Connect(1), Seen::Lost(1)]);
+    assert!(c.released(), "the dropped connection's writer is let go");
     // While away: kept for it.
     send(&mut h, 1, b"d");
     let (mut c2, _) = h.resume(1, 2, 1).unwrap();
@@ -230,7 +231,7 @@ fn a_transfer_the_master_does_not_answer_fails_in_time() {
     let mut h = Harness::new(config());
     let _c = h.join(1).unwrap();
     h.command(|ctx| ctx.transfer(1, 99, b"state").unwrap());
-    let asked = std::iter::from_fn(|| h.link.try_recv().ok()).any(|e| {
+    let asked = h.link.drain(..).any(|e| {
         matches!(
             e,
             LinkEvent::Transfer {
@@ -260,7 +261,9 @@ fn a_redirected_player_that_does_not_leave_is_let_go() {
     let mut h = Harness::new(config());
     let mut c = h.join(1).unwrap();
     h.command(|ctx| ctx.transfer(1, 99, b"state").unwrap());
-    let request_id = std::iter::from_fn(|| h.link.try_recv().ok())
+    let request_id = h
+        .link
+        .drain(..)
         .find_map(|e| match e {
             LinkEvent::Transfer { request_id, .. } => Some(request_id),
             _ => None,
@@ -284,7 +287,7 @@ fn a_redirected_player_that_does_not_leave_is_let_go() {
     };
     let now = h.now;
     h.core.transfer_ready(now, request_id, 1, Box::new(ticket));
-    h.core.finish();
+    h.pump();
     assert!(matches!(
         c.drain().last(),
         Some(ClusterToClient::Redirect(_))
@@ -434,52 +437,8 @@ proptest! {
         prop_assert_eq!(&got, &cl.sent);
         // Leaving gives the seat and the session back.
         h.command(|ctx| ctx.kick(1, "done"));
-        prop_assert_eq!((h.seats(), h.resumable()), (0, 0));
+        prop_assert_eq!((h.seats(), h.resumable(), h.open_writers()), (0, 0, 0));
     }
-}
-
-#[test]
-fn the_used_token_lock_is_taken_only_to_record_a_token() {
-    use crate::cluster::player_conn::accept_token;
-    use sustenet_proto::ConnectToken;
-    use sustenet_proto::handshake::{self, Hello};
-
-    let h = Harness::new(config());
-    let shared = h.shared.clone();
-    let now_ms = 1_000_000;
-    let guard = shared.used_tokens.lock().unwrap();
-    // While another join holds the lock, a forged token of the largest size
-    // is refused without waiting for it.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let s = shared.clone();
-    std::thread::spawn(move || {
-        let forged = vec![0x5A; 16_000];
-        let _ = tx.send(accept_token(&s, &forged, &[0; 32], now_ms).is_err());
-    });
-    let refused = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("a forged token waited for the used-token lock");
-    assert!(refused);
-    drop(guard);
-    // A genuine one is accepted once (recorded under the lock), then refused.
-    let secret = [9; 32];
-    let token = ConnectToken {
-        client_id: 4,
-        cluster_id: shared.cluster_id,
-        token_id: [1; 16],
-        expires_at_ms: now_ms + 30_000,
-        session_secret: sustenet_proto::SessionSecret(secret),
-        user_data: Vec::new(),
-    }
-    .seal(&shared.key, &mut rand::rng())
-    .unwrap();
-    let (hello, _) = handshake::client_cluster_hello(&token, &secret).unwrap();
-    let Ok(Hello::ClientCluster { token, proof }) = handshake::parse_hello(&hello) else {
-        panic!("not a client hello");
-    };
-    assert!(accept_token(&shared, &token, &proof, now_ms).is_ok());
-    let again = accept_token(&shared, &token, &proof, now_ms).err().unwrap();
-    assert_eq!(again.reason(), DisconnectReason::TokenUsed);
 }
 
 /// What can happen to the players of a small cluster (ids 1 to 4, room
@@ -528,9 +487,18 @@ fn ticket(client_id: u64) -> Box<sustenet_proto::Ticket> {
     })
 }
 
-/// Seats, resumable sessions and moving marks match the player table.
+/// Seats, resumable sessions, writers and moving marks match the player
+/// table: a connected player has exactly one open writer, an away one none.
 fn consistent(h: &Harness) -> Result<(), TestCaseError> {
     let players = h.core.s.players.len();
+    let connected = h
+        .core
+        .s
+        .players
+        .values()
+        .filter(|p| p.out.is_some())
+        .count();
+    prop_assert_eq!(h.open_writers(), connected);
     prop_assert_eq!(h.seats(), players);
     prop_assert_eq!(h.resumable(), players);
     let moving = h.core.s.transfers.moving.lock().unwrap();
@@ -582,7 +550,7 @@ proptest! {
                 Event::Kick(p) => h.command(move |ctx| ctx.kick(p, "out")),
                 Event::Transfer(p) => h.command(move |ctx| { let _ = ctx.transfer(p, 99, b""); }),
                 Event::MasterAnswers(ok) => {
-                    while let Ok(ev) = h.link.try_recv() {
+                    while let Some(ev) = h.link.pop_front() {
                         if let LinkEvent::Transfer { request_id, player, .. } = ev {
                             asked.push_back((request_id, player));
                         }
@@ -595,7 +563,7 @@ proptest! {
                             let no = sustenet_proto::Goodbye::new(DisconnectReason::NoCluster);
                             h.core.transfer_failed(now, request_id, player, &no);
                         }
-                        h.core.finish();
+                        h.pump();
                     }
                 }
                 Event::Wait(ms) => h.advance(Duration::from_millis(ms)),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sustenet_proto::crypto::DatagramSealer;
 use sustenet_proto::datagram;
 
-use super::Player;
+use super::Players;
 use super::transmit::Transmits;
 use crate::fragments::{FragmentEvent, Fragments, Seeded};
 use crate::ids::PlayerId;
@@ -24,11 +24,11 @@ pub(crate) struct Interest {
 }
 
 impl Interest {
-    /// An empty world on `fragments`.
-    pub(crate) fn new(fragments: Fragments) -> Self {
+    /// An empty world on `fragments`; `hasher` keys the state table.
+    pub(crate) fn new(fragments: Fragments, hasher: Seeded) -> Self {
         Self {
             fragments,
-            states: HashMap::with_hasher(Seeded::new()),
+            states: HashMap::with_hasher(hasher),
             spread: Spread::default(),
             events: Vec::new(),
         }
@@ -41,7 +41,7 @@ impl Interest {
         &mut self,
         now: Instant,
         slices: usize,
-        players: &mut HashMap<PlayerId, Player>,
+        players: &mut Players,
         out: &mut StateOut<'_>,
     ) {
         let Interest {
@@ -143,7 +143,7 @@ impl StateOut<'_> {
     /// skipped.
     fn send(
         &mut self,
-        players: &mut HashMap<PlayerId, Player>,
+        players: &mut Players,
         states: &HashMap<PlayerId, (u16, Vec<u8>), Seeded>,
         recipient: PlayerId,
         subjects: &[PlayerId],

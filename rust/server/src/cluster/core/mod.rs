@@ -1,32 +1,10 @@
 //! The cluster's core: the player table, away/grace and resume, transfers,
-//! the fragment grid and state fan-out, and the plugin. It owns no socket
-//! and reads no clock: every input carries `now`.
-//!
-//! # How the driver calls it
-//!
-//! The driver (`cluster::run_with_handle`) owns the sockets and tasks and
-//! calls, for each thing that happens, the matching method:
-//!
-//! - a new connection with a valid token: [`Core::admit`] (capacity, and the
-//!   newest connection of a player id wins), then, once the UDP task knows
-//!   the session and the connection heard `Ok`, [`Core::join`];
-//! - a proven reconnect: [`Core::resume`], then [`Core::reconnected`] once
-//!   the new connection has the answer, or [`Core::resume_abandoned`] when
-//!   it went away first;
-//! - a reliable message, an acknowledgement, a connection that ended:
-//!   [`Core::packet`], [`Core::ack`], [`Core::left`];
-//! - an authenticated datagram: [`Core::datagram`];
-//! - the master link: [`Core::master`], [`Core::transfer_ready`],
-//!   [`Core::transfer_failed`], [`Core::snapshot`];
-//! - a handle's command: [`Core::command`];
-//! - timers: [`Core::update`] every `update_tick`, [`Core::heartbeat`] every
-//!   heartbeat, and [`Core::timeout`] at [`Core::poll_timeout`].
-//!
-//! After each call the driver calls [`Core::finish`] (players removed, the
-//! plugin told of fragment changes), then carries out the outputs: the
-//! datagrams of [`Core::drain_transmits`] and the UDP sessions of
-//! [`Core::take_gone_sessions`]. Messages to a player's connection go
-//! through its bounded writer queue directly.
+//! the fragment grid and state fan-out, and the plugin, in one state
+//! machine ([`Core`]). It owns no socket, no task and no channel, reads no
+//! clock and draws no global randomness: every input carries `now`, its
+//! randomness comes from a seed, and everything it wants done comes out of
+//! [`Core::poll_output`] and [`Core::drain_transmits`] for the driver
+//! (`cluster/mod.rs`) to carry out.
 
 mod context;
 #[cfg(test)]
@@ -35,100 +13,126 @@ mod harness;
 mod harness_tests;
 mod interest;
 mod outbox;
+mod output;
 mod path;
+mod players;
 mod resume;
+mod stats;
 mod transfers;
 mod transmit;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rand::RngCore;
-use sustenet_proto::crypto::{ClientSessionKeys, DATAGRAM_OVERHEAD, DatagramSealer};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use sustenet_proto::datagram::{self, Record};
 use sustenet_proto::handshake::ResumeClaim;
 use sustenet_proto::resume::ReplayLog;
 use sustenet_proto::{ClusterToClient, DisconnectReason, Goodbye, Ticket};
-use tokio::sync::oneshot;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 pub use context::Context;
 pub(crate) use interest::Interest;
-pub(crate) use outbox::{Full, Outbox, OutboxRx, outbox};
+pub(crate) use outbox::{Full, QueueLevel, Weight};
+pub(crate) use output::{LinkEvent, Output};
+pub(crate) use players::{NewPlayer, Player, Players, Published, queue, shared_set};
 pub(crate) use resume::Accepted;
-pub(crate) use transfers::{Moving, Transfers};
+pub(crate) use transfers::Moving;
 
-use super::master_link::LinkEvent;
-use super::{MasterLinkStatus, Shared};
+use super::{ClusterConfig, MasterLinkStatus};
+use crate::fragments::{FragmentError, Fragments, Seeded};
 use crate::ids::PlayerId;
 use crate::plugin::{Channel, Plugin};
 use interest::StateOut;
-use path::{Source, UdpPath};
-use transfers::moving_set;
+use output::Outputs;
+use path::{Arrived, UdpPath, on_datagram};
+use transfers::{Transfers, moving_set};
 use transmit::Transmits;
 
 /// A command from a [`ClusterHandle`](crate::cluster::ClusterHandle): one
 /// of the [`Context`] methods, run on the core.
 pub(crate) type Command = Box<dyn FnOnce(&mut Context<'_>) + Send>;
 
-/// One player on this cluster: connected, away (reconnecting) or moving.
-pub(crate) struct Player {
-    /// The writer of the current connection; `None` while the player is
-    /// away (its connection dropped and it may reconnect).
-    pub(crate) out: Option<Outbox>,
-    pub(crate) kill: Option<oneshot::Sender<(Goodbye, bool)>>,
-    /// The current connection; events of an older one are ignored.
-    pub(crate) conn: u64,
-    pub(crate) session_id: u64,
-    pub(crate) udp: DatagramSealer,
-    /// Where its datagrams go, once proven (see [`path`]).
-    pub(crate) path: UdpPath,
-    /// Set once the redirect to another cluster is decided: nothing more is
-    /// sent, and the player is removed when it closes (or at this deadline).
-    pub(crate) redirected: Option<Instant>,
-    /// The redirect's ticket, kept so that a player whose connection drops
-    /// before it read the redirect gets it again when it reconnects.
-    pub(crate) redirect: Option<Box<Ticket>>,
-    /// Reliable messages kept for a reconnect; `None` when reconnects are off.
-    pub(crate) replay: Option<ReplayLog>,
-    /// While the player is away: when its seat is given up.
-    pub(crate) away_until: Option<Instant>,
-    /// The highest reconnect attempt accepted in this session.
-    pub(crate) last_attempt: u64,
-}
-
-/// A player admitted by [`Core::admit`], ready to join.
-pub(crate) struct NewPlayer {
-    pub(crate) player: PlayerId,
-    pub(crate) conn: u64,
-    pub(crate) session_id: u64,
-    pub(crate) user_data: Vec<u8>,
-    pub(crate) out: Outbox,
-    pub(crate) kill: oneshot::Sender<(Goodbye, bool)>,
-    pub(crate) keys: Arc<ClientSessionKeys>,
-    pub(crate) udp: DatagramSealer,
+/// What a [`Core`] is made from.
+pub(crate) struct Setup {
+    pub(crate) config: ClusterConfig,
+    pub(crate) published: Arc<Published>,
+    /// The level of the master link's event queue.
+    pub(crate) link: Arc<QueueLevel>,
+    /// Players being moved, shared with the handles.
+    pub(crate) moving: Moving,
+    /// Seeds all of the core's randomness (UDP path challenges, hash keys).
+    pub(crate) seed: u64,
 }
 
 /// Everything but the plugin: what [`Context`] works on.
 pub(crate) struct State {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) players: HashMap<PlayerId, Player>,
+    pub(crate) config: ClusterConfig,
+    pub(crate) published: Arc<Published>,
+    pub(crate) players: Players,
     pub(crate) removals: Vec<(PlayerId, Goodbye)>,
     pub(crate) transfers: Transfers,
     pub(crate) interest: Interest,
     pub(crate) transmits: Transmits,
-    /// UDP sessions of removed players, for the driver to forget.
-    gone_sessions: Vec<u64>,
+    pub(crate) outputs: Outputs,
+    rng: StdRng,
     pub(crate) max_reliable: usize,
     pub(crate) udp_silence: Duration,
     /// When the input being handled happened.
     pub(crate) now: Instant,
 }
 
-/// The cluster's state machine; see the module docs for how it is driven.
+/// The cluster's state machine: every player's state, the fragment grid
+/// and the plugin, with no socket, no task, no channel, no clock read and
+/// no global randomness.
+///
+/// # How it is driven
+///
+/// As with quinn-proto's `Connection`, the caller owns all I/O and time
+/// and calls, for each thing that happens, the matching method with the
+/// current time:
+///
+/// - a new connection with a valid token: [`Core::admit`] (capacity, and
+///   the newest connection of a player id wins), then, once the UDP
+///   receiver knows the session and the connection heard `Ok`,
+///   [`Core::join`];
+/// - a proven reconnect: [`Core::resume`], then [`Core::reconnected`] once
+///   the new connection has the answer, or [`Core::resume_abandoned`] when
+///   it went away first;
+/// - a reliable message, an acknowledgement, a connection that ended:
+///   [`Core::packet`], [`Core::ack`], [`Core::left`];
+/// - an authenticated datagram: [`Core::datagram`];
+/// - the master link: [`Core::master`], [`Core::transfer_ready`],
+///   [`Core::transfer_failed`], [`Core::snapshot`];
+/// - a handle's command: [`Core::command`];
+/// - timers: [`Core::update`] every `update_tick`, [`Core::heartbeat`]
+///   every heartbeat, and [`Core::timeout`] just after [`Core::poll_timeout`].
+///
+/// After each call the caller calls [`Core::finish`] (players removed, the
+/// plugin told of fragment changes), then carries out every output, in
+/// order, until there is none left:
+///
+/// ```text
+/// loop {
+///     let due = core.poll_timeout();
+///     // wait for an event, a command, a tick, or `due`, then e.g.:
+///     core.packet(now, player, conn, command, &payload);
+///     core.finish();
+///     while let Some(o) = core.poll_output() {
+///         // Send / Close / Release: a connection's writer;
+///         // Link: the master link; SessionGone: the UDP receiver
+///     }
+///     core.drain_transmits(|addr, datagram| { /* send it */ });
+/// }
+/// ```
+///
+/// The core decides at once whether a message fits a connection's queue
+/// (its [`QueueLevel`], shared with the writer that takes messages out), so
+/// a player whose queue is full is let go in the same call.
 pub(crate) struct Core<P> {
     plugin: P,
     s: State,
@@ -137,57 +141,57 @@ pub(crate) struct Core<P> {
     update_slices: usize,
 }
 
-/// Queues a message for a player's connection (see [`Outbox::push`]).
-pub(crate) fn queue(out: &Outbox, m: ClusterToClient) -> Result<(), Full> {
-    out.push(m)
-}
-
-/// Sets (`Some`) or removes (`None`) an entry of a map shared with other
-/// tasks; a poisoned lock is used as is (the map holds no invariant a
-/// panic could break).
-pub(crate) fn shared_set<K: std::hash::Hash + Eq, V>(
-    m: &Mutex<HashMap<K, V>>,
-    key: K,
-    value: Option<V>,
-) {
-    let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
-    match value {
-        Some(v) => {
-            m.insert(key, v);
-        }
-        None => {
-            m.remove(&key);
-        }
-    }
-}
-
 impl<P: Plugin> Core<P> {
-    /// A core with no players; `update_slices` as in [`Core::update`].
-    pub(crate) fn new(
-        plugin: P,
-        shared: Arc<Shared>,
-        interest: Interest,
-        transfers: Transfers,
-        update_slices: usize,
-        now: Instant,
-    ) -> Self {
+    /// A core with no players and an empty grid, started at `now`;
+    /// refuses an invalid grid.
+    pub(crate) fn new(plugin: P, setup: Setup, now: Instant) -> Result<Self, FragmentError> {
+        let Setup {
+            config,
+            published,
+            link,
+            moving,
+            seed,
+        } = setup;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let fragments = Fragments::with_hasher(config.grid, Seeded::from_rng(&mut rng))?;
+        let update_tick = config.update_tick.max(Duration::from_millis(1));
+        // Core ticks per period of the default update rate: each update's
+        // recipients are served in this many shares (see `interest::Spread`).
+        let update_slices = usize::try_from(
+            config.grid.default_settings.period().as_nanos() / update_tick.as_nanos(),
+        )
+        .unwrap_or(1)
+        .max(1);
+        let transfers = Transfers {
+            link,
+            next_id: 1,
+            pending: HashMap::new(),
+            timeout: config
+                .limits
+                .handshake_timeout()
+                .max(Duration::from_secs(5)),
+            moving,
+            refused: Vec::new(),
+        };
         let s = State {
-            max_reliable: shared.max_reliable,
-            udp_silence: shared.config.udp_silence,
-            shared,
-            players: HashMap::new(),
+            max_reliable: max_reliable(&config),
+            udp_silence: config.udp_silence,
+            players: HashMap::with_hasher(Seeded::from_rng(&mut rng)),
+            interest: Interest::new(fragments, Seeded::from_rng(&mut rng)),
+            config,
+            published,
             removals: Vec::new(),
             transfers,
-            interest,
             transmits: Transmits::default(),
-            gone_sessions: Vec::new(),
+            outputs: Outputs::default(),
+            rng,
             now,
         };
-        Self {
+        Ok(Self {
             plugin,
             s,
             update_slices,
-        }
+        })
     }
 
     fn ctx(&mut self, now: Instant) -> (&mut P, Context<'_>) {
@@ -205,7 +209,7 @@ impl<P: Plugin> Core<P> {
     /// older connection of the same player id is closed (the newest wins).
     pub(crate) fn admit(&mut self, now: Instant, player: PlayerId) -> Result<(), Goodbye> {
         self.s.now = now;
-        let cap = self.s.shared.config.max_connections as usize;
+        let cap = self.s.config.max_connections as usize;
         let present = self.s.players.contains_key(&player);
         if cap > 0 && self.s.players.len() >= cap && !present {
             return Err(Goodbye {
@@ -229,11 +233,11 @@ impl<P: Plugin> Core<P> {
     /// An admitted player joins: it is in the table, the master hears of
     /// it, and the plugin's `on_connect` runs.
     pub(crate) fn join(&mut self, now: Instant, j: NewPlayer) {
-        let config = &self.s.shared.config;
+        let config = &self.s.config;
         let replay = (!config.resume_grace.is_zero()).then(|| ReplayLog::new(config.resume_buffer));
         if replay.is_some() {
             shared_set(
-                &self.s.shared.sessions,
+                &self.s.published.sessions,
                 j.session_id,
                 Some((j.player, j.keys)),
             );
@@ -243,7 +247,6 @@ impl<P: Plugin> Core<P> {
             player,
             Player {
                 out: Some(j.out),
-                kill: Some(j.kill),
                 conn: j.conn,
                 session_id: j.session_id,
                 udp: j.udp,
@@ -256,8 +259,11 @@ impl<P: Plugin> Core<P> {
             },
         );
         let count = self.s.players.len();
-        self.s.shared.player_count.store(count, Ordering::Relaxed);
-        link_event(&self.s, LinkEvent::Joined(player));
+        self.s
+            .published
+            .player_count
+            .store(count, Ordering::Relaxed);
+        link_event(&mut self.s, LinkEvent::Joined(player));
         info!(player, players = count, "player connected");
         let (plugin, mut ctx) = self.ctx(now);
         plugin.on_connect(&mut ctx, player, &j.user_data);
@@ -277,10 +283,15 @@ impl<P: Plugin> Core<P> {
         let Some(p) = self.s.players.get_mut(&player).filter(|p| p.conn == conn) else {
             return;
         };
-        if let Some(log) = p.replay.as_mut()
-            && log.on_received(payload.len())
-            && let Some(out) = &p.out
-            && queue(out, ClusterToClient::Ack(log.received())).is_ok()
+        let due = p
+            .replay
+            .as_mut()
+            .is_some_and(|log| log.on_received(payload.len()));
+        if due
+            && p.out.is_some()
+            && let Some(received) = p.replay.as_ref().map(ReplayLog::received)
+            && queue(&mut self.s.outputs, p, ClusterToClient::Ack(received)).is_ok()
+            && let Some(log) = p.replay.as_mut()
         {
             log.mark_acked();
         }
@@ -309,7 +320,7 @@ impl<P: Plugin> Core<P> {
         conn: u64,
         reason: DisconnectReason,
     ) {
-        let grace = self.s.shared.config.resume_grace;
+        let grace = self.s.config.resume_grace;
         let Some(p) = self.s.players.get_mut(&player).filter(|p| p.conn == conn) else {
             return;
         };
@@ -321,7 +332,7 @@ impl<P: Plugin> Core<P> {
             // Hold the seat: the client may come back with the session's
             // keys (network blip, laptop lid). A player being redirected
             // gets its redirect again then.
-            resume::go_away(p, now, grace);
+            resume::go_away(p, &mut self.s.outputs, now, grace);
             info!(
                 player,
                 "player connection lost ({reason}); waiting {grace:?} for it to reconnect"
@@ -340,15 +351,19 @@ impl<P: Plugin> Core<P> {
     /// A reconnect to `session_id` on connection `conn`, its proof already
     /// checked: the player moves onto the new connection, or the refusal
     /// to send the client.
+    ///
+    /// `out` is the new connection's queue; when accepted, what the player
+    /// missed is queued to it first.
     pub(crate) fn resume(
         &mut self,
         now: Instant,
         conn: u64,
+        out: Arc<QueueLevel>,
         player: PlayerId,
         session_id: u64,
         claim: ResumeClaim,
     ) -> Result<Accepted, Goodbye> {
-        let grace = self.s.shared.config.resume_grace;
+        let grace = self.s.config.resume_grace;
         // A reconnect that will be accepted while the old connection still
         // looks alive: the client saw it die first. The cluster notices the
         // drop now, so the game hears of it before the return, as always.
@@ -357,16 +372,15 @@ impl<P: Plugin> Core<P> {
             && p.away_until.is_none()
             && resume::resume_check(p, claim).is_ok()
         {
-            resume::close_left_behind(p);
-            resume::go_away(p, now, grace);
+            resume::close_left_behind(p, &mut self.s.outputs);
+            resume::go_away(p, &mut self.s.outputs, now, grace);
             let (plugin, mut ctx) = self.ctx(now);
             plugin.on_connection_lost(&mut ctx, player, DisconnectReason::ConnectionLost);
         }
-        let config = &self.s.shared.config;
-        let send_queue = (config.limits.send_queue, config.send_queue_bytes);
         match resume::resume_player(
             &mut self.s.players,
-            send_queue,
+            &mut self.s.outputs,
+            out,
             conn,
             player,
             session_id,
@@ -394,9 +408,9 @@ impl<P: Plugin> Core<P> {
     /// The connection of an accepted reconnect went away before it heard
     /// so: the player is away again (the game was told of the drop already).
     pub(crate) fn resume_abandoned(&mut self, now: Instant, player: PlayerId) {
-        let grace = self.s.shared.config.resume_grace;
+        let grace = self.s.config.resume_grace;
         if let Some(p) = self.s.players.get_mut(&player) {
-            resume::go_away(p, now, grace);
+            resume::go_away(p, &mut self.s.outputs, now, grace);
         }
     }
 
@@ -411,7 +425,7 @@ impl<P: Plugin> Core<P> {
         if self.s.transfers.pending.remove(&request_id).is_none() {
             return;
         }
-        let timeout = self.s.shared.config.limits.timeout();
+        let timeout = self.s.config.limits.timeout();
         let Some(p) = self.s.players.get_mut(&player) else {
             return;
         };
@@ -419,10 +433,8 @@ impl<P: Plugin> Core<P> {
         // redirect is the last thing it hears from here. A player that is
         // away (or whose writer just stopped) gets it when it reconnects,
         // after what it missed.
-        let queued = match &p.out {
-            Some(out) => queue(out, ClusterToClient::Redirect((*ticket).clone())),
-            None => Ok(()),
-        };
+        let redirect = ClusterToClient::Redirect((*ticket).clone());
+        let queued = queue(&mut self.s.outputs, p, redirect);
         if queued.is_err() {
             self.s
                 .removals
@@ -467,7 +479,10 @@ impl<P: Plugin> Core<P> {
     ) {
         let silence = self.s.udp_silence;
         let State {
-            players, transmits, ..
+            players,
+            transmits,
+            rng,
+            ..
         } = &mut self.s;
         let Some(p) = players
             .get_mut(&player)
@@ -475,7 +490,13 @@ impl<P: Plugin> Core<P> {
         else {
             return;
         };
-        let data = on_datagram(transmits, p, now, silence, from, len, records);
+        let arrived = Arrived {
+            now,
+            silence,
+            from,
+            len,
+        };
+        let data = on_datagram(transmits, rng, p, arrived, records);
         for (command, payload) in data {
             let (plugin, mut ctx) = self.ctx(now);
             plugin.on_packet(&mut ctx, player, command, &payload, Channel::Unreliable);
@@ -537,13 +558,21 @@ impl<P: Plugin> Core<P> {
     /// `on_tick`. `now_ms` is the wall clock, sent in the pings.
     pub(crate) fn heartbeat(&mut self, now: Instant, now_ms: u64) {
         for (id, p) in self.s.players.iter_mut() {
-            let (None, None, Some(out)) = (p.redirected, p.away_until, &p.out) else {
+            let (None, None, true) = (p.redirected, p.away_until, p.out.is_some()) else {
                 continue;
             };
-            let mut full = queue(out, ClusterToClient::Ping(now_ms)).is_err();
-            if let Some(log) = p.replay.as_mut().filter(|l| l.ack_due()) {
-                full |= queue(out, ClusterToClient::Ack(log.received())).is_err();
-                log.mark_acked();
+            let outputs = &mut self.s.outputs;
+            let mut full = queue(outputs, p, ClusterToClient::Ping(now_ms)).is_err();
+            if let Some(received) = p
+                .replay
+                .as_ref()
+                .filter(|l| l.ack_due())
+                .map(ReplayLog::received)
+            {
+                full |= queue(outputs, p, ClusterToClient::Ack(received)).is_err();
+                if let Some(log) = p.replay.as_mut() {
+                    log.mark_acked();
+                }
             }
             if full {
                 self.s
@@ -598,13 +627,16 @@ impl<P: Plugin> Core<P> {
         // plugin; its reactions may cause more, so drain until quiet.
         while !self.s.interest.events.is_empty() {
             for ev in std::mem::take(&mut self.s.interest.events) {
+                if matches!(ev, crate::fragments::FragmentEvent::OverCap { .. }) {
+                    self.s.config.metrics.over_cap();
+                }
                 let now = self.s.now;
                 let (plugin, mut ctx) = self.ctx(now);
                 plugin.on_fragment(&mut ctx, ev);
             }
             self.apply_removals();
         }
-        self.s.shared.fragment_count.store(
+        self.s.published.fragment_count.store(
             self.s.interest.fragments.fragment_count(),
             Ordering::Relaxed,
         );
@@ -629,20 +661,25 @@ impl<P: Plugin> Core<P> {
         self.s.transmits.drain(send);
     }
 
-    /// The UDP sessions of players removed since the last call.
-    pub(crate) fn take_gone_sessions(&mut self) -> Vec<u64> {
-        std::mem::take(&mut self.s.gone_sessions)
+    /// The oldest output the driver has not carried out yet.
+    pub(crate) fn poll_output(&mut self) -> Option<Output> {
+        self.s.outputs.pop()
     }
 
-    /// The cluster stops: every player is told `ServerShutdown`.
+    /// The cluster stops: every player is told `ServerShutdown` (the
+    /// `Close` outputs).
     pub(crate) fn shutdown(&mut self) {
         info!(players = self.s.players.len(), "cluster shutting down");
         for (_, mut p) in self.s.players.drain() {
-            if let Some(kill) = p.kill.take() {
-                let _ = kill.send((Goodbye::new(DisconnectReason::ServerShutdown), true));
+            if p.out.take().is_some() {
+                self.s.outputs.push(Output::Close {
+                    conn: p.conn,
+                    goodbye: Goodbye::new(DisconnectReason::ServerShutdown),
+                    drain: true,
+                });
             }
         }
-        self.s.shared.player_count.store(0, Ordering::Relaxed);
+        self.s.published.player_count.store(0, Ordering::Relaxed);
     }
 
     fn apply_removals(&mut self) {
@@ -660,16 +697,26 @@ impl<P: Plugin> Core<P> {
         };
         let count = self.s.players.len();
         // The seat is free before the player hears its goodbye.
-        self.s.shared.player_count.store(count, Ordering::Relaxed);
+        self.s
+            .published
+            .player_count
+            .store(count, Ordering::Relaxed);
         let reason = goodbye.reason;
         let drain = reason != DisconnectReason::SendQueueFull;
-        if let Some(kill) = p.kill.take() {
-            let _ = kill.send((goodbye, drain));
+        if p.out.take().is_some() {
+            self.s.outputs.push(Output::Close {
+                conn: p.conn,
+                goodbye,
+                drain,
+            });
         }
-        self.s.gone_sessions.push(p.session_id);
-        shared_set(&self.s.shared.sessions, p.session_id, None);
+        let session_id = p.session_id;
+        self.s
+            .outputs
+            .push(Output::SessionGone { session_id, reason });
+        shared_set(&self.s.published.sessions, session_id, None);
         moving_set(&self.s.transfers.moving, player, None);
-        link_event(&self.s, LinkEvent::Left(player));
+        link_event(&mut self.s, LinkEvent::Left(player));
         info!(player, players = count, "player disconnected: {reason}");
         let now = self.s.now;
         let (plugin, mut ctx) = self.ctx(now);
@@ -683,64 +730,16 @@ impl<P: Plugin> Core<P> {
 
 /// Tells the master link of a player event; when it is far behind, the
 /// link registers again, which resends every player.
-pub(crate) fn link_event(s: &State, ev: LinkEvent) {
-    if s.transfers.link.try_send(ev).is_err() {
-        s.shared.resync.store(true, Ordering::Relaxed);
+pub(crate) fn link_event(s: &mut State, ev: LinkEvent) {
+    if s.outputs.link(&s.transfers.link, ev).is_err() {
+        s.published.resync.store(true, Ordering::Relaxed);
     }
 }
 
-/// Handles an authenticated datagram of `len` bytes that came from `from`:
-/// moves the player's address only once `from` proved itself (its
-/// `PathResponse`), answers with at most one datagram (the challenge for an
-/// unproven source, the `Pong` to the datagram's last `Ping`), within the
-/// source's allowance, and returns the data records for the plugin.
-fn on_datagram(
-    transmits: &mut Transmits,
-    p: &mut Player,
-    now: Instant,
-    silence: Duration,
-    from: SocketAddr,
-    len: usize,
-    records: Vec<Record>,
-) -> Vec<(u16, Vec<u8>)> {
-    let source = p
-        .path
-        .on_datagram(now, silence, from, len, || rand::rng().next_u64());
-    let mut ping = None;
-    let mut data = Vec::new();
-    let mut proven = false;
-    for r in records {
-        match r {
-            Record::Data { command, payload } => data.push((command, payload)),
-            Record::Ping(v) => ping = Some(v),
-            Record::PathResponse(v) => proven |= p.path.on_response(now, from, v),
-            Record::Pong(_) | Record::PathChallenge(_) => {}
-        }
-    }
-    if proven {
-        debug!(%from, "player's UDP address validated");
-    }
-    let challenge = match source {
-        Source::Candidate { challenge } if !proven => Some(challenge),
-        _ => None,
-    };
-    let mut answer: Vec<Record> = challenge
-        .map(Record::PathChallenge)
-        .into_iter()
-        .chain(ping.map(Record::Pong))
-        .collect();
-    let size = |r: &[Record]| DATAGRAM_OVERHEAD + r.iter().map(Record::encoded_len).sum::<usize>();
-    // The challenge first: a source whose allowance is too small for both
-    // gets only the challenge.
-    while !answer.is_empty() && !p.path.spend(from, size(&answer)) {
-        answer.pop();
-    }
-    if !answer.is_empty() {
-        let mut batch = datagram::Batch::new();
-        for r in &answer {
-            let _ = batch.push(r);
-        }
-        transmits.seal(&mut p.udp, from, batch.as_bytes());
-    }
-    data
+/// The largest reliable payload that fits the frame limit.
+pub(crate) fn max_reliable(config: &ClusterConfig) -> usize {
+    config
+        .limits
+        .max_frame
+        .saturating_sub(sustenet_proto::message::RELIABLE_OVERHEAD)
 }

@@ -17,6 +17,15 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use rand::RngCore;
+use rand::rngs::StdRng;
+use sustenet_proto::crypto::DATAGRAM_OVERHEAD;
+use sustenet_proto::datagram::{self, Record};
+use tracing::debug;
+
+use super::players::Player;
+use super::transmit::Transmits;
+
 /// A player's UDP address state.
 #[derive(Debug, Default)]
 pub(crate) struct UdpPath {
@@ -132,6 +141,76 @@ impl UdpPath {
         let (addr, heard) = self.validated?;
         (now.saturating_duration_since(heard) <= silence).then_some(addr)
     }
+}
+
+/// How and when a datagram arrived.
+pub(crate) struct Arrived {
+    pub(crate) now: Instant,
+    /// `udp_silence`.
+    pub(crate) silence: Duration,
+    pub(crate) from: SocketAddr,
+    pub(crate) len: usize,
+}
+
+/// Handles an authenticated datagram of `len` bytes that came from `from`:
+/// moves the player's address only once `from` proved itself (its
+/// `PathResponse`), answers with at most one datagram (the challenge for an
+/// unproven source, the `Pong` to the datagram's last `Ping`), within the
+/// source's allowance, and returns the data records for the plugin.
+pub(crate) fn on_datagram(
+    transmits: &mut Transmits,
+    rng: &mut StdRng,
+    p: &mut Player,
+    a: Arrived,
+    records: Vec<Record>,
+) -> Vec<(u16, Vec<u8>)> {
+    let Arrived {
+        now,
+        silence,
+        from,
+        len,
+    } = a;
+    // The challenge for a new, unproven source.
+    let source = p
+        .path
+        .on_datagram(now, silence, from, len, || rng.next_u64());
+    let mut ping = None;
+    let mut data = Vec::new();
+    let mut proven = false;
+    for r in records {
+        match r {
+            Record::Data { command, payload } => data.push((command, payload)),
+            Record::Ping(v) => ping = Some(v),
+            Record::PathResponse(v) => proven |= p.path.on_response(now, from, v),
+            Record::Pong(_) | Record::PathChallenge(_) => {}
+        }
+    }
+    if proven {
+        debug!(%from, "player's UDP address validated");
+    }
+    let challenge = match source {
+        Source::Candidate { challenge } if !proven => Some(challenge),
+        _ => None,
+    };
+    let mut answer: Vec<Record> = challenge
+        .map(Record::PathChallenge)
+        .into_iter()
+        .chain(ping.map(Record::Pong))
+        .collect();
+    let size = |r: &[Record]| DATAGRAM_OVERHEAD + r.iter().map(Record::encoded_len).sum::<usize>();
+    // The challenge first: a source whose allowance is too small for both
+    // gets only the challenge.
+    while !answer.is_empty() && !p.path.spend(from, size(&answer)) {
+        answer.pop();
+    }
+    if !answer.is_empty() {
+        let mut batch = datagram::Batch::new();
+        for r in &answer {
+            let _ = batch.push(r);
+        }
+        transmits.seal(&mut p.udp, from, batch.as_bytes());
+    }
+    data
 }
 
 #[cfg(test)]

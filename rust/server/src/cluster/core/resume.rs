@@ -3,25 +3,25 @@
 //! connection with what it missed queued first.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sustenet_proto::handshake::ResumeClaim;
 use sustenet_proto::resume::Rewind;
 use sustenet_proto::{ClusterToClient, DisconnectReason, Goodbye};
-use tokio::sync::oneshot;
 use tracing::debug;
 
-use super::{Outbox, OutboxRx, Player, outbox};
+use super::Player;
+use super::outbox::QueueLevel;
+use super::output::{Output, Outputs};
 use crate::ids::PlayerId;
 
-/// What the core gives a connection whose reconnect it accepted.
+/// What the core tells a connection whose reconnect it accepted (the
+/// messages to send again are queued to it first).
+#[derive(Debug)]
 pub(crate) struct Accepted {
     /// Data messages of the client's that the cluster had received.
     pub(crate) received: u64,
-    pub(crate) out: Outbox,
-    /// Holds the messages to send again, then everything new.
-    pub(crate) out_rx: OutboxRx,
-    pub(crate) kill: oneshot::Receiver<(Goodbye, bool)>,
 }
 
 /// `now + after`, or a year on when that cannot be represented.
@@ -34,24 +34,26 @@ pub(crate) fn after(now: Instant, after: Duration) -> Instant {
 /// Marks a player away and holds its seat for `grace`. Its connection's
 /// writer is let go without a goodbye: a goodbye would end the session on
 /// a client that may still hear it, and the client is meant to come back.
-pub(crate) fn go_away(p: &mut Player, now: Instant, grace: Duration) {
-    p.out = None;
-    p.kill = None;
+pub(crate) fn go_away(p: &mut Player, outputs: &mut Outputs, now: Instant, grace: Duration) {
+    if p.out.take().is_some() {
+        outputs.push(Output::Release { conn: p.conn });
+    }
     p.away_until = Some(after(now, grace));
 }
 
 /// Closes the player's connection that is still open on this side only,
 /// once a reconnect proved the client has left it; its late events no
 /// longer match the player's connection.
-pub(crate) fn close_left_behind(p: &mut Player) {
-    if let Some(old) = p.kill.take() {
-        let _ = old.send((
-            Goodbye {
+pub(crate) fn close_left_behind(p: &mut Player, outputs: &mut Outputs) {
+    if p.out.take().is_some() {
+        outputs.push(Output::Close {
+            conn: p.conn,
+            goodbye: Goodbye {
                 reason: DisconnectReason::Kicked,
                 message: "reconnected on a new connection".into(),
             },
-            false,
-        ));
+            drain: false,
+        });
     }
 }
 
@@ -93,12 +95,13 @@ pub(crate) fn resume_check(p: &Player, claim: ResumeClaim) -> Result<(), Goodbye
     }
 }
 
-/// Moves the player of a proven reconnect onto connection `conn`, with the
-/// reliable messages it missed queued first (and its redirect, if it was
-/// being moved).
-pub(crate) fn resume_player(
-    players: &mut HashMap<PlayerId, Player>,
-    send_queue: (usize, usize),
+/// Moves the player of a proven reconnect onto connection `conn` (whose
+/// queue is `level`), with the reliable messages it missed queued first
+/// (and its redirect, if it was being moved).
+pub(crate) fn resume_player<S: std::hash::BuildHasher>(
+    players: &mut HashMap<PlayerId, Player, S>,
+    outputs: &mut Outputs,
+    level: Arc<QueueLevel>,
     conn: u64,
     player: PlayerId,
     session_id: u64,
@@ -152,24 +155,16 @@ pub(crate) fn resume_player(
         received,
         "resuming: sending the player's missed messages again"
     );
-    // Room for everything to send again, so none of it can be refused.
-    let (out, out_rx) = outbox(send_queue.0 + again.len() + 1, send_queue.1);
+    close_left_behind(p, outputs);
+    // Counted in whatever the bound, so none of it can be refused.
     for m in again {
-        let _ = out.push_kept(m);
+        outputs.send_kept(conn, &level, m);
     }
     if let Some(ticket) = &p.redirect {
-        let _ = out.push_kept(ClusterToClient::Redirect((**ticket).clone()));
+        outputs.send_kept(conn, &level, ClusterToClient::Redirect((**ticket).clone()));
     }
-    let (kill_tx, kill_rx) = oneshot::channel();
-    close_left_behind(p);
-    p.out = Some(out.clone());
-    p.kill = Some(kill_tx);
+    p.out = Some(level);
     p.conn = conn;
     p.away_until = None;
-    Ok(Accepted {
-        received,
-        out,
-        out_rx,
-        kill: kill_rx,
-    })
+    Ok(Accepted { received })
 }

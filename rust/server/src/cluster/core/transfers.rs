@@ -5,15 +5,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sustenet_proto::Goodbye;
-use tokio::sync::mpsc;
 
+use super::outbox::QueueLevel;
 use super::shared_set;
-use crate::cluster::master_link::LinkEvent;
 use crate::ids::PlayerId;
 
 /// Handoffs asked of the master and not answered yet.
 pub(crate) struct Transfers {
-    pub(crate) link: mpsc::Sender<LinkEvent>,
+    /// The level of the master link's event queue (its events are
+    /// [`Output::Link`](super::output::Output::Link) outputs).
+    pub(crate) link: Arc<QueueLevel>,
     pub(crate) next_id: u64,
     pub(crate) pending: HashMap<u64, (PlayerId, Instant)>,
     pub(crate) timeout: Duration,

@@ -1,0 +1,113 @@
+//! The master's live dashboard: one static page ([`PAGE`]) that polls
+//! `/api/dashboard` ([`Dashboard::json`]) once a second.
+//!
+//! The master's own view (the cluster list, players per cluster over the
+//! last five minutes, join and handoff counts) comes from its
+//! [`MasterMetrics`]; a cluster's fragment heat map and recent disconnect
+//! reasons come from its [`ClusterMetrics`], so they are shown for the
+//! clusters running in the master's process (`sustenet up`).
+
+use serde_json::{Value, json};
+
+use super::{ClusterMetrics, MasterMetrics};
+
+/// The dashboard page: plain HTML, CSS and JavaScript, no build step.
+pub const PAGE: &str = include_str!("dashboard.html");
+
+/// The dashboard's data sources.
+#[derive(Debug, Clone)]
+pub struct Dashboard {
+    master: MasterMetrics,
+    clusters: Vec<(String, ClusterMetrics)>,
+}
+
+impl Dashboard {
+    /// A dashboard of `master` and of the clusters running in this process
+    /// (by name).
+    pub fn new(master: MasterMetrics, clusters: Vec<(String, ClusterMetrics)>) -> Self {
+        Self { master, clusters }
+    }
+
+    /// The data the page shows, as JSON: the cluster list, history, totals,
+    /// the heat map of the cluster named `chosen` (or the first local one)
+    /// and the latest disconnects.
+    pub fn json(&self, chosen: Option<&str>) -> String {
+        let now_ms = crate::time::now_ms();
+        let (logins, joins, transfers, tickets_used) = self.master.totals();
+        let mut list = self.master.clusters();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        let clusters: Vec<Value> = list
+            .iter()
+            .map(|c| {
+                let local = self.local(&c.name).map(ClusterMetrics::stats);
+                json!({
+                    "id": c.id.to_string(),
+                    "name": c.name,
+                    "address": format!("{}:{}", c.address, c.tcp_port),
+                    "players": c.players,
+                    "capacity": c.capacity,
+                    "state": if c.locked { "full" } else { "open" },
+                    "local": local.is_some(),
+                    "fragments": local.as_ref().map(|s| s.fragments),
+                    "tick_ms_avg": local.as_ref().filter(|s| s.ticks > 0)
+                        .map(|s| s.tick_seconds_sum * 1000.0 / s.ticks as f64),
+                })
+            })
+            .collect();
+        let history: Vec<Value> = self
+            .master
+            .history()
+            .into_iter()
+            .map(|s| {
+                let players: serde_json::Map<String, Value> =
+                    s.players.into_iter().map(|(n, p)| (n, json!(p))).collect();
+                json!({"at_ms": s.at_ms, "joins": s.joins, "transfers": s.transfers, "players": players})
+            })
+            .collect();
+        let heat = chosen
+            .and_then(|n| self.clusters.iter().find(|(name, _)| name == n))
+            .or(self.clusters.first())
+            .map(|(name, m)| {
+                let cells: Vec<Value> = m
+                    .stats()
+                    .cells
+                    .iter()
+                    .map(|c| json!([c.coords[0], c.coords[1], c.coords[2], c.players]))
+                    .collect();
+                json!({"cluster": name, "cells": cells})
+            });
+        let mut disconnects: Vec<(u64, &str, &'static str)> = self
+            .clusters
+            .iter()
+            .flat_map(|(name, m)| {
+                m.stats()
+                    .recent_disconnects
+                    .into_iter()
+                    .map(move |(at, reason)| (at, name.as_str(), reason))
+            })
+            .collect();
+        disconnects.sort_by_key(|d| std::cmp::Reverse(d.0));
+        disconnects.truncate(super::cluster::RECENT_DISCONNECTS);
+        let disconnects: Vec<Value> = disconnects
+            .into_iter()
+            .map(|(at, c, r)| json!({"at_ms": at, "cluster": c, "reason": r}))
+            .collect();
+        json!({
+            "now_ms": now_ms,
+            "totals": {"logins": logins, "joins": joins, "transfers": transfers, "tickets_used": tickets_used},
+            "clusters": clusters,
+            "local_clusters": self.clusters.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+            "history": history,
+            "heat": heat,
+            "disconnects": disconnects,
+        })
+        .to_string()
+    }
+
+    fn local(&self, name: &str) -> Option<&ClusterMetrics> {
+        self.clusters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, m)| m)
+    }
+}

@@ -1,0 +1,198 @@
+//! A master's metrics: connections, logins, tickets and the clusters it knows.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use sustenet_proto::DisconnectReason;
+use sustenet_proto::message::ClusterInfo;
+
+use super::{LabeledCounter, reason_label};
+
+/// Samples of the cluster list kept for the dashboard's charts (one a second: 5 minutes).
+pub const HISTORY_SAMPLES: usize = 300;
+/// Most clusters a history sample keeps (the rest are summed into the totals only).
+pub const HISTORY_CLUSTERS: usize = 64;
+
+/// One sample of the master's view, for the dashboard's charts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Wall clock, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// Tickets issued for joins so far.
+    pub joins: u64,
+    /// Tickets issued for transfers (handoffs) so far.
+    pub transfers: u64,
+    /// Players per cluster: (name, players), at most [`HISTORY_CLUSTERS`].
+    pub players: Vec<(String, u32)>,
+}
+
+#[derive(Debug, Default)]
+struct View {
+    clusters: Vec<ClusterInfo>,
+    history: VecDeque<Sample>,
+}
+
+/// Label set of the per-cluster gauges: the cluster's name (one of the
+/// registered clusters, bounded by the key folder).
+type ClusterLabel = [(&'static str, String); 1];
+
+/// Every metric of one master. Cheap to clone (the clones count into the
+/// same metrics); the default is a fresh set that nothing exports until it
+/// is [registered](Self::register).
+#[derive(Debug, Clone, Default)]
+pub struct MasterMetrics {
+    connections: Counter,
+    handshakes: LabeledCounter,
+    logins: LabeledCounter,
+    tickets_issued: LabeledCounter,
+    tickets_used: Counter,
+    clusters: Gauge,
+    players: Gauge,
+    cluster_players: Family<ClusterLabel, Gauge>,
+    cluster_capacity: Family<ClusterLabel, Gauge>,
+    view: Arc<Mutex<View>>,
+}
+
+impl MasterMetrics {
+    /// Registers every metric under `sustenet_master_` in `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("sustenet_master");
+        r.register(
+            "connections",
+            "TCP connections accepted",
+            self.connections.clone(),
+        );
+        r.register(
+            "handshakes",
+            "Handshakes by result (ok, or the refusal reason)",
+            self.handshakes.clone(),
+        );
+        r.register(
+            "logins",
+            "Logins by result (ok, refused)",
+            self.logins.clone(),
+        );
+        r.register(
+            "tickets_issued",
+            "Tickets issued by kind (join, transfer)",
+            self.tickets_issued.clone(),
+        );
+        r.register(
+            "tickets_used",
+            "Tickets a cluster reported used (the player joined)",
+            self.tickets_used.clone(),
+        );
+        r.register("clusters", "Registered clusters", self.clusters.clone());
+        r.register(
+            "players",
+            "Players over all clusters, as the master counts them",
+            self.players.clone(),
+        );
+        r.register(
+            "cluster_players",
+            "Players per cluster",
+            self.cluster_players.clone(),
+        );
+        r.register(
+            "cluster_capacity_players",
+            "Most players per cluster (0: no limit)",
+            self.cluster_capacity.clone(),
+        );
+    }
+
+    /// A TCP connection was accepted.
+    pub fn connection(&self) {
+        self.connections.inc();
+    }
+    /// A handshake ended: `Ok` or the reason it was refused.
+    pub fn handshake(&self, result: Result<(), DisconnectReason>) {
+        let result = match result {
+            Ok(()) => "ok",
+            Err(r) => reason_label(r),
+        };
+        self.handshakes.get_or_create(&[("result", result)]).inc();
+    }
+    /// A login was accepted or refused.
+    pub fn login(&self, ok: bool) {
+        let result = if ok { "ok" } else { "refused" };
+        self.logins.get_or_create(&[("result", result)]).inc();
+    }
+    /// A ticket was issued, for a join (`transfer` false) or a transfer.
+    pub fn ticket_issued(&self, transfer: bool) {
+        let kind = if transfer { "transfer" } else { "join" };
+        self.tickets_issued.get_or_create(&[("kind", kind)]).inc();
+    }
+    /// A cluster reported a player the master sent it.
+    pub fn ticket_used(&self) {
+        self.tickets_used.inc();
+    }
+
+    /// Takes the cluster list as it is now (at most once a second): sets
+    /// the gauges and adds a sample to the dashboard's history.
+    pub fn sample(&self, now_ms: u64, clusters: Vec<ClusterInfo>) {
+        self.clusters
+            .set(i64::try_from(clusters.len()).unwrap_or(i64::MAX));
+        self.cluster_players.clear();
+        self.cluster_capacity.clear();
+        let mut total = 0i64;
+        for c in &clusters {
+            let label = [("cluster", c.name.clone())];
+            self.cluster_players
+                .get_or_create(&label)
+                .set(i64::from(c.players));
+            self.cluster_capacity
+                .get_or_create(&label)
+                .set(i64::from(c.capacity));
+            total += i64::from(c.players);
+        }
+        self.players.set(total);
+        let sample = Sample {
+            at_ms: now_ms,
+            joins: self.tickets("join"),
+            transfers: self.tickets("transfer"),
+            players: clusters
+                .iter()
+                .take(HISTORY_CLUSTERS)
+                .map(|c| (c.name.clone(), c.players))
+                .collect(),
+        };
+        let mut v = self.view();
+        if v.history.len() == HISTORY_SAMPLES {
+            v.history.pop_front();
+        }
+        v.history.push_back(sample);
+        v.clusters = clusters;
+    }
+
+    fn tickets(&self, kind: &'static str) -> u64 {
+        self.tickets_issued.get_or_create(&[("kind", kind)]).get()
+    }
+
+    fn view(&self) -> MutexGuard<'_, View> {
+        self.view.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cluster list of the last sample.
+    pub fn clusters(&self) -> Vec<ClusterInfo> {
+        self.view().clusters.clone()
+    }
+
+    /// The samples kept, oldest first.
+    pub fn history(&self) -> Vec<Sample> {
+        self.view().history.iter().cloned().collect()
+    }
+
+    /// Logins accepted, tickets issued for joins and for transfers, tickets used.
+    pub fn totals(&self) -> (u64, u64, u64, u64) {
+        (
+            self.logins.get_or_create(&[("result", "ok")]).get(),
+            self.tickets("join"),
+            self.tickets("transfer"),
+            self.tickets_used.get(),
+        )
+    }
+}
