@@ -9,6 +9,8 @@
 #   client_cluster  SustenetClient (this process) <-> SustenetCluster (a second Godot process)
 #   errors          wrong public key, dead port, unknown cluster, master going away
 #   variant         send_var / decode_var round trips through a cluster echo
+#   stats           SustenetCluster.get_stats() and its /metrics endpoint (metrics_bind) after
+#                   a client's echoes and goodbye
 #   reconnect       the client reaches the cluster through a proxy the test cuts and restores:
 #                   reconnecting / player_connection_lost, then reconnected / player_reconnected,
 #                   same player id, every reliable packet once and in order both ways
@@ -273,6 +275,11 @@ run_world() {
 if wanted variant; then
     say "running variant"
     run_world variant 90
+fi
+
+if wanted stats; then
+    say "running stats (get_stats and the cluster's /metrics)"
+    run_world stats 60
 fi
 
 if wanted inbound_flood; then

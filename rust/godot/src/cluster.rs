@@ -144,6 +144,9 @@ struct Running {
     tcp_port: u16,
     udp_port: u16,
     cluster_id: u64,
+    /// The metrics endpoint's port (0: none); dropping the sender stops it.
+    metrics_port: u16,
+    _metrics_stop: Option<oneshot::Sender<()>>,
 }
 
 /// Runs a Sustenet cluster inside Godot: players who hold a ticket from the
@@ -251,6 +254,16 @@ pub struct SustenetCluster {
     /// queue. The packet that would go over it is treated as over its sender's limit.
     #[export]
     max_pending_bytes: i64,
+    /// Where to serve Prometheus [code]/metrics[/code] of this cluster, as
+    /// [code]"ip:port"[/code] (port 0: any free port, see
+    /// [method get_metrics_port]); empty: no endpoint. Read-only: GET and HEAD.
+    #[export]
+    metrics_bind: GString,
+    /// When set, every request to the metrics endpoint needs it
+    /// ([code]Authorization: Bearer <token>[/code] or [code]?token=<token>[/code]).
+    #[export]
+    metrics_token: GString,
+    metrics: sustenet_server::metrics::ClusterMetrics,
     running: Option<Running>,
     players: std::collections::HashSet<u64>,
     drain: DrainStats,
@@ -288,6 +301,9 @@ impl INode for SustenetCluster {
             max_pending_bytes_per_player: 1 << 20,
             max_pending_bytes: 64 << 20,
             dropped_packets: Arc::new(AtomicU64::new(0)),
+            metrics_bind: GString::new(),
+            metrics_token: GString::new(),
+            metrics: Default::default(),
             running: None,
             players: Default::default(),
             drain: DrainStats::default(),
@@ -440,6 +456,25 @@ impl SustenetCluster {
             }
         };
         let cluster_id = rand::rng().next_u64() >> 1;
+        // A fresh set for this run: get_stats counts from this start.
+        self.metrics = Default::default();
+        let (metrics_port, metrics_stop) = if self.metrics_bind.is_empty() {
+            (0, None)
+        } else {
+            let (stop_tx, stop_rx) = oneshot::channel();
+            let served = crate::cluster_stats::serve_metrics(
+                &handle,
+                &self.metrics_bind.to_string(),
+                &self.metrics_token.to_string(),
+                &self.server_name.to_string(),
+                &self.metrics,
+                stop_rx,
+            );
+            match served {
+                Ok(addr) => (addr.port(), Some(stop_tx)),
+                Err(e) => return fail(GdError::ERR_CANT_CREATE, format!("SustenetCluster: {e}")),
+            }
+        };
         let config = ClusterConfig {
             name: self.server_name.to_string(),
             public_address: self.public_address.to_string(),
@@ -448,6 +483,7 @@ impl SustenetCluster {
             master_addr: format!("{}:{master_port}", self.master_address),
             key_name,
             cluster_id: Some(cluster_id),
+            metrics: self.metrics.clone(),
             ..ClusterConfig::default()
         };
         let mut config = config;
@@ -487,6 +523,8 @@ impl SustenetCluster {
             tcp_port,
             udp_port,
             cluster_id,
+            metrics_port,
+            _metrics_stop: metrics_stop,
         });
         self.signals()
             .started()
@@ -722,6 +760,35 @@ impl SustenetCluster {
     #[func]
     fn get_dropped_packets(&self) -> i64 {
         i64::try_from(self.dropped_packets.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
+    }
+
+    /// The cluster's numbers (the same as its Prometheus metrics), counted
+    /// from the last [method start] and kept after [method stop]: [code]players[/code],
+    /// [code]capacity[/code], [code]connections[/code], [code]joins[/code],
+    /// [code]disconnects[/code], [code]reconnects[/code], [code]transfers_redirected[/code],
+    /// [code]transfers_failed[/code], [code]reliable_in[/code], [code]unreliable_in[/code]
+    /// (datagrams), [code]reliable_out[/code], [code]unreliable_out[/code],
+    /// [code]bytes_in[/code], [code]bytes_out[/code], [code]datagrams_dropped[/code],
+    /// [code]send_queue_depth[/code], [code]send_queue_full_kicks[/code],
+    /// [code]fragments[/code], [code]fragment_over_cap[/code], [code]ticks[/code],
+    /// [code]tick_usec_avg[/code] (float), [code]master_link_up[/code] (bool),
+    /// [code]dropped_packets[/code] (as [method get_dropped_packets]) and
+    /// [code]recent_disconnects[/code] (an Array of [code]{at_ms, reason}[/code], the
+    /// latest 32, oldest first; reason in snake_case, e.g. [code]"requested"[/code]).
+    /// [code]players[/code], [code]send_queue_depth[/code] and [code]fragments[/code]
+    /// are sampled once a second.
+    #[func]
+    fn get_stats(&self) -> VarDictionary {
+        let dropped = self.dropped_packets.load(Ordering::Relaxed);
+        crate::cluster_stats::stats_dictionary(&self.metrics.stats(), dropped)
+    }
+
+    /// The port of the metrics endpoint ([member metrics_bind]) while running; 0 otherwise.
+    #[func]
+    fn get_metrics_port(&self) -> i64 {
+        self.running
+            .as_ref()
+            .map_or(0, |r| i64::from(r.metrics_port))
     }
 }
 

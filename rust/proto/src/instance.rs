@@ -5,7 +5,7 @@
 //! (cluster processes made from a template) when the master asks. Both links
 //! start with the key-proof handshake of a cluster (`AgentHello` /
 //! `AdminHello`, each with its own key table and salt), then carry these
-//! messages sealed. docs/protocol.md §16 lists them byte by byte.
+//! messages sealed. docs/protocol.md §18 lists them byte by byte.
 
 use crate::error::{DecodeError, EncodeError};
 use crate::message::{

@@ -29,6 +29,8 @@ mod player_conn;
 pub mod plugin;
 mod queue;
 mod udp;
+mod web_player;
+mod web_routes;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -164,6 +166,10 @@ pub(crate) struct Shared {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Bytes of payload queued for the core (`event_queue_bytes`).
     pub(crate) event_budget: budget::EventBudget,
+    /// WebSocket players' datagram routes and reconnect secrets.
+    pub(crate) web: Arc<web_routes::WebPlayers>,
+    /// The WebSocket port web clients are told, and whether it is `wss://`.
+    pub(crate) web_port: Option<(u16, bool)>,
 }
 
 /// A cluster's shared state for a test of a connection task, with the
@@ -186,6 +192,8 @@ pub(crate) fn test_shared(
         next_conn: AtomicU64::new(1),
         shutdown: stop_rx,
         event_budget: budget::EventBudget::new(config.event_queue_bytes),
+        web: Default::default(),
+        web_port: None,
         config,
     });
     (shared, events_rx, stop)
@@ -226,6 +234,19 @@ pub async fn run_with_handle(
     let max_reliable = self::core::max_reliable(&config);
     commands.max_reliable.store(max_reliable, Ordering::Relaxed);
     let config_event_bytes = config.event_queue_bytes;
+    let web_listener = match &config.websocket {
+        Some(ws) => {
+            ws.check()?;
+            let l = TcpListener::bind(ws.bind).await?;
+            let port = if ws.public_port == 0 {
+                l.local_addr()?.port()
+            } else {
+                ws.public_port
+            };
+            Some((l, port, ws.serves_tls()))
+        }
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, mut events_rx) = mpsc::channel::<CoreEvent>(16_384);
     let (udp_ctl_tx, udp_ctl_rx) = mpsc::channel::<UdpControl>(16_384);
@@ -247,6 +268,8 @@ pub async fn run_with_handle(
         next_conn: AtomicU64::new(1),
         shutdown: stop_rx,
         event_budget: budget::EventBudget::new(config_event_bytes),
+        web: Default::default(),
+        web_port: web_listener.as_ref().map(|(_, port, tls)| (*port, *tls)),
     });
     info!(
         cluster_id,
@@ -270,12 +293,18 @@ pub async fn run_with_handle(
         link: link_tx,
         metrics: shared.config.metrics.clone(),
         writers: HashMap::new(),
+        web: shared.web.clone(),
     };
     let mut tasks = tokio::task::JoinSet::new();
     let span = info_span!("accept");
     tasks.spawn(player_conn::accept_loop(shared.clone(), tcp).instrument(span));
     let span = info_span!("udp");
     tasks.spawn(udp::udp_loop(shared.clone(), udp, udp_ctl_rx).instrument(span));
+    if let Some((l, port, tls)) = web_listener {
+        info!(addr = %l.local_addr()?, port, tls, "cluster listening for WebSocket players");
+        let span = info_span!("web_accept");
+        tasks.spawn(web_player::accept_loop(shared.clone(), l).instrument(span));
+    }
     let span = info_span!("master_link");
     tasks.spawn(master_link::master_link(shared.clone(), link_rx).instrument(span));
 
@@ -321,7 +350,7 @@ fn sample_metrics<P: Plugin>(core: &Core<P>, shared: &Shared) {
     let m = &shared.config.metrics;
     m.set_players(
         shared.published.player_count.load(Ordering::Relaxed),
-        shared.config.max_connections,
+        shared.config.connection_limit(),
     );
     m.set_send_queue_depth(core.deepest_send_queue());
     m.set_fragments(core.fragment_cells());
@@ -348,6 +377,8 @@ struct Io {
     /// The writers of the connections the core has a player on, by
     /// connection number.
     writers: HashMap<u64, Writer>,
+    /// Where web players' datagrams go instead of the UDP socket.
+    web: Arc<web_routes::WebPlayers>,
 }
 
 impl Io {
@@ -375,15 +406,18 @@ impl Io {
                 }
                 Output::Link(ev) => self.link.deliver(ev),
                 Output::SessionGone { session_id, reason } => {
+                    self.web.forget(session_id);
                     self.metrics.disconnect(reason, now_ms());
                     let _ = self.udp_ctl.send(UdpControl::Remove { session_id }).await;
                 }
             }
         }
         let metrics = &self.metrics;
+        let (web, udp) = (&self.web, &self.udp);
         core.drain_transmits(|addr, d| {
-            // Unreliable: a full socket buffer drops the datagram, as the network would.
-            if self.udp.try_send_to(d, addr).is_ok() {
+            // A web player's datagrams go to its connection; the others on
+            // UDP, where a full socket buffer drops them, as the network would.
+            if web.deliver(addr, d) || udp.try_send_to(d, addr).is_ok() {
                 metrics.sent(false, 1, d.len());
             }
         });
