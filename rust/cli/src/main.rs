@@ -9,6 +9,7 @@
 mod admin;
 mod agent;
 mod bench;
+mod bench_web;
 mod instance_key;
 mod instances;
 mod logging;
@@ -53,6 +54,8 @@ enum Command {
     Agent(agent::AgentArgs),
     /// List, start and stop the master's instances (needs its admin key).
     Instances(instances::InstancesArgs),
+    /// Load-test the WebSocket listeners: web clients (wss) join through `sustenet up` and send traffic.
+    BenchWeb(bench_web::BenchWebArgs),
 }
 
 /// Settings of `master` and `cluster`: the file, then environment
@@ -209,6 +212,7 @@ fn main() -> ExitCode {
                     Command::Bench(a) => bench::run(a).await,
                     Command::Agent(a) => agent::run(a).await,
                     Command::Instances(a) => instances::run(a).await,
+                    Command::BenchWeb(a) => bench_web::run(a).await,
                     Command::Keygen(_) => Ok(()),
                 }
             }),

@@ -116,6 +116,7 @@ pub fn master_config(cfg: &ConfigFile) -> MasterConfig {
         max_tickets_per_address: cfg.master.max_tickets_per_address,
         cluster_timeout: Duration::from_secs(cfg.master.cluster_timeout_secs),
         max_login_attempts: cfg.master.max_login_attempts.max(1),
+        max_clusters_per_key: cfg.master.max_clusters_per_key.max(1),
         limits: cfg.limits,
         instances: cfg.instances.settings(),
         websocket: None,

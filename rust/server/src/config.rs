@@ -257,6 +257,8 @@ pub struct MasterSection {
     pub max_tickets_per_user: u32,
     /// Most unused, unexpired tickets the connections from one address (IPv6: one /64) may hold.
     pub max_tickets_per_address: u32,
+    /// Most clusters listed at once under one key name.
+    pub max_clusters_per_key: u32,
     /// Port of the WebSocket listener for web clients (`[websocket]`); 0: off.
     pub websocket_port: u16,
 }
@@ -274,6 +276,7 @@ impl Default for MasterSection {
             max_tickets_per_connection: 4,
             max_tickets_per_user: 8,
             max_tickets_per_address: 256,
+            max_clusters_per_key: 64,
             websocket_port: 0,
         }
     }

@@ -96,6 +96,20 @@ pub(super) async fn accept(
             .await;
             return;
         }
+        Err(RegisterError::TooManyClustersForKey) => {
+            warn!(
+                key_name,
+                cluster_id = id,
+                "cluster registration refused: too many clusters registered with this key"
+            );
+            refuse(
+                &mut wr,
+                DisconnectReason::ServerFull,
+                "too many clusters registered with this key",
+            )
+            .await;
+            return;
+        }
     };
     drop(permit);
     super::instance_hub::cluster_registered(shared, &key_name, id);

@@ -64,6 +64,9 @@ pub struct MasterConfig {
     pub cluster_timeout: Duration,
     /// Failed logins allowed on one connection before it is closed.
     pub max_login_attempts: u32,
+    /// Most clusters listed at once under one key name; more are refused
+    /// (`ServerFull`), so one leaked key cannot fill the cluster list.
+    pub max_clusters_per_key: u32,
     /// Frame, queue and timing limits.
     pub limits: Limits,
     /// Instances on demand: limits and timeouts (docs/instances.md).
@@ -96,6 +99,7 @@ impl MasterConfig {
             max_tickets_per_connection: self.max_tickets_per_connection.max(1) as usize,
             max_tickets_per_user: self.max_tickets_per_user.max(1) as usize,
             max_tickets_per_address: self.max_tickets_per_address.max(1) as usize,
+            max_clusters_per_key: self.max_clusters_per_key.max(1) as usize,
         }
     }
 }
@@ -112,6 +116,7 @@ impl Default for MasterConfig {
             max_tickets_per_address: 256,
             cluster_timeout: Duration::from_secs(5),
             max_login_attempts: 5,
+            max_clusters_per_key: 64,
             limits: Limits::default(),
             instances: InstanceSettings::default(),
             websocket: None,
