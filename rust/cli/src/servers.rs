@@ -275,6 +275,40 @@ pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
             Admin::new(registry, Some(cfg.metrics.token.clone()), None),
         );
     }
+    if cfg.agones.enabled {
+        return run_agones(tcp, udp, config, key, cfg.agones.sdk_port).await;
+    }
     cluster::run(tcp, udp, config, key, EchoChat, shutdown).await?;
     Ok(())
+}
+
+/// The cluster as an Agones GameServer (docs/operations.md).
+#[cfg(feature = "agones")]
+async fn run_agones(
+    tcp: TcpListener,
+    udp: UdpSocket,
+    config: ClusterConfig,
+    key: sustenet_proto::Key,
+    sdk_port: u16,
+) -> anyhow::Result<()> {
+    let port = (sdk_port != 0).then_some(sdk_port);
+    let agones = sustenet_server::agones::Agones::connect(port).await?;
+    let plugin = agones.wrap(EchoChat, config.max_connections);
+    let result = cluster::run(tcp, udp, config, key, plugin, shutdown_signal()).await;
+    agones.shutdown().await;
+    result?;
+    Ok(())
+}
+
+#[cfg(not(feature = "agones"))]
+async fn run_agones(
+    _: TcpListener,
+    _: UdpSocket,
+    _: ClusterConfig,
+    _: sustenet_proto::Key,
+    _: u16,
+) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "[agones] enabled = true, but this sustenet was built without Agones support: build it with `cargo build --features agones`"
+    )
 }

@@ -71,6 +71,21 @@ pub struct ConfigFile {
     /// The metrics and admin endpoint.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// Running as an Agones GameServer (cluster only).
+    #[serde(default)]
+    pub agones: AgonesSection,
+}
+
+/// `[agones]`: a cluster run as an Agones `GameServer` talks to the Agones
+/// SDK sidecar (needs a `sustenet` built with the cargo feature `agones`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgonesSection {
+    /// Talk to the sidecar: Ready once registered with the master, health
+    /// from the core tick, players, Shutdown on stop.
+    pub enabled: bool,
+    /// The sidecar's gRPC port on localhost; 0: `AGONES_SDK_GRPC_PORT`, else 9357.
+    pub sdk_port: u16,
 }
 
 /// `[websocket]`: TLS, origins and limits of the WebSocket listener that

@@ -8,6 +8,8 @@
 
 pub mod admin_client;
 pub mod agent;
+#[cfg(feature = "agones")]
+pub mod agones;
 pub mod auth;
 pub mod cluster;
 pub mod config;
