@@ -59,6 +59,12 @@ pub struct ConfigFile {
     /// Limits and timings.
     #[serde(default)]
     pub limits: Limits,
+    /// The master's instances on demand (docs/instances.md).
+    #[serde(default)]
+    pub instances: crate::instances_config::InstancesSection,
+    /// `sustenet agent` and its templates (docs/instances.md).
+    #[serde(default)]
+    pub agent: crate::instances_config::AgentSection,
     /// The WebSocket listeners for web players (docs/web.md).
     #[serde(default)]
     pub websocket: WebSocketSection,
@@ -477,6 +483,8 @@ impl ConfigFile {
     /// Checks values that parse but are not allowed.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         self.limits.validate(path)?;
+        self.instances.validate(path)?;
+        self.agent.validate(path)?;
         self.metrics.address(path)?;
         let bad = |key: &str, message: &str| ConfigError::Invalid {
             path: path.to_owned(),

@@ -6,6 +6,8 @@
 //! lives in `sustenet-proto`; this crate only drives it: sockets, tasks,
 //! timeouts, queues and the plugin that holds a game's server logic.
 
+pub mod admin_client;
+pub mod agent;
 #[cfg(feature = "agones")]
 pub mod agones;
 pub mod auth;
@@ -15,6 +17,7 @@ pub mod error;
 pub mod fragments;
 mod handshake_gate;
 pub mod ids;
+pub mod instances_config;
 pub mod keys;
 mod listen;
 pub mod master;

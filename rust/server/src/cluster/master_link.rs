@@ -205,6 +205,12 @@ async fn master_session(
                         MasterToCluster::TransferFailed { request_id, client_id, reason } => {
                             let _ = shared.events.send(CoreEvent::TransferFailed { request_id, player: client_id, reason }).await;
                         }
+                        MasterToCluster::InstanceReady { request_id, cluster_id } => {
+                            info!(request_id, cluster_id, "instance ready");
+                        }
+                        MasterToCluster::InstanceFailed { request_id, reason } => {
+                            info!(request_id, "instance failed: {} {}", reason.reason, reason.message);
+                        }
                         MasterToCluster::Disconnect(g) => {
                             return Ok(Err(format!("the master closed the link: {} {}", g.reason, g.message)));
                         }
