@@ -1,5 +1,6 @@
-// Built for the fuzz targets too (feature `fuzzing`), where a panic is a finding.
-#![cfg_attr(not(test), allow(dead_code, clippy::panic))]
+// Test support, built for the fuzz targets too (feature `fuzzing`): each build uses part of
+// it, and a panic in it is a test failure or a fuzzing finding.
+#![allow(dead_code, clippy::panic)]
 //! An in-memory harness for [`Core`]: a fake clock, fake players (their
 //! writers' queues and goodbyes, filled from the core's outputs), the master
 //! link's events, and a plugin that records every callback. No socket, no
