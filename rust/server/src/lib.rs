@@ -30,7 +30,7 @@ pub use cluster::plugin;
 pub use prometheus_client;
 
 pub use auth::{AllowAll, AuthHook, SharedSecret};
-pub use cluster::{ClusterConfig, ClusterHandle, Context, MasterLinkStatus, SendError};
+pub use cluster::{ClusterConfig, ClusterHandle, Context, MasterLinkStatus, Portal, SendError};
 pub use config::{ConfigError, ConfigFile, Limits};
 pub use error::ServerError;
 pub use fragments::{
