@@ -119,8 +119,8 @@ mod tests {
             let r = ctx.spawn_instance(template, &[("scene".into(), "crypt".into())], 30);
             *o.lock().unwrap() = Some(r);
         });
-        let r = out.lock().unwrap().take().unwrap();
-        r
+        let taken = out.lock().unwrap().take();
+        taken.unwrap()
     }
 
     fn registered(h: &mut Harness) {
