@@ -443,6 +443,16 @@ impl Directory {
         }
     }
 
+    /// The link queue of cluster `id` (for the instance table's answers and goodbyes).
+    pub fn cluster_link(&self, id: u64) -> Option<mpsc::Sender<MasterToCluster>> {
+        self.clusters.get(&id).map(|e| e.link.clone())
+    }
+
+    /// The load of cluster `id` as the list shows it (players and seats held).
+    pub fn cluster_players(&mut self, now: u64, id: u64) -> Option<u32> {
+        self.clusters.get_mut(&id).map(|e| e.info(now).players)
+    }
+
     /// The cluster list as a client sees it, least loaded first, cut to what
     /// fits in one message.
     pub fn cluster_list(&mut self, now: u64) -> Vec<ClusterInfo> {

@@ -30,6 +30,7 @@ pub(crate) enum Seen {
     Reconnect(PlayerId),
     TransferFailed(PlayerId, DisconnectReason),
     Fragment(FragmentEvent),
+    Instance(u64, Result<u64, DisconnectReason>),
 }
 
 /// Records every callback; echoes reliable command [`Recorder::ECHO`].
@@ -44,6 +45,10 @@ impl Recorder {
 }
 
 impl Plugin for Recorder {
+    fn on_instance(&mut self, _: &mut Context<'_>, request_id: u64, answer: &Result<u64, Goodbye>) {
+        let answer = answer.as_ref().map(|id| *id).map_err(|g| g.reason);
+        self.push(Seen::Instance(request_id, answer));
+    }
     fn on_connect(&mut self, _: &mut Context<'_>, player: PlayerId, _: &[u8]) {
         self.push(Seen::Connect(player));
     }
