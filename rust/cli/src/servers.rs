@@ -13,7 +13,7 @@ use sustenet_server::metrics::MasterMetrics;
 use sustenet_server::metrics::admin::Admin;
 use sustenet_server::metrics::dashboard::Dashboard;
 use sustenet_server::prometheus_client::registry::Registry;
-use sustenet_server::{AllowAll, AuthHook, EchoChat, SharedSecret};
+use sustenet_server::{AllowAll, AuthHook, EchoChat, Portal, SharedSecret};
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::ServerArgs;
@@ -281,7 +281,7 @@ pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
     if cfg.agones.enabled {
         return run_agones(tcp, udp, config, key, cfg.agones.sdk_port).await;
     }
-    cluster::run(tcp, udp, config, key, EchoChat, shutdown).await?;
+    cluster::run(tcp, udp, config, key, Portal::new(EchoChat), shutdown).await?;
     Ok(())
 }
 

@@ -169,6 +169,7 @@ impl Fixture {
                 .status
                 .success()
         );
+        assert!(f.run(&["keygen", "--name", "hub"]).status.success());
         for name in agents {
             assert!(
                 f.run(&["keygen", "--agent", "--name", name])
@@ -621,4 +622,108 @@ fn a_killed_agent_takes_its_instances_and_their_players_are_told() {
     eventually("the instance is gone", || f.list().is_empty());
     eventually("its process exited", || f.instance_processes().is_empty());
     drop(client);
+}
+
+/// A client logged in to the fixture's master.
+fn client(
+    f: &Fixture,
+    rt: &tokio::runtime::Runtime,
+) -> (
+    sustenet_client::Client,
+    flume::Receiver<sustenet_client::ClientEvent>,
+) {
+    let public = std::fs::read_to_string(f.path("keys/master.pub")).unwrap();
+    let key = sustenet_proto::PublicKey::from_base64(public.trim()).unwrap();
+    let (client, events) = sustenet_client::Client::spawn(
+        rt.handle(),
+        sustenet_client::ClientConfig::new(f.master_addr(), key),
+    );
+    client.login("player", Vec::new()).unwrap();
+    (client, events)
+}
+
+/// The next `Joined` (after a join or a redirect): the cluster's id and name.
+fn joined(events: &flume::Receiver<sustenet_client::ClientEvent>) -> (u64, String) {
+    loop {
+        match events.recv_timeout(Duration::from_secs(20)).unwrap() {
+            sustenet_client::ClientEvent::Joined { cluster, .. } => {
+                return (cluster.id, cluster.name);
+            }
+            sustenet_client::ClientEvent::JoinFailed { reason, message }
+            | sustenet_client::ClientEvent::Disconnected { reason, message } => {
+                panic!("{reason} {message}")
+            }
+            sustenet_client::ClientEvent::Packet {
+                command, payload, ..
+            } if command == sustenet_server::Portal::<()>::FAILED => {
+                panic!("portal failed: {}", String::from_utf8_lossy(&payload))
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_player_walks_into_a_fresh_instance_and_back_and_it_stops_once_empty() {
+    let mut f = Fixture::new("", &["a"]);
+    let t = f.cluster_template("dungeon", 2);
+    f.agent("a", free_range(2), &t);
+    let (hub_port, _) = free_range(1);
+    let mp = f.master_port.to_string();
+    let hp = hub_port.to_string();
+    let hub = f.start(
+        "hub",
+        &[
+            "cluster",
+            "--no-config",
+            "--key-name",
+            "hub",
+            "--name",
+            "hub",
+            "--port",
+            &hp,
+            "--bind",
+            "127.0.0.1",
+            "--master-port",
+            &mp,
+        ],
+    );
+    eventually("the hub registers", || {
+        hub.log().contains("registered with the master")
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (client, events) = client(&f, &rt);
+    client.join(sustenet_proto::JoinTarget::Auto).unwrap();
+    let (hub_id, name) = joined(&events);
+    assert_eq!(name, "hub");
+    // Walk in: an instance of "dungeon" that stops once empty for 1 s.
+    let mut enter = 1u32.to_le_bytes().to_vec();
+    enter.extend_from_slice(b"dungeon");
+    client
+        .send(sustenet_server::Portal::<()>::ENTER, enter)
+        .unwrap();
+    let (instance_id, name) = joined(&events);
+    assert!(name.starts_with("dungeon-"), "{name}");
+    assert_ne!(instance_id, hub_id);
+    let list = f.list();
+    assert_eq!(
+        (list.len(), list[0].3.as_str(), list[0].5),
+        (1, "ready", instance_id)
+    );
+    // Walk out: back to the hub.
+    let mut out = hub_id.to_le_bytes().to_vec();
+    out.extend_from_slice(b"back");
+    client
+        .send(sustenet_server::EchoChat::MOVE_ME, out)
+        .unwrap();
+    let (back, _) = joined(&events);
+    assert_eq!(back, hub_id);
+    eventually("the empty instance is stopped", || f.list().is_empty());
+    eventually("its process exited", || {
+        f.instance_processes()
+            .iter()
+            .all(|(_, cmd)| !cmd.contains("--key-stdin"))
+    });
+    drop(client);
+    drop(hub);
 }

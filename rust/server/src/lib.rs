@@ -15,6 +15,8 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod fragments;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod handshake_gate;
 pub mod ids;
 pub mod instances_config;
@@ -30,7 +32,7 @@ pub use cluster::plugin;
 pub use prometheus_client;
 
 pub use auth::{AllowAll, AuthHook, SharedSecret};
-pub use cluster::{ClusterConfig, ClusterHandle, Context, MasterLinkStatus, SendError};
+pub use cluster::{ClusterConfig, ClusterHandle, Context, MasterLinkStatus, Portal, SendError};
 pub use config::{ConfigError, ConfigFile, Limits};
 pub use error::ServerError;
 pub use fragments::{

@@ -70,6 +70,17 @@ fn link_message(ev: LinkEvent) -> ClusterToMaster {
             target,
             user_data: state,
         },
+        LinkEvent::SpawnInstance {
+            request_id,
+            template,
+            params,
+            stop_when_empty_sec,
+        } => ClusterToMaster::SpawnInstance {
+            request_id,
+            template,
+            params,
+            stop_when_empty_sec,
+        },
     }
 }
 
@@ -206,10 +217,10 @@ async fn master_session(
                             let _ = shared.events.send(CoreEvent::TransferFailed { request_id, player: client_id, reason }).await;
                         }
                         MasterToCluster::InstanceReady { request_id, cluster_id } => {
-                            info!(request_id, cluster_id, "instance ready");
+                            let _ = shared.events.send(CoreEvent::InstanceAnswer { request_id, answer: Ok(cluster_id) }).await;
                         }
                         MasterToCluster::InstanceFailed { request_id, reason } => {
-                            info!(request_id, "instance failed: {} {}", reason.reason, reason.message);
+                            let _ = shared.events.send(CoreEvent::InstanceAnswer { request_id, answer: Err(reason) }).await;
                         }
                         MasterToCluster::Disconnect(g) => {
                             return Ok(Err(format!("the master closed the link: {} {}", g.reason, g.message)));
