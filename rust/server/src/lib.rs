@@ -15,6 +15,8 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod fragments;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod handshake_gate;
 pub mod ids;
 pub mod instances_config;

@@ -276,3 +276,66 @@ async fn a_cut_web_link_resumes_with_nothing_lost() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_cluster_refuses_web_players_too() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let (dev, tls) = dev_cert(dir.path());
+    let keys = keys(&["full"]);
+    let mut mcfg = master_config();
+    // Unused tickets do not count: both are issued, the cluster itself refuses.
+    mcfg.ticket_hold = Duration::ZERO;
+    let mws = wss_config(&tls).await;
+    let master_ws = Target {
+        port: mws.bind.port(),
+        cert: Some(dev.cert.clone()),
+        origin: None,
+    };
+    mcfg.websocket = Some(mws);
+    let master = start_master_on(
+        "127.0.0.1:0",
+        sustenet_proto::MasterKeypair::generate().unwrap(),
+        keys.clone(),
+        mcfg,
+    )
+    .await;
+    let cfg = cluster_config(master.addr, "full", "full", 1);
+    let ws = wss_config(&tls).await;
+    let cluster = start_web_cluster(cfg, keys["full"].clone(), ws, EchoChat).await;
+    wait_for_clusters(&master, 1).await;
+    let target = Target {
+        port: cluster.ws_port,
+        cert: Some(dev.cert),
+        origin: None,
+    };
+    // Two tickets, then the first takes the one seat.
+    let mut a = WebMaster::connect(&master_ws).await;
+    a.login("first").await;
+    let t1 = a.ticket(JoinTarget::Id(cluster.id)).await.unwrap();
+    let mut b = WebMaster::connect(&master_ws).await;
+    b.login("second").await;
+    let t2 = b.ticket(JoinTarget::Id(cluster.id)).await;
+    let mut first = WebPlayer::join(&target, &t1).await.unwrap();
+    first.send(EchoChat::ECHO, b"in").await;
+    first.expect_data(EchoChat::ECHO, b"in", true).await;
+    match t2 {
+        // The master already counts the first ticket: the cluster is locked.
+        Err(g) => assert_eq!(g.reason, DisconnectReason::ServerFull, "{}", g.message),
+        Ok(t2) => {
+            let e = WebPlayer::join(&target, &t2).await.err().expect("refused");
+            assert!(
+                matches!(
+                    e,
+                    HandshakeError::Rejected {
+                        reason: DisconnectReason::ServerFull,
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+        }
+    }
+    cluster.stop().await;
+    master.stop().await;
+}

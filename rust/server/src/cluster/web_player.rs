@@ -137,8 +137,8 @@ async fn join(
     token: &[u8],
     proof: &[u8; wire::PROOF_LEN],
 ) -> Result<Admitted, Refusal> {
-    let cap = shared.config.max_connections as usize;
-    if cap > 0 && shared.published.player_count.load(Ordering::Relaxed) >= cap {
+    let cap = shared.config.connection_limit() as usize;
+    if shared.published.player_count.load(Ordering::Relaxed) >= cap {
         info!("refused: the cluster is full");
         let why = "the cluster is full".into();
         return Err(Some((DisconnectReason::ServerFull, why)));

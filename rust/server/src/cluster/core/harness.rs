@@ -1,3 +1,6 @@
+// Test support, built for the fuzz targets too (feature `fuzzing`): each build uses part of
+// it, and a panic in it is a test failure or a fuzzing finding.
+#![allow(dead_code, clippy::panic)]
 //! An in-memory harness for [`Core`]: a fake clock, fake players (their
 //! writers' queues and goodbyes, filled from the core's outputs), the master
 //! link's events, and a plugin that records every callback. No socket, no
@@ -261,6 +264,28 @@ impl Harness {
     /// A reliable message from the player's connection `c`.
     pub(crate) fn packet(&mut self, player: PlayerId, c: &Conn, command: u16, payload: &[u8]) {
         self.core.packet(self.now, player, c.conn, command, payload);
+        self.pump();
+    }
+
+    /// The player has received `count` of the session's data messages.
+    pub(crate) fn ack(&mut self, player: PlayerId, c: &Conn, count: u64) {
+        self.core.ack(player, c.conn, count);
+        self.pump();
+    }
+
+    /// An authenticated datagram of `len` bytes of `player`'s session from
+    /// `from`, holding `records`; what the core sends is dropped.
+    pub(crate) fn datagram(
+        &mut self,
+        player: PlayerId,
+        from: std::net::SocketAddr,
+        len: usize,
+        records: Vec<sustenet_proto::datagram::Record>,
+    ) {
+        let session_id = self.sessions.get(&player).copied().unwrap_or(0);
+        self.core
+            .datagram(self.now, player, session_id, from, len, records);
+        self.core.drain_transmits(|_, _| {});
         self.pump();
     }
 

@@ -7,8 +7,8 @@
 //! (`cluster/mod.rs`) to carry out.
 
 mod context;
-#[cfg(test)]
-mod harness;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod harness;
 #[cfg(test)]
 mod harness_tests;
 pub(crate) mod instances;
