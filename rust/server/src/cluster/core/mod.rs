@@ -11,6 +11,8 @@ mod context;
 mod harness;
 #[cfg(test)]
 mod harness_tests;
+#[cfg(test)]
+mod harness_world_tests;
 mod interest;
 mod outbox;
 mod output;
