@@ -34,7 +34,7 @@ cleanup() {
 trap cleanup EXIT
 
 cd "$DIR"
-taskset -c "$SERVER_CORE" "$BIN" up --clusters 1 --port "$PORT" >up.log 2>&1 &
+taskset -c "$SERVER_CORE" "$BIN" up --clusters 1 --max-connections 20000 --port "$PORT" >up.log 2>&1 &
 SERVER=$!
 UP=
 for _ in $(seq 120); do

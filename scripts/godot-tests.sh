@@ -9,6 +9,8 @@
 #   client_cluster  SustenetClient (this process) <-> SustenetCluster (a second Godot process)
 #   errors          wrong public key, dead port, unknown cluster, master going away
 #   variant         send_var / decode_var round trips through a cluster echo
+#   stats           SustenetCluster.get_stats() and its /metrics endpoint (metrics_bind) after
+#                   a client's echoes and goodbye
 #   reconnect       the client reaches the cluster through a proxy the test cuts and restores:
 #                   reconnecting / player_connection_lost, then reconnected / player_reconnected,
 #                   same player id, every reliable packet once and in order both ways
@@ -43,6 +45,10 @@
 #                   scripts (world.gd, player.gd) must not mention Sustenet
 #   export_godot_way  the demo cluster export run as the Godot-way demo's clusters
 #                   (--godot-way: godot_way/main.tscn, west and east), played by test_godot_way.gd
+#   web_client      SustenetWebClient (pure GDScript, WebSocketPeer over wss with the development
+#                   certificate) against a real `sustenet up` beside a native SustenetClient:
+#                   login, join, reliable and unreliable echoes, both players in one fragment
+#                   seeing each other, chat both ways, a handoff, a cut link that reconnects
 #   border          server meshing: the demo cluster as "West Cluster" and "East Cluster" in two
 #                   Godot processes (border_cluster_node.gd); a client (test_border.gd) walks
 #                   over the border and is handed over with its state; three verdicts
@@ -275,6 +281,11 @@ if wanted variant; then
     run_world variant 90
 fi
 
+if wanted stats; then
+    say "running stats (get_stats and the cluster's /metrics)"
+    run_world stats 60
+fi
+
 if wanted inbound_flood; then
     say "running inbound_flood (one player floods the cluster; the other plays on)"
     run_world inbound_flood 120
@@ -408,6 +419,26 @@ if wanted border; then
     verdict "border (west cluster process)" "$T/border_west.log" "$w_rc"
     verdict "border (east cluster process)" "$T/border_east.log" "$e_rc"
     grep -h '^border: walked' "$T/border.log" | sed 's/^/godot-tests: /'
+fi
+
+if wanted web_client; then
+    say "running web_client (SustenetWebClient over wss against sustenet up)"
+    read -r UP_PORT UP_WS_PORT <<<"$(free_ports 2)"
+    U="$T/web_up"; mkdir -p "$U"
+    ( cd "$U" && exec setsid "$SUSTENET" up --port "$UP_PORT" --websocket-port "$UP_WS_PORT" ) >"$T/web_up.log" 2>&1 &
+    UP_PID=$!; bg_pids+=("$UP_PID")
+    if wait_for_line "$T/web_up.log" '^Sustenet is up' 30 "$UP_PID"; then
+        run_godot 120 "$T/web_client.log" -s res://tests/test_web_client.gd -- \
+            --websocket-url="wss://127.0.0.1:$UP_WS_PORT" --cert="$U/.sustenet/websocket.crt" \
+            --master-port="$UP_PORT" --master-key="$(sed -n 's/^public_key = "\(.*\)"/\1/p' "$U/.sustenet/client.toml")"
+        rc=$?
+    else
+        say "sustenet up did not start"; rc=1
+    fi
+    kill -TERM "$UP_PID" 2>/dev/null; wait "$UP_PID"; up_rc=$?
+    verdict web_client "$T/web_client.log" "$rc"
+    # SIGTERM is a clean stop for up: it exits 0.
+    verdict "web_client (sustenet up)" "$T/web_up.log" "$up_rc"
 fi
 
 # run_mp <enet|sustenet>: the equivalence game's server and two clients as three Godot

@@ -107,6 +107,13 @@ for f in plugin.cfg plugin.gd plugin.gd.uid sustenet.gdextension sustenet.gdexte
 done
 mkdir -p "$stage/$addon/icons"
 cp "$addon"/icons/*.svg "$stage/$addon/icons/"
+# The pure-GDScript web client and the helper that picks a client (docs/godot.md).
+for f in sustenet_net.gd sustenet_net.gd.uid; do
+    [ -f "$addon/$f" ] || die "$addon/$f missing"
+    cp "$addon/$f" "$stage/$addon/$f"
+done
+mkdir -p "$stage/$addon/web"
+cp "$addon"/web/*.gd "$addon"/web/*.gd.uid "$stage/$addon/web/"
 grep -q "^version=\"$version\"" "$stage/$addon/plugin.cfg" \
     || die "$addon/plugin.cfg version is not $version (the workspace version)"
 

@@ -117,6 +117,7 @@ pub fn master_config(cfg: &ConfigFile) -> MasterConfig {
         cluster_timeout: Duration::from_secs(cfg.master.cluster_timeout_secs),
         max_login_attempts: cfg.master.max_login_attempts.max(1),
         limits: cfg.limits,
+        websocket: None,
         metrics: MasterMetrics::default(),
     }
 }
@@ -140,7 +141,8 @@ pub async fn master(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr} (is another server using that port?)"))?;
     println!("master public key: {}", keypair.public().to_base64());
-    let config = master_config(&cfg);
+    let mut config = master_config(&cfg);
+    config.websocket = cfg.websocket_config(cfg.master.websocket_port)?;
     if let Some(addr) = cfg.metrics.address(Path::new("<config>"))? {
         let mut registry = Registry::default();
         config.metrics.register(&mut registry);
@@ -223,7 +225,8 @@ pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
     })?;
     let (tcp, udp) =
         bind_cluster(&cfg.all.bind, cfg.cluster_port(), cfg.cluster_udp_port()).await?;
-    let config = cluster_config(&cfg);
+    let mut config = cluster_config(&cfg);
+    config.websocket = cfg.websocket_config(cfg.cluster.websocket_port)?;
     if let Some(addr) = cfg.metrics.address(Path::new("<config>"))? {
         anyhow::ensure!(
             !cfg.metrics.dashboard,

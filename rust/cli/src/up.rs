@@ -18,6 +18,7 @@ use sustenet_server::metrics::MasterMetrics;
 use sustenet_server::metrics::admin::Admin;
 use sustenet_server::metrics::dashboard::Dashboard;
 use sustenet_server::prometheus_client::registry::Registry;
+use sustenet_server::web::{DevCertificate, TlsIdentity, WebSocketConfig, ensure_dev_certificate};
 use sustenet_server::{AllowAll, World};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -43,7 +44,7 @@ pub struct UpArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: String,
-    /// Most players per cluster (0 = no limit).
+    /// Most players per cluster (0 = the default bound, 1,000 players).
     #[arg(long, default_value_t = 0)]
     pub max_connections: u32,
     /// Edge of a fragment (grid cell), in world units.
@@ -52,6 +53,21 @@ pub struct UpArgs {
     /// How far players see: position updates of players within it reach them.
     #[arg(long, default_value_t = 40.0)]
     pub interest_radius: f32,
+    /// The master's WebSocket port for web clients (0 = master port + 1000);
+    /// cluster N's is this + N.
+    #[arg(long, default_value_t = 0)]
+    pub websocket_port: u16,
+    /// No WebSocket listeners.
+    #[arg(long)]
+    pub no_websocket: bool,
+    /// Serve plain `ws://` instead of `wss://` with the development
+    /// certificate (only on a loopback address, only for loopback pages).
+    #[arg(long)]
+    pub plain_websocket: bool,
+    /// An origin whose pages may connect over WebSocket (repeatable; `*`
+    /// for any); without one, only pages from loopback hosts.
+    #[arg(long = "allowed-origin")]
+    pub allowed_origins: Vec<String>,
     /// Address of `/metrics` and the dashboard (default: 127.0.0.1:9100, or
     /// a free port when that one is taken).
     #[arg(long)]
@@ -85,6 +101,16 @@ pub struct ClientFile {
     pub master: String,
     /// The master's public key, base64.
     pub public_key: String,
+    /// The master's WebSocket URL for web clients, when `up` serves one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub websocket: Option<String>,
+    /// The development certificate of the `wss://` listeners (PEM file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// Base64 SHA-256 of that certificate's public key (for Chromium's
+    /// `--ignore-certificate-errors-spki-list`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_spki: Option<String>,
 }
 
 impl ClientFile {
@@ -122,9 +148,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     } else {
         args.bind.as_str()
     };
+    let web = web_settings(&args, client_host, master_port)?;
     let file = ClientFile {
         master: format!("{client_host}:{master_port}"),
         public_key: public.to_base64(),
+        websocket: web.as_ref().map(|w| w.url.clone()),
+        certificate: web
+            .as_ref()
+            .and_then(|w| w.dev.as_ref())
+            .map(|d| d.cert.display().to_string()),
+        certificate_spki: web
+            .as_ref()
+            .and_then(|w| w.dev.as_ref())
+            .map(|d| d.spki_sha256.clone()),
     };
     let client_path = args.dir.join(CLIENT_FILE);
     std::fs::write(&client_path, toml::to_string(&file)?)
@@ -154,6 +190,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         listener,
         MasterConfig {
             name: "Sustenet Master (dev)".into(),
+            websocket: web.as_ref().map(|w| w.listener(w.master_port)),
             metrics: master_metrics.clone(),
             ..MasterConfig::default()
         },
@@ -165,6 +202,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("Sustenet is up.");
     println!("  master       {}  (tcp)", file.master);
     println!("  public key   {}", public.to_base64());
+    if let Some(w) = &web {
+        println!("  web clients  {}", w.url);
+    }
     for (i, name) in names.iter().enumerate() {
         let port = master_port
             .checked_add(u16::try_from(i + 1).unwrap_or(u16::MAX))
@@ -185,6 +225,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 default_interest_radius: args.interest_radius,
                 ..GridConfig::default()
             },
+            websocket: match &web {
+                Some(w) => Some(w.listener(w.cluster_port(i)?)),
+                None => None,
+            },
             ..ClusterConfig::default()
         };
         let labelled = registry.sub_registry_with_label(("cluster".into(), name.clone().into()));
@@ -198,7 +242,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             World,
             stopped(stop_rx.clone()),
         ));
-        println!("  {name:<12} {client_host}:{port}  (tcp + udp)");
+        match &web {
+            Some(w) => println!(
+                "  {name:<12} {client_host}:{port}  (tcp + udp), {}://{client_host}:{}",
+                w.scheme(),
+                w.cluster_port(i)?
+            ),
+            None => println!("  {name:<12} {client_host}:{port}  (tcp + udp)"),
+        }
+    }
+    if let Some(dev) = web.as_ref().and_then(|w| w.dev.as_ref()) {
+        print_trust(dev);
     }
     let dashboard = Dashboard::new(master_metrics, local_clusters);
     println!(
@@ -240,4 +294,96 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     println!("Sustenet stopped.");
     Ok(())
+}
+
+/// The WebSocket listeners `up` runs: a `wss://` one with the development
+/// certificate unless `--plain-websocket`.
+struct WebSettings {
+    bind: std::net::IpAddr,
+    master_port: u16,
+    url: String,
+    dev: Option<DevCertificate>,
+    tls: Option<TlsIdentity>,
+    origins: Vec<String>,
+}
+
+impl WebSettings {
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "wss" } else { "ws" }
+    }
+
+    fn cluster_port(&self, index: usize) -> anyhow::Result<u16> {
+        self.master_port
+            .checked_add(u16::try_from(index + 1).unwrap_or(u16::MAX))
+            .context("WebSocket ports run past 65535: pass a lower --websocket-port")
+    }
+
+    fn listener(&self, port: u16) -> WebSocketConfig {
+        let mut c = WebSocketConfig::new((self.bind, port).into());
+        c.tls = self.tls.clone();
+        c.allowed_origins = self.origins.clone();
+        c
+    }
+}
+
+fn web_settings(
+    args: &UpArgs,
+    client_host: &str,
+    master_port: u16,
+) -> anyhow::Result<Option<WebSettings>> {
+    if args.no_websocket {
+        return Ok(None);
+    }
+    let bind: std::net::IpAddr = args
+        .bind
+        .parse()
+        .with_context(|| format!("--bind {} is not an IP address", args.bind))?;
+    let port = if args.websocket_port == 0 {
+        master_port
+            .checked_add(1000)
+            .context("no room for WebSocket ports above the master port: pass --websocket-port")?
+    } else {
+        args.websocket_port
+    };
+    let (dev, tls) = if args.plain_websocket {
+        (None, None)
+    } else {
+        let mut hosts = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
+        if !hosts.iter().any(|h| h == client_host) {
+            hosts.push(client_host.to_owned());
+        }
+        let dev = ensure_dev_certificate(&args.dir, &hosts)?;
+        let tls = TlsIdentity::from_pem_files(&dev.cert, &dev.key)?;
+        (Some(dev), Some(tls))
+    };
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    let settings = WebSettings {
+        bind,
+        master_port: port,
+        url: format!("{scheme}://{client_host}:{port}"),
+        dev,
+        tls,
+        origins: args.allowed_origins.clone(),
+    };
+    settings.listener(port).check()?;
+    Ok(Some(settings))
+}
+
+/// How to make a browser or Godot trust the development certificate.
+fn print_trust(dev: &DevCertificate) {
+    println!(
+        "The wss:// listeners use a development certificate: {}",
+        dev.cert.display()
+    );
+    println!("  No browser trusts it until told to (docs/web.md):");
+    println!(
+        "  - Chromium: --ignore-certificate-errors-spki-list={}",
+        dev.spki_sha256
+    );
+    println!("  - Godot: TLSOptions.client(X509Certificate loaded from that file)");
+    println!("  - a browser of your own: import that file as a trusted certificate");
 }

@@ -12,6 +12,7 @@ use godot::prelude::*;
 
 mod client;
 mod cluster;
+mod cluster_stats;
 mod error;
 mod first_import;
 mod master;

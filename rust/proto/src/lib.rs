@@ -23,6 +23,7 @@ pub mod reason;
 pub mod replay;
 pub mod resume;
 pub mod token;
+pub mod web;
 mod wire;
 
 pub use crypto::{

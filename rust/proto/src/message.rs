@@ -44,6 +44,7 @@ mod tag {
     pub const PLAYER_JOINED: u8 = 0x12;
     pub const PLAYER_LEFT: u8 = 0x13;
     pub const TRANSFER: u8 = 0x14;
+    pub const WEBSOCKET: u8 = 0x15;
     pub const REGISTERED: u8 = 0x18;
     pub const TRANSFER_READY: u8 = 0x19;
     pub const TRANSFER_FAILED: u8 = 0x1A;
@@ -278,6 +279,15 @@ pub enum ClusterToMaster {
         target: u64,
         /// State for the target's game (at most [`USER_DATA_MAX`] bytes).
         user_data: Vec<u8>,
+    },
+    /// The cluster also accepts players on a WebSocket, on this port
+    /// (docs/protocol.md §17). Sent right after `Register`, only by a
+    /// cluster with a WebSocket listener.
+    WebSocket {
+        /// The WebSocket (TLS or not) port web clients connect to.
+        port: u16,
+        /// Whether that port speaks TLS (`wss://`).
+        tls: bool,
     },
 }
 
@@ -538,6 +548,12 @@ link_message!(
                 out.put_u64(*target);
                 out.put_bytes16(user_data, USER_DATA_MAX)
             }
+            ClusterToMaster::WebSocket { port, tls } => {
+                out.put_u8(tag::WEBSOCKET);
+                out.put_u16(*port);
+                out.put_bool(*tls);
+                Ok(())
+            }
             ClusterToMaster::Ping(_)
             | ClusterToMaster::Pong(_)
             | ClusterToMaster::Disconnect(_) => unreachable_common(),
@@ -569,6 +585,10 @@ link_message!(
                 client_id: r.u64()?,
                 target: r.u64()?,
                 user_data: r.bytes16(USER_DATA_MAX)?.to_vec(),
+            },
+            tag::WEBSOCKET => ClusterToMaster::WebSocket {
+                port: r.u16()?,
+                tls: r.bool()?,
             },
             other => return Err(DecodeError::UnknownType(other)),
         }

@@ -171,6 +171,8 @@ fn cluster_to_master() -> impl Strategy<Value = ClusterToMaster> {
                     user_data,
                 }
             }),
+        (any::<u16>(), any::<bool>())
+            .prop_map(|(port, tls)| ClusterToMaster::WebSocket { port, tls }),
     ]
 }
 
@@ -715,7 +717,7 @@ fn every_type_byte_is_known_or_unknown() {
             }
         }
     }
-    check::<ClusterToMaster>(&[0x01, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13, 0x14]);
+    check::<ClusterToMaster>(&[0x01, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15]);
     check::<MasterToCluster>(&[0x01, 0x02, 0x03, 0x18, 0x19, 0x1A]);
     check::<ClientToMaster>(&[0x01, 0x02, 0x03, 0x20, 0x21, 0x22]);
     check::<MasterToClient>(&[0x01, 0x02, 0x03, 0x28, 0x29, 0x2A, 0x2B, 0x2C]);

@@ -59,9 +59,98 @@ pub struct ConfigFile {
     /// Limits and timings.
     #[serde(default)]
     pub limits: Limits,
+    /// The WebSocket listeners for web players (docs/web.md).
+    #[serde(default)]
+    pub websocket: WebSocketSection,
     /// The metrics and admin endpoint.
     #[serde(default)]
     pub metrics: MetricsSection,
+}
+
+/// `[websocket]`: TLS, origins and limits of the WebSocket listener that
+/// `[master] websocket_port` or `[cluster] websocket_port` turns on.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSocketSection {
+    /// Certificate chain, PEM (leaf first); with `key_file`, serves `wss://`.
+    pub cert_file: Option<PathBuf>,
+    /// The certificate's private key, PEM.
+    pub key_file: Option<PathBuf>,
+    /// Origins whose pages may connect (`https://game.example`); `"*"`: any.
+    /// Empty: pages from loopback hosts only.
+    pub allowed_origins: Vec<String>,
+    /// Allows `ws://` without TLS off loopback (behind a TLS-terminating proxy).
+    pub insecure: bool,
+    /// Tell web clients to use `wss://` although this listener has no
+    /// certificate (a TLS-terminating proxy in front).
+    pub public_tls: bool,
+    /// The WebSocket port web clients are told (behind a proxy); 0: the listening port.
+    pub public_port: u16,
+    /// Largest web frame, in bytes.
+    pub max_message_bytes: usize,
+    /// Most bytes of a WebSocket upgrade request.
+    pub max_handshake_bytes: usize,
+    /// Datagrams kept for a web player whose socket is busy (oldest dropped first).
+    pub unreliable_queue: usize,
+}
+
+impl Default for WebSocketSection {
+    fn default() -> Self {
+        use crate::web::WebSocketConfig as W;
+        Self {
+            cert_file: None,
+            key_file: None,
+            allowed_origins: Vec::new(),
+            insecure: false,
+            public_tls: false,
+            public_port: 0,
+            max_message_bytes: W::DEFAULT_MAX_MESSAGE,
+            max_handshake_bytes: W::DEFAULT_MAX_HANDSHAKE_BYTES,
+            unreliable_queue: W::DEFAULT_UNRELIABLE_QUEUE,
+        }
+    }
+}
+
+impl ConfigFile {
+    /// The WebSocket listener on `port` (0: none), from `[websocket]` and
+    /// `[all] bind`; reads the certificate and key files.
+    pub fn websocket_config(
+        &self,
+        port: u16,
+    ) -> Result<Option<crate::web::WebSocketConfig>, crate::ServerError> {
+        if port == 0 {
+            return Ok(None);
+        }
+        let w = &self.websocket;
+        let bind: std::net::IpAddr = self.all.bind.parse().map_err(|_| ConfigError::Invalid {
+            path: "<config>".into(),
+            key: "all.bind".into(),
+            message: "must be an IP address to listen for WebSockets".into(),
+        })?;
+        let tls = match (&w.cert_file, &w.key_file) {
+            (Some(c), Some(k)) => Some(crate::web::TlsIdentity::from_pem_files(c, k)?),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    path: "<config>".into(),
+                    key: "websocket.cert_file".into(),
+                    message: "and websocket.key_file go together".into(),
+                }
+                .into());
+            }
+        };
+        let mut c = crate::web::WebSocketConfig::new((bind, port).into());
+        c.tls = tls;
+        c.allowed_origins = w.allowed_origins.clone();
+        c.insecure = w.insecure;
+        c.public_tls = w.public_tls;
+        c.public_port = w.public_port;
+        c.max_message = w.max_message_bytes;
+        c.max_handshake_bytes = w.max_handshake_bytes;
+        c.unreliable_queue = w.unreliable_queue;
+        c.check()?;
+        Ok(Some(c))
+    }
 }
 
 /// `[metrics]`: the HTTP endpoint serving `/metrics` (and the master's
@@ -162,6 +251,8 @@ pub struct MasterSection {
     pub max_tickets_per_user: u32,
     /// Most unused, unexpired tickets the connections from one address (IPv6: one /64) may hold.
     pub max_tickets_per_address: u32,
+    /// Port of the WebSocket listener for web clients (`[websocket]`); 0: off.
+    pub websocket_port: u16,
 }
 
 impl Default for MasterSection {
@@ -177,6 +268,7 @@ impl Default for MasterSection {
             max_tickets_per_connection: 4,
             max_tickets_per_user: 8,
             max_tickets_per_address: 256,
+            websocket_port: 0,
         }
     }
 }
@@ -221,6 +313,8 @@ pub struct ClusterSection {
     pub event_queue_bytes: usize,
     /// Most ping requests answered per second to one source address.
     pub ping_rate_per_source: u32,
+    /// Port of the WebSocket listener for web players (`[websocket]`); 0: off.
+    pub websocket_port: u16,
 }
 
 impl Default for ClusterSection {
@@ -240,6 +334,7 @@ impl Default for ClusterSection {
             send_queue_bytes: 1 << 20,
             event_queue_bytes: 32 << 20,
             ping_rate_per_source: 32,
+            websocket_port: 0,
         }
     }
 }

@@ -21,6 +21,9 @@ pub enum ServerError {
     /// The configuration is invalid.
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
+    /// The WebSocket listener's TLS certificate or key cannot be used.
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 impl ServerError {

@@ -18,6 +18,7 @@ mod listen;
 pub mod master;
 pub mod metrics;
 pub mod time;
+pub mod web;
 
 pub use cluster::plugin;
 /// The Prometheus client the metrics are kept in (for registries).

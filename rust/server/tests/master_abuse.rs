@@ -47,6 +47,38 @@ async fn a_connection_logs_in_once() {
     master.stop().await;
 }
 
+#[tokio::test]
+async fn repeated_logins_count_as_failed_attempts() {
+    init_tracing();
+    let keys = keys(&["alpha"]);
+    let master = start_master(&keys).await;
+    let mut raw = RawMasterClient::connect(master.addr, &master.keypair.public())
+        .await
+        .unwrap();
+    raw.login("ann").await;
+    let attempts = MasterConfig::default().max_login_attempts;
+    for _ in 0..attempts {
+        raw.writer
+            .send(&ClientToMaster::Login {
+                username: "ann".into(),
+                secret: vec![],
+            })
+            .await
+            .unwrap();
+        match raw.recv().await {
+            MasterToClient::LoginFailed { .. } => {}
+            other => panic!("a second login got {other:?}"),
+        }
+    }
+    // The master's pings keep coming, so the whole wait has the guard.
+    match tokio::time::timeout(GUARD, raw.recv()).await {
+        Ok(MasterToClient::Disconnect(g)) => assert_eq!(g.reason, DisconnectReason::AuthFailed),
+        Ok(other) => panic!("expected the connection closed, got {other:?}"),
+        Err(_) => panic!("repeated logins did not close the connection"),
+    }
+    master.stop().await;
+}
+
 async fn master_with(
     keys: &std::collections::HashMap<String, Key>,
     cfg: MasterConfig,

@@ -32,6 +32,9 @@ struct Running {
     tcp_port: u16,
     udp_port: u16,
     cluster_id: u64,
+    /// The metrics endpoint's port (0: none); dropping the sender stops it.
+    metrics_port: u16,
+    _metrics_stop: Option<oneshot::Sender<()>>,
 }
 
 /// Runs a Sustenet cluster inside Godot: players who hold a ticket from the
@@ -139,6 +142,16 @@ pub struct SustenetCluster {
     /// queue. The packet that would go over it is treated as over its sender's limit.
     #[export]
     max_pending_bytes: i64,
+    /// Where to serve Prometheus [code]/metrics[/code] of this cluster, as
+    /// [code]"ip:port"[/code] (port 0: any free port, see
+    /// [method get_metrics_port]); empty: no endpoint. Read-only: GET and HEAD.
+    #[export]
+    metrics_bind: GString,
+    /// When set, every request to the metrics endpoint needs it
+    /// ([code]Authorization: Bearer <token>[/code] or [code]?token=<token>[/code]).
+    #[export]
+    metrics_token: GString,
+    metrics: sustenet_server::metrics::ClusterMetrics,
     running: Option<Running>,
     players: std::collections::HashSet<u64>,
     drain: DrainStats,
@@ -176,6 +189,9 @@ impl INode for SustenetCluster {
             max_pending_bytes_per_player: 1 << 20,
             max_pending_bytes: 64 << 20,
             dropped_packets: Arc::new(AtomicU64::new(0)),
+            metrics_bind: GString::new(),
+            metrics_token: GString::new(),
+            metrics: Default::default(),
             running: None,
             players: Default::default(),
             drain: DrainStats::default(),
@@ -259,15 +275,21 @@ impl SustenetCluster {
                 "SustenetCluster.start: already running",
             ));
         }
-        let (config, port, udp_port) = self.cluster_config()?;
+        let (mut config, port, udp_port) = self.cluster_config()?;
         let key = self.load_key(&config.key_name)?;
         let handle = runtime::handle()
             .map_err(|e| Error::new(GdError::ERR_CANT_CREATE, format!("SustenetCluster: {e}")))?;
+        // A fresh set for this run: get_stats counts from this start.
+        self.metrics = Default::default();
+        config.metrics = self.metrics.clone();
+        let (metrics_port, metrics_stop) = self.serve_metrics(&handle)?;
         let bind = self.bind_address.to_string();
         let sockets = bind_sockets(&handle, &bind, port, udp_port).map_err(|e| {
             Error::new(GdError::ERR_ALREADY_IN_USE, format!("SustenetCluster: {e}"))
         })?;
-        let running = self.spawn_cluster(&handle, sockets, config, key)?;
+        let mut running = self.spawn_cluster(&handle, sockets, config, key)?;
+        running.metrics_port = metrics_port;
+        running._metrics_stop = metrics_stop;
         let _ = tap::send_to(
             &mut self.peer_tap,
             ClusterTap::Handle(running.handle.clone()),
@@ -518,6 +540,35 @@ impl SustenetCluster {
     #[func]
     fn get_dropped_packets(&self) -> i64 {
         i64::try_from(self.dropped_packets.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
+    }
+
+    /// The cluster's numbers (the same as its Prometheus metrics), counted
+    /// from the last [method start] and kept after [method stop]: [code]players[/code],
+    /// [code]capacity[/code], [code]connections[/code], [code]joins[/code],
+    /// [code]disconnects[/code], [code]reconnects[/code], [code]transfers_redirected[/code],
+    /// [code]transfers_failed[/code], [code]reliable_in[/code], [code]unreliable_in[/code]
+    /// (datagrams), [code]reliable_out[/code], [code]unreliable_out[/code],
+    /// [code]bytes_in[/code], [code]bytes_out[/code], [code]datagrams_dropped[/code],
+    /// [code]send_queue_depth[/code], [code]send_queue_full_kicks[/code],
+    /// [code]fragments[/code], [code]fragment_over_cap[/code], [code]ticks[/code],
+    /// [code]tick_usec_avg[/code] (float), [code]master_link_up[/code] (bool),
+    /// [code]dropped_packets[/code] (as [method get_dropped_packets]) and
+    /// [code]recent_disconnects[/code] (an Array of [code]{at_ms, reason}[/code], the
+    /// latest 32, oldest first; reason in snake_case, e.g. [code]"requested"[/code]).
+    /// [code]players[/code], [code]send_queue_depth[/code] and [code]fragments[/code]
+    /// are sampled once a second.
+    #[func]
+    fn get_stats(&self) -> VarDictionary {
+        let dropped = self.dropped_packets.load(Ordering::Relaxed);
+        crate::cluster_stats::stats_dictionary(&self.metrics.stats(), dropped)
+    }
+
+    /// The port of the metrics endpoint ([member metrics_bind]) while running; 0 otherwise.
+    #[func]
+    fn get_metrics_port(&self) -> i64 {
+        self.running
+            .as_ref()
+            .map_or(0, |r| i64::from(r.metrics_port))
     }
 }
 

@@ -133,7 +133,31 @@ impl SustenetCluster {
             tcp_port: tcp_addr.port(),
             udp_port: udp_addr.port(),
             cluster_id,
+            metrics_port: 0,
+            _metrics_stop: None,
         })
+    }
+
+    /// Serves the cluster's metrics at `metrics_bind` when it is set: the
+    /// port it listens on (0: no endpoint), and the sender whose drop stops it.
+    pub(super) fn serve_metrics(
+        &self,
+        handle: &tokio::runtime::Handle,
+    ) -> Result<(u16, Option<oneshot::Sender<()>>), Error> {
+        if self.metrics_bind.is_empty() {
+            return Ok((0, None));
+        }
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let addr = crate::cluster_stats::serve_metrics(
+            handle,
+            &self.metrics_bind.to_string(),
+            &self.metrics_token.to_string(),
+            &self.server_name.to_string(),
+            &self.metrics,
+            stop_rx,
+        )
+        .map_err(|e| Error::new(GdError::ERR_CANT_CREATE, format!("SustenetCluster: {e}")))?;
+        Ok((addr.port(), Some(stop_tx)))
     }
 
     /// The pending limits the inspector properties describe (at least 1 packet and 1 KiB).

@@ -130,7 +130,7 @@ pub fn is_handshake_frame(frame: &[u8]) -> bool {
 }
 
 /// Splits magic, version and kind off a handshake frame.
-fn split(frame: &[u8]) -> Result<(u8, Reader<'_>), HandshakeError> {
+pub(crate) fn split(frame: &[u8]) -> Result<(u8, Reader<'_>), HandshakeError> {
     let mut r = Reader::new(frame);
     if r.take(4).map_err(HandshakeError::Malformed)? != MAGIC {
         return Err(HandshakeError::BadMagic);

@@ -16,7 +16,8 @@ pub struct ClusterConfig {
     pub name: String,
     /// The address clients are told to connect to.
     pub public_address: String,
-    /// Most players at once; 0 means no limit.
+    /// Most players at once; 0 means the default,
+    /// [`ClusterConfig::DEFAULT_MAX_CONNECTIONS`]: a cluster is never unbounded.
     pub max_connections: u32,
     /// The master's `host:port`.
     pub master_addr: String,
@@ -76,8 +77,28 @@ pub struct ClusterConfig {
     pub event_queue_bytes: usize,
     /// Frame, queue and timing limits.
     pub limits: Limits,
+    /// A WebSocket listener for web players (`[cluster] websocket_port`);
+    /// `None`: none. The master lists the cluster to web clients only with one.
+    pub websocket: Option<crate::web::WebSocketConfig>,
     /// The cluster's metrics (exported when the binary serves them).
     pub metrics: crate::metrics::ClusterMetrics,
+}
+
+impl ClusterConfig {
+    /// Players allowed when `max_connections` is 0. Each player may hold up
+    /// to `send_queue_bytes` (1 MiB) plus `resume_buffer` (256 KiB) of queued
+    /// messages, and the core's queue `event_queue_bytes` (32 MiB): 1,000
+    /// players are at most about 1.3 GiB, within a 2 GiB server.
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 1_000;
+
+    /// The player limit in force.
+    pub fn connection_limit(&self) -> u32 {
+        if self.max_connections == 0 {
+            Self::DEFAULT_MAX_CONNECTIONS
+        } else {
+            self.max_connections
+        }
+    }
 }
 
 impl Default for ClusterConfig {
@@ -85,7 +106,7 @@ impl Default for ClusterConfig {
         Self {
             name: "Sustenet Cluster".into(),
             public_address: "127.0.0.1".into(),
-            max_connections: 0,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             master_addr: format!("127.0.0.1:{}", sustenet_proto::DEFAULT_MASTER_PORT),
             key_name: "cluster_key".into(),
             cluster_id: None,
@@ -104,6 +125,7 @@ impl Default for ClusterConfig {
             send_queue_bytes: 1 << 20,
             event_queue_bytes: 32 << 20,
             limits: Limits::default(),
+            websocket: None,
             metrics: crate::metrics::ClusterMetrics::default(),
         }
     }

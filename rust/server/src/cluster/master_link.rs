@@ -112,7 +112,7 @@ async fn register(shared: &Shared) -> Result<Registered, String> {
             address: shared.config.public_address.clone(),
             tcp_port: shared.tcp_port,
             udp_port: shared.udp_port,
-            capacity: shared.config.max_connections,
+            capacity: shared.config.connection_limit(),
         }))
         .await
         .map_err(|e| e.to_string())?;
@@ -175,6 +175,11 @@ async fn master_session(
         .await
         .map_err(|_| "the cluster is stopping")?;
     let players = snap_rx.await.map_err(|_| "the cluster is stopping")?;
+    if let Some((port, tls)) = shared.web_port {
+        writer
+            .queue(&ClusterToMaster::WebSocket { port, tls })
+            .map_err(|e| e.to_string())?;
+    }
     for client_id in players {
         writer
             .queue(&ClusterToMaster::PlayerJoined { client_id })
@@ -220,7 +225,7 @@ async fn master_session(
                         return Ok(Err("player events overflowed; registering again".to_owned()));
                     }
                     let players = u32::try_from(shared.published.player_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
-                    writer.queue(&ClusterToMaster::Status(Status { players, capacity: shared.config.max_connections, fragments: u32::try_from(shared.published.fragment_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX) }))?;
+                    writer.queue(&ClusterToMaster::Status(Status { players, capacity: shared.config.connection_limit(), fragments: u32::try_from(shared.published.fragment_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX) }))?;
                     writer.send(&ClusterToMaster::Ping(now_ms())).await?;
                 }
                 _ = crate::time::stopped(&mut shutdown) => {

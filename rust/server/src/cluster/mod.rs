@@ -29,6 +29,8 @@ mod player_conn;
 pub mod plugin;
 mod queue;
 mod udp;
+mod web_player;
+mod web_routes;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -167,6 +169,10 @@ pub(crate) struct Shared {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Bytes of payload queued for the core (`event_queue_bytes`).
     pub(crate) event_budget: budget::EventBudget,
+    /// WebSocket players' datagram routes and reconnect secrets.
+    pub(crate) web: Arc<web_routes::WebPlayers>,
+    /// The WebSocket port web clients are told, and whether it is `wss://`.
+    pub(crate) web_port: Option<(u16, bool)>,
 }
 
 /// A cluster's shared state for a test of a connection task, with the
@@ -179,7 +185,7 @@ pub(crate) fn test_shared(
     let (stop, stop_rx) = watch::channel(false);
     let published = Arc::new(Published::default());
     let key = Key::from_bytes([7; 32]);
-    let shared = new_shared(config, key, (1, 1), published, events, stop_rx);
+    let shared = new_shared(config, key, (1, 1), published, events, stop_rx, None);
     (shared, events_rx, stop)
 }
 
@@ -211,6 +217,7 @@ pub async fn run_with_handle(
 ) -> Result<(), ServerError> {
     let max_reliable = self::core::max_reliable(&config);
     commands.max_reliable.store(max_reliable, Ordering::Relaxed);
+    let web_listener = bind_web(&config).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, mut events_rx) = mpsc::channel::<CoreEvent>(16_384);
     let (udp_ctl_tx, udp_ctl_rx) = mpsc::channel::<UdpControl>(16_384);
@@ -220,7 +227,16 @@ pub async fn run_with_handle(
     let ports = (tcp.local_addr()?.port(), udp.local_addr()?.port());
     let udp = Arc::new(udp);
     let published = Arc::new(Published::default());
-    let shared = new_shared(config, key, ports, published.clone(), events_tx, stop_rx);
+    let web_port = web_listener.as_ref().map(|(_, port, tls)| (*port, *tls));
+    let shared = new_shared(
+        config,
+        key,
+        ports,
+        published.clone(),
+        events_tx,
+        stop_rx,
+        web_port,
+    );
     let cluster_id = shared.cluster_id;
     info!(
         cluster_id,
@@ -244,12 +260,18 @@ pub async fn run_with_handle(
         link: link_tx,
         metrics: shared.config.metrics.clone(),
         writers: HashMap::new(),
+        web: shared.web.clone(),
     };
     let mut tasks = tokio::task::JoinSet::new();
     let span = info_span!("accept");
     tasks.spawn(player_conn::accept_loop(shared.clone(), tcp).instrument(span));
     let span = info_span!("udp");
     tasks.spawn(udp::udp_loop(shared.clone(), udp, udp_ctl_rx).instrument(span));
+    if let Some((l, port, tls)) = web_listener {
+        info!(addr = %l.local_addr()?, port, tls, "cluster listening for WebSocket players");
+        let span = info_span!("web_accept");
+        tasks.spawn(web_player::accept_loop(shared.clone(), l).instrument(span));
+    }
     let span = info_span!("master_link");
     tasks.spawn(master_link::master_link(shared.clone(), link_rx).instrument(span));
     let update_tick = shared.config.update_tick.max(Duration::from_millis(1));
@@ -291,7 +313,7 @@ fn sample_metrics<P: Plugin>(core: &Core<P>, shared: &Shared) {
     let m = &shared.config.metrics;
     m.set_players(
         shared.published.player_count.load(Ordering::Relaxed),
-        shared.config.max_connections,
+        shared.config.connection_limit(),
     );
     m.set_send_queue_depth(core.deepest_send_queue());
     m.set_fragments(core.fragment_cells());
@@ -306,6 +328,7 @@ fn new_shared(
     published: Arc<Published>,
     events: mpsc::Sender<CoreEvent>,
     shutdown: watch::Receiver<bool>,
+    web_port: Option<(u16, bool)>,
 ) -> Arc<Shared> {
     Arc::new(Shared {
         handshakes: crate::handshake_gate::HandshakeGate::new(&config.limits),
@@ -323,7 +346,25 @@ fn new_shared(
         events,
         next_conn: AtomicU64::new(1),
         shutdown,
+        web: Default::default(),
+        web_port,
     })
+}
+
+/// The WebSocket players' listener, when the configuration asks for one:
+/// the listener, the port announced to players and whether it serves TLS.
+async fn bind_web(config: &ClusterConfig) -> Result<Option<(TcpListener, u16, bool)>, ServerError> {
+    let Some(ws) = &config.websocket else {
+        return Ok(None);
+    };
+    ws.check()?;
+    let l = TcpListener::bind(ws.bind).await?;
+    let port = if ws.public_port == 0 {
+        l.local_addr()?.port()
+    } else {
+        ws.public_port
+    };
+    Ok(Some((l, port, ws.serves_tls())))
 }
 
 /// A timer that fires every `period`, skipping what it missed.
@@ -354,6 +395,8 @@ struct Io {
     /// The writers of the connections the core has a player on, by
     /// connection number.
     writers: HashMap<u64, Writer>,
+    /// Where web players' datagrams go instead of the UDP socket.
+    web: Arc<web_routes::WebPlayers>,
 }
 
 impl Io {
@@ -381,15 +424,18 @@ impl Io {
                 }
                 Output::Link(ev) => self.link.deliver(ev),
                 Output::SessionGone { session_id, reason } => {
+                    self.web.forget(session_id);
                     self.metrics.disconnect(reason, now_ms());
                     let _ = self.udp_ctl.send(UdpControl::Remove { session_id }).await;
                 }
             }
         }
         let metrics = &self.metrics;
+        let (web, udp) = (&self.web, &self.udp);
         core.drain_transmits(|addr, d| {
-            // Unreliable: a full socket buffer drops the datagram, as the network would.
-            if self.udp.try_send_to(d, addr).is_ok() {
+            // A web player's datagrams go to its connection; the others on
+            // UDP, where a full socket buffer drops them, as the network would.
+            if web.deliver(addr, d) || udp.try_send_to(d, addr).is_ok() {
                 metrics.sent(false, 1, d.len());
             }
         });

@@ -165,8 +165,8 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
 /// A join: the cluster has room, the token and proof hold, and the core
 /// admits the player.
 async fn join(shared: &Shared, conn: u64, token: &[u8], proof: &[u8]) -> Result<Admitted, Refusal> {
-    let cap = shared.config.max_connections as usize;
-    if cap > 0 && shared.published.player_count.load(Ordering::Relaxed) >= cap {
+    let cap = shared.config.connection_limit() as usize;
+    if shared.published.player_count.load(Ordering::Relaxed) >= cap {
         info!("refused: the cluster is full");
         return Err(Some((
             DisconnectReason::ServerFull,

@@ -84,7 +84,10 @@ impl Plugin for NoPlugin {}
 /// - command [`EchoChat::ECHO`]: the payload comes back to the sender on the
 ///   channel it came on;
 /// - command [`EchoChat::CHAT`]: the payload goes to every player, reliably;
-/// - command [`EchoChat::KICK_ME`]: the sender is kicked (for testing reasons).
+/// - command [`EchoChat::KICK_ME`]: the sender is kicked (for testing reasons);
+/// - command [`EchoChat::MOVE_ME`]: the payload starts with a cluster id
+///   (u64 LE); the sender is handed to that cluster with the rest of the
+///   payload as its state (for trying and testing handoffs).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct EchoChat;
 
@@ -95,6 +98,8 @@ impl EchoChat {
     pub const CHAT: u16 = 2;
     /// Kick-me command.
     pub const KICK_ME: u16 = 3;
+    /// Move-me command.
+    pub const MOVE_ME: u16 = 4;
 }
 
 impl Plugin for EchoChat {
@@ -117,6 +122,10 @@ impl Plugin for EchoChat {
                 ctx.kick(player, "you asked to be kicked");
                 Ok(())
             }
+            (Self::MOVE_ME, _) => match payload.split_first_chunk::<8>() {
+                Some((id, state)) => ctx.transfer(player, u64::from_le_bytes(*id), state),
+                None => Ok(()),
+            },
             _ => Ok(()),
         };
         if let Err(e) = result {

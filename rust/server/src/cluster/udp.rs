@@ -84,7 +84,7 @@ pub(crate) async fn udp_loop(
                         shared.config.metrics.datagram_dropped("rate");
                     } else {
                         let players = u32::try_from(shared.published.player_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
-                        let resp = datagram::ping_response(nonce, players, shared.config.max_connections);
+                        let resp = datagram::ping_response(nonce, players, shared.config.connection_limit());
                         let _ = udp.try_send_to(&resp, addr);
                     }
                     continue;

@@ -73,38 +73,51 @@ pub(super) async fn accept(
         limits.max_frame.min(NOISE_MAX_PLAINTEXT),
     )
     .with_write_timeout(limits.timeout());
-    let mut session = ClientSession {
-        shared,
-        peer,
-        login: None,
-        failed_logins: 0,
-    };
+    let mut session = ClientSession::new(shared, peer, false);
     session.run(reader, writer).await;
     drop(client_permit);
 }
 
 /// One client connection's state.
-struct ClientSession<'a> {
+pub(super) struct ClientSession<'a> {
     shared: &'a Shared,
     peer: SocketAddr,
     /// The one login of this connection.
     login: Option<Holder>,
     failed_logins: u32,
+    /// A WebSocket client: it sees only the clusters that serve WebSocket
+    /// players, with their WebSocket ports (`super::web_client`).
+    web: bool,
 }
 
-impl ClientSession<'_> {
+impl<'a> ClientSession<'a> {
+    pub(super) fn new(shared: &'a Shared, peer: SocketAddr, web: bool) -> Self {
+        Self {
+            shared,
+            peer,
+            login: None,
+            failed_logins: 0,
+            web,
+        }
+    }
+
     async fn run(&mut self, mut reader: Reader, mut writer: Writer) {
         let mut shutdown = self.shared.shutdown.clone();
         let limits = self.shared.config.limits;
         let mut heartbeat = tokio::time::interval(limits.heartbeat());
         let mut last_seen = Instant::now();
+        let mut replies = Vec::new();
         let outcome: Result<DisconnectReason, NetError> = async {
             loop {
                 tokio::select! {
                     msg = reader.recv::<ClientToMaster>() => {
                         let Some(msg) = msg? else { return Ok(DisconnectReason::ConnectionLost) };
                         last_seen = Instant::now();
-                        if let Some(reason) = self.on_message(&mut writer, msg).await? {
+                        let end = self.on_message(msg, &mut replies).await;
+                        for reply in replies.drain(..) {
+                            writer.send(&reply).await?;
+                        }
+                        if let Some(reason) = end {
                             return Ok(reason);
                         }
                     }
@@ -139,37 +152,39 @@ impl ClientSession<'_> {
         }
     }
 
-    /// One message; `Some(reason)` ends the connection.
-    async fn on_message(
+    /// One message: its answers go to `out`; `Some(reason)` ends the connection.
+    pub(super) async fn on_message(
         &mut self,
-        writer: &mut Writer,
         msg: ClientToMaster,
-    ) -> Result<Option<DisconnectReason>, NetError> {
+        out: &mut Vec<MasterToClient>,
+    ) -> Option<DisconnectReason> {
         match msg {
-            ClientToMaster::Ping(v) => writer.send(&MasterToClient::Pong(v)).await?,
+            ClientToMaster::Ping(v) => out.push(MasterToClient::Pong(v)),
             ClientToMaster::Pong(_) => {}
-            ClientToMaster::Disconnect(g) => return Ok(Some(g.reason)),
+            ClientToMaster::Disconnect(g) => return Some(g.reason),
             ClientToMaster::Login { username, secret } => {
-                return self.on_login(writer, username, &secret).await;
+                return self.on_login(username, &secret, out).await;
             }
             ClientToMaster::ListClusters => {
                 let list = self.shared.directory().cluster_list(now_ms());
-                writer.send(&MasterToClient::ClusterList(list)).await?;
+                let list = if self.web {
+                    self.shared.web_clusters().view(list)
+                } else {
+                    list
+                };
+                out.push(MasterToClient::ClusterList(list));
             }
-            ClientToMaster::Join(target) => {
-                let reply = self.on_join(target);
-                writer.send(&reply).await?;
-            }
+            ClientToMaster::Join(target) => out.push(self.on_join(target)),
         }
-        Ok(None)
+        None
     }
 
     async fn on_login(
         &mut self,
-        writer: &mut Writer,
         username: String,
         secret: &[u8],
-    ) -> Result<Option<DisconnectReason>, NetError> {
+        out: &mut Vec<MasterToClient>,
+    ) -> Option<DisconnectReason> {
         if let Some(login) = &self.login {
             // One client id per connection: a second login would hand out a
             // new id (and a new set of tickets) on the same connection.
@@ -182,10 +197,9 @@ impl ClientSession<'_> {
                 "already logged in on this connection as '{}': open a new connection to log in again",
                 login.user
             );
-            writer
-                .send(&MasterToClient::LoginFailed { message })
-                .await?;
-            return Ok(None);
+            // Counted like a refused login, so a connection cannot send
+            // logins (each costing the auth hook nothing, but a reply) forever.
+            return self.refuse_login(message, out);
         }
         match self.shared.auth.check(&username, secret).await {
             Ok(data) if data.len() <= USER_DATA_MAX => {
@@ -196,7 +210,7 @@ impl ClientSession<'_> {
                         break id;
                     }
                 };
-                info!(client_id, username, "login accepted");
+                info!(client_id, username, web = self.web, "login accepted");
                 self.shared.config.metrics.login(true);
                 self.login = Some(Holder {
                     client_id,
@@ -204,40 +218,45 @@ impl ClientSession<'_> {
                     user_data: data,
                     source: crate::handshake_gate::address_key(self.peer.ip()),
                 });
-                writer.send(&MasterToClient::LoginOk { client_id }).await?;
+                out.push(MasterToClient::LoginOk { client_id });
             }
             Ok(_) => {
                 warn!(username, "auth hook returned more than 16 KiB of user data");
-                writer
-                    .send(&MasterToClient::LoginFailed {
-                        message: "server error: user data too large".into(),
-                    })
-                    .await?;
+                out.push(MasterToClient::LoginFailed {
+                    message: "server error: user data too large".into(),
+                });
             }
             Err(message) => {
-                self.failed_logins += 1;
                 self.shared.config.metrics.login(false);
                 info!(
                     username,
-                    attempt = self.failed_logins,
+                    attempt = self.failed_logins + 1,
                     "login refused: {message}"
                 );
-                writer
-                    .send(&MasterToClient::LoginFailed { message })
-                    .await?;
-                if self.failed_logins >= self.shared.config.max_login_attempts {
-                    warn!(peer = %self.peer, "too many failed logins; closing");
-                    writer
-                        .send(&MasterToClient::Disconnect(Goodbye {
-                            reason: DisconnectReason::AuthFailed,
-                            message: "too many failed logins".into(),
-                        }))
-                        .await?;
-                    return Ok(Some(DisconnectReason::AuthFailed));
-                }
+                return self.refuse_login(message, out);
             }
         }
-        Ok(None)
+        None
+    }
+
+    /// Answers `LoginFailed` and counts a failed attempt; past
+    /// `max_login_attempts` the connection is closed with `AuthFailed`.
+    fn refuse_login(
+        &mut self,
+        message: String,
+        out: &mut Vec<MasterToClient>,
+    ) -> Option<DisconnectReason> {
+        self.failed_logins += 1;
+        out.push(MasterToClient::LoginFailed { message });
+        if self.failed_logins >= self.shared.config.max_login_attempts {
+            warn!(peer = %self.peer, "too many failed logins; closing");
+            out.push(MasterToClient::Disconnect(Goodbye {
+                reason: DisconnectReason::AuthFailed,
+                message: "too many failed logins".into(),
+            }));
+            return Some(DisconnectReason::AuthFailed);
+        }
+        None
     }
 
     fn on_join(&self, target: JoinTarget) -> MasterToClient {
@@ -247,10 +266,24 @@ impl ClientSession<'_> {
                 message: "log in first".into(),
             });
         };
+        let target = if self.web {
+            let list = self.shared.directory().cluster_list(now_ms());
+            match self.shared.web_clusters().web_target(&list, target) {
+                Ok(t) => t,
+                Err(g) => return MasterToClient::JoinFailed(g),
+            }
+        } else {
+            target
+        };
         let ticket = self
             .shared
             .directory()
             .join(now_ms(), login, target, &mut rand::rng());
+        let ticket = if self.web {
+            ticket.map(|t| self.shared.web_clusters().web_ticket(t))
+        } else {
+            ticket
+        };
         match ticket {
             Ok(t) => {
                 info!(

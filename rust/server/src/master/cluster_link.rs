@@ -124,6 +124,7 @@ pub(super) async fn accept(
             DisconnectReason::ConnectionLost
         }
     };
+    shared.web_clusters().remove(id, conn);
     if shared.directory().unregister(id, conn) {
         info!(cluster_id = id, "cluster removed from the list: {reason}");
     }
@@ -248,6 +249,13 @@ async fn on_message(
             return Ok(Some(DisconnectReason::ProtocolViolation));
         }
         ClusterToMaster::Status(st) => shared.directory().status(id, conn, st),
+        ClusterToMaster::WebSocket { port, tls } => {
+            info!(
+                cluster_id = id,
+                port, tls, "the cluster serves WebSocket players"
+            );
+            shared.web_clusters().set(id, conn, port, tls);
+        }
         ClusterToMaster::PlayerJoined { client_id } => {
             let unsent = {
                 let mut dir = shared.directory();

@@ -10,6 +10,7 @@
 mod client;
 mod cluster_link;
 pub(crate) mod directory;
+mod web_client;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -58,6 +59,9 @@ pub struct MasterConfig {
     pub max_login_attempts: u32,
     /// Frame, queue and timing limits.
     pub limits: Limits,
+    /// A WebSocket listener for web clients (`[master] websocket_port`);
+    /// `None`: none.
+    pub websocket: Option<crate::web::WebSocketConfig>,
     /// The master's metrics (exported when the binary serves them).
     pub metrics: crate::metrics::MasterMetrics,
 }
@@ -100,6 +104,7 @@ impl Default for MasterConfig {
             cluster_timeout: Duration::from_secs(5),
             max_login_attempts: 5,
             limits: Limits::default(),
+            websocket: None,
             metrics: crate::metrics::MasterMetrics::default(),
         }
     }
@@ -122,9 +127,14 @@ pub(crate) struct Shared {
     handshakes: Arc<HandshakeGate>,
     clients: Semaphore,
     shutdown: watch::Receiver<bool>,
+    web_clusters: web_client::WebClusters,
 }
 
 impl Shared {
+    fn web_clusters(&self) -> &web_client::WebClusters {
+        &self.web_clusters
+    }
+
     fn directory(&self) -> MutexGuard<'_, Directory> {
         // A poisoned lock means a panic elsewhere; every directory update
         // leaves it consistent, so go on.
@@ -141,8 +151,16 @@ pub async fn run(
     auth: Arc<dyn AuthHook>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    let web_listener = match &config.websocket {
+        Some(ws) => {
+            ws.check()?;
+            Some(TcpListener::bind(ws.bind).await?)
+        }
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
+        web_clusters: web_client::WebClusters::default(),
         handshakes: HandshakeGate::new(&config.limits),
         clients: Semaphore::new(config.connection_limit() as usize),
         directory: Mutex::new(Directory::new(config.directory_settings())),
@@ -159,6 +177,11 @@ pub async fn run(
         "master listening"
     );
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(l) = web_listener {
+        info!(addr = %l.local_addr()?, tls = shared.config.websocket.as_ref().is_some_and(|w| w.tls.is_some()), "master listening for WebSockets");
+        let span = info_span!("web_accept");
+        tasks.spawn(web_client::accept_loop(shared.clone(), l).instrument(span));
+    }
     let mut next_conn = 0u64;
     let mut sample = tokio::time::interval(Duration::from_secs(1));
     tokio::pin!(shutdown);

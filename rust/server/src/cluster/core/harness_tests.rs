@@ -227,6 +227,20 @@ fn the_newest_connection_of_a_player_wins_and_a_full_cluster_refuses() {
 }
 
 #[test]
+fn a_cluster_is_never_unbounded() {
+    // 0 means the default bound, as on the master.
+    let mut h = Harness::new(ClusterConfig {
+        max_connections: 0,
+        ..config()
+    });
+    let limit = u64::from(ClusterConfig::DEFAULT_MAX_CONNECTIONS);
+    let _players: Vec<_> = (1..=limit).map(|id| h.join(id).unwrap()).collect();
+    let e = h.join(limit + 1).err().unwrap();
+    assert_eq!(e.reason, DisconnectReason::ServerFull);
+    assert_eq!(ClusterConfig::default().connection_limit(), 1_000);
+}
+
+#[test]
 fn a_transfer_the_master_does_not_answer_fails_in_time() {
     let mut h = Harness::new(config());
     let _c = h.join(1).unwrap();

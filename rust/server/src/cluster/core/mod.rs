@@ -211,9 +211,9 @@ impl<P: Plugin> Core<P> {
     /// older connection of the same player id is closed (the newest wins).
     pub(crate) fn admit(&mut self, now: Instant, player: PlayerId) -> Result<(), Goodbye> {
         self.s.now = now;
-        let cap = self.s.config.max_connections as usize;
+        let cap = self.s.config.connection_limit() as usize;
         let present = self.s.players.contains_key(&player);
-        if cap > 0 && self.s.players.len() >= cap && !present {
+        if self.s.players.len() >= cap && !present {
             return Err(Goodbye {
                 reason: DisconnectReason::ServerFull,
                 message: "the cluster is full".into(),

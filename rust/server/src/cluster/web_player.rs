@@ -1,0 +1,549 @@
+//! A player on a WebSocket (docs/protocol.md §17): the web join or
+//! reconnect, checked here as the TCP ones are in `player_conn.rs`, then
+//! the same events to the core as a TCP player; its unreliable traffic goes
+//! through a [`Route`] (see `web_routes.rs`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use rand::RngCore;
+use sustenet_proto::crypto::DatagramOpener;
+use sustenet_proto::datagram::{self, MAX_DATAGRAM, MAX_DATAGRAM_PLAINTEXT, Record};
+use sustenet_proto::handshake::{self, ResumeClaim};
+use sustenet_proto::web::{self as wire, Channel, WebHello};
+use sustenet_proto::{
+    ClientToCluster, ClusterToClient, DisconnectReason, Goodbye, HandshakeError, Message, Side,
+};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::queue::{Outbox, OutboxRx, outbox};
+use super::web_routes::{Route, web_addr};
+use super::{CoreEvent, ResumeRequest, Shared, Writer};
+use crate::ids::PlayerId;
+use crate::time::now_ms;
+use crate::web::{self, WebError, WebRx, WebTx};
+
+type Refusal = Option<(DisconnectReason, String)>;
+
+pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    let mut conns = tokio::task::JoinSet::new();
+    let mut next = 0u64;
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = crate::time::stopped(&mut shutdown) => break,
+            (stream, peer) = crate::listen::accept(&listener) => {
+                next += 1;
+                let span = info_span!("web_player", id = next, %peer);
+                conns.spawn(web_player(shared.clone(), stream, peer).instrument(span));
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    crate::listen::wind_down(&mut conns).await;
+}
+
+/// What a web hello admitted.
+struct Admitted {
+    player: PlayerId,
+    session_id: u64,
+    out: Outbox,
+    out_rx: OutboxRx,
+    kill: oneshot::Receiver<(Goodbye, bool)>,
+    /// Opens the datagrams the core seals for this player.
+    opener: DatagramOpener,
+    /// `Welcome` or `Resumed`.
+    first: ClusterToClient,
+}
+
+async fn web_player(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: SocketAddr) {
+    let limits = shared.config.limits;
+    let Some(ws_config) = shared.config.websocket.as_ref() else {
+        return;
+    };
+    let Some(up) = web::upgrade(tcp, peer, ws_config, &shared.handshakes, &limits).await else {
+        return;
+    };
+    let (mut tx, mut rx) = up.link.split(limits.timeout());
+    let hello = match rx.recv_within(limits.handshake_timeout()).await {
+        Ok(Ok(Some(f))) => f,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            warn!("dropped: {e}");
+            return tx.refuse(e.reason(), &e.to_string()).await;
+        }
+        Err(()) => {
+            warn!("dropped: no hello within the handshake timeout");
+            return tx
+                .refuse(DisconnectReason::HandshakeTimeout, "no hello in time")
+                .await;
+        }
+    };
+    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let admitted = match WebHello::parse(&hello) {
+        Ok(WebHello::Join { token, proof }) => join(&shared, conn, &token, &proof).await,
+        Ok(WebHello::Resume {
+            session_id,
+            received,
+            attempt,
+            proof,
+        }) => {
+            let claim = ResumeClaim { received, attempt };
+            resume(&shared, conn, session_id, claim, &proof).await
+        }
+        Ok(WebHello::Master) => {
+            warn!("refused: a master hello sent to a cluster");
+            let why = "this is a cluster: send a connect token";
+            Err(Some((DisconnectReason::ProtocolViolation, why.into())))
+        }
+        Err(e) => {
+            warn!("refused: {e}");
+            Err(Some((e.reason(), e.to_string())))
+        }
+    };
+    let a = match admitted {
+        Ok(a) => a,
+        Err(Some((reason, message))) => return tx.refuse(reason, &message).await,
+        Err(None) => return,
+    };
+    drop(up.permit);
+    let addr = web_addr(conn);
+    let route = Arc::new(Route::new(ws_config.unreliable_queue));
+    shared.web.open_route(addr, route.clone());
+    let session = Session {
+        player: a.player,
+        conn,
+        session_id: a.session_id,
+        addr,
+    };
+    run_session(&shared, session, a, tx, rx, route.clone()).await;
+    shared.web.close_route(addr);
+    if route.dropped() > 0 {
+        debug!(
+            dropped = route.dropped(),
+            "unreliable datagrams dropped while the socket was behind"
+        );
+    }
+}
+
+/// A web join: the cluster has room, the token and the HMAC proof hold,
+/// the token is recorded as used, and the core admits the player.
+async fn join(
+    shared: &Shared,
+    conn: u64,
+    token: &[u8],
+    proof: &[u8; wire::PROOF_LEN],
+) -> Result<Admitted, Refusal> {
+    let cap = shared.config.max_connections as usize;
+    if cap > 0 && shared.published.player_count.load(Ordering::Relaxed) >= cap {
+        info!("refused: the cluster is full");
+        let why = "the cluster is full".into();
+        return Err(Some((DisconnectReason::ServerFull, why)));
+    }
+    let refused = |e: HandshakeError| {
+        warn!("refused: {e}");
+        Some((e.reason(), e.to_string()))
+    };
+    let token = wire::open_web_join(token, proof, &shared.key, shared.cluster_id, now_ms())
+        .map_err(refused)?;
+    {
+        let mut used = shared.used_tokens.lock().unwrap_or_else(|p| p.into_inner());
+        used.use_token(&token, now_ms())
+            .map_err(|e| refused(HandshakeError::Token(e)))?;
+    }
+    let accepted = handshake::finish_join(token, &mut rand::rng()).map_err(refused)?;
+    let player = accepted.token.client_id;
+    let session_id = loop {
+        let id = rand::rng().next_u64();
+        if id != 0 {
+            break id;
+        }
+    };
+    let opener = accepted.keys.datagram(Side::Initiator, session_id).opener;
+    let udp = accepted.keys.datagram(Side::Responder, session_id);
+    let (writer, out_rx, kill) = new_writer(shared);
+    let out = writer.out.clone();
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let secret = accepted.token.session_secret.clone();
+    let join = CoreEvent::Join {
+        player,
+        conn,
+        session_id,
+        user_data: accepted.token.user_data,
+        writer,
+        keys: Arc::new(accepted.keys),
+        udp: Box::new(udp),
+        reply: reply_tx,
+    };
+    shared.events.send(join).await.map_err(|_| None)?;
+    match reply_rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(g)) => {
+            info!("refused: {}", g.reason);
+            return Err(Some((g.reason, g.message)));
+        }
+        Err(_) => return Err(None),
+    }
+    shared.web.remember(session_id, player, secret);
+    Ok(Admitted {
+        player,
+        session_id,
+        out,
+        out_rx,
+        kill,
+        opener,
+        first: ClusterToClient::Welcome {
+            player_id: player,
+            session_id,
+            udp_port: 0,
+        },
+    })
+}
+
+/// A web reconnect: a web session of this cluster, a proof made with its
+/// secret, and the core accepts the claim (the attempt number must grow).
+async fn resume(
+    shared: &Shared,
+    conn: u64,
+    session_id: u64,
+    claim: ResumeClaim,
+    proof: &[u8; wire::PROOF_LEN],
+) -> Result<Admitted, Refusal> {
+    let keys = {
+        let s = (shared.published.sessions)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        s.get(&session_id).map(|(_, k)| k.clone())
+    };
+    let (Some(keys), Some((player, secret))) = (keys, shared.web.secret(session_id)) else {
+        info!("reconnect refused: no such web session");
+        let why = "no such session on this cluster (it ended, or the reconnect window passed)";
+        return Err(Some((DisconnectReason::ResumeRefused, why.into())));
+    };
+    if !wire::check_resume_proof(&secret, session_id, claim.received, claim.attempt, proof) {
+        warn!(player, "reconnect refused: the proof does not hold");
+        let e = HandshakeError::AuthenticationFailed;
+        return Err(Some((e.reason(), e.to_string())));
+    }
+    // The core keeps the session's state; the stream keys are not used on a
+    // WebSocket (TLS carries the bytes), but the event carries a session.
+    let mut nonce = [0u8; 32];
+    rand::rng().fill_bytes(&mut nonce);
+    let session = keys
+        .resume_stream(&nonce, Side::Responder)
+        .map_err(|e| Some((DisconnectReason::ProtocolViolation, e.to_string())))?;
+    let (writer, out_rx, kill) = new_writer(shared);
+    let out = writer.out.clone();
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let ev = CoreEvent::Resume(ResumeRequest {
+        conn,
+        player,
+        session_id,
+        session: Box::new(session),
+        claim,
+        writer,
+        reply: reply_tx,
+    });
+    shared.events.send(ev).await.map_err(|_| None)?;
+    let r = match reply_rx.await {
+        Ok(Ok(r)) => r,
+        Ok(Err(g)) => return Err(Some((g.reason, g.message))),
+        Err(_) => return Err(None),
+    };
+    Ok(Admitted {
+        player: r.player,
+        session_id,
+        out,
+        out_rx,
+        kill,
+        opener: keys.datagram(Side::Initiator, session_id).opener,
+        first: ClusterToClient::Resumed {
+            received: r.received,
+        },
+    })
+}
+
+/// A new connection's writer queue and close signal: the driver's end, and
+/// the writer task's.
+fn new_writer(shared: &Shared) -> (Writer, OutboxRx, oneshot::Receiver<(Goodbye, bool)>) {
+    let (out, out_rx) = outbox(
+        shared.config.limits.send_queue,
+        shared.config.send_queue_bytes,
+    );
+    let (kill_tx, kill) = oneshot::channel();
+    (Writer { out, kill: kill_tx }, out_rx, kill)
+}
+
+/// Who a web connection carries.
+#[derive(Clone, Copy)]
+struct Session {
+    player: PlayerId,
+    conn: u64,
+    session_id: u64,
+    addr: SocketAddr,
+}
+
+/// Hands records to the core as if they came in a datagram from the
+/// player's web path (dropped, like a datagram, when the core is behind).
+fn to_core(shared: &Shared, s: Session, records: Vec<Record>, len: usize) {
+    let Some(budget) = shared.event_budget.try_take(len) else {
+        return;
+    };
+    let ev = CoreEvent::Udp {
+        player: s.player,
+        session_id: s.session_id,
+        addr: s.addr,
+        len,
+        records,
+        budget,
+    };
+    let _ = shared.events.try_send(ev);
+}
+
+/// Sends `first`, then carries the player's traffic until the connection
+/// ends, and tells the core why.
+async fn run_session(
+    shared: &Arc<Shared>,
+    s: Session,
+    a: Admitted,
+    tx: WebTx,
+    mut rx: WebRx,
+    route: Arc<Route>,
+) {
+    let limits = shared.config.limits;
+    let Admitted {
+        out: out_tx,
+        out_rx,
+        kill,
+        opener,
+        first,
+        ..
+    } = a;
+    let writer = tokio::spawn(
+        web_writer(shared.clone(), s, tx, first, out_rx, kill, route, opener)
+            .instrument(tracing::Span::current()),
+    );
+    // A first record makes the web path a candidate; the writer answers the
+    // core's challenge, and the path carries the player's datagrams.
+    to_core(shared, s, vec![Record::Ping(0)], MAX_DATAGRAM);
+    let mut keepalive = tokio::time::interval(limits.heartbeat());
+    let player = s.player;
+    debug!(player, "web player session started");
+    let reason = loop {
+        tokio::select! {
+            r = tokio::time::timeout(limits.timeout(), rx.recv()) => match r {
+                Err(_) => {
+                    info!(player, "web player timed out");
+                    break DisconnectReason::Timeout;
+                }
+                Ok(Ok(None)) => break DisconnectReason::ConnectionLost,
+                Ok(Ok(Some(frame))) => {
+                    if let Err((reason, why)) = on_frame(shared, s, &out_tx, &frame).await {
+                        if reason != DisconnectReason::Requested {
+                            warn!(player, "dropping web player: {why}");
+                        }
+                        break reason;
+                    }
+                }
+                Ok(Err(e)) => {
+                    warn!(player, "dropping web player: {e}");
+                    break e.reason();
+                }
+            },
+            _ = keepalive.tick() => to_core(shared, s, vec![Record::Ping(0)], MAX_DATAGRAM),
+            _ = out_tx.closed() => break DisconnectReason::ConnectionLost,
+        }
+    };
+    let left = CoreEvent::Left {
+        player,
+        conn: s.conn,
+        reason,
+    };
+    let _ = shared.events.send(left).await;
+    drop(out_tx);
+    let _ = writer.await;
+}
+
+/// One web frame from the player; `Err` ends the connection.
+async fn on_frame(
+    shared: &Shared,
+    s: Session,
+    out: &Outbox,
+    frame: &[u8],
+) -> Result<(), (DisconnectReason, String)> {
+    let violation = |why: String| (DisconnectReason::ProtocolViolation, why);
+    match Channel::split(frame).map_err(|e| violation(e.to_string()))? {
+        Channel::Reliable(m) => {
+            let msg = ClientToCluster::decode(m).map_err(|e| violation(e.to_string()))?;
+            on_message(shared, s, out, msg).await
+        }
+        Channel::Unreliable(plain) => {
+            if plain.len() > MAX_DATAGRAM_PLAINTEXT {
+                return Err(violation(format!(
+                    "unreliable records of {} bytes (at most {MAX_DATAGRAM_PLAINTEXT})",
+                    plain.len()
+                )));
+            }
+            let records = datagram::decode_records(plain).map_err(|e| violation(e.to_string()))?;
+            let data: Vec<Record> = records
+                .into_iter()
+                .filter(|r| matches!(r, Record::Data { .. }))
+                .collect();
+            if !data.is_empty() {
+                to_core(shared, s, data, plain.len() + 32);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn on_message(
+    shared: &Shared,
+    s: Session,
+    out: &Outbox,
+    msg: ClientToCluster,
+) -> Result<(), (DisconnectReason, String)> {
+    let stopping = || {
+        (
+            DisconnectReason::ServerShutdown,
+            "the cluster is stopping".to_owned(),
+        )
+    };
+    match msg {
+        ClientToCluster::Data { command, payload } => {
+            let budget = shared
+                .event_budget
+                .take(payload.len())
+                .await
+                .ok_or_else(stopping)?;
+            let ev = CoreEvent::Packet {
+                player: s.player,
+                conn: s.conn,
+                command,
+                payload,
+                budget,
+            };
+            shared.events.send(ev).await.map_err(|_| stopping())
+        }
+        ClientToCluster::Ack(count) => {
+            let ev = CoreEvent::Ack {
+                player: s.player,
+                conn: s.conn,
+                count,
+            };
+            shared.events.send(ev).await.map_err(|_| stopping())
+        }
+        ClientToCluster::Ping(v) => out
+            .push(ClusterToClient::Pong(v))
+            .map_err(|_| (DisconnectReason::SendQueueFull, "send queue full".into())),
+        ClientToCluster::Pong(_) => Ok(()),
+        ClientToCluster::Disconnect(g) => {
+            debug!(player = s.player, "web player said goodbye: {}", g.reason);
+            Err((DisconnectReason::Requested, String::new()))
+        }
+    }
+}
+
+/// Sends one reliable message.
+async fn send_reliable(tx: &mut WebTx, m: &ClusterToClient) -> Result<(), WebError> {
+    let f = wire::reliable_frame(m).map_err(|e| WebError::Socket(e.to_string()))?;
+    tx.feed(f).await
+}
+
+/// Opens a datagram the core sealed for the player: answers a path
+/// challenge (to the core), passes the data records on as one web frame.
+async fn on_datagram(
+    shared: &Shared,
+    s: Session,
+    tx: &mut WebTx,
+    opener: &mut DatagramOpener,
+    d: &[u8],
+) -> Result<(), WebError> {
+    let Ok(plain) = opener.open(d) else {
+        return Ok(());
+    };
+    let Ok(records) = datagram::decode_records(&plain) else {
+        return Ok(());
+    };
+    let mut batch = datagram::Batch::new();
+    for r in records {
+        match r {
+            Record::PathChallenge(v) => {
+                to_core(shared, s, vec![Record::PathResponse(v)], MAX_DATAGRAM);
+            }
+            r @ Record::Data { .. } => {
+                let _ = batch.push(&r);
+            }
+            Record::Ping(_) | Record::Pong(_) | Record::PathResponse(_) => {}
+        }
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    tx.feed(wire::unreliable_frame(batch.as_bytes())).await
+}
+
+/// Writes the player's reliable queue and its unreliable route to the
+/// WebSocket, until the core closes the connection.
+#[allow(clippy::too_many_arguments)]
+async fn web_writer(
+    shared: Arc<Shared>,
+    s: Session,
+    mut tx: WebTx,
+    first: ClusterToClient,
+    mut rx: OutboxRx,
+    mut kill: oneshot::Receiver<(Goodbye, bool)>,
+    route: Arc<Route>,
+    mut opener: DatagramOpener,
+) {
+    let r: Result<DisconnectReason, WebError> = async {
+        send_reliable(&mut tx, &first).await?;
+        tx.flush().await?;
+        loop {
+            tokio::select! {
+                biased;
+                k = &mut kill => {
+                    let Ok((goodbye, drain)) = k else {
+                        return Ok(DisconnectReason::ConnectionLost);
+                    };
+                    if drain {
+                        while let Some(m) = rx.try_recv() {
+                            send_reliable(&mut tx, &m).await?;
+                        }
+                    }
+                    let reason = goodbye.reason;
+                    send_reliable(&mut tx, &ClusterToClient::Disconnect(goodbye)).await?;
+                    tx.flush().await?;
+                    return Ok(reason);
+                }
+                m = rx.recv() => {
+                    let Some(m) = m else { return Ok(DisconnectReason::ConnectionLost) };
+                    send_reliable(&mut tx, &m).await?;
+                    for _ in 0..256 {
+                        match rx.try_recv() {
+                            Some(m) => send_reliable(&mut tx, &m).await?,
+                            None => break,
+                        }
+                    }
+                    tx.flush().await?;
+                }
+                _ = route.ready.notified() => {
+                    // The newest datagrams: those that waited while a write
+                    // was blocked were dropped by the route, oldest first.
+                    while let Some(d) = route.pop() {
+                        on_datagram(&shared, s, &mut tx, &mut opener, &d).await?;
+                    }
+                    tx.flush().await?;
+                }
+            }
+        }
+    }
+    .await;
+    match r {
+        Ok(reason) => tx.close(web::close_code(reason), &reason.to_string()).await,
+        Err(e) => debug!("web writer stopped: {e}"),
+    }
+}

@@ -1,0 +1,151 @@
+//! From an accepted TCP connection to a WebSocket: admission, TLS, the
+//! upgrade request and its checks, all within the handshake deadlines.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sustenet_proto::web::SUBPROTOCOL;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig as WsLimits;
+use tracing::{info, warn};
+
+use super::link::WebLink;
+use super::stream::WebStream;
+use super::{WebSocketConfig, origin_refusal};
+use crate::config::Limits;
+use crate::handshake_gate::{HandshakeGate, HandshakePermit};
+
+/// A connection that became a WebSocket, still holding its handshake slot
+/// (kept until the hello is answered).
+pub(crate) struct Upgraded {
+    pub(crate) link: WebLink,
+    pub(crate) permit: HandshakePermit,
+}
+
+/// The WebSocket limits of a listener: frames and messages up to
+/// `max_message`, small read buffers, a bounded write buffer.
+fn ws_limits(config: &WebSocketConfig) -> WsLimits {
+    WsLimits::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(
+            config
+                .max_message
+                .saturating_mul(2)
+                .saturating_add(64 * 1024),
+        )
+        .max_message_size(Some(config.max_message))
+        .max_frame_size(Some(config.max_message))
+}
+
+/// Answers a connection refused before its upgrade with a short HTTP
+/// response (what a browser can show), waiting at most a second.
+async fn refuse_http(mut tcp: TcpStream, status: &str, why: &str) {
+    let body = format!("{why}\n");
+    let text = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(text.as_bytes())).await;
+}
+
+/// Checks an upgrade request: an allowed origin and the subprotocol.
+fn check_request(config: &WebSocketConfig, req: &Request) -> Result<(), (StatusCode, String)> {
+    let origin = req.headers().get("origin").and_then(|v| v.to_str().ok());
+    if let Some(why) = origin_refusal(config, origin) {
+        return Err((StatusCode::FORBIDDEN, why));
+    }
+    let offered = req
+        .headers()
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == SUBPROTOCOL);
+    if !offered {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("offer the WebSocket subprotocol {SUBPROTOCOL}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Admits `tcp` and upgrades it, or refuses it (logged) and returns `None`.
+pub(crate) async fn upgrade(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    config: &WebSocketConfig,
+    gate: &Arc<HandshakeGate>,
+    limits: &Limits,
+) -> Option<Upgraded> {
+    let _ = tcp.set_nodelay(true);
+    let permit = match gate.admit(peer.ip()) {
+        Ok(p) => p,
+        Err(why) => {
+            warn!("refused: {}", why.message());
+            refuse_http(tcp, "503 Service Unavailable", why.message()).await;
+            return None;
+        }
+    };
+    if !gate.first_bytes(&tcp).await {
+        warn!("dropped: no first bytes in time");
+        return None;
+    }
+    let steps = async {
+        let stream = match &config.tls {
+            Some(tls) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+                let s = acceptor
+                    .accept(tcp)
+                    .await
+                    .map_err(|e| format!("TLS handshake failed: {e}"))?;
+                WebStream::tls(s, config.max_handshake_bytes)
+            }
+            None => WebStream::plain(tcp, config.max_handshake_bytes),
+        };
+        // The callback's type is tungstenite's; its error is an HTTP response.
+        #[allow(clippy::result_large_err)]
+        let check = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+            match check_request(config, req) {
+                Ok(()) => {
+                    resp.headers_mut().insert(
+                        "sec-websocket-protocol",
+                        HeaderValue::from_static(SUBPROTOCOL),
+                    );
+                    Ok(resp)
+                }
+                Err((status, why)) => {
+                    info!("upgrade refused: {why}");
+                    let mut e = ErrorResponse::new(Some(why));
+                    *e.status_mut() = status;
+                    Err(e)
+                }
+            }
+        };
+        tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_limits(config)))
+            .await
+            .map_err(|e| format!("WebSocket upgrade failed: {e}"))
+    };
+    match tokio::time::timeout(limits.handshake_timeout(), steps).await {
+        Ok(Ok(mut ws)) => {
+            ws.get_mut().lift_limit();
+            Some(Upgraded {
+                link: WebLink::new(ws),
+                permit,
+            })
+        }
+        Ok(Err(why)) => {
+            warn!("dropped: {why}");
+            None
+        }
+        Err(_) => {
+            warn!("dropped: no WebSocket upgrade within the handshake timeout");
+            None
+        }
+    }
+}
