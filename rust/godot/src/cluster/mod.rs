@@ -201,8 +201,11 @@ impl INode for SustenetCluster {
     }
 
     fn ready(&mut self) {
-        if self.autostart {
-            let _ = self.start();
+        // start() reports its own error; autostart has no caller to tell.
+        if self.autostart
+            && let Err(e) = self.start()
+        {
+            e.report();
         }
     }
 
