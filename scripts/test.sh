@@ -19,6 +19,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test --workspace"
 cargo test --workspace
 
+step "Agones integration (cargo feature agones; the SDK against an in-test gRPC SDK server)"
+scripts/install-protoc.sh >/dev/null
+cargo test -p sustenet-server --features agones --test agones
+
 if [[ -f fuzz/Cargo.toml ]]; then
   step "fuzz targets on random inputs (stable smoke run)"
   cargo test --manifest-path fuzz/Cargo.toml

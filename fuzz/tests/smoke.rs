@@ -3,9 +3,11 @@
 
 use proptest::collection::vec;
 use proptest::prelude::*;
+use sustenet_proto::datagram::Record;
 use sustenet_proto::handshake::{HelloKind, encode_handshake_frame, reject_frame};
 use sustenet_proto::{
-    ClientToMaster, ClusterToClient, DisconnectReason, Goodbye, MAGIC, Message, PROTOCOL_VERSION,
+    ClientToCluster, ClientToMaster, ClusterToClient, ClusterToMaster, DisconnectReason, Goodbye,
+    MAGIC, Message, PROTOCOL_VERSION,
 };
 
 /// Random bytes, and bytes that start like the real thing so the bodies get
@@ -146,4 +148,95 @@ proptest! {
         }
         sustenet_proto_fuzz::sealed(&data);
     }
+
+    /// The master's directory: random scripts, and scripts made of whole
+    /// steps (register, join, a cluster message) so they get deep.
+    #[test]
+    fn master_directory(data in vec(any::<u8>(), 0..400)) {
+        sustenet_server::fuzzing::master_directory(&data);
+    }
+
+    #[test]
+    fn master_directory_steps(steps in vec(directory_step(), 0..40)) {
+        sustenet_server::fuzzing::master_directory(&steps.concat());
+    }
+
+    /// The cluster's core: random scripts, and scripts of whole steps.
+    #[test]
+    fn cluster_core(data in vec(any::<u8>(), 0..400)) {
+        sustenet_server::fuzzing::cluster_core(&data);
+    }
+
+    #[test]
+    fn cluster_core_steps(steps in vec(core_step(), 0..40)) {
+        sustenet_server::fuzzing::cluster_core(&steps.concat());
+    }
+}
+
+/// One step of `master_directory`: a registration, a join, a cluster
+/// message (well-formed, with a random client id), time, a dropped link.
+fn directory_step() -> impl Strategy<Value = Vec<u8>> {
+    (0u8..6, 0u8..6, any::<u8>(), any::<u64>()).prop_map(|(op, id, arg, client)| match op {
+        3 => {
+            let msg = match arg % 3 {
+                0 => ClusterToMaster::PlayerJoined {
+                    client_id: client % 8,
+                },
+                1 => ClusterToMaster::PlayerLeft {
+                    client_id: client % 8,
+                },
+                _ => ClusterToMaster::Transfer {
+                    request_id: 1,
+                    client_id: client % 8,
+                    target: u64::from(arg % 6),
+                    user_data: vec![],
+                },
+            };
+            let mut m = Vec::new();
+            msg.encode(&mut m).unwrap();
+            let mut v = vec![op, id, u8::try_from(m.len()).unwrap()];
+            v.extend(m);
+            v
+        }
+        _ => vec![op, id, arg, arg],
+    })
+}
+
+/// One step of `cluster_core`: a join, a reliable message, a datagram of
+/// well-formed records, a drop, a reconnect, time.
+fn core_step() -> impl Strategy<Value = Vec<u8>> {
+    (0u8..7, 0u8..6, any::<u8>(), vec(any::<u8>(), 0..40)).prop_map(
+        |(op, p, arg, payload)| match op {
+            1 => {
+                let mut m = Vec::new();
+                ClientToCluster::Data {
+                    command: u16::from(arg),
+                    payload,
+                }
+                .encode(&mut m)
+                .unwrap();
+                let mut v = vec![op, p, u8::try_from(m.len()).unwrap()];
+                v.extend(m);
+                v
+            }
+            2 => {
+                let mut b = sustenet_proto::datagram::Batch::new();
+                let r = match arg % 4 {
+                    0 => Record::Ping(u64::from(arg)),
+                    1 => Record::PathResponse(u64::from(arg)),
+                    2 => Record::Pong(1),
+                    _ => Record::Data {
+                        command: 1,
+                        payload,
+                    },
+                };
+                let _ = b.push(&r);
+                let bytes = b.as_bytes().to_vec();
+                let mut v = vec![op, p, arg, u8::try_from(bytes.len()).unwrap_or(0)];
+                v.extend(bytes);
+                v
+            }
+            _ => vec![op, p, arg, arg],
+        },
+    )
 }

@@ -7,7 +7,11 @@
 //! command-line client that logs in, joins and measures round trips.
 
 mod admin;
+mod agent;
 mod bench;
+mod bench_web;
+mod instance_key;
+mod instances;
 mod logging;
 mod probe;
 mod servers;
@@ -46,6 +50,12 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// Load-test servers: many simulated clients join and send traffic; prints RTT and rates.
     Bench(bench::BenchArgs),
+    /// Start and stop instances on this machine when the master asks (docs/instances.md).
+    Agent(agent::AgentArgs),
+    /// List, start and stop the master's instances (needs its admin key).
+    Instances(instances::InstancesArgs),
+    /// Load-test the WebSocket listeners: web clients (wss) join through `sustenet up` and send traffic.
+    BenchWeb(bench_web::BenchWebArgs),
 }
 
 /// Settings of `master` and `cluster`: the file, then environment
@@ -91,6 +101,13 @@ pub struct ServerArgs {
     /// Overrides `[master] key_file`.
     #[arg(long, env = "SUSTENET_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// Cluster: read the cluster key from this file instead of `<key_dir>/<key_name>`.
+    #[arg(long, conflicts_with = "key_stdin")]
+    pub key_file: Option<PathBuf>,
+    /// Cluster: read the cluster key (one base64 line) from standard input, and
+    /// shut down when standard input closes (how an agent starts instances).
+    #[arg(long)]
+    pub key_stdin: bool,
     /// Overrides `[metrics] bind` (`host:port` of `/metrics`; empty: off).
     #[arg(long, env = "SUSTENET_METRICS_BIND")]
     pub metrics_bind: Option<String>,
@@ -108,8 +125,14 @@ struct KeygenArgs {
     #[arg(long, default_value = "cluster_key")]
     name: String,
     /// Create the master keypair (master.key, master.pub) instead of a cluster key.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["agent", "admin"])]
     master: bool,
+    /// Create an agent key in `<dir>/agents/` (copy it to the master's key folder too).
+    #[arg(long, conflicts_with = "admin")]
+    agent: bool,
+    /// Create an admin key in `<dir>/admin/` for `sustenet instances` (copy it to the master's key folder too).
+    #[arg(long)]
+    admin: bool,
     /// Replace existing files.
     #[arg(long)]
     force: bool,
@@ -130,6 +153,19 @@ fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {
         println!(
             "master public key (give this to clients): {}",
             kp.public().to_base64()
+        );
+    } else if args.agent || args.admin {
+        let sub = if args.agent {
+            sustenet_server::keys::AGENT_KEY_DIR
+        } else {
+            sustenet_server::keys::ADMIN_KEY_DIR
+        };
+        let dir = args.dir.join(sub);
+        sustenet_server::keys::create_cluster_key(&dir, &args.name, args.force)?;
+        println!(
+            "{} key written to {} (mode 0600); the master needs the same file in its {sub}/ key folder",
+            if args.agent { "agent" } else { "admin" },
+            dir.join(&args.name).display()
         );
     } else {
         let path = sustenet_server::keys::cluster_key_path(&args.dir, &args.name);
@@ -174,6 +210,9 @@ fn main() -> ExitCode {
                     Command::Cluster(a) => servers::cluster(a).await,
                     Command::Probe(a) => probe::run(a).await,
                     Command::Bench(a) => bench::run(a).await,
+                    Command::Agent(a) => agent::run(a).await,
+                    Command::Instances(a) => instances::run(a).await,
+                    Command::BenchWeb(a) => bench_web::run(a).await,
                     Command::Keygen(_) => Ok(()),
                 }
             }),

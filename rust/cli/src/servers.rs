@@ -13,7 +13,7 @@ use sustenet_server::metrics::MasterMetrics;
 use sustenet_server::metrics::admin::Admin;
 use sustenet_server::metrics::dashboard::Dashboard;
 use sustenet_server::prometheus_client::registry::Registry;
-use sustenet_server::{AllowAll, AuthHook, EchoChat, SharedSecret};
+use sustenet_server::{AllowAll, AuthHook, EchoChat, Portal, SharedSecret};
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::ServerArgs;
@@ -116,7 +116,9 @@ pub fn master_config(cfg: &ConfigFile) -> MasterConfig {
         max_tickets_per_address: cfg.master.max_tickets_per_address,
         cluster_timeout: Duration::from_secs(cfg.master.cluster_timeout_secs),
         max_login_attempts: cfg.master.max_login_attempts.max(1),
+        max_clusters_per_key: cfg.master.max_clusters_per_key.max(1),
         limits: cfg.limits,
+        instances: cfg.instances.settings(),
         websocket: None,
         metrics: MasterMetrics::default(),
     }
@@ -167,6 +169,8 @@ pub async fn master(args: ServerArgs) -> anyhow::Result<()> {
         MasterKeys {
             keypair,
             cluster_keys,
+            agent_keys: keys::load_optional_key_dir(&cfg.all.key_dir.join(keys::AGENT_KEY_DIR))?,
+            admin_keys: keys::load_optional_key_dir(&cfg.all.key_dir.join(keys::ADMIN_KEY_DIR))?,
         },
         auth,
         shutdown_signal(),
@@ -215,16 +219,41 @@ pub async fn bind_cluster(
 
 pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
     let cfg = load_config(&args)?;
-    let key_path = keys::cluster_key_path(&cfg.all.key_dir, &cfg.cluster.key_name);
-    let key = keys::load_key(&key_path).with_context(|| {
-        format!(
-            "create it with `sustenet keygen --dir {} --name {}` and give the master the same file",
-            cfg.all.key_dir.display(),
-            cfg.cluster.key_name
-        )
-    })?;
+    let (key, stdin_closed) = if args.key_stdin {
+        let (key, eof) = crate::instance_key::read_stdin_key().await?;
+        (key, Some(eof))
+    } else {
+        let key_path = args
+            .key_file
+            .clone()
+            .unwrap_or_else(|| keys::cluster_key_path(&cfg.all.key_dir, &cfg.cluster.key_name));
+        let key = keys::load_key(&key_path).with_context(|| {
+            format!(
+                "create it with `sustenet keygen --dir {} --name {}` and give the master the same file",
+                cfg.all.key_dir.display(),
+                cfg.cluster.key_name
+            )
+        })?;
+        (key, None)
+    };
     let (tcp, udp) =
         bind_cluster(&cfg.all.bind, cfg.cluster_port(), cfg.cluster_udp_port()).await?;
+    let shutdown = async move {
+        let closed = async {
+            match stdin_closed {
+                Some(eof) => {
+                    let _ = eof.await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = closed => {
+                tracing::info!("standard input closed (the agent is gone or stopped this instance); shutting down");
+            }
+        }
+    };
     let mut config = cluster_config(&cfg);
     config.websocket = cfg.websocket_config(cfg.cluster.websocket_port)?;
     if let Some(addr) = cfg.metrics.address(Path::new("<config>"))? {
@@ -246,6 +275,40 @@ pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
             Admin::new(registry, Some(cfg.metrics.token.clone()), None),
         );
     }
-    cluster::run(tcp, udp, config, key, EchoChat, shutdown_signal()).await?;
+    if cfg.agones.enabled {
+        return run_agones(tcp, udp, config, key, cfg.agones.sdk_port).await;
+    }
+    cluster::run(tcp, udp, config, key, Portal::new(EchoChat), shutdown).await?;
     Ok(())
+}
+
+/// The cluster as an Agones GameServer (docs/operations.md).
+#[cfg(feature = "agones")]
+async fn run_agones(
+    tcp: TcpListener,
+    udp: UdpSocket,
+    config: ClusterConfig,
+    key: sustenet_proto::Key,
+    sdk_port: u16,
+) -> anyhow::Result<()> {
+    let port = (sdk_port != 0).then_some(sdk_port);
+    let agones = sustenet_server::agones::Agones::connect(port).await?;
+    let plugin = agones.wrap(EchoChat, config.max_connections);
+    let result = cluster::run(tcp, udp, config, key, plugin, shutdown_signal()).await;
+    agones.shutdown().await;
+    result?;
+    Ok(())
+}
+
+#[cfg(not(feature = "agones"))]
+async fn run_agones(
+    _: TcpListener,
+    _: UdpSocket,
+    _: ClusterConfig,
+    _: sustenet_proto::Key,
+    _: u16,
+) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "[agones] enabled = true, but this sustenet was built without Agones support: build it with `cargo build --features agones`"
+    )
 }

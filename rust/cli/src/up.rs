@@ -182,10 +182,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     master_metrics.register(&mut registry);
     let mut local_clusters = Vec::new();
-    let mkeys = MasterKeys {
-        keypair,
-        cluster_keys: cluster_keys.clone(),
-    };
+    let mkeys = MasterKeys::new(keypair, cluster_keys.clone());
     tasks.spawn(master::run(
         listener,
         MasterConfig {

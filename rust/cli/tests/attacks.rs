@@ -141,7 +141,10 @@ fn limits_toml() -> &'static str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attacks_while_a_client_plays() {
-    let dep = Deployment::new(limits_toml());
+    let dep = Deployment::new(&format!(
+        "[master]\nmax_clusters_per_key = 4\n{}",
+        limits_toml()
+    ));
     let spec = dep.cluster_spec("alpha", "max_connections = 32", "", limits_toml());
     let mut master = dep.start_master();
     let mut cluster = dep.start_cluster(&spec);
@@ -340,6 +343,17 @@ async fn cluster_key_holder_claims(dep: &Deployment, victim: u64, real_cluster: 
         MasterToCluster::TransferFailed { .. } => {}
         other => panic!("a claimed player could be moved: {other:?}"),
     }
+    // Filling the list with clusters under the one key: 4 at most (the real
+    // one, the hostile one, two more).
+    let mut more = Vec::new();
+    for id in 4243..4245 {
+        more.push(
+            HandCluster::register(dep.master_addr(), "alpha", dep.cluster_key.clone(), id).await,
+        );
+    }
+    let refused =
+        HandCluster::try_register(dep.master_addr(), "alpha", dep.cluster_key.clone(), 4245).await;
+    assert!(refused.is_err(), "a fifth cluster under one key was listed");
 }
 
 /// An attacker with its own session: a copied hello is refused; replayed and

@@ -303,3 +303,25 @@ fn a_dashboard_beyond_loopback_needs_a_token_and_clusters_serve_no_dashboard() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("dashboard is served by the master"), "{err}");
 }
+
+/// Built without the `agones` feature, `[agones] enabled = true` is refused
+/// with the way to get it.
+#[cfg(not(feature = "agones"))]
+#[test]
+fn agones_without_the_feature_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Config.toml"), "[agones]\nenabled = true\n").unwrap();
+    std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+    assert!(
+        run(dir.path(), &["keygen", "--dir", "keys"])
+            .status
+            .success()
+    );
+    let out = run(
+        dir.path(),
+        &["cluster", "--port", &common::free_ports(0).to_string()],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--features agones"), "{err}");
+}

@@ -151,10 +151,7 @@ impl SustenetMaster {
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         handle.spawn(async move {
-            let keys = MasterKeys {
-                keypair,
-                cluster_keys,
-            };
+            let keys = MasterKeys::new(keypair, cluster_keys);
             if let Err(e) = master::run(listener, config, keys, Arc::new(AllowAll), async {
                 let _ = stop_rx.await;
             })

@@ -171,6 +171,10 @@ pub const JOIN_PROOF_SALT: &[u8] = b"sustenet v3 join proof";
 pub const RESUME_SALT: &[u8] = b"sustenet v3 resume";
 /// HKDF salt of the cluster-master link keys (followed by both nonces and the key name).
 pub const CLUSTER_MASTER_SALT: &[u8] = b"sustenet v3 cluster-master";
+/// HKDF salt of the agent-master link keys (followed by both nonces and the key name).
+pub const AGENT_MASTER_SALT: &[u8] = b"sustenet v3 agent-master";
+/// HKDF salt of the admin-master link keys (followed by both nonces and the key name).
+pub const ADMIN_MASTER_SALT: &[u8] = b"sustenet v3 admin-master";
 /// HKDF salt of the token key derived from a cluster key.
 pub const TOKEN_KEY_SALT: &[u8] = b"sustenet v3 token";
 

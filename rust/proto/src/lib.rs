@@ -18,6 +18,7 @@ pub mod datagram;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod instance;
 pub mod message;
 pub mod reason;
 pub mod replay;

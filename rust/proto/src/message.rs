@@ -35,7 +35,7 @@ pub const DATA_MAX: usize = 16 * 1024 * 1024;
 /// largest reliable payload is the frame limit minus this.
 pub const RELIABLE_OVERHEAD: usize = 8 + 16 + 1 + 2 + 4;
 
-mod tag {
+pub(crate) mod tag {
     pub const PING: u8 = 0x01;
     pub const PONG: u8 = 0x02;
     pub const DISCONNECT: u8 = 0x03;
@@ -45,9 +45,12 @@ mod tag {
     pub const PLAYER_LEFT: u8 = 0x13;
     pub const TRANSFER: u8 = 0x14;
     pub const WEBSOCKET: u8 = 0x15;
+    pub const SPAWN_INSTANCE: u8 = 0x16;
     pub const REGISTERED: u8 = 0x18;
     pub const TRANSFER_READY: u8 = 0x19;
     pub const TRANSFER_FAILED: u8 = 0x1A;
+    pub const INSTANCE_READY: u8 = 0x1B;
+    pub const INSTANCE_FAILED: u8 = 0x1C;
     pub const LOGIN: u8 = 0x20;
     pub const LIST_CLUSTERS: u8 = 0x21;
     pub const JOIN: u8 = 0x22;
@@ -98,12 +101,12 @@ impl Goodbye {
         }
     }
 
-    fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         out.put_u8(self.reason.code());
         out.put_str16(&self.message, TEXT_MAX)
     }
 
-    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
             reason: DisconnectReason::from_code(r.u8()?),
             message: r.str16(TEXT_MAX)?,
@@ -289,6 +292,18 @@ pub enum ClusterToMaster {
         /// Whether that port speaks TLS (`wss://`).
         tls: bool,
     },
+    /// Start an instance (a cluster from an agent's template); answered with
+    /// `InstanceReady` or `InstanceFailed` carrying the same request id.
+    SpawnInstance {
+        /// Chosen by the cluster; echoed in the answer.
+        request_id: u64,
+        /// The template's name.
+        template: String,
+        /// Values for the template's placeholders.
+        params: crate::instance::Params,
+        /// Stop the instance once it has been empty this many seconds (0: never).
+        stop_when_empty_sec: u32,
+    },
 }
 
 /// Master → cluster.
@@ -320,6 +335,20 @@ pub enum MasterToCluster {
         request_id: u64,
         /// The player.
         client_id: u64,
+        /// Why.
+        reason: Goodbye,
+    },
+    /// An instance this cluster asked for is ready.
+    InstanceReady {
+        /// The request's id.
+        request_id: u64,
+        /// The instance's cluster id (a target for `Transfer`).
+        cluster_id: u64,
+    },
+    /// An instance this cluster asked for will not be ready.
+    InstanceFailed {
+        /// The request's id.
+        request_id: u64,
         /// Why.
         reason: Goodbye,
     },
@@ -435,7 +464,7 @@ pub enum ClusterToClient {
 }
 
 /// Shared arms: ping, pong, disconnect.
-fn decode_common(t: u8, r: &mut Reader<'_>) -> Result<Option<Common>, DecodeError> {
+pub(crate) fn decode_common(t: u8, r: &mut Reader<'_>) -> Result<Option<Common>, DecodeError> {
     Ok(match t {
         tag::PING => Some(Common::Ping(r.u64()?)),
         tag::PONG => Some(Common::Pong(r.u64()?)),
@@ -444,19 +473,19 @@ fn decode_common(t: u8, r: &mut Reader<'_>) -> Result<Option<Common>, DecodeErro
     })
 }
 
-enum Common {
+pub(crate) enum Common {
     Ping(u64),
     Pong(u64),
     Disconnect(Goodbye),
 }
 
-fn encode_ping(out: &mut Vec<u8>, t: u8, v: u64) -> Result<(), EncodeError> {
+pub(crate) fn encode_ping(out: &mut Vec<u8>, t: u8, v: u64) -> Result<(), EncodeError> {
     out.put_u8(t);
     out.put_u64(v);
     Ok(())
 }
 
-fn encode_goodbye(out: &mut Vec<u8>, g: &Goodbye) -> Result<(), EncodeError> {
+pub(crate) fn encode_goodbye(out: &mut Vec<u8>, g: &Goodbye) -> Result<(), EncodeError> {
     out.put_u8(tag::DISCONNECT);
     g.encode(out)
 }
@@ -504,6 +533,7 @@ macro_rules! link_message {
         }
     };
 }
+pub(crate) use link_message;
 
 link_message!(
     ClusterToMaster,
@@ -554,6 +584,19 @@ link_message!(
                 out.put_bool(*tls);
                 Ok(())
             }
+            ClusterToMaster::SpawnInstance {
+                request_id,
+                template,
+                params,
+                stop_when_empty_sec,
+            } => {
+                out.put_u8(tag::SPAWN_INSTANCE);
+                out.put_u64(*request_id);
+                out.put_str16(template, crate::instance::TEMPLATE_NAME_MAX)?;
+                crate::instance::put_params(out, params)?;
+                out.put_u32(*stop_when_empty_sec);
+                Ok(())
+            }
             ClusterToMaster::Ping(_)
             | ClusterToMaster::Pong(_)
             | ClusterToMaster::Disconnect(_) => unreachable_common(),
@@ -590,6 +633,12 @@ link_message!(
                 port: r.u16()?,
                 tls: r.bool()?,
             },
+            tag::SPAWN_INSTANCE => ClusterToMaster::SpawnInstance {
+                request_id: r.u64()?,
+                template: r.str16(crate::instance::TEMPLATE_NAME_MAX)?,
+                params: crate::instance::params(&mut r)?,
+                stop_when_empty_sec: r.u32()?,
+            },
             other => return Err(DecodeError::UnknownType(other)),
         }
     }
@@ -624,6 +673,20 @@ link_message!(
                 out.put_u64(*client_id);
                 reason.encode(out)
             }
+            MasterToCluster::InstanceReady {
+                request_id,
+                cluster_id,
+            } => {
+                out.put_u8(tag::INSTANCE_READY);
+                out.put_u64(*request_id);
+                out.put_u64(*cluster_id);
+                Ok(())
+            }
+            MasterToCluster::InstanceFailed { request_id, reason } => {
+                out.put_u8(tag::INSTANCE_FAILED);
+                out.put_u64(*request_id);
+                reason.encode(out)
+            }
             MasterToCluster::Ping(_)
             | MasterToCluster::Pong(_)
             | MasterToCluster::Disconnect(_) => unreachable_common(),
@@ -642,6 +705,14 @@ link_message!(
             tag::TRANSFER_FAILED => MasterToCluster::TransferFailed {
                 request_id: r.u64()?,
                 client_id: r.u64()?,
+                reason: Goodbye::decode(&mut r)?,
+            },
+            tag::INSTANCE_READY => MasterToCluster::InstanceReady {
+                request_id: r.u64()?,
+                cluster_id: r.u64()?,
+            },
+            tag::INSTANCE_FAILED => MasterToCluster::InstanceFailed {
+                request_id: r.u64()?,
                 reason: Goodbye::decode(&mut r)?,
             },
             other => return Err(DecodeError::UnknownType(other)),
@@ -858,6 +929,6 @@ link_message!(
 
 /// The shared arms are matched before the per-link ones, so this is never
 /// reached; it returns Ok so a future refactor cannot turn it into a panic.
-fn unreachable_common() -> Result<(), EncodeError> {
+pub(crate) fn unreachable_common() -> Result<(), EncodeError> {
     Ok(())
 }

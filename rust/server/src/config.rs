@@ -59,12 +59,33 @@ pub struct ConfigFile {
     /// Limits and timings.
     #[serde(default)]
     pub limits: Limits,
+    /// The master's instances on demand (docs/instances.md).
+    #[serde(default)]
+    pub instances: crate::instances_config::InstancesSection,
+    /// `sustenet agent` and its templates (docs/instances.md).
+    #[serde(default)]
+    pub agent: crate::instances_config::AgentSection,
     /// The WebSocket listeners for web players (docs/web.md).
     #[serde(default)]
     pub websocket: WebSocketSection,
     /// The metrics and admin endpoint.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// Running as an Agones GameServer (cluster only).
+    #[serde(default)]
+    pub agones: AgonesSection,
+}
+
+/// `[agones]`: a cluster run as an Agones `GameServer` talks to the Agones
+/// SDK sidecar (needs a `sustenet` built with the cargo feature `agones`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgonesSection {
+    /// Talk to the sidecar: Ready once registered with the master, health
+    /// from the core tick, players, Shutdown on stop.
+    pub enabled: bool,
+    /// The sidecar's gRPC port on localhost; 0: `AGONES_SDK_GRPC_PORT`, else 9357.
+    pub sdk_port: u16,
 }
 
 /// `[websocket]`: TLS, origins and limits of the WebSocket listener that
@@ -251,6 +272,8 @@ pub struct MasterSection {
     pub max_tickets_per_user: u32,
     /// Most unused, unexpired tickets the connections from one address (IPv6: one /64) may hold.
     pub max_tickets_per_address: u32,
+    /// Most clusters listed at once under one key name.
+    pub max_clusters_per_key: u32,
     /// Port of the WebSocket listener for web clients (`[websocket]`); 0: off.
     pub websocket_port: u16,
 }
@@ -268,6 +291,7 @@ impl Default for MasterSection {
             max_tickets_per_connection: 4,
             max_tickets_per_user: 8,
             max_tickets_per_address: 256,
+            max_clusters_per_key: 64,
             websocket_port: 0,
         }
     }
@@ -459,6 +483,8 @@ impl ConfigFile {
     /// Checks values that parse but are not allowed.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         self.limits.validate(path)?;
+        self.instances.validate(path)?;
+        self.agent.validate(path)?;
         self.metrics.address(path)?;
         let bad = |key: &str, message: &str| ConfigError::Invalid {
             path: path.to_owned(),

@@ -109,6 +109,19 @@ pub fn load_key_dir(dir: &Path) -> Result<HashMap<String, Key>, ServerError> {
     Ok(keys)
 }
 
+/// The folder inside the key folder that holds agent keys (one file per key, as cluster keys).
+pub const AGENT_KEY_DIR: &str = "agents";
+/// The folder inside the key folder that holds admin keys (`sustenet instances`).
+pub const ADMIN_KEY_DIR: &str = "admin";
+
+/// Every key in a folder, as [`load_key_dir`]; an empty set when the folder does not exist.
+pub fn load_optional_key_dir(dir: &Path) -> Result<HashMap<String, Key>, ServerError> {
+    if !dir.exists() {
+        return Ok(HashMap::new());
+    }
+    load_key_dir(dir)
+}
+
 /// Loads the master keypair from its private key file.
 pub fn load_master_keypair(path: &Path) -> Result<MasterKeypair, ServerError> {
     let text = fs::read_to_string(path).map_err(|e| {

@@ -6,13 +6,20 @@
 //! lives in `sustenet-proto`; this crate only drives it: sockets, tasks,
 //! timeouts, queues and the plugin that holds a game's server logic.
 
+pub mod admin_client;
+pub mod agent;
+#[cfg(feature = "agones")]
+pub mod agones;
 pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod fragments;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod handshake_gate;
 pub mod ids;
+pub mod instances_config;
 pub mod keys;
 mod listen;
 pub mod master;
@@ -25,7 +32,7 @@ pub use cluster::plugin;
 pub use prometheus_client;
 
 pub use auth::{AllowAll, AuthHook, SharedSecret};
-pub use cluster::{ClusterConfig, ClusterHandle, Context, MasterLinkStatus, SendError};
+pub use cluster::{ClusterConfig, ClusterHandle, Context, MasterLinkStatus, Portal, SendError};
 pub use config::{ConfigError, ConfigFile, Limits};
 pub use error::ServerError;
 pub use fragments::{

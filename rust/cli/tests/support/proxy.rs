@@ -190,21 +190,26 @@ impl TcpProxy {
         let l = live.clone();
         let task = tokio::spawn(async move {
             while let Ok((down, _)) = listener.accept().await {
-                let Ok(up) = TcpStream::connect(cluster).await else {
-                    continue;
-                };
-                let _ = (down.set_nodelay(true), up.set_nodelay(true));
-                let (mut dr, mut dw) = down.into_split();
-                let (mut ur, mut uw) = up.into_split();
-                let a = tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut dr, &mut uw).await;
+                // Connect on its own task, so a slow cluster does not hold
+                // up the next client's accept.
+                let l = l.clone();
+                tokio::spawn(async move {
+                    let Ok(up) = TcpStream::connect(cluster).await else {
+                        return;
+                    };
+                    let _ = (down.set_nodelay(true), up.set_nodelay(true));
+                    let (mut dr, mut dw) = down.into_split();
+                    let (mut ur, mut uw) = up.into_split();
+                    let a = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut dr, &mut uw).await;
+                    });
+                    let b = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut ur, &mut dw).await;
+                    });
+                    let mut live = l.lock().unwrap();
+                    live.retain(|(a, b): &Pipe| !a.is_finished() && !b.is_finished());
+                    live.push((a, b));
                 });
-                let b = tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut ur, &mut dw).await;
-                });
-                let mut live = l.lock().unwrap();
-                live.retain(|(a, b): &Pipe| !a.is_finished() && !b.is_finished());
-                live.push((a, b));
             }
         });
         TcpProxy {

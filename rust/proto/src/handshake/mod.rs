@@ -17,7 +17,7 @@ pub use client_cluster::{
     client_resume_hello, finish_join, open_join,
 };
 pub use client_master::{ClientMasterInitiator, respond_client_master};
-pub use cluster_master::{ClusterInitiator, respond_cluster};
+pub use cluster_master::{ClusterInitiator, KeyRole, respond_cluster, respond_key_proof};
 
 use crate::error::{DecodeError, EncodeError, HandshakeError};
 use crate::message::{TEXT_MAX, TOKEN_MAX};
@@ -65,6 +65,10 @@ pub enum HelloKind {
     ClientClusterHello = 0x03,
     /// Client → cluster: reconnect to a session whose connection dropped.
     ClientResume = 0x04,
+    /// Agent → master: key name and nonce, as a cluster's hello (an agent key).
+    AgentHello = 0x05,
+    /// Admin tool → master: key name and nonce, as a cluster's hello (an admin key).
+    AdminHello = 0x06,
     /// Master → cluster: the master's nonce.
     Challenge = 0x11,
     /// Master → client: second Noise message.
@@ -83,6 +87,20 @@ pub enum Hello {
         /// Name of the key the cluster claims to hold.
         key_name: String,
         /// The cluster's fresh nonce.
+        nonce: [u8; 32],
+    },
+    /// An agent (starts instances on its machine) proving its agent key.
+    Agent {
+        /// Name of the agent key it claims to hold.
+        key_name: String,
+        /// The agent's fresh nonce.
+        nonce: [u8; 32],
+    },
+    /// An operator's tool proving the master's admin key.
+    Admin {
+        /// Name of the admin key it claims to hold.
+        key_name: String,
+        /// The tool's fresh nonce.
         nonce: [u8; 32],
     },
     /// A client opening the Noise handshake with the master.
@@ -151,6 +169,14 @@ pub fn parse_hello(frame: &[u8]) -> Result<Hello, HandshakeError> {
     let (kind, mut r) = split(frame)?;
     let hello = match kind {
         k if k == HelloKind::ClusterHello as u8 => Hello::Cluster {
+            key_name: r.str16(KEY_NAME_MAX)?,
+            nonce: r.array()?,
+        },
+        k if k == HelloKind::AgentHello as u8 => Hello::Agent {
+            key_name: r.str16(KEY_NAME_MAX)?,
+            nonce: r.array()?,
+        },
+        k if k == HelloKind::AdminHello as u8 => Hello::Admin {
             key_name: r.str16(KEY_NAME_MAX)?,
             nonce: r.array()?,
         },

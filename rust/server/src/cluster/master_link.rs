@@ -70,6 +70,17 @@ fn link_message(ev: LinkEvent) -> ClusterToMaster {
             target,
             user_data: state,
         },
+        LinkEvent::SpawnInstance {
+            request_id,
+            template,
+            params,
+            stop_when_empty_sec,
+        } => ClusterToMaster::SpawnInstance {
+            request_id,
+            template,
+            params,
+            stop_when_empty_sec,
+        },
     }
 }
 
@@ -204,6 +215,12 @@ async fn master_session(
                         }
                         MasterToCluster::TransferFailed { request_id, client_id, reason } => {
                             let _ = shared.events.send(CoreEvent::TransferFailed { request_id, player: client_id, reason }).await;
+                        }
+                        MasterToCluster::InstanceReady { request_id, cluster_id } => {
+                            let _ = shared.events.send(CoreEvent::InstanceAnswer { request_id, answer: Ok(cluster_id) }).await;
+                        }
+                        MasterToCluster::InstanceFailed { request_id, reason } => {
+                            let _ = shared.events.send(CoreEvent::InstanceAnswer { request_id, answer: Err(reason) }).await;
                         }
                         MasterToCluster::Disconnect(g) => {
                             return Ok(Err(format!("the master closed the link: {} {}", g.reason, g.message)));

@@ -27,6 +27,7 @@ mod master_link;
 mod ping_limit;
 mod player_conn;
 pub mod plugin;
+mod portal;
 mod queue;
 mod udp;
 mod web_player;
@@ -50,7 +51,9 @@ use tracing::{Instrument, info, info_span};
 
 pub use self::config::{ClusterConfig, MasterLinkStatus, SendError};
 pub use self::core::Context;
+pub use self::core::instances::{INSTANCE_REQUESTS_MAX, InstanceAnswer, InstanceRequestError};
 pub use handle::{ClusterCommands, ClusterHandle, command_channel};
+pub use portal::Portal;
 
 use self::core::{Core, LinkEvent, NewPlayer, Output, Published, QueueLevel, Setup};
 use crate::error::ServerError;
@@ -126,6 +129,11 @@ pub(crate) enum CoreEvent {
         request_id: u64,
         player: PlayerId,
         reason: Goodbye,
+    },
+    /// The master's answer to an instance request.
+    InstanceAnswer {
+        request_id: u64,
+        answer: self::core::instances::InstanceAnswer,
     },
     Master(MasterLinkStatus),
 }
@@ -523,6 +531,9 @@ async fn on_event<P: Plugin>(core: &mut Core<P>, io: &mut Io, ev: CoreEvent) {
                 core.metrics().transfer_failed();
             }
             core.transfer_failed(now, request_id, player, &reason);
+        }
+        CoreEvent::InstanceAnswer { request_id, answer } => {
+            core.instance_answer(now, request_id, &answer);
         }
         CoreEvent::Master(status) => {
             let up = matches!(status, MasterLinkStatus::Registered { .. });

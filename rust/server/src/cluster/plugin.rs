@@ -65,6 +65,17 @@ pub trait Plugin: Send + 'static {
         _reason: &sustenet_proto::Goodbye,
     ) {
     }
+    /// The master answered [`Context::spawn_instance`] request `request_id`:
+    /// the instance's cluster id once it is ready, or why it failed
+    /// (refused, never registered, crashed, its agent gone, or the link to
+    /// the master lost before the answer).
+    fn on_instance(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        _request_id: u64,
+        _answer: &Result<u64, sustenet_proto::Goodbye>,
+    ) {
+    }
     /// A player entered or left a fragment, or a fragment went over its cap
     /// (the game decides: refuse, spill over, hand off).
     fn on_fragment(&mut self, _ctx: &mut Context<'_>, _event: crate::fragments::FragmentEvent) {}

@@ -19,8 +19,10 @@ use crate::time::now_ms;
 type Reader = SealedReader<OwnedReadHalf>;
 type Writer = SealedWriter<OwnedWriteHalf>;
 
-/// Messages queued for one cluster link (only a replacement's goodbye today).
-const LINK_QUEUE: usize = 4;
+/// Messages queued for one cluster link: a replacement's goodbye, an
+/// instance's goodbye, answers to the cluster's instance requests (each
+/// under 300 bytes; when full, an answer is dropped and logged).
+const LINK_QUEUE: usize = 64;
 
 /// What a cluster's hello said, and where it came from.
 pub(super) struct ClusterHello {
@@ -44,7 +46,11 @@ pub(super) async fn accept(
         peer,
     } = hello;
     let limits = shared.config.limits;
-    let key = shared.keys.cluster_keys.get(&key_name).cloned();
+    // `instance-<id>` names are the instance table's: a key file of that name is never used.
+    let key = match super::instances::instance_id(&key_name) {
+        Some(_) => shared.instances().table.cluster_key(&key_name),
+        None => shared.keys.cluster_keys.get(&key_name).cloned(),
+    };
     let answer = handshake::respond_cluster(key.as_ref(), &key_name, &nonce, &mut rand::rng());
     let (session, challenge) = match answer {
         Ok(x) => x,
@@ -90,8 +96,23 @@ pub(super) async fn accept(
             .await;
             return;
         }
+        Err(RegisterError::TooManyClustersForKey) => {
+            warn!(
+                key_name,
+                cluster_id = id,
+                "cluster registration refused: too many clusters registered with this key"
+            );
+            refuse(
+                &mut wr,
+                DisconnectReason::ServerFull,
+                "too many clusters registered with this key",
+            )
+            .await;
+            return;
+        }
     };
     drop(permit);
+    super::instance_hub::cluster_registered(shared, &key_name, id);
     // A cluster registered from here: its later connections (re-registering
     // after a dropped link) use the known handshake pool.
     shared.handshakes.remember(peer.ip());
@@ -277,6 +298,26 @@ async fn on_message(
         }
         ClusterToMaster::PlayerLeft { client_id } => {
             shared.directory().player_left(id, conn, client_id);
+        }
+        ClusterToMaster::SpawnInstance {
+            request_id,
+            template,
+            params,
+            stop_when_empty_sec,
+        } => {
+            let refused = super::instance_hub::cluster_spawn(
+                shared,
+                id,
+                request_id,
+                template,
+                params,
+                stop_when_empty_sec,
+            );
+            if let Some(reason) = refused {
+                writer
+                    .send(&MasterToCluster::InstanceFailed { request_id, reason })
+                    .await?;
+            }
         }
         ClusterToMaster::Transfer {
             request_id,

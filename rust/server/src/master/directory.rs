@@ -48,7 +48,14 @@ pub(crate) struct DirectorySettings {
     pub max_tickets_per_user: usize,
     /// Most unused, unexpired tickets the connections from one address may hold.
     pub max_tickets_per_address: usize,
+    /// Most clusters listed at once under one key name.
+    pub max_clusters_per_key: usize,
 }
+
+/// Cluster ids remembered with the key name they were listed under, after
+/// they left the list, so another key cannot take one over while its cluster
+/// restarts (the oldest is forgotten first).
+pub(crate) const REMEMBERED_CLUSTER_IDS: usize = 4_096;
 
 /// Who asks for a ticket: the login of one client connection.
 #[derive(Debug, Clone)]
@@ -261,8 +268,11 @@ fn forget<K: std::hash::Hash + Eq>(
 /// Why a registration was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RegisterError {
-    /// The id is registered with another key.
+    /// The id is registered with another key, or was until recently
+    /// ([`REMEMBERED_CLUSTER_IDS`]).
     IdTakenByAnotherKey,
+    /// The key name already has `max_clusters_per_key` clusters listed.
+    TooManyClustersForKey,
 }
 
 /// What the master knows about clusters, players and tickets.
@@ -270,6 +280,10 @@ pub(crate) struct Directory {
     settings: DirectorySettings,
     clusters: HashMap<u64, ClusterEntry>,
     tickets: TicketBook,
+    /// The key name each recently listed cluster id was listed under.
+    id_keys: HashMap<u64, String>,
+    /// Those ids, oldest first, to forget the oldest past the bound.
+    id_order: std::collections::VecDeque<u64>,
 }
 
 impl Directory {
@@ -279,6 +293,38 @@ impl Directory {
             settings,
             clusters: HashMap::new(),
             tickets: TicketBook::default(),
+            id_keys: HashMap::new(),
+            id_order: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Whether `id` may be listed under `key_name`: not taken (or recently
+    /// held) by another key, and the key under its cluster cap.
+    fn may_register(&self, id: u64, key_name: &str) -> Result<(), RegisterError> {
+        if self.id_keys.get(&id).is_some_and(|k| k != key_name) {
+            return Err(RegisterError::IdTakenByAnotherKey);
+        }
+        let listed = self.clusters.contains_key(&id);
+        let same_key = self
+            .clusters
+            .values()
+            .filter(|e| e.key_name == key_name)
+            .count();
+        if !listed && same_key >= self.settings.max_clusters_per_key {
+            return Err(RegisterError::TooManyClustersForKey);
+        }
+        Ok(())
+    }
+
+    /// Remembers that `id` is listed under `key_name`.
+    fn remember_id(&mut self, id: u64, key_name: &str) {
+        if self.id_keys.insert(id, key_name.to_owned()).is_none() {
+            self.id_order.push_back(id);
+            while self.id_order.len() > REMEMBERED_CLUSTER_IDS {
+                if let Some(old) = self.id_order.pop_front() {
+                    self.id_keys.remove(&old);
+                }
+            }
         }
     }
 
@@ -295,12 +341,10 @@ impl Directory {
         link: mpsc::Sender<MasterToCluster>,
     ) -> Result<Option<mpsc::Sender<MasterToCluster>>, RegisterError> {
         let id = reg.cluster_id;
+        self.may_register(id, &key_name)?;
+        self.remember_id(id, &key_name);
         let old = self.clusters.remove(&id);
         let (expected, held, inherited, replaced) = match old {
-            Some(old) if old.key_name != key_name => {
-                self.clusters.insert(id, old);
-                return Err(RegisterError::IdTakenByAnotherKey);
-            }
             Some(old) => (old.expected, old.held, old.sent, Some(old.link)),
             None => (HashMap::new(), HashMap::new(), HashSet::new(), None),
         };
@@ -397,6 +441,16 @@ impl Directory {
             e.reported.remove(&client_id);
             e.inherited.remove(&client_id);
         }
+    }
+
+    /// The link queue of cluster `id` (for the instance table's answers and goodbyes).
+    pub fn cluster_link(&self, id: u64) -> Option<mpsc::Sender<MasterToCluster>> {
+        self.clusters.get(&id).map(|e| e.link.clone())
+    }
+
+    /// The load of cluster `id` as the list shows it (players and seats held).
+    pub fn cluster_players(&mut self, now: u64, id: u64) -> Option<u32> {
+        self.clusters.get_mut(&id).map(|e| e.info(now).players)
     }
 
     /// The cluster list as a client sees it, least loaded first, cut to what

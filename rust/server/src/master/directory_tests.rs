@@ -17,6 +17,7 @@ fn settings() -> DirectorySettings {
         max_tickets_per_connection: 2,
         max_tickets_per_user: 3,
         max_tickets_per_address: 5,
+        max_clusters_per_key: 3,
     }
 }
 
@@ -210,6 +211,61 @@ fn a_cluster_loses_its_claim_once_the_player_joined_elsewhere() {
     assert!(d.transfer(8, 3, 2, 20, 2, b"", &mut rng).is_err());
     // The cluster she is on may still move her.
     assert!(d.transfer(9, 2, 1, 10, 3, b"", &mut rng).is_ok());
+}
+
+#[test]
+fn clusters_are_capped_per_key_name() {
+    let mut d = Directory::new(settings());
+    let mut links = Vec::new();
+    let mut register = |d: &mut Directory, id: u64, key: &str| {
+        let (tx, rx) = mpsc::channel(4);
+        links.push(rx);
+        d.register(reg(id, 0), Key::from_bytes([1; 32]), key.into(), id, tx)
+    };
+    for id in 1..=3 {
+        register(&mut d, id, KEY_NAME).unwrap();
+    }
+    assert_eq!(
+        register(&mut d, 4, KEY_NAME).unwrap_err(),
+        RegisterError::TooManyClustersForKey
+    );
+    // A listed id re-registers; another key has its own cap.
+    assert!(register(&mut d, 2, KEY_NAME).unwrap().is_some());
+    register(&mut d, 5, "other").unwrap();
+    // Once one leaves, another may come.
+    assert!(d.unregister(1, 1));
+    register(&mut d, 4, KEY_NAME).unwrap();
+}
+
+#[test]
+fn a_cluster_id_cannot_be_squatted_by_another_key_while_its_cluster_restarts() {
+    let mut d = Directory::new(settings());
+    let (tx, _rx) = mpsc::channel(4);
+    d.register(reg(9, 0), Key::from_bytes([1; 32]), KEY_NAME.into(), 1, tx)
+        .unwrap();
+    // The cluster's link drops (a restart): its id is not listed now.
+    assert!(d.unregister(9, 1));
+    let (tx, _rx2) = mpsc::channel(4);
+    let e = d
+        .register(
+            reg(9, 0),
+            Key::from_bytes([2; 32]),
+            "squatter".into(),
+            2,
+            tx,
+        )
+        .unwrap_err();
+    assert_eq!(e, RegisterError::IdTakenByAnotherKey);
+    // The cluster itself comes back under its own key.
+    let (tx, _rx3) = mpsc::channel(4);
+    d.register(reg(9, 0), Key::from_bytes([1; 32]), KEY_NAME.into(), 3, tx)
+        .unwrap();
+    // Ids are remembered up to a bound, oldest forgotten first.
+    for id in 100..100 + REMEMBERED_CLUSTER_IDS as u64 {
+        d.remember_id(id, "many");
+    }
+    assert!(!d.id_keys.contains_key(&9));
+    assert!(d.id_keys.len() <= REMEMBERED_CLUSTER_IDS);
 }
 
 #[test]

@@ -7,9 +7,14 @@
 //! the master knows (clusters, loads, tickets, who was sent where) is the
 //! sans-IO [`directory::Directory`], which these connection tasks drive.
 
+mod admin_link;
+mod agent_link;
 mod client;
 mod cluster_link;
 pub(crate) mod directory;
+mod instance_hub;
+pub mod instances;
+mod key_link;
 mod web_client;
 
 use std::collections::HashMap;
@@ -32,6 +37,8 @@ use crate::auth::AuthHook;
 use crate::config::Limits;
 use crate::error::ServerError;
 use directory::{Directory, DirectorySettings};
+use instance_hub::InstanceHub;
+use instances::{InstanceSettings, InstanceTable};
 
 /// How the master runs.
 #[derive(Debug, Clone)]
@@ -57,8 +64,13 @@ pub struct MasterConfig {
     pub cluster_timeout: Duration,
     /// Failed logins allowed on one connection before it is closed.
     pub max_login_attempts: u32,
+    /// Most clusters listed at once under one key name; more are refused
+    /// (`ServerFull`), so one leaked key cannot fill the cluster list.
+    pub max_clusters_per_key: u32,
     /// Frame, queue and timing limits.
     pub limits: Limits,
+    /// Instances on demand: limits and timeouts (docs/instances.md).
+    pub instances: InstanceSettings,
     /// A WebSocket listener for web clients (`[master] websocket_port`);
     /// `None`: none.
     pub websocket: Option<crate::web::WebSocketConfig>,
@@ -87,6 +99,7 @@ impl MasterConfig {
             max_tickets_per_connection: self.max_tickets_per_connection.max(1) as usize,
             max_tickets_per_user: self.max_tickets_per_user.max(1) as usize,
             max_tickets_per_address: self.max_tickets_per_address.max(1) as usize,
+            max_clusters_per_key: self.max_clusters_per_key.max(1) as usize,
         }
     }
 }
@@ -103,20 +116,46 @@ impl Default for MasterConfig {
             max_tickets_per_address: 256,
             cluster_timeout: Duration::from_secs(5),
             max_login_attempts: 5,
+            max_clusters_per_key: 64,
             limits: Limits::default(),
+            instances: InstanceSettings::default(),
             websocket: None,
             metrics: crate::metrics::MasterMetrics::default(),
         }
     }
 }
 
-/// The master's keys: its own keypair and every cluster key by name.
+/// The master's keys: its own keypair and every cluster, agent and admin key by name.
 #[derive(Debug, Clone)]
 pub struct MasterKeys {
     /// The static keypair clients authenticate the master with.
     pub keypair: MasterKeypair,
-    /// Cluster keys by key name.
+    /// Cluster keys by key name. Names starting with `instance-` are
+    /// reserved for instances (their keys come from the instance table).
     pub cluster_keys: HashMap<String, Key>,
+    /// Agent keys by key name (`<key_dir>/agents/`).
+    pub agent_keys: HashMap<String, Key>,
+    /// Admin keys by key name (`<key_dir>/admin/`), for `sustenet instances`.
+    pub admin_keys: HashMap<String, Key>,
+}
+
+impl MasterKeys {
+    /// The keypair and cluster keys, with no agent and no admin key.
+    pub fn new(keypair: MasterKeypair, cluster_keys: HashMap<String, Key>) -> Self {
+        Self {
+            keypair,
+            cluster_keys,
+            agent_keys: HashMap::new(),
+            admin_keys: HashMap::new(),
+        }
+    }
+}
+
+/// What an agent's or admin tool's hello said, and where it came from.
+pub(crate) struct KeyHello {
+    pub key_name: String,
+    pub nonce: [u8; 32],
+    pub peer: SocketAddr,
 }
 
 pub(crate) struct Shared {
@@ -124,6 +163,7 @@ pub(crate) struct Shared {
     keys: MasterKeys,
     auth: Arc<dyn AuthHook>,
     directory: Mutex<Directory>,
+    instances: Mutex<InstanceHub>,
     handshakes: Arc<HandshakeGate>,
     clients: Semaphore,
     shutdown: watch::Receiver<bool>,
@@ -164,6 +204,9 @@ pub async fn run(
         handshakes: HandshakeGate::new(&config.limits),
         clients: Semaphore::new(config.connection_limit() as usize),
         directory: Mutex::new(Directory::new(config.directory_settings())),
+        instances: Mutex::new(InstanceHub::new(InstanceTable::new(
+            config.instances.clone(),
+        ))),
         config,
         keys,
         auth,
@@ -177,6 +220,7 @@ pub async fn run(
         "master listening"
     );
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(instance_hub::drive(shared.clone()));
     if let Some(l) = web_listener {
         info!(addr = %l.local_addr()?, tls = shared.config.websocket.as_ref().is_some_and(|w| w.tls.is_some()), "master listening for WebSockets");
         let span = info_span!("web_accept");
@@ -238,6 +282,22 @@ async fn handle_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
                 peer,
             };
             cluster_link::accept(&shared, frames, wr, hello, conn, permit).await;
+        }
+        Hello::Agent { key_name, nonce } => {
+            let hello = KeyHello {
+                key_name,
+                nonce,
+                peer,
+            };
+            agent_link::accept(&shared, frames, wr, hello, conn, permit).await;
+        }
+        Hello::Admin { key_name, nonce } => {
+            let hello = KeyHello {
+                key_name,
+                nonce,
+                peer,
+            };
+            admin_link::accept(&shared, frames, wr, hello, conn, permit).await;
         }
         Hello::ClientMaster { noise } => {
             client::accept(&shared, frames, wr, &noise, peer, permit).await;

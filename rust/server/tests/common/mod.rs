@@ -69,10 +69,7 @@ pub async fn start_master_on(
     let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let keys = MasterKeys {
-        keypair: keypair.clone(),
-        cluster_keys,
-    };
+    let keys = MasterKeys::new(keypair.clone(), cluster_keys);
     let task = tokio::spawn(async move {
         master::run(listener, config, keys, Arc::new(AllowAll), async {
             let _ = rx.await;

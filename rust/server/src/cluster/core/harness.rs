@@ -1,3 +1,6 @@
+// Test support, built for the fuzz targets too (feature `fuzzing`): each build uses part of
+// it, and a panic in it is a test failure or a fuzzing finding.
+#![allow(dead_code, clippy::panic)]
 //! An in-memory harness for [`Core`]: a fake clock, fake players (their
 //! writers' queues and goodbyes, filled from the core's outputs), the master
 //! link's events, and a plugin that records every callback. No socket, no
@@ -30,6 +33,7 @@ pub(crate) enum Seen {
     Reconnect(PlayerId),
     TransferFailed(PlayerId, DisconnectReason),
     Fragment(FragmentEvent),
+    Instance(u64, Result<u64, DisconnectReason>),
 }
 
 /// Records every callback; echoes reliable command [`Recorder::ECHO`].
@@ -44,6 +48,10 @@ impl Recorder {
 }
 
 impl Plugin for Recorder {
+    fn on_instance(&mut self, _: &mut Context<'_>, request_id: u64, answer: &Result<u64, Goodbye>) {
+        let answer = answer.as_ref().map(|id| *id).map_err(|g| g.reason);
+        self.push(Seen::Instance(request_id, answer));
+    }
     fn on_connect(&mut self, _: &mut Context<'_>, player: PlayerId, _: &[u8]) {
         self.push(Seen::Connect(player));
     }
@@ -267,6 +275,28 @@ impl Harness {
         self.pump();
     }
 
+    /// The player has received `count` of the session's data messages.
+    pub(crate) fn ack(&mut self, player: PlayerId, c: &Conn, count: u64) {
+        self.core.ack(player, c.conn, count);
+        self.pump();
+    }
+
+    /// An authenticated datagram of `len` bytes of `player`'s session from
+    /// `from`, holding `records`; what the core sends is dropped.
+    pub(crate) fn datagram(
+        &mut self,
+        player: PlayerId,
+        from: std::net::SocketAddr,
+        len: usize,
+        records: Vec<sustenet_proto::datagram::Record>,
+    ) {
+        let session_id = self.sessions.get(&player).copied().unwrap_or(0);
+        self.core
+            .datagram(self.now, player, session_id, from, len, records);
+        self.core.drain_transmits(|_, _| {});
+        self.pump();
+    }
+
     /// The player's connection `c` dropped (or timed out).
     pub(crate) fn lost(&mut self, player: PlayerId, c: &Conn) {
         self.core
@@ -299,8 +329,9 @@ impl Harness {
     }
 
     /// An authenticated datagram of `player`'s session holding `records`,
-    /// from `from`; returns its length as it came off the wire.
-    pub(crate) fn datagram(
+    /// from `from`; returns its length as it came off the wire. What the
+    /// core sends is kept for [`Harness::datagrams`].
+    pub(crate) fn datagram_in(
         &mut self,
         player: PlayerId,
         from: SocketAddr,

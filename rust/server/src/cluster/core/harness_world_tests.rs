@@ -54,29 +54,29 @@ fn one_datagram_in_never_yields_more_than_one_out() {
     // Unproven: a source is sent no more bytes than it sent in all, and at
     // most one datagram per datagram. A small datagram (one Ping, 42 bytes)
     // has room for the challenge only (42 bytes).
-    h.datagram(1, a, vec![Record::Ping(7)]);
+    h.datagram_in(1, a, vec![Record::Ping(7)]);
     let [Record::PathChallenge(challenge)] = one_to(&mut h, 1, a)[..] else {
         panic!("expected the challenge alone");
     };
     // An empty datagram (33 bytes) leaves room for nothing; with the next
     // one (51 bytes) there is room for the challenge and the last Pong.
-    h.datagram(1, a, vec![]);
+    h.datagram_in(1, a, vec![]);
     assert!(h.datagrams(1).is_empty());
-    h.datagram(1, a, vec![Record::Ping(8), Record::Ping(9)]);
+    h.datagram_in(1, a, vec![Record::Ping(8), Record::Ping(9)]);
     let want = vec![Record::PathChallenge(challenge), Record::Pong(9)];
     assert_eq!(one_to(&mut h, 1, a), want);
     // 129 pings in one datagram: one datagram back, the last one's Pong.
     let first = pings(100);
     let last = 100 + first.len() as u64 - 1;
-    h.datagram(1, a, first.clone());
+    h.datagram_in(1, a, first.clone());
     let want = vec![Record::PathChallenge(challenge), Record::Pong(last)];
     assert_eq!(one_to(&mut h, 1, a), want);
     // Proven: 129 pings in, exactly one Pong (the last ping's) out.
-    h.datagram(1, a, vec![Record::PathResponse(challenge)]);
+    h.datagram_in(1, a, vec![Record::PathResponse(challenge)]);
     assert!(h.datagrams(1).is_empty());
-    h.datagram(1, a, first);
+    h.datagram_in(1, a, first);
     assert_eq!(one_to(&mut h, 1, a), vec![Record::Pong(last)]);
-    h.datagram(
+    h.datagram_in(
         1,
         a,
         vec![Record::Data {
@@ -119,11 +119,11 @@ fn a_silent_address_stops_receiving_until_it_proves_itself_again() {
         Err(SendError::NoUdpAddress(1)),
         "nothing proven yet"
     );
-    h.datagram(1, a, vec![Record::Ping(1)]);
+    h.datagram_in(1, a, vec![Record::Ping(1)]);
     let [Record::PathChallenge(c)] = one_to(&mut h, 1, a)[..] else {
         panic!("expected a challenge");
     };
-    h.datagram(1, a, vec![Record::PathResponse(c)]);
+    h.datagram_in(1, a, vec![Record::PathResponse(c)]);
     assert_eq!(send(&mut h), Ok(()));
     assert_eq!(
         one_to(&mut h, 1, a)[..],
@@ -137,11 +137,11 @@ fn a_silent_address_stops_receiving_until_it_proves_itself_again() {
     assert_eq!(send(&mut h), Err(SendError::NoUdpAddress(1)));
     assert!(h.datagrams(1).is_empty());
     // Its next datagram is treated as from an unproven address: a challenge.
-    h.datagram(1, a, vec![Record::Ping(5)]);
+    h.datagram_in(1, a, vec![Record::Ping(5)]);
     let [Record::PathChallenge(c)] = one_to(&mut h, 1, a)[..] else {
         panic!("expected a challenge again");
     };
-    h.datagram(1, a, vec![Record::PathResponse(c)]);
+    h.datagram_in(1, a, vec![Record::PathResponse(c)]);
     assert_eq!(send(&mut h), Ok(()));
     assert_eq!(one_to(&mut h, 1, a).len(), 1);
 }
@@ -203,7 +203,7 @@ proptest! {
             if matches!(step, Dgram::Answer(_, true)) && challenges[i].is_some() {
                 proven[i] = true;
             }
-            let len = h.datagram(1, addr(6000 + u16::from(at)), records);
+            let len = h.datagram_in(1, addr(6000 + u16::from(at)), records);
             sent[i] = (sent[i].0 + 1, sent[i].1 + len);
             let out = h.datagrams(1);
             prop_assert!(out.len() <= 1, "one datagram in, {} out", out.len());

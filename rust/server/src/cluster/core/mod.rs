@@ -7,12 +7,13 @@
 //! (`cluster/mod.rs`) to carry out.
 
 mod context;
-#[cfg(test)]
-mod harness;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod harness;
 #[cfg(test)]
 mod harness_tests;
 #[cfg(test)]
 mod harness_world_tests;
+pub(crate) mod instances;
 mod interest;
 mod outbox;
 mod output;
@@ -78,6 +79,7 @@ pub(crate) struct State {
     pub(crate) players: Players,
     pub(crate) removals: Vec<(PlayerId, Goodbye)>,
     pub(crate) transfers: Transfers,
+    pub(crate) instances: instances::InstanceRequests,
     pub(crate) interest: Interest,
     pub(crate) transmits: Transmits,
     pub(crate) outputs: Outputs,
@@ -184,6 +186,7 @@ impl<P: Plugin> Core<P> {
             published,
             removals: Vec::new(),
             transfers,
+            instances: instances::InstanceRequests::default(),
             transmits: Transmits::default(),
             outputs: Outputs::default(),
             rng,
@@ -512,16 +515,36 @@ impl<P: Plugin> Core<P> {
 
     /// The master link changed.
     pub(crate) fn master(&mut self, now: Instant, status: &MasterLinkStatus) {
+        let mut unanswered = Vec::new();
         match status {
             MasterLinkStatus::Registered { cluster_id } => {
+                self.s.instances.master_up = true;
                 info!(cluster_id, "registered with the master")
             }
             MasterLinkStatus::Lost { message } => {
+                unanswered = self.s.instances.lost();
                 warn!("master lost: {message}; players stay connected")
             }
         }
         let (plugin, mut ctx) = self.ctx(now);
         plugin.on_master(&mut ctx, status);
+        for request_id in unanswered {
+            let (plugin, mut ctx) = self.ctx(now);
+            plugin.on_instance(&mut ctx, request_id, &Err(instances::link_lost()));
+        }
+    }
+
+    /// The master answered instance request `request_id`.
+    pub(crate) fn instance_answer(
+        &mut self,
+        now: Instant,
+        request_id: u64,
+        answer: &instances::InstanceAnswer,
+    ) {
+        if self.s.instances.answered(request_id) {
+            let (plugin, mut ctx) = self.ctx(now);
+            plugin.on_instance(&mut ctx, request_id, answer);
+        }
     }
 
     /// Runs a handle's command.

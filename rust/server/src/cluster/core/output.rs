@@ -21,6 +21,12 @@ pub(crate) enum LinkEvent {
         target: u64,
         state: Vec<u8>,
     },
+    SpawnInstance {
+        request_id: u64,
+        template: String,
+        params: sustenet_proto::instance::Params,
+        stop_when_empty_sec: u32,
+    },
 }
 
 impl Weight for LinkEvent {

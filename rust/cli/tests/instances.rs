@@ -1,0 +1,729 @@
+//! Instances on demand with real processes: a `sustenet master`, one or two
+//! `sustenet agent`s on loopback with their own port ranges, and instances
+//! that are real `sustenet cluster` processes (or small shell programs for
+//! the failure cases). Every process a test starts carries a mark in its
+//! environment, which its children inherit; after each test the process
+//! table must hold no process with that mark.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sustenet");
+const MARK_VAR: &str = "SUSTENET_TEST_MARK";
+
+fn free_port() -> u16 {
+    loop {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A range of `n` ports free right now (TCP and UDP).
+fn free_range(n: u16) -> (u16, u16) {
+    'outer: loop {
+        let first = free_port();
+        if first > 65_000 {
+            continue;
+        }
+        for p in first..first + n {
+            if TcpListener::bind(("0.0.0.0", p)).is_err()
+                || UdpSocket::bind(("0.0.0.0", p)).is_err()
+            {
+                continue 'outer;
+            }
+        }
+        return (first, first + n - 1);
+    }
+}
+
+/// Processes whose environment carries `mark`.
+fn marked(mark: &str) -> Vec<(u32, String)> {
+    let needle = format!("{MARK_VAR}={mark}");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // A zombie has exited; its parent has not reaped it yet.
+            if stat.split_whitespace().nth(2) == Some("Z") {
+                continue;
+            }
+            let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            found.push((pid, String::from_utf8_lossy(&cmd).replace('\0', " ")));
+        }
+    }
+    found
+}
+
+/// Waits until `check` holds (bounded: a condition that never comes fails the test).
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "gave up waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+}
+
+/// A server process; on drop it gets SIGTERM (an agent stops its
+/// instances), then SIGKILL if it has not exited within 10 s.
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+/// Text without its terminal colour codes (`ESC [ ... m`).
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Proc {
+    fn log(&self) -> String {
+        plain(&std::fs::read_to_string(&self.log).unwrap_or_default())
+    }
+
+    /// SIGKILL, as a machine or process dying would.
+    fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        signal(&self.child, "-TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A master, its key folder and the agents of one test.
+struct Fixture {
+    dir: tempfile::TempDir,
+    mark: String,
+    master_port: u16,
+    agents: Vec<Proc>,
+    master: Option<Proc>,
+}
+
+impl Fixture {
+    /// A master with `instances_section` in its file, knowing the agent keys `agents`.
+    fn new(instances_section: &str, agents: &[&str]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let mark = format!(
+            "{}-{}",
+            std::process::id(),
+            dir.path().file_name().unwrap().to_string_lossy()
+        );
+        let master_port = free_port();
+        let mut f = Fixture {
+            dir,
+            mark,
+            master_port,
+            agents: Vec::new(),
+            master: None,
+        };
+        assert!(f.run(&["keygen", "--master"]).status.success());
+        assert!(
+            f.run(&["keygen", "--admin", "--name", "admin_key"])
+                .status
+                .success()
+        );
+        assert!(f.run(&["keygen", "--name", "hub"]).status.success());
+        for name in agents {
+            assert!(
+                f.run(&["keygen", "--agent", "--name", name])
+                    .status
+                    .success()
+            );
+        }
+        std::fs::write(
+            f.path("master.toml"),
+            format!(
+                "[all]\nport = {master_port}\nbind = \"127.0.0.1\"\n[master]\ncluster_timeout_secs = 3\n{instances_section}\n"
+            ),
+        )
+        .unwrap();
+        let master = f.start("master", &["master", "-c", "master.toml"]);
+        f.master = Some(master);
+        eventually("the master listens", || {
+            f.master
+                .as_ref()
+                .unwrap()
+                .log()
+                .contains("master listening")
+        });
+        f
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn master_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.master_port)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env(MARK_VAR, &self.mark)
+            .env("RUST_LOG", "info");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn start(&self, name: &str, args: &[&str]) -> Proc {
+        let log = self.path(&format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = self
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Proc { child, log }
+    }
+
+    /// The `[agent.templates.<name>]` of a real `sustenet cluster` instance.
+    fn cluster_template(&self, name: &str, max: u32) -> String {
+        format!(
+            r#"[agent.templates.{name}]
+command = "{BIN}"
+args = ["cluster", "--no-config", "--key-stdin", "--key-name", "{{key_name}}", "--port", "{{port}}", "--master-ip", "127.0.0.1", "--master-port", "{mp}", "--bind", "127.0.0.1", "--name", "{name}-{{instance_id}}"]
+key = "stdin"
+max = {max}
+"#,
+            mp = self.master_port
+        )
+    }
+
+    /// Starts agent `name` with `templates`; returns its index once registered.
+    fn agent(&mut self, name: &str, range: (u16, u16), templates: &str) -> usize {
+        let file = format!("agent-{name}.toml");
+        std::fs::write(
+            self.path(&file),
+            format!(
+                "[agent]\nname = \"{name}\"\nkey_name = \"{name}\"\nmaster = \"{}\"\nport_first = {}\nport_last = {}\nrun_dir = \"run-{name}\"\nstop_grace_ms = 3000\n{templates}",
+                self.master_addr(),
+                range.0,
+                range.1
+            ),
+        )
+        .unwrap();
+        let p = self.start(&format!("agent-{name}"), &["agent", "-c", &file]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !p.log().contains("agent registered") {
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not register:\n{}",
+                p.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.agents.push(p);
+        self.agents.len() - 1
+    }
+
+    fn instances(&self, args: &[&str]) -> Output {
+        let master = self.master_addr();
+        let mut all = vec!["instances", "--master", master.as_str()];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+
+    /// `instances spawn`: Ok((instance id, agent, cluster id)) or Err(stderr).
+    fn spawn(&self, args: &[&str]) -> Result<(u64, String, u64), String> {
+        let mut all = vec!["spawn"];
+        all.extend_from_slice(args);
+        let out = self.instances(&all);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        // "instance 1 ready on agent a as cluster 123"
+        let w: Vec<&str> = text.split_whitespace().collect();
+        Ok((
+            w[1].parse().unwrap(),
+            w[5].to_owned(),
+            w[8].parse().unwrap(),
+        ))
+    }
+
+    /// `instances list` rows: (id, template, agent, state, port, cluster).
+    fn list(&self) -> Vec<(u64, String, String, String, u16, u64)> {
+        let out = self.instances(&["list"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                (
+                    w[0].parse().unwrap(),
+                    w[1].to_owned(),
+                    w[2].to_owned(),
+                    w[3].to_owned(),
+                    w[4].parse().unwrap(),
+                    w[5].parse().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn instance_processes(&self) -> Vec<(u32, String)> {
+        marked(&self.mark)
+            .into_iter()
+            .filter(|(_, cmd)| !cmd.contains(" agent -c ") && !cmd.contains(" master -c "))
+            .collect()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.agents.clear();
+        self.master = None;
+        if std::thread::panicking() {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = marked(&self.mark);
+            if left.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                for (pid, _) in &left {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status();
+                }
+                panic!("processes left behind: {left:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn in_range(port: u16, range: (u16, u16)) -> bool {
+    (range.0..=range.1).contains(&port)
+}
+
+#[test]
+fn spawn_ready_list_stop_leaves_nothing_behind() {
+    let mut f = Fixture::new("", &["a"]);
+    let range = free_range(4);
+    let t = f.cluster_template("dungeon", 4);
+    f.agent("a", range, &t);
+    let (id, agent, cluster) = f.spawn(&["dungeon", "--param", "scene=crypt"]).unwrap();
+    assert_eq!(agent, "a");
+    let list = f.list();
+    assert_eq!(list.len(), 1);
+    let (lid, template, lagent, state, port, lcluster) = &list[0];
+    assert_eq!(
+        (*lid, template.as_str(), lagent.as_str()),
+        (id, "dungeon", "a")
+    );
+    assert_eq!((state.as_str(), *lcluster), ("ready", cluster));
+    assert!(in_range(*port, range), "port {port} outside {range:?}");
+    // The instance is a real cluster process whose key was never on its command line.
+    let procs = f.instance_processes();
+    assert_eq!(procs.len(), 1, "{procs:?}");
+    assert!(procs[0].1.contains(&format!("instance-{id}")), "{procs:?}");
+    assert!(!procs[0].1.contains("--key-file"), "{procs:?}");
+    let out = f.instances(&["stop", &id.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually("the instance is gone", || f.list().is_empty());
+    eventually("its process exited", || f.instance_processes().is_empty());
+    let log = f.agents[0].log();
+    assert!(log.contains("stop requested"), "{log}");
+    // Stopping it again is refused with a reason.
+    let out = f.instances(&["stop", &id.to_string()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("no instance {id}")),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn placement_prefers_the_less_loaded_agent_and_limits_hold() {
+    let mut f = Fixture::new("[instances.template_limits]\narena = 1\n", &["a", "b"]);
+    let (ra, rb) = (free_range(3), free_range(3));
+    let ta = format!(
+        "{}{}",
+        f.cluster_template("dungeon", 2),
+        f.cluster_template("arena", 2)
+    );
+    let tb = f.cluster_template("dungeon", 1);
+    f.agent("a", ra, &ta);
+    f.agent("b", rb, &tb);
+    let (_, first, _) = f.spawn(&["dungeon"]).unwrap();
+    let (_, second, _) = f.spawn(&["dungeon"]).unwrap();
+    let mut both = [first.clone(), second.clone()];
+    both.sort();
+    assert_eq!(both, ["a", "b"], "one on each agent");
+    // b is at its dungeon max (1); a has one dungeon and room for one more.
+    let (_, third, _) = f.spawn(&["dungeon"]).unwrap();
+    assert_eq!(third, "a");
+    let err = f.spawn(&["dungeon"]).unwrap_err();
+    assert!(err.contains("at its limit"), "{err}");
+    // The master-wide template limit.
+    f.spawn(&["arena"]).unwrap();
+    let err = f.spawn(&["arena"]).unwrap_err();
+    assert!(err.contains("its limit"), "{err}");
+    let err = f.spawn(&["raid"]).unwrap_err();
+    assert!(
+        err.contains("no connected agent offers template 'raid'"),
+        "{err}"
+    );
+    for (_, _, agent, _, port, _) in f.list() {
+        let range = if agent == "a" { ra } else { rb };
+        assert!(in_range(port, range), "{agent}: {port} outside {range:?}");
+    }
+    assert_eq!(f.instance_processes().len(), 4);
+}
+
+#[test]
+fn forged_agent_and_forged_admin_are_refused() {
+    let f = Fixture::new("", &["a"]);
+    // An agent key the master does not have (made in another folder).
+    let other = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["keygen", "--agent", "--name", "a", "--dir"])
+        .arg(other.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let key = sustenet_server::keys::load_key(&other.path().join("agents/a")).unwrap();
+    let section = sustenet_server::instances_config::AgentSection {
+        name: "a".into(),
+        key_name: "a".into(),
+        master: f.master_addr(),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let limits = sustenet_server::Limits::default();
+    let err = rt
+        .block_on(sustenet_server::agent::connect(&section, &key, &limits))
+        .unwrap_err();
+    assert_eq!(
+        err.reason,
+        Some(sustenet_proto::DisconnectReason::AuthFailed),
+        "{err}"
+    );
+    // The same forged agent as a process: refused, never registered.
+    std::fs::create_dir_all(f.path("forged/agents")).unwrap();
+    std::fs::copy(other.path().join("agents/a"), f.path("forged/agents/a")).unwrap();
+    let forged = f.start(
+        "forged",
+        &[
+            "agent",
+            "--no-config",
+            "--key-dir",
+            "forged",
+            "--name",
+            "a",
+            "--key-name",
+            "a",
+            "--master",
+            &f.master_addr(),
+        ],
+    );
+    eventually("the forged agent is refused", || {
+        forged.log().contains("authentication failed")
+    });
+    assert!(!forged.log().contains("agent registered"));
+    drop(forged);
+    // An admin key the master does not have.
+    let out = Command::new(BIN)
+        .args(["keygen", "--admin", "--name", "admin_key", "--dir"])
+        .arg(other.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = f.run(&[
+        "instances",
+        "--master",
+        &f.master_addr(),
+        "--key-dir",
+        other.path().to_str().unwrap(),
+        "list",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused the admin key"), "{err}");
+    // A cluster key name of the instance kind that the master never issued.
+    let (cluster_tcp, _) = free_range(1);
+    std::fs::create_dir_all(f.path("stolen")).unwrap();
+    std::fs::copy(other.path().join("agents/a"), f.path("stolen/instance-1")).unwrap();
+    let cluster = f.start(
+        "stolen",
+        &[
+            "cluster",
+            "--no-config",
+            "--key-dir",
+            "stolen",
+            "--key-name",
+            "instance-1",
+            "--port",
+            &cluster_tcp.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--master-port",
+            &f.master_port.to_string(),
+        ],
+    );
+    eventually("the made-up instance cluster is refused", || {
+        cluster.log().contains("refused this cluster")
+    });
+}
+
+#[test]
+fn an_instance_that_never_registers_times_out_and_is_stopped() {
+    let mut f = Fixture::new("[instances]\nregister_timeout_secs = 1\n", &["a"]);
+    let t = "[agent.templates.mute]\ncommand = \"sleep\"\nargs = [\"600\"]\n";
+    f.agent("a", free_range(2), t);
+    let err = f.spawn(&["mute"]).unwrap_err();
+    assert!(err.contains("did not register within 1000 ms"), "{err}");
+    eventually("the process is stopped", || {
+        f.instance_processes().is_empty()
+    });
+    eventually("the instance is gone", || f.list().is_empty());
+}
+
+#[test]
+fn a_crash_is_reported_with_its_stderr_and_restarted_with_backoff() {
+    let mut f = Fixture::new("", &["a"]);
+    let starts = f.path("starts");
+    let t = format!(
+        "[agent.templates.crashy]\ncommand = \"sh\"\nargs = [\"-c\", \"echo start >> {}; echo 'loading {{scene}}' >&2; echo 'fatal: no such scene' >&2; exit 3\"]\nrestart = \"on_failure\"\nmax_restarts = 2\nrestart_backoff_ms = 100\n",
+        starts.display()
+    );
+    f.agent("a", free_range(2), &t);
+    let err = f.spawn(&["crashy", "-p", "scene=crypt"]).unwrap_err();
+    assert!(err.contains("code 3"), "{err}");
+    assert!(err.contains("fatal: no such scene"), "{err}");
+    // One start and two restarts.
+    let n = std::fs::read_to_string(&starts).unwrap().lines().count();
+    assert_eq!(n, 3);
+    let log = f.agents[0].log();
+    assert!(log.contains("restarting after the backoff"), "{log}");
+    assert!(
+        log.contains("backoff_ms=100") && log.contains("backoff_ms=200"),
+        "{log}"
+    );
+    // A template without a restart policy is reported at the first exit.
+    eventually("the instance is gone", || f.list().is_empty());
+}
+
+#[test]
+fn an_empty_instance_stops_itself() {
+    let mut f = Fixture::new("", &["a"]);
+    let t = f.cluster_template("room", 2);
+    f.agent("a", free_range(2), &t);
+    let (id, _, _) = f.spawn(&["room", "--stop-when-empty-sec", "1"]).unwrap();
+    assert_eq!(f.list()[0].0, id);
+    eventually("the empty instance is stopped", || f.list().is_empty());
+    eventually("its process exited", || f.instance_processes().is_empty());
+}
+
+#[test]
+fn a_killed_agent_takes_its_instances_and_their_players_are_told() {
+    let mut f = Fixture::new("", &["a"]);
+    let t = f.cluster_template("dungeon", 2);
+    f.agent("a", free_range(2), &t);
+    let (_, _, cluster) = f.spawn(&["dungeon"]).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let public = std::fs::read_to_string(f.path("keys/master.pub")).unwrap();
+    let key = sustenet_proto::PublicKey::from_base64(public.trim()).unwrap();
+    let (client, events) = sustenet_client::Client::spawn(
+        rt.handle(),
+        sustenet_client::ClientConfig::new(f.master_addr(), key),
+    );
+    client.login("player", Vec::new()).unwrap();
+    client
+        .join(sustenet_proto::JoinTarget::Id(cluster))
+        .unwrap();
+    let next = || events.recv_timeout(Duration::from_secs(20)).unwrap();
+    loop {
+        match next() {
+            sustenet_client::ClientEvent::Joined { cluster: c, .. } => {
+                assert_eq!(c.id, cluster);
+                break;
+            }
+            sustenet_client::ClientEvent::JoinFailed { reason, message } => {
+                panic!("join failed: {reason} {message}")
+            }
+            _ => {}
+        }
+    }
+    f.agents[0].kill_hard();
+    let reason = loop {
+        if let sustenet_client::ClientEvent::Disconnected { reason, .. } = next() {
+            break reason;
+        }
+    };
+    assert_eq!(reason, sustenet_proto::DisconnectReason::ServerShutdown);
+    eventually("the instance is gone", || f.list().is_empty());
+    eventually("its process exited", || f.instance_processes().is_empty());
+    drop(client);
+}
+
+/// A client logged in to the fixture's master.
+fn client(
+    f: &Fixture,
+    rt: &tokio::runtime::Runtime,
+) -> (
+    sustenet_client::Client,
+    flume::Receiver<sustenet_client::ClientEvent>,
+) {
+    let public = std::fs::read_to_string(f.path("keys/master.pub")).unwrap();
+    let key = sustenet_proto::PublicKey::from_base64(public.trim()).unwrap();
+    let (client, events) = sustenet_client::Client::spawn(
+        rt.handle(),
+        sustenet_client::ClientConfig::new(f.master_addr(), key),
+    );
+    client.login("player", Vec::new()).unwrap();
+    (client, events)
+}
+
+/// The next `Joined` (after a join or a redirect): the cluster's id and name.
+fn joined(events: &flume::Receiver<sustenet_client::ClientEvent>) -> (u64, String) {
+    loop {
+        match events.recv_timeout(Duration::from_secs(20)).unwrap() {
+            sustenet_client::ClientEvent::Joined { cluster, .. } => {
+                return (cluster.id, cluster.name);
+            }
+            sustenet_client::ClientEvent::JoinFailed { reason, message }
+            | sustenet_client::ClientEvent::Disconnected { reason, message } => {
+                panic!("{reason} {message}")
+            }
+            sustenet_client::ClientEvent::Packet {
+                command, payload, ..
+            } if command == sustenet_server::Portal::<()>::FAILED => {
+                panic!("portal failed: {}", String::from_utf8_lossy(&payload))
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_player_walks_into_a_fresh_instance_and_back_and_it_stops_once_empty() {
+    let mut f = Fixture::new("", &["a"]);
+    let t = f.cluster_template("dungeon", 2);
+    f.agent("a", free_range(2), &t);
+    let (hub_port, _) = free_range(1);
+    let mp = f.master_port.to_string();
+    let hp = hub_port.to_string();
+    let hub = f.start(
+        "hub",
+        &[
+            "cluster",
+            "--no-config",
+            "--key-name",
+            "hub",
+            "--name",
+            "hub",
+            "--port",
+            &hp,
+            "--bind",
+            "127.0.0.1",
+            "--master-port",
+            &mp,
+        ],
+    );
+    eventually("the hub registers", || {
+        hub.log().contains("registered with the master")
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (client, events) = client(&f, &rt);
+    client.join(sustenet_proto::JoinTarget::Auto).unwrap();
+    let (hub_id, name) = joined(&events);
+    assert_eq!(name, "hub");
+    // Walk in: an instance of "dungeon" that stops once empty for 1 s.
+    let mut enter = 1u32.to_le_bytes().to_vec();
+    enter.extend_from_slice(b"dungeon");
+    client
+        .send(sustenet_server::Portal::<()>::ENTER, enter)
+        .unwrap();
+    let (instance_id, name) = joined(&events);
+    assert!(name.starts_with("dungeon-"), "{name}");
+    assert_ne!(instance_id, hub_id);
+    let list = f.list();
+    assert_eq!(
+        (list.len(), list[0].3.as_str(), list[0].5),
+        (1, "ready", instance_id)
+    );
+    // Walk out: back to the hub.
+    let mut out = hub_id.to_le_bytes().to_vec();
+    out.extend_from_slice(b"back");
+    client
+        .send(sustenet_server::EchoChat::MOVE_ME, out)
+        .unwrap();
+    let (back, _) = joined(&events);
+    assert_eq!(back, hub_id);
+    eventually("the empty instance is stopped", || f.list().is_empty());
+    eventually("its process exited", || {
+        f.instance_processes()
+            .iter()
+            .all(|(_, cmd)| !cmd.contains("--key-stdin"))
+    });
+    drop(client);
+    drop(hub);
+}

@@ -1,0 +1,207 @@
+//! A cluster as an Agones `GameServer` (cargo feature `agones`), through the
+//! official Agones Rust SDK talking to the SDK sidecar over gRPC.
+//!
+//! [`Agones::connect`] reaches the sidecar; [`Agones::wrap`] wraps the
+//! cluster's plugin so that the cluster's own events drive the SDK:
+//!
+//! - when the cluster starts: `SetPlayerCapacity(max_connections)` (alpha
+//!   player tracking; 0, no limit, is not sent);
+//! - the first time it is registered with the master: `Ready()` (a cluster
+//!   that cannot reach its master is never Ready, so never allocated);
+//! - every core heartbeat tick: one `Health()` ping, so a stuck core misses
+//!   its health checks and Agones replaces the GameServer;
+//! - a player joins / leaves: `PlayerConnect(id)` / `PlayerDisconnect(id)`
+//!   (ids in decimal);
+//! - [`Agones::shutdown`], once the cluster has stopped: `Shutdown()`.
+//!
+//! The calls go out in this order from one task; the plugin never waits for
+//! the sidecar. At most [`QUEUE`] calls wait: past that, health pings are
+//! dropped first (the next tick sends one) and player calls are dropped and
+//! logged (an unreachable sidecar must not stall the game).
+
+use std::fmt;
+
+use sustenet_proto::DisconnectReason;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::cluster::{Context, MasterLinkStatus};
+use crate::plugin::{Channel, PlayerId, Plugin};
+
+/// Most SDK calls waiting to be sent.
+pub const QUEUE: usize = 1_024;
+
+/// An SDK call, in the order the cluster made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Call {
+    Capacity(u32),
+    Ready,
+    Health,
+    Connect(PlayerId),
+    Disconnect(PlayerId),
+    Shutdown,
+}
+
+/// The link to the Agones SDK sidecar.
+pub struct Agones {
+    calls: mpsc::Sender<Call>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl fmt::Debug for Agones {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Agones").finish_non_exhaustive()
+    }
+}
+
+/// The sidecar could not be reached.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot reach the Agones SDK sidecar: {0}")]
+pub struct AgonesError(String);
+
+impl Agones {
+    /// Connects to the SDK sidecar on `localhost:port` (`None`: the port in
+    /// `AGONES_SDK_GRPC_PORT`, else 9357), waiting at most 30 seconds.
+    pub async fn connect(port: Option<u16>) -> Result<Self, AgonesError> {
+        let sdk = agones::Sdk::new(port, None)
+            .await
+            .map_err(|e| AgonesError(e.to_string()))?;
+        let (calls, rx) = mpsc::channel(QUEUE);
+        let task = tokio::spawn(run(sdk, rx));
+        Ok(Self { calls, task })
+    }
+
+    /// `plugin`, with the cluster's events also sent to Agones; `capacity`
+    /// is the cluster's `max_connections` (0: no limit).
+    pub fn wrap<P: Plugin>(&self, plugin: P, capacity: u32) -> WithAgones<P> {
+        WithAgones {
+            inner: plugin,
+            calls: self.calls.clone(),
+            capacity,
+            ready: false,
+        }
+    }
+
+    /// Tells Agones the server is shutting down, after every call before
+    /// it, and waits until it is sent.
+    pub async fn shutdown(self) {
+        let _ = self.calls.send(Call::Shutdown).await;
+        drop(self.calls);
+        let _ = self.task.await;
+    }
+}
+
+/// Sends the calls in order until `Shutdown` (or every sender is gone).
+async fn run(mut sdk: agones::Sdk, mut rx: mpsc::Receiver<Call>) {
+    let health = sdk.health_check();
+    let mut alpha = sdk.alpha().clone();
+    while let Some(call) = rx.recv().await {
+        let result = match &call {
+            Call::Health => {
+                // A full health stream means the sidecar is not reading: skip.
+                let _ = health.try_send(());
+                Ok(())
+            }
+            Call::Ready => sdk.ready().await.map(|()| info!("Agones: Ready")),
+            Call::Capacity(n) => alpha.set_player_capacity(i64::from(*n)).await,
+            Call::Connect(p) => alpha.player_connect(p.to_string()).await.map(|_| ()),
+            Call::Disconnect(p) => alpha.player_disconnect(p.to_string()).await.map(|_| ()),
+            Call::Shutdown => sdk.shutdown().await.map(|()| info!("Agones: Shutdown")),
+        };
+        if let Err(e) = result {
+            warn!("Agones {call:?} failed: {e}");
+        }
+        if call == Call::Shutdown {
+            break;
+        }
+    }
+    debug!("Agones link closed");
+}
+
+/// A plugin whose cluster events are also sent to Agones (see the
+/// [module docs](self)); made by [`Agones::wrap`].
+pub struct WithAgones<P> {
+    inner: P,
+    calls: mpsc::Sender<Call>,
+    capacity: u32,
+    ready: bool,
+}
+
+impl<P> fmt::Debug for WithAgones<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WithAgones")
+            .field("capacity", &self.capacity)
+            .field("ready", &self.ready)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P> WithAgones<P> {
+    fn call(&self, call: Call) {
+        if let Err(mpsc::error::TrySendError::Full(c)) = self.calls.try_send(call) {
+            if c != Call::Health {
+                warn!("Agones: {c:?} dropped: the sidecar is {QUEUE} calls behind");
+            }
+        }
+    }
+}
+
+impl<P: Plugin> Plugin for WithAgones<P> {
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        if self.capacity > 0 {
+            self.call(Call::Capacity(self.capacity));
+        }
+        self.inner.on_start(ctx);
+    }
+    fn on_connect(&mut self, ctx: &mut Context<'_>, player: PlayerId, user_data: &[u8]) {
+        self.call(Call::Connect(player));
+        self.inner.on_connect(ctx, player, user_data);
+    }
+    fn on_packet(
+        &mut self,
+        ctx: &mut Context<'_>,
+        player: PlayerId,
+        command: u16,
+        payload: &[u8],
+        channel: Channel,
+    ) {
+        self.inner.on_packet(ctx, player, command, payload, channel);
+    }
+    fn on_disconnect(&mut self, ctx: &mut Context<'_>, player: PlayerId, reason: DisconnectReason) {
+        self.call(Call::Disconnect(player));
+        self.inner.on_disconnect(ctx, player, reason);
+    }
+    fn on_connection_lost(
+        &mut self,
+        ctx: &mut Context<'_>,
+        player: PlayerId,
+        reason: DisconnectReason,
+    ) {
+        self.inner.on_connection_lost(ctx, player, reason);
+    }
+    fn on_reconnect(&mut self, ctx: &mut Context<'_>, player: PlayerId) {
+        self.inner.on_reconnect(ctx, player);
+    }
+    fn on_master(&mut self, ctx: &mut Context<'_>, status: &MasterLinkStatus) {
+        if !self.ready && matches!(status, MasterLinkStatus::Registered { .. }) {
+            self.ready = true;
+            self.call(Call::Ready);
+        }
+        self.inner.on_master(ctx, status);
+    }
+    fn on_transfer_failed(
+        &mut self,
+        ctx: &mut Context<'_>,
+        player: PlayerId,
+        reason: &sustenet_proto::Goodbye,
+    ) {
+        self.inner.on_transfer_failed(ctx, player, reason);
+    }
+    fn on_fragment(&mut self, ctx: &mut Context<'_>, event: crate::fragments::FragmentEvent) {
+        self.inner.on_fragment(ctx, event);
+    }
+    fn on_tick(&mut self, ctx: &mut Context<'_>) {
+        self.call(Call::Health);
+        self.inner.on_tick(ctx);
+    }
+}

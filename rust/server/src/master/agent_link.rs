@@ -1,0 +1,220 @@
+//! An agent's link to the master: the key proof (agent keys), the
+//! registration, then spawn and stop requests one way and load, start and
+//! exit reports the other, until the link ends; then its instances are gone.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use sustenet_net::{FrameReader, NetError, SealedReader, SealedWriter};
+use sustenet_proto::handshake::KeyRole;
+use sustenet_proto::instance::{AgentRegister, AgentToMaster, MasterToAgent};
+use sustenet_proto::{DisconnectReason, Goodbye};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::instance_hub::dispatch;
+use super::instances::Exit;
+use super::key_link::{ProvenLink, prove};
+use super::{KeyHello, Shared};
+use crate::handshake_gate::HandshakePermit;
+use crate::time::now_ms;
+
+/// Requests queued for one agent link.
+const AGENT_QUEUE: usize = 1024;
+
+type Reader = SealedReader<OwnedReadHalf>;
+type Writer = SealedWriter<OwnedWriteHalf>;
+
+/// Runs an agent's handshake and registration, then its link.
+pub(super) async fn accept(
+    shared: &Arc<Shared>,
+    frames: FrameReader<OwnedReadHalf>,
+    wr: OwnedWriteHalf,
+    hello: KeyHello,
+    conn: u64,
+    permit: HandshakePermit,
+) {
+    let KeyHello {
+        key_name,
+        nonce,
+        peer,
+    } = hello;
+    let key = shared.keys.agent_keys.get(&key_name);
+    let proven = prove::<AgentToMaster>(shared, frames, wr, KeyRole::Agent, key, &key_name, &nonce);
+    let Some(ProvenLink {
+        reader,
+        mut writer,
+        first,
+    }) = proven.await
+    else {
+        return;
+    };
+    let AgentToMaster::Register(reg) = first else {
+        warn!(
+            key_name,
+            "agent refused: expected a registration, got {first:?}"
+        );
+        let _ = writer
+            .send(&MasterToAgent::Disconnect(Goodbye {
+                reason: DisconnectReason::ProtocolViolation,
+                message: "the first message must be a registration".into(),
+            }))
+            .await;
+        return;
+    };
+    let (tx, rx) = mpsc::channel(AGENT_QUEUE);
+    let registered = {
+        let mut hub = shared.instances();
+        let r = hub.table.agent_registered(&reg, conn);
+        if r.is_ok() {
+            hub.agents.insert(reg.name.clone(), (conn, tx));
+        }
+        r
+    };
+    if let Err(why) = registered {
+        warn!(key_name, agent = reg.name, "agent refused: {}", why.message);
+        let _ = writer.send(&MasterToAgent::Disconnect(why)).await;
+        return;
+    }
+    drop(permit);
+    shared.handshakes.remember(peer.ip());
+    log_registration(&key_name, &reg);
+    let name = reg.name;
+    let reason = match run_link(shared, reader, writer, &name, conn, rx).await {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(agent = name, "agent link failed: {e}");
+            DisconnectReason::ConnectionLost
+        }
+    };
+    let gone = {
+        let mut hub = shared.instances();
+        if hub.agents.get(&name).is_some_and(|(c, _)| *c == conn) {
+            hub.agents.remove(&name);
+        }
+        hub.table.agent_lost(&name, conn)
+    };
+    info!(
+        agent = name,
+        instances_gone = gone.len(),
+        "agent link ended: {reason}"
+    );
+    dispatch(shared);
+}
+
+fn log_registration(key_name: &str, reg: &AgentRegister) {
+    let templates: Vec<&str> = reg.templates.iter().map(|t| t.name.as_str()).collect();
+    info!(
+        agent = reg.name,
+        key_name,
+        capacity = reg.capacity,
+        ports = format!("{}..={}", reg.port_first, reg.port_last),
+        templates = templates.join(","),
+        "agent registered"
+    );
+}
+
+async fn run_link(
+    shared: &Shared,
+    mut reader: Reader,
+    mut writer: Writer,
+    name: &str,
+    conn: u64,
+    mut rx: mpsc::Receiver<MasterToAgent>,
+) -> Result<DisconnectReason, NetError> {
+    writer.send(&MasterToAgent::Registered).await?;
+    let timeout = shared.config.cluster_timeout;
+    let mut heartbeat = tokio::time::interval(shared.config.limits.heartbeat());
+    let mut last_seen = Instant::now();
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            msg = reader.recv::<AgentToMaster>() => {
+                let Some(msg) = msg? else { return Ok(DisconnectReason::ConnectionLost) };
+                last_seen = Instant::now();
+                if let Some(reason) = on_message(shared, &mut writer, name, conn, msg).await? {
+                    return Ok(reason);
+                }
+            }
+            out = rx.recv() => match out {
+                Some(m) => writer.send(&m).await?,
+                None => return Ok(DisconnectReason::Requested),
+            },
+            _ = heartbeat.tick() => {
+                if last_seen.elapsed() > timeout {
+                    warn!(agent = name, "agent silent for {:?}; dropping it", last_seen.elapsed());
+                    return Ok(DisconnectReason::Timeout);
+                }
+                writer.send(&MasterToAgent::Ping(now_ms())).await?;
+            }
+            _ = crate::time::stopped(&mut shutdown) => {
+                writer.send(&MasterToAgent::Disconnect(Goodbye::new(DisconnectReason::ServerShutdown))).await?;
+                let _ = writer.shutdown().await;
+                return Ok(DisconnectReason::ServerShutdown);
+            }
+        }
+    }
+}
+
+async fn on_message(
+    shared: &Shared,
+    writer: &mut Writer,
+    name: &str,
+    conn: u64,
+    msg: AgentToMaster,
+) -> Result<Option<DisconnectReason>, NetError> {
+    match msg {
+        AgentToMaster::Ping(v) => writer.send(&MasterToAgent::Pong(v)).await?,
+        AgentToMaster::Pong(_) => {}
+        AgentToMaster::Disconnect(g) => {
+            info!(
+                agent = name,
+                "agent said goodbye: {} {}", g.reason, g.message
+            );
+            return Ok(Some(g.reason));
+        }
+        AgentToMaster::Register(_) => {
+            warn!(agent = name, "agent sent a second registration");
+            return Ok(Some(DisconnectReason::ProtocolViolation));
+        }
+        AgentToMaster::Load { running } => {
+            shared.instances().table.agent_load(name, conn, running);
+        }
+        AgentToMaster::Started { instance_id, port } => {
+            if shared
+                .instances()
+                .table
+                .started(name, conn, instance_id, port)
+            {
+                info!(agent = name, instance_id, port, "instance process started");
+            }
+        }
+        AgentToMaster::Exited {
+            instance_id,
+            code,
+            restarting,
+            stderr_tail,
+        } => {
+            let exit = Exit {
+                instance_id,
+                code,
+                restarting,
+                stderr_tail,
+            };
+            let known = shared.instances().table.exited(now_ms(), name, conn, &exit);
+            if known {
+                info!(
+                    agent = name,
+                    instance_id,
+                    code,
+                    restarting,
+                    stderr = exit.stderr_tail.trim_end(),
+                    "instance process exited"
+                );
+            }
+            dispatch(shared);
+        }
+    }
+    Ok(None)
+}
