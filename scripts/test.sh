@@ -57,6 +57,9 @@ else
        "(scripts/install-win-cross.sh); the release workflow builds Windows natively"
 fi
 
+step "deploy/: Dockerfiles (hadolint), compose, Kubernetes and Agones manifests (vendored schemas), Grafana"
+scripts/check-deploy.sh
+
 step "workflow files (actionlint)"
 actionlint=$(scripts/install-actionlint.sh)
 "$actionlint" -no-color -shellcheck="$(dirname "$actionlint")/shellcheck"

@@ -6,6 +6,7 @@
 ##   --name=NAME --port=PORT --udp-port=PORT --bind=ADDR --public-address=HOST
 ##   --master-address=HOST --master-port=PORT --key-name=NAME --key-path=FILE
 ##   --max-connections=N --quit-after=SECONDS
+##   --metrics-bind=IP:PORT serve Prometheus /metrics of the cluster there (metrics_bind)
 ##   --stop-file=PATH       stop cleanly (exit code 0) once PATH exists, checked 4 times a
 ##                          second: how scripts and tests end an exported cluster
 ## Two clusters side by side (server meshing, see README.md):
@@ -87,6 +88,7 @@ func _enter_tree() -> void:
 	if args.has("key-name"): c.key_name = args["key-name"]
 	if args.has("key-path"): c.key_path = args["key-path"]
 	if args.has("max-connections"): c.max_connections = int(args["max-connections"])
+	if args.has("metrics-bind"): c.metrics_bind = args["metrics-bind"]
 	if args.has("border-x"): border_x = float(args["border-x"])
 	if args.has("neighbour-name"): neighbour_name = args["neighbour-name"]
 	if args.has("neighbour-id"): neighbour_id = int(args["neighbour-id"])

@@ -172,7 +172,7 @@ pub fn hello(data: &[u8]) {
                 "a fuzzed resume proof was accepted"
             );
         }
-        // A key name and a nonce: the server answers with a challenge, nothing to push on.
+        // Like a cluster's hello: a key name and a nonce, answered with a challenge.
         Ok(Hello::Cluster { .. } | Hello::Agent { .. } | Hello::Admin { .. }) | Err(_) => {}
     }
     let mut rng = StdRng::seed_from_u64(1);

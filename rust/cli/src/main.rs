@@ -111,6 +111,9 @@ pub struct ServerArgs {
     /// Overrides `[metrics] bind` (`host:port` of `/metrics`; empty: off).
     #[arg(long, env = "SUSTENET_METRICS_BIND")]
     pub metrics_bind: Option<String>,
+    /// Sets `[agones] enabled = true`: run the cluster as an Agones GameServer.
+    #[arg(long, env = "SUSTENET_AGONES")]
+    pub agones: bool,
     /// Overrides `[metrics] token`.
     #[arg(long, env = "SUSTENET_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,

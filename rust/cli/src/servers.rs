@@ -90,6 +90,9 @@ pub fn load_config(args: &ServerArgs) -> anyhow::Result<ConfigFile> {
     if let Some(v) = &args.metrics_bind {
         cfg.metrics.bind = v.clone();
     }
+    if args.agones {
+        cfg.agones.enabled = true;
+    }
     if let Some(v) = &args.metrics_token {
         cfg.metrics.token = v.clone();
     }
@@ -287,12 +290,13 @@ pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
 async fn run_agones(
     tcp: TcpListener,
     udp: UdpSocket,
-    config: ClusterConfig,
+    mut config: ClusterConfig,
     key: sustenet_proto::Key,
     sdk_port: u16,
 ) -> anyhow::Result<()> {
     let port = (sdk_port != 0).then_some(sdk_port);
     let agones = sustenet_server::agones::Agones::connect(port).await?;
+    agones.apply_endpoint(&mut config);
     let plugin = agones.wrap(EchoChat, config.max_connections);
     let result = cluster::run(tcp, udp, config, key, plugin, shutdown_signal()).await;
     agones.shutdown().await;

@@ -1,7 +1,9 @@
 //! A cluster as an Agones `GameServer` (cargo feature `agones`), through the
 //! official Agones Rust SDK talking to the SDK sidecar over gRPC.
 //!
-//! [`Agones::connect`] reaches the sidecar; [`Agones::wrap`] wraps the
+//! [`Agones::connect`] reaches the sidecar and reads the GameServer's
+//! address and port ([`Agones::apply_endpoint`] makes them what the
+//! cluster tells the master and players); [`Agones::wrap`] wraps the
 //! cluster's plugin so that the cluster's own events drive the SDK:
 //!
 //! - when the cluster starts: `SetPlayerCapacity(max_connections)` (alpha
@@ -12,6 +14,10 @@
 //!   its health checks and Agones replaces the GameServer;
 //! - a player joins / leaves: `PlayerConnect(id)` / `PlayerDisconnect(id)`
 //!   (ids in decimal);
+//! - the first player joins: `Allocate()`, so the GameServer is Allocated
+//!   while it has players (a fleet scales down only Ready GameServers, and a
+//!   `Buffer` autoscaler keeps that many empty clusters Ready); the last one
+//!   leaves: `Ready()` again, back in the pool;
 //! - [`Agones::shutdown`], once the cluster has stopped: `Shutdown()`.
 //!
 //! The calls go out in this order from one task; the plugin never waits for
@@ -36,6 +42,7 @@ pub const QUEUE: usize = 1_024;
 enum Call {
     Capacity(u32),
     Ready,
+    Allocate,
     Health,
     Connect(PlayerId),
     Disconnect(PlayerId),
@@ -46,6 +53,7 @@ enum Call {
 pub struct Agones {
     calls: mpsc::Sender<Call>,
     task: tokio::task::JoinHandle<()>,
+    endpoint: Option<(String, u16)>,
 }
 
 impl fmt::Debug for Agones {
@@ -63,12 +71,43 @@ impl Agones {
     /// Connects to the SDK sidecar on `localhost:port` (`None`: the port in
     /// `AGONES_SDK_GRPC_PORT`, else 9357), waiting at most 30 seconds.
     pub async fn connect(port: Option<u16>) -> Result<Self, AgonesError> {
-        let sdk = agones::Sdk::new(port, None)
+        let mut sdk = agones::Sdk::new(port, None)
             .await
             .map_err(|e| AgonesError(e.to_string()))?;
+        let endpoint = sdk.get_gameserver().await.ok().and_then(|gs| {
+            let status = gs.status?;
+            let port = u16::try_from(status.ports.first()?.port).ok()?;
+            (!status.address.is_empty() && port != 0).then_some((status.address, port))
+        });
         let (calls, rx) = mpsc::channel(QUEUE);
         let task = tokio::spawn(run(sdk, rx));
-        Ok(Self { calls, task })
+        Ok(Self {
+            calls,
+            task,
+            endpoint,
+        })
+    }
+
+    /// The address and port Agones gave this GameServer (its node's
+    /// address and the port of its first `ports` entry), when the
+    /// GameServer record has them.
+    pub fn public_endpoint(&self) -> Option<(&str, u16)> {
+        self.endpoint.as_ref().map(|(a, p)| (a.as_str(), *p))
+    }
+
+    /// Sets what the cluster tells the master and its players (address,
+    /// TCP and UDP port: one port, `protocol: TCPUDP`) from
+    /// [`Self::public_endpoint`]; leaves `config` as it is without one.
+    pub fn apply_endpoint(&self, config: &mut crate::ClusterConfig) {
+        if let Some((address, port)) = self.public_endpoint() {
+            info!(
+                address,
+                port, "Agones: players reach this cluster at the GameServer's address"
+            );
+            config.public_address = address.to_owned();
+            config.public_tcp_port = Some(port);
+            config.public_udp_port = Some(port);
+        }
     }
 
     /// `plugin`, with the cluster's events also sent to Agones; `capacity`
@@ -79,6 +118,7 @@ impl Agones {
             calls: self.calls.clone(),
             capacity,
             ready: false,
+            players: 0,
         }
     }
 
@@ -103,6 +143,7 @@ async fn run(mut sdk: agones::Sdk, mut rx: mpsc::Receiver<Call>) {
                 Ok(())
             }
             Call::Ready => sdk.ready().await.map(|()| info!("Agones: Ready")),
+            Call::Allocate => sdk.allocate().await.map(|()| info!("Agones: Allocated")),
             Call::Capacity(n) => alpha.set_player_capacity(i64::from(*n)).await,
             Call::Connect(p) => alpha.player_connect(p.to_string()).await.map(|_| ()),
             Call::Disconnect(p) => alpha.player_disconnect(p.to_string()).await.map(|_| ()),
@@ -125,6 +166,7 @@ pub struct WithAgones<P> {
     calls: mpsc::Sender<Call>,
     capacity: u32,
     ready: bool,
+    players: usize,
 }
 
 impl<P> fmt::Debug for WithAgones<P> {
@@ -155,6 +197,10 @@ impl<P: Plugin> Plugin for WithAgones<P> {
     }
     fn on_connect(&mut self, ctx: &mut Context<'_>, player: PlayerId, user_data: &[u8]) {
         self.call(Call::Connect(player));
+        self.players += 1;
+        if self.players == 1 {
+            self.call(Call::Allocate);
+        }
         self.inner.on_connect(ctx, player, user_data);
     }
     fn on_packet(
@@ -169,6 +215,10 @@ impl<P: Plugin> Plugin for WithAgones<P> {
     }
     fn on_disconnect(&mut self, ctx: &mut Context<'_>, player: PlayerId, reason: DisconnectReason) {
         self.call(Call::Disconnect(player));
+        self.players = self.players.saturating_sub(1);
+        if self.players == 0 && self.ready {
+            self.call(Call::Ready);
+        }
         self.inner.on_disconnect(ctx, player, reason);
     }
     fn on_connection_lost(

@@ -32,9 +32,10 @@ mod pb {
 use pb::sdk::alpha::sdk_server::{Sdk as AlphaSdk, SdkServer as AlphaServer};
 use pb::sdk::sdk_server::{Sdk, SdkServer};
 
-/// Every call the SDK server got, in order.
+/// Every call the SDK server got, in order; and the port its GameServer
+/// record gives (address `localhost`).
 #[derive(Clone, Default)]
-struct Calls(Arc<Mutex<Vec<String>>>);
+struct Calls(Arc<Mutex<Vec<String>>>, u16);
 
 impl Calls {
     fn push(&self, c: String) {
@@ -72,7 +73,18 @@ impl Sdk for Calls {
         &self,
         _: Request<pb::sdk::Empty>,
     ) -> Result<Response<pb::sdk::GameServer>, Status> {
-        Ok(Response::new(pb::sdk::GameServer {}))
+        use pb::sdk::game_server::{Status, status::Port};
+        let port = Port {
+            name: "game".into(),
+            port: i32::from(self.1),
+        };
+        Ok(Response::new(pb::sdk::GameServer {
+            status: Some(Status {
+                state: "Scheduled".into(),
+                address: "localhost".into(),
+                ports: vec![port],
+            }),
+        }))
     }
     async fn health(
         &self,
@@ -145,7 +157,16 @@ type Run = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sdk_sees_capacity_health_ready_after_registration_players_and_shutdown() {
     init_tracing();
-    let calls = Calls::default();
+    // The cluster's TCP and UDP sockets on one port number, as `protocol: TCPUDP` gives.
+    let (tcp, udp) = loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if let Ok(udp) = UdpSocket::bind(("127.0.0.1", port)).await {
+            break (tcp, udp);
+        }
+    };
+    let game_port = tcp.local_addr().unwrap().port();
+    let calls = Calls(Arc::default(), game_port);
     let (sdk_stop, sdk_stop_rx) = oneshot::channel();
     let sdk_port = sdk_server(calls.clone(), sdk_stop_rx).await;
 
@@ -162,9 +183,9 @@ async fn the_sdk_sees_capacity_health_ready_after_registration_players_and_shutd
         timeout_ms: 2_000,
         ..fast_limits()
     };
+    assert_eq!(agones.public_endpoint(), Some(("localhost", game_port)));
+    agones.apply_endpoint(&mut config);
     let plugin = agones.wrap(EchoChat, config.max_connections);
-    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let (stop, stop_rx) = oneshot::channel::<()>();
     let key = keys["agones"].clone();
     let run: Run = Box::pin(async move {
@@ -204,6 +225,13 @@ async fn the_sdk_sees_capacity_health_ready_after_registration_players_and_shutd
     })
     .await;
 
+    // The master lists the cluster where Agones says players reach it.
+    let listed = wait_for_list(&master, "the cluster listed", |l| l.len() == 1).await;
+    assert_eq!(
+        (listed[0].address.as_str(), listed[0].tcp_port),
+        ("localhost", game_port)
+    );
+    assert_eq!(listed[0].udp_port, game_port);
     let player = join(&master, "agones-player", JoinTarget::Auto).await;
     player.echo(b"hi").await;
     let pid = player.id;
@@ -235,7 +263,9 @@ async fn the_sdk_sees_capacity_health_ready_after_registration_players_and_shutd
             "SetPlayerCapacity(4)",
             "Ready",
             &format!("PlayerConnect({pid})"),
+            "Allocate",
             &format!("PlayerDisconnect({pid})"),
+            "Ready",
             "Shutdown",
         ],
         "{all:?}"

@@ -59,44 +59,52 @@ pub fn run(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// `sustenet up` with two clusters and its admin endpoint on `admin`,
-/// plus `extra` flags; ready once a probe gets through.
+/// `sustenet up` with two clusters and its admin endpoint on `admin`, plus
+/// `extra` flags; ready once a probe gets through. The master's and
+/// clusters' ports are picked free but may be taken by another test before
+/// `up` binds them: an `up` that exits at start is started again on new ones.
 pub fn up(dir: &Path, admin: u16, extra: &[&str]) -> Proc {
-    let port = free_ports(2).to_string();
-    let metrics = format!("127.0.0.1:{admin}");
-    let mut args = vec![
-        "up",
-        "--clusters",
-        "2",
-        "--port",
-        &port,
-        "--metrics-bind",
-        &metrics,
-    ];
-    args.extend_from_slice(extra);
-    let p = Proc(
-        Command::new(BIN)
-            .args(&args)
-            .current_dir(dir)
-            .env_remove("SUSTENET_METRICS_TOKEN")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = run(dir, &["probe", "--count", "1"]);
-        if out.status.success() {
-            return p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sustenet up did not come up:\n{}",
-            String::from_utf8_lossy(&out.stderr)
+    for _attempt in 0..5 {
+        let port = free_ports(2).to_string();
+        let metrics = format!("127.0.0.1:{admin}");
+        let mut args = vec![
+            "up",
+            "--clusters",
+            "2",
+            "--port",
+            &port,
+            "--metrics-bind",
+            &metrics,
+        ];
+        args.extend_from_slice(extra);
+        let mut p = Proc(
+            Command::new(BIN)
+                .args(&args)
+                .current_dir(dir)
+                .env_remove("SUSTENET_METRICS_TOKEN")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
         );
-        std::thread::sleep(Duration::from_millis(200));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if p.0.try_wait().unwrap().is_some() {
+                break; // it could not bind its ports: try others
+            }
+            let out = run(dir, &["probe", "--count", "1"]);
+            if out.status.success() {
+                return p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sustenet up did not come up:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
+    panic!("sustenet up exited at start five times");
 }
 
 /// One HTTP/1.1 request on loopback: (status, body).

