@@ -18,7 +18,7 @@ fn bench_web_runs_web_clients_against_up() {
             "--clients",
             "8",
             "--duration",
-            "2",
+            "5",
             "--ramp",
             "0.5",
             "--world",

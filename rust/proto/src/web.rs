@@ -33,11 +33,11 @@ pub const CHANNEL_RELIABLE: u8 = 0x00;
 /// Channel byte of unreliable records.
 pub const CHANNEL_UNRELIABLE: u8 = 0x01;
 /// Hello kind: client → master over a WebSocket (empty body).
-pub const KIND_WEB_MASTER_HELLO: u8 = 0x05;
+pub const KIND_WEB_MASTER_HELLO: u8 = 0x08;
 /// Hello kind: client → cluster, a join with a connect token.
-pub const KIND_WEB_JOIN: u8 = 0x06;
+pub const KIND_WEB_JOIN: u8 = 0x09;
 /// Hello kind: client → cluster, a reconnect to a session.
-pub const KIND_WEB_RESUME: u8 = 0x07;
+pub const KIND_WEB_RESUME: u8 = 0x0A;
 /// What the join proof's HMAC covers.
 pub const JOIN_LABEL: &[u8] = b"sustenet v3 web join";
 /// What the resume proof's HMAC covers, before the session id, the count of
