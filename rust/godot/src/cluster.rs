@@ -34,13 +34,20 @@ enum NodeEvent {
     Fragment(FragmentEvent),
     MasterLost(String),
     Stopped(Option<String>),
+    /// The node's instance request id, and the instance's cluster id or why it failed.
+    Instance(i64, Result<u64, String>),
 }
+
+/// The node's instance request ids by the core's, shared by the command that asks and the
+/// plugin that hears the answer (both run on the core task, one after the other).
+type InstanceIds = Arc<std::sync::Mutex<std::collections::HashMap<u64, i64>>>;
 
 /// The plugin that hands every cluster event to the node. The queue is unbounded; what a
 /// player can make wait in it is bounded by [`PendingQuota`], and the lifecycle events
 /// (connects, leaves, master status) are bounded by the players themselves.
 struct Forward {
     tx: flume::Sender<NodeEvent>,
+    instances: InstanceIds,
     quota: Arc<PendingQuota>,
     /// Packets dropped or refused over a limit, shared with the node.
     dropped: Arc<AtomicU64>,
@@ -128,6 +135,25 @@ impl Plugin for Forward {
     fn on_fragment(&mut self, _ctx: &mut Context<'_>, event: FragmentEvent) {
         self.send(NodeEvent::Fragment(event));
     }
+    fn on_instance(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        request_id: u64,
+        answer: &Result<u64, sustenet_proto::Goodbye>,
+    ) {
+        let node_id = self
+            .instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&request_id);
+        if let Some(id) = node_id {
+            let answer = answer
+                .as_ref()
+                .map(|c| *c)
+                .map_err(|g| format!("{}: {}", g.reason, g.message));
+            self.send(NodeEvent::Instance(id, answer));
+        }
+    }
     fn on_master(&mut self, _ctx: &mut Context<'_>, status: &MasterLinkStatus) {
         self.send(match status {
             MasterLinkStatus::Registered { cluster_id } => NodeEvent::Registered(*cluster_id),
@@ -139,6 +165,8 @@ impl Plugin for Forward {
 struct Running {
     handle: ClusterHandle,
     events: flume::Receiver<NodeEvent>,
+    events_tx: flume::Sender<NodeEvent>,
+    instances: InstanceIds,
     quota: Arc<PendingQuota>,
     stop: Option<oneshot::Sender<()>>,
     tcp_port: u16,
@@ -268,6 +296,7 @@ pub struct SustenetCluster {
     players: std::collections::HashSet<u64>,
     drain: DrainStats,
     dropped_packets: Arc<AtomicU64>,
+    next_instance_request: i64,
     peer_tap: Option<Tap<ClusterTap>>,
     base: Base<Node>,
 }
@@ -301,6 +330,7 @@ impl INode for SustenetCluster {
             max_pending_bytes_per_player: 1 << 20,
             max_pending_bytes: 64 << 20,
             dropped_packets: Arc::new(AtomicU64::new(0)),
+            next_instance_request: 0,
             metrics_bind: GString::new(),
             metrics_token: GString::new(),
             metrics: Default::default(),
@@ -363,6 +393,15 @@ impl SustenetCluster {
     /// A [method transfer_player] was refused (the player stays here).
     #[signal]
     fn transfer_failed(player_id: i64, reason: i64, message: GString);
+    /// The instance asked with [method spawn_instance] is ready: move players there with
+    /// [method transfer_player] and [param cluster_id].
+    #[signal]
+    fn instance_ready(request_id: i64, cluster_id: i64);
+    /// The instance asked with [method spawn_instance] will not be ready: refused (no agent
+    /// offers the template, a limit, bad parameters, not registered with the master), never
+    /// registered, crashed, its agent is gone, or the link to the master dropped first.
+    #[signal]
+    fn instance_failed(request_id: i64, reason: GString);
     /// A player entered a fragment (the grid cell [param fragment]).
     #[signal]
     fn fragment_entered(player_id: i64, fragment: Vector3i);
@@ -501,10 +540,14 @@ impl SustenetCluster {
         let (cmd_handle, commands) = cluster::command_channel(COMMAND_QUEUE);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let done = tx.clone();
+        let events_tx = tx.clone();
+        let instances = InstanceIds::default();
+        let plugin_instances = instances.clone();
         let (plugin_quota, dropped) = (quota.clone(), self.dropped_packets.clone());
         handle.spawn(async move {
             let plugin = Forward {
                 tx,
+                instances: plugin_instances,
                 quota: plugin_quota,
                 dropped,
             };
@@ -518,6 +561,8 @@ impl SustenetCluster {
         self.running = Some(Running {
             handle: cmd_handle,
             events: rx,
+            events_tx,
+            instances,
             quota,
             stop: Some(stop_tx),
             tcp_port,
@@ -648,6 +693,57 @@ impl SustenetCluster {
             );
         };
         result(r.handle.transfer(id, target, state.to_vec()))
+    }
+
+    /// Asks the master for a new instance of [param template] (a cluster an agent starts
+    /// from its template, docs/instances.md), with [param params] (String keys and values,
+    /// at most 16) filling the template's placeholders. The master stops the instance once it
+    /// has been empty for [param stop_when_empty_sec] seconds (0: never). Returns the request
+    /// id (above 0) that [signal instance_ready] or [signal instance_failed] will carry; every
+    /// refusal comes through [signal instance_failed]. Returns -1 (with an error) only when
+    /// the cluster is not running.
+    #[func]
+    fn spawn_instance(
+        &mut self,
+        template: GString,
+        params: Dictionary<Variant, Variant>,
+        stop_when_empty_sec: i64,
+    ) -> i64 {
+        let Some(r) = &self.running else {
+            godot_error!("SustenetCluster.spawn_instance: the cluster is not running");
+            return -1;
+        };
+        self.next_instance_request += 1;
+        let node_id = self.next_instance_request;
+        let params: Vec<(String, String)> = params
+            .iter_shared()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let secs = u32::try_from(stop_when_empty_sec.max(0)).unwrap_or(u32::MAX);
+        let (ids, tx) = (r.instances.clone(), r.events_tx.clone());
+        let asked =
+            r.handle.spawn_instance(
+                template.to_string(),
+                params,
+                secs,
+                move |result| match result {
+                    Ok(core_id) => {
+                        ids.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(core_id, node_id);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(NodeEvent::Instance(node_id, Err(e.to_string())));
+                    }
+                },
+            );
+        if asked.is_err() {
+            let _ = r.events_tx.send(NodeEvent::Instance(
+                node_id,
+                Err("the cluster's command queue is full".into()),
+            ));
+        }
+        node_id
     }
 
     /// Reports a player's position ([Vector2] or [Vector3]): places it in a
@@ -996,6 +1092,12 @@ impl SustenetCluster {
                 );
             }
             NodeEvent::MasterLost(m) => self.signals().master_lost().emit(m.as_str()),
+            NodeEvent::Instance(id, Ok(cluster)) => {
+                self.signals().instance_ready().emit(id, id_to_gd(cluster));
+            }
+            NodeEvent::Instance(id, Err(why)) => {
+                self.signals().instance_failed().emit(id, why.as_str());
+            }
             NodeEvent::Stopped(err) => {
                 if let Some(e) = err {
                     godot_error!("SustenetCluster stopped: {e}");
