@@ -21,7 +21,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::queue::{Outbox, OutboxRx, outbox};
 use super::web_routes::{Route, web_addr};
-use super::{CoreEvent, Shared, Writer};
+use super::{CoreEvent, ResumeRequest, Shared, Writer};
 use crate::ids::PlayerId;
 use crate::time::now_ms;
 use crate::web::{self, WebError, WebRx, WebTx};
@@ -36,6 +36,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         tokio::select! {
             _ = crate::time::stopped(&mut shutdown) => break,
             (stream, peer) = crate::listen::accept(&listener) => {
+                shared.config.metrics.connection();
                 next += 1;
                 let span = info_span!("web_player", id = next, %peer);
                 conns.spawn(web_player(shared.clone(), stream, peer).instrument(span));
@@ -106,10 +107,14 @@ async fn web_player(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
     };
     let a = match admitted {
         Ok(a) => a,
-        Err(Some((reason, message))) => return tx.refuse(reason, &message).await,
+        Err(Some((reason, message))) => {
+            shared.config.metrics.handshake(Err(reason));
+            return tx.refuse(reason, &message).await;
+        }
         Err(None) => return,
     };
     drop(up.permit);
+    shared.config.metrics.handshake(Ok(()));
     let addr = web_addr(conn);
     let route = Arc::new(Route::new(ws_config.unreliable_queue));
     shared.web.open_route(addr, route.clone());
@@ -238,7 +243,7 @@ async fn resume(
     let (writer, out_rx, kill) = new_writer(shared);
     let out = writer.out.clone();
     let (reply_tx, reply_rx) = oneshot::channel();
-    let ev = CoreEvent::Resume {
+    let ev = CoreEvent::Resume(ResumeRequest {
         conn,
         player,
         session_id,
@@ -246,7 +251,7 @@ async fn resume(
         claim,
         writer,
         reply: reply_tx,
-    };
+    });
     shared.events.send(ev).await.map_err(|_| None)?;
     let r = match reply_rx.await {
         Ok(Ok(r)) => r,
@@ -447,10 +452,12 @@ async fn on_message(
     }
 }
 
-/// Sends one reliable message.
-async fn send_reliable(tx: &mut WebTx, m: &ClusterToClient) -> Result<(), WebError> {
+/// Queues one reliable message (written at the next flush); its size.
+async fn send_reliable(tx: &mut WebTx, m: &ClusterToClient) -> Result<usize, WebError> {
     let f = wire::reliable_frame(m).map_err(|e| WebError::Socket(e.to_string()))?;
-    tx.feed(f).await
+    let len = f.len();
+    tx.feed(f).await?;
+    Ok(len)
 }
 
 /// Opens a datagram the core sealed for the player: answers a path
@@ -521,14 +528,17 @@ async fn web_writer(
                 }
                 m = rx.recv() => {
                     let Some(m) = m else { return Ok(DisconnectReason::ConnectionLost) };
-                    send_reliable(&mut tx, &m).await?;
-                    for _ in 0..256 {
+                    let mut bytes = send_reliable(&mut tx, &m).await?;
+                    let mut messages = 1;
+                    while messages < 256 {
                         match rx.try_recv() {
-                            Some(m) => send_reliable(&mut tx, &m).await?,
+                            Some(m) => bytes += send_reliable(&mut tx, &m).await?,
                             None => break,
                         }
+                        messages += 1;
                     }
                     tx.flush().await?;
+                    shared.config.metrics.sent(true, messages, bytes);
                 }
                 _ = route.ready.notified() => {
                     // The newest datagrams: those that waited while a write
