@@ -10,7 +10,8 @@
 # flags are nightly-only; on a stable toolchain RUSTC_BOOTSTRAP=1 lets them
 # through. The targets are safe Rust (the workspace forbids unsafe code), so
 # the default sanitizer is none (faster); set FUZZ_SANITIZER=address for ASan.
-# FUZZ_JOBS (1) runs that many libFuzzer jobs per target.
+# FUZZ_JOBS (1) runs that many libFuzzer jobs per target; FUZZ_MAX_TIME (seconds) also stops
+# each target after that long, whichever comes first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,14 +29,19 @@ if [[ ${#targets[@]} -eq 0 ]]; then
   mapfile -t targets < <("$fuzz" list)
 fi
 
+renice -n 10 $$ >/dev/null 2>&1 || true   # a shared machine: build and fuzz niced
 "$fuzz" build -s "$sanitizer"
 status=0
 for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$t"
   echo "==> $t: $runs executions"
   log=target/fuzz-$t.log
+  extra=()
+  [[ -n ${FUZZ_MAX_TIME:-} ]] && extra+=(-max_total_time="$FUZZ_MAX_TIME")
+  # -jobs sends libFuzzer's output to fuzz-N.log files: only when asked for.
+  [[ ${FUZZ_JOBS:-1} -gt 1 ]] && extra+=(-jobs="$FUZZ_JOBS")
   if "$fuzz" run -s "$sanitizer" "$t" "fuzz/corpus/$t" -- -runs="$runs" \
-       -jobs="${FUZZ_JOBS:-1}" -print_final_stats=1 >"$log" 2>&1; then
+       -print_final_stats=1 "${extra[@]}" >"$log" 2>&1; then
     grep -E "stat::number_of_executed_units|stat::peak_rss_mb|Done [0-9]+ runs" "$log" || true
     echo "$t: no finding"
   else

@@ -10,6 +10,7 @@
 #   scripts/soak.sh [DURATION]     DURATION in seconds, or with m / h: 600, 10m, 1h (default 1h)
 #
 # Environment: SOAK_CLIENTS (1000), SOAK_SAMPLE_SECS (60), SOAK_WARMUP_SECS (180).
+# The players column is -1 when the master did not answer the list request within 10 s.
 # The plot needs matplotlib: installed once into target/tools/python (pip --target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +51,7 @@ ax.set_ylabel("MiB")
 ax.set_ylim(bottom=0)
 ax2 = ax.twinx()
 ax2.plot(t, [int(r["fds"]) for r in rows], color="tab:orange", marker="x", label="open fds")
-ax2.plot(t, [int(r["players"]) for r in rows], color="tab:green", linestyle="--", label="players (master's list)")
+ax2.plot(t, [max(int(r["players"]), 0) for r in rows], color="tab:green", linestyle="--", label="players (master's list)")
 ax2.set_ylabel("count")
 ax2.set_ylim(bottom=0)
 lines = ax.get_legend_handles_labels()

@@ -172,7 +172,8 @@ pub fn hello(data: &[u8]) {
                 "a fuzzed resume proof was accepted"
             );
         }
-        Ok(Hello::Cluster { .. }) | Err(_) => {}
+        // Like a cluster's hello: a key name and a nonce, answered with a challenge.
+        Ok(Hello::Cluster { .. } | Hello::Agent { .. } | Hello::Admin { .. }) | Err(_) => {}
     }
     let mut rng = StdRng::seed_from_u64(1);
     if let Ok((init, _)) = ClusterInitiator::start("fuzz", cluster_key(), &mut rng) {

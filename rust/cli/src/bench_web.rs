@@ -49,6 +49,10 @@ pub struct BenchWebArgs {
     /// The folder of `sustenet up`'s client.toml (WebSocket URL, certificate).
     #[arg(long, default_value = DEV_DIR)]
     pub dir: PathBuf,
+    /// Most clients logging in and joining at the same time (the master
+    /// caps unused tickets per source address).
+    #[arg(long, default_value_t = 64)]
+    pub joins_in_flight: usize,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -152,6 +156,7 @@ async fn ticket(tls: &tokio_rustls::TlsConnector, url: &str, i: usize) -> anyhow
 }
 
 /// One web client's whole run.
+#[allow(clippy::too_many_arguments)]
 async fn client(
     i: usize,
     args: Arc<BenchWebArgs>,
@@ -160,8 +165,9 @@ async fn client(
     epoch: Instant,
     end: Instant,
     totals: Arc<Mutex<Totals>>,
+    joins: Arc<tokio::sync::Semaphore>,
 ) {
-    let r = play(i, &args, &file, &tls, epoch, end, &totals).await;
+    let r = play(i, &args, &file, &tls, epoch, end, &totals, &joins).await;
     let mut t = totals.lock().unwrap_or_else(|p| p.into_inner());
     if let Err((joined, e)) = r {
         if joined {
@@ -175,6 +181,7 @@ async fn client(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn play(
     i: usize,
     args: &BenchWebArgs,
@@ -183,7 +190,9 @@ async fn play(
     epoch: Instant,
     end: Instant,
     totals: &Mutex<Totals>,
+    joins: &tokio::sync::Semaphore,
 ) -> Result<(), (bool, anyhow::Error)> {
+    let permit = joins.acquire().await.map_err(|e| (false, e.into()))?;
     let url = file.websocket.as_deref().unwrap_or_default();
     let t = ticket(tls, url, i).await.map_err(|e| (false, e))?;
     let mut ws = open(tls, &t.cluster.address, t.cluster.tcp_port)
@@ -205,6 +214,7 @@ async fn play(
         }
     };
     joined.await.map_err(|e| (false, e))?;
+    drop(permit);
     {
         totals.lock().unwrap_or_else(|p| p.into_inner()).joined += 1;
     }
@@ -358,14 +368,16 @@ pub async fn run(args: BenchWebArgs) -> anyhow::Result<()> {
     let epoch = Instant::now();
     let end = epoch + Duration::from_secs_f64(args.ramp + args.duration);
     let totals = Arc::new(Mutex::new(Totals::default()));
+    let joins = Arc::new(tokio::sync::Semaphore::new(args.joins_in_flight.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..args.clients {
         let start =
             epoch + Duration::from_secs_f64(args.ramp * i as f64 / args.clients.max(1) as f64);
         let (a, f, t, tot) = (args.clone(), file.clone(), tls.clone(), totals.clone());
+        let j = joins.clone();
         tasks.spawn(async move {
             tokio::time::sleep_until(start.into()).await;
-            client(i, a, f, t, epoch, end, tot).await;
+            client(i, a, f, t, epoch, end, tot, j).await;
         });
     }
     while tasks.join_next().await.is_some() {}

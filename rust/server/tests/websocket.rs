@@ -45,6 +45,15 @@ impl Setup {
 /// A master and `n` clusters, all with `wss://` listeners, and one native
 /// cluster without one.
 async fn setup(n: usize, native_too: bool) -> Setup {
+    setup_with(n, native_too, |_| {}).await
+}
+
+/// [`setup`] with `tweak` applied to each web cluster's configuration.
+async fn setup_with(
+    n: usize,
+    native_too: bool,
+    tweak: impl Fn(&mut sustenet_server::ClusterConfig),
+) -> Setup {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let (dev, tls) = dev_cert(dir.path());
@@ -64,7 +73,8 @@ async fn setup(n: usize, native_too: bool) -> Setup {
     .await;
     let mut clusters = Vec::new();
     for name in names.iter().take(n) {
-        let cfg = cluster_config(master.addr, name, name, 0);
+        let mut cfg = cluster_config(master.addr, name, name, 0);
+        tweak(&mut cfg);
         let ws = wss_config(&tls).await;
         clusters.push(start_web_cluster(cfg, keys[name].clone(), ws, EchoChat).await);
     }
@@ -274,5 +284,139 @@ async fn a_cut_web_link_resumes_with_nothing_lost() {
         ),
         "{e:?}"
     );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_cluster_refuses_web_players_too() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let (dev, tls) = dev_cert(dir.path());
+    let keys = keys(&["full"]);
+    let mut mcfg = master_config();
+    // Unused tickets do not count: both are issued, the cluster itself refuses.
+    mcfg.ticket_hold = Duration::ZERO;
+    let mws = wss_config(&tls).await;
+    let master_ws = Target {
+        port: mws.bind.port(),
+        cert: Some(dev.cert.clone()),
+        origin: None,
+    };
+    mcfg.websocket = Some(mws);
+    let master = start_master_on(
+        "127.0.0.1:0",
+        sustenet_proto::MasterKeypair::generate().unwrap(),
+        keys.clone(),
+        mcfg,
+    )
+    .await;
+    let cfg = cluster_config(master.addr, "full", "full", 1);
+    let ws = wss_config(&tls).await;
+    let cluster = start_web_cluster(cfg, keys["full"].clone(), ws, EchoChat).await;
+    wait_for_clusters(&master, 1).await;
+    let target = Target {
+        port: cluster.ws_port,
+        cert: Some(dev.cert),
+        origin: None,
+    };
+    // Two tickets, then the first takes the one seat.
+    let mut a = WebMaster::connect(&master_ws).await;
+    a.login("first").await;
+    let t1 = a.ticket(JoinTarget::Id(cluster.id)).await.unwrap();
+    let mut b = WebMaster::connect(&master_ws).await;
+    b.login("second").await;
+    let t2 = b.ticket(JoinTarget::Id(cluster.id)).await;
+    let mut first = WebPlayer::join(&target, &t1).await.unwrap();
+    first.send(EchoChat::ECHO, b"in").await;
+    first.expect_data(EchoChat::ECHO, b"in", true).await;
+    match t2 {
+        // The master already counts the first ticket: the cluster is locked.
+        Err(g) => assert_eq!(g.reason, DisconnectReason::ServerFull, "{}", g.message),
+        Ok(t2) => {
+            let e = WebPlayer::join(&target, &t2).await.err().expect("refused");
+            assert!(
+                matches!(
+                    e,
+                    HandshakeError::Rejected {
+                        reason: DisconnectReason::ServerFull,
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+        }
+    }
+    cluster.stop().await;
+    master.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backed_up_web_player_loses_stale_unreliable_updates_not_its_seat() {
+    // Silence and write deadlines longer than the test: a player that does
+    // not read for longer than `timeout_ms` is let go, as on TCP.
+    let s = setup_with(1, false, |c| {
+        c.limits.timeout_ms = 60_000;
+    })
+    .await;
+    let cluster = JoinTarget::Id(s.clusters[0].id);
+    let mut web = web_join(&s, "slow", cluster).await;
+    let mut other = web_join(&s, "other", cluster).await;
+    web.unreliable_echo(b"path up").await;
+    // The player stops reading while the game sends it far more unreliable
+    // data than its socket and its queue hold (20,000 × 1 KB).
+    let big = vec![7u8; 1000];
+    let sent = 20_000;
+    let deadline = tokio::time::Instant::now() + GUARD;
+    let mut done = 0;
+    while done < sent {
+        // The handle's command queue is bounded: wait for room.
+        match s.clusters[0]
+            .handle
+            .send(web.player_id, 77, big.clone(), false)
+        {
+            Ok(()) => done += 1,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+        }
+        assert!(tokio::time::Instant::now() < deadline, "sent only {done}");
+    }
+    // A barrier: the core runs the handle's commands in order, so once the
+    // other player has this, every update was handed to the slow one's route.
+    s.clusters[0]
+        .handle
+        .send(other.player_id, 79, b"barrier".to_vec(), true)
+        .unwrap();
+    other.expect_data(79, b"barrier", true).await;
+    // Then one reliable message: it must arrive, after at most what the
+    // socket buffers and the route's 64 datagrams held.
+    s.clusters[0]
+        .handle
+        .send(web.player_id, 78, b"reliable".to_vec(), true)
+        .unwrap();
+    let mut unreliable = 0;
+    loop {
+        match web.recv().await {
+            Heard::Data {
+                command: 77,
+                reliable: false,
+                ..
+            } => unreliable += 1,
+            Heard::Data {
+                command: 78,
+                payload,
+                reliable: true,
+            } => {
+                assert_eq!(payload, b"reliable");
+                break;
+            }
+            Heard::Data { .. } => {}
+            other => panic!("the player was let go: {other:?}"),
+        }
+    }
+    assert!(
+        unreliable < sent,
+        "stale updates were dropped, not queued ({unreliable} of {sent} arrived)"
+    );
+    web.send(EchoChat::ECHO, b"still here").await;
+    web.expect_data(EchoChat::ECHO, b"still here", true).await;
     s.stop().await;
 }

@@ -271,6 +271,25 @@ async fn huge_fragmented_and_text_messages() {
         refused_for(&until_closed(&mut s).await, DisconnectReason::TokenInvalid),
         "a Reject(TokenInvalid) answers the joined hello"
     );
+    // A native hello inside a WebSocket: refused with ProtocolViolation.
+    let mut ws = open(&Target {
+        port,
+        cert: None,
+        origin: None,
+    })
+    .await
+    .unwrap();
+    let mut native = WebHello::Master.encode().unwrap();
+    native[6] = 0x03; // ClientClusterHello
+    send_frame(&mut ws, native).await;
+    let f = next_binary(&mut ws).await.expect("a refusal");
+    assert!(matches!(
+        handshake::check_refusal(&f),
+        Some(HandshakeError::Rejected {
+            reason: DisconnectReason::ProtocolViolation,
+            ..
+        })
+    ));
     // A text message: closed with ProtocolViolation.
     let mut ws = open(&Target {
         port,

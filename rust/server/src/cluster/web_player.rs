@@ -36,6 +36,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         tokio::select! {
             _ = crate::time::stopped(&mut shutdown) => break,
             (stream, peer) = crate::listen::accept(&listener) => {
+                shared.config.metrics.connection();
                 next += 1;
                 let span = info_span!("web_player", id = next, %peer);
                 conns.spawn(web_player(shared.clone(), stream, peer).instrument(span));
@@ -106,10 +107,14 @@ async fn web_player(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
     };
     let a = match admitted {
         Ok(a) => a,
-        Err(Some((reason, message))) => return tx.refuse(reason, &message).await,
+        Err(Some((reason, message))) => {
+            shared.config.metrics.handshake(Err(reason));
+            return tx.refuse(reason, &message).await;
+        }
         Err(None) => return,
     };
     drop(up.permit);
+    shared.config.metrics.handshake(Ok(()));
     let addr = web_addr(conn);
     let route = Arc::new(Route::new(ws_config.unreliable_queue));
     shared.web.open_route(addr, route.clone());
@@ -137,8 +142,8 @@ async fn join(
     token: &[u8],
     proof: &[u8; wire::PROOF_LEN],
 ) -> Result<Admitted, Refusal> {
-    let cap = shared.config.max_connections as usize;
-    if cap > 0 && shared.published.player_count.load(Ordering::Relaxed) >= cap {
+    let cap = shared.config.connection_limit() as usize;
+    if shared.published.player_count.load(Ordering::Relaxed) >= cap {
         info!("refused: the cluster is full");
         let why = "the cluster is full".into();
         return Err(Some((DisconnectReason::ServerFull, why)));
@@ -447,10 +452,12 @@ async fn on_message(
     }
 }
 
-/// Sends one reliable message.
-async fn send_reliable(tx: &mut WebTx, m: &ClusterToClient) -> Result<(), WebError> {
+/// Queues one reliable message (written at the next flush); its size.
+async fn send_reliable(tx: &mut WebTx, m: &ClusterToClient) -> Result<usize, WebError> {
     let f = wire::reliable_frame(m).map_err(|e| WebError::Socket(e.to_string()))?;
-    tx.feed(f).await
+    let len = f.len();
+    tx.feed(f).await?;
+    Ok(len)
 }
 
 /// Opens a datagram the core sealed for the player: answers a path
@@ -521,14 +528,17 @@ async fn web_writer(
                 }
                 m = rx.recv() => {
                     let Some(m) = m else { return Ok(DisconnectReason::ConnectionLost) };
-                    send_reliable(&mut tx, &m).await?;
-                    for _ in 0..256 {
+                    let mut bytes = send_reliable(&mut tx, &m).await?;
+                    let mut messages = 1;
+                    while messages < 256 {
                         match rx.try_recv() {
-                            Some(m) => send_reliable(&mut tx, &m).await?,
+                            Some(m) => bytes += send_reliable(&mut tx, &m).await?,
                             None => break,
                         }
+                        messages += 1;
                     }
                     tx.flush().await?;
+                    shared.config.metrics.sent(true, messages, bytes);
                 }
                 _ = route.ready.notified() => {
                     // The newest datagrams: those that waited while a write

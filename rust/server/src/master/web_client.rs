@@ -121,6 +121,7 @@ pub(super) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         tokio::select! {
             _ = crate::time::stopped(&mut shutdown) => break,
             (stream, peer) = crate::listen::accept(&listener) => {
+                shared.config.metrics.connection();
                 next += 1;
                 let span = info_span!("web_client", id = next, %peer);
                 conns.spawn(web_client(shared.clone(), stream, peer).instrument(span));
@@ -173,6 +174,7 @@ async fn web_client(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
             .await;
     };
     drop(up.permit);
+    shared.config.metrics.handshake(Ok(()));
     let reason = run(&shared, peer, &mut tx, &mut rx).await;
     debug!("web client session ended: {reason}");
     tx.close(web::close_code(reason), &reason.to_string()).await;

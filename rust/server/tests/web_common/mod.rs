@@ -415,7 +415,7 @@ pub async fn start_web_cluster(
     let id = *config
         .cluster_id
         .get_or_insert_with(|| rand::rng().next_u64() >> 1);
-    let (handle, commands) = command_channel(1024);
+    let (handle, commands) = command_channel(65_536);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         cluster::run_with_handle(tcp, udp, config, key, plugin, commands, async {
