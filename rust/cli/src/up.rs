@@ -149,18 +149,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         args.bind.as_str()
     };
     let web = web_settings(&args, client_host, master_port)?;
+    let dev = web.as_ref().and_then(|w| w.dev.as_ref());
     let file = ClientFile {
         master: format!("{client_host}:{master_port}"),
         public_key: public.to_base64(),
         websocket: web.as_ref().map(|w| w.url.clone()),
-        certificate: web
-            .as_ref()
-            .and_then(|w| w.dev.as_ref())
-            .map(|d| d.cert.display().to_string()),
-        certificate_spki: web
-            .as_ref()
-            .and_then(|w| w.dev.as_ref())
-            .map(|d| d.spki_sha256.clone()),
+        certificate: dev.map(|d| d.cert.display().to_string()),
+        certificate_spki: dev.map(|d| d.spki_sha256.clone()),
     };
     let client_path = args.dir.join(CLIENT_FILE);
     std::fs::write(&client_path, toml::to_string(&file)?)
@@ -182,7 +177,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     master_metrics.register(&mut registry);
     let mut local_clusters = Vec::new();
-    let mkeys = MasterKeys::new(keypair, cluster_keys.clone());
+    let agent =
+        crate::up_agent::DevAgent::prepare(&args.dir, &args.bind, client_host, master_port)?;
+    let mut mkeys = MasterKeys::new(keypair, cluster_keys.clone());
+    mkeys.agent_keys = agent.agent_keys.clone();
+    mkeys.admin_keys = agent.admin_keys.clone();
     tasks.spawn(master::run(
         listener,
         MasterConfig {
@@ -196,9 +195,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         stopped(stop_rx.clone()),
     ));
 
+    let agent_ports = (agent.section.port_first, agent.section.port_last);
+    tasks.spawn(sustenet_server::agent::run(
+        agent.section,
+        agent.key,
+        sustenet_server::Limits::default(),
+        stopped(stop_rx.clone()),
+    ));
     println!("Sustenet is up.");
     println!("  master       {}  (tcp)", file.master);
     println!("  public key   {}", public.to_base64());
+    println!(
+        "  agent        template room, ports {}-{}  (sustenet instances --key-dir {} spawn room)",
+        agent_ports.0,
+        agent_ports.1,
+        key_dir.display()
+    );
     if let Some(w) = &web {
         println!("  web clients  {}", w.url);
     }
@@ -239,16 +251,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             World,
             stopped(stop_rx.clone()),
         ));
-        match &web {
-            Some(w) => println!(
-                "  {name:<12} {client_host}:{port}  (tcp + udp), {}://{client_host}:{}",
-                w.scheme(),
-                w.cluster_port(i)?
-            ),
-            None => println!("  {name:<12} {client_host}:{port}  (tcp + udp)"),
-        }
+        let web_url = match &web {
+            Some(w) => format!(", {}://{client_host}:{}", w.scheme(), w.cluster_port(i)?),
+            None => String::new(),
+        };
+        println!("  {name:<12} {client_host}:{port}  (tcp + udp){web_url}");
     }
-    if let Some(dev) = web.as_ref().and_then(|w| w.dev.as_ref()) {
+    if let Some(dev) = dev {
         print_trust(dev);
     }
     let dashboard = Dashboard::new(master_metrics, local_clusters);
