@@ -121,7 +121,9 @@ fn seq_of(p: &[u8]) -> Option<u32> {
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
+/// The master's address and public key: from the arguments, else from the
+/// client file `sustenet up` wrote.
+fn master_and_key(args: &ProbeArgs) -> anyhow::Result<(String, PublicKey)> {
     let (master, key) = match (&args.master, &args.key) {
         (Some(m), Some(k)) => (m.clone(), k.clone()),
         (m, k) => {
@@ -134,6 +136,11 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
     };
     let key =
         PublicKey::from_base64(&key).with_context(|| format!("bad master public key '{key}'"))?;
+    Ok((master, key))
+}
+
+pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
+    let (master, key) = master_and_key(&args)?;
     let limit = Duration::from_secs(args.timeout.max(1));
     let (client, events) = Client::spawn(
         &tokio::runtime::Handle::current(),
@@ -160,24 +167,7 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
             "logged in to {master} as {} (client id {client_id})",
             args.user
         );
-        println!("{} cluster(s):", clusters.len());
-        for c in &clusters {
-            let cap = if c.capacity == 0 {
-                "no limit".to_owned()
-            } else {
-                c.capacity.to_string()
-            };
-            println!(
-                "  {:>20}  {:<24} {}:{}  players {} / {}{}",
-                c.id,
-                c.name,
-                c.address,
-                c.tcp_port,
-                c.players,
-                cap,
-                if c.locked { "  (full)" } else { "" }
-            );
-        }
+        print_clusters(&clusters);
     }
     client.join(args.cluster.map_or(JoinTarget::Auto, JoinTarget::Id))?;
     let cluster = loop {
@@ -197,53 +187,8 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
         );
     }
 
-    // Reliable: one message in flight at a time, every echo must come back in order.
-    let mut rel = Vec::new();
-    for seq in 0..args.count {
-        let sent = Instant::now();
-        client.send(EchoChat::ECHO, payload(seq, args.size))?;
-        loop {
-            if let ClientEvent::Packet {
-                command: EchoChat::ECHO,
-                payload,
-                reliable: true,
-            } = next_event(&events, limit, "a reliable echo").await?
-            {
-                anyhow::ensure!(seq_of(&payload) == Some(seq), "reliable echo out of order");
-                rel.push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
-                break;
-            }
-        }
-    }
-
-    // Unreliable: a lost datagram is waited for briefly, then counted as lost.
-    let usize_ = args.size.min(sustenet_client::UNRELIABLE_LIMIT);
-    let mut unrel = Vec::new();
-    let per_try = Duration::from_millis(250);
-    for seq in 0..args.count {
-        let sent = Instant::now();
-        client.send_unreliable(EchoChat::ECHO, payload(seq, usize_))?;
-        let deadline = tokio::time::Instant::now() + per_try;
-        while let Ok(ev) = tokio::time::timeout_at(deadline, events.recv_async()).await {
-            match ev {
-                Ok(ClientEvent::Packet {
-                    command: EchoChat::ECHO,
-                    payload,
-                    reliable: false,
-                }) => {
-                    if seq_of(&payload) == Some(seq) {
-                        unrel.push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
-                        break;
-                    }
-                }
-                Ok(ClientEvent::Disconnected { reason, message }) => {
-                    bail!("disconnected: {reason} {message}")
-                }
-                Ok(_) => {}
-                Err(_) => bail!("the client stopped"),
-            }
-        }
-    }
+    let rel = reliable_echoes(&client, &events, &args, limit).await?;
+    let unrel = unreliable_echoes(&client, &events, &args).await?;
     let _ = client.disconnect();
 
     let reliable = report(args.count, rel);
@@ -286,4 +231,92 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Prints the cluster list as the master sent it.
+fn print_clusters(clusters: &[sustenet_proto::ClusterInfo]) {
+    println!("{} cluster(s):", clusters.len());
+    for c in clusters {
+        let cap = if c.capacity == 0 {
+            "no limit".to_owned()
+        } else {
+            c.capacity.to_string()
+        };
+        println!(
+            "  {:>20}  {:<24} {}:{}  players {} / {}{}",
+            c.id,
+            c.name,
+            c.address,
+            c.tcp_port,
+            c.players,
+            cap,
+            if c.locked { "  (full)" } else { "" }
+        );
+    }
+}
+
+/// Reliable echoes, one in flight at a time; every echo must come back in
+/// order. Their round trips in µs.
+async fn reliable_echoes(
+    client: &Client,
+    events: &flume::Receiver<ClientEvent>,
+    args: &ProbeArgs,
+    limit: Duration,
+) -> anyhow::Result<Vec<u64>> {
+    let mut rel = Vec::new();
+    for seq in 0..args.count {
+        let sent = Instant::now();
+        client.send(EchoChat::ECHO, payload(seq, args.size))?;
+        loop {
+            if let ClientEvent::Packet {
+                command: EchoChat::ECHO,
+                payload,
+                reliable: true,
+            } = next_event(events, limit, "a reliable echo").await?
+            {
+                anyhow::ensure!(seq_of(&payload) == Some(seq), "reliable echo out of order");
+                rel.push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
+                break;
+            }
+        }
+    }
+
+    Ok(rel)
+}
+
+/// Unreliable echoes: a lost datagram is waited for briefly (250 ms), then
+/// counted as lost. The round trips that came back, in µs.
+async fn unreliable_echoes(
+    client: &Client,
+    events: &flume::Receiver<ClientEvent>,
+    args: &ProbeArgs,
+) -> anyhow::Result<Vec<u64>> {
+    let usize_ = args.size.min(sustenet_client::UNRELIABLE_LIMIT);
+    let mut unrel = Vec::new();
+    let per_try = Duration::from_millis(250);
+    for seq in 0..args.count {
+        let sent = Instant::now();
+        client.send_unreliable(EchoChat::ECHO, payload(seq, usize_))?;
+        let deadline = tokio::time::Instant::now() + per_try;
+        while let Ok(ev) = tokio::time::timeout_at(deadline, events.recv_async()).await {
+            match ev {
+                Ok(ClientEvent::Packet {
+                    command: EchoChat::ECHO,
+                    payload,
+                    reliable: false,
+                }) => {
+                    if seq_of(&payload) == Some(seq) {
+                        unrel.push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
+                        break;
+                    }
+                }
+                Ok(ClientEvent::Disconnected { reason, message }) => {
+                    bail!("disconnected: {reason} {message}")
+                }
+                Ok(_) => {}
+                Err(_) => bail!("the client stopped"),
+            }
+        }
+    }
+    Ok(unrel)
 }

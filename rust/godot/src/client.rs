@@ -9,7 +9,7 @@ use sustenet_proto::{ClusterInfo, DEFAULT_MASTER_PORT, DisconnectReason, JoinTar
 
 use crate::multiplayer_peer::tap::{self, ClientLink, ClientTap, Tap};
 use crate::{
-    DrainStats, command_from_gd, fail, flush_logs, id_from_gd, id_to_gd, port_from_gd, runtime,
+    DrainStats, Error, command_from_gd, flush_logs, id_from_gd, id_to_gd, port_from_gd, runtime,
 };
 
 /// One cluster as the master lists it. Read its properties; changing them
@@ -348,51 +348,39 @@ impl SustenetClient {
 
     /// Connects to the master. [method login] does this on its own.
     #[func]
-    fn connect_to_master(&mut self) -> GdError {
-        match self.ensure_client() {
-            Ok(c) => push(c.connect()),
-            Err(e) => e,
-        }
+    fn connect_to_master(&mut self) -> Result<(), Error> {
+        push(self.ensure_client()?.connect())
     }
 
     /// Logs in (connecting first if needed). Answered by [signal login_succeeded] or [signal login_failed].
     #[func]
-    fn login(&mut self, username: GString, secret: GString) -> GdError {
+    fn login(&mut self, username: GString, secret: GString) -> Result<(), Error> {
         let (u, s) = (username.to_string(), secret.to_string());
         if u.is_empty() {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_INVALID_PARAMETER,
                 "SustenetClient.login: the user name is empty",
-            );
+            ));
         }
-        match self.ensure_client() {
-            Ok(c) => push(c.login(u, s.into_bytes())),
-            Err(e) => e,
-        }
+        push(self.ensure_client()?.login(u, s.into_bytes()))
     }
 
     /// Asks for the cluster list; answered by [signal clusters_received].
     #[func]
-    fn request_clusters(&mut self) -> GdError {
-        match self.ensure_client() {
-            Ok(c) => push(c.list_clusters()),
-            Err(e) => e,
-        }
+    fn request_clusters(&mut self) -> Result<(), Error> {
+        push(self.ensure_client()?.list_clusters())
     }
 
     /// Joins the cluster with this id; answered by [signal cluster_joined] or [signal join_failed].
     #[func]
-    fn join_cluster(&mut self, cluster_id: i64) -> GdError {
+    fn join_cluster(&mut self, cluster_id: i64) -> Result<(), Error> {
         let Some(id) = id_from_gd(cluster_id) else {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_INVALID_PARAMETER,
                 "SustenetClient.join_cluster: the cluster id is negative",
-            );
+            ));
         };
-        match self.ensure_client() {
-            Ok(c) => push(c.join(JoinTarget::Id(id))),
-            Err(e) => e,
-        }
+        push(self.ensure_client()?.join(JoinTarget::Id(id)))
     }
 
     /// Joins the best cluster for this player: lists the clusters, pings
@@ -400,63 +388,57 @@ impl SustenetClient {
     /// not full (fill = players / capacity, or players / (players + 100) without
     /// a limit; no answer counts as 1000 ms).
     #[func]
-    fn join_best_cluster(&mut self) -> GdError {
-        match self.ensure_client() {
-            Ok(c) => push(c.join_best()),
-            Err(e) => e,
-        }
+    fn join_best_cluster(&mut self) -> Result<(), Error> {
+        push(self.ensure_client()?.join_best())
     }
 
     /// Joins the cluster the master picks: the least loaded one that is not full.
     #[func]
-    fn join_least_loaded_cluster(&mut self) -> GdError {
-        match self.ensure_client() {
-            Ok(c) => push(c.join(JoinTarget::Auto)),
-            Err(e) => e,
-        }
+    fn join_least_loaded_cluster(&mut self) -> Result<(), Error> {
+        push(self.ensure_client()?.join(JoinTarget::Auto))
     }
 
     /// Sends bytes to the cluster, reliably and in order.
     #[func]
-    fn send(&self, command: i64, data: PackedByteArray) -> GdError {
+    fn send(&self, command: i64, data: PackedByteArray) -> Result<(), Error> {
         self.send_bytes(command, data.to_vec(), true)
     }
 
     /// Sends bytes to the cluster without delivery guarantee (newer packets
     /// replace older ones). At most [constant MAX_UNRELIABLE_PAYLOAD] bytes.
     #[func]
-    fn send_unreliable(&self, command: i64, data: PackedByteArray) -> GdError {
+    fn send_unreliable(&self, command: i64, data: PackedByteArray) -> Result<(), Error> {
         self.send_bytes(command, data.to_vec(), false)
     }
 
     /// Sends any value (through [method @GlobalScope.var_to_bytes], without objects), reliably.
     #[func]
-    fn send_var(&self, command: i64, value: Variant) -> GdError {
+    fn send_var(&self, command: i64, value: Variant) -> Result<(), Error> {
         self.send_bytes(command, godot::global::var_to_bytes(&value).to_vec(), true)
     }
 
     /// Sends any value without delivery guarantee.
     #[func]
-    fn send_var_unreliable(&self, command: i64, value: Variant) -> GdError {
+    fn send_var_unreliable(&self, command: i64, value: Variant) -> Result<(), Error> {
         self.send_bytes(command, godot::global::var_to_bytes(&value).to_vec(), false)
     }
 
     /// Leaves the cluster; the login is kept.
     #[func]
-    fn leave(&mut self) -> GdError {
+    fn leave(&mut self) -> Result<(), Error> {
         match &self.client {
             Some((c, _)) => push(c.leave()),
-            None => GdError::OK,
+            None => Ok(()),
         }
     }
 
     /// Closes every connection.
     #[func]
-    fn disconnect_from_server(&mut self) -> GdError {
+    fn disconnect_from_server(&mut self) -> Result<(), Error> {
         self.cluster = None;
         match &self.client {
             Some((c, _)) => push(c.disconnect()),
-            None => GdError::OK,
+            None => Ok(()),
         }
     }
 
@@ -526,35 +508,33 @@ impl SustenetClient {
     }
 }
 
-fn push(r: Result<(), ClientError>) -> GdError {
-    match r {
-        Ok(()) => GdError::OK,
-        Err(e @ ClientError::TooLarge { .. }) => fail(
-            GdError::ERR_INVALID_PARAMETER,
-            format!("SustenetClient: {e}"),
-        ),
-        Err(e) => fail(GdError::ERR_BUSY, format!("SustenetClient: {e}")),
-    }
+/// A client command's refusal: too large is an invalid argument, anything
+/// else (the client task is busy or gone) `ERR_BUSY`.
+fn push(r: Result<(), ClientError>) -> Result<(), Error> {
+    r.map_err(|e| match e {
+        ClientError::TooLarge { .. } => Error::invalid(format!("SustenetClient: {e}")),
+        e => Error::new(GdError::ERR_BUSY, format!("SustenetClient: {e}")),
+    })
 }
 
 impl SustenetClient {
-    fn ensure_client(&mut self) -> Result<&Client, GdError> {
+    fn ensure_client(&mut self) -> Result<&Client, Error> {
         if self.client.is_none() {
             let key = self.master_public_key.to_string();
             if key.trim().is_empty() {
-                return Err(fail(
+                return Err(Error::new(
                     GdError::ERR_UNCONFIGURED,
                     "SustenetClient: master_public_key is empty; set it to the master's public key (printed by `sustenet up`)",
                 ));
             }
             let key = PublicKey::from_base64(&key).map_err(|e| {
-                fail(
+                Error::new(
                     GdError::ERR_INVALID_PARAMETER,
                     format!("SustenetClient: master_public_key is not a valid public key ({e}); copy it from `sustenet up`"),
                 )
             })?;
             let Some(port) = port_from_gd(self.master_port, DEFAULT_MASTER_PORT) else {
-                return Err(fail(
+                return Err(Error::new(
                     GdError::ERR_INVALID_PARAMETER,
                     format!(
                         "SustenetClient: master_port {} is not a port (0..65535)",
@@ -562,8 +542,9 @@ impl SustenetClient {
                     ),
                 ));
             };
-            let handle = runtime::handle()
-                .map_err(|e| fail(GdError::ERR_CANT_CREATE, format!("SustenetClient: {e}")))?;
+            let handle = runtime::handle().map_err(|e| {
+                Error::new(GdError::ERR_CANT_CREATE, format!("SustenetClient: {e}"))
+            })?;
             let addr = format!("{}:{port}", self.master_address);
             let mut config = ClientConfig::new(addr, key);
             config.reconnect_window =
@@ -574,28 +555,31 @@ impl SustenetClient {
         }
         match &self.client {
             Some((c, _)) => Ok(c),
-            None => Err(GdError::ERR_BUG),
+            None => Err(Error::new(
+                GdError::ERR_BUG,
+                "SustenetClient: the client was not kept",
+            )),
         }
     }
 
-    fn send_bytes(&self, command: i64, data: Vec<u8>, reliable: bool) -> GdError {
+    fn send_bytes(&self, command: i64, data: Vec<u8>, reliable: bool) -> Result<(), Error> {
         let Some(command) = command_from_gd(command) else {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_INVALID_PARAMETER,
                 format!("SustenetClient: command {command} is out of range (0..65535)"),
-            );
+            ));
         };
         let Some((c, _)) = &self.client else {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_UNCONFIGURED,
                 "SustenetClient: not connected; log in and join a cluster first",
-            );
+            ));
         };
         if self.cluster.is_none() {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_UNCONFIGURED,
                 "SustenetClient: not in a cluster; wait for cluster_joined",
-            );
+            ));
         }
         if reliable {
             push(c.send(command, data))

@@ -13,11 +13,14 @@ use godot::prelude::*;
 mod client;
 mod cluster;
 mod cluster_stats;
+mod error;
 mod first_import;
 mod master;
 mod multiplayer_peer;
 mod pending;
 mod runtime;
+
+pub(crate) use error::Error;
 
 /// The extension's entry point. gdext's entry trait is `unsafe` by design;
 /// this module is the only place the crate allows it.
@@ -55,12 +58,6 @@ pub(crate) fn flush_logs() {
             runtime::Severity::Error => godot_error!("{line}"),
         }
     }
-}
-
-/// Reports a failed call: pushes `message` as an error and returns `code`.
-pub(crate) fn fail(code: godot::global::Error, message: impl AsRef<str>) -> godot::global::Error {
-    godot_error!("{}", message.as_ref());
-    code
 }
 
 /// Ids travel as u64 and stay below 2^63, so GDScript sees them positive.

@@ -12,7 +12,7 @@ use sustenet_server::keys;
 use sustenet_server::master::{self, MasterConfig, MasterKeys};
 use tokio::sync::oneshot;
 
-use crate::{fail, flush_logs, globalize, port_from_gd, runtime};
+use crate::{Error, flush_logs, globalize, port_from_gd, runtime};
 
 /// Runs the same master as [code]sustenet master[/code] inside Godot, for a
 /// small game that hosts everything in one process, or for tests. Logins are
@@ -73,8 +73,11 @@ impl INode for SustenetMaster {
     }
 
     fn ready(&mut self) {
-        if self.autostart {
-            let _ = self.start();
+        // start() reports its own error; autostart has no caller to tell.
+        if self.autostart
+            && let Err(e) = self.start()
+        {
+            e.report();
         }
     }
 
@@ -98,19 +101,16 @@ impl SustenetMaster {
 
     /// Starts the master: loads the keys and binds the port now (errors are returned right away).
     #[func]
-    fn start(&mut self) -> GdError {
+    fn start(&mut self) -> Result<(), Error> {
         if self.running.is_some() {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_ALREADY_IN_USE,
                 "SustenetMaster.start: already running",
-            );
+            ));
         }
-        let Some(port) = port_from_gd(self.port, DEFAULT_MASTER_PORT) else {
-            return fail(
-                GdError::ERR_INVALID_PARAMETER,
-                format!("SustenetMaster: port {} is not a port", self.port),
-            );
-        };
+        let port = port_from_gd(self.port, DEFAULT_MASTER_PORT).ok_or_else(|| {
+            Error::invalid(format!("SustenetMaster: port {} is not a port", self.port))
+        })?;
         let dir = PathBuf::from(globalize(&self.key_dir.to_string()));
         let key_path = if self.master_key_path.is_empty() {
             dir.join(keys::MASTER_KEY_FILE)
@@ -125,32 +125,24 @@ impl SustenetMaster {
         } else {
             keys::load_master_keypair(&key_path)
         };
-        let keypair = match keypair {
-            Ok(k) => k,
-            Err(e) => return fail(GdError::ERR_FILE_CANT_OPEN, format!("SustenetMaster: {e}")),
-        };
-        let cluster_keys = match keys::load_key_dir(&dir) {
-            Ok(k) => k,
-            Err(e) => return fail(GdError::ERR_FILE_CANT_OPEN, format!("SustenetMaster: {e}")),
-        };
-        let handle = match runtime::handle() {
-            Ok(h) => h,
-            Err(e) => return fail(GdError::ERR_CANT_CREATE, format!("SustenetMaster: {e}")),
-        };
+        let cant_open = |e| Error::new(GdError::ERR_FILE_CANT_OPEN, format!("SustenetMaster: {e}"));
+        let keypair = keypair.map_err(cant_open)?;
+        let cluster_keys = keys::load_key_dir(&dir).map_err(cant_open)?;
+        let handle = runtime::handle()
+            .map_err(|e| Error::new(GdError::ERR_CANT_CREATE, format!("SustenetMaster: {e}")))?;
         let bind = self.bind_address.to_string();
-        let listener = match std::net::TcpListener::bind((bind.as_str(), port)).and_then(|l| {
-            l.set_nonblocking(true)?;
-            let _guard = handle.enter();
-            tokio::net::TcpListener::from_std(l)
-        }) {
-            Ok(l) => l,
-            Err(e) => {
-                return fail(
+        let listener = std::net::TcpListener::bind((bind.as_str(), port))
+            .and_then(|l| {
+                l.set_nonblocking(true)?;
+                let _guard = handle.enter();
+                tokio::net::TcpListener::from_std(l)
+            })
+            .map_err(|e| {
+                Error::new(
                     GdError::ERR_ALREADY_IN_USE,
                     format!("SustenetMaster: cannot listen on {bind}:{port}: {e}"),
-                );
-            }
-        };
+                )
+            })?;
         let bound = listener.local_addr().map_or(port, |a| a.port());
         self.public_key = keypair.public().to_base64();
         let config = MasterConfig {
@@ -170,17 +162,17 @@ impl SustenetMaster {
         });
         self.running = Some((stop_tx, bound));
         self.signals().started().emit(i64::from(bound));
-        GdError::OK
+        Ok(())
     }
 
     /// Stops the master; connected clients and clusters are told it is shutting down.
     #[func]
-    fn stop(&mut self) -> GdError {
+    fn stop(&mut self) -> Result<(), Error> {
         if let Some((stop, _)) = self.running.take() {
             let _ = stop.send(());
             self.signals().stopped().emit();
         }
-        GdError::OK
+        Ok(())
     }
 
     /// Whether the master is running.

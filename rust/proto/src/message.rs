@@ -1,3 +1,4 @@
+// Long file: every message of every link and its encoding in one place, in the order of protocol.md, so the wire format is read and fuzzed from one file.
 //! The messages of every link, and their byte encoding.
 //!
 //! Each link direction has its own enum, so a peer that sends a message that

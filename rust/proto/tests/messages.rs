@@ -1,3 +1,4 @@
+// Long file: one strategy per message type and the properties run over all of them (round trip, cuts, caps); split, each half would need the other's strategies.
 //! Proves that every message of every link, every datagram record and every handshake hello survives encode→decode unchanged, that a cut or padded encoding is refused, that no decoder panics on arbitrary bytes, and that a field over its cap is refused by the encoder.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

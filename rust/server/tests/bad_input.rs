@@ -80,6 +80,7 @@ fn framed(body: &[u8]) -> Vec<u8> {
     v
 }
 
+// Long: one master and cluster take every kind of garbage in turn, each checked to leave them serving; one server setup for all of them.
 #[tokio::test]
 async fn garbage_frames_and_broken_handshakes() {
     init_tracing();

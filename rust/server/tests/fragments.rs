@@ -1,3 +1,4 @@
+// Long file: the brute-force model of the grid and the fixed cases checked against the same grid helpers.
 //! Fragments against a brute-force model: random moves, removals, radius
 //! and cap changes, with membership, events, `nearby`, `audience` and the
 //! tick fan-out checked after each step; plus the edge cases and the
@@ -224,6 +225,7 @@ fn check_all(g: &Fragments, m: &Model) {
     assert_eq!(g.max_interest_radius(), max);
 }
 
+// Long: one match over every grid operation, each applied to the grid and to the model side by side and checked at once.
 fn run(dims: Dims, cell: f32, default_cap: u32, ops: Vec<Op>) {
     let config = GridConfig {
         cell_size: cell,
@@ -555,6 +557,7 @@ fn negative_coordinates_floor() {
     assert_eq!(g.fragment_of(1), Some(FragmentId { x: -2, y: 0, z: 0 }));
 }
 
+// Long: one scenario; each step depends on the state the steps before it left.
 #[test]
 fn events_and_overrides() {
     let mut g = grid(Dims::Two);

@@ -172,6 +172,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+// Long: one scenario: setup, moves under traffic, then every message of every player checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_players_move_under_traffic_and_nothing_is_lost() {
     init_tracing();

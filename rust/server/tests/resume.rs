@@ -1,3 +1,4 @@
+// Long file: reconnect scenarios that share one proxy and cluster setup; each test is one scenario.
 //! Reconnection: the client reaches the cluster through a TCP proxy that the
 //! test cuts (every connection closed, new ones refused) and restores. Inside
 //! the cluster's window the player keeps its id, and every reliable message

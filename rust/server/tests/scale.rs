@@ -88,6 +88,7 @@ async fn unreliable_echoes(p: &Player) -> u32 {
     got
 }
 
+// Long: one scenario: setup, load, then every count checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_clients_on_two_clusters() {
     init_tracing();

@@ -73,6 +73,7 @@ fn pos(x: f32, y: f32) -> Vec<u8> {
     [x, y, 0.0].iter().flat_map(|f| f.to_le_bytes()).collect()
 }
 
+// Long: one scenario on a real cluster: players placed, then each query and update checked against who should hear it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nearby_and_state_updates_reach_exactly_the_right_players() {
     init_tracing();

@@ -13,7 +13,7 @@ use super::inbox::{Incoming, Refused};
 use super::scene_check::relay_peer_change;
 use super::tap::{ClientLink, ClientTap, TapReceiver};
 use super::{Face, Stats, SustenetMultiplayerPeer, wire};
-use crate::fail;
+use crate::Error;
 
 /// How often a hello is sent again while the cluster has not answered (the
 /// cluster's peer may not exist yet).
@@ -66,23 +66,23 @@ impl ClientFace {
         payload: Vec<u8>,
         reliable: bool,
         stats: &mut Stats,
-    ) -> GdError {
+    ) -> Result<(), Error> {
         match target {
             // Everyone but the server: nobody a client can reach.
-            -1 => return GdError::OK,
+            -1 => return Ok(()),
             // Everyone, the server, or everyone but some client: the server.
             t if t <= 1 => {}
             _ => {
-                return fail(
+                return Err(Error::new(
                     GdError::ERR_INVALID_PARAMETER,
                     format!(
                         "SustenetMultiplayerPeer: a client sends to the server (1) only, not to peer {target}; other peers are reached through the server relay"
                     ),
-                );
+                ));
             }
         }
         let Some(c) = &self.client else {
-            return GdError::ERR_UNCONFIGURED;
+            return Err(Error::quiet(GdError::ERR_UNCONFIGURED));
         };
         let len = payload.len();
         let r = if reliable {
@@ -93,9 +93,12 @@ impl ClientFace {
         match r {
             Ok(()) => {
                 stats.sent(len);
-                GdError::OK
+                Ok(())
             }
-            Err(e) => fail(GdError::ERR_BUSY, format!("SustenetMultiplayerPeer: {e}")),
+            Err(e) => Err(Error::new(
+                GdError::ERR_BUSY,
+                format!("SustenetMultiplayerPeer: {e}"),
+            )),
         }
     }
 }
@@ -225,7 +228,7 @@ impl SustenetMultiplayerPeer {
                 if let Face::Client(c) = &mut self.face {
                     // Nothing is sent after this: the status is not CONNECTED.
                     let _ = c.send(wire::MOVE_READY, Vec::new());
-                    // Should the move fail, the hello a second later brings
+                    // Should the move the hello a second later brings
                     // this peer back into the old cluster's game.
                     c.joined = true;
                     c.last_hello = Some(Instant::now());

@@ -24,9 +24,9 @@ use sustenet_proto::DEFAULT_MAX_FRAME;
 use sustenet_proto::datagram::MAX_UNRELIABLE_PAYLOAD;
 use sustenet_proto::message::RELIABLE_OVERHEAD;
 
+use crate::Error;
 use crate::client::SustenetClient;
 use crate::cluster::SustenetCluster;
-use crate::fail;
 use client_face::ClientFace;
 use inbox::Inbox;
 use server_face::ServerFace;
@@ -185,7 +185,7 @@ impl IMultiplayerPeerExtension for SustenetMultiplayerPeer {
     }
 
     fn put_packet_script(&mut self, buffer: PackedByteArray) -> GdError {
-        self.put(buffer.as_slice())
+        crate::error::to_code(self.put(buffer.as_slice()))
     }
 
     fn get_packet_channel(&self) -> i32 {
@@ -319,18 +319,18 @@ impl SustenetMultiplayerPeer {
     /// [constant ERR_INVALID_PARAMETER] for a null node. The node keeps
     /// working as before; one peer per node.
     #[func]
-    fn create_client(&mut self, client: Option<Gd<SustenetClient>>) -> GdError {
+    fn create_client(&mut self, client: Option<Gd<SustenetClient>>) -> Result<(), Error> {
         let Some(mut client) = client else {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_INVALID_PARAMETER,
                 "SustenetMultiplayerPeer.create_client: the SustenetClient is null",
-            );
+            ));
         };
         if !matches!(self.face, Face::Idle) {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_ALREADY_IN_USE,
                 "SustenetMultiplayerPeer.create_client: the peer is active; close() it first",
-            );
+            ));
         }
         // The node's calls may emit signals whose handlers call this peer.
         let link = {
@@ -341,7 +341,7 @@ impl SustenetMultiplayerPeer {
         self.reset(ConnectionStatus::CONNECTING);
         self.face = Face::Client(ClientFace::new(link));
         self.poll_client();
-        GdError::OK
+        Ok(())
     }
 
     /// Makes this peer the server (peer 1) of [param cluster], starting the
@@ -350,28 +350,25 @@ impl SustenetMultiplayerPeer {
     /// that only uses the plain signal API is never one. Reads
     /// [member server_relay] now.
     #[func]
-    fn create_server(&mut self, cluster: Option<Gd<SustenetCluster>>) -> GdError {
+    fn create_server(&mut self, cluster: Option<Gd<SustenetCluster>>) -> Result<(), Error> {
         let Some(mut cluster) = cluster else {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_INVALID_PARAMETER,
                 "SustenetMultiplayerPeer.create_server: the SustenetCluster is null",
-            );
+            ));
         };
         if !matches!(self.face, Face::Idle) {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_ALREADY_IN_USE,
                 "SustenetMultiplayerPeer.create_server: the peer is active; close() it first",
-            );
+            ));
         }
         // Starting the cluster emits `started`, whose handlers may call this peer.
         let link = {
             let _guard = self.base_mut();
             let mut node = cluster.bind_mut();
             if !node.is_running() {
-                let err = node.start();
-                if err != GdError::OK {
-                    return err;
-                }
+                node.start()?;
             }
             let link = node.attach_peer();
             drop(node);
@@ -383,7 +380,7 @@ impl SustenetMultiplayerPeer {
         self.relay = self.server_relay;
         let max_rejoins = u32::try_from(self.max_rejoins).unwrap_or(0);
         self.face = Face::Server(Box::new(ServerFace::new(link, max_rejoins)));
-        GdError::OK
+        Ok(())
     }
 
     /// Server: the Sustenet player id of a peer id; -1 when no such peer.
@@ -427,22 +424,22 @@ impl SustenetMultiplayerPeer {
         peer_id: i64,
         target_cluster_id: i64,
         state: PackedByteArray,
-    ) -> GdError {
+    ) -> Result<(), Error> {
         let timeout = crate::cluster::secs_to_duration(self.move_timeout_sec, "move_timeout_sec");
         let Face::Server(s) = &mut self.face else {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_UNCONFIGURED,
                 "SustenetMultiplayerPeer.transfer_peer: not a server (create_server first)",
-            );
+            ));
         };
         let (Some(peer), Some(target)) = (
             i32::try_from(peer_id).ok(),
             crate::id_from_gd(target_cluster_id),
         ) else {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_INVALID_PARAMETER,
                 "SustenetMultiplayerPeer.transfer_peer: a peer id or cluster id out of range",
-            );
+            ));
         };
         s.begin_move(peer, target, state.to_vec(), timeout)
     }
@@ -522,21 +519,21 @@ impl SustenetMultiplayerPeer {
     }
 
     /// Encodes and sends a packet from SceneMultiplayer to the target peer(s).
-    fn put(&mut self, packet: &[u8]) -> GdError {
+    fn put(&mut self, packet: &[u8]) -> Result<(), Error> {
         if self.status != ConnectionStatus::CONNECTED {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_UNCONFIGURED,
                 "SustenetMultiplayerPeer: not connected",
-            );
+            ));
         }
         if packet.is_empty() || packet.len() > MAX_PACKET {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_INVALID_PARAMETER,
                 format!(
                     "SustenetMultiplayerPeer: a packet of {} bytes (1..{MAX_PACKET})",
                     packet.len()
                 ),
-            );
+            ));
         }
         let mode = from_godot_mode(self.transfer_mode);
         let channel = u8::try_from(self.transfer_channel).unwrap_or(0);
@@ -559,7 +556,7 @@ impl SustenetMultiplayerPeer {
         }
         let target = self.target_peer;
         match &mut self.face {
-            Face::Idle => GdError::ERR_UNCONFIGURED,
+            Face::Idle => Err(Error::quiet(GdError::ERR_UNCONFIGURED)),
             Face::Client(c) => c.put(target, payload, reliable, &mut self.stats),
             Face::Server(s) => s.put(target, payload, reliable, &mut self.stats),
         }

@@ -15,7 +15,7 @@ use super::inbox::{Incoming, Refused};
 use super::scene_check::check_client_packet;
 use super::tap::{ClusterLink, ClusterTap, TapReceiver};
 use super::{Face, Stats, SustenetMultiplayerPeer, wire};
-use crate::fail;
+use crate::Error;
 
 /// A move asked with `transfer_peer`, waiting for the client's MoveReady.
 #[derive(Debug)]
@@ -108,32 +108,35 @@ impl ServerFace {
         payload: Vec<u8>,
         reliable: bool,
         stats: &mut Stats,
-    ) -> GdError {
+    ) -> Result<(), Error> {
         let Some(h) = &self.handle else {
-            return GdError::ERR_UNCONFIGURED;
+            return Err(Error::quiet(GdError::ERR_UNCONFIGURED));
         };
         if target > 1 {
             let Some(player) = self.ids.player(target) else {
-                return fail(
+                return Err(Error::new(
                     GdError::ERR_INVALID_PARAMETER,
                     format!("SustenetMultiplayerPeer: no peer {target}"),
-                );
+                ));
             };
             let len = payload.len();
             return match h.send(player, wire::DATA, payload, reliable) {
                 Ok(()) => {
                     stats.sent(len);
-                    GdError::OK
+                    Ok(())
                 }
-                Err(SendError::Transferring(_)) => GdError::OK,
-                Err(e) => fail(GdError::ERR_BUSY, format!("SustenetMultiplayerPeer: {e}")),
+                Err(SendError::Transferring(_)) => Ok(()),
+                Err(e) => Err(Error::new(
+                    GdError::ERR_BUSY,
+                    format!("SustenetMultiplayerPeer: {e}"),
+                )),
             };
         }
         if target == 1 {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_INVALID_PARAMETER,
                 "SustenetMultiplayerPeer: the server does not send to itself (peer 1)",
-            );
+            ));
         }
         let except = -target; // 0 when sending to everyone
         for (peer, player) in self.ids.iter() {
@@ -146,7 +149,7 @@ impl ServerFace {
                 }
             }
         }
-        GdError::OK
+        Ok(())
     }
 
     /// Starts a move of `peer`'s player: Move to the client, transfer on its answer.
@@ -156,24 +159,24 @@ impl ServerFace {
         target: u64,
         state: Vec<u8>,
         timeout: Duration,
-    ) -> GdError {
+    ) -> Result<(), Error> {
         let Some(player) = self.ids.player(peer) else {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_INVALID_PARAMETER,
                 format!("SustenetMultiplayerPeer.transfer_peer: no peer {peer}"),
-            );
+            ));
         };
         if state.len() > sustenet_proto::message::USER_DATA_MAX {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_INVALID_PARAMETER,
                 "SustenetMultiplayerPeer.transfer_peer: the state is over 16 KiB",
-            );
+            ));
         }
         if self.moves.contains_key(&player) {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_BUSY,
                 "SustenetMultiplayerPeer.transfer_peer: a move is already under way",
-            );
+            ));
         }
         self.send(player, wire::MOVE, Vec::new());
         self.moves.insert(
@@ -185,7 +188,7 @@ impl ServerFace {
                 ready: false,
             },
         );
-        GdError::OK
+        Ok(())
     }
 
     /// Moves the player now (answer or timeout); false when there was no move.

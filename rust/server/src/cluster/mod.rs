@@ -88,17 +88,8 @@ pub(crate) enum CoreEvent {
         udp: Box<DatagramSession>,
         reply: oneshot::Sender<Result<(), Goodbye>>,
     },
-    /// A reconnect to `session_id`, its proof already checked, on connection
-    /// `conn` (whose writer is `writer`).
-    Resume {
-        conn: u64,
-        player: PlayerId,
-        session_id: u64,
-        session: Box<StreamSession>,
-        claim: ResumeClaim,
-        writer: Writer,
-        reply: oneshot::Sender<Result<Resumed, Goodbye>>,
-    },
+    /// A reconnect, its proof already checked.
+    Resume(ResumeRequest),
     /// A reliable message, holding its bytes of the event budget.
     Packet {
         player: PlayerId,
@@ -147,6 +138,18 @@ pub(crate) enum CoreEvent {
     Master(MasterLinkStatus),
 }
 
+/// A reconnect to `session_id`, its proof already checked, on connection
+/// `conn` (whose writer is `writer`).
+pub(crate) struct ResumeRequest {
+    pub(crate) conn: u64,
+    pub(crate) player: PlayerId,
+    pub(crate) session_id: u64,
+    pub(crate) session: Box<StreamSession>,
+    pub(crate) claim: ResumeClaim,
+    pub(crate) writer: Writer,
+    pub(crate) reply: oneshot::Sender<Result<Resumed, Goodbye>>,
+}
+
 /// What the core gives a connection whose reconnect it accepted (what the
 /// player missed is already queued to its writer).
 pub(crate) struct Resumed {
@@ -188,22 +191,9 @@ pub(crate) fn test_shared(
 ) -> (Arc<Shared>, mpsc::Receiver<CoreEvent>, watch::Sender<bool>) {
     let (events, events_rx) = mpsc::channel(16);
     let (stop, stop_rx) = watch::channel(false);
-    let shared = Arc::new(Shared {
-        handshakes: crate::handshake_gate::HandshakeGate::new(&config.limits),
-        key: Key::from_bytes([7; 32]),
-        cluster_id: 1,
-        tcp_port: 1,
-        udp_port: 1,
-        published: Arc::new(Published::default()),
-        used_tokens: Mutex::new(UsedTokens::new()),
-        events,
-        next_conn: AtomicU64::new(1),
-        shutdown: stop_rx,
-        event_budget: budget::EventBudget::new(config.event_queue_bytes),
-        web: Default::default(),
-        web_port: None,
-        config,
-    });
+    let published = Arc::new(Published::default());
+    let key = Key::from_bytes([7; 32]);
+    let shared = new_shared(config, key, (1, 1), published, events, stop_rx, None);
     (shared, events_rx, stop)
 }
 
@@ -233,52 +223,29 @@ pub async fn run_with_handle(
     mut commands: ClusterCommands,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let tcp_port = config.public_tcp_port.unwrap_or(tcp.local_addr()?.port());
-    let udp_port = config.public_udp_port.unwrap_or(udp.local_addr()?.port());
-    // Below 2^63, so engines with signed 64-bit integers see it positive.
-    let cluster_id = config
-        .cluster_id
-        .unwrap_or_else(|| rand::rng().next_u64() >> 1);
     let max_reliable = self::core::max_reliable(&config);
     commands.max_reliable.store(max_reliable, Ordering::Relaxed);
-    let config_event_bytes = config.event_queue_bytes;
-    let web_listener = match &config.websocket {
-        Some(ws) => {
-            ws.check()?;
-            let l = TcpListener::bind(ws.bind).await?;
-            let port = if ws.public_port == 0 {
-                l.local_addr()?.port()
-            } else {
-                ws.public_port
-            };
-            Some((l, port, ws.serves_tls()))
-        }
-        None => None,
-    };
+    let web_listener = bind_web(&config).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, mut events_rx) = mpsc::channel::<CoreEvent>(16_384);
     let (udp_ctl_tx, udp_ctl_rx) = mpsc::channel::<UdpControl>(16_384);
     let (link_tx, link_rx) =
         queue::queue::<LinkEvent>(Arc::new(QueueLevel::new(LINK_QUEUE, usize::MAX)));
     udp::widen_receive_buffer(&udp);
+    let ports = (tcp.local_addr()?.port(), udp.local_addr()?.port());
     let udp = Arc::new(udp);
     let published = Arc::new(Published::default());
-    let shared = Arc::new(Shared {
-        handshakes: crate::handshake_gate::HandshakeGate::new(&config.limits),
+    let web_port = web_listener.as_ref().map(|(_, port, tls)| (*port, *tls));
+    let shared = new_shared(
         config,
         key,
-        cluster_id,
-        tcp_port,
-        udp_port,
-        published: published.clone(),
-        used_tokens: Mutex::new(UsedTokens::new()),
-        events: events_tx,
-        next_conn: AtomicU64::new(1),
-        shutdown: stop_rx,
-        event_budget: budget::EventBudget::new(config_event_bytes),
-        web: Default::default(),
-        web_port: web_listener.as_ref().map(|(_, port, tls)| (*port, *tls)),
-    });
+        ports,
+        published.clone(),
+        events_tx,
+        stop_rx,
+        web_port,
+    );
+    let cluster_id = shared.cluster_id;
     info!(
         cluster_id,
         name = %shared.config.name,
@@ -315,12 +282,8 @@ pub async fn run_with_handle(
     }
     let span = info_span!("master_link");
     tasks.spawn(master_link::master_link(shared.clone(), link_rx).instrument(span));
-
     let update_tick = shared.config.update_tick.max(Duration::from_millis(1));
-    let mut update = tokio::time::interval(update_tick);
-    update.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut tick = tokio::time::interval(shared.config.limits.heartbeat());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut update, mut tick) = (every(update_tick), every(shared.config.limits.heartbeat()));
     core.start(Instant::now());
     tokio::pin!(shutdown);
     loop {
@@ -362,6 +325,61 @@ fn sample_metrics<P: Plugin>(core: &Core<P>, shared: &Shared) {
     );
     m.set_send_queue_depth(core.deepest_send_queue());
     m.set_fragments(core.fragment_cells());
+}
+
+/// What every task of the cluster shares; `ports` are the bound TCP and
+/// UDP ports (announced unless the configuration names public ones).
+fn new_shared(
+    config: ClusterConfig,
+    key: Key,
+    (tcp_port, udp_port): (u16, u16),
+    published: Arc<Published>,
+    events: mpsc::Sender<CoreEvent>,
+    shutdown: watch::Receiver<bool>,
+    web_port: Option<(u16, bool)>,
+) -> Arc<Shared> {
+    Arc::new(Shared {
+        handshakes: crate::handshake_gate::HandshakeGate::new(&config.limits),
+        // Below 2^63, so engines with signed 64-bit integers see it positive.
+        cluster_id: config
+            .cluster_id
+            .unwrap_or_else(|| rand::rng().next_u64() >> 1),
+        tcp_port: config.public_tcp_port.unwrap_or(tcp_port),
+        udp_port: config.public_udp_port.unwrap_or(udp_port),
+        event_budget: budget::EventBudget::new(config.event_queue_bytes),
+        config,
+        key,
+        published,
+        used_tokens: Mutex::new(UsedTokens::new()),
+        events,
+        next_conn: AtomicU64::new(1),
+        shutdown,
+        web: Default::default(),
+        web_port,
+    })
+}
+
+/// The WebSocket players' listener, when the configuration asks for one:
+/// the listener, the port announced to players and whether it serves TLS.
+async fn bind_web(config: &ClusterConfig) -> Result<Option<(TcpListener, u16, bool)>, ServerError> {
+    let Some(ws) = &config.websocket else {
+        return Ok(None);
+    };
+    ws.check()?;
+    let l = TcpListener::bind(ws.bind).await?;
+    let port = if ws.public_port == 0 {
+        l.local_addr()?.port()
+    } else {
+        ws.public_port
+    };
+    Ok(Some((l, port, ws.serves_tls())))
+}
+
+/// A timer that fires every `period`, skipping what it missed.
+fn every(period: Duration) -> tokio::time::Interval {
+    let mut t = tokio::time::interval(period);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    t
 }
 
 /// The core made from `setup`, started now; an invalid
@@ -457,35 +475,7 @@ async fn on_event<P: Plugin>(core: &mut Core<P>, io: &mut Io, ev: CoreEvent) {
             };
             on_join(core, io, now, (j, writer), udp.opener, reply).await;
         }
-        CoreEvent::Resume {
-            conn,
-            player,
-            session_id,
-            session,
-            claim,
-            writer,
-            reply,
-        } => {
-            let away = core.away_for(now, player);
-            let r = core.resume(now, conn, writer.out.level(), player, session_id, claim);
-            let r = r.map(|a| Resumed {
-                player,
-                session,
-                received: a.received,
-            });
-            let accepted = r.is_ok();
-            if accepted {
-                io.writers.insert(conn, writer);
-            }
-            match (reply.send(r).is_ok(), accepted) {
-                (true, true) => {
-                    core.metrics().reconnect(away.as_secs_f64());
-                    core.reconnected(now, player);
-                }
-                (false, true) => core.resume_abandoned(now, player),
-                _ => {}
-            }
-        }
+        CoreEvent::Resume(r) => on_resume(core, io, now, r),
         CoreEvent::Packet {
             player,
             conn,
@@ -550,6 +540,39 @@ async fn on_event<P: Plugin>(core: &mut Core<P>, io: &mut Io, ev: CoreEvent) {
             core.metrics().set_master_link(up);
             core.master(now, &status);
         }
+    }
+}
+
+/// A reconnect: the core accepts it (the player's writer is the new
+/// connection's from now on) or refuses it; the connection hears which.
+fn on_resume<P: Plugin>(core: &mut Core<P>, io: &mut Io, now: Instant, req: ResumeRequest) {
+    let ResumeRequest {
+        conn,
+        player,
+        session_id,
+        session,
+        claim,
+        writer,
+        reply,
+    } = req;
+    let away = core.away_for(now, player);
+    let r = core.resume(now, conn, writer.out.level(), player, session_id, claim);
+    let r = r.map(|a| Resumed {
+        player,
+        session,
+        received: a.received,
+    });
+    let accepted = r.is_ok();
+    if accepted {
+        io.writers.insert(conn, writer);
+    }
+    match (reply.send(r).is_ok(), accepted) {
+        (true, true) => {
+            core.metrics().reconnect(away.as_secs_f64());
+            core.reconnected(now, player);
+        }
+        (false, true) => core.resume_abandoned(now, player),
+        _ => {}
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::queue::{Outbox, OutboxRx, outbox};
-use super::{CoreEvent, Shared, Writer};
+use super::{CoreEvent, ResumeRequest, Shared, Writer};
 use crate::ids::PlayerId;
 use crate::time::now_ms;
 
@@ -251,7 +251,7 @@ async fn resume(
     let (writer, out_rx, kill) = new_writer(shared);
     let out = writer.out.clone();
     let (reply_tx, reply_rx) = oneshot::channel();
-    let ev = CoreEvent::Resume {
+    let ev = CoreEvent::Resume(ResumeRequest {
         conn,
         player,
         session_id,
@@ -259,7 +259,7 @@ async fn resume(
         claim,
         writer,
         reply: reply_tx,
-    };
+    });
     shared.events.send(ev).await.map_err(|_| None)?;
     let r = match reply_rx.await {
         Ok(Ok(r)) => r,

@@ -21,7 +21,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::queue::{Outbox, OutboxRx, outbox};
 use super::web_routes::{Route, web_addr};
-use super::{CoreEvent, Shared, Writer};
+use super::{CoreEvent, ResumeRequest, Shared, Writer};
 use crate::ids::PlayerId;
 use crate::time::now_ms;
 use crate::web::{self, WebError, WebRx, WebTx};
@@ -68,8 +68,9 @@ async fn web_player(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
     let Some(up) = web::upgrade(tcp, peer, ws_config, &shared.handshakes, &limits).await else {
         return;
     };
+    let hello_time = up.hello_time();
     let (mut tx, mut rx) = up.link.split(limits.timeout());
-    let hello = match rx.recv_within(limits.handshake_timeout()).await {
+    let hello = match rx.recv_within(hello_time).await {
         Ok(Ok(Some(f))) => f,
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
@@ -243,7 +244,7 @@ async fn resume(
     let (writer, out_rx, kill) = new_writer(shared);
     let out = writer.out.clone();
     let (reply_tx, reply_rx) = oneshot::channel();
-    let ev = CoreEvent::Resume {
+    let ev = CoreEvent::Resume(ResumeRequest {
         conn,
         player,
         session_id,
@@ -251,7 +252,7 @@ async fn resume(
         claim,
         writer,
         reply: reply_tx,
-    };
+    });
     shared.events.send(ev).await.map_err(|_| None)?;
     let r = match reply_rx.await {
         Ok(Ok(r)) => r,

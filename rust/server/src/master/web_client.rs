@@ -140,8 +140,9 @@ async fn web_client(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
     let Some(up) = web::upgrade(tcp, peer, ws_config, &shared.handshakes, &limits).await else {
         return;
     };
+    let hello_time = up.hello_time();
     let (mut tx, mut rx) = up.link.split(limits.timeout());
-    let hello = match rx.recv_within(limits.handshake_timeout()).await {
+    let hello = match rx.recv_within(hello_time).await {
         Ok(Ok(Some(f))) => f,
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {

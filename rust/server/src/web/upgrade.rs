@@ -24,6 +24,17 @@ use crate::handshake_gate::{HandshakeGate, HandshakePermit};
 pub(crate) struct Upgraded {
     pub(crate) link: WebLink,
     pub(crate) permit: HandshakePermit,
+    /// When the whole handshake (TLS, upgrade, hello) must be done:
+    /// `handshake_timeout_ms` after the connection was accepted.
+    pub(crate) deadline: tokio::time::Instant,
+}
+
+impl Upgraded {
+    /// What is left of the handshake deadline for the hello.
+    pub(crate) fn hello_time(&self) -> Duration {
+        self.deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+    }
 }
 
 /// The WebSocket limits of a listener: frames and messages up to
@@ -84,6 +95,7 @@ pub(crate) async fn upgrade(
     limits: &Limits,
 ) -> Option<Upgraded> {
     let _ = tcp.set_nodelay(true);
+    let deadline = tokio::time::Instant::now() + limits.handshake_timeout();
     let permit = match gate.admit(peer.ip()) {
         Ok(p) => p,
         Err(why) => {
@@ -131,12 +143,13 @@ pub(crate) async fn upgrade(
             .await
             .map_err(|e| format!("WebSocket upgrade failed: {e}"))
     };
-    match tokio::time::timeout(limits.handshake_timeout(), steps).await {
+    match tokio::time::timeout_at(deadline, steps).await {
         Ok(Ok(mut ws)) => {
             ws.get_mut().lift_limit();
             Some(Upgraded {
                 link: WebLink::new(ws),
                 permit,
+                deadline,
             })
         }
         Ok(Err(why)) => {

@@ -8,9 +8,12 @@
 //! deadline, and the core's randomness comes from a fixed seed.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use sustenet_proto::crypto::{DATAGRAM_OVERHEAD, DatagramOpener};
+use sustenet_proto::datagram::{Record, decode_records};
 use sustenet_proto::handshake::ResumeClaim;
 use sustenet_proto::{ClientSessionKeys, ClusterToClient, DisconnectReason, Goodbye, Side};
 
@@ -139,6 +142,8 @@ pub(crate) struct Harness {
     writers: HashMap<u64, Arc<Mutex<FakeWriter>>>,
     next_conn: u64,
     sessions: HashMap<PlayerId, u64>,
+    /// Each player's client end of its UDP session, to open what the core sends.
+    openers: HashMap<PlayerId, DatagramOpener>,
 }
 
 impl Harness {
@@ -170,6 +175,7 @@ impl Harness {
             writers: HashMap::new(),
             next_conn: 1,
             sessions: HashMap::new(),
+            openers: HashMap::new(),
         };
         h.pump();
         h
@@ -243,6 +249,8 @@ impl Harness {
         let keys = ClientSessionKeys::derive(&[c.conn as u8; 32], &[0x33; 32])
             .unwrap_or_else(|e| panic!("{e}"));
         let udp = keys.datagram(Side::Responder, session_id);
+        let client_udp = keys.datagram(Side::Initiator, session_id);
+        self.openers.insert(player, client_udp.opener);
         self.writers.insert(c.conn, c.writer.clone());
         self.core.join(
             self.now,
@@ -318,6 +326,41 @@ impl Harness {
         });
         self.pump();
         r
+    }
+
+    /// An authenticated datagram of `player`'s session holding `records`,
+    /// from `from`; returns its length as it came off the wire. What the
+    /// core sends is kept for [`Harness::datagrams`].
+    pub(crate) fn datagram_in(
+        &mut self,
+        player: PlayerId,
+        from: SocketAddr,
+        records: Vec<Record>,
+    ) -> usize {
+        let len = DATAGRAM_OVERHEAD + records.iter().map(Record::encoded_len).sum::<usize>();
+        let session_id = self.sessions.get(&player).copied().unwrap_or(0);
+        self.core
+            .datagram(self.now, player, session_id, from, len, records);
+        self.pump();
+        len
+    }
+
+    /// The datagrams the core sent since the last call, as `player`'s
+    /// client opens them: where each went, its length, its records.
+    pub(crate) fn datagrams(&mut self, player: PlayerId) -> Vec<(SocketAddr, usize, Vec<Record>)> {
+        let mut sealed = Vec::new();
+        self.core
+            .drain_transmits(|to, d| sealed.push((to, d.to_vec())));
+        let Some(opener) = self.openers.get_mut(&player) else {
+            return Vec::new();
+        };
+        sealed
+            .into_iter()
+            .filter_map(|(to, d)| {
+                let plain = opener.open(&d).ok()?;
+                Some((to, d.len(), decode_records(&plain).ok()?))
+            })
+            .collect()
     }
 
     /// Runs `f` as a handle's command would.

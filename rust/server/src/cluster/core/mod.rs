@@ -11,6 +11,8 @@ mod context;
 pub(crate) mod harness;
 #[cfg(test)]
 mod harness_tests;
+#[cfg(test)]
+mod harness_world_tests;
 pub(crate) mod instances;
 mod interest;
 mod outbox;

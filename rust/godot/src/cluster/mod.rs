@@ -6,135 +6,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use godot::classes::{INode, Node};
 use godot::global::Error as GdError;
 use godot::prelude::*;
-use rand::RngCore;
-use sustenet_proto::{DEFAULT_CLUSTER_PORT, DEFAULT_MASTER_PORT, DisconnectReason};
-use sustenet_server::cluster::{self, ClusterConfig, ClusterHandle, MasterLinkStatus};
-use sustenet_server::fragments::{Dims, FragmentEvent, FragmentId, FragmentSettings, GridConfig};
-use sustenet_server::{Channel, Context, PlayerId, Plugin, SendError, keys};
+use sustenet_server::SendError;
+use sustenet_server::cluster::ClusterHandle;
+use sustenet_server::fragments::{FragmentEvent, FragmentId};
 use tokio::sync::oneshot;
 
 use crate::multiplayer_peer::tap::{self, ClusterLink, ClusterTap, Tap};
-use crate::pending::{Over, PendingQuota, QuotaLimits};
-use crate::{
-    DrainStats, command_from_gd, fail, flush_logs, globalize, id_from_gd, id_to_gd, port_from_gd,
-    runtime,
-};
+use crate::pending::PendingQuota;
+use crate::{DrainStats, Error, command_from_gd, flush_logs, id_from_gd, id_to_gd, runtime};
 
 /// Capacity of the command channel from the node to the cluster.
 const COMMAND_QUEUE: usize = 1 << 18;
 
-enum NodeEvent {
-    Connected(PlayerId, Vec<u8>),
-    Disconnected(PlayerId, DisconnectReason),
-    ConnectionLost(PlayerId, DisconnectReason),
-    Reconnected(PlayerId),
-    Packet(PlayerId, u16, Vec<u8>, bool),
-    Registered(u64),
-    TransferFailed(PlayerId, DisconnectReason, String),
-    Fragment(FragmentEvent),
-    MasterLost(String),
-    Stopped(Option<String>),
-}
+mod forward;
+mod setup;
 
-/// The plugin that hands every cluster event to the node. The queue is unbounded; what a
-/// player can make wait in it is bounded by [`PendingQuota`], and the lifecycle events
-/// (connects, leaves, master status) are bounded by the players themselves.
-struct Forward {
-    tx: flume::Sender<NodeEvent>,
-    quota: Arc<PendingQuota>,
-    /// Packets dropped or refused over a limit, shared with the node.
-    dropped: Arc<AtomicU64>,
-}
-
-impl Forward {
-    /// Hands an event to the node (gone only once the node stopped the cluster).
-    fn send(&mut self, ev: NodeEvent) {
-        let _ = self.tx.send(ev);
-    }
-
-    /// Counts a packet over its sender's limit: dropped when unreliable, and its sender
-    /// disconnected when reliable (the cluster counted it as received).
-    fn refuse(&mut self, ctx: &mut Context<'_>, player: PlayerId, reliable: bool, over: Over) {
-        let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-        if n.is_power_of_two() {
-            tracing::warn!(
-                player,
-                dropped = n,
-                ?over,
-                "packets over the SustenetCluster node's pending limits (max_pending_*)"
-            );
-        }
-        if reliable {
-            ctx.kick(player, over.kick_message());
-        }
-    }
-}
-
-impl Plugin for Forward {
-    fn on_connect(&mut self, _ctx: &mut Context<'_>, player: PlayerId, user_data: &[u8]) {
-        self.send(NodeEvent::Connected(player, user_data.to_vec()));
-    }
-    fn on_packet(
-        &mut self,
-        ctx: &mut Context<'_>,
-        player: PlayerId,
-        command: u16,
-        payload: &[u8],
-        channel: Channel,
-    ) {
-        let reliable = channel == Channel::Reliable;
-        if let Err(over) = self.quota.admit(player, payload.len()) {
-            self.refuse(ctx, player, reliable, over);
-            return;
-        }
-        self.send(NodeEvent::Packet(
-            player,
-            command,
-            payload.to_vec(),
-            reliable,
-        ));
-    }
-    fn on_disconnect(
-        &mut self,
-        _ctx: &mut Context<'_>,
-        player: PlayerId,
-        reason: DisconnectReason,
-    ) {
-        self.send(NodeEvent::Disconnected(player, reason));
-    }
-    fn on_connection_lost(
-        &mut self,
-        _ctx: &mut Context<'_>,
-        player: PlayerId,
-        reason: DisconnectReason,
-    ) {
-        self.send(NodeEvent::ConnectionLost(player, reason));
-    }
-    fn on_reconnect(&mut self, _ctx: &mut Context<'_>, player: PlayerId) {
-        self.send(NodeEvent::Reconnected(player));
-    }
-    fn on_transfer_failed(
-        &mut self,
-        _ctx: &mut Context<'_>,
-        player: PlayerId,
-        reason: &sustenet_proto::Goodbye,
-    ) {
-        self.send(NodeEvent::TransferFailed(
-            player,
-            reason.reason,
-            reason.message.clone(),
-        ));
-    }
-    fn on_fragment(&mut self, _ctx: &mut Context<'_>, event: FragmentEvent) {
-        self.send(NodeEvent::Fragment(event));
-    }
-    fn on_master(&mut self, _ctx: &mut Context<'_>, status: &MasterLinkStatus) {
-        self.send(match status {
-            MasterLinkStatus::Registered { cluster_id } => NodeEvent::Registered(*cluster_id),
-            MasterLinkStatus::Lost { message } => NodeEvent::MasterLost(message.clone()),
-        });
-    }
-}
+use forward::NodeEvent;
+use setup::bind_sockets;
 
 struct Running {
     handle: ClusterHandle,
@@ -313,8 +201,11 @@ impl INode for SustenetCluster {
     }
 
     fn ready(&mut self) {
-        if self.autostart {
-            let _ = self.start();
+        // start() reports its own error; autostart has no caller to tell.
+        if self.autostart
+            && let Err(e) = self.start()
+        {
+            e.report();
         }
     }
 
@@ -380,161 +271,43 @@ impl SustenetCluster {
     /// Starts the cluster: binds its TCP and UDP ports now (errors are returned
     /// right away), then registers with the master in the background.
     #[func]
-    pub(crate) fn start(&mut self) -> GdError {
+    pub(crate) fn start(&mut self) -> Result<(), Error> {
         if self.running.is_some() {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_ALREADY_IN_USE,
                 "SustenetCluster.start: already running",
-            );
+            ));
         }
-        let Some(port) = port_from_gd(self.port, DEFAULT_CLUSTER_PORT) else {
-            return fail(
-                GdError::ERR_INVALID_PARAMETER,
-                format!("SustenetCluster: port {} is not a port", self.port),
-            );
-        };
-        let public_port = match self.public_port {
-            0 => None,
-            p => match u16::try_from(p) {
-                Ok(p) => Some(p),
-                Err(_) => {
-                    return fail(
-                        GdError::ERR_INVALID_PARAMETER,
-                        format!("SustenetCluster: public_port {p} is not a port"),
-                    );
-                }
-            },
-        };
-        let Some(udp_port) = port_from_gd(self.udp_port, port) else {
-            return fail(
-                GdError::ERR_INVALID_PARAMETER,
-                format!("SustenetCluster: udp_port {} is not a port", self.udp_port),
-            );
-        };
-        let Some(master_port) = port_from_gd(self.master_port, DEFAULT_MASTER_PORT) else {
-            return fail(
-                GdError::ERR_INVALID_PARAMETER,
-                format!(
-                    "SustenetCluster: master_port {} is not a port",
-                    self.master_port
-                ),
-            );
-        };
-        let key_name = self.key_name.to_string();
-        let path = if self.key_path.is_empty() {
-            keys::cluster_key_path(std::path::Path::new("keys"), &key_name)
-        } else {
-            globalize(&self.key_path.to_string()).into()
-        };
-        let key = match keys::load_key(&path) {
-            Ok(k) => k,
-            Err(e) => {
-                return fail(
-                    GdError::ERR_FILE_CANT_OPEN,
-                    format!(
-                        "SustenetCluster: {e}; create it with `sustenet keygen --name {key_name}` and give the master the same file"
-                    ),
-                );
-            }
-        };
-        let handle = match runtime::handle() {
-            Ok(h) => h,
-            Err(e) => return fail(GdError::ERR_CANT_CREATE, format!("SustenetCluster: {e}")),
-        };
-        let bind = self.bind_address.to_string();
-        let (tcp, udp) = match bind_sockets(&handle, &bind, port, udp_port) {
-            Ok(s) => s,
-            Err(e) => return fail(GdError::ERR_ALREADY_IN_USE, format!("SustenetCluster: {e}")),
-        };
-        let (tcp_port, udp_port) = match (tcp.local_addr(), udp.local_addr()) {
-            (Ok(t), Ok(u)) => (t.port(), u.port()),
-            _ => {
-                return fail(
-                    GdError::ERR_CANT_CREATE,
-                    "SustenetCluster: cannot read the bound ports",
-                );
-            }
-        };
-        let cluster_id = rand::rng().next_u64() >> 1;
+        let (mut config, port, udp_port) = self.cluster_config()?;
+        let key = self.load_key(&config.key_name)?;
+        let handle = runtime::handle()
+            .map_err(|e| Error::new(GdError::ERR_CANT_CREATE, format!("SustenetCluster: {e}")))?;
         // A fresh set for this run: get_stats counts from this start.
         self.metrics = Default::default();
-        let (metrics_port, metrics_stop) = if self.metrics_bind.is_empty() {
-            (0, None)
-        } else {
-            let (stop_tx, stop_rx) = oneshot::channel();
-            let served = crate::cluster_stats::serve_metrics(
-                &handle,
-                &self.metrics_bind.to_string(),
-                &self.metrics_token.to_string(),
-                &self.server_name.to_string(),
-                &self.metrics,
-                stop_rx,
-            );
-            match served {
-                Ok(addr) => (addr.port(), Some(stop_tx)),
-                Err(e) => return fail(GdError::ERR_CANT_CREATE, format!("SustenetCluster: {e}")),
-            }
-        };
-        let config = ClusterConfig {
-            name: self.server_name.to_string(),
-            public_address: self.public_address.to_string(),
-            public_tcp_port: public_port,
-            max_connections: u32::try_from(self.max_connections.max(0)).unwrap_or(u32::MAX),
-            master_addr: format!("{}:{master_port}", self.master_address),
-            key_name,
-            cluster_id: Some(cluster_id),
-            metrics: self.metrics.clone(),
-            ..ClusterConfig::default()
-        };
-        let mut config = config;
-        config.limits.send_queue = usize::try_from(self.send_queue.max(1)).unwrap_or(usize::MAX);
-        config.resume_grace = secs_to_duration(self.reconnect_grace_sec, "reconnect_grace_sec");
-        config.grid = self.grid_config();
-        if let Err(e) = config.grid.validate() {
-            return fail(
-                GdError::ERR_INVALID_PARAMETER,
-                format!("SustenetCluster: fragment settings: {e}"),
-            );
-        }
-        let quota = Arc::new(PendingQuota::new(self.quota_limits()));
-        let (tx, rx) = flume::unbounded();
-        let (cmd_handle, commands) = cluster::command_channel(COMMAND_QUEUE);
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let done = tx.clone();
-        let (plugin_quota, dropped) = (quota.clone(), self.dropped_packets.clone());
-        handle.spawn(async move {
-            let plugin = Forward {
-                tx,
-                quota: plugin_quota,
-                dropped,
-            };
-            let r = cluster::run_with_handle(tcp, udp, config, key, plugin, commands, async {
-                let _ = stop_rx.await;
-            })
-            .await;
-            let _ = done.try_send(NodeEvent::Stopped(r.err().map(|e| e.to_string())));
-        });
-        let _ = tap::send_to(&mut self.peer_tap, ClusterTap::Handle(cmd_handle.clone()));
-        self.running = Some(Running {
-            handle: cmd_handle,
-            events: rx,
-            quota,
-            stop: Some(stop_tx),
-            tcp_port,
-            udp_port,
-            cluster_id,
-            metrics_port,
-            _metrics_stop: metrics_stop,
-        });
+        config.metrics = self.metrics.clone();
+        let (metrics_port, metrics_stop) = self.serve_metrics(&handle)?;
+        let bind = self.bind_address.to_string();
+        let sockets = bind_sockets(&handle, &bind, port, udp_port).map_err(|e| {
+            Error::new(GdError::ERR_ALREADY_IN_USE, format!("SustenetCluster: {e}"))
+        })?;
+        let mut running = self.spawn_cluster(&handle, sockets, config, key)?;
+        running.metrics_port = metrics_port;
+        running._metrics_stop = metrics_stop;
+        let _ = tap::send_to(
+            &mut self.peer_tap,
+            ClusterTap::Handle(running.handle.clone()),
+        );
+        let (tcp_port, udp_port) = (running.tcp_port, running.udp_port);
+        self.running = Some(running);
         self.signals()
             .started()
             .emit(i64::from(tcp_port), i64::from(udp_port));
-        GdError::OK
+        Ok(())
     }
 
     /// Stops the cluster; players are told the server is shutting down.
     #[func]
-    fn stop(&mut self) -> GdError {
+    fn stop(&mut self) -> Result<(), Error> {
         if let Some(mut r) = self.running.take() {
             if let Some(s) = r.stop.take() {
                 let _ = s.send(());
@@ -543,7 +316,7 @@ impl SustenetCluster {
             self.players.clear();
             self.signals().stopped().emit();
         }
-        GdError::OK
+        Ok(())
     }
 
     /// Whether the cluster is running.
@@ -572,20 +345,25 @@ impl SustenetCluster {
 
     /// Sends bytes to one player, reliably and in order.
     #[func]
-    fn send_to(&self, player_id: i64, command: i64, data: PackedByteArray) -> GdError {
+    fn send_to(&self, player_id: i64, command: i64, data: PackedByteArray) -> Result<(), Error> {
         self.send_one(player_id, command, data.to_vec(), true)
     }
 
     /// Sends bytes to one player without delivery guarantee (at most
     /// [constant SustenetClient.MAX_UNRELIABLE_PAYLOAD] bytes).
     #[func]
-    fn send_unreliable_to(&self, player_id: i64, command: i64, data: PackedByteArray) -> GdError {
+    fn send_unreliable_to(
+        &self,
+        player_id: i64,
+        command: i64,
+        data: PackedByteArray,
+    ) -> Result<(), Error> {
         self.send_one(player_id, command, data.to_vec(), false)
     }
 
     /// Sends any value (through var_to_bytes, without objects) to one player, reliably.
     #[func]
-    fn send_var_to(&self, player_id: i64, command: i64, value: Variant) -> GdError {
+    fn send_var_to(&self, player_id: i64, command: i64, value: Variant) -> Result<(), Error> {
         self.send_one(
             player_id,
             command,
@@ -596,13 +374,13 @@ impl SustenetCluster {
 
     /// Sends bytes to every player, reliably.
     #[func]
-    fn broadcast(&self, command: i64, data: PackedByteArray) -> GdError {
+    fn broadcast(&self, command: i64, data: PackedByteArray) -> Result<(), Error> {
         self.send_all(None, command, data.to_vec(), true)
     }
 
     /// Sends bytes to every player without delivery guarantee.
     #[func]
-    fn broadcast_unreliable(&self, command: i64, data: PackedByteArray) -> GdError {
+    fn broadcast_unreliable(&self, command: i64, data: PackedByteArray) -> Result<(), Error> {
         self.send_all(None, command, data.to_vec(), false)
     }
 
@@ -614,7 +392,7 @@ impl SustenetCluster {
         command: i64,
         data: PackedByteArray,
         reliable: bool,
-    ) -> GdError {
+    ) -> Result<(), Error> {
         self.send_all(
             id_from_gd(except_player_id),
             command,
@@ -636,16 +414,16 @@ impl SustenetCluster {
         player_id: i64,
         target_cluster_id: i64,
         state: PackedByteArray,
-    ) -> GdError {
+    ) -> Result<(), Error> {
         let (Some(r), Some(id), Some(target)) = (
             &self.running,
             id_from_gd(player_id),
             id_from_gd(target_cluster_id),
         ) else {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_INVALID_PARAMETER,
                 "SustenetCluster.transfer_player: not running, or a negative id",
-            );
+            ));
         };
         result(r.handle.transfer(id, target, state.to_vec()))
     }
@@ -653,18 +431,18 @@ impl SustenetCluster {
     /// Reports a player's position ([Vector2] or [Vector3]): places it in a
     /// fragment and decides who hears about it.
     #[func]
-    fn set_player_position(&self, player_id: i64, position: Variant) -> GdError {
+    fn set_player_position(&self, player_id: i64, position: Variant) -> Result<(), Error> {
         let (Some(r), Some(id)) = (&self.running, id_from_gd(player_id)) else {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_UNCONFIGURED,
                 "SustenetCluster.set_player_position: not running, or a negative id",
-            );
+            ));
         };
         let Some(pos) = position_of(&position) else {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_INVALID_PARAMETER,
                 "SustenetCluster.set_player_position: pass a finite Vector2 or Vector3",
-            );
+            ));
         };
         tap::send_ref(&self.peer_tap, ClusterTap::Position(id, pos));
         result(r.handle.set_position(id, pos))
@@ -675,16 +453,21 @@ impl SustenetCluster {
     /// interest area covers this one, as [param command] with the payload
     /// [code]player id (8 bytes, little-endian) + data[/code].
     #[func]
-    fn set_player_state(&self, player_id: i64, command: i64, data: PackedByteArray) -> GdError {
+    fn set_player_state(
+        &self,
+        player_id: i64,
+        command: i64,
+        data: PackedByteArray,
+    ) -> Result<(), Error> {
         let (Some(r), Some(id), Some(cmd)) = (
             &self.running,
             id_from_gd(player_id),
             command_from_gd(command),
         ) else {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_INVALID_PARAMETER,
                 "SustenetCluster.set_player_state: not running, or an id or command out of range",
-            );
+            ));
         };
         result(r.handle.set_state(id, cmd, data.to_vec()))
     }
@@ -698,18 +481,18 @@ impl SustenetCluster {
         command: i64,
         data: PackedByteArray,
         reliable: bool,
-    ) -> GdError {
+    ) -> Result<(), Error> {
         let (Some(r), Some(cmd)) = (&self.running, command_from_gd(command)) else {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_INVALID_PARAMETER,
                 "SustenetCluster.send_nearby: not running, or a command out of range",
-            );
+            ));
         };
         let Some(pos) = position_of(&position) else {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_INVALID_PARAMETER,
                 "SustenetCluster.send_nearby: pass a finite Vector2 or Vector3",
-            );
+            ));
         };
         result(
             r.handle
@@ -719,12 +502,12 @@ impl SustenetCluster {
 
     /// Disconnects a player with [constant SustenetClient.REASON_KICKED] and a message it receives.
     #[func]
-    fn kick(&self, player_id: i64, message: GString) -> GdError {
+    fn kick(&self, player_id: i64, message: GString) -> Result<(), Error> {
         let (Some(r), Some(id)) = (&self.running, id_from_gd(player_id)) else {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_UNCONFIGURED,
                 "SustenetCluster.kick: not running, or a negative player id",
-            );
+            ));
         };
         result(r.handle.kick(id, message.to_string()))
     }
@@ -808,67 +591,21 @@ pub(crate) fn position_of(v: &Variant) -> Option<[f32; 3]> {
     p.iter().all(|c| c.is_finite()).then_some(p)
 }
 
-fn result(r: Result<(), SendError>) -> GdError {
-    match r {
-        Ok(()) => GdError::OK,
-        Err(e @ SendError::TooLarge { .. }) => fail(
-            GdError::ERR_INVALID_PARAMETER,
-            format!("SustenetCluster: {e}"),
-        ),
-        Err(e @ SendError::Transferring(_)) => {
-            fail(GdError::ERR_UNAVAILABLE, format!("SustenetCluster: {e}"))
-        }
-        Err(e) => fail(GdError::ERR_BUSY, format!("SustenetCluster: {e}")),
-    }
-}
-
-fn bind_sockets(
-    handle: &tokio::runtime::Handle,
-    bind: &str,
-    port: u16,
-    udp_port: u16,
-) -> Result<(tokio::net::TcpListener, tokio::net::UdpSocket), String> {
-    let tcp = std::net::TcpListener::bind((bind, port))
-        .map_err(|e| format!("cannot listen on TCP {bind}:{port}: {e}"))?;
-    let udp = std::net::UdpSocket::bind((bind, udp_port))
-        .map_err(|e| format!("cannot bind UDP {bind}:{udp_port}: {e}"))?;
-    tcp.set_nonblocking(true).map_err(|e| e.to_string())?;
-    udp.set_nonblocking(true).map_err(|e| e.to_string())?;
-    // Registering with tokio needs its reactor: enter the runtime for it.
-    let _guard = handle.enter();
-    let tcp = tokio::net::TcpListener::from_std(tcp).map_err(|e| e.to_string())?;
-    let udp = tokio::net::UdpSocket::from_std(udp).map_err(|e| e.to_string())?;
-    Ok((tcp, udp))
+/// A handle's refusal: too large is an invalid argument, a player being
+/// transferred `ERR_UNAVAILABLE`, anything else (the cluster is busy or
+/// stopped) `ERR_BUSY`.
+fn result(r: Result<(), SendError>) -> Result<(), Error> {
+    r.map_err(|e| {
+        let code = match e {
+            SendError::TooLarge { .. } => GdError::ERR_INVALID_PARAMETER,
+            SendError::Transferring(_) => GdError::ERR_UNAVAILABLE,
+            _ => GdError::ERR_BUSY,
+        };
+        Error::new(code, format!("SustenetCluster: {e}"))
+    })
 }
 
 impl SustenetCluster {
-    /// The pending limits the inspector properties describe (at least 1 packet and 1 KiB).
-    fn quota_limits(&self) -> QuotaLimits {
-        let size = |v: i64, min: i64| usize::try_from(v.max(min)).unwrap_or(usize::MAX);
-        QuotaLimits {
-            player_packets: size(self.max_pending_packets_per_player, 1),
-            player_bytes: size(self.max_pending_bytes_per_player, 1024),
-            total_bytes: size(self.max_pending_bytes, 1024),
-        }
-    }
-
-    /// The fragment grid the inspector properties describe.
-    fn grid_config(&self) -> GridConfig {
-        GridConfig {
-            cell_size: self.fragment_size as f32,
-            dims: if self.fragment_3d {
-                Dims::Three
-            } else {
-                Dims::Two
-            },
-            default_settings: FragmentSettings {
-                player_cap: u32::try_from(self.fragment_player_cap.max(0)).unwrap_or(u32::MAX),
-                update_hz: self.fragment_update_hz as f32,
-            },
-            default_interest_radius: self.interest_radius as f32,
-        }
-    }
-
     /// Links a `SustenetMultiplayerPeer` to this node, replacing an earlier one.
     pub(crate) fn attach_peer(&mut self) -> ClusterLink {
         let (t, rx) = tap::tap();
@@ -880,18 +617,24 @@ impl SustenetCluster {
         }
     }
 
-    fn send_one(&self, player_id: i64, command: i64, data: Vec<u8>, reliable: bool) -> GdError {
+    fn send_one(
+        &self,
+        player_id: i64,
+        command: i64,
+        data: Vec<u8>,
+        reliable: bool,
+    ) -> Result<(), Error> {
         let Some(r) = &self.running else {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_UNCONFIGURED,
                 "SustenetCluster: not running; call start() first",
-            );
+            ));
         };
         let (Some(id), Some(cmd)) = (id_from_gd(player_id), command_from_gd(command)) else {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_INVALID_PARAMETER,
                 format!("SustenetCluster: player {player_id} or command {command} is out of range"),
-            );
+            ));
         };
         result(r.handle.send(id, cmd, data, reliable))
     }
@@ -902,18 +645,18 @@ impl SustenetCluster {
         command: i64,
         data: Vec<u8>,
         reliable: bool,
-    ) -> GdError {
+    ) -> Result<(), Error> {
         let Some(r) = &self.running else {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_UNCONFIGURED,
                 "SustenetCluster: not running; call start() first",
-            );
+            ));
         };
         let Some(cmd) = command_from_gd(command) else {
-            return fail(
+            return Err(Error::new(
                 GdError::ERR_INVALID_PARAMETER,
                 format!("SustenetCluster: command {command} is out of range"),
-            );
+            ));
         };
         result(r.handle.broadcast(cmd, data, reliable, except))
     }

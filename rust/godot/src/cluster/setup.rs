@@ -1,0 +1,189 @@
+//! Starting a cluster from the node's inspector properties: its settings,
+//! its key, its sockets, and its task.
+
+use std::sync::Arc;
+
+use godot::global::Error as GdError;
+use rand::RngCore;
+use sustenet_proto::{DEFAULT_CLUSTER_PORT, DEFAULT_MASTER_PORT};
+use sustenet_server::cluster::{self, ClusterConfig};
+use sustenet_server::fragments::{Dims, FragmentSettings, GridConfig};
+use sustenet_server::keys;
+use tokio::sync::oneshot;
+
+use super::forward::{Forward, NodeEvent};
+use super::{COMMAND_QUEUE, Running, SustenetCluster, secs_to_duration};
+use crate::pending::{PendingQuota, QuotaLimits};
+use crate::{Error, globalize, port_from_gd};
+
+/// Binds the cluster's TCP listener and UDP socket and registers them with
+/// the runtime.
+pub(super) fn bind_sockets(
+    handle: &tokio::runtime::Handle,
+    bind: &str,
+    port: u16,
+    udp_port: u16,
+) -> Result<(tokio::net::TcpListener, tokio::net::UdpSocket), String> {
+    let tcp = std::net::TcpListener::bind((bind, port))
+        .map_err(|e| format!("cannot listen on TCP {bind}:{port}: {e}"))?;
+    let udp = std::net::UdpSocket::bind((bind, udp_port))
+        .map_err(|e| format!("cannot bind UDP {bind}:{udp_port}: {e}"))?;
+    tcp.set_nonblocking(true).map_err(|e| e.to_string())?;
+    udp.set_nonblocking(true).map_err(|e| e.to_string())?;
+    // Registering with tokio needs its reactor: enter the runtime for it.
+    let _guard = handle.enter();
+    let tcp = tokio::net::TcpListener::from_std(tcp).map_err(|e| e.to_string())?;
+    let udp = tokio::net::UdpSocket::from_std(udp).map_err(|e| e.to_string())?;
+    Ok((tcp, udp))
+}
+
+impl SustenetCluster {
+    /// The cluster's settings from the inspector properties, and the TCP and
+    /// UDP ports to bind.
+    pub(super) fn cluster_config(&self) -> Result<(ClusterConfig, u16, u16), Error> {
+        let not_a_port = |name: &str, v: i64| {
+            Error::invalid(format!("SustenetCluster: {name} {v} is not a port"))
+        };
+        let port = port_from_gd(self.port, DEFAULT_CLUSTER_PORT)
+            .ok_or_else(|| not_a_port("port", self.port))?;
+        let public_port = match self.public_port {
+            0 => None,
+            p => Some(u16::try_from(p).map_err(|_| not_a_port("public_port", p))?),
+        };
+        let udp_port = port_from_gd(self.udp_port, port)
+            .ok_or_else(|| not_a_port("udp_port", self.udp_port))?;
+        let master_port = port_from_gd(self.master_port, DEFAULT_MASTER_PORT)
+            .ok_or_else(|| not_a_port("master_port", self.master_port))?;
+        let mut config = ClusterConfig {
+            name: self.server_name.to_string(),
+            public_address: self.public_address.to_string(),
+            public_tcp_port: public_port,
+            max_connections: u32::try_from(self.max_connections.max(0)).unwrap_or(u32::MAX),
+            master_addr: format!("{}:{master_port}", self.master_address),
+            key_name: self.key_name.to_string(),
+            cluster_id: Some(rand::rng().next_u64() >> 1),
+            resume_grace: secs_to_duration(self.reconnect_grace_sec, "reconnect_grace_sec"),
+            grid: self.grid_config(),
+            ..ClusterConfig::default()
+        };
+        config.limits.send_queue = usize::try_from(self.send_queue.max(1)).unwrap_or(usize::MAX);
+        config
+            .grid
+            .validate()
+            .map_err(|e| Error::invalid(format!("SustenetCluster: fragment settings: {e}")))?;
+        Ok((config, port, udp_port))
+    }
+
+    /// The cluster key `key_name` (from `key_path`, or `keys/<key_name>.key`).
+    pub(super) fn load_key(&self, key_name: &str) -> Result<sustenet_proto::Key, Error> {
+        let path = if self.key_path.is_empty() {
+            keys::cluster_key_path(std::path::Path::new("keys"), key_name)
+        } else {
+            globalize(&self.key_path.to_string()).into()
+        };
+        keys::load_key(&path).map_err(|e| {
+            Error::new(
+                GdError::ERR_FILE_CANT_OPEN,
+                format!(
+                    "SustenetCluster: {e}; create it with `sustenet keygen --name {key_name}` and give the master the same file"
+                ),
+            )
+        })
+    }
+
+    /// Runs the cluster on the bound sockets in the runtime; its events come
+    /// to this node through the returned [`Running`].
+    pub(super) fn spawn_cluster(
+        &self,
+        handle: &tokio::runtime::Handle,
+        (tcp, udp): (tokio::net::TcpListener, tokio::net::UdpSocket),
+        config: ClusterConfig,
+        key: sustenet_proto::Key,
+    ) -> Result<Running, Error> {
+        let (Ok(tcp_addr), Ok(udp_addr)) = (tcp.local_addr(), udp.local_addr()) else {
+            return Err(Error::new(
+                GdError::ERR_CANT_CREATE,
+                "SustenetCluster: cannot read the bound ports",
+            ));
+        };
+        let cluster_id = config.cluster_id.unwrap_or(0);
+        let quota = Arc::new(PendingQuota::new(self.quota_limits()));
+        let (tx, rx) = flume::unbounded();
+        let (cmd_handle, commands) = cluster::command_channel(COMMAND_QUEUE);
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let done = tx.clone();
+        let (plugin_quota, dropped) = (quota.clone(), self.dropped_packets.clone());
+        handle.spawn(async move {
+            let plugin = Forward {
+                tx,
+                quota: plugin_quota,
+                dropped,
+            };
+            let r = cluster::run_with_handle(tcp, udp, config, key, plugin, commands, async {
+                let _ = stop_rx.await;
+            })
+            .await;
+            let _ = done.try_send(NodeEvent::Stopped(r.err().map(|e| e.to_string())));
+        });
+        Ok(Running {
+            handle: cmd_handle,
+            events: rx,
+            quota,
+            stop: Some(stop_tx),
+            tcp_port: tcp_addr.port(),
+            udp_port: udp_addr.port(),
+            cluster_id,
+            metrics_port: 0,
+            _metrics_stop: None,
+        })
+    }
+
+    /// Serves the cluster's metrics at `metrics_bind` when it is set: the
+    /// port it listens on (0: no endpoint), and the sender whose drop stops it.
+    pub(super) fn serve_metrics(
+        &self,
+        handle: &tokio::runtime::Handle,
+    ) -> Result<(u16, Option<oneshot::Sender<()>>), Error> {
+        if self.metrics_bind.is_empty() {
+            return Ok((0, None));
+        }
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let addr = crate::cluster_stats::serve_metrics(
+            handle,
+            &self.metrics_bind.to_string(),
+            &self.metrics_token.to_string(),
+            &self.server_name.to_string(),
+            &self.metrics,
+            stop_rx,
+        )
+        .map_err(|e| Error::new(GdError::ERR_CANT_CREATE, format!("SustenetCluster: {e}")))?;
+        Ok((addr.port(), Some(stop_tx)))
+    }
+
+    /// The pending limits the inspector properties describe (at least 1 packet and 1 KiB).
+    pub(super) fn quota_limits(&self) -> QuotaLimits {
+        let size = |v: i64, min: i64| usize::try_from(v.max(min)).unwrap_or(usize::MAX);
+        QuotaLimits {
+            player_packets: size(self.max_pending_packets_per_player, 1),
+            player_bytes: size(self.max_pending_bytes_per_player, 1024),
+            total_bytes: size(self.max_pending_bytes, 1024),
+        }
+    }
+
+    /// The fragment grid the inspector properties describe.
+    pub(super) fn grid_config(&self) -> GridConfig {
+        GridConfig {
+            cell_size: self.fragment_size as f32,
+            dims: if self.fragment_3d {
+                Dims::Three
+            } else {
+                Dims::Two
+            },
+            default_settings: FragmentSettings {
+                player_cap: u32::try_from(self.fragment_player_cap.max(0)).unwrap_or(u32::MAX),
+                update_hz: self.fragment_update_hz as f32,
+            },
+            default_interest_radius: self.interest_radius as f32,
+        }
+    }
+}
