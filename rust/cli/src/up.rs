@@ -149,18 +149,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         args.bind.as_str()
     };
     let web = web_settings(&args, client_host, master_port)?;
+    let dev = web.as_ref().and_then(|w| w.dev.as_ref());
     let file = ClientFile {
         master: format!("{client_host}:{master_port}"),
         public_key: public.to_base64(),
         websocket: web.as_ref().map(|w| w.url.clone()),
-        certificate: web
-            .as_ref()
-            .and_then(|w| w.dev.as_ref())
-            .map(|d| d.cert.display().to_string()),
-        certificate_spki: web
-            .as_ref()
-            .and_then(|w| w.dev.as_ref())
-            .map(|d| d.spki_sha256.clone()),
+        certificate: dev.map(|d| d.cert.display().to_string()),
+        certificate_spki: dev.map(|d| d.spki_sha256.clone()),
     };
     let client_path = args.dir.join(CLIENT_FILE);
     std::fs::write(&client_path, toml::to_string(&file)?)
@@ -239,16 +234,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             World,
             stopped(stop_rx.clone()),
         ));
-        match &web {
-            Some(w) => println!(
-                "  {name:<12} {client_host}:{port}  (tcp + udp), {}://{client_host}:{}",
-                w.scheme(),
-                w.cluster_port(i)?
-            ),
-            None => println!("  {name:<12} {client_host}:{port}  (tcp + udp)"),
-        }
+        let web_url = match &web {
+            Some(w) => format!(", {}://{client_host}:{}", w.scheme(), w.cluster_port(i)?),
+            None => String::new(),
+        };
+        println!("  {name:<12} {client_host}:{port}  (tcp + udp){web_url}");
     }
-    if let Some(dev) = web.as_ref().and_then(|w| w.dev.as_ref()) {
+    if let Some(dev) = dev {
         print_trust(dev);
     }
     let dashboard = Dashboard::new(master_metrics, local_clusters);
