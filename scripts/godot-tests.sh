@@ -286,6 +286,11 @@ if wanted stats; then
     run_world stats 60
 fi
 
+if wanted instances; then
+    say "running instances (spawn_instance and instance_failed)"
+    run_world instances 60
+fi
+
 if wanted inbound_flood; then
     say "running inbound_flood (one player floods the cluster; the other plays on)"
     run_world inbound_flood 120

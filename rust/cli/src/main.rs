@@ -16,6 +16,7 @@ mod logging;
 mod probe;
 mod servers;
 mod up;
+mod up_agent;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

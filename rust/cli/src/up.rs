@@ -177,7 +177,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     master_metrics.register(&mut registry);
     let mut local_clusters = Vec::new();
-    let mkeys = MasterKeys::new(keypair, cluster_keys.clone());
+    let agent =
+        crate::up_agent::DevAgent::prepare(&args.dir, &args.bind, client_host, master_port)?;
+    let mut mkeys = MasterKeys::new(keypair, cluster_keys.clone());
+    mkeys.agent_keys = agent.agent_keys.clone();
+    mkeys.admin_keys = agent.admin_keys.clone();
     tasks.spawn(master::run(
         listener,
         MasterConfig {
@@ -191,9 +195,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         stopped(stop_rx.clone()),
     ));
 
+    let agent_ports = (agent.section.port_first, agent.section.port_last);
+    tasks.spawn(sustenet_server::agent::run(
+        agent.section,
+        agent.key,
+        sustenet_server::Limits::default(),
+        stopped(stop_rx.clone()),
+    ));
     println!("Sustenet is up.");
     println!("  master       {}  (tcp)", file.master);
     println!("  public key   {}", public.to_base64());
+    println!(
+        "  agent        template room, ports {}-{}  (sustenet instances --key-dir {} spawn room)",
+        agent_ports.0,
+        agent_ports.1,
+        key_dir.display()
+    );
     if let Some(w) = &web {
         println!("  web clients  {}", w.url);
     }

@@ -46,30 +46,38 @@ fn run(dir: &Path, args: &[&str]) -> Output {
 }
 
 /// `sustenet up --clusters 1` in `dir`, ready once a probe gets through.
+/// Its ports are picked free but may be taken by another process before it
+/// binds them: an `up` that exits at start is started again on new ones.
 fn up(dir: &Path) -> Proc {
-    let port = free_port().to_string();
-    let p = Proc(
-        Command::new(BIN)
-            .args(["up", "--clusters", "1", "--port", &port])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = run(dir, &["probe", "--count", "1"]);
-        if out.status.success() {
-            return p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sustenet up did not come up:\n{}",
-            String::from_utf8_lossy(&out.stderr)
+    for _attempt in 0..5 {
+        let port = free_port().to_string();
+        let mut p = Proc(
+            Command::new(BIN)
+                .args(["up", "--clusters", "1", "--port", &port])
+                .current_dir(dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
         );
-        std::thread::sleep(Duration::from_millis(200));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if p.0.try_wait().unwrap().is_some() {
+                break;
+            }
+            let out = run(dir, &["probe", "--count", "1"]);
+            if out.status.success() {
+                return p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sustenet up did not come up:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
+    panic!("sustenet up exited at start five times");
 }
 
 fn summary(out: &Output) -> serde_json::Value {

@@ -263,5 +263,18 @@ fn zero_config_up_then_probe() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("probe OK"), "{text}");
     assert!(text.contains("2 cluster(s)"), "{text}");
+    // up runs an agent too: a room instance on demand, with up's admin key.
+    let out = run(
+        dir.path(),
+        &["instances", "--key-dir", ".sustenet/keys", "spawn", "room"],
+    );
+    let spawned = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && spawned.contains("ready on agent up"),
+        "{spawned}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = probe_until(dir.path(), &["probe"], |o| o.contains("3 cluster(s)"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("room-1"));
     assert!(up.terminate().success());
 }

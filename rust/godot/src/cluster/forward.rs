@@ -22,13 +22,20 @@ pub(super) enum NodeEvent {
     Fragment(FragmentEvent),
     MasterLost(String),
     Stopped(Option<String>),
+    /// The node's instance request id, and the instance's cluster id or why it failed.
+    Instance(i64, Result<u64, String>),
 }
+
+/// The node's instance request ids by the core's, shared by the command that asks and the
+/// plugin that hears the answer (both run on the core task, one after the other).
+pub(super) type InstanceIds = Arc<std::sync::Mutex<std::collections::HashMap<u64, i64>>>;
 
 /// The plugin that hands every cluster event to the node. The queue is unbounded; what a
 /// player can make wait in it is bounded by [`PendingQuota`], and the lifecycle events
 /// (connects, leaves, master status) are bounded by the players themselves.
 pub(super) struct Forward {
     pub(super) tx: flume::Sender<NodeEvent>,
+    pub(super) instances: InstanceIds,
     pub(super) quota: Arc<PendingQuota>,
     /// Packets dropped or refused over a limit, shared with the node.
     pub(super) dropped: Arc<AtomicU64>,
@@ -115,6 +122,25 @@ impl Plugin for Forward {
     }
     fn on_fragment(&mut self, _ctx: &mut Context<'_>, event: FragmentEvent) {
         self.send(NodeEvent::Fragment(event));
+    }
+    fn on_instance(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        request_id: u64,
+        answer: &Result<u64, sustenet_proto::Goodbye>,
+    ) {
+        let node_id = self
+            .instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&request_id);
+        if let Some(id) = node_id {
+            let answer = answer
+                .as_ref()
+                .map(|c| *c)
+                .map_err(|g| format!("{}: {}", g.reason, g.message));
+            self.send(NodeEvent::Instance(id, answer));
+        }
     }
     fn on_master(&mut self, _ctx: &mut Context<'_>, status: &MasterLinkStatus) {
         self.send(match status {

@@ -21,12 +21,14 @@ const COMMAND_QUEUE: usize = 1 << 18;
 mod forward;
 mod setup;
 
-use forward::NodeEvent;
+use forward::{InstanceIds, NodeEvent};
 use setup::bind_sockets;
 
 struct Running {
     handle: ClusterHandle,
     events: flume::Receiver<NodeEvent>,
+    events_tx: flume::Sender<NodeEvent>,
+    instances: InstanceIds,
     quota: Arc<PendingQuota>,
     stop: Option<oneshot::Sender<()>>,
     tcp_port: u16,
@@ -156,6 +158,7 @@ pub struct SustenetCluster {
     players: std::collections::HashSet<u64>,
     drain: DrainStats,
     dropped_packets: Arc<AtomicU64>,
+    next_instance_request: i64,
     peer_tap: Option<Tap<ClusterTap>>,
     base: Base<Node>,
 }
@@ -189,6 +192,7 @@ impl INode for SustenetCluster {
             max_pending_bytes_per_player: 1 << 20,
             max_pending_bytes: 64 << 20,
             dropped_packets: Arc::new(AtomicU64::new(0)),
+            next_instance_request: 0,
             metrics_bind: GString::new(),
             metrics_token: GString::new(),
             metrics: Default::default(),
@@ -254,6 +258,15 @@ impl SustenetCluster {
     /// A [method transfer_player] was refused (the player stays here).
     #[signal]
     fn transfer_failed(player_id: i64, reason: i64, message: GString);
+    /// The instance asked with [method spawn_instance] is ready: move players there with
+    /// [method transfer_player] and [param cluster_id].
+    #[signal]
+    fn instance_ready(request_id: i64, cluster_id: i64);
+    /// The instance asked with [method spawn_instance] will not be ready: refused (no agent
+    /// offers the template, a limit, bad parameters, not registered with the master), never
+    /// registered, crashed, its agent is gone, or the link to the master dropped first.
+    #[signal]
+    fn instance_failed(request_id: i64, reason: GString);
     /// A player entered a fragment (the grid cell [param fragment]).
     #[signal]
     fn fragment_entered(player_id: i64, fragment: Vector3i);
@@ -426,6 +439,57 @@ impl SustenetCluster {
             ));
         };
         result(r.handle.transfer(id, target, state.to_vec()))
+    }
+
+    /// Asks the master for a new instance of [param template] (a cluster an agent starts
+    /// from its template, docs/instances.md), with [param params] (String keys and values,
+    /// at most 16) filling the template's placeholders. The master stops the instance once it
+    /// has been empty for [param stop_when_empty_sec] seconds (0: never). Returns the request
+    /// id (above 0) that [signal instance_ready] or [signal instance_failed] will carry; every
+    /// refusal comes through [signal instance_failed]. Returns -1 (with an error) only when
+    /// the cluster is not running.
+    #[func]
+    fn spawn_instance(
+        &mut self,
+        template: GString,
+        params: Dictionary<Variant, Variant>,
+        stop_when_empty_sec: i64,
+    ) -> i64 {
+        let Some(r) = &self.running else {
+            godot_error!("SustenetCluster.spawn_instance: the cluster is not running");
+            return -1;
+        };
+        self.next_instance_request += 1;
+        let node_id = self.next_instance_request;
+        let params: Vec<(String, String)> = params
+            .iter_shared()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let secs = u32::try_from(stop_when_empty_sec.max(0)).unwrap_or(u32::MAX);
+        let (ids, tx) = (r.instances.clone(), r.events_tx.clone());
+        let asked =
+            r.handle.spawn_instance(
+                template.to_string(),
+                params,
+                secs,
+                move |result| match result {
+                    Ok(core_id) => {
+                        ids.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(core_id, node_id);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(NodeEvent::Instance(node_id, Err(e.to_string())));
+                    }
+                },
+            );
+        if asked.is_err() {
+            let _ = r.events_tx.send(NodeEvent::Instance(
+                node_id,
+                Err("the cluster's command queue is full".into()),
+            ));
+        }
+        node_id
     }
 
     /// Reports a player's position ([Vector2] or [Vector3]): places it in a
@@ -739,6 +803,12 @@ impl SustenetCluster {
                 );
             }
             NodeEvent::MasterLost(m) => self.signals().master_lost().emit(m.as_str()),
+            NodeEvent::Instance(id, Ok(cluster)) => {
+                self.signals().instance_ready().emit(id, id_to_gd(cluster));
+            }
+            NodeEvent::Instance(id, Err(why)) => {
+                self.signals().instance_failed().emit(id, why.as_str());
+            }
             NodeEvent::Stopped(err) => {
                 if let Some(e) = err {
                     godot_error!("SustenetCluster stopped: {e}");

@@ -11,7 +11,7 @@ use sustenet_server::fragments::{Dims, FragmentSettings, GridConfig};
 use sustenet_server::keys;
 use tokio::sync::oneshot;
 
-use super::forward::{Forward, NodeEvent};
+use super::forward::{Forward, InstanceIds, NodeEvent};
 use super::{COMMAND_QUEUE, Running, SustenetCluster, secs_to_duration};
 use crate::pending::{PendingQuota, QuotaLimits};
 use crate::{Error, globalize, port_from_gd};
@@ -112,10 +112,14 @@ impl SustenetCluster {
         let (cmd_handle, commands) = cluster::command_channel(COMMAND_QUEUE);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let done = tx.clone();
+        let events_tx = tx.clone();
+        let instances = InstanceIds::default();
+        let plugin_instances = instances.clone();
         let (plugin_quota, dropped) = (quota.clone(), self.dropped_packets.clone());
         handle.spawn(async move {
             let plugin = Forward {
                 tx,
+                instances: plugin_instances,
                 quota: plugin_quota,
                 dropped,
             };
@@ -128,6 +132,8 @@ impl SustenetCluster {
         Ok(Running {
             handle: cmd_handle,
             events: rx,
+            events_tx,
+            instances,
             quota,
             stop: Some(stop_tx),
             tcp_port: tcp_addr.port(),

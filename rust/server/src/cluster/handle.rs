@@ -199,6 +199,20 @@ impl ClusterHandle {
         })
     }
 
+    /// Asks the master for an instance ([`Context::spawn_instance`]) from
+    /// outside the core; `done` runs on the core with the core's request id
+    /// (the one [`Plugin::on_instance`](crate::plugin::Plugin::on_instance)
+    /// will get) or the refusal.
+    pub fn spawn_instance(
+        &self,
+        template: String,
+        params: Vec<(String, String)>,
+        stop_when_empty_sec: u32,
+        done: impl FnOnce(Result<u64, crate::cluster::InstanceRequestError>) + Send + 'static,
+    ) -> Result<(), SendError> {
+        self.run(move |ctx| done(ctx.spawn_instance(&template, &params, stop_when_empty_sec)))
+    }
+
     /// Kicks a player with a message.
     pub fn kick(&self, player: PlayerId, message: impl Into<String>) -> Result<(), SendError> {
         let message = message.into();

@@ -22,6 +22,7 @@
 mod budget;
 mod config;
 pub(crate) mod core;
+pub mod core_bench;
 mod handle;
 mod master_link;
 mod ping_limit;

@@ -172,7 +172,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
     /// Whatever a player's datagrams do from whatever addresses: one
-    /// datagram in yields at most one out, and an address that never proved
+    /// datagram in yields at most one out to its source (and at most the old
+    /// path probe, a challenge, to a proven address), and an address that never proved
     /// itself gets only challenges and pongs, never more datagrams or bytes
     /// than it sent.
     #[test]
@@ -206,7 +207,16 @@ proptest! {
             let len = h.datagram_in(1, addr(6000 + u16::from(at)), records);
             sent[i] = (sent[i].0 + 1, sent[i].1 + len);
             let out = h.datagrams(1);
-            prop_assert!(out.len() <= 1, "one datagram in, {} out", out.len());
+            let from = addr(6000 + u16::from(at));
+            let to_source = out.iter().filter(|(to, ..)| *to == from).count();
+            prop_assert!(to_source <= 1, "one datagram in, {} out to its source", to_source);
+            // Besides: at most the old path probe, a lone challenge to a proven address.
+            prop_assert!(out.len() - to_source <= 1, "one datagram in, {} out", out.len());
+            for (to, _, records) in out.iter().filter(|(to, ..)| *to != from) {
+                let j = usize::from(to.port() - 6000);
+                prop_assert!(proven[j] && matches!(records[..], [Record::PathChallenge(_)]),
+                    "to {to} besides the source: {records:?}");
+            }
             for (to, n, records) in out {
                 let j = usize::from(to.port() - 6000);
                 got[j] = (got[j].0 + 1, got[j].1 + n);

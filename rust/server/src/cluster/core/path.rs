@@ -33,6 +33,10 @@ pub(crate) struct UdpPath {
     validated: Option<(SocketAddr, Instant)>,
     /// The address being checked, if any (the newest unproven source).
     candidate: Option<Candidate>,
+    /// The value of the challenge sent to the validated address when the
+    /// candidate appeared (the old path's probe), and whether it still has
+    /// to be sent ([`UdpPath::take_probe`]).
+    probe: Option<(u64, bool)>,
 }
 
 /// An address that sent authenticated datagrams but has not echoed its
@@ -70,7 +74,7 @@ impl UdpPath {
         silence: Duration,
         from: SocketAddr,
         len: usize,
-        fresh: impl FnOnce() -> u64,
+        mut fresh: impl FnMut() -> u64,
     ) -> Source {
         if let Some((addr, heard)) = self.validated.as_mut()
             && *addr == from
@@ -92,6 +96,10 @@ impl UdpPath {
             }
             _ => {
                 let challenge = fresh();
+                // Probe the old path too, as QUIC does: a player still
+                // answering there has not moved, and the new source was a
+                // copy of its datagram sent from elsewhere.
+                self.probe = self.target(now, silence).map(|_| (fresh(), true));
                 self.candidate = Some(Candidate {
                     addr: from,
                     challenge,
@@ -107,15 +115,41 @@ impl UdpPath {
     /// candidate's challenge, from the candidate's address, that address is
     /// validated and every datagram goes there from now on. Returns whether
     /// it was.
+    ///
+    /// The old path's probe answered from the validated address means the
+    /// player is still there: the candidate is dropped (its allowance too),
+    /// and the address does not move.
     pub(crate) fn on_response(&mut self, now: Instant, from: SocketAddr, value: u64) -> bool {
+        if self.probe.is_some_and(|(v, _)| v == value)
+            && let Some((addr, heard)) = self.validated.as_mut()
+            && *addr == from
+        {
+            *heard = now;
+            self.probe = None;
+            self.candidate = None;
+            return false;
+        }
         match &self.candidate {
             Some(c) if c.addr == from && c.challenge == value => {
                 self.validated = Some((from, now));
                 self.candidate = None;
+                self.probe = None;
                 true
             }
             _ => false,
         }
+    }
+
+    /// The old path's probe, once: the validated address and the challenge
+    /// to send it, when a new candidate appeared while that address was live.
+    pub(crate) fn take_probe(&mut self) -> Option<(SocketAddr, u64)> {
+        let (value, unsent) = self.probe.as_mut()?;
+        let (addr, _) = self.validated?;
+        if !*unsent {
+            return None;
+        }
+        *unsent = false;
+        Some((addr, *value))
     }
 
     /// Takes `len` bytes and one datagram from `to`'s allowance: whether an
@@ -210,6 +244,13 @@ pub(crate) fn on_datagram(
         }
         transmits.seal(&mut p.udp, from, batch.as_bytes());
     }
+    // A new candidate while the validated address is live: one challenge to
+    // that (proven) address as well.
+    if let Some((old, value)) = p.path.take_probe() {
+        let mut batch = datagram::Batch::new();
+        let _ = batch.push(&Record::PathChallenge(value));
+        transmits.seal(&mut p.udp, old, batch.as_bytes());
+    }
     data
 }
 
@@ -222,6 +263,49 @@ mod tests {
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn a_copy_from_elsewhere_does_not_move_a_player_that_answers_on_its_proven_address() {
+        let t0 = Instant::now();
+        let mut p = UdpPath::default();
+        p.on_datagram(t0, SILENCE, addr(1), 42, || 7);
+        assert!(p.on_response(t0, addr(1), 7));
+        assert_eq!(p.take_probe(), None);
+        // A copy of the player's datagram arrives from addr(2) first: a
+        // candidate, and a probe of the old path.
+        let mut values = [11u64, 12].into_iter();
+        let s = p.on_datagram(t0, SILENCE, addr(2), 42, || values.next().unwrap());
+        assert_eq!(s, Source::Candidate { challenge: 11 });
+        assert_eq!(p.take_probe(), Some((addr(1), 12)));
+        assert_eq!(p.take_probe(), None, "the probe goes once");
+        // The player answers the probe from its proven address: it has not
+        // moved, and the candidate is gone, even if its challenge is answered
+        // later (an on-path attacker relaying the player's answer).
+        assert!(!p.on_response(t0, addr(1), 12));
+        assert!(!p.on_response(t0, addr(2), 11));
+        assert_eq!(p.target(t0, SILENCE), Some(addr(1)));
+        assert!(
+            !p.spend(addr(2), 1),
+            "the dropped candidate has no allowance left"
+        );
+    }
+
+    #[test]
+    fn a_rebinding_client_is_not_held_back_by_the_old_path_probe() {
+        let t0 = Instant::now();
+        let mut p = UdpPath::default();
+        p.on_datagram(t0, SILENCE, addr(1), 42, || 7);
+        assert!(p.on_response(t0, addr(1), 7));
+        let mut values = [11u64, 12].into_iter();
+        p.on_datagram(t0, SILENCE, addr(2), 42, || values.next().unwrap());
+        assert_eq!(p.take_probe(), Some((addr(1), 12)));
+        // Its NAT now sends everything from addr(2): the probe's answer
+        // comes from there too and proves nothing; its own challenge moves it.
+        assert!(!p.on_response(t0, addr(2), 12));
+        assert!(p.on_response(t0, addr(2), 11));
+        assert_eq!(p.target(t0, SILENCE), Some(addr(2)));
+        assert_eq!(p.take_probe(), None);
     }
 
     #[test]

@@ -1,0 +1,258 @@
+//! A cluster's core in memory with simulated players, for benchmarks and
+//! profiles of the per-tick work (no socket, no task): what
+//! `benches/core.rs` measures.
+//!
+//! Every simulated player has its own session keys and a proven UDP
+//! address; each period of the update rate it reports its position in one
+//! datagram (as `sustenet bench` does, command [`World::POS`]), and the core
+//! runs the [`World`] plugin, plans the state fan-out and seals every
+//! recipient's datagrams, over the core ticks of the period. The sealed
+//! datagrams are counted and dropped where the driver would send them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sustenet_proto::crypto::{DATAGRAM_OVERHEAD, DatagramOpener};
+use sustenet_proto::datagram::{Record, decode_records};
+use sustenet_proto::{ClientSessionKeys, Side};
+
+use super::ClusterConfig;
+use super::core::{Core, NewPlayer, Output, Published, QueueLevel, Setup};
+use crate::fragments::{Dims, FragmentSettings, GridConfig};
+use crate::ids::PlayerId;
+use crate::plugin::World;
+
+/// A core with simulated players on a square world.
+pub struct CoreBench {
+    core: Core<World>,
+    now: Instant,
+    /// Per player: its position and the address its datagrams come from.
+    players: Vec<([f32; 3], SocketAddr)>,
+    side: f32,
+    /// Core ticks per period of the update rate.
+    slices: u32,
+    tick: Duration,
+    /// Keeps each connection's queue alive, as its writer would.
+    _queues: Vec<Arc<QueueLevel>>,
+    rng: u64,
+}
+
+/// What one period of the update rate cost and sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeriodStats {
+    /// Datagrams the core sealed.
+    pub datagrams: usize,
+    /// Their bytes.
+    pub bytes: usize,
+}
+
+impl CoreBench {
+    /// `players` players on a square world sized so that each has about
+    /// `neighbours` others within `radius` (its interest radius and the
+    /// fragment size), updated at `update_hz` with core ticks of `tick`.
+    pub fn new(
+        players: usize,
+        neighbours: f64,
+        radius: f32,
+        update_hz: f32,
+        tick: Duration,
+    ) -> Self {
+        let config = ClusterConfig {
+            max_connections: u32::try_from(players).unwrap_or(u32::MAX),
+            update_tick: tick,
+            grid: GridConfig {
+                cell_size: radius,
+                dims: Dims::Two,
+                default_settings: FragmentSettings {
+                    player_cap: 0,
+                    update_hz,
+                },
+                default_interest_radius: radius,
+            },
+            ..ClusterConfig::default()
+        };
+        let period = config.grid.default_settings.period();
+        let setup = Setup {
+            config,
+            published: Arc::new(Published::default()),
+            link: Arc::new(QueueLevel::new(usize::MAX, usize::MAX)),
+            moving: Default::default(),
+            seed: 42,
+        };
+        let now = Instant::now();
+        // The configuration above is valid: a failure here is a bug in it.
+        let Ok(core) = Core::new(World, setup, now) else {
+            unreachable!("the benchmark's grid is valid")
+        };
+        let density = neighbours / (std::f64::consts::PI * f64::from(radius).powi(2));
+        let mut b = CoreBench {
+            core,
+            now,
+            players: Vec::with_capacity(players),
+            side: (players as f64 / density).sqrt() as f32,
+            slices: u32::try_from(period.as_nanos() / tick.as_nanos().max(1))
+                .unwrap_or(1)
+                .max(1),
+            tick,
+            _queues: Vec::with_capacity(players),
+            rng: 0x9E37_79B9_7F4A_7C15,
+        };
+        for i in 0..players {
+            b.join(i);
+        }
+        b
+    }
+
+    /// A number in [0, 1), from a fixed sequence.
+    fn unit(&mut self) -> f32 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// Player `i` joins, proves its UDP address and reports its position.
+    fn join(&mut self, i: usize) {
+        let id = i as PlayerId + 1;
+        let session_id = id;
+        let mut secret = [0u8; 32];
+        secret[..8].copy_from_slice(&id.to_le_bytes());
+        let Ok(keys) = ClientSessionKeys::derive(&secret, &[7; 32]) else {
+            unreachable!("32-byte inputs derive keys")
+        };
+        let server = keys.datagram(Side::Responder, session_id);
+        let mut client: DatagramOpener = keys.datagram(Side::Initiator, session_id).opener;
+        let level = Arc::new(QueueLevel::new(usize::MAX, usize::MAX));
+        let _ = self.core.admit(self.now, id);
+        self.core.join(
+            self.now,
+            NewPlayer {
+                player: id,
+                conn: id,
+                session_id,
+                user_data: Vec::new(),
+                out: level.clone(),
+                keys: Arc::new(keys),
+                udp: server.sealer,
+            },
+        );
+        self._queues.push(level);
+        let port = u16::try_from(i % 60_000).unwrap_or(0) + 1;
+        let ip = [127, 1 + (i / 60_000) as u8, 0, 1];
+        let from = SocketAddr::from((ip, port));
+        // The challenge, answered.
+        self.datagram(id, from, vec![Record::Ping(0)]);
+        let mut challenge = None;
+        self.core.drain_transmits(|_, d| {
+            if let Ok(plain) = client.open(d)
+                && let Ok(records) = decode_records(&plain)
+            {
+                for r in records {
+                    if let Record::PathChallenge(c) = r {
+                        challenge = Some(c);
+                    }
+                }
+            }
+        });
+        if let Some(c) = challenge {
+            self.datagram(id, from, vec![Record::PathResponse(c)]);
+        }
+        let pos = [self.unit() * self.side, self.unit() * self.side, 0.0];
+        self.players.push((pos, from));
+        self.report(i);
+        self.carry_out();
+    }
+
+    fn datagram(&mut self, player: PlayerId, from: SocketAddr, records: Vec<Record>) {
+        let len = DATAGRAM_OVERHEAD + records.iter().map(Record::encoded_len).sum::<usize>();
+        self.core
+            .datagram(self.now, player, player, from, len, records);
+        self.core.finish();
+    }
+
+    /// Player `i` reports its position (and a little more state, as bench's
+    /// positions carry a send time and a sequence number).
+    fn report(&mut self, i: usize) {
+        let (pos, from) = self.players[i];
+        let mut payload = Vec::with_capacity(28);
+        for v in pos {
+            payload.extend_from_slice(&v.to_le_bytes());
+        }
+        payload.extend_from_slice(&[0; 16]);
+        let record = Record::Data {
+            command: World::POS,
+            payload,
+        };
+        self.datagram(i as PlayerId + 1, from, vec![record]);
+    }
+
+    /// Takes the core's outputs as the driver would (there are none to
+    /// carry out here but the master link's player events).
+    fn carry_out(&mut self) {
+        while let Some(o) = self.core.poll_output() {
+            if let Output::Link(_) = o {}
+        }
+    }
+
+    /// One period of the update rate: every player moves a little and
+    /// reports its position, and the core runs its ticks, sealing the whole
+    /// fan-out.
+    pub fn period(&mut self) -> PeriodStats {
+        let mut stats = PeriodStats::default();
+        for i in 0..self.players.len() {
+            let (mut pos, from) = self.players[i];
+            for v in pos.iter_mut().take(2) {
+                *v = (*v + self.unit() * 2.0 - 1.0).rem_euclid(self.side);
+            }
+            self.players[i] = (pos, from);
+            self.report(i);
+        }
+        for _ in 0..self.slices {
+            self.now += self.tick;
+            self.core.update(self.now);
+            self.core.finish();
+            self.core.drain_transmits(|_, d| {
+                stats.datagrams += 1;
+                stats.bytes += d.len();
+            });
+        }
+        self.carry_out();
+        stats
+    }
+
+    /// The number of simulated players.
+    pub fn players(&self) -> usize {
+        self.players.len()
+    }
+
+    /// The world's side, in units.
+    pub fn side(&self) -> f32 {
+        self.side
+    }
+}
+
+impl std::fmt::Debug for CoreBench {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoreBench")
+            .field("players", &self.players.len())
+            .field("side", &self.side)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn each_period_seals_one_datagram_for_nearly_every_player() {
+        let mut b = CoreBench::new(300, 10.0, 32.0, 20.0, Duration::from_millis(10));
+        let s = b.period();
+        // About 10 neighbours each: almost every player hears someone, in
+        // one datagram (10 states fit one), every update.
+        assert!(s.datagrams > 250 && s.datagrams <= 300, "{s:?}");
+        assert!(s.bytes > s.datagrams * DATAGRAM_OVERHEAD, "{s:?}");
+    }
+}
