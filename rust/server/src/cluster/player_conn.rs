@@ -10,7 +10,7 @@ use std::time::Duration;
 use rand::RngCore;
 use sustenet_net::{FrameReader, NetError, SealedReader, SealedWriter, write_frame};
 use sustenet_proto::crypto::StreamSession;
-use sustenet_proto::handshake::{self, ClusterAccept, Hello};
+use sustenet_proto::handshake::{self, ClusterAccept, Hello, ResumeClaim};
 use sustenet_proto::{
     ClientToCluster, ClusterToClient, DisconnectReason, Goodbye, HandshakeError, Side,
 };
@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::queue::{Outbox, OutboxRx, outbox};
-use super::{CoreEvent, ResumeRequest, Shared, Writer};
+use super::{CoreEvent, ResumeRequest, Resumed, Shared, Writer};
 use crate::ids::PlayerId;
 use crate::time::now_ms;
 
@@ -248,24 +248,8 @@ async fn resume(
         warn!(player, "reconnect refused: {e}");
         Some((e.reason(), e.to_string()))
     })?;
-    let (writer, out_rx, kill) = new_writer(shared);
-    let out = writer.out.clone();
-    let (reply_tx, reply_rx) = oneshot::channel();
-    let ev = CoreEvent::Resume(ResumeRequest {
-        conn,
-        player,
-        session_id,
-        session: Box::new(session),
-        claim,
-        writer,
-        reply: reply_tx,
-    });
-    shared.events.send(ev).await.map_err(|_| None)?;
-    let r = match reply_rx.await {
-        Ok(Ok(r)) => r,
-        Ok(Err(g)) => return Err(Some((g.reason, g.message))),
-        Err(_) => return Err(None),
-    };
+    let (r, out, out_rx, kill) =
+        ask_core_to_resume(shared, conn, player, session_id, session, claim).await?;
     Ok(Admitted {
         player: r.player,
         stream: *r.session,
@@ -281,7 +265,9 @@ async fn resume(
 
 /// A new connection's writer queue and close signal: the driver's end, and
 /// the writer task's.
-fn new_writer(shared: &Shared) -> (Writer, OutboxRx, oneshot::Receiver<(Goodbye, bool)>) {
+pub(super) fn new_writer(
+    shared: &Shared,
+) -> (Writer, OutboxRx, oneshot::Receiver<(Goodbye, bool)>) {
     let (out, out_rx) = outbox(
         shared.config.limits.send_queue,
         shared.config.send_queue_bytes,
@@ -289,6 +275,46 @@ fn new_writer(shared: &Shared) -> (Writer, OutboxRx, oneshot::Receiver<(Goodbye,
     let (kill_tx, kill) = oneshot::channel();
     let writer = Writer { out, kill: kill_tx };
     (writer, out_rx, kill)
+}
+
+/// Asks the core to take `player`'s session onto connection `conn` (a
+/// reconnect whose proof already holds), with a new writer. Gives the core's
+/// answer and the writer's ends; a refusal comes back as the core's goodbye,
+/// a stopped core as `None`. TCP and WebSocket reconnects both come here.
+pub(super) async fn ask_core_to_resume(
+    shared: &Shared,
+    conn: u64,
+    player: PlayerId,
+    session_id: u64,
+    session: StreamSession,
+    claim: ResumeClaim,
+) -> Result<
+    (
+        Resumed,
+        Outbox,
+        OutboxRx,
+        oneshot::Receiver<(Goodbye, bool)>,
+    ),
+    Refusal,
+> {
+    let (writer, out_rx, kill) = new_writer(shared);
+    let out = writer.out.clone();
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let ev = CoreEvent::Resume(ResumeRequest {
+        conn,
+        player,
+        session_id,
+        session: Box::new(session),
+        claim,
+        writer,
+        reply: reply_tx,
+    });
+    shared.events.send(ev).await.map_err(|_| None)?;
+    match reply_rx.await {
+        Ok(Ok(r)) => Ok((r, out, out_rx, kill)),
+        Ok(Err(g)) => Err(Some((g.reason, g.message))),
+        Err(_) => Err(None),
+    }
 }
 
 /// Opens a join hello's token and checks its proof, then records the token

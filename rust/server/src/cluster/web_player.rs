@@ -19,9 +19,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::queue::{Outbox, OutboxRx, outbox};
+use super::player_conn::{ask_core_to_resume, new_writer};
+use super::queue::{Outbox, OutboxRx};
 use super::web_routes::{Route, web_addr};
-use super::{CoreEvent, ResumeRequest, Shared, Writer};
+use super::{CoreEvent, Shared};
 use crate::ids::PlayerId;
 use crate::time::now_ms;
 use crate::web::{self, WebError, WebRx, WebTx};
@@ -241,24 +242,8 @@ async fn resume(
     let session = keys
         .resume_stream(&nonce, Side::Responder)
         .map_err(|e| Some((DisconnectReason::ProtocolViolation, e.to_string())))?;
-    let (writer, out_rx, kill) = new_writer(shared);
-    let out = writer.out.clone();
-    let (reply_tx, reply_rx) = oneshot::channel();
-    let ev = CoreEvent::Resume(ResumeRequest {
-        conn,
-        player,
-        session_id,
-        session: Box::new(session),
-        claim,
-        writer,
-        reply: reply_tx,
-    });
-    shared.events.send(ev).await.map_err(|_| None)?;
-    let r = match reply_rx.await {
-        Ok(Ok(r)) => r,
-        Ok(Err(g)) => return Err(Some((g.reason, g.message))),
-        Err(_) => return Err(None),
-    };
+    let (r, out, out_rx, kill) =
+        ask_core_to_resume(shared, conn, player, session_id, session, claim).await?;
     Ok(Admitted {
         player: r.player,
         session_id,
@@ -270,17 +255,6 @@ async fn resume(
             received: r.received,
         },
     })
-}
-
-/// A new connection's writer queue and close signal: the driver's end, and
-/// the writer task's.
-fn new_writer(shared: &Shared) -> (Writer, OutboxRx, oneshot::Receiver<(Goodbye, bool)>) {
-    let (out, out_rx) = outbox(
-        shared.config.limits.send_queue,
-        shared.config.send_queue_bytes,
-    );
-    let (kill_tx, kill) = oneshot::channel();
-    (Writer { out, kill: kill_tx }, out_rx, kill)
 }
 
 /// Who a web connection carries.
