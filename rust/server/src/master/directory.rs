@@ -148,13 +148,29 @@ struct Outstanding {
     expires_at_ms: u64,
 }
 
-/// The unused tickets of every login and user, for the caps.
+/// Tickets that expired unused since the last [`Directory::take_expired_tickets`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ExpiredTickets {
+    /// Join tickets (issued to a logged-in client) that expired unused.
+    pub joins: u64,
+    /// Transfer tickets (issued for a cluster's handoff) that expired unused.
+    pub transfers: u64,
+}
+
+/// The unused tickets of every login and user, for the caps, and the
+/// unused transfer tickets, to count the tickets that expire unused.
 #[derive(Debug, Default)]
 struct TicketBook {
     /// Per client id: its user name and source (to find its other lists) and its tickets.
     by_client: HashMap<u64, (Arc<str>, IpAddr, Vec<Outstanding>)>,
     by_user: HashMap<Arc<str>, Vec<Outstanding>>,
     by_source: HashMap<IpAddr, Vec<Outstanding>>,
+    /// Unused transfer tickets: (client id, target cluster id) → expiry, ms.
+    /// A new ticket for the same pair replaces the older one, so this holds
+    /// at most one per player and cluster.
+    transfers: HashMap<(u64, u64), u64>,
+    /// Counted since the last take.
+    expired: ExpiredTickets,
     next_prune_ms: u64,
 }
 
@@ -164,10 +180,23 @@ impl TicketBook {
             return;
         }
         self.next_prune_ms = now.saturating_add(1_000);
+        let mut joins = 0u64;
         self.by_client.retain(|_, (_, _, v)| {
-            v.retain(|t| t.expires_at_ms > now);
+            v.retain(|t| {
+                let live = t.expires_at_ms > now;
+                joins += u64::from(!live);
+                live
+            });
             !v.is_empty()
         });
+        let mut transfers = 0u64;
+        self.transfers.retain(|_, expires_at_ms| {
+            let live = *expires_at_ms > now;
+            transfers += u64::from(!live);
+            live
+        });
+        self.expired.joins += joins;
+        self.expired.transfers += transfers;
         self.by_user.retain(|_, v| {
             v.retain(|t| t.expires_at_ms > now);
             !v.is_empty()
@@ -235,8 +264,15 @@ impl TicketBook {
         self.by_source.entry(holder.source).or_default().push(t);
     }
 
+    /// A transfer ticket for `client_id` to `cluster_id` was issued.
+    fn record_transfer(&mut self, client_id: u64, cluster_id: u64, expires_at_ms: u64) {
+        self.transfers
+            .insert((client_id, cluster_id), expires_at_ms);
+    }
+
     /// The client's tickets for `cluster_id` are used.
     fn used(&mut self, client_id: u64, cluster_id: u64) {
+        self.transfers.remove(&(client_id, cluster_id));
         let Some((user, source, list)) = self.by_client.get_mut(&client_id) else {
             return;
         };
@@ -531,7 +567,20 @@ impl Directory {
             });
         }
         let id = self.pick(now, JoinTarget::Id(target))?;
-        self.issue(now, id, client_id, user_data, rng)
+        let ticket = self.issue(now, id, client_id, user_data, rng)?;
+        self.tickets
+            .record_transfer(client_id, id, ticket.expires_at_ms);
+        Ok(ticket)
+    }
+
+    /// The tickets that expired unused since the last call (each ticket is
+    /// counted once, at most a second after its expiry if this is called
+    /// every second). A used ticket never counts, nor do a player's other
+    /// tickets for the cluster it joined (dropped when one is used); a
+    /// ticket whose cluster left the list counts when it expires.
+    pub fn take_expired_tickets(&mut self, now: u64) -> ExpiredTickets {
+        self.tickets.prune(now);
+        std::mem::take(&mut self.tickets.expired)
     }
 
     fn pick(&mut self, now: u64, target: JoinTarget) -> Result<u64, Goodbye> {

@@ -171,6 +171,38 @@ fn only_players_the_master_sent_can_be_transferred() {
 }
 
 #[test]
+fn tickets_that_expire_unused_are_counted_once_by_kind() {
+    let (mut d, _rx) = directory(&[(1, 0), (2, 0)]);
+    let mut rng = StdRng::seed_from_u64(4);
+    let ttl = settings().token_ttl_ms;
+    let none = ExpiredTickets::default();
+    // ann joins cluster 1 with her ticket; bob never uses his.
+    d.join(0, &holder(10, "ann"), JoinTarget::Id(1), &mut rng)
+        .unwrap();
+    d.join(0, &holder(11, "bob"), JoinTarget::Id(1), &mut rng)
+        .unwrap();
+    assert!(d.player_joined(1, 1, 0, 10));
+    // Cluster 1 asks to move ann to 2 twice (the second replaces the first);
+    // she never arrives there. Cluster 1 moves nobody else.
+    d.transfer(2, 1, 0, 10, 2, b"", &mut rng).unwrap();
+    d.transfer(3, 1, 0, 10, 2, b"", &mut rng).unwrap();
+    assert_eq!(d.take_expired_tickets(ttl - 1), none);
+    // Pruned at most once a second: bob's ticket is counted after its expiry.
+    assert_eq!(
+        d.take_expired_tickets(ttl + 1_000),
+        ExpiredTickets {
+            joins: 1,
+            transfers: 1
+        }
+    );
+    assert_eq!(d.take_expired_tickets(ttl + 2_000), none);
+    // A used transfer never counts.
+    d.transfer(ttl + 2_000, 1, 0, 10, 2, b"", &mut rng).unwrap();
+    assert!(d.player_joined(ttl + 2_001, 2, 1, 10));
+    assert_eq!(d.take_expired_tickets(3 * ttl + 5_000), none);
+}
+
+#[test]
 fn made_up_players_count_only_up_to_the_cluster_capacity() {
     let (mut d, _rx) = directory(&[(1, 3), (2, 0)]);
     for client in 100..1_000 {

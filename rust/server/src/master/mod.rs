@@ -234,8 +234,13 @@ pub async fn run(
             _ = &mut shutdown => break,
             _ = sample.tick() => {
                 let now = crate::time::now_ms();
-                let clusters = shared.directory().cluster_list(now);
-                shared.config.metrics.sample(now, clusters);
+                let (clusters, expired) = {
+                    let mut dir = shared.directory();
+                    (dir.cluster_list(now), dir.take_expired_tickets(now))
+                };
+                let metrics = &shared.config.metrics;
+                metrics.tickets_expired(expired.joins, expired.transfers);
+                metrics.sample(now, clusters);
             }
             (stream, peer) = crate::listen::accept(&listener) => {
                 shared.config.metrics.connection();
