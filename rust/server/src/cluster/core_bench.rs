@@ -133,7 +133,7 @@ impl CoreBench {
         let mut client: DatagramOpener = keys.datagram(Side::Initiator, session_id).opener;
         let level = Arc::new(QueueLevel::new(usize::MAX, usize::MAX));
         let _ = self.core.admit(self.now, id);
-        self.core.join(
+        self.core.handle_join(
             self.now,
             NewPlayer {
                 player: id,
@@ -175,7 +175,7 @@ impl CoreBench {
     fn datagram(&mut self, player: PlayerId, from: SocketAddr, records: Vec<Record>) {
         let len = DATAGRAM_OVERHEAD + records.iter().map(Record::encoded_len).sum::<usize>();
         self.core
-            .datagram(self.now, player, player, from, len, records);
+            .handle_datagram(self.now, player, player, from, len, records);
         self.core.finish();
     }
 
@@ -234,9 +234,9 @@ impl CoreBench {
         loop {
             let due = self.core.poll_timeout().filter(|d| *d <= at);
             match due {
-                Some(d) if d < self.next_tick => self.core.timeout(d),
+                Some(d) if d < self.next_tick => self.core.handle_timeout(d),
                 _ if self.next_tick <= at => {
-                    self.core.update(self.next_tick);
+                    self.core.handle_update(self.next_tick);
                     self.next_tick += self.tick;
                 }
                 _ => break,
