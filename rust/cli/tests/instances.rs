@@ -534,6 +534,45 @@ fn forged_agent_and_forged_admin_are_refused() {
 }
 
 #[test]
+fn an_agent_key_added_while_the_master_runs_works_and_a_removed_one_stops_new_links() {
+    let mut f = Fixture::new("", &[]);
+    // Made after the master started: no restart needed.
+    assert!(
+        f.run(&["keygen", "--agent", "--name", "late"])
+            .status
+            .success()
+    );
+    let t = f.cluster_template("room", 1);
+    f.agent("late", free_range(2), &t);
+    let (_, agent, _) = f.spawn(&["room"]).unwrap();
+    assert_eq!(agent, "late");
+    // Removed from the folder: the link that is up stays, a new one is refused.
+    let key = sustenet_server::keys::load_key(&f.path("keys/agents/late")).unwrap();
+    std::fs::remove_file(f.path("keys/agents/late")).unwrap();
+    let section = sustenet_server::instances_config::AgentSection {
+        name: "late-2".into(),
+        key_name: "late".into(),
+        master: f.master_addr(),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let limits = sustenet_server::Limits::default();
+    let err = rt
+        .block_on(sustenet_server::agent::connect(&section, &key, &limits))
+        .unwrap_err();
+    assert_eq!(
+        err.reason,
+        Some(sustenet_proto::DisconnectReason::AuthFailed),
+        "{err}"
+    );
+    assert_eq!(
+        f.list().len(),
+        1,
+        "the running agent's instance is still listed"
+    );
+}
+
+#[test]
 fn an_instance_that_never_registers_times_out_and_is_stopped() {
     let mut f = Fixture::new("[instances]\nregister_timeout_secs = 1\n", &["a"]);
     let t = "[agent.templates.mute]\ncommand = \"sleep\"\nargs = [\"600\"]\n";
