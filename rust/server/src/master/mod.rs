@@ -194,6 +194,8 @@ pub(crate) struct Shared {
     clients: Semaphore,
     shutdown: watch::Receiver<bool>,
     web_clusters: web_client::WebClusters,
+    /// The cluster links' queues, which carry the directory's messages.
+    cluster_links: cluster_link::ClusterLinks,
 }
 
 impl Shared {
@@ -227,6 +229,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         web_clusters: web_client::WebClusters::default(),
+        cluster_links: cluster_link::ClusterLinks::default(),
         handshakes: HandshakeGate::new(&config.limits),
         clients: Semaphore::new(config.connection_limit() as usize),
         directory: Mutex::new(Directory::new(config.directory_settings())),
@@ -260,8 +263,13 @@ pub async fn run(
             _ = &mut shutdown => break,
             _ = sample.tick() => {
                 let now = crate::time::now_ms();
-                let clusters = shared.directory().cluster_list(now);
-                shared.config.metrics.sample(now, clusters);
+                let (clusters, expired) = {
+                    let mut dir = shared.directory();
+                    (dir.cluster_list(now), dir.take_expired_tickets(now))
+                };
+                let metrics = &shared.config.metrics;
+                metrics.tickets_expired(expired.joins, expired.transfers);
+                metrics.sample(now, clusters);
             }
             (stream, peer) = crate::listen::accept(&listener) => {
                 shared.config.metrics.connection();

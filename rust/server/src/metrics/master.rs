@@ -50,6 +50,7 @@ pub struct MasterMetrics {
     logins: LabeledCounter,
     tickets_issued: LabeledCounter,
     tickets_used: Counter,
+    tickets_expired: LabeledCounter,
     clusters: Gauge,
     players: Gauge,
     cluster_players: Family<ClusterLabel, Gauge>,
@@ -86,6 +87,15 @@ impl MasterMetrics {
             "Tickets a cluster reported used (the player joined)",
             self.tickets_used.clone(),
         );
+        r.register(
+            "tickets_expired",
+            "Tickets that expired unused, by kind (join, transfer)",
+            self.tickets_expired.clone(),
+        );
+        for kind in ["join", "transfer"] {
+            // Both series exist from the start, at 0, for rate() and alerts.
+            let _ = self.tickets_expired.get_or_create(&[("kind", kind)]);
+        }
         r.register("clusters", "Registered clusters", self.clusters.clone());
         r.register(
             "players",
@@ -129,6 +139,17 @@ impl MasterMetrics {
     /// A cluster reported a player the master sent it.
     pub fn ticket_used(&self) {
         self.tickets_used.inc();
+    }
+
+    /// `joins` join tickets and `transfers` transfer tickets expired unused.
+    pub fn tickets_expired(&self, joins: u64, transfers: u64) {
+        for (kind, n) in [("join", joins), ("transfer", transfers)] {
+            if n > 0 {
+                self.tickets_expired
+                    .get_or_create(&[("kind", kind)])
+                    .inc_by(n);
+            }
+        }
     }
 
     /// Takes the cluster list as it is now (at most once a second): sets
