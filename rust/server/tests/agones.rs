@@ -169,6 +169,24 @@ async fn game_sockets() -> (TcpListener, UdpSocket) {
 
 type Run = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
+/// Runs the cluster on `sockets` until the returned sender fires.
+fn spawn_cluster(
+    (tcp, udp): (TcpListener, UdpSocket),
+    config: cluster::ClusterConfig,
+    key: sustenet_proto::Key,
+    plugin: impl Plugin,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (stop, stop_rx) = oneshot::channel::<()>();
+    let run: Run = Box::pin(async move {
+        cluster::run(tcp, udp, config, key, plugin, async {
+            let _ = stop_rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    (stop, tokio::spawn(run))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sdk_sees_capacity_health_ready_after_registration_players_and_shutdown() {
     init_tracing();
@@ -194,16 +212,7 @@ async fn the_sdk_sees_capacity_health_ready_after_registration_players_and_shutd
     assert_eq!(agones.public_endpoint(), Some(("localhost", game_port)));
     agones.apply_endpoint(&mut config);
     let plugin = agones.wrap(EchoChat, config.max_connections);
-    let (stop, stop_rx) = oneshot::channel::<()>();
-    let key = keys["agones"].clone();
-    let run: Run = Box::pin(async move {
-        cluster::run(tcp, udp, config, key, plugin, async {
-            let _ = stop_rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    let cluster_task = tokio::spawn(run);
+    let (stop, cluster_task) = spawn_cluster((tcp, udp), config, keys["agones"].clone(), plugin);
 
     // No master yet: the core ticks (health pings), but the cluster is not Ready.
     until("health pings before the master is up", &calls, |c| {
@@ -377,13 +386,7 @@ async fn a_stuck_core_stops_health_pings_and_fails_health_until_it_recovers() {
     let (sdk_stop, sdk_stop_rx) = oneshot::channel();
     let sdk_port = sdk_server(calls.clone(), sdk_stop_rx).await;
     let keys = keys(&["agones"]);
-    let master = start_master_on(
-        "127.0.0.1:0",
-        sustenet_proto::MasterKeypair::generate().unwrap(),
-        keys.clone(),
-        master_config(),
-    )
-    .await;
+    let master = start_master(&keys).await;
     let agones = Agones::connect(Some(sdk_port)).await.unwrap();
     let mut config = cluster_config(master.addr, "stuck", "agones", 4);
     config.limits = Limits {
@@ -413,16 +416,7 @@ async fn a_stuck_core_stops_health_pings_and_fails_health_until_it_recovers() {
         },
         config.max_connections,
     );
-    let (stop, stop_rx) = oneshot::channel::<()>();
-    let key = keys["agones"].clone();
-    let run: Run = Box::pin(async move {
-        cluster::run(tcp, udp, config, key, plugin, async {
-            let _ = stop_rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    let cluster_task = tokio::spawn(run);
+    let (stop, cluster_task) = spawn_cluster((tcp, udp), config, keys["agones"].clone(), plugin);
     until("Ready", &calls, |c| c.contains(&"Ready".to_owned())).await;
     until_health(admin_port, 200).await;
     let player = join(&master, "staller", JoinTarget::Auto).await;

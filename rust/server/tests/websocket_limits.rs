@@ -78,6 +78,20 @@ fn upgrade_request(port: u16, origin: Option<&str>, protocol: bool) -> String {
     r + "\r\n"
 }
 
+/// Opens `n` sockets at once that send nothing; what the server sent each
+/// before closing it.
+async fn silent_sockets(port: u16, n: usize) -> Vec<String> {
+    let mut idle = Vec::new();
+    for _ in 0..n {
+        idle.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+    }
+    let mut answers = Vec::new();
+    for mut s in idle {
+        answers.push(String::from_utf8_lossy(&until_closed(&mut s).await).to_string());
+    }
+    answers
+}
+
 /// A raw upgraded connection (the 101 answer read).
 async fn raw_ws(port: u16) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -372,13 +386,8 @@ async fn many_idle_sockets_are_refused_then_released() {
     let port = cluster.ws_port;
     // Twelve silent sockets: eight take every handshake slot, the others
     // are refused at once with 503.
-    let mut idle = Vec::new();
-    for _ in 0..12 {
-        idle.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
-    }
     let mut refused = 0;
-    for mut s in idle {
-        let answer = String::from_utf8_lossy(&until_closed(&mut s).await).to_string();
+    for answer in silent_sockets(port, 12).await {
         if answer.is_empty() {
             continue; // held a slot until the first-byte deadline
         }
@@ -390,5 +399,93 @@ async fn many_idle_sockets_are_refused_then_released() {
     // The silent ones were closed at the first-byte deadline, freeing their slots.
     still_serves(port).await;
     cluster.stop().await;
+    master.stop().await;
+}
+
+/// Whether a web frame is a `Reject` with `reason`.
+fn is_refusal(f: &[u8], reason: DisconnectReason) -> bool {
+    matches!(handshake::check_refusal(f), Some(HandshakeError::Rejected { reason: r, .. }) if r == reason)
+}
+
+/// `sustenet_master_handshakes_total{result}` as the master's registry reads now.
+fn master_handshakes(registry: &prometheus_client::registry::Registry, result: &str) -> u64 {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+    let key = format!("sustenet_master_handshakes_total{{result=\"{result}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_counts_web_handshake_refusals_as_it_counts_tcp_ones() {
+    init_tracing();
+    let mut cfg = master_config();
+    cfg.limits.max_handshakes = 2;
+    cfg.limits.max_handshakes_per_address = 2;
+    cfg.limits.first_byte_timeout_ms = 300;
+    let ws = WebSocketConfig::new(([127, 0, 0, 1], free_port().await).into());
+    let port = ws.bind.port();
+    cfg.websocket = Some(ws);
+    let mut registry = prometheus_client::registry::Registry::default();
+    cfg.metrics.register(&mut registry);
+    let master = start_master_on(
+        "127.0.0.1:0",
+        sustenet_proto::MasterKeypair::generate().unwrap(),
+        Default::default(),
+        cfg,
+    )
+    .await;
+    let target = Target {
+        port,
+        cert: None,
+        origin: None,
+    };
+    // A good client: one "ok" (the listener may need a moment to bind).
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the master's WebSocket listener"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    WebMaster::connect(&target).await.login("ann").await;
+    assert_eq!(master_handshakes(&registry, "ok"), 1);
+
+    // A cluster's hello sent to the master: refused, protocol_violation.
+    let mut ws = open(&target).await.unwrap();
+    let join = WebHello::Join {
+        token: vec![1; 40],
+        proof: [0; 32],
+    };
+    send_frame(&mut ws, join.encode().unwrap()).await;
+    let f = next_binary(&mut ws).await.expect("a refusal");
+    assert!(is_refusal(&f, DisconnectReason::ProtocolViolation));
+    assert_eq!(master_handshakes(&registry, "protocol_violation"), 1);
+
+    // An upgrade from a page the listener does not serve: 403, protocol_violation.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(upgrade_request(port, Some("https://evil.example"), true).as_bytes())
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&until_closed(&mut s).await).to_string();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert_eq!(master_handshakes(&registry, "protocol_violation"), 2);
+
+    // Upgraded, then no hello within the handshake timeout: handshake_timeout.
+    let mut ws = open(&target).await.unwrap();
+    let f = next_binary(&mut ws).await.expect("a refusal");
+    assert!(is_refusal(&f, DisconnectReason::HandshakeTimeout));
+    assert_eq!(master_handshakes(&registry, "handshake_timeout"), 1);
+
+    // Three silent sockets for two handshake slots: one refused at once
+    // (too_many_handshakes), two cut at the first-byte deadline (handshake_timeout).
+    let answers = silent_sockets(port, 3).await;
+    let full = answers.iter().filter(|a| a.starts_with("HTTP/1.1 503"));
+    assert_eq!(full.count(), 1, "{answers:?}");
+    assert_eq!(master_handshakes(&registry, "too_many_handshakes"), 1);
+    assert_eq!(master_handshakes(&registry, "handshake_timeout"), 3);
+    assert_eq!(master_handshakes(&registry, "ok"), 1);
     master.stop().await;
 }

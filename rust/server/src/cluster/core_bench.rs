@@ -125,7 +125,7 @@ impl CoreBench {
         let mut client: DatagramOpener = keys.datagram(Side::Initiator, session_id).opener;
         let level = Arc::new(QueueLevel::new(usize::MAX, usize::MAX));
         let _ = self.core.admit(self.now, id);
-        self.core.join(
+        self.core.handle_join(
             self.now,
             NewPlayer {
                 player: id,
@@ -167,7 +167,7 @@ impl CoreBench {
     fn datagram(&mut self, player: PlayerId, from: SocketAddr, records: Vec<Record>) {
         let len = DATAGRAM_OVERHEAD + records.iter().map(Record::encoded_len).sum::<usize>();
         self.core
-            .datagram(self.now, player, player, from, len, records);
+            .handle_datagram(self.now, player, player, from, len, records);
         self.core.finish();
     }
 
@@ -210,7 +210,7 @@ impl CoreBench {
         }
         for _ in 0..self.slices {
             self.now += self.tick;
-            self.core.update(self.now);
+            self.core.handle_update(self.now);
             self.core.finish();
             self.core.drain_transmits(|_, d| {
                 stats.datagrams += 1;

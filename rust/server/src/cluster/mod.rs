@@ -293,17 +293,17 @@ pub async fn run_with_handle(
         let wake = tokio::time::Instant::from_std(due.unwrap_or_else(Instant::now));
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = tokio::time::sleep_until(wake), if due.is_some() => core.timeout(Instant::now()),
+            _ = tokio::time::sleep_until(wake), if due.is_some() => core.handle_timeout(Instant::now()),
             Some(ev) = events_rx.recv() => on_event(&mut core, &mut io, ev).await,
-            Some(cmd) = commands.rx.recv() => core.command(Instant::now(), cmd),
+            Some(cmd) = commands.rx.recv() => core.handle_command(Instant::now(), cmd),
             _ = update.tick() => {
                 let started = Instant::now();
-                core.update(started);
+                core.handle_update(started);
                 shared.config.metrics.tick(started.elapsed().as_secs_f64());
             }
             _ = tick.tick() => {
                 let now = now_ms();
-                core.heartbeat(Instant::now(), now);
+                core.handle_heartbeat(Instant::now(), now);
                 sample_metrics(&core, &shared);
                 shared.config.metrics.heartbeat().beat(now, shared.config.limits.heartbeat());
             }
@@ -487,19 +487,19 @@ async fn on_event<P: Plugin>(core: &mut Core<P>, io: &mut Io, ev: CoreEvent) {
             budget,
         } => {
             core.metrics().received(true, payload.len());
-            core.packet(now, player, conn, command, &payload);
+            core.handle_packet(now, player, conn, command, &payload);
             drop(budget);
         }
         CoreEvent::Ack {
             player,
             conn,
             count,
-        } => core.ack(player, conn, count),
+        } => core.handle_ack(now, player, conn, count),
         CoreEvent::Left {
             player,
             conn,
             reason,
-        } => core.left(now, player, conn, reason),
+        } => core.handle_left(now, player, conn, reason),
         CoreEvent::Udp {
             player,
             session_id,
@@ -509,7 +509,7 @@ async fn on_event<P: Plugin>(core: &mut Core<P>, io: &mut Io, ev: CoreEvent) {
             budget,
         } => {
             core.metrics().received(false, len);
-            core.datagram(now, player, session_id, addr, len, records);
+            core.handle_datagram(now, player, session_id, addr, len, records);
             drop(budget);
         }
         CoreEvent::Snapshot(reply) => {
@@ -523,7 +523,7 @@ async fn on_event<P: Plugin>(core: &mut Core<P>, io: &mut Io, ev: CoreEvent) {
             if let Some(waited) = core.transfer_waited(now, request_id) {
                 core.metrics().transfer_redirected(waited.as_secs_f64());
             }
-            core.transfer_ready(now, request_id, player, ticket);
+            core.handle_transfer_ready(now, request_id, player, ticket);
         }
         CoreEvent::TransferFailed {
             request_id,
@@ -533,15 +533,15 @@ async fn on_event<P: Plugin>(core: &mut Core<P>, io: &mut Io, ev: CoreEvent) {
             if core.transfer_waited(now, request_id).is_some() {
                 core.metrics().transfer_failed();
             }
-            core.transfer_failed(now, request_id, player, &reason);
+            core.handle_transfer_failed(now, request_id, player, &reason);
         }
         CoreEvent::InstanceAnswer { request_id, answer } => {
-            core.instance_answer(now, request_id, &answer);
+            core.handle_instance_answer(now, request_id, &answer);
         }
         CoreEvent::Master(status) => {
             let up = matches!(status, MasterLinkStatus::Registered { .. });
             core.metrics().set_master_link(up);
-            core.master(now, &status);
+            core.handle_master(now, &status);
         }
     }
 }
@@ -559,7 +559,7 @@ fn on_resume<P: Plugin>(core: &mut Core<P>, io: &mut Io, now: Instant, req: Resu
         reply,
     } = req;
     let away = core.away_for(now, player);
-    let r = core.resume(now, conn, writer.out.level(), player, session_id, claim);
+    let r = core.handle_resume(now, conn, writer.out.level(), player, session_id, claim);
     let r = r.map(|a| Resumed {
         player,
         session,
@@ -572,9 +572,9 @@ fn on_resume<P: Plugin>(core: &mut Core<P>, io: &mut Io, now: Instant, req: Resu
     match (reply.send(r).is_ok(), accepted) {
         (true, true) => {
             core.metrics().reconnect(away.as_secs_f64());
-            core.reconnected(now, player);
+            core.handle_reconnected(now, player);
         }
-        (false, true) => core.resume_abandoned(now, player),
+        (false, true) => core.handle_resume_abandoned(now, player),
         _ => {}
     }
 }
@@ -609,5 +609,5 @@ async fn on_join<P: Plugin>(
     }
     io.writers.insert(j.conn, writer);
     core.metrics().join();
-    core.join(now, j);
+    core.handle_join(now, j);
 }

@@ -66,24 +66,15 @@ async fn web_player(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
     let Some(ws_config) = shared.config.websocket.as_ref() else {
         return;
     };
-    let Some(up) = web::upgrade(tcp, peer, ws_config, &shared.handshakes, &limits).await else {
+    let refused = |r: DisconnectReason| shared.config.metrics.handshake(Err(r));
+    let Some(up) = web::upgrade(tcp, peer, ws_config, &shared.handshakes, &limits, &refused).await
+    else {
         return;
     };
     let hello_time = up.hello_time();
     let (mut tx, mut rx) = up.link.split(limits.timeout());
-    let hello = match rx.recv_within(hello_time).await {
-        Ok(Ok(Some(f))) => f,
-        Ok(Ok(None)) => return,
-        Ok(Err(e)) => {
-            warn!("dropped: {e}");
-            return tx.refuse(e.reason(), &e.to_string()).await;
-        }
-        Err(()) => {
-            warn!("dropped: no hello within the handshake timeout");
-            return tx
-                .refuse(DisconnectReason::HandshakeTimeout, "no hello in time")
-                .await;
-        }
+    let Some(hello) = web::read_hello(&mut rx, &mut tx, hello_time, &refused).await else {
+        return;
     };
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let admitted = match WebHello::parse(&hello) {
@@ -110,7 +101,7 @@ async fn web_player(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
     let a = match admitted {
         Ok(a) => a,
         Err(Some((reason, message))) => {
-            shared.config.metrics.handshake(Err(reason));
+            refused(reason);
             return tx.refuse(reason, &message).await;
         }
         Err(None) => return,

@@ -137,49 +137,48 @@ async fn web_client(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
     let Some(ws_config) = shared.config.websocket.as_ref() else {
         return;
     };
-    let Some(up) = web::upgrade(tcp, peer, ws_config, &shared.handshakes, &limits).await else {
+    let metrics = &shared.config.metrics;
+    let refused = |r: DisconnectReason| metrics.handshake(Err(r));
+    let Some(up) = web::upgrade(tcp, peer, ws_config, &shared.handshakes, &limits, &refused).await
+    else {
         return;
     };
     let hello_time = up.hello_time();
     let (mut tx, mut rx) = up.link.split(limits.timeout());
-    let hello = match rx.recv_within(hello_time).await {
-        Ok(Ok(Some(f))) => f,
-        Ok(Ok(None)) => return,
-        Ok(Err(e)) => {
-            warn!("dropped: {e}");
-            return tx.refuse(e.reason(), &e.to_string()).await;
-        }
-        Err(()) => {
-            warn!("dropped: no hello within the handshake timeout");
-            return tx
-                .refuse(DisconnectReason::HandshakeTimeout, "no hello in time")
-                .await;
-        }
+    let Some(hello) = web::read_hello(&mut rx, &mut tx, hello_time, &refused).await else {
+        return;
     };
-    match WebHello::parse(&hello) {
-        Ok(WebHello::Master) => {}
+    let (reason, why) = match WebHello::parse(&hello) {
+        Ok(WebHello::Master) => match shared.clients.try_acquire() {
+            Ok(client_permit) => {
+                drop(up.permit);
+                metrics.handshake(Ok(()));
+                let reason = run(&shared, peer, &mut tx, &mut rx).await;
+                debug!("web client session ended: {reason}");
+                tx.close(web::close_code(reason), &reason.to_string()).await;
+                drop(client_permit);
+                return;
+            }
+            Err(_) => {
+                warn!("web client refused: master is at max_connections");
+                (
+                    DisconnectReason::ServerFull,
+                    "the master is full".to_string(),
+                )
+            }
+        },
         Ok(_) => {
             warn!("refused: a cluster hello sent to the master");
             let why = "this is a master: connect to the cluster address from the ticket";
-            return tx.refuse(DisconnectReason::ProtocolViolation, why).await;
+            (DisconnectReason::ProtocolViolation, why.to_string())
         }
         Err(e) => {
             warn!("refused: {e}");
-            return tx.refuse(e.reason(), &e.to_string()).await;
+            (e.reason(), e.to_string())
         }
-    }
-    let Ok(client_permit) = shared.clients.try_acquire() else {
-        warn!("web client refused: master is at max_connections");
-        return tx
-            .refuse(DisconnectReason::ServerFull, "the master is full")
-            .await;
     };
-    drop(up.permit);
-    shared.config.metrics.handshake(Ok(()));
-    let reason = run(&shared, peer, &mut tx, &mut rx).await;
-    debug!("web client session ended: {reason}");
-    tx.close(web::close_code(reason), &reason.to_string()).await;
-    drop(client_permit);
+    refused(reason);
+    tx.refuse(reason, &why).await;
 }
 
 /// Sends `m` as a reliable web frame.

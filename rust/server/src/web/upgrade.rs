@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sustenet_proto::DisconnectReason;
 use sustenet_proto::web::SUBPROTOCOL;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -13,7 +14,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig as WsLimits;
 use tracing::{info, warn};
 
-use super::link::WebLink;
+use super::link::{WebLink, WebRx, WebTx};
 use super::stream::WebStream;
 use super::{WebSocketConfig, origin_refusal};
 use crate::config::Limits;
@@ -87,12 +88,19 @@ fn check_request(config: &WebSocketConfig, req: &Request) -> Result<(), (StatusC
 }
 
 /// Admits `tcp` and upgrades it, or refuses it (logged) and returns `None`.
+/// Each refusal is passed to `refused` (for the handshake metric) with the
+/// reason the native listeners count it under: a full handshake pool is
+/// `TooManyHandshakes`, no first bytes or no upgrade in time is
+/// `HandshakeTimeout`, an upgrade request the checks refuse (Origin,
+/// subprotocol) is `ProtocolViolation`. A connection that fails on its own
+/// (closed, not TLS, not HTTP) is dropped without being counted.
 pub(crate) async fn upgrade(
     tcp: TcpStream,
     peer: SocketAddr,
     config: &WebSocketConfig,
     gate: &Arc<HandshakeGate>,
     limits: &Limits,
+    refused: &(dyn Fn(DisconnectReason) + Sync),
 ) -> Option<Upgraded> {
     let _ = tcp.set_nodelay(true);
     let deadline = tokio::time::Instant::now() + limits.handshake_timeout();
@@ -100,14 +108,17 @@ pub(crate) async fn upgrade(
         Ok(p) => p,
         Err(why) => {
             warn!("refused: {}", why.message());
+            refused(DisconnectReason::TooManyHandshakes);
             refuse_http(tcp, "503 Service Unavailable", why.message()).await;
             return None;
         }
     };
     if !gate.first_bytes(&tcp).await {
         warn!("dropped: no first bytes in time");
+        refused(DisconnectReason::HandshakeTimeout);
         return None;
     }
+    let checks_refused = std::sync::atomic::AtomicBool::new(false);
     let steps = async {
         let stream = match &config.tls {
             Some(tls) => {
@@ -133,6 +144,7 @@ pub(crate) async fn upgrade(
                 }
                 Err((status, why)) => {
                     info!("upgrade refused: {why}");
+                    checks_refused.store(true, std::sync::atomic::Ordering::Relaxed);
                     let mut e = ErrorResponse::new(Some(why));
                     *e.status_mut() = status;
                     Err(e)
@@ -154,10 +166,42 @@ pub(crate) async fn upgrade(
         }
         Ok(Err(why)) => {
             warn!("dropped: {why}");
+            if checks_refused.load(std::sync::atomic::Ordering::Relaxed) {
+                refused(DisconnectReason::ProtocolViolation);
+            }
             None
         }
         Err(_) => {
             warn!("dropped: no WebSocket upgrade within the handshake timeout");
+            refused(DisconnectReason::HandshakeTimeout);
+            None
+        }
+    }
+}
+
+/// Reads the hello, the first web frame, within `within`; a bad frame or
+/// none in time is refused on the link and passed to `refused`. `None`:
+/// refused, or the client closed first (not counted).
+pub(crate) async fn read_hello(
+    rx: &mut WebRx,
+    tx: &mut WebTx,
+    within: Duration,
+    refused: &(dyn Fn(DisconnectReason) + Sync),
+) -> Option<Vec<u8>> {
+    match rx.recv_within(within).await {
+        Ok(Ok(Some(f))) => Some(f),
+        Ok(Ok(None)) => None,
+        Ok(Err(e)) => {
+            warn!("dropped: {e}");
+            refused(e.reason());
+            tx.refuse(e.reason(), &e.to_string()).await;
+            None
+        }
+        Err(()) => {
+            warn!("dropped: no hello within the handshake timeout");
+            refused(DisconnectReason::HandshakeTimeout);
+            tx.refuse(DisconnectReason::HandshakeTimeout, "no hello in time")
+                .await;
             None
         }
     }

@@ -252,7 +252,7 @@ impl Harness {
         let client_udp = keys.datagram(Side::Initiator, session_id);
         self.openers.insert(player, client_udp.opener);
         self.writers.insert(c.conn, c.writer.clone());
-        self.core.join(
+        self.core.handle_join(
             self.now,
             NewPlayer {
                 player,
@@ -271,13 +271,14 @@ impl Harness {
 
     /// A reliable message from the player's connection `c`.
     pub(crate) fn packet(&mut self, player: PlayerId, c: &Conn, command: u16, payload: &[u8]) {
-        self.core.packet(self.now, player, c.conn, command, payload);
+        self.core
+            .handle_packet(self.now, player, c.conn, command, payload);
         self.pump();
     }
 
     /// The player has received `count` of the session's data messages.
     pub(crate) fn ack(&mut self, player: PlayerId, c: &Conn, count: u64) {
-        self.core.ack(player, c.conn, count);
+        self.core.handle_ack(self.now, player, c.conn, count);
         self.pump();
     }
 
@@ -292,7 +293,7 @@ impl Harness {
     ) {
         let session_id = self.sessions.get(&player).copied().unwrap_or(0);
         self.core
-            .datagram(self.now, player, session_id, from, len, records);
+            .handle_datagram(self.now, player, session_id, from, len, records);
         self.core.drain_transmits(|_, _| {});
         self.pump();
     }
@@ -300,7 +301,7 @@ impl Harness {
     /// The player's connection `c` dropped (or timed out).
     pub(crate) fn lost(&mut self, player: PlayerId, c: &Conn) {
         self.core
-            .left(self.now, player, c.conn, DisconnectReason::ConnectionLost);
+            .handle_left(self.now, player, c.conn, DisconnectReason::ConnectionLost);
         self.pump();
     }
 
@@ -316,12 +317,12 @@ impl Harness {
         let c = self.new_conn();
         let session_id = self.sessions.get(&player).copied().unwrap_or(0);
         let claim = ResumeClaim { received, attempt };
-        let r = self
-            .core
-            .resume(self.now, c.conn, c.level.clone(), player, session_id, claim);
+        let r =
+            self.core
+                .handle_resume(self.now, c.conn, c.level.clone(), player, session_id, claim);
         let r = r.map(|a| {
             self.writers.insert(c.conn, c.writer.clone());
-            self.core.reconnected(self.now, player);
+            self.core.handle_reconnected(self.now, player);
             (c, a.received)
         });
         self.pump();
@@ -340,7 +341,7 @@ impl Harness {
         let len = DATAGRAM_OVERHEAD + records.iter().map(Record::encoded_len).sum::<usize>();
         let session_id = self.sessions.get(&player).copied().unwrap_or(0);
         self.core
-            .datagram(self.now, player, session_id, from, len, records);
+            .handle_datagram(self.now, player, session_id, from, len, records);
         self.pump();
         len
     }
@@ -365,14 +366,14 @@ impl Harness {
 
     /// Runs `f` as a handle's command would.
     pub(crate) fn command(&mut self, f: impl FnOnce(&mut Context<'_>) + Send + 'static) {
-        self.core.command(self.now, Box::new(f));
+        self.core.handle_command(self.now, Box::new(f));
         self.pump();
     }
 
     /// Moves the clock on by `d` and runs a heartbeat.
     pub(crate) fn advance(&mut self, d: Duration) {
         self.now += d;
-        self.core.heartbeat(self.now, 0);
+        self.core.handle_heartbeat(self.now, 0);
         self.pump();
     }
 

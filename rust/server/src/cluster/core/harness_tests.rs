@@ -300,7 +300,8 @@ fn a_redirected_player_that_does_not_leave_is_let_go() {
         expires_at_ms: 0,
     };
     let now = h.now;
-    h.core.transfer_ready(now, request_id, 1, Box::new(ticket));
+    h.core
+        .handle_transfer_ready(now, request_id, 1, Box::new(ticket));
     h.pump();
     assert!(matches!(
         c.drain().last(),
@@ -410,7 +411,7 @@ proptest! {
                 Step::ClientAcks => {
                     if let Some(c) = &cl.conn {
                         let (conn, count) = (c.conn, cl.read.len() as u64);
-                        h.core.ack(1, conn, count);
+                        h.core.handle_ack(h.now, 1, conn, count);
                     }
                 }
                 Step::Drop => {
@@ -572,10 +573,10 @@ proptest! {
                     if let Some((request_id, player)) = asked.pop_front() {
                         let now = h.now;
                         if ok {
-                            h.core.transfer_ready(now, request_id, player, ticket(player));
+                            h.core.handle_transfer_ready(now, request_id, player, ticket(player));
                         } else {
                             let no = sustenet_proto::Goodbye::new(DisconnectReason::NoCluster);
-                            h.core.transfer_failed(now, request_id, player, &no);
+                            h.core.handle_transfer_failed(now, request_id, player, &no);
                         }
                         h.pump();
                     }

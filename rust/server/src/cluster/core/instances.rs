@@ -126,7 +126,7 @@ mod tests {
     fn registered(h: &mut Harness) {
         let now = h.now;
         h.core
-            .master(now, &MasterLinkStatus::Registered { cluster_id: 1 });
+            .handle_master(now, &MasterLinkStatus::Registered { cluster_id: 1 });
         h.pump();
     }
 
@@ -144,9 +144,9 @@ mod tests {
         assert!(sent);
         h.seen();
         let now = h.now;
-        h.core.instance_answer(now, id, &Ok(77));
-        h.core.instance_answer(now, id, &Ok(78));
-        h.core.instance_answer(now, 999, &Ok(79));
+        h.core.handle_instance_answer(now, id, &Ok(77));
+        h.core.handle_instance_answer(now, id, &Ok(78));
+        h.core.handle_instance_answer(now, 999, &Ok(79));
         assert_eq!(h.seen(), vec![Seen::Instance(id, Ok(77))]);
     }
 
@@ -176,7 +176,7 @@ mod tests {
         let b = spawn(&mut h, "arena").unwrap();
         h.seen();
         let now = h.now;
-        h.core.master(
+        h.core.handle_master(
             now,
             &MasterLinkStatus::Lost {
                 message: "gone".into(),
@@ -187,7 +187,7 @@ mod tests {
         assert!(seen.contains(&Seen::Instance(b, Err(DisconnectReason::ConnectionLost))));
         // A late answer is ignored; new requests wait for the next registration.
         h.core
-            .instance_answer(now, a, &Err(Goodbye::new(DisconnectReason::Timeout)));
+            .handle_instance_answer(now, a, &Err(Goodbye::new(DisconnectReason::Timeout)));
         assert!(h.seen().is_empty());
         assert!(spawn(&mut h, "dungeon").is_err());
     }

@@ -100,21 +100,26 @@ pub(crate) struct State {
 /// and calls, for each thing that happens, the matching method with the
 /// current time:
 ///
+/// Every input is a `handle_*(now, ...)` call; every output comes out of a
+/// `poll_*` or `drain_*` call.
+///
 /// - a new connection with a valid token: [`Core::admit`] (capacity, and
 ///   the newest connection of a player id wins), then, once the UDP
 ///   receiver knows the session and the connection heard `Ok`,
-///   [`Core::join`];
-/// - a proven reconnect: [`Core::resume`], then [`Core::reconnected`] once
-///   the new connection has the answer, or [`Core::resume_abandoned`] when
-///   it went away first;
+///   [`Core::handle_join`];
+/// - a proven reconnect: [`Core::handle_resume`], then
+///   [`Core::handle_reconnected`] once the new connection has the answer,
+///   or [`Core::handle_resume_abandoned`] when it went away first;
 /// - a reliable message, an acknowledgement, a connection that ended:
-///   [`Core::packet`], [`Core::ack`], [`Core::left`];
-/// - an authenticated datagram: [`Core::datagram`];
-/// - the master link: [`Core::master`], [`Core::transfer_ready`],
-///   [`Core::transfer_failed`], [`Core::snapshot`];
-/// - a handle's command: [`Core::command`];
-/// - timers: [`Core::update`] every `update_tick`, [`Core::heartbeat`]
-///   every heartbeat, and [`Core::timeout`] just after [`Core::poll_timeout`].
+///   [`Core::handle_packet`], [`Core::handle_ack`], [`Core::handle_left`];
+/// - an authenticated datagram: [`Core::handle_datagram`];
+/// - the master link: [`Core::handle_master`],
+///   [`Core::handle_transfer_ready`], [`Core::handle_transfer_failed`],
+///   [`Core::handle_instance_answer`], [`Core::snapshot`];
+/// - a handle's command: [`Core::handle_command`];
+/// - timers: [`Core::handle_update`] every `update_tick`,
+///   [`Core::handle_heartbeat`] every heartbeat, and
+///   [`Core::handle_timeout`] just after [`Core::poll_timeout`].
 ///
 /// After each call the caller calls [`Core::finish`] (players removed, the
 /// plugin told of fragment changes), then carries out every output, in
@@ -124,7 +129,7 @@ pub(crate) struct State {
 /// loop {
 ///     let due = core.poll_timeout();
 ///     // wait for an event, a command, a tick, or `due`, then e.g.:
-///     core.packet(now, player, conn, command, &payload);
+///     core.handle_packet(now, player, conn, command, &payload);
 ///     core.finish();
 ///     while let Some(o) = core.poll_output() {
 ///         // Send / Close / Release: a connection's writer;
@@ -237,7 +242,7 @@ impl<P: Plugin> Core<P> {
 
     /// An admitted player joins: it is in the table, the master hears of
     /// it, and the plugin's `on_connect` runs.
-    pub(crate) fn join(&mut self, now: Instant, j: NewPlayer) {
+    pub(crate) fn handle_join(&mut self, now: Instant, j: NewPlayer) {
         let config = &self.s.config;
         let replay = (!config.resume_grace.is_zero()).then(|| ReplayLog::new(config.resume_buffer));
         if replay.is_some() {
@@ -275,7 +280,7 @@ impl<P: Plugin> Core<P> {
     }
 
     /// A reliable message from the player's connection `conn`.
-    pub(crate) fn packet(
+    pub(crate) fn handle_packet(
         &mut self,
         now: Instant,
         player: PlayerId,
@@ -305,7 +310,8 @@ impl<P: Plugin> Core<P> {
     }
 
     /// The player has received `count` of the session's data messages.
-    pub(crate) fn ack(&mut self, player: PlayerId, conn: u64, count: u64) {
+    pub(crate) fn handle_ack(&mut self, now: Instant, player: PlayerId, conn: u64, count: u64) {
+        self.s.now = now;
         if let Some(log) = self
             .s
             .players
@@ -318,7 +324,7 @@ impl<P: Plugin> Core<P> {
     }
 
     /// The player's connection `conn` ended for `reason`.
-    pub(crate) fn left(
+    pub(crate) fn handle_left(
         &mut self,
         now: Instant,
         player: PlayerId,
@@ -359,7 +365,7 @@ impl<P: Plugin> Core<P> {
     ///
     /// `out` is the new connection's queue; when accepted, what the player
     /// missed is queued to it first.
-    pub(crate) fn resume(
+    pub(crate) fn handle_resume(
         &mut self,
         now: Instant,
         conn: u64,
@@ -404,7 +410,7 @@ impl<P: Plugin> Core<P> {
 
     /// The connection of an accepted reconnect heard so: the plugin's
     /// `on_reconnect` runs.
-    pub(crate) fn reconnected(&mut self, now: Instant, player: PlayerId) {
+    pub(crate) fn handle_reconnected(&mut self, now: Instant, player: PlayerId) {
         info!(player, "player reconnected");
         let (plugin, mut ctx) = self.ctx(now);
         plugin.on_reconnect(&mut ctx, player);
@@ -412,7 +418,7 @@ impl<P: Plugin> Core<P> {
 
     /// The connection of an accepted reconnect went away before it heard
     /// so: the player is away again (the game was told of the drop already).
-    pub(crate) fn resume_abandoned(&mut self, now: Instant, player: PlayerId) {
+    pub(crate) fn handle_resume_abandoned(&mut self, now: Instant, player: PlayerId) {
         let grace = self.s.config.resume_grace;
         if let Some(p) = self.s.players.get_mut(&player) {
             resume::go_away(p, &mut self.s.outputs, now, grace);
@@ -420,7 +426,7 @@ impl<P: Plugin> Core<P> {
     }
 
     /// The master issued the ticket of transfer `request_id`.
-    pub(crate) fn transfer_ready(
+    pub(crate) fn handle_transfer_ready(
         &mut self,
         now: Instant,
         request_id: u64,
@@ -455,7 +461,7 @@ impl<P: Plugin> Core<P> {
     }
 
     /// The master refused transfer `request_id`.
-    pub(crate) fn transfer_failed(
+    pub(crate) fn handle_transfer_failed(
         &mut self,
         now: Instant,
         request_id: u64,
@@ -473,7 +479,7 @@ impl<P: Plugin> Core<P> {
 
     /// An authenticated datagram of `len` bytes from `from`, of the
     /// player's UDP session `session_id`.
-    pub(crate) fn datagram(
+    pub(crate) fn handle_datagram(
         &mut self,
         now: Instant,
         player: PlayerId,
@@ -514,7 +520,7 @@ impl<P: Plugin> Core<P> {
     }
 
     /// The master link changed.
-    pub(crate) fn master(&mut self, now: Instant, status: &MasterLinkStatus) {
+    pub(crate) fn handle_master(&mut self, now: Instant, status: &MasterLinkStatus) {
         let mut unanswered = Vec::new();
         match status {
             MasterLinkStatus::Registered { cluster_id } => {
@@ -535,7 +541,7 @@ impl<P: Plugin> Core<P> {
     }
 
     /// The master answered instance request `request_id`.
-    pub(crate) fn instance_answer(
+    pub(crate) fn handle_instance_answer(
         &mut self,
         now: Instant,
         request_id: u64,
@@ -548,7 +554,7 @@ impl<P: Plugin> Core<P> {
     }
 
     /// Runs a handle's command.
-    pub(crate) fn command(&mut self, now: Instant, command: Command) {
+    pub(crate) fn handle_command(&mut self, now: Instant, command: Command) {
         let (_, mut ctx) = self.ctx(now);
         command(&mut ctx);
         for (player, reason) in std::mem::take(&mut self.s.transfers.refused) {
@@ -561,7 +567,7 @@ impl<P: Plugin> Core<P> {
 
     /// The update tick: starts a state update when one is due, and sends
     /// this tick's share of the fan-out.
-    pub(crate) fn update(&mut self, now: Instant) {
+    pub(crate) fn handle_update(&mut self, now: Instant) {
         let State {
             players,
             interest,
@@ -579,9 +585,9 @@ impl<P: Plugin> Core<P> {
     }
 
     /// The heartbeat tick: pings and acknowledgements on every connection,
-    /// whatever is due (see [`Core::timeout`]), then the plugin's
+    /// whatever is due (see [`Core::handle_timeout`]), then the plugin's
     /// `on_tick`. `now_ms` is the wall clock, sent in the pings.
-    pub(crate) fn heartbeat(&mut self, now: Instant, now_ms: u64) {
+    pub(crate) fn handle_heartbeat(&mut self, now: Instant, now_ms: u64) {
         for (id, p) in self.s.players.iter_mut() {
             let (None, None, true) = (p.redirected, p.away_until, p.out.is_some()) else {
                 continue;
@@ -605,7 +611,7 @@ impl<P: Plugin> Core<P> {
                     .push((*id, Goodbye::new(DisconnectReason::SendQueueFull)));
             }
         }
-        self.timeout(now);
+        self.handle_timeout(now);
         let (plugin, mut ctx) = self.ctx(now);
         plugin.on_tick(&mut ctx);
     }
@@ -613,7 +619,7 @@ impl<P: Plugin> Core<P> {
     /// Whatever is due at `now` (see [`Core::poll_timeout`]): redirects not
     /// followed and reconnect windows passed let their players go, and
     /// transfers the master did not answer fail.
-    pub(crate) fn timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         for (id, p) in self.s.players.iter() {
             match (p.redirected, p.away_until) {
                 // A client that does not follow its redirect is let go (it
@@ -669,7 +675,7 @@ impl<P: Plugin> Core<P> {
 
     /// The next instant something is due: a reconnect window or a redirect
     /// ends, or the master's answer to a transfer is overdue; the driver
-    /// calls [`Core::timeout`] just after it. `None` when nothing is pending.
+    /// calls [`Core::handle_timeout`] just after it. `None` when nothing is pending.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let players = self
             .s
