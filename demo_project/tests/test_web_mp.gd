@@ -32,14 +32,7 @@ var connected := {"Native": 0, "Web": 0}
 
 func _initialize() -> void:
 	begin("web_mp", 90)
-	for side in ["Server", "Native", "Web"]:
-		var b := Node.new()
-		b.name = side
-		root.add_child(b)
-		var g: Game = Game.new()
-		g.name = "Game"
-		b.add_child(g)
-		games[side] = g
+	games = add_game_branches(["Server", "Native", "Web"], Game)
 	_run.call_deferred()
 
 
@@ -64,7 +57,26 @@ func _run() -> void:
 	await finish()
 
 
+## A WebSocket listener the node refuses to start (checked before anything is bound).
+func _bad_websocket_settings() -> void:
+	var bad := SustenetCluster.new()
+	bad.key_name = arg("key-name", "")
+	bad.key_path = arg("key-path", "")
+	bad.websocket_port = arg("cluster-ws-port", 0)
+	bad.bind_address = "0.0.0.0"
+	check(bad.start() == ERR_INVALID_PARAMETER, "ws:// off loopback: start() refuses with ERR_INVALID_PARAMETER")
+	bad.bind_address = "127.0.0.1"
+	bad.websocket_cert_file = "res://no_such.crt"
+	check(bad.start() == ERR_INVALID_PARAMETER, "a certificate without a key: ERR_INVALID_PARAMETER")
+	bad.websocket_cert_file = ""
+	bad.websocket_port = 70000
+	check(bad.start() == ERR_INVALID_PARAMETER, "websocket_port 70000: ERR_INVALID_PARAMETER")
+	check(not bad.is_running(), "and the node does not run")
+	bad.free()
+
+
 func _start_cluster() -> bool:
+	_bad_websocket_settings()
 	cluster = SustenetCluster.new()
 	cluster.server_name = "web_mp"
 	cluster.bind_address = "127.0.0.1"

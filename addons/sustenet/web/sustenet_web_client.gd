@@ -352,7 +352,7 @@ func get_last_redirect_pause_ms() -> float:
 # --- the master connection -------------------------------------------------------------------
 
 ## The goodbye a server's close frame carries, [reason, text], or [] for any other close. The
-## server closes with code 4000 + the reason (docs/protocol.md §17.1) right after its Disconnect
+## server closes with code 4000 + the reason (docs/protocol.md §17.2) right after its Disconnect
 ## or Reject frame; Godot's WebSocketPeer drops frames that arrive together with the close, so
 ## that frame may be lost while the close code is not.
 static func _goodbye_from_close(ws: WebSocketPeer) -> Array:

@@ -176,7 +176,7 @@ impl WebTx {
 pub(crate) const REASON_CLOSE_CODES: u16 = 4000;
 
 /// The close code for a link that ends with `reason`: 4000 + its wire code
-/// (docs/protocol.md §17.1), so a client whose WebSocket drops the frames
+/// (docs/protocol.md §17.2), so a client whose WebSocket drops the frames
 /// that arrive with the close (Godot's `WebSocketPeer`) still learns why.
 pub(crate) fn close_code(reason: DisconnectReason) -> CloseCode {
     CloseCode::from(REASON_CLOSE_CODES + u16::from(reason.code()))
