@@ -275,7 +275,8 @@ pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
         );
         crate::admin::spawn(
             listener,
-            Admin::new(registry, Some(cfg.metrics.token.clone()), None),
+            Admin::new(registry, Some(cfg.metrics.token.clone()), None)
+                .watch_core(config.name.clone(), config.metrics.heartbeat().clone()),
         );
     }
     if cfg.agones.enabled {

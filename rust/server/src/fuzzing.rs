@@ -20,7 +20,6 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use sustenet_proto::datagram::decode_records;
 use sustenet_proto::{ClientToCluster, ClusterToMaster, JoinTarget, Key, Message};
-use tokio::sync::mpsc;
 
 use crate::cluster::ClusterConfig;
 use crate::cluster::core::harness::{Conn, Harness};
@@ -68,7 +67,6 @@ pub fn master_directory(data: &[u8]) {
     });
     let mut rng = StdRng::seed_from_u64(1);
     let mut now = 1_000u64;
-    let mut links = Vec::new();
     // (cluster, client) pairs the master issued a ticket for.
     let mut issued: HashSet<(u64, u64)> = HashSet::new();
     // The connection each cluster id registered on last, and its key.
@@ -83,8 +81,6 @@ pub fn master_directory(data: &[u8]) {
                 } else {
                     "a"
                 };
-                let (tx, rx) = mpsc::channel(4);
-                links.push(rx);
                 let reg = sustenet_proto::Register {
                     cluster_id: id,
                     name: format!("c{id}"),
@@ -94,22 +90,19 @@ pub fn master_directory(data: &[u8]) {
                     capacity: u32::from(s.byte().unwrap_or(0) % 4),
                 };
                 next_conn += 1;
-                if dir
-                    .register(
-                        reg,
-                        Key::from_bytes([1; 32]),
-                        key_name.into(),
-                        next_conn,
-                        tx,
-                    )
-                    .is_ok()
-                {
+                let old = conns.get(&id).map(|c| c.0);
+                let key = Key::from_bytes([1; 32]);
+                if let Ok(replaced) = dir.handle_register(reg, key, key_name.into(), next_conn) {
+                    assert_eq!(replaced, old, "the replaced link is the one registered");
                     conns.insert(id, (next_conn, key_name));
+                }
+                while let Some(m) = dir.poll_cluster_message() {
+                    assert_eq!(Some(m.conn), old, "only a replaced link is told to go");
                 }
             }
             1 => {
                 if let Some((conn, _)) = conns.remove(&id) {
-                    dir.unregister(id, conn);
+                    dir.handle_unregister(id, conn);
                 }
             }
             2 => {
@@ -125,7 +118,7 @@ pub fn master_directory(data: &[u8]) {
                 } else {
                     JoinTarget::Id(id)
                 };
-                if let Ok(t) = dir.join(now, &holder, target, &mut rng) {
+                if let Ok(t) = dir.handle_join(now, &holder, target, &mut rng) {
                     issued.insert((t.cluster.id, client));
                 }
             }
@@ -169,18 +162,18 @@ fn cluster_message(
     issued: &mut HashSet<(u64, u64)>,
 ) {
     match msg {
-        ClusterToMaster::Status(st) => dir.status(id, conn, st),
+        ClusterToMaster::Status(st) => dir.handle_status(id, conn, st),
         ClusterToMaster::PlayerJoined { client_id } => {
-            dir.player_joined(now, id, conn, client_id);
+            dir.handle_player_joined(now, id, conn, client_id);
         }
-        ClusterToMaster::PlayerLeft { client_id } => dir.player_left(id, conn, client_id),
+        ClusterToMaster::PlayerLeft { client_id } => dir.handle_player_left(id, conn, client_id),
         ClusterToMaster::Transfer {
             client_id,
             target,
             user_data,
             ..
         } => {
-            if let Ok(t) = dir.transfer(now, id, conn, client_id, target, &user_data, rng) {
+            if let Ok(t) = dir.handle_transfer(now, id, conn, client_id, target, &user_data, rng) {
                 assert!(
                     issued.contains(&(id, client_id)),
                     "cluster {id} got a transfer ticket for player {client_id} the master never sent it"

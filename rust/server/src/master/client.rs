@@ -278,7 +278,7 @@ impl<'a> ClientSession<'a> {
         let ticket = self
             .shared
             .directory()
-            .join(now_ms(), login, target, &mut rand::rng());
+            .handle_join(now_ms(), login, target, &mut rand::rng());
         let ticket = if self.web {
             ticket.map(|t| self.shared.web_clusters().web_ticket(t))
         } else {

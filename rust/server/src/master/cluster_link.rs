@@ -1,7 +1,8 @@
 //! A cluster's link to the master: the key proof, the registration, then
 //! status, players and transfer requests until the link ends.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use sustenet_net::{FrameReader, NetError, SealedReader, SealedWriter, write_frame};
@@ -11,7 +12,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::directory::RegisterError;
+use super::directory::{ClusterMessage, RegisterError};
 use super::{Shared, refuse};
 use crate::handshake_gate::HandshakePermit;
 use crate::time::now_ms;
@@ -23,6 +24,65 @@ type Writer = SealedWriter<OwnedWriteHalf>;
 /// instance's goodbye, answers to the cluster's instance requests (each
 /// under 300 bytes; when full, an answer is dropped and logged).
 const LINK_QUEUE: usize = 64;
+
+/// The queues of the cluster links' tasks, by connection number: the
+/// directory addresses its messages to a link, these carry them.
+#[derive(Default)]
+pub(super) struct ClusterLinks(Mutex<HashMap<u64, mpsc::Sender<MasterToCluster>>>);
+
+impl ClusterLinks {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, mpsc::Sender<MasterToCluster>>> {
+        // Every update leaves the map consistent: go on after a panic elsewhere.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A queue for the link on connection `conn`.
+    fn open(&self, conn: u64) -> mpsc::Receiver<MasterToCluster> {
+        let (tx, rx) = mpsc::channel(LINK_QUEUE);
+        self.lock().insert(conn, tx);
+        rx
+    }
+
+    /// The link on connection `conn` ended.
+    fn close(&self, conn: u64) {
+        self.lock().remove(&conn);
+    }
+}
+
+/// Hands every message the directory has for cluster links to their
+/// queues, never waiting: a full queue drops the message (logged). A link
+/// told to go loses its queue too, so it ends even when the goodbye did not
+/// fit.
+pub(super) fn deliver(shared: &Shared) {
+    let messages: Vec<ClusterMessage> = {
+        let mut dir = shared.directory();
+        std::iter::from_fn(|| dir.poll_cluster_message()).collect()
+    };
+    if messages.is_empty() {
+        return;
+    }
+    let mut links = shared.cluster_links.lock();
+    for ClusterMessage {
+        cluster_id,
+        conn,
+        message,
+    } in messages
+    {
+        let tx = if matches!(message, MasterToCluster::Disconnect(_)) {
+            links.remove(&conn)
+        } else {
+            links.get(&conn).cloned()
+        };
+        if let Some(tx) = tx
+            && tx.try_send(message).is_err()
+        {
+            warn!(
+                cluster_id,
+                "the cluster link's queue is full; a message is dropped"
+            );
+        }
+    }
+}
 
 /// What a cluster's hello said, and where it came from.
 pub(super) struct ClusterHello {
@@ -76,38 +136,15 @@ pub(super) async fn accept(
         return;
     };
     let id = reg.cluster_id;
-    let (tx, rx) = mpsc::channel::<MasterToCluster>(LINK_QUEUE);
+    let rx = shared.cluster_links.open(conn);
     let claimed = shared
         .directory()
-        .register(reg.clone(), key, key_name.clone(), conn, tx);
+        .handle_register(reg.clone(), key, key_name.clone(), conn);
     let replaced = match claimed {
         Ok(replaced) => replaced,
-        Err(RegisterError::IdTakenByAnotherKey) => {
-            warn!(
-                key_name,
-                cluster_id = id,
-                "cluster registration refused: this cluster id is registered with another key"
-            );
-            refuse(
-                &mut wr,
-                DisconnectReason::AuthFailed,
-                "this cluster id is registered with another key",
-            )
-            .await;
-            return;
-        }
-        Err(RegisterError::TooManyClustersForKey) => {
-            warn!(
-                key_name,
-                cluster_id = id,
-                "cluster registration refused: too many clusters registered with this key"
-            );
-            refuse(
-                &mut wr,
-                DisconnectReason::ServerFull,
-                "too many clusters registered with this key",
-            )
-            .await;
+        Err(e) => {
+            shared.cluster_links.close(conn);
+            refuse_registration(&mut wr, &key_name, id, e).await;
             return;
         }
     };
@@ -126,16 +163,13 @@ pub(super) async fn accept(
         capacity = reg.capacity,
         "cluster registered"
     );
-    if let Some(old) = replaced {
+    if replaced.is_some() {
         info!(
             cluster_id = id,
             "cluster re-registered; its previous link is closed"
         );
-        let _ = old.try_send(MasterToCluster::Disconnect(Goodbye {
-            reason: DisconnectReason::Requested,
-            message: "replaced by a new registration".into(),
-        }));
     }
+    deliver(shared);
     let writer = SealedWriter::new(wr, session.sealer, limits.max_frame)
         .with_write_timeout(limits.timeout());
     let reason = match run_link(shared, reader, writer, id, conn, rx).await {
@@ -146,9 +180,30 @@ pub(super) async fn accept(
         }
     };
     shared.web_clusters().remove(id, conn);
-    if shared.directory().unregister(id, conn) {
+    shared.cluster_links.close(conn);
+    if shared.directory().handle_unregister(id, conn) {
         info!(cluster_id = id, "cluster removed from the list: {reason}");
     }
+}
+
+/// Tells the cluster why its registration was refused.
+async fn refuse_registration(wr: &mut OwnedWriteHalf, key_name: &str, id: u64, e: RegisterError) {
+    let (reason, message) = match e {
+        RegisterError::IdTakenByAnotherKey => (
+            DisconnectReason::AuthFailed,
+            "this cluster id is registered with another key",
+        ),
+        RegisterError::TooManyClustersForKey => (
+            DisconnectReason::ServerFull,
+            "too many clusters registered with this key",
+        ),
+    };
+    warn!(
+        key_name,
+        cluster_id = id,
+        "cluster registration refused: {message}"
+    );
+    refuse(wr, reason, message).await;
 }
 
 /// The first sealed frame must be a registration.
@@ -269,7 +324,7 @@ async fn on_message(
             warn!(cluster_id = id, "cluster sent a second registration");
             return Ok(Some(DisconnectReason::ProtocolViolation));
         }
-        ClusterToMaster::Status(st) => shared.directory().status(id, conn, st),
+        ClusterToMaster::Status(st) => shared.directory().handle_status(id, conn, st),
         ClusterToMaster::WebSocket { port, tls } => {
             info!(
                 cluster_id = id,
@@ -280,7 +335,7 @@ async fn on_message(
         ClusterToMaster::PlayerJoined { client_id } => {
             let unsent = {
                 let mut dir = shared.directory();
-                let sent = dir.player_joined(now_ms(), id, conn, client_id);
+                let sent = dir.handle_player_joined(now_ms(), id, conn, client_id);
                 if sent {
                     shared.config.metrics.ticket_used();
                 }
@@ -297,7 +352,7 @@ async fn on_message(
             }
         }
         ClusterToMaster::PlayerLeft { client_id } => {
-            shared.directory().player_left(id, conn, client_id);
+            shared.directory().handle_player_left(id, conn, client_id);
         }
         ClusterToMaster::SpawnInstance {
             request_id,
@@ -325,7 +380,7 @@ async fn on_message(
             target,
             user_data,
         } => {
-            let ticket = shared.directory().transfer(
+            let ticket = shared.directory().handle_transfer(
                 now_ms(),
                 id,
                 conn,

@@ -1,9 +1,14 @@
 //! The master's directory, sans-IO: the registered clusters, their loads,
 //! the tickets the master issued and the players it sent where.
 //!
-//! Nothing here reads the clock or touches a socket: every call takes `now`
-//! (milliseconds since the Unix epoch, the clock tokens expire on) and the
-//! connection tasks of `master` drive it under one lock. What it enforces:
+//! Nothing here reads the clock, touches a socket or holds a channel: the
+//! calls that need the time take `now` (milliseconds since the Unix epoch,
+//! the clock tokens expire on), inputs are `handle_*` calls, and what the
+//! directory wants told to a cluster comes out of
+//! [`Directory::poll_cluster_message`], addressed to the cluster's link (its
+//! connection number), for the driver (`master/cluster_link.rs`, which owns
+//! the links' queues) to deliver. The connection tasks of `master` drive it
+//! under one lock. What it enforces:
 //!
 //! - A ticket the master issues for a client counts toward its cluster's
 //!   load (and full flag) only for `ticket_hold_ms` after it is issued, so
@@ -21,19 +26,17 @@
 //!   master restart, or made up) count toward its load but can never be
 //!   transferred, so a cluster key cannot claim another cluster's player.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use rand::CryptoRng;
+use sustenet_proto::crypto::NOISE_MAX_PLAINTEXT;
 use sustenet_proto::message::CLUSTER_LIST_MAX;
 use sustenet_proto::{
     ClusterInfo, ConnectToken, DisconnectReason, Goodbye, JoinTarget, Key, MasterToCluster,
     Register, SessionSecret, Status, Ticket,
 };
-use tokio::sync::mpsc;
-
-use sustenet_proto::crypto::NOISE_MAX_PLAINTEXT;
 
 /// The directory's own limits, from the master's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,8 +99,6 @@ pub(crate) struct ClusterEntry {
     /// Players sent here on this cluster's previous link (same key), believed
     /// again when the cluster reports them after re-registering.
     inherited: HashSet<u64>,
-    /// The link task's queue.
-    pub link: mpsc::Sender<MasterToCluster>,
     /// The connection the entry belongs to; a replaced link's updates are ignored.
     pub conn: u64,
 }
@@ -311,6 +312,18 @@ pub(crate) enum RegisterError {
     TooManyClustersForKey,
 }
 
+/// A message the directory wants sent to a cluster, on the link (connection
+/// number) it is for: a replaced link's goodbye goes to the old connection.
+#[derive(Debug)]
+pub(crate) struct ClusterMessage {
+    /// The cluster.
+    pub cluster_id: u64,
+    /// The link's connection number.
+    pub conn: u64,
+    /// What to send.
+    pub message: MasterToCluster,
+}
+
 /// What the master knows about clusters, players and tickets.
 pub(crate) struct Directory {
     settings: DirectorySettings,
@@ -319,7 +332,10 @@ pub(crate) struct Directory {
     /// The key name each recently listed cluster id was listed under.
     id_keys: HashMap<u64, String>,
     /// Those ids, oldest first, to forget the oldest past the bound.
-    id_order: std::collections::VecDeque<u64>,
+    id_order: VecDeque<u64>,
+    /// Messages for cluster links, oldest first; the driver takes them out
+    /// after every call that may add one.
+    to_clusters: VecDeque<ClusterMessage>,
 }
 
 impl Directory {
@@ -330,7 +346,8 @@ impl Directory {
             clusters: HashMap::new(),
             tickets: TicketBook::default(),
             id_keys: HashMap::new(),
-            id_order: std::collections::VecDeque::new(),
+            id_order: VecDeque::new(),
+            to_clusters: VecDeque::new(),
         }
     }
 
@@ -366,24 +383,34 @@ impl Directory {
 
     /// Lists cluster `reg.cluster_id` on connection `conn`. A cluster
     /// re-registering (its old link may not have timed out yet) replaces its
-    /// entry, but only with the key it registered with; the replaced link's
-    /// queue is returned so it can be told to go.
-    pub fn register(
+    /// entry, but only with the key it registered with; the replaced link is
+    /// told to go (a [`ClusterMessage`] to its connection) and its
+    /// connection number returned.
+    pub fn handle_register(
         &mut self,
         reg: Register,
         key: Key,
         key_name: String,
         conn: u64,
-        link: mpsc::Sender<MasterToCluster>,
-    ) -> Result<Option<mpsc::Sender<MasterToCluster>>, RegisterError> {
+    ) -> Result<Option<u64>, RegisterError> {
         let id = reg.cluster_id;
         self.may_register(id, &key_name)?;
         self.remember_id(id, &key_name);
         let old = self.clusters.remove(&id);
         let (expected, held, inherited, replaced) = match old {
-            Some(old) => (old.expected, old.held, old.sent, Some(old.link)),
+            Some(old) => (old.expected, old.held, old.sent, Some(old.conn)),
             None => (HashMap::new(), HashMap::new(), HashSet::new(), None),
         };
+        if let Some(old_conn) = replaced {
+            self.to_clusters.push_back(ClusterMessage {
+                cluster_id: id,
+                conn: old_conn,
+                message: MasterToCluster::Disconnect(Goodbye {
+                    reason: DisconnectReason::Requested,
+                    message: "replaced by a new registration".into(),
+                }),
+            });
+        }
         let entry = ClusterEntry {
             status: Status {
                 players: 0,
@@ -399,7 +426,6 @@ impl Directory {
             expected,
             held,
             inherited,
-            link,
             conn,
         };
         self.clusters.insert(id, entry);
@@ -411,7 +437,7 @@ impl Directory {
     }
 
     /// The cluster's link on `conn` ended; returns whether it was listed.
-    pub fn unregister(&mut self, id: u64, conn: u64) -> bool {
+    pub fn handle_unregister(&mut self, id: u64, conn: u64) -> bool {
         if self.clusters.get(&id).is_some_and(|e| e.conn == conn) {
             self.clusters.remove(&id);
             true
@@ -421,7 +447,7 @@ impl Directory {
     }
 
     /// A status report.
-    pub fn status(&mut self, id: u64, conn: u64, status: Status) {
+    pub fn handle_status(&mut self, id: u64, conn: u64, status: Status) {
         if let Some(e) = self.entry(id, conn) {
             e.status = status;
         }
@@ -430,7 +456,7 @@ impl Directory {
     /// The cluster says `client_id` joined it. Returns whether the master
     /// sent that player there (a ticket it issued); if not, the id only
     /// counts toward the cluster's load.
-    pub fn player_joined(&mut self, now: u64, id: u64, conn: u64, client_id: u64) -> bool {
+    pub fn handle_player_joined(&mut self, now: u64, id: u64, conn: u64, client_id: u64) -> bool {
         let Some(e) = self.entry(id, conn) else {
             return false;
         };
@@ -471,7 +497,7 @@ impl Directory {
     }
 
     /// The cluster says `client_id` left it.
-    pub fn player_left(&mut self, id: u64, conn: u64, client_id: u64) {
+    pub fn handle_player_left(&mut self, id: u64, conn: u64, client_id: u64) {
         if let Some(e) = self.entry(id, conn) {
             e.sent.remove(&client_id);
             e.reported.remove(&client_id);
@@ -479,9 +505,21 @@ impl Directory {
         }
     }
 
-    /// The link queue of cluster `id` (for the instance table's answers and goodbyes).
-    pub fn cluster_link(&self, id: u64) -> Option<mpsc::Sender<MasterToCluster>> {
-        self.clusters.get(&id).map(|e| e.link.clone())
+    /// Queues `message` for the current link of cluster `id` (the instance
+    /// table's answers and goodbyes); dropped when `id` is not listed.
+    pub fn send_to_cluster(&mut self, id: u64, message: MasterToCluster) {
+        if let Some(e) = self.clusters.get(&id) {
+            self.to_clusters.push_back(ClusterMessage {
+                cluster_id: id,
+                conn: e.conn,
+                message,
+            });
+        }
+    }
+
+    /// The oldest message for a cluster link the driver has not delivered yet.
+    pub fn poll_cluster_message(&mut self) -> Option<ClusterMessage> {
+        self.to_clusters.pop_front()
     }
 
     /// The load of cluster `id` as the list shows it (players and seats held).
@@ -514,7 +552,7 @@ impl Directory {
     }
 
     /// A ticket for a logged-in client, within the caps on unused tickets.
-    pub fn join(
+    pub fn handle_join(
         &mut self,
         now: u64,
         holder: &Holder,
@@ -540,7 +578,7 @@ impl Directory {
     /// the master sent there. A cluster can only move players the master
     /// gave it, so a cluster key cannot be used to mint tickets for anyone else.
     #[allow(clippy::too_many_arguments)]
-    pub fn transfer(
+    pub fn handle_transfer(
         &mut self,
         now: u64,
         source: u64,

@@ -45,17 +45,14 @@ fn holder_from(client_id: u64, user: &str, ip: [u8; 4]) -> Holder {
     }
 }
 
-fn directory(clusters: &[(u64, u32)]) -> (Directory, Vec<mpsc::Receiver<MasterToCluster>>) {
+fn directory(clusters: &[(u64, u32)]) -> Directory {
     let mut d = Directory::new(settings());
-    let mut rxs = Vec::new();
     for (i, (id, cap)) in clusters.iter().enumerate() {
-        let (tx, rx) = mpsc::channel(4);
-        rxs.push(rx);
         let key = Key::from_bytes([*id as u8; 32]);
-        d.register(reg(*id, *cap), key, KEY_NAME.into(), i as u64, tx)
+        d.handle_register(reg(*id, *cap), key, KEY_NAME.into(), i as u64)
             .unwrap();
     }
-    (d, rxs)
+    d
 }
 
 fn players(d: &mut Directory, now: u64, id: u64) -> (u32, bool) {
@@ -66,55 +63,62 @@ fn players(d: &mut Directory, now: u64, id: u64) -> (u32, bool) {
 
 #[test]
 fn an_unused_ticket_holds_its_seat_only_for_the_hold_time() {
-    let (mut d, _rx) = directory(&[(1, 1)]);
+    let mut d = directory(&[(1, 1)]);
     let mut rng = StdRng::seed_from_u64(1);
-    d.join(1_000, &holder(10, "ann"), JoinTarget::Auto, &mut rng)
+    d.handle_join(1_000, &holder(10, "ann"), JoinTarget::Auto, &mut rng)
         .unwrap();
     assert_eq!(players(&mut d, 1_000, 1), (1, true));
     assert_eq!(players(&mut d, 2_999, 1), (1, true));
     // Past the hold (long before the token expires) the seat is free.
     assert_eq!(players(&mut d, 3_000, 1), (0, false));
     assert!(
-        d.join(3_000, &holder(11, "bob"), JoinTarget::Auto, &mut rng)
+        d.handle_join(3_000, &holder(11, "bob"), JoinTarget::Auto, &mut rng)
             .is_ok()
     );
 }
 
 #[test]
 fn unused_tickets_are_capped_per_connection_and_per_user() {
-    let (mut d, _rx) = directory(&[(1, 0), (2, 0)]);
+    let mut d = directory(&[(1, 0), (2, 0)]);
     let mut rng = StdRng::seed_from_u64(2);
     let a = holder(10, "ann");
-    d.join(0, &a, JoinTarget::Id(1), &mut rng).unwrap();
-    d.join(0, &a, JoinTarget::Id(2), &mut rng).unwrap();
-    let e = d.join(0, &a, JoinTarget::Auto, &mut rng).unwrap_err();
+    d.handle_join(0, &a, JoinTarget::Id(1), &mut rng).unwrap();
+    d.handle_join(0, &a, JoinTarget::Id(2), &mut rng).unwrap();
+    let e = d
+        .handle_join(0, &a, JoinTarget::Auto, &mut rng)
+        .unwrap_err();
     assert_eq!(e.reason, DisconnectReason::TooManyTickets, "{}", e.message);
     // The same user on another connection: one more fits the user's cap.
     let a2 = holder(20, "ann");
-    d.join(0, &a2, JoinTarget::Auto, &mut rng).unwrap();
-    let e = d.join(0, &a2, JoinTarget::Auto, &mut rng).unwrap_err();
+    d.handle_join(0, &a2, JoinTarget::Auto, &mut rng).unwrap();
+    let e = d
+        .handle_join(0, &a2, JoinTarget::Auto, &mut rng)
+        .unwrap_err();
     assert_eq!(e.reason, DisconnectReason::TooManyTickets);
     assert!(e.message.contains("ann"), "{}", e.message);
     // A used ticket no longer counts.
-    assert!(d.player_joined(1, 1, 0, 10));
-    d.join(1, &a, JoinTarget::Auto, &mut rng).unwrap();
+    assert!(d.handle_player_joined(1, 1, 0, 10));
+    d.handle_join(1, &a, JoinTarget::Auto, &mut rng).unwrap();
     // Nor an expired one.
-    let e = d.join(29_999, &a, JoinTarget::Auto, &mut rng).unwrap_err();
+    let e = d
+        .handle_join(29_999, &a, JoinTarget::Auto, &mut rng)
+        .unwrap_err();
     assert_eq!(e.reason, DisconnectReason::TooManyTickets);
-    d.join(30_001, &a, JoinTarget::Auto, &mut rng).unwrap();
+    d.handle_join(30_001, &a, JoinTarget::Auto, &mut rng)
+        .unwrap();
 }
 
 #[test]
 fn unused_tickets_are_capped_per_address() {
     // One address, a new connection and a new user name each time (auth "none").
-    let (mut d, _rx) = directory(&[(1, 0)]);
+    let mut d = directory(&[(1, 0)]);
     let mut rng = StdRng::seed_from_u64(5);
     for client in 0..5 {
         let h = holder_from(100 + client, &format!("u{client}"), [10, 0, 0, 1]);
-        d.join(0, &h, JoinTarget::Id(1), &mut rng).unwrap();
+        d.handle_join(0, &h, JoinTarget::Id(1), &mut rng).unwrap();
     }
     let e = d
-        .join(
+        .handle_join(
             0,
             &holder_from(200, "u200", [10, 0, 0, 1]),
             JoinTarget::Id(1),
@@ -124,15 +128,15 @@ fn unused_tickets_are_capped_per_address() {
     assert_eq!(e.reason, DisconnectReason::TooManyTickets, "{}", e.message);
     assert!(e.message.contains("address"), "{}", e.message);
     // Another address is not affected; a used ticket frees its place.
-    d.join(
+    d.handle_join(
         0,
         &holder_from(201, "u201", [10, 0, 0, 2]),
         JoinTarget::Id(1),
         &mut rng,
     )
     .unwrap();
-    assert!(d.player_joined(1, 1, 0, 100));
-    d.join(
+    assert!(d.handle_player_joined(1, 1, 0, 100));
+    d.handle_join(
         1,
         &holder_from(202, "u202", [10, 0, 0, 1]),
         JoinTarget::Id(1),
@@ -143,49 +147,53 @@ fn unused_tickets_are_capped_per_address() {
 
 #[test]
 fn only_players_the_master_sent_can_be_transferred() {
-    let (mut d, _rx) = directory(&[(1, 0), (2, 0)]);
+    let mut d = directory(&[(1, 0), (2, 0)]);
     let mut rng = StdRng::seed_from_u64(3);
     let t = d
-        .join(0, &holder(10, "ann"), JoinTarget::Id(1), &mut rng)
+        .handle_join(0, &holder(10, "ann"), JoinTarget::Id(1), &mut rng)
         .unwrap();
     assert_eq!(t.cluster.id, 1);
     // Cluster 2 claims ann: counted in its load, never movable.
-    assert!(!d.player_joined(5, 2, 1, 10));
-    let e = d.transfer(5, 2, 1, 10, 1, b"", &mut rng).unwrap_err();
+    assert!(!d.handle_player_joined(5, 2, 1, 10));
+    let e = d
+        .handle_transfer(5, 2, 1, 10, 1, b"", &mut rng)
+        .unwrap_err();
     assert_eq!(e.reason, DisconnectReason::ProtocolViolation);
     assert_eq!(players(&mut d, 5_000, 2), (1, false));
     // Made-up ids too.
-    assert!(!d.player_joined(5, 2, 1, 99));
-    assert!(d.transfer(5, 2, 1, 99, 1, b"", &mut rng).is_err());
+    assert!(!d.handle_player_joined(5, 2, 1, 99));
+    assert!(d.handle_transfer(5, 2, 1, 99, 1, b"", &mut rng).is_err());
     // Cluster 1, which got the ticket, may move ann; then cluster 2 may take her.
-    assert!(d.player_joined(6, 1, 0, 10));
-    let t = d.transfer(7, 1, 0, 10, 2, b"state", &mut rng).unwrap();
-    assert_eq!((t.cluster.id, t.client_id), (2, 10));
-    assert!(d.player_joined(8, 2, 1, 10));
-    d.player_left(9, 1, 10);
-    assert!(d.transfer(9, 2, 1, 10, 1, b"", &mut rng).is_ok());
-    // A claim long after the ticket expired is not believed.
-    d.join(10, &holder(30, "cy"), JoinTarget::Id(1), &mut rng)
+    assert!(d.handle_player_joined(6, 1, 0, 10));
+    let t = d
+        .handle_transfer(7, 1, 0, 10, 2, b"state", &mut rng)
         .unwrap();
-    assert!(!d.player_joined(10 + 60_000, 1, 0, 30));
+    assert_eq!((t.cluster.id, t.client_id), (2, 10));
+    assert!(d.handle_player_joined(8, 2, 1, 10));
+    d.handle_player_left(9, 1, 10);
+    assert!(d.handle_transfer(9, 2, 1, 10, 1, b"", &mut rng).is_ok());
+    // A claim long after the ticket expired is not believed.
+    d.handle_join(10, &holder(30, "cy"), JoinTarget::Id(1), &mut rng)
+        .unwrap();
+    assert!(!d.handle_player_joined(10 + 60_000, 1, 0, 30));
 }
 
 #[test]
 fn tickets_that_expire_unused_are_counted_once_by_kind() {
-    let (mut d, _rx) = directory(&[(1, 0), (2, 0)]);
+    let mut d = directory(&[(1, 0), (2, 0)]);
     let mut rng = StdRng::seed_from_u64(4);
     let ttl = settings().token_ttl_ms;
     let none = ExpiredTickets::default();
     // ann joins cluster 1 with her ticket; bob never uses his.
-    d.join(0, &holder(10, "ann"), JoinTarget::Id(1), &mut rng)
+    d.handle_join(0, &holder(10, "ann"), JoinTarget::Id(1), &mut rng)
         .unwrap();
-    d.join(0, &holder(11, "bob"), JoinTarget::Id(1), &mut rng)
+    d.handle_join(0, &holder(11, "bob"), JoinTarget::Id(1), &mut rng)
         .unwrap();
-    assert!(d.player_joined(1, 1, 0, 10));
+    assert!(d.handle_player_joined(1, 1, 0, 10));
     // Cluster 1 asks to move ann to 2 twice (the second replaces the first);
     // she never arrives there. Cluster 1 moves nobody else.
-    d.transfer(2, 1, 0, 10, 2, b"", &mut rng).unwrap();
-    d.transfer(3, 1, 0, 10, 2, b"", &mut rng).unwrap();
+    d.handle_transfer(2, 1, 0, 10, 2, b"", &mut rng).unwrap();
+    d.handle_transfer(3, 1, 0, 10, 2, b"", &mut rng).unwrap();
     assert_eq!(d.take_expired_tickets(ttl - 1), none);
     // Pruned at most once a second: bob's ticket is counted after its expiry.
     assert_eq!(
@@ -197,36 +205,39 @@ fn tickets_that_expire_unused_are_counted_once_by_kind() {
     );
     assert_eq!(d.take_expired_tickets(ttl + 2_000), none);
     // A used transfer never counts.
-    d.transfer(ttl + 2_000, 1, 0, 10, 2, b"", &mut rng).unwrap();
-    assert!(d.player_joined(ttl + 2_001, 2, 1, 10));
+    d.handle_transfer(ttl + 2_000, 1, 0, 10, 2, b"", &mut rng)
+        .unwrap();
+    assert!(d.handle_player_joined(ttl + 2_001, 2, 1, 10));
     assert_eq!(d.take_expired_tickets(3 * ttl + 5_000), none);
 }
 
 #[test]
 fn made_up_players_count_only_up_to_the_cluster_capacity() {
-    let (mut d, _rx) = directory(&[(1, 3), (2, 0)]);
+    let mut d = directory(&[(1, 3), (2, 0)]);
     for client in 100..1_000 {
-        assert!(!d.player_joined(1, 1, 0, client));
+        assert!(!d.handle_player_joined(1, 1, 0, client));
     }
     assert_eq!(d.unsent_reports(1), 900);
     assert_eq!(players(&mut d, 1, 1), (3, true));
     for client in 0..(REPORTED_MAX as u64 + 10) {
-        d.player_joined(1, 2, 1, client);
+        d.handle_player_joined(1, 2, 1, client);
     }
     assert_eq!(players(&mut d, 1, 2).0, REPORTED_MAX as u32);
 }
 
 #[test]
 fn a_cluster_loses_its_claim_once_the_player_joined_elsewhere() {
-    let (mut d, _rx) = directory(&[(1, 0), (2, 0), (3, 0)]);
+    let mut d = directory(&[(1, 0), (2, 0), (3, 0)]);
     let mut rng = StdRng::seed_from_u64(4);
-    d.join(0, &holder(10, "ann"), JoinTarget::Id(1), &mut rng)
+    d.handle_join(0, &holder(10, "ann"), JoinTarget::Id(1), &mut rng)
         .unwrap();
-    assert!(d.player_joined(1, 1, 0, 10));
+    assert!(d.handle_player_joined(1, 1, 0, 10));
     // Cluster 1 hands ann to 2 and never says she left.
-    d.transfer(2, 1, 0, 10, 2, b"", &mut rng).unwrap();
-    assert!(d.player_joined(3, 2, 1, 10));
-    let e = d.transfer(4, 1, 0, 10, 3, b"forged", &mut rng).unwrap_err();
+    d.handle_transfer(2, 1, 0, 10, 2, b"", &mut rng).unwrap();
+    assert!(d.handle_player_joined(3, 2, 1, 10));
+    let e = d
+        .handle_transfer(4, 1, 0, 10, 3, b"forged", &mut rng)
+        .unwrap_err();
     assert_eq!(
         e.reason,
         DisconnectReason::ProtocolViolation,
@@ -234,25 +245,22 @@ fn a_cluster_loses_its_claim_once_the_player_joined_elsewhere() {
         e.message
     );
     // A cluster that was only issued a ticket for her loses that claim too.
-    d.join(5, &holder(20, "bob"), JoinTarget::Id(3), &mut rng)
+    d.handle_join(5, &holder(20, "bob"), JoinTarget::Id(3), &mut rng)
         .unwrap();
-    d.join(5, &holder(20, "bob"), JoinTarget::Id(1), &mut rng)
+    d.handle_join(5, &holder(20, "bob"), JoinTarget::Id(1), &mut rng)
         .unwrap();
-    assert!(d.player_joined(6, 1, 0, 20));
-    assert!(!d.player_joined(7, 3, 2, 20));
-    assert!(d.transfer(8, 3, 2, 20, 2, b"", &mut rng).is_err());
+    assert!(d.handle_player_joined(6, 1, 0, 20));
+    assert!(!d.handle_player_joined(7, 3, 2, 20));
+    assert!(d.handle_transfer(8, 3, 2, 20, 2, b"", &mut rng).is_err());
     // The cluster she is on may still move her.
-    assert!(d.transfer(9, 2, 1, 10, 3, b"", &mut rng).is_ok());
+    assert!(d.handle_transfer(9, 2, 1, 10, 3, b"", &mut rng).is_ok());
 }
 
 #[test]
 fn clusters_are_capped_per_key_name() {
     let mut d = Directory::new(settings());
-    let mut links = Vec::new();
-    let mut register = |d: &mut Directory, id: u64, key: &str| {
-        let (tx, rx) = mpsc::channel(4);
-        links.push(rx);
-        d.register(reg(id, 0), Key::from_bytes([1; 32]), key.into(), id, tx)
+    let register = |d: &mut Directory, id: u64, key: &str| {
+        d.handle_register(reg(id, 0), Key::from_bytes([1; 32]), key.into(), id)
     };
     for id in 1..=3 {
         register(&mut d, id, KEY_NAME).unwrap();
@@ -265,32 +273,23 @@ fn clusters_are_capped_per_key_name() {
     assert!(register(&mut d, 2, KEY_NAME).unwrap().is_some());
     register(&mut d, 5, "other").unwrap();
     // Once one leaves, another may come.
-    assert!(d.unregister(1, 1));
+    assert!(d.handle_unregister(1, 1));
     register(&mut d, 4, KEY_NAME).unwrap();
 }
 
 #[test]
 fn a_cluster_id_cannot_be_squatted_by_another_key_while_its_cluster_restarts() {
     let mut d = Directory::new(settings());
-    let (tx, _rx) = mpsc::channel(4);
-    d.register(reg(9, 0), Key::from_bytes([1; 32]), KEY_NAME.into(), 1, tx)
+    d.handle_register(reg(9, 0), Key::from_bytes([1; 32]), KEY_NAME.into(), 1)
         .unwrap();
     // The cluster's link drops (a restart): its id is not listed now.
-    assert!(d.unregister(9, 1));
-    let (tx, _rx2) = mpsc::channel(4);
+    assert!(d.handle_unregister(9, 1));
     let e = d
-        .register(
-            reg(9, 0),
-            Key::from_bytes([2; 32]),
-            "squatter".into(),
-            2,
-            tx,
-        )
+        .handle_register(reg(9, 0), Key::from_bytes([2; 32]), "squatter".into(), 2)
         .unwrap_err();
     assert_eq!(e, RegisterError::IdTakenByAnotherKey);
     // The cluster itself comes back under its own key.
-    let (tx, _rx3) = mpsc::channel(4);
-    d.register(reg(9, 0), Key::from_bytes([1; 32]), KEY_NAME.into(), 3, tx)
+    d.handle_register(reg(9, 0), Key::from_bytes([1; 32]), KEY_NAME.into(), 3)
         .unwrap();
     // Ids are remembered up to a bound, oldest forgotten first.
     for id in 100..100 + REMEMBERED_CLUSTER_IDS as u64 {
@@ -302,26 +301,39 @@ fn a_cluster_id_cannot_be_squatted_by_another_key_while_its_cluster_restarts() {
 
 #[test]
 fn a_re_registration_keeps_what_the_master_sent_and_refuses_other_keys() {
-    let (mut d, _rx) = directory(&[(1, 0)]);
+    let mut d = directory(&[(1, 0)]);
     let mut rng = StdRng::seed_from_u64(4);
-    d.join(0, &holder(10, "ann"), JoinTarget::Id(1), &mut rng)
+    d.handle_join(0, &holder(10, "ann"), JoinTarget::Id(1), &mut rng)
         .unwrap();
-    assert!(d.player_joined(1, 1, 0, 10));
-    let (tx, _rx2) = mpsc::channel(4);
+    assert!(d.handle_player_joined(1, 1, 0, 10));
     let e = d
-        .register(reg(1, 0), Key::from_bytes([9; 32]), "other".into(), 7, tx)
+        .handle_register(reg(1, 0), Key::from_bytes([9; 32]), "other".into(), 7)
         .unwrap_err();
     assert_eq!(e, RegisterError::IdTakenByAnotherKey);
-    let (tx, _rx3) = mpsc::channel(4);
+    assert!(
+        d.poll_cluster_message().is_none(),
+        "a refused key replaces nothing"
+    );
     let replaced = d
-        .register(reg(1, 0), Key::from_bytes([1; 32]), KEY_NAME.into(), 8, tx)
+        .handle_register(reg(1, 0), Key::from_bytes([1; 32]), KEY_NAME.into(), 8)
         .unwrap();
-    assert!(replaced.is_some());
+    assert_eq!(replaced, Some(0));
+    // The replaced link (connection 0) is told to go, and only it.
+    let m = d.poll_cluster_message().unwrap();
+    assert_eq!((m.cluster_id, m.conn), (1, 0));
+    assert!(matches!(
+        m.message,
+        MasterToCluster::Disconnect(Goodbye {
+            reason: DisconnectReason::Requested,
+            ..
+        })
+    ));
+    assert!(d.poll_cluster_message().is_none());
     // The old link's updates are ignored; the new one's snapshot is believed.
-    assert!(!d.player_joined(2, 1, 0, 10));
-    assert!(d.player_joined(2, 1, 8, 10));
-    assert!(d.transfer(3, 1, 8, 10, 1, b"", &mut rng).is_err()); // own cluster
-    assert!(d.unregister(1, 8));
+    assert!(!d.handle_player_joined(2, 1, 0, 10));
+    assert!(d.handle_player_joined(2, 1, 8, 10));
+    assert!(d.handle_transfer(3, 1, 8, 10, 1, b"", &mut rng).is_err()); // own cluster
+    assert!(d.handle_unregister(1, 8));
     assert_eq!(d.len(), 0);
 }
 
@@ -333,8 +345,8 @@ struct Master {
     d: Directory,
     now: u64,
     rng: StdRng,
-    /// The link of each registered cluster: its connection number and queue.
-    links: HashMap<u64, (u64, mpsc::Receiver<MasterToCluster>)>,
+    /// The link (connection number) of each registered cluster.
+    links: HashMap<u64, u64>,
     next_conn: u64,
     /// Tickets each client was given and has not used: (cluster, expiry).
     wallet: HashMap<u64, Vec<(u64, u64)>>,
@@ -371,28 +383,34 @@ impl Master {
     fn register(&mut self, id: u64, capacity: u32) {
         let conn = self.next_conn;
         self.next_conn += 1;
-        let (tx, rx) = mpsc::channel(4);
         let key = Key::from_bytes([id as u8; 32]);
         let r = self
             .d
-            .register(reg(id, capacity), key, KEY_NAME.into(), conn, tx);
-        assert!(r.is_ok(), "the same key may always register again");
-        self.links.insert(id, (conn, rx));
+            .handle_register(reg(id, capacity), key, KEY_NAME.into(), conn);
+        let old = self.links.insert(id, conn);
+        assert_eq!(r, Ok(old), "the same key may always register again");
+        // Only the replaced link is told to go.
+        while let Some(m) = self.d.poll_cluster_message() {
+            assert_eq!((m.cluster_id, Some(m.conn)), (id, old));
+        }
     }
 
     fn conn(&self, id: u64) -> u64 {
-        self.links.get(&id).map_or(0, |(c, _)| *c)
+        self.links.get(&id).copied().unwrap_or(0)
     }
 
     /// Cluster `id`'s link ends.
     fn unregister(&mut self, id: u64) {
         let conn = self.conn(id);
-        self.d.unregister(id, conn);
+        self.d.handle_unregister(id, conn);
         self.links.remove(&id);
     }
 
     fn join(&mut self, c: u64, target: JoinTarget) {
-        if let Ok(t) = self.d.join(self.now, &client(c), target, &mut self.rng) {
+        if let Ok(t) = self
+            .d
+            .handle_join(self.now, &client(c), target, &mut self.rng)
+        {
             self.issued.insert((c, t.cluster.id));
             self.wallet
                 .entry(c)
@@ -412,10 +430,10 @@ impl Master {
         let (cluster, _) = w.remove(0);
         if let Some(old) = self.at.get(&c).copied() {
             let conn = self.conn(old);
-            self.d.player_left(old, conn, c);
+            self.d.handle_player_left(old, conn, c);
         }
         let conn = self.conn(cluster);
-        if self.d.player_joined(now, cluster, conn, c) {
+        if self.d.handle_player_joined(now, cluster, conn, c) {
             self.at.insert(c, cluster);
         }
     }
@@ -423,7 +441,7 @@ impl Master {
     fn leave(&mut self, c: u64) {
         if let Some(cluster) = self.at.remove(&c) {
             let conn = self.conn(cluster);
-            self.d.player_left(cluster, conn, c);
+            self.d.handle_player_left(cluster, conn, c);
         }
     }
 
@@ -435,7 +453,7 @@ impl Master {
         let conn = self.conn(source);
         let r = self
             .d
-            .transfer(self.now, source, conn, c, target, b"state", &mut self.rng);
+            .handle_transfer(self.now, source, conn, c, target, b"state", &mut self.rng);
         if let Ok(t) = r {
             self.issued.insert((c, t.cluster.id));
             self.wallet
@@ -449,7 +467,7 @@ impl Master {
     fn forge(&mut self, cluster: u64, c: u64) {
         let conn = self.conn(cluster);
         let now = self.now;
-        self.d.player_joined(now, cluster, conn, c);
+        self.d.handle_player_joined(now, cluster, conn, c);
     }
 
     /// What must hold at every moment.
@@ -607,7 +625,7 @@ fn a_transfer_moves_the_player_and_the_source_loses_its_claim() {
     // The old cluster cannot move the player any more.
     let conn = m.conn(1);
     let e =
-        m.d.transfer(m.now, 1, conn, 1, 2, b"", &mut m.rng)
+        m.d.handle_transfer(m.now, 1, conn, 1, 2, b"", &mut m.rng)
             .unwrap_err();
     assert_eq!(e.reason, DisconnectReason::ProtocolViolation);
 }

@@ -66,12 +66,13 @@ pub(crate) fn dispatch(shared: &Shared) {
     if to_clusters.is_empty() {
         return;
     }
-    let dir = shared.directory();
-    for ToCluster { cluster_id, msg } in to_clusters {
-        if let Some(link) = dir.cluster_link(cluster_id) {
-            let _ = link.try_send(msg);
+    {
+        let mut dir = shared.directory();
+        for ToCluster { cluster_id, msg } in to_clusters {
+            dir.send_to_cluster(cluster_id, msg);
         }
     }
+    super::cluster_link::deliver(shared);
 }
 
 fn route(hub: &mut InstanceHub, ev: InstanceEvent, to_clusters: &mut Vec<ToCluster>) {

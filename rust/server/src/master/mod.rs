@@ -168,6 +168,8 @@ pub(crate) struct Shared {
     clients: Semaphore,
     shutdown: watch::Receiver<bool>,
     web_clusters: web_client::WebClusters,
+    /// The cluster links' queues, which carry the directory's messages.
+    cluster_links: cluster_link::ClusterLinks,
 }
 
 impl Shared {
@@ -201,6 +203,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         web_clusters: web_client::WebClusters::default(),
+        cluster_links: cluster_link::ClusterLinks::default(),
         handshakes: HandshakeGate::new(&config.limits),
         clients: Semaphore::new(config.connection_limit() as usize),
         directory: Mutex::new(Directory::new(config.directory_settings())),
