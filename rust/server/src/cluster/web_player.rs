@@ -472,7 +472,8 @@ async fn web_writer(
     route: Arc<Route>,
     mut opener: DatagramOpener,
 ) {
-    let r: Result<DisconnectReason, WebError> = async {
+    // The reason, and the text of the close frame (the goodbye's message, if any).
+    let r: Result<(DisconnectReason, String), WebError> = async {
         send_reliable(&mut tx, &first).await?;
         tx.flush().await?;
         loop {
@@ -480,20 +481,22 @@ async fn web_writer(
                 biased;
                 k = &mut kill => {
                     let Ok((goodbye, drain)) = k else {
-                        return Ok(DisconnectReason::ConnectionLost);
+                        return Ok((DisconnectReason::ConnectionLost, String::new()));
                     };
                     if drain {
                         while let Some(m) = rx.try_recv() {
                             send_reliable(&mut tx, &m).await?;
                         }
                     }
-                    let reason = goodbye.reason;
+                    let (reason, text) = (goodbye.reason, goodbye.message.clone());
                     send_reliable(&mut tx, &ClusterToClient::Disconnect(goodbye)).await?;
                     tx.flush().await?;
-                    return Ok(reason);
+                    return Ok((reason, text));
                 }
                 m = rx.recv() => {
-                    let Some(m) = m else { return Ok(DisconnectReason::ConnectionLost) };
+                    let Some(m) = m else {
+                        return Ok((DisconnectReason::ConnectionLost, String::new()));
+                    };
                     let mut bytes = send_reliable(&mut tx, &m).await?;
                     let mut messages = 1;
                     while messages < 256 {
@@ -519,7 +522,14 @@ async fn web_writer(
     }
     .await;
     match r {
-        Ok(reason) => tx.close(web::close_code(reason), &reason.to_string()).await,
+        Ok((reason, text)) => {
+            let text = if text.is_empty() {
+                reason.to_string()
+            } else {
+                text
+            };
+            tx.close(web::close_code(reason), &text).await;
+        }
         Err(e) => debug!("web writer stopped: {e}"),
     }
 }
