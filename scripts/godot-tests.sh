@@ -59,7 +59,8 @@
 #                   as clients of a SustenetCluster running SustenetMultiplayerPeer as server (one
 #                   process; ws:// on loopback; a real `sustenet master` with its WebSocket port on):
 #                   spawns, synchronizer positions, reliable / unreliable / ordered @rpcs both ways
-#                   and through the relay, close and a new peer, kicks with REASON_KICKED
+#                   and through the relay, close and a new peer, transfer_peer of the web player to
+#                   a second cluster, kicks with REASON_KICKED
 #   border          server meshing: the demo cluster as "West Cluster" and "East Cluster" in two
 #                   Godot processes (border_cluster_node.gd); a client (test_border.gd) walks
 #                   over the border and is handed over with its state; three verdicts
@@ -469,8 +470,10 @@ fi
 
 if wanted web_mp; then
     say "running web_mp (SustenetWebMultiplayerPeer beside SustenetMultiplayerPeer; ws:// on loopback)"
-    read -r WM_PORT WM_WS_PORT WC_PORT WC_WS_PORT <<<"$(free_ports 4)"
-    "$SUSTENET" keygen --dir "$T/keys" --name web_mp >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
+    read -r WM_PORT WM_WS_PORT WC_PORT WC_WS_PORT WCB_PORT WCB_WS_PORT <<<"$(free_ports 6)"
+    for k in web_mp web_mp_b; do
+        "$SUSTENET" keygen --dir "$T/keys" --name "$k" >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
+    done
     cat >"$T/web_mp_master.toml" <<TOML
 [all]
 server_name = "Web multiplayer test master"
@@ -490,7 +493,8 @@ TOML
     done
     run_godot 90 "$T/web_mp.log" -s res://tests/test_web_mp.gd -- --master-port="$WM_PORT" \
         --master-ws-port="$WM_WS_PORT" --master-key="$PUB" --key-path="$T/keys/web_mp" --key-name=web_mp \
-        --cluster-port="$WC_PORT" --cluster-ws-port="$WC_WS_PORT"
+        --cluster-port="$WC_PORT" --cluster-ws-port="$WC_WS_PORT" --key-path-b="$T/keys/web_mp_b" \
+        --key-name-b=web_mp_b --cluster-port-b="$WCB_PORT" --cluster-ws-port-b="$WCB_WS_PORT"
     rc=$?
     kill -TERM "$WM_PID" 2>/dev/null; wait "$WM_PID"; wm_rc=$?
     verdict web_mp "$T/web_mp.log" "$rc"

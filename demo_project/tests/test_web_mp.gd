@@ -7,10 +7,12 @@
 ## spawns and MultiplayerSynchronizer positions reach both, and the web game sees what the
 ## native game sees; reliable, unreliable and unreliable-ordered @rpcs both ways, and
 ## between the two clients through the relay; close() and a new peer on the same web client;
-## disconnect_peer on the server reaches each client as REASON_KICKED and server_disconnected.
+## transfer_peer moves the web player to a second cluster (/root/ServerB); disconnect_peer on
+## the server reaches each client as REASON_KICKED and server_disconnected.
 ##   godot --headless --path demo_project -s res://tests/test_web_mp.gd -- --master-port=P \
 ##     --master-ws-port=P --master-key=BASE64 --key-path=FILE --key-name=NAME \
-##     --cluster-port=P --cluster-ws-port=P
+##     --cluster-port=P --cluster-ws-port=P --key-path-b=FILE --key-name-b=NAME \
+##     --cluster-port-b=P --cluster-ws-port-b=P
 extends "res://tests/test_base.gd"
 
 const Game = preload("res://tests/web_mp_game.gd")
@@ -19,6 +21,11 @@ var games := {}
 var cluster: SustenetCluster
 var cluster_id := 0
 var server_peer: SustenetMultiplayerPeer
+## The second cluster, that the web player is moved to.
+var cluster_b: SustenetCluster
+var cluster_b_id := 0
+var server_peer_b: SustenetMultiplayerPeer
+var joined_b := []
 var native: SustenetClient
 var web: SustenetWebClient
 var native_peer: MultiplayerPeer
@@ -32,7 +39,7 @@ var connected := {"Native": 0, "Web": 0}
 
 func _initialize() -> void:
 	begin("web_mp", 90)
-	games = add_game_branches(["Server", "Native", "Web"], Game)
+	games = add_game_branches(["Server", "ServerB", "Native", "Web"], Game)
 	_run.call_deferred()
 
 
@@ -45,6 +52,7 @@ func _run() -> void:
 		await _spawns_and_sync(ids)
 		await _rpcs(ids)
 		await _close_and_again(ids)
+		await _move(ids)
 		await _kicks(ids)
 	for side in games:
 		games[side].multiplayer.multiplayer_peer = null
@@ -52,8 +60,9 @@ func _run() -> void:
 		web.disconnect_from_server()
 	if native != null:
 		native.disconnect_from_server()
-	if cluster != null:
-		cluster.stop()
+	for c in [cluster, cluster_b]:
+		if c != null:
+			c.stop()
 	await finish()
 
 
@@ -77,30 +86,44 @@ func _bad_websocket_settings() -> void:
 
 func _start_cluster() -> bool:
 	_bad_websocket_settings()
-	cluster = SustenetCluster.new()
-	cluster.server_name = "web_mp"
-	cluster.bind_address = "127.0.0.1"
-	cluster.port = arg("cluster-port", 0)
-	cluster.websocket_port = arg("cluster-ws-port", 0)
-	cluster.master_port = arg("master-port", 0)
-	cluster.key_name = arg("key-name", "")
-	cluster.key_path = arg("key-path", "")
+	cluster = _serve("Server", "", joined, left)
+	server_peer = cluster.get_meta("peer")
 	cluster.registered.connect(func(id): cluster_id = id)
-	root.add_child(cluster)
-	var sm: SceneMultiplayer = games.Server.multiplayer
-	server_peer = SustenetMultiplayerPeer.new()
-	if not check(server_peer.create_server(cluster) == OK, "create_server OK (starts the cluster)"):
-		return false
-	sm.multiplayer_peer = server_peer
-	sm.peer_connected.connect(func(id):
-		joined.append(id)
-		games.Server.spawner.spawn(id))
-	sm.peer_disconnected.connect(func(id):
-		left.append(id)
-		var node: Node = games.Server.player_node(id)
+	cluster_b = _serve("ServerB", "-b", joined_b, [])
+	server_peer_b = cluster_b.get_meta("peer")
+	cluster_b.registered.connect(func(id): cluster_b_id = id)
+	return check(await wait_until(func(): return cluster_id != 0 and cluster_b_id != 0, 15),
+			"both clusters registered with the master")
+
+
+## A cluster (ports and key from the --cluster-port<suffix>, --cluster-ws-port<suffix>,
+## --key-name<suffix>, --key-path<suffix> arguments) whose game under /root/<side> runs a
+## SustenetMultiplayerPeer server (kept as the cluster's meta "peer"); it spawns a node for
+## each peer that joins and frees it when the peer leaves.
+func _serve(side: String, suffix: String, joined_ids: Array, left_ids: Array) -> SustenetCluster:
+	var c := SustenetCluster.new()
+	c.server_name = "web_mp" + suffix
+	c.bind_address = "127.0.0.1"
+	c.port = arg("cluster-port" + suffix, 0)
+	c.websocket_port = arg("cluster-ws-port" + suffix, 0)
+	c.master_port = arg("master-port", 0)
+	c.key_name = arg("key-name" + suffix, "")
+	c.key_path = arg("key-path" + suffix, "")
+	root.add_child(c)
+	var peer := SustenetMultiplayerPeer.new()
+	check(peer.create_server(c) == OK, "%s: create_server OK (starts the cluster)" % side)
+	c.set_meta("peer", peer)
+	var game: Game = games[side]
+	game.multiplayer.multiplayer_peer = peer
+	game.multiplayer.peer_connected.connect(func(id):
+		joined_ids.append(id)
+		game.spawner.spawn(id))
+	game.multiplayer.peer_disconnected.connect(func(id):
+		left_ids.append(id)
+		var node: Node = game.player_node(id)
 		if node != null:
 			node.free())
-	return check(await wait_until(func(): return cluster_id != 0, 15), "the cluster registered with the master")
+	return c
 
 
 func _connect_both() -> bool:
@@ -238,17 +261,37 @@ func _close_and_again(ids: Dictionary) -> void:
 	check(again.get_unique_id() == wid, "with the same peer id")
 
 
+## transfer_peer moves the web player to cluster b: its game sees peer 1 go and come back
+## (the new cluster's welcome), its @rpcs reach the new server, and the native game, still on
+## cluster a, sees it leave.
+func _move(ids: Dictionary) -> void:
+	var wid: int = ids.Web
+	var moved := [false]
+	web.redirected.connect(func(_info): moved[0] = true)
+	check(server_peer.transfer_peer(wid, cluster_b_id, PackedByteArray()) == OK, "transfer_peer to cluster b OK")
+	check(await wait_until(func(): return connected.Web == 3 and joined_b.size() == 1, 20),
+			"the web game sees connected_to_server again, from cluster b (joined there: %s)" % [joined_b])
+	check(moved[0] and web.get_cluster() != null and web.get_cluster().id == cluster_b_id,
+			"the SustenetWebClient was redirected to cluster b")
+	var new_id := web_peer.get_unique_id()
+	check(new_id == joined_b[0] and server_peer_b.get_player_id(new_id) == web.get_client_id(),
+			"cluster b's server knows the web peer (id %d) as the same player" % new_id)
+	check(await wait_until(func(): return _peers("Native") == [1], 10), "the native game on cluster a saw the web player leave")
+	games.Web.rpc_id(1, "chat", 99, new_id)
+	check(await wait_until(func(): return games.ServerB.chats.get(new_id, []) == [99], 10),
+			"a reliable @rpc from the web game reaches cluster b's game")
+	ids.Web = new_id
+
+
 func _kicks(ids: Dictionary) -> void:
 	# close() above ended the first peer's game once (server_disconnected): one more now.
 	var gone: int = server_gone.Web
-	server_peer.disconnect_peer(ids.Web)
+	server_peer_b.disconnect_peer(ids.Web)
 	check(await wait_until(func(): return server_gone.Web == gone + 1 and not ends.Web.is_empty(), 10),
 			"disconnect_peer: the web game sees server_disconnected")
 	check(not ends.Web.is_empty() and ends.Web[0][0] == SustenetWebClient.REASON_KICKED,
 			"the SustenetWebClient's disconnected says REASON_KICKED (%s)" % [ends.Web])
 	check(web_peer.get_connection_status() == MultiplayerPeer.CONNECTION_DISCONNECTED, "the web peer is DISCONNECTED")
-	check(await wait_until(func(): return _peers("Native") == [1], 10),
-			"the native game saw the web player leave")
 	server_peer.disconnect_peer(ids.Native)
 	check(await wait_until(func(): return server_gone.Native == 1 and not ends.Native.is_empty(), 10),
 			"disconnect_peer: the native game sees server_disconnected")

@@ -325,7 +325,15 @@ async fn run_session(
                 }
             },
             _ = keepalive.tick() => to_core(shared, s, vec![Record::Ping(0)], MAX_DATAGRAM),
-            _ = out_tx.closed() => break DisconnectReason::ConnectionLost,
+            _ = out_tx.closed() => {
+                // The writer ended the link (its close frame is sent): read
+                // on until the client answers the close, at most a second,
+                // so the socket is not reset under frames the client has not
+                // read yet (it would lose the goodbye and the close code).
+                let drain = async { while let Ok(Some(_)) = rx.recv().await {} };
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+                break DisconnectReason::ConnectionLost;
+            }
         }
     };
     let left = CoreEvent::Left {
