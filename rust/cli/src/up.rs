@@ -260,6 +260,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(dev) = dev {
         print_trust(dev);
     }
+    let cores: Vec<_> = local_clusters
+        .iter()
+        .map(|(name, m)| (name.clone(), m.heartbeat().clone()))
+        .collect();
     let dashboard = Dashboard::new(master_metrics, local_clusters);
     println!(
         "  metrics      {}",
@@ -270,7 +274,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         crate::admin::url(admin_addr, "/", &token)
     );
     tasks.spawn(async move {
-        let admin = Admin::new(registry, Some(token), Some(dashboard));
+        let admin = cores.into_iter().fold(
+            Admin::new(registry, Some(token), Some(dashboard)),
+            |admin, (name, heartbeat)| admin.watch_core(name, heartbeat),
+        );
         let stopped = stopped(stop_rx.clone());
         sustenet_server::metrics::admin::serve(admin_listener, Arc::new(admin), stopped).await;
         Ok(())

@@ -302,8 +302,10 @@ pub async fn run_with_handle(
                 shared.config.metrics.tick(started.elapsed().as_secs_f64());
             }
             _ = tick.tick() => {
-                core.handle_heartbeat(Instant::now(), now_ms());
+                let now = now_ms();
+                core.handle_heartbeat(Instant::now(), now);
                 sample_metrics(&core, &shared);
+                shared.config.metrics.heartbeat().beat(now, shared.config.limits.heartbeat());
             }
         }
         core.finish();
