@@ -108,7 +108,7 @@ run_enet() {
     wait_idle; say "ENet: $n clients"
     start "$SERVER_CORE" "$d/relay.log" "$ROOT/scripts/godot.sh" --headless --path "$ROOT/bench/enet_relay" -- \
         --port "$PORT" --max-clients "$n" --lifetime $((DURATION + 300)); local relay=$STARTED
-    wait_for "$d/relay.log" "RELAY ready" 60 "$relay" || { say "ENet: the relay did not start"; cat "$d/relay.log" "$d/relay.log.err" >&2; FAILED=1; return; }
+    wait_for "$d/relay.log" "RELAY ready" 60 "$relay" || { say "ENet: the relay did not start"; cat "$d/relay.log" "$d/relay.log.err" >&2 || true; FAILED=1; return; }
     start "$BENCH_CORE" "$d/gen.json" "$ENET_BENCH" --server "127.0.0.1:$PORT" --clients "$n" --duration "$DURATION" --json; local gen=$STARTED
     if wait_for "$d/gen.json.err" "window begins" 180 "$gen"; then measure "$d/cpu.json" $((DURATION - 1)) "$relay" "$gen"; fi
     local grc=0 rrc=0
@@ -116,7 +116,7 @@ run_enet() {
     for _ in $(seq 300); do kill -0 "$relay" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$relay" 2>/dev/null; then say "ENet: the relay did not exit after its clients left"; stop "$relay"; rrc=124; else wait "$relay" || rrc=$?; fi
     python3 "$ROOT/scripts/lib/bench_compare.py" enet "$d" "$grc" "$rrc" >"$d/result.json" || FAILED=1
-    [ "$grc" = 0 ] && [ "$rrc" = 0 ] || { say "ENet: generator exit $grc, relay exit $rrc"; tail -3 "$d/gen.json.err" "$d/relay.log.err" >&2; FAILED=1; }
+    [ "$grc" = 0 ] && [ "$rrc" = 0 ] || { say "ENet: generator exit $grc, relay exit $rrc"; tail -n 3 "$d/gen.json.err" "$d/relay.log.err" >&2 || true; FAILED=1; }
 }
 
 run_sustenet() {
@@ -128,7 +128,7 @@ run_sustenet() {
     start "$SERVER_CORE" "$d/up.log" "$SUSTENET" up --clusters 1 --max-connections 20000 --port "$PORT"; local up=$STARTED
     local ok=
     for _ in $(seq 120); do "$SUSTENET" probe --count 1 >"$d/probe.log" 2>&1 && { ok=1; break; }; kill -0 "$up" 2>/dev/null || break; sleep 0.5; done
-    [ -n "$ok" ] || { say "Sustenet: up did not answer a probe"; tail -5 "$d/up.log.err" "$d/probe.log" >&2; stop "$up"; FAILED=1; return; }
+    [ -n "$ok" ] || { say "Sustenet: up did not answer a probe"; tail -n 5 "$d/up.log.err" "$d/probe.log" >&2 || true; stop "$up"; FAILED=1; return; }
     start "$BENCH_CORE" "$d/bench.json" "$SUSTENET" bench --clients "$n" --world "$world" --duration $((DURATION + 4)) \
         --hz 20 --reliable-per-sec 1 --unreliable-per-sec 2 --json; local bench=$STARTED
     sleep "$(awk -v r="$ramp" 'BEGIN { print r + 2.3 }')"
@@ -138,7 +138,7 @@ run_sustenet() {
     if ! kill -0 "$up" 2>/dev/null; then say "Sustenet: up exited before the end of the run"; urc=1; fi
     stop "$up"; cd "$ROOT"
     python3 "$ROOT/scripts/lib/bench_compare.py" sustenet "$d" "$brc" "$urc" >"$d/result.json" || FAILED=1
-    [ "$brc" = 0 ] && [ "$urc" = 0 ] || { say "Sustenet: bench exit $brc, up exit $urc"; tail -3 "$d/bench.json.err" >&2; FAILED=1; }
+    [ "$brc" = 0 ] && [ "$urc" = 0 ] || { say "Sustenet: bench exit $brc, up exit $urc"; tail -n 3 "$d/bench.json.err" >&2 || true; FAILED=1; }
 }
 
 for n in $CLIENTS; do run_enet "$n"; run_sustenet "$n"; done
