@@ -200,7 +200,7 @@ fn drive(swarm: &mut Swarm, args: &Args, n: usize) -> Result<Window> {
             next_report += 1_000_000;
             let got = w.delivered + w.echoes_back;
             eprintln!(
-                "sustenet-enet-bench: {:.0} s: sent {} positions, {} echoes; window: {} received (+{}), {} disconnected",
+                "sustenet-enet-bench: {:.0} s: {} positions and {} echoes scheduled (late ones skipped); window: {} received (+{}), {} disconnected",
                 elapsed_s,
                 pos,
                 echo,
