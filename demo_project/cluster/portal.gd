@@ -36,6 +36,9 @@ var parties := {}
 var waiting := {}
 ## player id -> true: must step out of the portal before it works again for them.
 var stepped_in := {}
+## player id -> Time.get_ticks_msec() when it last opened the portal (one request per
+## Protocol.PORTAL_COOLDOWN_MS and player, so walking in and out cannot flood the master).
+var last_open := {}
 ## player id -> the world cluster id it came from (dungeon role).
 var homes := {}
 var stdin_watch: Thread = null
@@ -87,6 +90,7 @@ func on_arrived(id: int, state: Dictionary) -> void:
 func on_left(id: int) -> void:
 	homes.erase(id)
 	stepped_in.erase(id)
+	last_open.erase(id)
 	if waiting.has(id):
 		var party: Array = parties.get(waiting[id], [])
 		party.erase(id)
@@ -100,7 +104,10 @@ func on_pos(id: int, pos: Vector2) -> bool:
 			if pos.distance_to(Protocol.PORTAL_POS) > Protocol.PORTAL_RADIUS:
 				stepped_in.erase(id)
 			elif not stepped_in.has(id) and not waiting.has(id):
-				_open_portal(id, pos)
+				var now := Time.get_ticks_msec()
+				if now - int(last_open.get(id, -Protocol.PORTAL_COOLDOWN_MS)) >= Protocol.PORTAL_COOLDOWN_MS:
+					last_open[id] = now
+					_open_portal(id, pos)
 		"dungeon":
 			var exit_at: Vector2 = Protocol.DUNGEONS[dungeon]["exit"]
 			if pos.distance_to(exit_at) <= Protocol.EXIT_RADIUS and homes.has(id):

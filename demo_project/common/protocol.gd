@@ -42,6 +42,8 @@ const PORTAL := 17
 const PORTAL_POS := Vector2(320, 0)
 const PORTAL_RADIUS := 24.0
 const PARTY_RADIUS := 80.0
+## A player opens the portal at most once in this many milliseconds.
+const PORTAL_COOLDOWN_MS := 5000
 ## Where players coming back from a dungeon appear in the world (outside the portal).
 const PORTAL_RETURN := Vector2(250, 0)
 ## The dungeons an instance can run (--dungeon=NAME; any other name is refused): where players
