@@ -30,22 +30,13 @@ use crate::web::{self, WebError, WebRx, WebTx};
 type Refusal = Option<(DisconnectReason, String)>;
 
 pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
-    let mut conns = tokio::task::JoinSet::new();
-    let mut next = 0u64;
-    let mut shutdown = shared.shutdown.clone();
-    loop {
-        tokio::select! {
-            _ = crate::time::stopped(&mut shutdown) => break,
-            (stream, peer) = crate::listen::accept(&listener) => {
-                shared.config.metrics.connection();
-                next += 1;
-                let span = info_span!("web_player", id = next, %peer);
-                conns.spawn(web_player(shared.clone(), stream, peer).instrument(span));
-            }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    crate::listen::wind_down(&mut conns).await;
+    let shutdown = shared.shutdown.clone();
+    crate::listen::serve_each(&listener, shutdown, |stream, peer, id| {
+        shared.config.metrics.connection();
+        let span = info_span!("web_player", id, %peer);
+        web_player(shared.clone(), stream, peer).instrument(span)
+    })
+    .await;
 }
 
 /// What a web hello admitted.
@@ -67,13 +58,14 @@ async fn web_player(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
         return;
     };
     let refused = |r: DisconnectReason| shared.config.metrics.handshake(Err(r));
-    let Some(up) = web::upgrade(tcp, peer, ws_config, &shared.handshakes, &limits, &refused).await
+    let greeted = web::accept_hello(tcp, peer, ws_config, &shared.handshakes, &limits, &refused);
+    let Some(web::Greeted {
+        mut tx,
+        rx,
+        hello,
+        permit,
+    }) = greeted.await
     else {
-        return;
-    };
-    let hello_time = up.hello_time();
-    let (mut tx, mut rx) = up.link.split(limits.timeout());
-    let Some(hello) = web::read_hello(&mut rx, &mut tx, hello_time, &refused).await else {
         return;
     };
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -106,7 +98,7 @@ async fn web_player(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
         }
         Err(None) => return,
     };
-    drop(up.permit);
+    drop(permit);
     shared.config.metrics.handshake(Ok(()));
     let addr = web_addr(conn);
     let route = Arc::new(Route::new(ws_config.unreliable_queue));
