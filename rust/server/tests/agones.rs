@@ -156,6 +156,8 @@ type Run = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sdk_sees_capacity_health_ready_after_registration_players_and_shutdown() {
+    // Long: one scenario that follows the SDK's view through a cluster's
+    // whole life (registration, players, shutdown), in order.
     init_tracing();
     // The cluster's TCP and UDP sockets on one port number, as `protocol: TCPUDP` gives.
     let (tcp, udp) = loop {

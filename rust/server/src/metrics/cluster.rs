@@ -9,7 +9,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use sustenet_proto::DisconnectReason;
 
-use super::{AWAY_BUCKETS, LabeledCounter, TICK_BUCKETS, TRANSFER_BUCKETS, reason_label};
+use super::{
+    AWAY_BUCKETS, Handshakes, LabeledCounter, TICK_BUCKETS, TRANSFER_BUCKETS, reason_label,
+};
 
 /// Most recent disconnects kept for the dashboard.
 pub const RECENT_DISCONNECTS: usize = 32;
@@ -37,8 +39,7 @@ struct View {
 /// is [registered](Self::register).
 #[derive(Debug, Clone)]
 pub struct ClusterMetrics {
-    connections: Counter,
-    handshakes: LabeledCounter,
+    handshakes: Handshakes,
     players: Gauge,
     capacity: Gauge,
     joins: Counter,
@@ -69,8 +70,7 @@ pub struct ClusterMetrics {
 impl Default for ClusterMetrics {
     fn default() -> Self {
         Self {
-            connections: Counter::default(),
-            handshakes: LabeledCounter::default(),
+            handshakes: Handshakes::default(),
             players: Gauge::default(),
             capacity: Gauge::default(),
             joins: Counter::default(),
@@ -114,16 +114,7 @@ impl ClusterMetrics {
     /// process runs several).
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("sustenet_cluster");
-        r.register(
-            "connections",
-            "TCP connections accepted",
-            self.connections.clone(),
-        );
-        r.register(
-            "handshakes",
-            "Player handshakes by result (ok, or the refusal reason)",
-            self.handshakes.clone(),
-        );
+        self.handshakes.register(r, "Player handshakes");
         r.register(
             "players",
             "Players on the cluster (connected or away)",
@@ -219,15 +210,11 @@ impl ClusterMetrics {
 
     /// A TCP connection was accepted.
     pub fn connection(&self) {
-        self.connections.inc();
+        self.handshakes.connection();
     }
     /// A player handshake ended: `Ok` or the reason it was refused.
     pub fn handshake(&self, result: Result<(), DisconnectReason>) {
-        let result = match result {
-            Ok(()) => "ok",
-            Err(r) => reason_label(r),
-        };
-        self.handshakes.get_or_create(&[("result", result)]).inc();
+        self.handshakes.handshake(result);
     }
     /// The player count and the capacity (0: no limit).
     pub fn set_players(&self, players: usize, capacity: u32) {
@@ -332,7 +319,7 @@ impl ClusterMetrics {
         ClusterStats {
             players: u64::try_from(self.players.get()).unwrap_or(0),
             capacity: u64::try_from(self.capacity.get()).unwrap_or(0),
-            connections: self.connections.get(),
+            connections: self.handshakes.connections(),
             joins: self.joins.get(),
             disconnects: self.disconnects_all.get(),
             transfers_redirected: by(&self.transfers, "result", "redirected"),

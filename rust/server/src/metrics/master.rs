@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 use sustenet_proto::DisconnectReason;
 use sustenet_proto::message::ClusterInfo;
 
-use super::{LabeledCounter, reason_label};
+use super::{Handshakes, LabeledCounter};
 
 /// Samples of the cluster list kept for the dashboard's charts (one a second: 5 minutes).
 pub const HISTORY_SAMPLES: usize = 300;
@@ -45,8 +45,7 @@ type ClusterLabel = [(&'static str, String); 1];
 /// is [registered](Self::register).
 #[derive(Debug, Clone, Default)]
 pub struct MasterMetrics {
-    connections: Counter,
-    handshakes: LabeledCounter,
+    handshakes: Handshakes,
     logins: LabeledCounter,
     tickets_issued: LabeledCounter,
     tickets_used: Counter,
@@ -62,16 +61,7 @@ impl MasterMetrics {
     /// Registers every metric under `sustenet_master_` in `registry`.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("sustenet_master");
-        r.register(
-            "connections",
-            "TCP connections accepted",
-            self.connections.clone(),
-        );
-        r.register(
-            "handshakes",
-            "Handshakes by result (ok, or the refusal reason)",
-            self.handshakes.clone(),
-        );
+        self.handshakes.register(r, "Handshakes");
         r.register(
             "logins",
             "Logins by result (ok, refused)",
@@ -116,15 +106,11 @@ impl MasterMetrics {
 
     /// A TCP connection was accepted.
     pub fn connection(&self) {
-        self.connections.inc();
+        self.handshakes.connection();
     }
     /// A handshake ended: `Ok` or the reason it was refused.
     pub fn handshake(&self, result: Result<(), DisconnectReason>) {
-        let result = match result {
-            Ok(()) => "ok",
-            Err(r) => reason_label(r),
-        };
-        self.handshakes.get_or_create(&[("result", result)]).inc();
+        self.handshakes.handshake(result);
     }
     /// A login was accepted or refused.
     pub fn login(&self, ok: bool) {
