@@ -44,8 +44,8 @@ COPY --from=export /out/ /srv/cluster/
 USER 10001
 WORKDIR /srv/cluster
 EXPOSE 6257/tcp 6257/udp 9100/tcp
-# The cluster serves /metrics on --metrics-bind (SustenetCluster.metrics_bind); the check asks
-# it over plain bash.
+# The cluster serves /metrics and /health on --metrics-bind (SustenetCluster.metrics_bind); the
+# check asks /health (503 when the core is stuck) over plain bash.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
-    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9100 && printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9100 && printf 'GET /health HTTP/1.0\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
 ENTRYPOINT ["/srv/cluster/cluster.x86_64", "--headless", "--", "--bind=0.0.0.0", "--metrics-bind=0.0.0.0:9100"]

@@ -37,6 +37,11 @@ if [[ -x scripts/godot-tests.sh ]]; then
 fi
 
 if [[ -x scripts/godot-tests.sh ]]; then
+  step "side by side with Godot's ENet, smoke run (scripts/bench-compare.sh --smoke: N = 50, 4 s each side)"
+  scripts/bench-compare.sh --smoke
+fi
+
+if [[ -x scripts/godot-tests.sh ]]; then
   step "smoke test of the addon as installed in a new project (the release workflow's, here on Linux)"
   scripts/smoke-test.sh scripts/godot.sh "${CARGO_TARGET_DIR:-target}/debug/sustenet"
 fi

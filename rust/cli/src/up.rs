@@ -76,6 +76,10 @@ pub struct UpArgs {
     /// the URLs when the address is beyond loopback and none is given.
     #[arg(long, env = "SUSTENET_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// The demo's headless export, offered by the agent as the template
+    /// `dungeon` (default: build/cluster/cluster.x86_64 when it exists).
+    #[arg(long)]
+    pub dungeon_export: Option<PathBuf>,
 }
 
 /// The default address of `up`'s metrics and dashboard.
@@ -160,8 +164,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     master_metrics.register(&mut registry);
     let mut local_clusters = Vec::new();
-    let agent =
-        crate::up_agent::DevAgent::prepare(&args.dir, &args.bind, client_host, master_port)?;
+    let dungeon = crate::up_agent::find_demo_export(args.dungeon_export.as_deref())?;
+    let agent = crate::up_agent::DevAgent::prepare(
+        &args.dir,
+        &args.bind,
+        client_host,
+        master_port,
+        dungeon.as_deref(),
+    )?;
     let mut mkeys = MasterKeys::new(keypair, cluster_keys.clone());
     mkeys.agent_keys = agent.agent_keys.clone();
     mkeys.admin_keys = agent.admin_keys.clone();
@@ -182,18 +192,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         sustenet_server::Limits::default(),
         stopped(stop_rx.clone()),
     ));
-    println!("Sustenet is up.");
-    println!("  master       {}  (tcp)", file.master);
-    println!("  public key   {}", file.public_key);
-    println!(
-        "  agent        template room, ports {}-{}  (sustenet instances --key-dir {} spawn room)",
-        agent_ports.0,
-        agent_ports.1,
-        key_dir.display()
-    );
-    if let Some(url) = &file.websocket {
-        println!("  web clients  {url}");
-    }
+    print_up(&file, agent_ports, &key_dir, dungeon.as_deref());
     for (i, name) in names.iter().enumerate() {
         let key = cluster_keys
             .get(name)
@@ -207,15 +206,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(dev) = dev {
         print_trust(dev);
     }
+    let cores: Vec<_> = local_clusters
+        .iter()
+        .map(|(name, m)| (name.clone(), m.heartbeat().clone()))
+        .collect();
     let dashboard = Dashboard::new(master_metrics, local_clusters);
-    serve_admin(
-        admin_listener,
-        registry,
-        token,
-        dashboard,
-        stop_rx,
-        &mut tasks,
-    )?;
+    let admin = cores.into_iter().fold(
+        Admin::new(registry, Some(token.clone()), Some(dashboard)),
+        |admin, (name, heartbeat)| admin.watch_core(name, heartbeat),
+    );
+    serve_admin(admin_listener, &token, admin, stop_rx, &mut tasks)?;
     println!(
         "Clients need the master address and public key; both are in {}.",
         client_path.display()
@@ -261,6 +261,29 @@ impl ClientFile {
     }
 }
 
+/// The first lines `up` prints: the master, its key, the agent, the demo
+/// export it offers and the web address.
+fn print_up(file: &ClientFile, agent_ports: (u16, u16), key_dir: &Path, dungeon: Option<&Path>) {
+    println!("Sustenet is up.");
+    println!("  master       {}  (tcp)", file.master);
+    println!("  public key   {}", file.public_key);
+    println!(
+        "  agent        template room, ports {}-{}  (sustenet instances --key-dir {} spawn room)",
+        agent_ports.0,
+        agent_ports.1,
+        key_dir.display()
+    );
+    if let Some(d) = dungeon {
+        println!(
+            "  dungeon      template dungeon: {} --dungeon={{scene}}",
+            d.display()
+        );
+    }
+    if let Some(url) = &file.websocket {
+        println!("  web clients  {url}");
+    }
+}
+
 /// Completes once `rx` says stop.
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
@@ -270,19 +293,17 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 /// their addresses.
 fn serve_admin(
     listener: TcpListener,
-    registry: Registry,
-    token: String,
-    dashboard: Dashboard,
+    token: &str,
+    admin: Admin,
     stop_rx: watch::Receiver<bool>,
     tasks: &mut tokio::task::JoinSet<Result<(), sustenet_server::ServerError>>,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     println!(
         "  metrics      {}",
-        crate::admin::url(addr, "/metrics", &token)
+        crate::admin::url(addr, "/metrics", token)
     );
-    println!("  dashboard    {}", crate::admin::url(addr, "/", &token));
-    let admin = Admin::new(registry, Some(token), Some(dashboard));
+    println!("  dashboard    {}", crate::admin::url(addr, "/", token));
     tasks.spawn(async move {
         let stopped = stopped(stop_rx);
         sustenet_server::metrics::admin::serve(listener, Arc::new(admin), stopped).await;

@@ -38,6 +38,8 @@ fn metrics_under_bench_load_match_what_bench_did() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
+    // Both clusters' cores are alive.
+    assert_eq!(http(admin, "GET", "/health", &[]), (200, "ok\n".to_owned()));
     let out = run(
         dir.path(),
         &[

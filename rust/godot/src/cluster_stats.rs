@@ -87,7 +87,8 @@ pub(crate) fn serve_metrics(
     let mut registry = Registry::default();
     metrics.register(registry.sub_registry_with_label(("cluster".into(), name.to_owned().into())));
     let token = (!token.is_empty()).then(|| token.to_owned());
-    let admin = Arc::new(Admin::new(registry, token, None));
+    let admin =
+        Arc::new(Admin::new(registry, token, None).watch_core(name, metrics.heartbeat().clone()));
     handle.spawn(admin::serve(listener, admin, async {
         let _ = stop.await;
     }));

@@ -247,6 +247,14 @@ impl<P: Plugin> Plugin for WithAgones<P> {
     ) {
         self.inner.on_transfer_failed(ctx, player, reason);
     }
+    fn on_instance(
+        &mut self,
+        ctx: &mut Context<'_>,
+        request_id: u64,
+        answer: &Result<u64, sustenet_proto::Goodbye>,
+    ) {
+        self.inner.on_instance(ctx, request_id, answer);
+    }
     fn on_fragment(&mut self, ctx: &mut Context<'_>, event: crate::fragments::FragmentEvent) {
         self.inner.on_fragment(ctx, event);
     }

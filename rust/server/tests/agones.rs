@@ -2,7 +2,9 @@
 //! client talks gRPC to an SDK server in this test (the sidecar cannot run
 //! here), which records every call. The cluster starts before its master:
 //! it sends health pings from its core ticks but is not Ready until it has
-//! registered; then a player joins and leaves, and the cluster stops.
+//! registered; then a player joins and leaves, and the cluster stops. A core
+//! stuck in a plugin call stops the health pings and fails `/health` until
+//! it runs again.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -16,7 +18,9 @@ use common::*;
 use sustenet_proto::JoinTarget;
 use sustenet_server::agones::Agones;
 use sustenet_server::cluster;
-use sustenet_server::{EchoChat, Limits};
+use sustenet_server::metrics::admin::{self, Admin};
+use sustenet_server::prometheus_client::registry::Registry;
+use sustenet_server::{Channel, EchoChat, Limits, PlayerId, Plugin};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::oneshot;
 use tonic::{Request, Response, Status, Streaming};
@@ -152,21 +156,43 @@ async fn until(what: &str, calls: &Calls, cond: impl Fn(&[String]) -> bool) {
     }
 }
 
+/// The cluster's TCP and UDP sockets on one port number, as `protocol: TCPUDP` gives.
+async fn game_sockets() -> (TcpListener, UdpSocket) {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if let Ok(udp) = UdpSocket::bind(("127.0.0.1", port)).await {
+            return (tcp, udp);
+        }
+    }
+}
+
 type Run = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Runs the cluster on `sockets` until the returned sender fires.
+fn spawn_cluster(
+    (tcp, udp): (TcpListener, UdpSocket),
+    config: cluster::ClusterConfig,
+    key: sustenet_proto::Key,
+    plugin: impl Plugin,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (stop, stop_rx) = oneshot::channel::<()>();
+    let run: Run = Box::pin(async move {
+        cluster::run(tcp, udp, config, key, plugin, async {
+            let _ = stop_rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    (stop, tokio::spawn(run))
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sdk_sees_capacity_health_ready_after_registration_players_and_shutdown() {
     // Long: one scenario that follows the SDK's view through a cluster's
     // whole life (registration, players, shutdown), in order.
     init_tracing();
-    // The cluster's TCP and UDP sockets on one port number, as `protocol: TCPUDP` gives.
-    let (tcp, udp) = loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if let Ok(udp) = UdpSocket::bind(("127.0.0.1", port)).await {
-            break (tcp, udp);
-        }
-    };
+    let (tcp, udp) = game_sockets().await;
     let game_port = tcp.local_addr().unwrap().port();
     let calls = Calls(Arc::default(), game_port);
     let (sdk_stop, sdk_stop_rx) = oneshot::channel();
@@ -188,16 +214,7 @@ async fn the_sdk_sees_capacity_health_ready_after_registration_players_and_shutd
     assert_eq!(agones.public_endpoint(), Some(("localhost", game_port)));
     agones.apply_endpoint(&mut config);
     let plugin = agones.wrap(EchoChat, config.max_connections);
-    let (stop, stop_rx) = oneshot::channel::<()>();
-    let key = keys["agones"].clone();
-    let run: Run = Box::pin(async move {
-        cluster::run(tcp, udp, config, key, plugin, async {
-            let _ = stop_rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    let cluster_task = tokio::spawn(run);
+    let (stop, cluster_task) = spawn_cluster((tcp, udp), config, keys["agones"].clone(), plugin);
 
     // No master yet: the core ticks (health pings), but the cluster is not Ready.
     until("health pings before the master is up", &calls, |c| {
@@ -282,4 +299,164 @@ async fn the_sdk_sees_capacity_health_ready_after_registration_players_and_shutd
         "health after Ready: {all:?}"
     );
     assert_eq!(all.last().map(String::as_str), Some("Shutdown"), "{all:?}");
+}
+
+/// EchoChat whose core blocks on [`Stalling::STALL`] until the test
+/// releases it, as a game stuck in its own code would; the SDK server's log
+/// gets `StallBegin` and `StallEnd` around the stall.
+struct Stalling {
+    calls: Calls,
+    release: std::sync::mpsc::Receiver<()>,
+}
+
+impl Stalling {
+    const STALL: u16 = 100;
+}
+
+impl Plugin for Stalling {
+    fn on_packet(
+        &mut self,
+        ctx: &mut sustenet_server::Context<'_>,
+        player: PlayerId,
+        command: u16,
+        payload: &[u8],
+        channel: Channel,
+    ) {
+        if command == Self::STALL {
+            self.calls.push("StallBegin".into());
+            // Blocks the core's thread, as a stuck game would.
+            let _ = self.release.recv();
+            self.calls.push("StallEnd".into());
+        } else {
+            EchoChat.on_packet(ctx, player, command, payload, channel);
+        }
+    }
+}
+
+/// A GET of `path` on the admin endpoint: status and body.
+async fn get(port: u16, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out.split_once("\r\n\r\n").unwrap().1.to_owned();
+    (status, body)
+}
+
+/// `sustenet_cluster_core_heartbeat_timestamp_seconds` from `/metrics`.
+async fn heartbeat_at(port: u16) -> f64 {
+    let (status, body) = get(port, "/metrics").await;
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .find_map(|l| l.strip_prefix("sustenet_cluster_core_heartbeat_timestamp_seconds "))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+async fn until_health(port: u16, want: u16) -> String {
+    let deadline = tokio::time::Instant::now() + GUARD;
+    loop {
+        let (status, body) = get(port, "/health").await;
+        if status == want {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/health stays {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn health_after(all: &[String], marker: &str) -> usize {
+    let at = all.iter().position(|c| c == marker).unwrap();
+    all[at..].iter().filter(|c| *c == "Health").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn a_stuck_core_stops_health_pings_and_fails_health_until_it_recovers() {
+    init_tracing();
+    let (tcp, udp) = game_sockets().await;
+    let calls = Calls(Arc::default(), tcp.local_addr().unwrap().port());
+    let (sdk_stop, sdk_stop_rx) = oneshot::channel();
+    let sdk_port = sdk_server(calls.clone(), sdk_stop_rx).await;
+    let keys = keys(&["agones"]);
+    let master = start_master(&keys).await;
+    let agones = Agones::connect(Some(sdk_port)).await.unwrap();
+    let mut config = cluster_config(master.addr, "stuck", "agones", 4);
+    config.limits = Limits {
+        heartbeat_ms: 50,
+        timeout_ms: 10_000,
+        ..fast_limits()
+    };
+    agones.apply_endpoint(&mut config);
+
+    // `/metrics` and `/health` of this cluster, as `sustenet cluster` serves them.
+    let mut registry = Registry::default();
+    config.metrics.register(&mut registry);
+    let admin =
+        Admin::new(registry, None, None).watch_core("stuck", config.metrics.heartbeat().clone());
+    let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_port = admin_listener.local_addr().unwrap().port();
+    let (admin_stop, admin_stop_rx) = oneshot::channel::<()>();
+    tokio::spawn(admin::serve(admin_listener, Arc::new(admin), async {
+        let _ = admin_stop_rx.await;
+    }));
+
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let plugin = agones.wrap(
+        Stalling {
+            calls: calls.clone(),
+            release: release_rx,
+        },
+        config.max_connections,
+    );
+    let (stop, cluster_task) = spawn_cluster((tcp, udp), config, keys["agones"].clone(), plugin);
+    until("Ready", &calls, |c| c.contains(&"Ready".to_owned())).await;
+    until_health(admin_port, 200).await;
+    let player = join(&master, "staller", JoinTarget::Auto).await;
+    player.echo(b"before").await;
+
+    // The core blocks: health pings stop, and after five missed heartbeats
+    // `/health` fails and the heartbeat timestamp stands still.
+    player.client.send(Stalling::STALL, Vec::new()).unwrap();
+    until("the core stalls", &calls, |c| {
+        c.contains(&"StallBegin".to_owned())
+    })
+    .await;
+    let why = until_health(admin_port, 503).await;
+    assert!(
+        why.starts_with("cluster stuck: no core heartbeat for "),
+        "{why}"
+    );
+    let stalled_at = heartbeat_at(admin_port).await;
+    let all = calls.all();
+    // At most the ping of the heartbeat just before the stall is still on its way.
+    assert!(health_after(&all, "StallBegin") <= 1, "{all:?}");
+    assert!(!all.contains(&"StallEnd".to_owned()), "{all:?}");
+
+    // It runs again: the pings resume, `/health` passes, the timestamp moves.
+    release.send(()).unwrap();
+    until("health pings resume", &calls, |c| {
+        c.contains(&"StallEnd".to_owned()) && health_after(c, "StallEnd") >= 3
+    })
+    .await;
+    until_health(admin_port, 200).await;
+    assert!(heartbeat_at(admin_port).await > stalled_at);
+    player.echo(b"after").await;
+
+    player.client.disconnect().unwrap();
+    let _ = stop.send(());
+    cluster_task.await.unwrap();
+    agones.shutdown().await;
+    master.stop().await;
+    let _ = admin_stop.send(());
+    let _ = sdk_stop.send(());
 }

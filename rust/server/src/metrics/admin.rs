@@ -1,6 +1,8 @@
-//! The admin HTTP endpoint: `/metrics` (Prometheus text format) and, when
-//! a [`Dashboard`] is given, the dashboard page `/` and its data
-//! `/api/dashboard`. Read-only: GET and HEAD only.
+//! The admin HTTP endpoint: `/metrics` (Prometheus text format), `/health`
+//! (200 while every watched cluster core has a recent heartbeat, else 503:
+//! see [`super::core_health`]) and, when a [`Dashboard`] is given, the
+//! dashboard page `/` and its data `/api/dashboard`. Read-only: GET and
+//! HEAD only.
 //!
 //! Every limit is explicit: at most [`MAX_CONNECTIONS`] connections at once
 //! (more are closed unanswered), a request head of at most
@@ -38,6 +40,8 @@ pub struct Admin {
     rss: Gauge,
     token: Option<String>,
     dashboard: Option<Dashboard>,
+    /// The cluster cores `/health` judges, by cluster name.
+    cores: Vec<(String, super::CoreHeartbeat)>,
 }
 
 impl Admin {
@@ -60,6 +64,29 @@ impl Admin {
             rss,
             token: token.filter(|t| !t.is_empty()),
             dashboard,
+            cores: Vec::new(),
+        }
+    }
+
+    /// Makes `/health` judge the core of the cluster `name` too.
+    pub fn watch_core(mut self, name: impl Into<String>, heartbeat: super::CoreHeartbeat) -> Self {
+        self.cores.push((name.into(), heartbeat));
+        self
+    }
+
+    /// `/health`: 200 `ok` while every watched core is alive, else 503
+    /// with one line per stuck core (`cluster <name>: <why>`).
+    fn health(&self) -> Response {
+        let now = crate::time::now_ms();
+        let stuck: String = self
+            .cores
+            .iter()
+            .filter_map(|(name, h)| Some(format!("cluster {name}: {}\n", h.stuck(now)?)))
+            .collect();
+        if stuck.is_empty() {
+            Response::text(200, "ok\n")
+        } else {
+            Response::text(503, &stuck)
         }
     }
 
@@ -102,6 +129,7 @@ impl Admin {
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
                 body: self.render_metrics(),
             },
+            ("/health", _) => self.health(),
             ("/", Some(_)) => Response {
                 status: 200,
                 content_type: "text/html; charset=utf-8",
@@ -163,6 +191,7 @@ impl Response {
             401 => "Unauthorized",
             404 => "Not Found",
             405 => "Method Not Allowed",
+            503 => "Service Unavailable",
             _ => "Bad Request",
         };
         let mut out = format!(

@@ -59,6 +59,7 @@ pub struct ClusterMetrics {
     over_cap: Counter,
     tick: Histogram,
     master_link_up: Gauge,
+    heartbeat: super::CoreHeartbeat,
     /// Totals over every label (not exported: the families sum to them).
     disconnects_all: Counter,
     dropped_all: Counter,
@@ -90,6 +91,7 @@ impl Default for ClusterMetrics {
             over_cap: Counter::default(),
             tick: Histogram::new(TICK_BUCKETS),
             master_link_up: Gauge::default(),
+            heartbeat: super::CoreHeartbeat::default(),
             disconnects_all: Counter::default(),
             dropped_all: Counter::default(),
             ticks: Counter::default(),
@@ -206,6 +208,7 @@ impl ClusterMetrics {
             "1 while registered with the master",
             self.master_link_up.clone(),
         );
+        self.heartbeat.register(r);
     }
 
     /// A TCP connection was accepted.
@@ -291,6 +294,10 @@ impl ClusterMetrics {
         self.tick.observe(secs);
         self.ticks.inc();
         self.tick_nanos.inc_by((secs * 1e9) as u64);
+    }
+    /// The core's heartbeat clock (what `/health` judges).
+    pub fn heartbeat(&self) -> &super::CoreHeartbeat {
+        &self.heartbeat
     }
     /// Registered with the master, or not.
     pub fn set_master_link(&self, up: bool) {

@@ -14,11 +14,13 @@
 
 pub mod admin;
 mod cluster;
+pub mod core_health;
 pub mod dashboard;
 mod master;
 mod process;
 
 pub use cluster::{ClusterMetrics, ClusterStats, FragmentCell};
+pub use core_health::CoreHeartbeat;
 pub use master::MasterMetrics;
 pub use process::resident_memory_bytes;
 
