@@ -74,7 +74,8 @@ async fn web_player(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
     let hello_time = up.hello_time();
     let (mut tx, mut rx) = up.link.split(limits.timeout());
     let Some(hello) = web::read_hello(&mut rx, &mut tx, hello_time, &refused).await else {
-        return;
+        drop(up.permit);
+        return rx.linger().await;
     };
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let admitted = match WebHello::parse(&hello) {
@@ -102,7 +103,9 @@ async fn web_player(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
         Ok(a) => a,
         Err(Some((reason, message))) => {
             refused(reason);
-            return tx.refuse(reason, &message).await;
+            tx.refuse(reason, &message).await;
+            drop(up.permit);
+            return rx.linger().await;
         }
         Err(None) => return,
     };
@@ -326,12 +329,8 @@ async fn run_session(
             },
             _ = keepalive.tick() => to_core(shared, s, vec![Record::Ping(0)], MAX_DATAGRAM),
             _ = out_tx.closed() => {
-                // The writer ended the link (its close frame is sent): read
-                // on until the client answers the close, at most a second,
-                // so the socket is not reset under frames the client has not
-                // read yet (it would lose the goodbye and the close code).
-                let drain = async { while let Ok(Some(_)) = rx.recv().await {} };
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+                // The writer ended the link (its close frame is sent).
+                rx.linger().await;
                 break DisconnectReason::ConnectionLost;
             }
         }

@@ -146,7 +146,8 @@ async fn web_client(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
     let hello_time = up.hello_time();
     let (mut tx, mut rx) = up.link.split(limits.timeout());
     let Some(hello) = web::read_hello(&mut rx, &mut tx, hello_time, &refused).await else {
-        return;
+        drop(up.permit);
+        return rx.linger().await;
     };
     let (reason, why) = match WebHello::parse(&hello) {
         Ok(WebHello::Master) => match shared.clients.try_acquire() {
@@ -156,6 +157,7 @@ async fn web_client(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
                 let reason = run(&shared, peer, &mut tx, &mut rx).await;
                 debug!("web client session ended: {reason}");
                 tx.close(web::close_code(reason), &reason.to_string()).await;
+                rx.linger().await;
                 drop(client_permit);
                 return;
             }
@@ -179,6 +181,8 @@ async fn web_client(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
     };
     refused(reason);
     tx.refuse(reason, &why).await;
+    drop(up.permit);
+    rx.linger().await;
 }
 
 /// Sends `m` as a reliable web frame.

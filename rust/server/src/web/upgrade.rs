@@ -181,7 +181,8 @@ pub(crate) async fn upgrade(
 
 /// Reads the hello, the first web frame, within `within`; a bad frame or
 /// none in time is refused on the link and passed to `refused`. `None`:
-/// refused, or the client closed first (not counted).
+/// refused, or the client closed first (not counted); the caller then
+/// frees its handshake slot and lets the link linger.
 pub(crate) async fn read_hello(
     rx: &mut WebRx,
     tx: &mut WebTx,
