@@ -49,6 +49,12 @@
 #                   certificate) against a real `sustenet up` beside a native SustenetClient:
 #                   login, join, reliable and unreliable echoes, both players in one fragment
 #                   seeing each other, chat both ways, a handoff, a cut link that reconnects
+#   web_mp          SustenetWebMultiplayerPeer (pure GDScript) and a native SustenetMultiplayerPeer
+#                   as clients of a SustenetCluster running SustenetMultiplayerPeer as server (one
+#                   process; ws:// on loopback; a real `sustenet master` with its WebSocket port on):
+#                   spawns, synchronizer positions, reliable / unreliable / ordered @rpcs both ways
+#                   and through the relay, close and a new peer, transfer_peer of the web player to
+#                   a second cluster, kicks with REASON_KICKED
 #   border          server meshing: the demo cluster as "West Cluster" and "East Cluster" in two
 #                   Godot processes (border_cluster_node.gd); a client (test_border.gd) walks
 #                   over the border and is handed over with its state; three verdicts
@@ -444,6 +450,40 @@ if wanted web_client; then
     verdict web_client "$T/web_client.log" "$rc"
     # SIGTERM is a clean stop for up: it exits 0.
     verdict "web_client (sustenet up)" "$T/web_up.log" "$up_rc"
+fi
+
+if wanted web_mp; then
+    say "running web_mp (SustenetWebMultiplayerPeer beside SustenetMultiplayerPeer; ws:// on loopback)"
+    read -r WM_PORT WM_WS_PORT WC_PORT WC_WS_PORT WCB_PORT WCB_WS_PORT <<<"$(free_ports 6)"
+    for k in web_mp web_mp_b; do
+        "$SUSTENET" keygen --dir "$T/keys" --name "$k" >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
+    done
+    cat >"$T/web_mp_master.toml" <<TOML
+[all]
+server_name = "Web multiplayer test master"
+port = $WM_PORT
+bind = "127.0.0.1"
+key_dir = "$T/keys"
+
+[master]
+key_file = "$T/keys/master.key"
+websocket_port = $WM_WS_PORT
+TOML
+    start_bg "$T/web_mp_master.log" "$SUSTENET" master --config "$T/web_mp_master.toml"
+    WM_PID=$BG_PID
+    for _ in $(seq 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$WM_WS_PORT") 2>/dev/null && break
+        sleep 0.1
+    done
+    run_godot 90 "$T/web_mp.log" -s res://tests/test_web_mp.gd -- --master-port="$WM_PORT" \
+        --master-ws-port="$WM_WS_PORT" --master-key="$PUB" --key-path="$T/keys/web_mp" --key-name=web_mp \
+        --cluster-port="$WC_PORT" --cluster-ws-port="$WC_WS_PORT" --key-path-b="$T/keys/web_mp_b" \
+        --key-name-b=web_mp_b --cluster-port-b="$WCB_PORT" --cluster-ws-port-b="$WCB_WS_PORT"
+    rc=$?
+    kill -TERM "$WM_PID" 2>/dev/null; wait "$WM_PID"; wm_rc=$?
+    verdict web_mp "$T/web_mp.log" "$rc"
+    # SIGTERM is a clean stop for the master: it exits 0.
+    verdict "web_mp (sustenet master)" "$T/web_mp_master.log" "$wm_rc"
 fi
 
 # run_mp <enet|sustenet>: the equivalence game's server and two clients as three Godot

@@ -45,3 +45,32 @@ static func create_client(settings: Dictionary = {}) -> Node:
 		if settings.has(k):
 			client.set(k, settings[k])
 	return client
+
+
+## The client multiplayer peer for [param client] (a node [method create_client] made),
+## with its [code]create_client[/code] already called: a [SustenetWebMultiplayerPeer] for a
+## [SustenetWebClient] (web exports), a [code]SustenetMultiplayerPeer[/code] (the GDExtension)
+## for a [code]SustenetClient[/code]. Assign it to [member MultiplayerAPI.multiplayer_peer];
+## it is [constant MultiplayerPeer.CONNECTION_CONNECTING] until the cluster welcomes it.
+## Returns null (after pushing an error) when [param client] is neither or
+## [code]create_client[/code] fails.
+## [codeblock]
+## var net := SustenetNet.create_client(settings)
+## add_child(net)
+## multiplayer.multiplayer_peer = SustenetNet.create_multiplayer_peer(net)
+## net.login("ann", "")
+## [/codeblock]
+static func create_multiplayer_peer(client: Node) -> MultiplayerPeer:
+	var peer: MultiplayerPeer = null
+	if client is SustenetWebClient:
+		peer = SustenetWebMultiplayerPeer.new()
+	elif client != null and client.is_class("SustenetClient"):
+		peer = ClassDB.instantiate("SustenetMultiplayerPeer")
+	else:
+		push_error("SustenetNet.create_multiplayer_peer: %s is neither a SustenetClient nor a SustenetWebClient" % client)
+		return null
+	var err: Error = peer.call("create_client", client)
+	if err != OK:
+		push_error("SustenetNet.create_multiplayer_peer: create_client failed: %s" % error_string(err))
+		return null
+	return peer

@@ -66,6 +66,22 @@ func wait_seconds(s: float) -> void:
 	await create_timer(s).timeout
 
 
+## One branch /root/<side> per side, each holding a node "Game" made from [param game]
+## (a script); returns side -> that Game node. Give each branch its own SceneMultiplayer
+## with set_multiplayer once the tree runs.
+func add_game_branches(sides: Array, game: Script) -> Dictionary:
+	var out := {}
+	for side in sides:
+		var b := Node.new()
+		b.name = side
+		root.add_child(b)
+		var g: Node = game.new()
+		g.name = "Game"
+		b.add_child(g)
+		out[side] = g
+	return out
+
+
 ## Frees the nodes under root, waits for them to go, prints the result and quits.
 func finish() -> void:
 	if _finished:

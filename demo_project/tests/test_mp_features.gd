@@ -26,14 +26,7 @@ var left := []
 
 func _initialize() -> void:
 	begin("mp_features", 90)
-	for side in ["Server", "C1", "C2", "C3", "C4"]:
-		var b := Node.new()
-		b.name = side
-		root.add_child(b)
-		var g: Game = Game.new()
-		g.name = "Game"
-		b.add_child(g)
-		games[side] = g
+	games = add_game_branches(["Server", "C1", "C2", "C3", "C4"], Game)
 	_run.call_deferred()
 
 

@@ -161,6 +161,8 @@ var _retry_at := 0
 var _redirect_at := 0
 var _rtt_ms := 0.0
 var _last_redirect_pause_ms := 0.0
+## Where packets in the multiplayer peer's command range go (see attach_peer).
+var _peer_packets := Callable()
 
 
 func _ready() -> void:
@@ -299,6 +301,19 @@ func simulate_connection_loss() -> void:
 		_lost("the connection was cut (simulated)")
 
 
+## Hands every packet whose command number is [code]SustenetWebMultiplayerPeer.FIRST_RESERVED_COMMAND[/code]
+## (65280) or more to [param receiver] ([code]func(command: int, data: PackedByteArray)[/code])
+## instead of emitting [signal packet_received]; an empty [Callable] detaches. Called by
+## [method SustenetWebMultiplayerPeer.create_client]: one peer per node, the last one wins.
+func attach_peer(receiver: Callable) -> void:
+	_peer_packets = receiver
+
+
+## The receiver [method attach_peer] set (an empty [Callable] when none).
+func get_attached_peer() -> Callable:
+	return _peer_packets
+
+
 ## The client id from the last login (0 before).
 func get_client_id() -> int:
 	return _client_id
@@ -335,6 +350,18 @@ func get_last_redirect_pause_ms() -> float:
 
 
 # --- the master connection -------------------------------------------------------------------
+
+## The goodbye a server's close frame carries, [reason, text], or [] for any other close. The
+## server closes with code 4000 + the reason (docs/protocol.md §17.2) right after its Disconnect
+## or Reject frame; Godot's WebSocketPeer drops frames that arrive together with the close, so
+## that frame may be lost while the close code is not.
+static func _goodbye_from_close(ws: WebSocketPeer) -> Array:
+	var code := ws.get_close_code()
+	if code <= 4000 or code >= 4256:
+		return []
+	var why := ws.get_close_reason()
+	return [code - 4000, why if not why.is_empty() else reason_text(code - 4000)]
+
 
 func _tls_options() -> TLSOptions:
 	if trusted_certificate.is_empty():
@@ -408,6 +435,8 @@ func _poll_master(now: int) -> void:
 	if state == WebSocketPeer.STATE_CLOSED:
 		var was_open := _master_open
 		var code := _master.get_close_code()
+		if _master_goodbye.is_empty():
+			_master_goodbye = _goodbye_from_close(_master)
 		_master = null
 		_master_open = false
 		if not was_open:
@@ -535,6 +564,8 @@ func _poll_cluster(now: int) -> void:
 	if _cluster == null:
 		return
 	if state == WebSocketPeer.STATE_CLOSED:
+		if _goodbye.is_empty():
+			_goodbye = _goodbye_from_close(_cluster)
 		_cluster = null
 		_cluster_open = false
 		_on_cluster_closed()
@@ -605,7 +636,7 @@ func _on_cluster_frame(f: PackedByteArray, now: int) -> void:
 		var records: Variant = Wire.read_records(f)
 		if records != null and _phase == PLAYING:
 			for rec in records:
-				packet_received.emit(rec[0], rec[1], false)
+				_deliver(rec[0], rec[1], false)
 		return
 	if f[0] != Wire.CHANNEL_RELIABLE:
 		return
@@ -631,7 +662,7 @@ func _on_cluster_frame(f: PackedByteArray, now: int) -> void:
 			if _received - _acked_sent >= 256:
 				_acked_sent = _received
 				_cluster.send(Wire.ack(_received))
-			packet_received.emit(command, payload, true)
+			_deliver(command, payload, true)
 		Wire.ACK_TO_CLIENT:
 			_on_ack(r.u64())
 		Wire.REDIRECT:
@@ -706,6 +737,13 @@ func _follow_redirect(list: Array) -> void:
 			_start_join(_ticket, true)
 			return
 	_end_session(REASON_NO_CLUSTER, "cluster %d does not serve WebSocket players" % _info.id)
+
+
+func _deliver(command: int, data: PackedByteArray, reliable: bool) -> void:
+	if command >= 0xFF00 and _peer_packets.is_valid():
+		_peer_packets.call(command, data)
+	else:
+		packet_received.emit(command, data, reliable)
 
 
 func _check_send(command: int) -> bool:

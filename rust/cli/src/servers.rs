@@ -174,6 +174,8 @@ pub async fn master(args: ServerArgs) -> anyhow::Result<()> {
             cluster_keys,
             agent_keys: keys::load_optional_key_dir(&cfg.all.key_dir.join(keys::AGENT_KEY_DIR))?,
             admin_keys: keys::load_optional_key_dir(&cfg.all.key_dir.join(keys::ADMIN_KEY_DIR))?,
+            agent_key_dir: Some(cfg.all.key_dir.join(keys::AGENT_KEY_DIR)),
+            admin_key_dir: Some(cfg.all.key_dir.join(keys::ADMIN_KEY_DIR)),
         },
         auth,
         shutdown_signal(),

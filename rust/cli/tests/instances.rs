@@ -438,6 +438,26 @@ fn placement_prefers_the_less_loaded_agent_and_limits_hold() {
     assert_eq!(f.instance_processes().len(), 4);
 }
 
+/// An agent link named `name` with `key` under `key_name` is refused (`AuthFailed`).
+fn assert_agent_refused(f: &Fixture, name: &str, key_name: &str, key: &sustenet_proto::Key) {
+    let section = sustenet_server::instances_config::AgentSection {
+        name: name.into(),
+        key_name: key_name.into(),
+        master: f.master_addr(),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let limits = sustenet_server::Limits::default();
+    let err = rt
+        .block_on(sustenet_server::agent::connect(&section, key, &limits))
+        .unwrap_err();
+    assert_eq!(
+        err.reason,
+        Some(sustenet_proto::DisconnectReason::AuthFailed),
+        "{err}"
+    );
+}
+
 #[test]
 fn forged_agent_and_forged_admin_are_refused() {
     let f = Fixture::new("", &["a"]);
@@ -450,22 +470,7 @@ fn forged_agent_and_forged_admin_are_refused() {
         .unwrap();
     assert!(out.status.success());
     let key = sustenet_server::keys::load_key(&other.path().join("agents/a")).unwrap();
-    let section = sustenet_server::instances_config::AgentSection {
-        name: "a".into(),
-        key_name: "a".into(),
-        master: f.master_addr(),
-        ..Default::default()
-    };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let limits = sustenet_server::Limits::default();
-    let err = rt
-        .block_on(sustenet_server::agent::connect(&section, &key, &limits))
-        .unwrap_err();
-    assert_eq!(
-        err.reason,
-        Some(sustenet_proto::DisconnectReason::AuthFailed),
-        "{err}"
-    );
+    assert_agent_refused(&f, "a", "a", &key);
     // The same forged agent as a process: refused, never registered.
     std::fs::create_dir_all(f.path("forged/agents")).unwrap();
     std::fs::copy(other.path().join("agents/a"), f.path("forged/agents/a")).unwrap();
@@ -531,6 +536,30 @@ fn forged_agent_and_forged_admin_are_refused() {
     eventually("the made-up instance cluster is refused", || {
         cluster.log().contains("refused this cluster")
     });
+}
+
+#[test]
+fn an_agent_key_added_while_the_master_runs_works_and_a_removed_one_stops_new_links() {
+    let mut f = Fixture::new("", &[]);
+    // Made after the master started: no restart needed.
+    assert!(
+        f.run(&["keygen", "--agent", "--name", "late"])
+            .status
+            .success()
+    );
+    let t = f.cluster_template("room", 1);
+    f.agent("late", free_range(2), &t);
+    let (_, agent, _) = f.spawn(&["room"]).unwrap();
+    assert_eq!(agent, "late");
+    // Removed from the folder: the link that is up stays, a new one is refused.
+    let key = sustenet_server::keys::load_key(&f.path("keys/agents/late")).unwrap();
+    std::fs::remove_file(f.path("keys/agents/late")).unwrap();
+    assert_agent_refused(&f, "late-2", "late", &key);
+    assert_eq!(
+        f.list().len(),
+        1,
+        "the running agent's instance is still listed"
+    );
 }
 
 #[test]

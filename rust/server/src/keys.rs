@@ -114,6 +114,28 @@ pub const AGENT_KEY_DIR: &str = "agents";
 /// The folder inside the key folder that holds admin keys (`sustenet instances`).
 pub const ADMIN_KEY_DIR: &str = "admin";
 
+/// The key file `name` in `dir` as it is now, or `None` when `name` is not a
+/// plain file name (empty, over 255 bytes, starting with `.`, or with a
+/// character other than `A-Z a-z 0-9 - _ .`), names the master's own files,
+/// or the file is missing or not a key. Read at each connection attempt of
+/// an agent or admin tool, so the folder can change while the master runs.
+pub fn read_named_key(dir: &Path, name: &str) -> Option<Key> {
+    let plain = !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !plain || name == MASTER_KEY_FILE || name == MASTER_PUB_FILE {
+        return None;
+    }
+    let path = dir.join(name);
+    if !path.is_file() {
+        return None;
+    }
+    load_key(&path).map_err(|e| tracing::warn!("{e}")).ok()
+}
+
 /// Every key in a folder, as [`load_key_dir`]; an empty set when the folder does not exist.
 pub fn load_optional_key_dir(dir: &Path) -> Result<HashMap<String, Key>, ServerError> {
     if !dir.exists() {

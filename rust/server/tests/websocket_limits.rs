@@ -135,8 +135,9 @@ fn refused_for(answer: &[u8], reason: DisconnectReason) -> bool {
     answer.windows(8).any(|w| w == &reject[..8])
 }
 
-/// A good web client still gets an answer (a refusal of its made-up token).
-async fn still_serves(port: u16) {
+/// A good web client still gets an answer (a refusal of its made-up token);
+/// returns its WebSocket, after the refusal.
+async fn still_serves(port: u16) -> Ws {
     let mut ws = open(&Target {
         port,
         cert: None,
@@ -161,6 +162,7 @@ async fn still_serves(port: u16) {
         "{:?}",
         handshake::check_refusal(&f)
     );
+    ws
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -487,5 +489,31 @@ async fn the_master_counts_web_handshake_refusals_as_it_counts_tcp_ones() {
     assert_eq!(master_handshakes(&registry, "too_many_handshakes"), 1);
     assert_eq!(master_handshakes(&registry, "handshake_timeout"), 3);
     assert_eq!(master_handshakes(&registry, "ok"), 1);
+    master.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_closes_with_4000_plus_its_reason() {
+    let (master, cluster) = setup(|_| {}).await;
+    let mut ws = still_serves(cluster.ws_port).await;
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let close = loop {
+        match tokio::time::timeout(GUARD, ws.next())
+            .await
+            .expect("a close in time")
+        {
+            Some(Ok(Message::Close(c))) => break c.expect("a close frame with a code"),
+            Some(Ok(_)) => {}
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    let code = u16::from(close.code);
+    assert_eq!(
+        code,
+        4000 + u16::from(DisconnectReason::TokenInvalid.code())
+    );
+    assert!(!close.reason.is_empty());
+    cluster.stop().await;
     master.stop().await;
 }

@@ -153,6 +153,24 @@ pub struct SustenetCluster {
     /// ([code]Authorization: Bearer <token>[/code] or [code]?token=<token>[/code]).
     #[export]
     metrics_token: GString,
+    /// Port of a WebSocket listener for web players ([code]SustenetWebClient[/code],
+    /// [code]SustenetWebMultiplayerPeer[/code]) on [member bind_address]; 0: none
+    /// (the default). Without a certificate it serves [code]ws://[/code], which
+    /// is allowed on a loopback [member bind_address] only (development); see
+    /// docs/web.md.
+    #[export]
+    websocket_port: i64,
+    /// The [code]wss://[/code] certificate chain (PEM, leaf first); with
+    /// [member websocket_key_file]. [code]res://[/code] and [code]user://[/code] paths work.
+    #[export]
+    websocket_cert_file: GString,
+    /// The certificate's private key (PEM).
+    #[export]
+    websocket_key_file: GString,
+    /// Origins whose pages may connect ([code]https://game.example[/code], or
+    /// [code]*[/code]); empty: pages from loopback hosts only.
+    #[export]
+    websocket_allowed_origins: PackedStringArray,
     metrics: sustenet_server::metrics::ClusterMetrics,
     running: Option<Running>,
     players: std::collections::HashSet<u64>,
@@ -195,6 +213,10 @@ impl INode for SustenetCluster {
             next_instance_request: 0,
             metrics_bind: GString::new(),
             metrics_token: GString::new(),
+            websocket_port: 0,
+            websocket_cert_file: GString::new(),
+            websocket_key_file: GString::new(),
+            websocket_allowed_origins: PackedStringArray::new(),
             metrics: Default::default(),
             running: None,
             players: Default::default(),

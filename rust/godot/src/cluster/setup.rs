@@ -9,6 +9,7 @@ use sustenet_proto::{DEFAULT_CLUSTER_PORT, DEFAULT_MASTER_PORT};
 use sustenet_server::cluster::{self, ClusterConfig};
 use sustenet_server::fragments::{Dims, FragmentSettings, GridConfig};
 use sustenet_server::keys;
+use sustenet_server::web::{TlsIdentity, WebSocketConfig};
 use tokio::sync::oneshot;
 
 use super::forward::{Forward, InstanceIds, NodeEvent};
@@ -67,11 +68,57 @@ impl SustenetCluster {
             ..ClusterConfig::default()
         };
         config.limits.send_queue = usize::try_from(self.send_queue.max(1)).unwrap_or(usize::MAX);
+        config.websocket = self.websocket_config()?;
         config
             .grid
             .validate()
             .map_err(|e| Error::invalid(format!("SustenetCluster: fragment settings: {e}")))?;
         Ok((config, port, udp_port))
+    }
+
+    /// The WebSocket listener `websocket_port` asks for (none for 0).
+    fn websocket_config(&self) -> Result<Option<WebSocketConfig>, Error> {
+        if self.websocket_port == 0 {
+            return Ok(None);
+        }
+        let port = u16::try_from(self.websocket_port).map_err(|_| {
+            Error::invalid(format!(
+                "SustenetCluster: websocket_port {} is not a port",
+                self.websocket_port
+            ))
+        })?;
+        let bind: std::net::IpAddr = self.bind_address.to_string().parse().map_err(|_| {
+            Error::invalid(format!(
+                "SustenetCluster: bind_address '{}' must be an IP address to listen for WebSockets",
+                self.bind_address
+            ))
+        })?;
+        let mut ws = WebSocketConfig::new((bind, port).into());
+        let (cert, key) = (
+            self.websocket_cert_file.to_string(),
+            self.websocket_key_file.to_string(),
+        );
+        ws.tls = match (cert.is_empty(), key.is_empty()) {
+            (true, true) => None,
+            (false, false) => Some(
+                TlsIdentity::from_pem_files(globalize(&cert).as_ref(), globalize(&key).as_ref())
+                    .map_err(|e| Error::invalid(format!("SustenetCluster: {e}")))?,
+            ),
+            _ => {
+                return Err(Error::invalid(
+                    "SustenetCluster: websocket_cert_file and websocket_key_file go together",
+                ));
+            }
+        };
+        ws.allowed_origins = self
+            .websocket_allowed_origins
+            .as_slice()
+            .iter()
+            .map(|o| o.to_string())
+            .collect();
+        ws.check()
+            .map_err(|e| Error::invalid(format!("SustenetCluster: {e}")))?;
+        Ok(Some(ws))
     }
 
     /// The cluster key `key_name` (from `key_path`, or `keys/<key_name>.key`).

@@ -149,6 +149,12 @@ pub async fn supervise(
             && out.code != 0
             && t.restart == RestartPolicy::OnFailure
             && restarts < t.max_restarts;
+        info!(
+            instance_id = id,
+            code = out.code,
+            stopped = out.stopped,
+            "instance process exited"
+        );
         let _ = reports
             .send(Report::Exited {
                 instance_id: id,
@@ -263,10 +269,10 @@ fn start(
         .stdout(Stdio::null())
         .stderr(stderr)
         .kill_on_drop(true);
-    cmd.stdin(match t.key {
-        KeyHandover::Stdin => Stdio::piped(),
-        KeyHandover::File => Stdio::null(),
-    });
+    // Always a pipe, kept open while the agent runs the instance: with `key = "stdin"` the key
+    // comes through it; either way it reaches end-of-file when the agent stops the instance or
+    // dies (even by `kill -9`), so an instance that watches it never outlives its agent.
+    cmd.stdin(Stdio::piped());
     if let Some(dir) = &t.dir {
         cmd.current_dir(dir);
     }

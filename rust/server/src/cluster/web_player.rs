@@ -325,7 +325,15 @@ async fn run_session(
                 }
             },
             _ = keepalive.tick() => to_core(shared, s, vec![Record::Ping(0)], MAX_DATAGRAM),
-            _ = out_tx.closed() => break DisconnectReason::ConnectionLost,
+            _ = out_tx.closed() => {
+                // The writer ended the link (its close frame is sent): read
+                // on until the client answers the close, at most a second,
+                // so the socket is not reset under frames the client has not
+                // read yet (it would lose the goodbye and the close code).
+                let drain = async { while let Ok(Some(_)) = rx.recv().await {} };
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+                break DisconnectReason::ConnectionLost;
+            }
         }
     };
     let left = CoreEvent::Left {
@@ -472,7 +480,8 @@ async fn web_writer(
     route: Arc<Route>,
     mut opener: DatagramOpener,
 ) {
-    let r: Result<DisconnectReason, WebError> = async {
+    // The reason, and the text of the close frame (the goodbye's message, if any).
+    let r: Result<(DisconnectReason, String), WebError> = async {
         send_reliable(&mut tx, &first).await?;
         tx.flush().await?;
         loop {
@@ -480,20 +489,22 @@ async fn web_writer(
                 biased;
                 k = &mut kill => {
                     let Ok((goodbye, drain)) = k else {
-                        return Ok(DisconnectReason::ConnectionLost);
+                        return Ok((DisconnectReason::ConnectionLost, String::new()));
                     };
                     if drain {
                         while let Some(m) = rx.try_recv() {
                             send_reliable(&mut tx, &m).await?;
                         }
                     }
-                    let reason = goodbye.reason;
+                    let (reason, text) = (goodbye.reason, goodbye.message.clone());
                     send_reliable(&mut tx, &ClusterToClient::Disconnect(goodbye)).await?;
                     tx.flush().await?;
-                    return Ok(reason);
+                    return Ok((reason, text));
                 }
                 m = rx.recv() => {
-                    let Some(m) = m else { return Ok(DisconnectReason::ConnectionLost) };
+                    let Some(m) = m else {
+                        return Ok((DisconnectReason::ConnectionLost, String::new()));
+                    };
                     let mut bytes = send_reliable(&mut tx, &m).await?;
                     let mut messages = 1;
                     while messages < 256 {
@@ -519,7 +530,14 @@ async fn web_writer(
     }
     .await;
     match r {
-        Ok(reason) => tx.close(web::close_code(reason), &reason.to_string()).await,
+        Ok((reason, text)) => {
+            let text = if text.is_empty() {
+                reason.to_string()
+            } else {
+                text
+            };
+            tx.close(web::close_code(reason), &text).await;
+        }
         Err(e) => debug!("web writer stopped: {e}"),
     }
 }

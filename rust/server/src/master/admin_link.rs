@@ -34,13 +34,13 @@ pub(super) async fn accept(
     conn: u64,
     permit: HandshakePermit,
 ) {
-    let key = shared.keys.admin_keys.get(&hello.key_name);
+    let key = shared.keys.admin_key(&hello.key_name);
     let proven = prove::<AdminToMaster>(
         shared,
         frames,
         wr,
         KeyRole::Admin,
-        key,
+        key.as_ref(),
         &hello.key_name,
         &hello.nonce,
     );

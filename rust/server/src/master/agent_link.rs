@@ -40,8 +40,16 @@ pub(super) async fn accept(
         nonce,
         peer,
     } = hello;
-    let key = shared.keys.agent_keys.get(&key_name);
-    let proven = prove::<AgentToMaster>(shared, frames, wr, KeyRole::Agent, key, &key_name, &nonce);
+    let key = shared.keys.agent_key(&key_name);
+    let proven = prove::<AgentToMaster>(
+        shared,
+        frames,
+        wr,
+        KeyRole::Agent,
+        key.as_ref(),
+        &key_name,
+        &nonce,
+    );
     let Some(ProvenLink {
         reader,
         mut writer,

@@ -137,6 +137,12 @@ pub struct MasterKeys {
     pub agent_keys: HashMap<String, Key>,
     /// Admin keys by key name (`<key_dir>/admin/`), for `sustenet instances`.
     pub admin_keys: HashMap<String, Key>,
+    /// When set, agent keys are read from this folder at each agent's
+    /// connection attempt instead of from `agent_keys`: a key file added
+    /// there works without a restart, one removed stops new links.
+    pub agent_key_dir: Option<std::path::PathBuf>,
+    /// The same for admin keys.
+    pub admin_key_dir: Option<std::path::PathBuf>,
 }
 
 impl MasterKeys {
@@ -147,7 +153,27 @@ impl MasterKeys {
             cluster_keys,
             agent_keys: HashMap::new(),
             admin_keys: HashMap::new(),
+            agent_key_dir: None,
+            admin_key_dir: None,
         }
+    }
+
+    /// The agent key `key_name`: its file in `agent_key_dir` as it is now,
+    /// or from `agent_keys` when there is no such folder.
+    pub fn agent_key(&self, key_name: &str) -> Option<Key> {
+        lookup(self.agent_key_dir.as_deref(), &self.agent_keys, key_name)
+    }
+
+    /// The admin key `key_name`, found as [`MasterKeys::agent_key`] finds agent keys.
+    pub fn admin_key(&self, key_name: &str) -> Option<Key> {
+        lookup(self.admin_key_dir.as_deref(), &self.admin_keys, key_name)
+    }
+}
+
+fn lookup(dir: Option<&std::path::Path>, keys: &HashMap<String, Key>, name: &str) -> Option<Key> {
+    match dir {
+        Some(dir) => crate::keys::read_named_key(dir, name),
+        None => keys.get(name).cloned(),
     }
 }
 

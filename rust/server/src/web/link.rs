@@ -150,7 +150,7 @@ impl WebTx {
             let _ = self.sink.send(Message::binary(frame)).await;
         })
         .await;
-        self.close(CloseCode::Policy, message).await;
+        self.close(close_code(reason), message).await;
     }
 
     /// Sends a close frame (`code`, `why` cut to fit) and ends the link,
@@ -172,11 +172,12 @@ impl WebTx {
     }
 }
 
-/// The close code for a link that ends with `reason`.
+/// First close code of the range that carries a disconnect reason.
+pub(crate) const REASON_CLOSE_CODES: u16 = 4000;
+
+/// The close code for a link that ends with `reason`: 4000 + its wire code
+/// (docs/protocol.md §17.2), so a client whose WebSocket drops the frames
+/// that arrive with the close (Godot's `WebSocketPeer`) still learns why.
 pub(crate) fn close_code(reason: DisconnectReason) -> CloseCode {
-    match reason {
-        DisconnectReason::ProtocolViolation => CloseCode::Protocol,
-        DisconnectReason::ServerShutdown => CloseCode::Away,
-        _ => CloseCode::Normal,
-    }
+    CloseCode::from(REASON_CLOSE_CODES + u16::from(reason.code()))
 }
