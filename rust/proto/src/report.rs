@@ -71,13 +71,7 @@ impl ClusterReport {
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let n = usize::from(r.u16()?);
-        if n > REPORT_CELLS_MAX {
-            return Err(DecodeError::TooLong {
-                len: n,
-                max: REPORT_CELLS_MAX,
-            });
-        }
+        let n = within(usize::from(r.u16()?), REPORT_CELLS_MAX)?;
         let mut cells = Vec::with_capacity(n);
         let mut seen = HashSet::with_capacity(n);
         for _ in 0..n {
@@ -94,13 +88,7 @@ impl ClusterReport {
             }
             cells.push(ReportCell { coords, players });
         }
-        let n = usize::from(r.u8()?);
-        if n > REPORT_DISCONNECTS_MAX {
-            return Err(DecodeError::TooLong {
-                len: n,
-                max: REPORT_DISCONNECTS_MAX,
-            });
-        }
+        let n = within(usize::from(r.u8()?), REPORT_DISCONNECTS_MAX)?;
         let mut disconnects = Vec::with_capacity(n);
         for _ in 0..n {
             let age_ms = r.u32()?;
@@ -114,6 +102,14 @@ impl ClusterReport {
         }
         Ok(Self { cells, disconnects })
     }
+}
+
+/// `n` if it is at most `max`.
+fn within(n: usize, max: usize) -> Result<usize, DecodeError> {
+    if n > max {
+        return Err(DecodeError::TooLong { len: n, max });
+    }
+    Ok(n)
 }
 
 fn check_count(len: usize, max: usize) -> Result<(), EncodeError> {
