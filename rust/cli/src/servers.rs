@@ -195,6 +195,7 @@ pub fn cluster_config(cfg: &ConfigFile) -> ClusterConfig {
         public_tcp_port: (cfg.cluster.public_port != 0).then_some(cfg.cluster.public_port),
         public_udp_port: (cfg.cluster.public_udp_port != 0).then_some(cfg.cluster.public_udp_port),
         udp_silence: Duration::from_millis(cfg.cluster.udp_silence_ms),
+        state_window: Duration::from_millis(cfg.cluster.state_window_ms),
         send_queue_bytes: cfg.cluster.send_queue_bytes,
         event_queue_bytes: cfg.cluster.event_queue_bytes,
         ping_rate_per_source: cfg.cluster.ping_rate_per_source,
