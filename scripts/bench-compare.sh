@@ -54,9 +54,10 @@ SUSTENET="$ROOT/target/$PROFILE/sustenet"; ENET_BENCH="$ROOT/target/$PROFILE/sus
 "$ROOT/scripts/godot.sh" --headless --version >/dev/null 2>&1 || { echo "bench-compare.sh: Godot is not installed (scripts/install-godot.sh)" >&2; exit 1; }
 
 DIR=$(mktemp -d /tmp/bench-compare.XXXXXX)
-GROUPS_STARTED=()
+GROUPS_STARTED=(); PAUSE=
 cleanup() {
     local g
+    if [ -n "$PAUSE" ]; then kill "$PAUSE" 2>/dev/null || true; fi
     for g in "${GROUPS_STARTED[@]}"; do kill -TERM -- "-$g" 2>/dev/null || true; done
     for g in "${GROUPS_STARTED[@]}"; do wait "$g" 2>/dev/null || true; done
     if [ "$KEEP" = 1 ]; then say "run folder kept: $DIR"; else rm -rf "$DIR"; fi
@@ -70,6 +71,8 @@ start() {
     setsid taskset -c "$core" "$@" >"$log" 2>"$log.err" </dev/null &
     STARTED=$!; GROUPS_STARTED+=("$STARTED")
 }
+# Sleeps in a way a signal interrupts at once (bash runs traps only between commands).
+pause() { sleep "$1" & PAUSE=$!; wait "$PAUSE" || true; PAUSE=; }
 # Stops a group started by start() and reaps it.
 stop() { kill -TERM -- "-$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 # CPU ticks (user + system) of the given processes and their threads.
@@ -81,7 +84,7 @@ wait_idle() {
     [ "$IDLE_TIMEOUT" -gt 0 ] || return 0
     local until=$((SECONDS + IDLE_TIMEOUT)) a b
     while [ $SECONDS -lt "$until" ]; do
-        a=$(machine); sleep 6; b=$(machine)
+        a=$(machine); pause 6; b=$(machine)
         if awk -v a="$a" -v b="$b" 'BEGIN { split(a, x); split(b, y); exit !((y[1] - x[1]) < 0.15 * (y[2] - x[2])) }'; then return 0; fi
     done
     say "WARNING: the machine was not 85 % idle for 6 s within ${IDLE_TIMEOUT} s; measuring anyway"
@@ -91,7 +94,7 @@ measure() {
     local out=$1 secs=$2; shift 2
     local s0 g0 m0 t0 s1 g1 m1 t1 hz
     s0=$(cpu "$1"); g0=$(cpu "$2" $(pgrep -P "$2" | tr '\n' ' ')); m0=$(machine); t0=$(date +%s.%N)
-    sleep "$secs"
+    pause "$secs"
     s1=$(cpu "$1"); g1=$(cpu "$2" $(pgrep -P "$2" | tr '\n' ' ')); m1=$(machine); t1=$(date +%s.%N)
     hz=$(getconf CLK_TCK)
     python3 -c 'import json,sys; a=sys.argv[1:]; w=float(a[7])-float(a[6]); m0=a[4].split(); m1=a[5].split(); hz=int(a[8])
@@ -108,7 +111,7 @@ run_enet() {
     wait_idle; say "ENet: $n clients"
     start "$SERVER_CORE" "$d/relay.log" "$ROOT/scripts/godot.sh" --headless --path "$ROOT/bench/enet_relay" -- \
         --port "$PORT" --max-clients "$n" --lifetime $((DURATION + 300)); local relay=$STARTED
-    wait_for "$d/relay.log" "RELAY ready" 60 "$relay" || { say "ENet: the relay did not start"; cat "$d/relay.log" "$d/relay.log.err" >&2; FAILED=1; return; }
+    wait_for "$d/relay.log" "RELAY ready" 60 "$relay" || { say "ENet: the relay did not start"; cat "$d/relay.log" "$d/relay.log.err" >&2 || true; FAILED=1; return; }
     start "$BENCH_CORE" "$d/gen.json" "$ENET_BENCH" --server "127.0.0.1:$PORT" --clients "$n" --duration "$DURATION" --json; local gen=$STARTED
     if wait_for "$d/gen.json.err" "window begins" 180 "$gen"; then measure "$d/cpu.json" $((DURATION - 1)) "$relay" "$gen"; fi
     local grc=0 rrc=0
@@ -116,7 +119,7 @@ run_enet() {
     for _ in $(seq 300); do kill -0 "$relay" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$relay" 2>/dev/null; then say "ENet: the relay did not exit after its clients left"; stop "$relay"; rrc=124; else wait "$relay" || rrc=$?; fi
     python3 "$ROOT/scripts/lib/bench_compare.py" enet "$d" "$grc" "$rrc" >"$d/result.json" || FAILED=1
-    [ "$grc" = 0 ] && [ "$rrc" = 0 ] || { say "ENet: generator exit $grc, relay exit $rrc"; tail -3 "$d/gen.json.err" "$d/relay.log.err" >&2; FAILED=1; }
+    [ "$grc" = 0 ] && [ "$rrc" = 0 ] || { say "ENet: generator exit $grc, relay exit $rrc"; tail -n 3 "$d/gen.json.err" "$d/relay.log.err" >&2 || true; FAILED=1; }
 }
 
 run_sustenet() {
@@ -128,17 +131,17 @@ run_sustenet() {
     start "$SERVER_CORE" "$d/up.log" "$SUSTENET" up --clusters 1 --max-connections 20000 --port "$PORT"; local up=$STARTED
     local ok=
     for _ in $(seq 120); do "$SUSTENET" probe --count 1 >"$d/probe.log" 2>&1 && { ok=1; break; }; kill -0 "$up" 2>/dev/null || break; sleep 0.5; done
-    [ -n "$ok" ] || { say "Sustenet: up did not answer a probe"; tail -5 "$d/up.log.err" "$d/probe.log" >&2; stop "$up"; FAILED=1; return; }
+    [ -n "$ok" ] || { say "Sustenet: up did not answer a probe"; tail -n 5 "$d/up.log.err" "$d/probe.log" >&2 || true; stop "$up"; FAILED=1; return; }
     start "$BENCH_CORE" "$d/bench.json" "$SUSTENET" bench --clients "$n" --world "$world" --duration $((DURATION + 4)) \
         --hz 20 --reliable-per-sec 1 --unreliable-per-sec 2 --json; local bench=$STARTED
-    sleep "$(awk -v r="$ramp" 'BEGIN { print r + 2.3 }')"
+    pause "$(awk -v r="$ramp" 'BEGIN { print r + 2.3 }')"
     measure "$d/cpu.json" "$DURATION" "$up" "$bench"
     local brc=0 urc=0
     wait "$bench" || brc=$?
     if ! kill -0 "$up" 2>/dev/null; then say "Sustenet: up exited before the end of the run"; urc=1; fi
     stop "$up"; cd "$ROOT"
     python3 "$ROOT/scripts/lib/bench_compare.py" sustenet "$d" "$brc" "$urc" >"$d/result.json" || FAILED=1
-    [ "$brc" = 0 ] && [ "$urc" = 0 ] || { say "Sustenet: bench exit $brc, up exit $urc"; tail -3 "$d/bench.json.err" >&2; FAILED=1; }
+    [ "$brc" = 0 ] && [ "$urc" = 0 ] || { say "Sustenet: bench exit $brc, up exit $urc"; tail -n 3 "$d/bench.json.err" >&2 || true; FAILED=1; }
 }
 
 for n in $CLIENTS; do run_enet "$n"; run_sustenet "$n"; done

@@ -64,11 +64,27 @@ mount_once "$R/proc" -t proc proc
 mkdir -p "$R$dir"
 mount_once "$R$dir" --bind "$dir"
 
-# The root's own environment: the host's LD_* settings must not leak in.
+# The root's own environment: the host's LD_* settings must not leak in. The game keeps this
+# script's standard input (an agent's pipe: a game started with --quit-on-stdin-eof stops when
+# it closes). SIGTERM or SIGINT to this script gives the game SUSTENET_EXPORT_STOP_GRACE_SEC
+# (default 3) to stop by itself, then passes SIGTERM on; the exit code is always the game's.
+grace=${SUSTENET_EXPORT_STOP_GRACE_SEC:-3}
+[[ "$grace" =~ ^[0-9]+$ ]] || die "SUSTENET_EXPORT_STOP_GRACE_SEC must be a whole number of seconds"
 set +e
 chroot "$R" /usr/bin/env -u LD_LIBRARY_PATH -u LD_PRELOAD \
     PATH=/usr/local/bin:/usr/bin:/bin HOME="${HOME:-/root}" \
-    /bin/sh -c 'cd "$1" && shift && exec "$@"' sh "$dir" "$dir/$name" "$@"
-rc=$?
+    /bin/sh -c 'cd "$1" && shift && exec "$@"' sh "$dir" "$dir/$name" "$@" <&0 &
+game=$!
+stop_asked=0
+trap 'stop_asked=1' TERM INT
+while :; do
+    wait "$game"
+    rc=$?
+    kill -0 "$game" 2>/dev/null || break
+    if [ "$stop_asked" -eq 1 ]; then
+        for _ in $(seq $((grace * 10))); do kill -0 "$game" 2>/dev/null || break; sleep 0.1; done
+        kill -TERM "$game" 2>/dev/null
+    fi
+done
 set -e
 exit $rc

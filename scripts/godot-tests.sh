@@ -49,6 +49,12 @@
 #                   certificate) against a real `sustenet up` beside a native SustenetClient:
 #                   login, join, reliable and unreliable echoes, both players in one fragment
 #                   seeing each other, chat both ways, a handoff, a cut link that reconnects
+#   portal          the demo world's portal (cluster/portal.gd): the demo cluster as the world, a
+#                   real `sustenet agent` whose template "dungeon" runs the headless export with
+#                   --dungeon=crypt; three clients (test_portal.gd): a party of two walks in, is
+#                   moved to the fresh instance, walks out back to the world; the empty instance
+#                   is stopped (stop_when_empty_sec) and exits 0; then an instance whose agent is
+#                   killed with -9 exits too; no export process is left
 #   web_mp          SustenetWebMultiplayerPeer (pure GDScript) and a native SustenetMultiplayerPeer
 #                   as clients of a SustenetCluster running SustenetMultiplayerPeer as server (one
 #                   process; ws:// on loopback; a real `sustenet master` with its WebSocket port on):
@@ -220,7 +226,8 @@ run_godot 180 "$T/import.log" --import || { sed 's/\x1b\[[0-9;]*m//g' "$T/import
 
 # --- keys and a real master --------------------------------------------------------------
 read -r MASTER_PORT DEAD_PORT OWN_MASTER_PORT CL_PORT W_MASTER_PORT W_CLUSTER_PORT EXPORT_PORT FL_PORT \
-    WEST_PORT EAST_PORT MP_ENET_PORT MP_PORT MP_A_PORT MP_B_PORT MP_BENCH_PORT GW_WEST_PORT GW_EAST_PORT GWX_WEST_PORT GWX_EAST_PORT <<<"$(free_ports 19)"
+    WEST_PORT EAST_PORT MP_ENET_PORT MP_PORT MP_A_PORT MP_B_PORT MP_BENCH_PORT GW_WEST_PORT GW_EAST_PORT GWX_WEST_PORT GWX_EAST_PORT \
+    PORTAL_WORLD_PORT PORTAL_FIRST_PORT <<<"$(free_ports 21)"
 mkdir -p "$T/keys" "$T/own-master-keys"
 "$SUSTENET" keygen --dir "$T/keys" --master >"$T/keygen.log" 2>&1 || die "sustenet keygen --master failed"
 "$SUSTENET" keygen --dir "$T/keys" --name test_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
@@ -228,9 +235,11 @@ mkdir -p "$T/keys" "$T/own-master-keys"
 "$SUSTENET" keygen --dir "$T/keys" --name flood_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
 "$SUSTENET" keygen --dir "$T/keys" --name west_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
 "$SUSTENET" keygen --dir "$T/keys" --name east_cluster >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
-for k in mp_cluster mp_a mp_b mp_bench gw_west gw_east gwx_west gwx_east; do
+for k in mp_cluster mp_a mp_b mp_bench gw_west gw_east gwx_west gwx_east portal_world; do
     "$SUSTENET" keygen --dir "$T/keys" --name "$k" >>"$T/keygen.log" 2>&1 || die "sustenet keygen failed"
 done
+"$SUSTENET" keygen --dir "$T/keys" --agent --name portal_agent >>"$T/keygen.log" 2>&1 || die "sustenet keygen --agent failed"
+"$SUSTENET" keygen --dir "$T/keys" --admin --name admin_key >>"$T/keygen.log" 2>&1 || die "sustenet keygen --admin failed"
 PUB=$(tr -d '[:space:]' <"$T/keys/master.pub")
 cat >"$T/master.toml" <<TOML
 [all]
@@ -252,6 +261,8 @@ done
 say "sustenet master on 127.0.0.1:$MASTER_PORT (pid $MASTER_PID), keys in $T/keys"
 
 # --- tests ---------------------------------------------------------------------------------
+# shellcheck source=scripts/lib/godot-portal-test.sh
+. "$REPO/scripts/lib/godot-portal-test.sh"
 if wanted client_cluster; then
     say "running client_cluster (two Godot processes)"
     start_bg "$T/cluster_node.log" timeout -k 5 90 "$GODOT" --headless --path "$PROJECT" \
@@ -403,6 +414,11 @@ if wanted export; then
         [ "$rc" -eq 0 ] && rc=1
     fi
     verdict export "$elog" "$rc"
+fi
+
+if wanted portal; then
+    say "running portal (the demo world's portal: a party into a dungeon instance an agent starts from the export)"
+    run_portal_test
 fi
 
 if wanted border; then

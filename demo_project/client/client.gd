@@ -69,6 +69,8 @@ var moves := 0
 ## a WELCOME).
 var send_pos_after := 0
 var just_redirected := false
+## The world's portal or the dungeon's exit, from WELCOME ("portal" / "dungeon"), drawn as a square.
+var portal_marker: ColorRect = null
 
 
 func _ready() -> void:
@@ -266,6 +268,15 @@ func _on_packet_received(command: int, data: PackedByteArray, _reliable: bool) -
 			if w is Dictionary and w.get("region") is Dictionary:
 				region = w["region"]
 				_update_border()
+			if w is Dictionary:
+				_show_portal(w)
+		Protocol.PORTAL:
+			var pm = SustenetClient.decode_var(data)
+			if pm is Dictionary:
+				match pm.get("state"):
+					"opening": _log("[i]the portal opens a dungeon for your party...[/i]")
+					"leaving": _log("[i]back to the world[/i]")
+					_: _log("[color=red]the portal failed: %s[/color]" % str(pm.get("reason", "")).xml_escape())
 		Protocol.PLAYER_JOINED:
 			var j = SustenetClient.decode_var(data)
 			if j is Dictionary and j.has("id"):
@@ -431,10 +442,7 @@ func _update_border() -> void:
 				l.visible = false
 		return
 	if border_line == null:
-		border_line = ColorRect.new()
-		border_line.color = Color(1, 1, 1, 0.35)
-		border_line.mouse_filter = Control.MOUSE_FILTER_IGNORE
-		game_area.add_child(border_line)
+		border_line = _overlay(Color(1, 1, 1, 0.35))
 		for i in 2:
 			var l := Label.new()
 			l.add_theme_font_size_override("font_size", 13)
@@ -488,3 +496,33 @@ func _clear_others() -> void:
 
 func _log(bbcode: String) -> void:
 	chat_log.append_text(bbcode + "\n")
+
+
+## Draws the world's portal or the dungeon's exit from a WELCOME (hidden when it has neither).
+func _show_portal(welcome: Dictionary) -> void:
+	var spot = welcome.get("portal", welcome.get("dungeon"))
+	if not (spot is Dictionary and spot.get("pos", spot.get("exit")) is Vector2):
+		if portal_marker:
+			portal_marker.visible = false
+		return
+	if portal_marker == null:
+		portal_marker = _overlay(Color(0.55, 0.35, 1.0, 0.45))
+		var l := Label.new()
+		l.add_theme_font_size_override("font_size", 13)
+		l.position = Vector2(0, -20)
+		portal_marker.add_child(l)
+	var r := float(spot.get("radius", Protocol.PORTAL_RADIUS))
+	var at: Vector2 = spot.get("pos", spot.get("exit"))
+	portal_marker.size = Vector2.ONE * r * 2
+	portal_marker.position = _to_screen(at) - Vector2.ONE * r
+	(portal_marker.get_child(0) as Label).text = "portal" if welcome.has("portal") else "exit"
+	portal_marker.visible = true
+
+
+## A rectangle drawn over the play area that lets the mouse through.
+func _overlay(color: Color) -> ColorRect:
+	var r := ColorRect.new()
+	r.color = color
+	r.mouse_filter = Control.MOUSE_FILTER_IGNORE
+	game_area.add_child(r)
+	return r

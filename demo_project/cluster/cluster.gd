@@ -27,6 +27,11 @@
 ## to the neighbour with transfer_player(); its state (name, position, colour) travels as
 ## var_to_bytes and arrives in the neighbour's player_connected.
 ##
+## Instances (portal.gd): the world's portal moves a party into a fresh dungeon instance
+## (spawn_instance through the master's agents); a dungeon instance (--dungeon=NAME) sends each
+## player back to the world at its exit. Flags: --no-portal, --portal-template=NAME,
+## --portal-dungeon=NAME, --portal-stop-when-empty=SEC, --dungeon=NAME, --quit-on-stdin-eof.
+##
 ## Finding the neighbour: a SustenetCluster picks its id at start(), so the neighbour's id is
 ## not known in advance and clusters have no API to talk to each other. This cluster runs a
 ## small SustenetClient of its own that asks the master for the cluster list (no login
@@ -35,6 +40,7 @@
 extends Node
 
 const Protocol = preload("res://common/protocol.gd")
+const Portal = preload("res://cluster/portal.gd")
 
 ## Default names of the two sides.
 const SIDE_NAMES := {"west": "West Cluster", "east": "East Cluster"}
@@ -53,6 +59,12 @@ var last_try := {}
 var lookup: SustenetClient = null
 var lookup_timer := 0.0
 var warned_no_neighbour := 0
+
+## The world's portal or the dungeon's exit.
+var portal: Portal = null
+
+## Bad arguments: this process does not start and exits with code 2.
+var refused := false
 
 ## --godot-way: this process runs the Godot-way demo's cluster instead.
 var godot_way := false
@@ -92,6 +104,18 @@ func _enter_tree() -> void:
 	if args.has("border-x"): border_x = float(args["border-x"])
 	if args.has("neighbour-name"): neighbour_name = args["neighbour-name"]
 	if args.has("neighbour-id"): neighbour_id = int(args["neighbour-id"])
+	portal = Portal.new()
+	portal.name = "Portal"
+	add_child.call_deferred(portal)
+	var bad := portal.configure(self, c, args, side)
+	if bad != "":
+		push_error("demo cluster: %s" % bad)
+		c.autostart = false
+		refused = true
+		get_tree().quit.call_deferred(2)
+		return
+	if portal.role == "dungeon" and not args.has("name"):
+		c.server_name = "Dungeon %s" % portal.dungeon
 	c.started.connect(_on_started)
 	c.stopped.connect(_on_stopped)
 	c.registered.connect(_on_registered)
@@ -113,7 +137,7 @@ func _enter_tree() -> void:
 
 
 func _ready() -> void:
-	if godot_way:
+	if godot_way or refused:
 		return
 	if not cluster.autostart and not cluster.is_running():
 		var err := cluster.start()
@@ -265,6 +289,7 @@ func _on_player_connected(id: int, data: PackedByteArray) -> void:
 		if st.get("color") is Color:
 			color = st["color"]
 		from = str(st.get("from", "?"))
+		portal.on_arrived(id, st)
 	else:
 		player_name = data.get_string_from_utf8()
 		pos = _spawn_point()
@@ -275,8 +300,10 @@ func _on_player_connected(id: int, data: PackedByteArray) -> void:
 	if side != "":
 		welcome["region"] = {"cluster": cluster.server_name, "side": side, "border_x": border_x,
 				"neighbour": neighbour_name}
-	if from.is_empty():
+	if from.is_empty() or portal.role != "":
+		# Through the portal or the dungeon's exit, the player lands somewhere new.
 		welcome["spawn"] = pos
+	portal.welcome_extra(welcome)
 	cluster.send_var_to(id, Protocol.WELCOME, welcome)
 	players[id] = {"name": player_name, "pos": pos, "color": color}
 	cluster.set_player_position(id, pos)
@@ -294,6 +321,7 @@ func _on_player_disconnected(id: int, reason: int) -> void:
 	players.erase(id)
 	moving.erase(id)
 	last_try.erase(id)
+	portal.on_left(id)
 	cluster.broadcast(Protocol.PLAYER_LEFT, Protocol.encode_id(id))
 	if reason == SustenetClient.REASON_REDIRECTED:
 		print("demo cluster: %s moved on to '%s', %d player(s)" % [p.get("name", str(id)), neighbour_name, players.size()])
@@ -325,6 +353,8 @@ func _on_packet_received(id: int, command: int, data: PackedByteArray, reliable:
 			cluster.broadcast_except(id, Protocol.POS, Protocol.encode_player_pos(id, pos), false)
 			if _past_border(pos):
 				_hand_over(id)
+			elif portal.on_pos(id, pos):
+				moving[id] = true
 		Protocol.CHAT:
 			var text := data.get_string_from_utf8().strip_edges().left(200)
 			if text.is_empty():

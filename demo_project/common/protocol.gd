@@ -21,12 +21,38 @@ const PLAYER_LEFT := 12
 ## "region": {"cluster": String, "side": String, "border_x": float, "neighbour": String},
 ## "spawn": Vector2}). "region" only when the cluster serves one side of a border; "spawn" only
 ## on a fresh join (a player handed over from the neighbour keeps the position it has).
+## The world's WELCOME also has "portal": {"pos": Vector2, "radius": float}; a dungeon
+## instance's has "dungeon": {"name": String, "exit": Vector2, "radius": float}. On those two
+## clusters "spawn" is always there: a player coming through the portal or the exit lands there.
 const WELCOME := 14
 ## Cluster -> the others: var_to_bytes({"id": int, "name": String, "pos": Vector2, "color": Color}).
 const PLAYER_JOINED := 15
 ## Cluster -> the player it is about to hand over (reliable, just before transfer_player):
 ## var_to_bytes({"to": String, "pos": Vector2}). It arrives before the client's `redirected`.
 const HANDOFF := 16
+## Cluster -> the players of a party at the portal or the dungeon's exit (reliable):
+## var_to_bytes({"state": "opening" | "failed" | "leaving", "reason": String}). "opening": the
+## cluster asked for a dungeon instance for the party; "failed": it could not be had (the reason
+## is the master's or the agent's); "leaving": the player is being moved back to the world.
+const PORTAL := 17
+
+## The portal of the demo world (a cluster without --side and without --dungeon): a player whose
+## position comes within PORTAL_RADIUS of PORTAL_POS, together with every player within
+## PARTY_RADIUS of it, is moved to a fresh dungeon instance (docs/instances.md §8).
+const PORTAL_POS := Vector2(320, 0)
+const PORTAL_RADIUS := 24.0
+const PARTY_RADIUS := 80.0
+## A player opens the portal at most once in this many milliseconds.
+const PORTAL_COOLDOWN_MS := 5000
+## Where players coming back from a dungeon appear in the world (outside the portal).
+const PORTAL_RETURN := Vector2(250, 0)
+## The dungeons an instance can run (--dungeon=NAME; any other name is refused): where players
+## arrive ("entry") and the exit back to the world ("exit", EXIT_RADIUS around it).
+const DUNGEONS := {
+	"crypt": {"entry": Vector2(250, 0), "exit": Vector2(-320, 0)},
+	"cave": {"entry": Vector2(0, 150), "exit": Vector2(0, -170)},
+}
+const EXIT_RADIUS := 24.0
 
 ## World coordinates: the origin is the centre of the client's play area, x grows east.
 ## Two demo clusters split the world at x = border_x (default 0): west serves x < border_x,

@@ -76,6 +76,10 @@ pub struct UpArgs {
     /// the URLs when the address is beyond loopback and none is given.
     #[arg(long, env = "SUSTENET_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// The demo's headless export, offered by the agent as the template
+    /// `dungeon` (default: build/cluster/cluster.x86_64 when it exists).
+    #[arg(long)]
+    pub dungeon_export: Option<PathBuf>,
 }
 
 /// The default address of `up`'s metrics and dashboard.
@@ -177,8 +181,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     master_metrics.register(&mut registry);
     let mut local_clusters = Vec::new();
-    let agent =
-        crate::up_agent::DevAgent::prepare(&args.dir, &args.bind, client_host, master_port)?;
+    let dungeon = crate::up_agent::find_demo_export(args.dungeon_export.as_deref())?;
+    let agent = crate::up_agent::DevAgent::prepare(
+        &args.dir,
+        &args.bind,
+        client_host,
+        master_port,
+        dungeon.as_deref(),
+    )?;
     let mut mkeys = MasterKeys::new(keypair, cluster_keys.clone());
     mkeys.agent_keys = agent.agent_keys.clone();
     mkeys.admin_keys = agent.admin_keys.clone();
@@ -211,6 +221,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         agent_ports.1,
         key_dir.display()
     );
+    if let Some(d) = &dungeon {
+        println!(
+            "  dungeon      template dungeon: {} --dungeon={{scene}}",
+            d.display()
+        );
+    }
     if let Some(w) = &web {
         println!("  web clients  {}", w.url);
     }

@@ -1,9 +1,10 @@
 //! The agent `sustenet up` runs beside its master (docs/instances.md): an
-//! agent key and an admin key made on first run, and one template, `room`,
-//! a `sustenet cluster` (this very binary) with its key on stdin.
+//! agent key and an admin key made on first run, the template `room`, a
+//! `sustenet cluster` (this very binary) with its key on stdin, and the
+//! template `dungeon`, the headless export of the demo, when it is built.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use sustenet_proto::Key;
@@ -17,6 +18,9 @@ pub const ADMIN_KEY: &str = "admin_key";
 /// How many ports above the master's the agent's range starts, and its size.
 const PORT_OFFSET: u16 = 100;
 const PORTS: u16 = 100;
+/// Where the demo's headless export is built (`demo_project/export_presets.cfg`),
+/// relative to the folder `up` runs in (the repository's root).
+pub const DEMO_EXPORT: &str = "build/cluster/cluster.x86_64";
 
 /// The dev agent: its settings, its key, and the key tables the master needs.
 pub struct DevAgent {
@@ -28,12 +32,14 @@ pub struct DevAgent {
 
 impl DevAgent {
     /// Makes the keys on first run and the agent's settings: ports
-    /// `master_port + 100` to `+ 199`, the template `room`.
+    /// `master_port + 100` to `+ 199`, the template `room`, and the template
+    /// `dungeon` when `dungeon_export` (the demo's headless export) is given.
     pub fn prepare(
         dev_dir: &Path,
         bind: &str,
         client_host: &str,
         master_port: u16,
+        dungeon_export: Option<&Path>,
     ) -> anyhow::Result<Self> {
         let key_dir = dev_dir.join("keys");
         let agents = key_dir.join(keys::AGENT_KEY_DIR);
@@ -83,6 +89,13 @@ impl DevAgent {
             restart_backoff_max_ms: 30_000,
             dir: None,
         };
+        let mut templates = BTreeMap::from([("room".to_owned(), room)]);
+        if let Some(export) = dungeon_export {
+            templates.insert(
+                "dungeon".to_owned(),
+                demo_dungeon(export, bind, client_host, master_port)?,
+            );
+        }
         let section = AgentSection {
             name: NAME.into(),
             key_name: NAME.into(),
@@ -92,7 +105,7 @@ impl DevAgent {
             port_last: first.1,
             public_address: client_host.into(),
             run_dir: dev_dir.join("agent"),
-            templates: BTreeMap::from([("room".to_owned(), room)]),
+            templates,
             ..AgentSection::default()
         };
         Ok(Self {
@@ -101,5 +114,99 @@ impl DevAgent {
             agent_keys,
             admin_keys,
         })
+    }
+}
+
+/// The demo's export as a dungeon instance (docs/instances.md §8): its
+/// `--dungeon={scene}` (`crypt` or `cave`), its key in a file, and
+/// `--quit-on-stdin-eof` so it never outlives the agent.
+pub fn demo_dungeon(
+    export: &Path,
+    bind: &str,
+    client_host: &str,
+    master_port: u16,
+) -> anyhow::Result<TemplateSection> {
+    let command: PathBuf = std::path::absolute(export)
+        .with_context(|| format!("cannot resolve {}", export.display()))?;
+    let dir = command.parent().map(Path::to_path_buf);
+    let args = [
+        "--".to_owned(),
+        "--dungeon={scene}".to_owned(),
+        "--key-name={key_name}".to_owned(),
+        "--key-path={key_path}".to_owned(),
+        "--port={port}".to_owned(),
+        format!("--bind={bind}"),
+        "--public-address={public_address}".to_owned(),
+        format!("--master-address={client_host}"),
+        format!("--master-port={master_port}"),
+        "--quit-on-stdin-eof".to_owned(),
+    ];
+    Ok(TemplateSection {
+        command,
+        args: args.to_vec(),
+        max: 20,
+        key: KeyHandover::File,
+        restart: Default::default(),
+        max_restarts: 3,
+        restart_backoff_ms: 1_000,
+        restart_backoff_max_ms: 30_000,
+        dir,
+    })
+}
+
+/// The export `up` offers as the template `dungeon`: `flag` when given (it
+/// must exist), otherwise [`DEMO_EXPORT`] when it is there.
+pub fn find_demo_export(flag: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
+    match flag {
+        Some(p) if p.is_file() => Ok(Some(p.to_path_buf())),
+        Some(p) => anyhow::bail!(
+            "--dungeon-export {}: no such file (export the demo with the \"Linux Cluster (headless)\" preset)",
+            p.display()
+        ),
+        None => Ok(Some(PathBuf::from(DEMO_EXPORT)).filter(|p| p.is_file())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dungeon_template_runs_the_export_with_its_placeholders() -> anyhow::Result<()> {
+        let t = demo_dungeon(
+            Path::new("build/cluster/cluster.x86_64"),
+            "127.0.0.1",
+            "127.0.0.1",
+            7000,
+        )?;
+        assert!(t.command.is_absolute());
+        assert!(t.command.ends_with("build/cluster/cluster.x86_64"));
+        assert_eq!(t.dir.as_deref(), t.command.parent());
+        assert_eq!(t.key, KeyHandover::File);
+        for want in [
+            "--dungeon={scene}",
+            "--key-path={key_path}",
+            "--port={port}",
+            "--master-port=7000",
+            "--quit-on-stdin-eof",
+        ] {
+            assert!(
+                t.args.iter().any(|a| a == want),
+                "{want} missing from {:?}",
+                t.args
+            );
+        }
+        assert_eq!(t.args.first().map(String::as_str), Some("--"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_export_named_by_the_flag_is_an_error() {
+        let missing = Path::new("/nonexistent/cluster.x86_64");
+        let err = find_demo_export(Some(missing))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("no such file"), "{err}");
     }
 }

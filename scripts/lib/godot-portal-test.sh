@@ -1,0 +1,116 @@
+# The in-engine `portal` test of scripts/godot-tests.sh (sourced there; uses its T, REPO,
+# PROJECT, GODOT, SUSTENET, MASTER_PORT, PUB, PORTAL_* ports and its helpers start_bg,
+# wait_for_line, run_godot, verdict).
+#
+# 1. The demo cluster (cluster.tscn) runs as the world "portal_world" with its portal on and
+#    --portal-stop-when-empty=2; a real `sustenet agent` offers the template "dungeon": the
+#    headless export of the demo through scripts/godot-run-export.sh with --dungeon={scene}
+#    --quit-on-stdin-eof, its key file in the agent's run_dir inside the export folder (the
+#    folder the chroot sees).
+# 2. test_portal.gd: a party walks in, is moved to the fresh instance, walks out; the empty
+#    instance leaves the master's list. The agent must log the instance's exit with code 0 and
+#    stopped=true (it stopped on the agent's closed pipe, not on a signal).
+# 3. `sustenet instances spawn dungeon` starts a second instance; the agent is killed with -9;
+#    the instance must exit by itself (its standard input, the agent's pipe, closed).
+# 4. The world stops through its stop file (exit 0); no process of the export is left.
+
+# portal_export_procs: pids of processes running the portal test's export (wrapper included).
+portal_export_procs() { pgrep -f -- "$T/portal/cluster.x86_64" || true; }
+
+# portal_start_agent <log>: starts the agent (sets AGENT_PID); 0 once it registered.
+portal_start_agent() {
+    RUST_LOG="info,sustenet_server::agent=debug" start_bg "$1" "$SUSTENET" agent -c "$T/portal/agent.toml"
+    AGENT_PID=$BG_PID
+    wait_for_line "$1" 'agent registered' 30 "$AGENT_PID"
+}
+
+run_portal_test() {
+    local P="$T/portal" plog="$T/portal_checks.log" rc=0 world_rc agent_rc
+    mkdir -p "$P/run"
+    : >"$plog"
+    run_godot 300 "$T/portal_build.log" --export-release "Linux Cluster (headless)" "$P/cluster.x86_64"
+    if [ $? -ne 0 ] || [ ! -x "$P/cluster.x86_64" ] || [ ! -e "$P/libsustenet.so" ]; then
+        { echo "FAIL: the export failed"; cat "$T/portal_build.log"; ls -la "$P"; } >>"$plog"
+        verdict "portal (export)" "$plog" 1
+        return
+    fi
+    cat >"$P/agent.toml" <<TOML
+[all]
+key_dir = "$T/keys"
+
+[agent]
+name = "portal_agent"
+key_name = "portal_agent"
+master = "127.0.0.1:$MASTER_PORT"
+capacity = 4
+port_first = $PORTAL_FIRST_PORT
+port_last = $((PORTAL_FIRST_PORT + 9))
+public_address = "127.0.0.1"
+run_dir = "$P/run"
+stop_grace_ms = 10000
+stderr_lines = 200
+
+[agent.templates.dungeon]
+command = "$REPO/scripts/godot-run-export.sh"
+args = ["$P/cluster.x86_64", "--", "--dungeon={scene}", "--key-name={key_name}", "--key-path={key_path}", "--port={port}", "--bind=127.0.0.1",
+        "--public-address={public_address}", "--master-port=$MASTER_PORT", "--quit-on-stdin-eof"]
+max = 2
+TOML
+    if ! portal_start_agent "$T/portal_agent.log"; then
+        echo "FAIL: the agent did not register" >>"$plog"
+        verdict "portal (agent)" "$T/portal_agent.log" 1
+        return
+    fi
+    start_bg "$T/portal_world.log" timeout -k 5 150 "$GODOT" --headless --path "$PROJECT" \
+        res://cluster/cluster.tscn -- --name=portal_world --key-name=portal_world \
+        --key-path="$T/keys/portal_world" --port="$PORTAL_WORLD_PORT" --bind=127.0.0.1 \
+        --master-port="$MASTER_PORT" --portal-stop-when-empty=2 --stop-file="$P/stop_world"
+    local world_pid=$BG_PID
+    wait_for_line "$T/portal_world.log" 'cluster id=[0-9]+' 40 "$world_pid" || echo "FAIL: the world did not register" >>"$plog"
+
+    run_godot 120 "$T/portal.log" -s res://tests/test_portal.gd -- \
+        --master-port="$MASTER_PORT" --master-key="$PUB" --cluster-name=portal_world
+    verdict "portal (players)" "$T/portal.log" $?
+
+    # The stopped instance: the agent's report of its exit.
+    local exited=1
+    for _ in $(seq 100); do
+        sed 's/\x1b\[[0-9;]*m//g' "$T/portal_agent.log" \
+            | grep -qE 'instance process exited instance_id=1 code=0 stopped=true' && { exited=0; break; }
+        sleep 0.2
+    done
+    if [ "$exited" -eq 0 ]; then
+        echo "PASS: the agent stopped the empty dungeon; its process exited 0" >>"$plog"
+    else
+        echo "FAIL: no 'instance process exited ... code=0 stopped=true' in the agent's log" >>"$plog"
+    fi
+
+    # kill -9 of the agent: its running instance must not survive it.
+    timeout -k 5 90 "$SUSTENET" instances --master "127.0.0.1:$MASTER_PORT" --key-dir "$T/keys" \
+        spawn dungeon --param scene=cave >"$T/portal_spawn.log" 2>&1
+    if [ $? -eq 0 ] && [ -n "$(portal_export_procs)" ]; then
+        echo "PASS: a second instance is up ($(cat "$T/portal_spawn.log"))" >>"$plog"
+        kill -KILL "$AGENT_PID"
+        wait "$AGENT_PID" 2>/dev/null
+        for _ in $(seq 150); do [ -z "$(portal_export_procs)" ] && break; sleep 0.2; done
+        if [ -z "$(portal_export_procs)" ]; then
+            echo "PASS: after kill -9 of its agent, the instance's processes are gone" >>"$plog"
+        else
+            echo "FAIL: the instance outlived its agent's kill -9: $(portal_export_procs | tr '\n' ' ')" >>"$plog"
+            portal_export_procs | xargs -r kill -KILL
+        fi
+        { echo "== the orphaned instance's stderr"; cat "$P"/run/*.log 2>/dev/null; } >>"$plog"
+        agent_rc=0
+    else
+        { echo "FAIL: sustenet instances spawn failed"; cat "$T/portal_spawn.log"; } >>"$plog"
+        kill -TERM "$AGENT_PID"; wait "$AGENT_PID"; agent_rc=$?
+    fi
+
+    touch "$P/stop_world"
+    wait "$world_pid"; world_rc=$?
+    [ -z "$(portal_export_procs)" ] || { echo "FAIL: export processes left: $(portal_export_procs | tr '\n' ' ')" >>"$plog"; rc=1; }
+    { echo "== agent log"; cat "$T/portal_agent.log"; } >>"$plog"
+    verdict "portal (instances: stop when empty, agent kill -9, no orphans)" "$plog" "$rc"
+    verdict "portal (world cluster)" "$T/portal_world.log" "$world_rc"
+    [ "$agent_rc" -eq 0 ] || verdict "portal (agent exit)" "$T/portal_agent.log" "$agent_rc"
+}
