@@ -115,6 +115,11 @@ pub struct ServerArgs {
     /// Sets `[agones] enabled = true`: run the cluster as an Agones GameServer.
     #[arg(long, env = "SUSTENET_AGONES")]
     pub agones: bool,
+    /// Cluster: run the demo world of `sustenet up` (command 10 carries a
+    /// player's position and places it in the fragment grid; players near it
+    /// receive it) instead of the echo game alone.
+    #[arg(long)]
+    pub world: bool,
     /// Overrides `[metrics] token`.
     #[arg(long, env = "SUSTENET_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
