@@ -109,6 +109,10 @@ pub struct ServerArgs {
     /// shut down when standard input closes (how an agent starts instances).
     #[arg(long)]
     pub key_stdin: bool,
+    /// Cluster: shut down when standard input closes, with the key from a file
+    /// (an agent's instance then never outlives its agent, docs/instances.md §3).
+    #[arg(long, conflicts_with = "key_stdin")]
+    pub quit_on_stdin_eof: bool,
     /// Overrides `[metrics] bind` (`host:port` of `/metrics`; empty: off).
     #[arg(long, env = "SUSTENET_METRICS_BIND")]
     pub metrics_bind: Option<String>,

@@ -240,7 +240,12 @@ pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
                 cfg.cluster.key_name
             )
         })?;
-        (key, None)
+        let eof = if args.quit_on_stdin_eof {
+            Some(crate::instance_key::watch_stdin_eof()?)
+        } else {
+            None
+        };
+        (key, eof)
     };
     let (tcp, udp) =
         bind_cluster(&cfg.all.bind, cfg.cluster_port(), cfg.cluster_udp_port()).await?;
