@@ -182,12 +182,15 @@ fn drive(swarm: &mut Swarm, args: &Args, n: usize) -> Result<Window> {
                         sent_us: now,
                         sender: (*next % n as u64) as u32,
                     };
-                    send_one(swarm, kind, stamp);
+                    let sent = send_one(swarm, kind, stamp);
                     *next += 1;
-                    if in_window && kind == KIND_POSITION {
+                    if !sent || !in_window {
+                        continue;
+                    }
+                    if kind == KIND_POSITION {
                         w.positions_sent += 1;
                         w.expected += fan;
-                    } else if in_window {
+                    } else {
                         w.echoes_sent += 1;
                     }
                 }
@@ -219,7 +222,8 @@ fn drive(swarm: &mut Swarm, args: &Args, n: usize) -> Result<Window> {
     Ok(w)
 }
 
-fn send_one(swarm: &mut Swarm, kind: u8, stamp: Stamp) {
+/// Sends client `stamp.sender`'s position or echo; `false` if its peer refused it.
+fn send_one(swarm: &mut Swarm, kind: u8, stamp: Stamp) -> bool {
     if kind == KIND_POSITION {
         // A straight walk: where the client is matters to nobody, only that it moves.
         let t = stamp.seq as f32 * 0.5;
@@ -232,9 +236,9 @@ fn send_one(swarm: &mut Swarm, kind: u8, stamp: Stamp) {
             wire::encode(kind, POSITION_LEN, stamp, xyz),
             rusty_enet::PacketKind::AlwaysUnreliable { sequenced: false },
         );
-        swarm.send(stamp.sender as usize, wire::CHANNEL_UNRELIABLE, &p);
+        swarm.send(stamp.sender as usize, wire::CHANNEL_UNRELIABLE, &p)
     } else {
         let p = Packet::reliable(wire::encode(kind, ECHO_LEN, stamp, [0.0; 3]));
-        swarm.send(stamp.sender as usize, wire::CHANNEL_RELIABLE, &p);
+        swarm.send(stamp.sender as usize, wire::CHANNEL_RELIABLE, &p)
     }
 }

@@ -137,19 +137,16 @@ impl Swarm {
         Ok(())
     }
 
-    /// Queues `packet` from client `i` on `channel` (sent at the next flush).
-    pub fn send(&mut self, i: usize, channel: u8, packet: &Packet) {
+    /// Queues `packet` from client `i` on `channel` (sent at the next flush); `false` if
+    /// the client's peer refused it (not connected any more), which counts as not sent.
+    pub fn send(&mut self, i: usize, channel: u8, packet: &Packet) -> bool {
         let Some(&(h, peer)) = self.peers.get(i) else {
-            return;
+            return false;
         };
-        if let Some(p) = self
-            .hosts
+        self.hosts
             .get_mut(h)
             .and_then(|host| host.get_peer_mut(peer))
-        {
-            // A peer that is not connected (any more) refuses; it counts as not sent.
-            let _ = p.send(channel, packet);
-        }
+            .is_some_and(|p| p.send(channel, packet).is_ok())
     }
 
     /// Sends everything queued on every host.

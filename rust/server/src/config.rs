@@ -297,6 +297,9 @@ impl Default for MasterSection {
     }
 }
 
+/// The largest `[cluster] state_window_ms` accepted.
+pub const MAX_STATE_WINDOW_MS: u64 = 1_000;
+
 /// `[cluster]`, as in the original Sustenet plus the address clients use.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -339,6 +342,10 @@ pub struct ClusterSection {
     pub ping_rate_per_source: u32,
     /// Port of the WebSocket listener for web players (`[websocket]`); 0: off.
     pub websocket_port: u16,
+    /// Longest wait of a player's batch of state records after its first
+    /// one, in milliseconds: a neighbour's state reaches it at most this
+    /// late (plus the network); 0: sent at the end of each input.
+    pub state_window_ms: u64,
 }
 
 impl Default for ClusterSection {
@@ -359,6 +366,7 @@ impl Default for ClusterSection {
             event_queue_bytes: 32 << 20,
             ping_rate_per_source: 32,
             websocket_port: 0,
+            state_window_ms: crate::cluster::ClusterConfig::DEFAULT_STATE_WINDOW_MS,
         }
     }
 }
@@ -515,6 +523,12 @@ impl ConfigFile {
                 "must be at least limits.max_frame, so the largest message can be kept for a reconnect",
             ));
         }
+        if self.cluster.state_window_ms > MAX_STATE_WINDOW_MS {
+            return Err(bad(
+                "cluster.state_window_ms",
+                "must be at most 1000 (a state older than that is stale)",
+            ));
+        }
         if self.master.auth == AuthMode::SharedSecret && self.master.shared_secret.is_empty() {
             return Err(bad(
                 "master.shared_secret",
@@ -637,6 +651,11 @@ domain_pub_key = "https://site-cdn.playreia.com/game/pubkey.pub" # Remove this i
         let e = ConfigFile::parse("[cluster]\nresume_buffer = 4096\n", Path::new("C.toml"))
             .unwrap_err();
         assert!(e.to_string().contains("cluster.resume_buffer"), "{e}");
+        let e = ConfigFile::parse("[cluster]\nstate_window_ms = 1001\n", Path::new("C.toml"))
+            .unwrap_err();
+        assert!(e.to_string().contains("cluster.state_window_ms"), "{e}");
+        let c = ConfigFile::parse("[cluster]\nstate_window_ms = 0\n", Path::new("C.toml")).unwrap();
+        assert_eq!(c.cluster.state_window_ms, 0);
         // With reconnects off the buffer is not used, so it is not checked.
         let c = ConfigFile::parse(
             "[cluster]\nresume_buffer = 4096\nresume_grace_ms = 0\n",

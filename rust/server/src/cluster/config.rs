@@ -41,9 +41,17 @@ pub struct ClusterConfig {
     /// The world's fragment grid: cell size, 2D or 3D, default cap, update
     /// rate and interest radius.
     pub grid: GridConfig,
-    /// How often due fragments are checked and their state updates sent;
-    /// the highest update rate any fragment can get is `1 / update_tick`.
+    /// How often due fragments are checked for states to send again (those
+    /// held back by their fragment's update rate, and unchanged ones).
     pub update_tick: Duration,
+    /// How long a player's batch of state records may wait for more after
+    /// its first one (`[cluster] state_window_ms`). A state set with
+    /// [`Context::set_state`](crate::cluster::Context::set_state) leaves
+    /// at most this long after it was set (at its fragment's update rate);
+    /// a longer window packs more neighbours' records per datagram. Zero:
+    /// a player's records go out at the end of each input that made them
+    /// (about one datagram per neighbour's update).
+    pub state_window: Duration,
     /// The TCP port clients are told to connect to; `None` means the port
     /// the cluster listens on. Set it when clients reach the cluster through
     /// a port-forwarding proxy or NAT.
@@ -91,6 +99,12 @@ impl ClusterConfig {
     /// players are at most about 1.3 GiB, within a 2 GiB server.
     pub const DEFAULT_MAX_CONNECTIONS: u32 = 1_000;
 
+    /// [`ClusterConfig::state_window`] by default, in milliseconds: with
+    /// about 10 neighbours at 20 Hz, about two records per datagram when
+    /// they report at random moments, and at most this added to a state's
+    /// latency.
+    pub const DEFAULT_STATE_WINDOW_MS: u64 = 5;
+
     /// The player limit in force.
     pub fn connection_limit(&self) -> u32 {
         if self.max_connections == 0 {
@@ -117,6 +131,7 @@ impl Default for ClusterConfig {
             ping_sources: 4_096,
             grid: GridConfig::default(),
             update_tick: Duration::from_millis(10),
+            state_window: Duration::from_millis(Self::DEFAULT_STATE_WINDOW_MS),
             public_tcp_port: None,
             public_udp_port: None,
             resume_grace: Duration::from_secs(30),

@@ -4,10 +4,13 @@
 //!
 //! Every simulated player has its own session keys and a proven UDP
 //! address; each period of the update rate it reports its position in one
-//! datagram (as `sustenet bench` does, command [`World::POS`]), and the core
-//! runs the [`World`] plugin, plans the state fan-out and seals every
-//! recipient's datagrams, over the core ticks of the period. The sealed
-//! datagrams are counted and dropped where the driver would send them.
+//! datagram (as `sustenet bench` does, command [`World::POS`]), the players
+//! one after the other spread evenly over the period (as unsynchronized
+//! clients would), and the core runs the [`World`] plugin, adds each state
+//! to its audience's batches and seals every batch when its state window
+//! ends, with its update ticks in between, as the driver would run it. The
+//! sealed datagrams are counted and dropped where the driver would send
+//! them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +36,8 @@ pub struct CoreBench {
     /// Core ticks per period of the update rate.
     slices: u32,
     tick: Duration,
+    /// When the next update tick is due.
+    next_tick: Instant,
     /// Keeps each connection's queue alive, as its writer would.
     _queues: Vec<Arc<QueueLevel>>,
     rng: u64,
@@ -50,17 +55,19 @@ pub struct PeriodStats {
 impl CoreBench {
     /// `players` players on a square world sized so that each has about
     /// `neighbours` others within `radius` (its interest radius and the
-    /// fragment size), updated at `update_hz` with core ticks of `tick`.
+    /// fragment size), updated at `update_hz` with core ticks of `tick` and
+    /// a state window of `window`.
     pub fn new(
         players: usize,
         neighbours: f64,
         radius: f32,
         update_hz: f32,
-        tick: Duration,
+        (tick, window): (Duration, Duration),
     ) -> Self {
         let config = ClusterConfig {
             max_connections: u32::try_from(players).unwrap_or(u32::MAX),
             update_tick: tick,
+            state_window: window,
             grid: GridConfig {
                 cell_size: radius,
                 dims: Dims::Two,
@@ -95,6 +102,7 @@ impl CoreBench {
                 .unwrap_or(1)
                 .max(1),
             tick,
+            next_tick: now + tick,
             _queues: Vec::with_capacity(players),
             rng: 0x9E37_79B9_7F4A_7C15,
         };
@@ -196,29 +204,55 @@ impl CoreBench {
     }
 
     /// One period of the update rate: every player moves a little and
-    /// reports its position, and the core runs its ticks, sealing the whole
-    /// fan-out.
+    /// reports its position, one after the other spread evenly over the
+    /// period, and the core runs what is due in between (update ticks, the
+    /// batches whose window ended), sealing the whole fan-out.
     pub fn period(&mut self) -> PeriodStats {
         let mut stats = PeriodStats::default();
-        for i in 0..self.players.len() {
+        let start = self.now;
+        let period = self.tick * self.slices;
+        let n = self.players.len();
+        for i in 0..n {
+            let at = start + period.mul_f64(i as f64 / n as f64);
+            self.run_until(at, &mut stats);
             let (mut pos, from) = self.players[i];
             for v in pos.iter_mut().take(2) {
                 *v = (*v + self.unit() * 2.0 - 1.0).rem_euclid(self.side);
             }
             self.players[i] = (pos, from);
             self.report(i);
+            self.count(&mut stats);
         }
-        for _ in 0..self.slices {
-            self.now += self.tick;
-            self.core.handle_update(self.now);
-            self.core.finish();
-            self.core.drain_transmits(|_, d| {
-                stats.datagrams += 1;
-                stats.bytes += d.len();
-            });
-        }
+        self.run_until(start + period, &mut stats);
         self.carry_out();
         stats
+    }
+
+    /// Runs the update ticks and the deadlines due up to `at`, in order, as
+    /// the driver's timers would; the clock is then at `at`.
+    fn run_until(&mut self, at: Instant, stats: &mut PeriodStats) {
+        loop {
+            let due = self.core.poll_timeout().filter(|d| *d <= at);
+            match due {
+                Some(d) if d < self.next_tick => self.core.handle_timeout(d),
+                _ if self.next_tick <= at => {
+                    self.core.handle_update(self.next_tick);
+                    self.next_tick += self.tick;
+                }
+                _ => break,
+            }
+            self.core.finish();
+            self.count(stats);
+        }
+        self.now = at;
+    }
+
+    /// Counts the sealed datagrams and drops them.
+    fn count(&mut self, stats: &mut PeriodStats) {
+        self.core.drain_transmits(|_, d| {
+            stats.datagrams += 1;
+            stats.bytes += d.len();
+        });
     }
 
     /// The number of simulated players.
@@ -247,12 +281,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_period_seals_one_datagram_for_nearly_every_player() {
-        let mut b = CoreBench::new(300, 10.0, 32.0, 20.0, Duration::from_millis(10));
-        let s = b.period();
-        // About 10 neighbours each: almost every player hears someone, in
-        // one datagram (10 states fit one), every update.
-        assert!(s.datagrams > 250 && s.datagrams <= 300, "{s:?}");
-        assert!(s.bytes > s.datagrams * DATAGRAM_OVERHEAD, "{s:?}");
+    fn records_share_datagrams_within_the_state_window() {
+        let at = |window| {
+            let mut b = CoreBench::new(300, 10.0, 32.0, 20.0, (Duration::from_millis(10), window));
+            b.period();
+            b.period()
+        };
+        // About 10 neighbours each at 20 Hz (fewer at the world's edges),
+        // reporting at spread moments: with no window one datagram per
+        // record (one report per input); with 5 ms about two records per
+        // datagram; with a whole period about one datagram per player.
+        let none = at(Duration::ZERO);
+        let five = at(Duration::from_millis(5));
+        let whole = at(Duration::from_millis(50));
+        assert!(none.datagrams > 1_200, "{none:?}");
+        assert!(
+            five.datagrams < none.datagrams * 3 / 4,
+            "{five:?} vs {none:?}"
+        );
+        assert!(whole.datagrams <= 600, "{whole:?}");
+        assert!(five.bytes > five.datagrams * DATAGRAM_OVERHEAD, "{five:?}");
     }
 }

@@ -288,8 +288,9 @@ pub async fn run_with_handle(
     core.start(Instant::now());
     tokio::pin!(shutdown);
     loop {
-        // Just past the deadline: `timeout` lets go of what is overdue.
-        let due = core.poll_timeout().map(|d| d + Duration::from_millis(1));
+        // At the deadline (the timer wakes at or just after it): `timeout`
+        // lets go of what is overdue, `finish` seals the state batches due.
+        let due = core.poll_timeout();
         let wake = tokio::time::Instant::from_std(due.unwrap_or_else(Instant::now));
         tokio::select! {
             _ = &mut shutdown => break,

@@ -61,7 +61,7 @@ async fn web_player(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
     let greeted = web::accept_hello(tcp, peer, ws_config, &shared.handshakes, &limits, &refused);
     let Some(web::Greeted {
         mut tx,
-        rx,
+        mut rx,
         hello,
         permit,
     }) = greeted.await
@@ -94,7 +94,9 @@ async fn web_player(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
         Ok(a) => a,
         Err(Some((reason, message))) => {
             refused(reason);
-            return tx.refuse(reason, &message).await;
+            tx.refuse(reason, &message).await;
+            drop(permit);
+            return rx.linger().await;
         }
         Err(None) => return,
     };
@@ -318,12 +320,8 @@ async fn run_session(
             },
             _ = keepalive.tick() => to_core(shared, s, vec![Record::Ping(0)], MAX_DATAGRAM),
             _ = out_tx.closed() => {
-                // The writer ended the link (its close frame is sent): read
-                // on until the client answers the close, at most a second,
-                // so the socket is not reset under frames the client has not
-                // read yet (it would lose the goodbye and the close code).
-                let drain = async { while let Ok(Some(_)) = rx.recv().await {} };
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+                // The writer ended the link (its close frame is sent).
+                rx.linger().await;
                 break DisconnectReason::ConnectionLost;
             }
         }

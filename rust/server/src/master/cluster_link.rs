@@ -325,6 +325,9 @@ async fn on_message(
             return Ok(Some(DisconnectReason::ProtocolViolation));
         }
         ClusterToMaster::Status(st) => shared.directory().handle_status(id, conn, st),
+        ClusterToMaster::Report(report) => {
+            shared.config.metrics.cluster_report(id, now_ms(), report);
+        }
         ClusterToMaster::WebSocket { port, tls } => {
             info!(
                 cluster_id = id,

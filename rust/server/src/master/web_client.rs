@@ -148,6 +148,7 @@ async fn web_client(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
                 let reason = run(&shared, peer, &mut tx, &mut rx).await;
                 debug!("web client session ended: {reason}");
                 tx.close(web::close_code(reason), &reason.to_string()).await;
+                rx.linger().await;
                 drop(client_permit);
                 return;
             }
@@ -171,6 +172,8 @@ async fn web_client(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
     };
     refused(reason);
     tx.refuse(reason, &why).await;
+    drop(permit);
+    rx.linger().await;
 }
 
 /// Sends `m` as a reliable web frame.

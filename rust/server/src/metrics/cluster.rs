@@ -31,7 +31,7 @@ pub struct FragmentCell {
 #[derive(Debug, Default)]
 struct View {
     cells: Vec<FragmentCell>,
-    recent: VecDeque<(u64, &'static str)>,
+    recent: VecDeque<(u64, DisconnectReason)>,
 }
 
 /// Every metric of one cluster. Cheap to clone (the clones count into the
@@ -240,7 +240,7 @@ impl ClusterMetrics {
         if v.recent.len() == RECENT_DISCONNECTS {
             v.recent.pop_front();
         }
-        v.recent.push_back((now_ms, label));
+        v.recent.push_back((now_ms, reason));
     }
     /// A transfer's redirect was sent `pause_secs` after it was asked for.
     pub fn transfer_redirected(&self, pause_secs: f64) {
@@ -314,6 +314,46 @@ impl ClusterMetrics {
         self.view().cells = cells;
     }
 
+    /// The dashboard report of this cluster at `now_ms`, in at most
+    /// `max_bytes` bytes of message body: the latest disconnects, newest
+    /// first (at most an hour old), and the most populated occupied
+    /// fragments (at most
+    /// [`REPORT_CELLS_MAX`](sustenet_proto::report::REPORT_CELLS_MAX), fewer
+    /// when `max_bytes` is smaller than a full report).
+    pub fn report(&self, now_ms: u64, max_bytes: usize) -> sustenet_proto::report::ClusterReport {
+        use sustenet_proto::report::{
+            REPORT_AGE_MAX_MS, REPORT_CELLS_MAX, REPORT_DISCONNECTS_MAX, RecentDisconnect,
+            ReportCell,
+        };
+        let v = self.view();
+        let disconnects: Vec<RecentDisconnect> = v
+            .recent
+            .iter()
+            .rev()
+            .take(REPORT_DISCONNECTS_MAX)
+            .filter_map(|(at, reason)| {
+                let age = u32::try_from(now_ms.saturating_sub(*at)).ok()?;
+                (age <= REPORT_AGE_MAX_MS).then_some(RecentDisconnect {
+                    age_ms: age,
+                    reason: *reason,
+                })
+            })
+            .collect();
+        // Type byte and two counts, then 5 bytes a disconnect, 16 a fragment.
+        let room = max_bytes.saturating_sub(4 + 5 * disconnects.len()) / 16;
+        let mut cells: Vec<&FragmentCell> = v.cells.iter().filter(|c| c.players > 0).collect();
+        cells.sort_unstable_by_key(|c| std::cmp::Reverse(c.players));
+        let cells = cells
+            .into_iter()
+            .take(REPORT_CELLS_MAX.min(room))
+            .map(|c| ReportCell {
+                coords: c.coords,
+                players: c.players,
+            })
+            .collect();
+        sustenet_proto::report::ClusterReport { cells, disconnects }
+    }
+
     fn view(&self) -> MutexGuard<'_, View> {
         self.view.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -349,7 +389,11 @@ impl ClusterMetrics {
             tick_seconds_sum: self.tick_nanos.get() as f64 / 1e9,
             master_link_up: self.master_link_up.get() == 1,
             cells: v.cells.clone(),
-            recent_disconnects: v.recent.iter().copied().collect(),
+            recent_disconnects: v
+                .recent
+                .iter()
+                .map(|(at, r)| (*at, reason_label(*r)))
+                .collect(),
         }
     }
 }

@@ -9,6 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use sustenet_proto::DisconnectReason;
 use sustenet_proto::message::ClusterInfo;
+use sustenet_proto::report::ClusterReport;
 
 use super::{Handshakes, LabeledCounter};
 
@@ -34,6 +35,7 @@ pub struct Sample {
 struct View {
     clusters: Vec<ClusterInfo>,
     history: VecDeque<Sample>,
+    reports: super::reports::Reports,
 }
 
 /// Label set of the per-cluster gauges: the cluster's name (one of the
@@ -172,7 +174,31 @@ impl MasterMetrics {
             v.history.pop_front();
         }
         v.history.push_back(sample);
+        let listed = clusters.iter().map(|c| c.id).collect();
+        v.reports.retain(&listed);
         v.clusters = clusters;
+    }
+
+    /// Cluster `id` sent its dashboard report (kept unless it sent one less
+    /// than [`REPORT_MIN_INTERVAL_MS`](super::reports::REPORT_MIN_INTERVAL_MS)
+    /// ago); says whether it was kept.
+    pub fn cluster_report(&self, id: u64, now_ms: u64, report: ClusterReport) -> bool {
+        self.view().reports.accept(id, now_ms, report)
+    }
+
+    /// Whether cluster `id` sent a report the master keeps.
+    pub fn has_report(&self, id: u64) -> bool {
+        self.view().reports.has(id)
+    }
+
+    /// The occupied fragments cluster `id` last reported.
+    pub fn reported_cells(&self, id: u64) -> Option<Vec<super::FragmentCell>> {
+        self.view().reports.cells(id)
+    }
+
+    /// The disconnects cluster `id` last reported: (wall clock ms, reason).
+    pub fn reported_disconnects(&self, id: u64) -> Vec<(u64, &'static str)> {
+        self.view().reports.disconnects(id)
     }
 
     fn tickets(&self, kind: &'static str) -> u64 {

@@ -18,6 +18,7 @@ pub mod core_health;
 pub mod dashboard;
 mod master;
 mod process;
+pub mod reports;
 
 pub use cluster::{ClusterMetrics, ClusterStats, FragmentCell};
 pub use core_health::CoreHeartbeat;

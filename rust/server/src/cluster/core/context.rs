@@ -299,10 +299,16 @@ impl Context<'_> {
         Ok(n)
     }
 
-    /// Sets a player's latest state. At its fragment's update rate, every
-    /// player whose interest area covers it receives it unreliably as
-    /// `command` with the payload `player id (u64 LE) || state`, many such
-    /// records coalesced into as few datagrams as fit the MTU.
+    /// Sets a player's latest state. Every player whose interest area
+    /// covers it receives it unreliably as `command` with the payload
+    /// `player id (u64 LE) || state`: within
+    /// [`ClusterConfig::state_window`](crate::cluster::ClusterConfig::state_window)
+    /// of this call (once the player has a position), at most at its
+    /// fragment's update rate (a state set faster waits for the fragment's
+    /// next update), and again on the fragment's updates while it does not
+    /// change (at least every two periods). Records for one recipient are
+    /// coalesced into as few datagrams as fit the MTU; a state set again
+    /// before its record left is sent once, as it is last.
     pub fn set_state(
         &mut self,
         player: PlayerId,
@@ -319,11 +325,7 @@ impl Context<'_> {
         if !self.s.players.contains_key(&player) {
             return Err(SendError::UnknownPlayer(player));
         }
-        // Most players report every tick: reuse the buffer of the last one.
-        let (c, s) = self.s.interest.states.entry(player).or_default();
-        *c = command;
-        s.clear();
-        s.extend_from_slice(state);
+        self.s.interest.set_state(player, command, state);
         Ok(())
     }
 

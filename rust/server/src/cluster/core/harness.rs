@@ -364,6 +364,37 @@ impl Harness {
             .collect()
     }
 
+    /// Every datagram the core sent since the last look, with the player
+    /// whose client opens it and its records, in the order sent.
+    pub(crate) fn sent(&mut self) -> Vec<(PlayerId, Vec<Record>)> {
+        let mut sealed = Vec::new();
+        self.core.drain_transmits(|_, d| sealed.push(d.to_vec()));
+        let mut out = Vec::new();
+        for d in sealed {
+            for (player, opener) in self.openers.iter_mut() {
+                if let Ok(plain) = opener.open(&d) {
+                    out.push((*player, decode_records(&plain).unwrap_or_default()));
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Moves the clock to `at` and runs what is due there, as the driver
+    /// does when [`Core::poll_timeout`] comes.
+    pub(crate) fn at(&mut self, at: Instant) {
+        self.now = at;
+        self.core.handle_timeout(self.now);
+        self.pump();
+    }
+
+    /// The update tick at the current time.
+    pub(crate) fn update(&mut self) {
+        self.core.handle_update(self.now);
+        self.pump();
+    }
+
     /// Runs `f` as a handle's command would.
     pub(crate) fn command(&mut self, f: impl FnOnce(&mut Context<'_>) + Send + 'static) {
         self.core.handle_command(self.now, Box::new(f));

@@ -1,150 +1,252 @@
 //! Who hears whom: the fragment grid, the players' latest states, and the
-//! state fan-out served in shares over the core's ticks.
+//! state fan-out.
+//!
+//! A state goes out when it is set: at the end of the input that set it
+//! (once the player's position is known), its record is added to the
+//! pending batch of every player whose interest area covers it
+//! ([`Pending`]), and each batch is sealed into a datagram when it is full
+//! or `state_window` after its first record, whichever comes first. So a
+//! state leaves at most `state_window` after it arrived, and a recipient
+//! gets one datagram per window in which it has news instead of one per
+//! record. A subject whose state changes again before its record left is
+//! sent once, with its latest state.
+//!
+//! The fragment's update rate bounds how often a subject's state is sent:
+//! a subject set faster than its fragment's `update_hz` (beyond half a
+//! period of slack) is held and sent at its fragment's next update. On
+//! those updates (due on the grid's shared schedule, checked every
+//! `update_tick`) the states that were held, and those not sent for a whole
+//! period (unchanged ones, so a player that stands still is still heard at
+//! least every two periods), go to their audience through the same batches.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sustenet_proto::crypto::DatagramSealer;
-use sustenet_proto::datagram;
+use sustenet_proto::datagram::{self, DATA_RECORD_OVERHEAD};
 
 use super::Players;
+use super::pending::Pending;
 use super::transmit::Transmits;
-use crate::fragments::{FragmentEvent, Fragments, Seeded};
+use crate::fragments::{FragmentEvent, FragmentId, Fragments, Seeded};
 use crate::ids::PlayerId;
 
-/// The fragment grid, the players' latest states, the fan-out in progress,
-/// and fragment events not yet given to the plugin.
+/// A player's latest state and when it was last sent.
+#[derive(Debug, Default)]
+pub(crate) struct SubjectState {
+    command: u16,
+    bytes: Vec<u8>,
+    /// When it was last given to its audience.
+    sent: Option<Instant>,
+    /// The rate bound: the earliest a changed state may go out is half a
+    /// period before this (a virtual schedule moved on one period per send).
+    next_slot: Option<Instant>,
+    /// Set since it was last given to its audience.
+    changed: bool,
+    /// Waiting in [`Interest::fresh`].
+    fresh: bool,
+    /// The fragment update that last sent it.
+    update: u64,
+}
+
+impl SubjectState {
+    /// Its record's length in a datagram.
+    fn record_len(&self) -> usize {
+        DATA_RECORD_OVERHEAD + 8 + self.bytes.len()
+    }
+
+    /// Whether a changed state may go out at `now` under the rate bound.
+    fn may_send(&self, now: Instant, period: Duration) -> bool {
+        self.next_slot.is_none_or(|slot| now + period / 2 >= slot)
+    }
+
+    /// It is given to its audience at `now`; `counted` moves the rate
+    /// bound on (a changed state; a repeat of an unchanged one is not).
+    fn mark_sent(&mut self, now: Instant, period: Duration, counted: bool) {
+        self.sent = Some(now);
+        self.changed = false;
+        if counted {
+            self.next_slot = Some(self.next_slot.map_or(now, |s| s.max(now)) + period);
+        }
+    }
+}
+
+/// The fragment grid, the players' latest states, the records waiting for
+/// their datagram, and fragment events not yet given to the plugin.
 pub(crate) struct Interest {
     pub(crate) fragments: Fragments,
     /// Looked up once per record of the state fan-out, hence the cheap hash.
-    pub(crate) states: HashMap<PlayerId, (u16, Vec<u8>), Seeded>,
-    pub(crate) spread: Spread,
+    pub(crate) states: HashMap<PlayerId, SubjectState, Seeded>,
+    /// Subjects set since the last [`Interest::send_fresh`].
+    fresh: Vec<PlayerId>,
+    pending: Pending,
+    /// Fragment updates so far.
+    updates: u64,
+    /// The fragments due this update (scratch).
+    due: Vec<FragmentId>,
     pub(crate) events: Vec<FragmentEvent>,
 }
 
 impl Interest {
-    /// An empty world on `fragments`; `hasher` keys the state table.
-    pub(crate) fn new(fragments: Fragments, hasher: Seeded) -> Self {
+    /// An empty world on `fragments`; `hasher` keys the tables; each
+    /// recipient's batch waits at most `window` after its first record.
+    pub(crate) fn new(fragments: Fragments, hasher: Seeded, window: Duration) -> Self {
+        let pending = Pending::new(window, hasher.derive());
         Self {
             fragments,
             states: HashMap::with_hasher(hasher),
-            spread: Spread::default(),
+            fresh: Vec::new(),
+            pending,
+            updates: 0,
+            due: Vec::new(),
             events: Vec::new(),
         }
     }
 
-    /// One update tick at `now`: when a new update is due, whoever the last
-    /// one has not reached yet is served first and the new fan-out is
-    /// planned over `slices` ticks; then this tick's share is sent.
-    pub(crate) fn tick(
+    /// Sets `player`'s latest state; it goes out at the end of the input.
+    pub(crate) fn set_state(&mut self, player: PlayerId, command: u16, state: &[u8]) {
+        // Most players report every tick: reuse the buffer of the last one.
+        let s = self.states.entry(player).or_default();
+        s.command = command;
+        s.bytes.clear();
+        s.bytes.extend_from_slice(state);
+        s.changed = true;
+        if !s.fresh {
+            s.fresh = true;
+            self.fresh.push(player);
+        }
+    }
+
+    /// Forgets a player that left: its state, and what was pending for it.
+    pub(crate) fn remove(&mut self, player: PlayerId) {
+        self.states.remove(&player);
+        self.pending.remove(player);
+    }
+
+    /// After an input: the states it set go to their audience's batches
+    /// (those over their fragment's rate wait for its next update), then
+    /// every batch due at `now` is sealed.
+    pub(crate) fn send_fresh(
         &mut self,
         now: Instant,
-        slices: usize,
         players: &mut Players,
         out: &mut StateOut<'_>,
     ) {
         let Interest {
             fragments,
             states,
-            spread,
+            fresh,
+            pending,
             ..
         } = self;
-        if !fragments.start_tick(now).is_empty() {
-            for i in spread.take(true) {
-                if let Some((recipient, subjects)) = spread.get(i) {
-                    out.send(players, states, recipient, subjects);
+        for subject in fresh.drain(..) {
+            let Some(s) = states.get_mut(&subject) else {
+                continue;
+            };
+            s.fresh = false;
+            // Without a position nobody hears it yet; it is sent on its
+            // fragment's first update once it has one.
+            let Some(fragment) = fragments.fragment_of(subject) else {
+                continue;
+            };
+            let period = fragments.settings(fragment).period();
+            if !s.may_send(now, period) {
+                continue;
+            }
+            s.mark_sent(now, period, true);
+            let len = s.record_len();
+            let states = &*states;
+            fragments.for_each_audience(subject, |recipient| {
+                pending.add(now, recipient, subject, len, |r, subjects| {
+                    out.send(players, states, r, subjects)
+                });
+            });
+        }
+        self.send_due(now, players, out);
+    }
+
+    /// Seals every batch due at `now`.
+    pub(crate) fn send_due(&mut self, now: Instant, players: &mut Players, out: &mut StateOut<'_>) {
+        let states = &self.states;
+        self.pending
+            .send_due(now, |r, subjects| out.send(players, states, r, subjects));
+    }
+
+    /// When the next batch is due, if any.
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        self.pending.next_due()
+    }
+
+    /// One update tick at `now`: when fragments are due, the states of
+    /// their players that were held by the rate bound or not sent for a
+    /// whole period go to their audience's batches.
+    pub(crate) fn tick(&mut self, now: Instant, players: &mut Players, out: &mut StateOut<'_>) {
+        let Interest {
+            fragments,
+            states,
+            pending,
+            updates,
+            due,
+            ..
+        } = self;
+        due.clear();
+        due.extend_from_slice(fragments.start_tick(now));
+        if due.is_empty() {
+            return;
+        }
+        *updates += 1;
+        let update = *updates;
+        let mut any = false;
+        for fragment in due.iter() {
+            let period = fragments.settings(*fragment).period();
+            for player in fragments.players_in(*fragment) {
+                let Some(s) = states.get_mut(&player) else {
+                    continue;
+                };
+                let stale = s
+                    .sent
+                    .is_none_or(|t| now.saturating_duration_since(t) >= period);
+                if s.changed || stale {
+                    s.update = update;
+                    s.mark_sent(now, period, s.changed);
+                    any = true;
                 }
             }
-            spread.clear();
-            fragments.fan_out(|recipient, subjects| spread.push(recipient, subjects));
-            spread.plan(slices);
         }
-        for i in spread.take(false) {
-            if let Some((recipient, subjects)) = spread.get(i) {
-                out.send(players, states, recipient, subjects);
+        if !any {
+            return;
+        }
+        let states = &*states;
+        fragments.fan_out(|recipient, subjects| {
+            for subject in subjects {
+                if let Some(s) = states.get(subject).filter(|s| s.update == update) {
+                    pending.add(now, recipient, *subject, s.record_len(), |r, subjects| {
+                        out.send(players, states, r, subjects)
+                    });
+                }
             }
-        }
+        });
     }
 }
 
-/// The recipients of the latest state update and what each must hear, served
-/// in shares over the core ticks until the next update instead of all at
-/// once. Fragments share one schedule, so every recipient's datagram of an
-/// update is due on the same tick; sent in one go, that is a burst of one
-/// datagram per player (2,000 at 2,000 players) that holds the core and
-/// everything queued behind it (echoes, joins) for its whole length, and
-/// reaches the clients' machines as one burst too. Served in shares, each
-/// recipient still gets one datagram per update, with the states as they
-/// are when it is sent.
-#[derive(Debug, Default)]
-pub(crate) struct Spread {
-    /// Every recipient's subjects, one after the other.
-    subjects: Vec<PlayerId>,
-    /// Recipient and the range of `subjects` it hears about.
-    recipients: Vec<(PlayerId, std::ops::Range<usize>)>,
-    /// The first recipient not served yet.
-    next: usize,
-    /// Recipients served per core tick.
-    share: usize,
-}
-
-impl Spread {
-    fn clear(&mut self) {
-        self.subjects.clear();
-        self.recipients.clear();
-        self.next = 0;
-    }
-
-    fn push(&mut self, recipient: PlayerId, subjects: &[PlayerId]) {
-        let start = self.subjects.len();
-        self.subjects.extend_from_slice(subjects);
-        self.recipients
-            .push((recipient, start..self.subjects.len()));
-    }
-
-    /// Spreads the recipients pushed since [`Spread::clear`] over `slices` ticks.
-    fn plan(&mut self, slices: usize) {
-        self.share = self.recipients.len().div_ceil(slices.max(1));
-    }
-
-    /// The recipients to serve now (indices for [`Spread::get`]): one
-    /// tick's share, or with `all` every one not served yet.
-    fn take(&mut self, all: bool) -> std::ops::Range<usize> {
-        let end = if all {
-            self.recipients.len()
-        } else {
-            (self.next + self.share).min(self.recipients.len())
-        };
-        let taken = self.next..end;
-        self.next = end;
-        taken
-    }
-
-    fn get(&self, i: usize) -> Option<(PlayerId, &[PlayerId])> {
-        let (recipient, range) = self.recipients.get(i)?;
-        Some((*recipient, self.subjects.get(range.clone())?))
-    }
-}
-
-/// Sends state records to players, through a batch reused for a whole tick.
+/// Seals state records for players, through one reused datagram batch.
 pub(crate) struct StateOut<'a> {
     pub(crate) transmits: &'a mut Transmits,
     pub(crate) now: Instant,
     pub(crate) udp_silence: Duration,
-    pub(crate) batch: datagram::Batch,
+    pub(crate) batch: &'a mut datagram::Batch,
 }
 
 impl StateOut<'_> {
-    /// What one recipient hears of an update: the latest state of each of
-    /// its subjects, in as few datagrams as they fit (one, for up to about
-    /// 40 states of 16 bytes). A recipient that left, was redirected or is
-    /// away (reconnecting) since the fan-out, and subjects that left, are
-    /// skipped.
+    /// One recipient's batch: the latest state of each of its subjects, in
+    /// as few datagrams as they fit (one, for up to about 40 states of 16
+    /// bytes). A recipient that left, was redirected or is away
+    /// (reconnecting), and subjects that left, are skipped.
     fn send(
         &mut self,
         players: &mut Players,
-        states: &HashMap<PlayerId, (u16, Vec<u8>), Seeded>,
+        states: &HashMap<PlayerId, SubjectState, Seeded>,
         recipient: PlayerId,
         subjects: &[PlayerId],
     ) {
@@ -156,13 +258,13 @@ impl StateOut<'_> {
             return;
         };
         for subject in subjects {
-            let Some((command, state)) = states.get(subject) else {
+            let Some(s) = states.get(subject) else {
                 continue;
             };
-            let parts: [&[u8]; 2] = [&subject.to_le_bytes(), state];
-            if !matches!(self.batch.push_data(*command, &parts), Ok(true)) {
+            let parts: [&[u8]; 2] = [&subject.to_le_bytes(), &s.bytes];
+            if !matches!(self.batch.push_data(s.command, &parts), Ok(true)) {
                 self.flush(&mut p.udp, addr);
-                let _ = self.batch.push_data(*command, &parts);
+                let _ = self.batch.push_data(s.command, &parts);
             }
         }
         self.flush(&mut p.udp, addr);
@@ -174,57 +276,5 @@ impl StateOut<'_> {
             self.transmits.seal(sealer, addr, self.batch.as_bytes());
             self.batch.clear();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-    use super::Spread;
-
-    fn served(s: &mut Spread, all: bool) -> Vec<(u64, Vec<u64>)> {
-        s.take(all)
-            .map(|i| {
-                let (r, subjects) = s.get(i).unwrap();
-                (r, subjects.to_vec())
-            })
-            .collect()
-    }
-
-    #[test]
-    fn spread_serves_every_recipient_once_in_shares() {
-        let mut s = Spread::default();
-        for r in 1..=7u64 {
-            s.push(r, &[r * 10, r * 10 + 1]);
-        }
-        s.plan(3);
-        let mut seen = Vec::new();
-        for share in [3, 3, 1, 0] {
-            let got = served(&mut s, false);
-            assert_eq!(got.len(), share);
-            seen.extend(got);
-        }
-        let want: Vec<(u64, Vec<u64>)> =
-            (1..=7u64).map(|r| (r, vec![r * 10, r * 10 + 1])).collect();
-        assert_eq!(seen, want);
-    }
-
-    #[test]
-    fn a_new_update_first_serves_what_the_last_left() {
-        let mut s = Spread::default();
-        for r in 1..=4u64 {
-            s.push(r, &[r + 100]);
-        }
-        s.plan(4);
-        assert_eq!(served(&mut s, false), vec![(1, vec![101])]);
-        assert_eq!(
-            served(&mut s, true),
-            vec![(2, vec![102]), (3, vec![103]), (4, vec![104])]
-        );
-        s.clear();
-        s.push(9, &[]);
-        s.plan(0);
-        assert_eq!(served(&mut s, false), vec![(9, vec![])]);
-        assert!(served(&mut s, false).is_empty());
     }
 }

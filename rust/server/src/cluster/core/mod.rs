@@ -10,6 +10,8 @@ mod context;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod harness;
 #[cfg(test)]
+mod harness_state_tests;
+#[cfg(test)]
 mod harness_tests;
 #[cfg(test)]
 mod harness_world_tests;
@@ -18,6 +20,7 @@ mod interest;
 mod outbox;
 mod output;
 mod path;
+mod pending;
 mod players;
 mod resume;
 mod stats;
@@ -82,6 +85,8 @@ pub(crate) struct State {
     pub(crate) instances: instances::InstanceRequests,
     pub(crate) interest: Interest,
     pub(crate) transmits: Transmits,
+    /// The datagram the state fan-out fills, reused.
+    state_batch: datagram::Batch,
     pub(crate) outputs: Outputs,
     rng: StdRng,
     pub(crate) max_reliable: usize,
@@ -145,9 +150,6 @@ pub(crate) struct State {
 pub(crate) struct Core<P> {
     plugin: P,
     s: State,
-    /// Core ticks per period of the default update rate: each update's
-    /// recipients are served in this many shares.
-    update_slices: usize,
 }
 
 impl<P: Plugin> Core<P> {
@@ -163,14 +165,6 @@ impl<P: Plugin> Core<P> {
         } = setup;
         let mut rng = StdRng::seed_from_u64(seed);
         let fragments = Fragments::with_hasher(config.grid, Seeded::from_rng(&mut rng))?;
-        let update_tick = config.update_tick.max(Duration::from_millis(1));
-        // Core ticks per period of the default update rate: each update's
-        // recipients are served in this many shares (see `interest::Spread`).
-        let update_slices = usize::try_from(
-            config.grid.default_settings.period().as_nanos() / update_tick.as_nanos(),
-        )
-        .unwrap_or(1)
-        .max(1);
         let transfers = Transfers {
             link,
             next_id: 1,
@@ -186,22 +180,19 @@ impl<P: Plugin> Core<P> {
             max_reliable: max_reliable(&config),
             udp_silence: config.udp_silence,
             players: HashMap::with_hasher(Seeded::from_rng(&mut rng)),
-            interest: Interest::new(fragments, Seeded::from_rng(&mut rng)),
+            interest: Interest::new(fragments, Seeded::from_rng(&mut rng), config.state_window),
             config,
             published,
             removals: Vec::new(),
             transfers,
             instances: instances::InstanceRequests::default(),
             transmits: Transmits::default(),
+            state_batch: datagram::Batch::new(),
             outputs: Outputs::default(),
             rng,
             now,
         };
-        Ok(Self {
-            plugin,
-            s,
-            update_slices,
-        })
+        Ok(Self { plugin, s })
     }
 
     fn ctx(&mut self, now: Instant) -> (&mut P, Context<'_>) {
@@ -488,6 +479,7 @@ impl<P: Plugin> Core<P> {
         len: usize,
         records: Vec<Record>,
     ) {
+        self.s.now = now;
         let silence = self.s.udp_silence;
         let State {
             players,
@@ -565,23 +557,38 @@ impl<P: Plugin> Core<P> {
         }
     }
 
-    /// The update tick: starts a state update when one is due, and sends
-    /// this tick's share of the fan-out.
+    /// The update tick: the fragments due now send the states they hold
+    /// back (over their rate) or have not sent for a period (see
+    /// `interest.rs`), and the batches due are sealed.
     pub(crate) fn handle_update(&mut self, now: Instant) {
+        self.s.now = now;
+        self.fan_out(now, |interest, players, out| {
+            interest.tick(now, players, out);
+            interest.send_due(now, players, out);
+        });
+    }
+
+    /// Runs `f` on the state fan-out's parts.
+    fn fan_out(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut Interest, &mut Players, &mut StateOut<'_>),
+    ) {
         let State {
             players,
             interest,
             transmits,
             udp_silence,
+            state_batch,
             ..
         } = &mut self.s;
         let mut out = StateOut {
             transmits,
             now,
             udp_silence: *udp_silence,
-            batch: datagram::Batch::new(),
+            batch: state_batch,
         };
-        interest.tick(now, self.update_slices, players, &mut out);
+        f(interest, players, &mut out);
     }
 
     /// The heartbeat tick: pings and acknowledgements on every connection,
@@ -618,8 +625,10 @@ impl<P: Plugin> Core<P> {
 
     /// Whatever is due at `now` (see [`Core::poll_timeout`]): redirects not
     /// followed and reconnect windows passed let their players go, and
-    /// transfers the master did not answer fail.
+    /// transfers the master did not answer fail; the batches of state
+    /// records due are sealed by the [`Core::finish`] that follows.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        self.s.now = now;
         for (id, p) in self.s.players.iter() {
             match (p.redirected, p.away_until) {
                 // A client that does not follow its redirect is let go (it
@@ -671,11 +680,17 @@ impl<P: Plugin> Core<P> {
             self.s.interest.fragments.fragment_count(),
             Ordering::Relaxed,
         );
+        // The states this input set go out (within `state_window`).
+        let now = self.s.now;
+        self.fan_out(now, |interest, players, out| {
+            interest.send_fresh(now, players, out)
+        });
     }
 
-    /// The next instant something is due: a reconnect window or a redirect
-    /// ends, or the master's answer to a transfer is overdue; the driver
-    /// calls [`Core::handle_timeout`] just after it. `None` when nothing is pending.
+    /// The next instant something is due: a batch of state records must be
+    /// sealed, a reconnect window or a redirect ends, or the master's answer
+    /// to a transfer is overdue; the driver calls [`Core::handle_timeout`] (then
+    /// [`Core::finish`]) at or just after it. `None` when nothing is pending.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let players = self
             .s
@@ -684,7 +699,8 @@ impl<P: Plugin> Core<P> {
             .flat_map(|p| [p.away_until, p.redirected])
             .flatten();
         let transfers = self.s.transfers.pending.values().map(|(_, d)| *d);
-        players.chain(transfers).min()
+        let states = self.s.interest.next_due();
+        players.chain(transfers).chain(states).min()
     }
 
     /// Hands every datagram waiting to be sent to `send`.
@@ -752,7 +768,7 @@ impl<P: Plugin> Core<P> {
         let now = self.s.now;
         let (plugin, mut ctx) = self.ctx(now);
         plugin.on_disconnect(&mut ctx, player, reason);
-        self.s.interest.states.remove(&player);
+        self.s.interest.remove(player);
         if let Some(ev) = self.s.interest.fragments.remove(player) {
             self.s.interest.events.push(ev);
         }

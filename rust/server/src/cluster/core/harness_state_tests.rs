@@ -1,0 +1,253 @@
+//! The state fan-out on a fake clock: a state leaves within the state
+//! window of being set, a recipient's records share datagrams, a subject
+//! set again before its record left is sent once, the fragment's update
+//! rate bounds how often a subject is sent, and unchanged states are sent
+//! again on the fragment's updates.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use sustenet_proto::datagram::Record;
+
+use super::harness::Harness;
+use crate::cluster::ClusterConfig;
+use crate::ids::PlayerId;
+
+const MS: Duration = Duration::from_millis(1);
+const STATE: u16 = 11;
+
+fn config(window: Duration) -> ClusterConfig {
+    ClusterConfig {
+        state_window: window,
+        ..ClusterConfig::default()
+    }
+}
+
+/// Players `1..=n`, joined, with proven UDP addresses, all within each
+/// other's interest radius (64 by default), without states yet.
+fn world(window: Duration, n: u64) -> Harness {
+    let mut h = Harness::new(config(window));
+    for p in 1..=n {
+        drop(h.join(p).unwrap());
+        let a = std::net::SocketAddr::from(([127, 0, 0, 1], 6000 + p as u16));
+        h.datagram_in(p, a, vec![Record::Ping(1)]);
+        let sent = h.sent();
+        let Some(Record::PathChallenge(c)) = sent.iter().flat_map(|(_, r)| r).next().cloned()
+        else {
+            panic!("expected a challenge: {sent:?}");
+        };
+        h.datagram_in(p, a, vec![Record::PathResponse(c)]);
+        h.command(move |ctx| ctx.set_position(p, [p as f32, 0.0, 0.0]).unwrap());
+    }
+    assert!(h.sent().is_empty());
+    h
+}
+
+fn set_state(h: &mut Harness, player: PlayerId, state: &[u8]) {
+    let state = state.to_vec();
+    h.command(move |ctx| ctx.set_state(player, STATE, &state).unwrap());
+}
+
+/// The state records of `records` as (subject, state).
+fn states(records: &[Record]) -> Vec<(PlayerId, Vec<u8>)> {
+    records
+        .iter()
+        .map(|r| match r {
+            Record::Data { command, payload } if *command == STATE => {
+                let id = u64::from_le_bytes(payload[..8].try_into().unwrap());
+                (id, payload[8..].to_vec())
+            }
+            other => panic!("not a state record: {other:?}"),
+        })
+        .collect()
+}
+
+/// One datagram's recipient and the (subject, state) records it holds.
+type Heard = (PlayerId, Vec<(PlayerId, Vec<u8>)>);
+
+/// What each player was sent, one entry per datagram, sorted by recipient.
+fn by_recipient(h: &mut Harness) -> Vec<Heard> {
+    let mut v: Vec<_> = h
+        .sent()
+        .into_iter()
+        .map(|(to, records)| {
+            let mut s = states(&records);
+            s.sort();
+            (to, s)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_state_leaves_within_the_window_and_a_superseded_one_never_does() {
+    let window = 5 * MS;
+    let mut h = world(window, 3);
+    let t0 = h.now;
+    set_state(&mut h, 2, b"a");
+    assert!(h.sent().is_empty(), "waits for more");
+    assert_eq!(h.core.poll_timeout(), Some(t0 + window));
+    h.at(t0 + 2 * MS);
+    set_state(&mut h, 3, b"b");
+    set_state(&mut h, 2, b"c");
+    h.at(t0 + window - Duration::from_nanos(1));
+    assert!(h.sent().is_empty(), "not before the window ends");
+    h.at(t0 + window);
+    // Player 1 hears 2 (its latest state only) and 3 in one datagram;
+    // player 3's batch opened with 2's first state, so it is due too.
+    assert_eq!(
+        by_recipient(&mut h),
+        vec![
+            (1, vec![(2, b"c".to_vec()), (3, b"b".to_vec())]),
+            (3, vec![(2, b"c".to_vec())]),
+        ]
+    );
+    // Player 2's batch opened at 2 ms with 3's state.
+    assert_eq!(h.core.poll_timeout(), Some(t0 + 2 * MS + window));
+    h.at(t0 + 2 * MS + window);
+    assert_eq!(by_recipient(&mut h), vec![(2, vec![(3, b"b".to_vec())])]);
+    assert_eq!(h.core.poll_timeout(), None);
+}
+
+#[test]
+fn with_no_window_a_state_leaves_at_the_end_of_its_input() {
+    let mut h = world(Duration::ZERO, 2);
+    set_state(&mut h, 1, b"x");
+    assert_eq!(by_recipient(&mut h), vec![(2, vec![(1, b"x".to_vec())])]);
+    assert_eq!(h.core.poll_timeout(), None);
+}
+
+#[test]
+fn a_full_batch_leaves_at_once() {
+    // 40 neighbours with 100-byte states: 113 bytes a record, 10 fit a
+    // datagram (1,167 bytes of plaintext).
+    let mut h = world(Duration::from_millis(50), 41);
+    for p in 2..=41 {
+        set_state(&mut h, p, &[p as u8; 100]);
+    }
+    // Records per datagram sent to player 1 since the last look.
+    let to_1 = |h: &mut Harness| -> Vec<usize> {
+        let sent = h.sent().into_iter().filter(|(to, _)| *to == 1);
+        sent.map(|(_, r)| r.len()).collect()
+    };
+    assert_eq!(
+        to_1(&mut h),
+        vec![10, 10, 10],
+        "three full datagrams at once"
+    );
+    h.at(h.now + Duration::from_millis(50));
+    let rest = to_1(&mut h);
+    assert_eq!(rest, vec![10], "the rest when the window ends");
+}
+
+#[test]
+fn the_fragment_rate_bounds_sends_and_unchanged_states_are_repeated() {
+    let window = 2 * MS;
+    let mut h = world(window, 2);
+    let t0 = h.now;
+    // The first update starts the grid's schedule (every 50 ms from t0).
+    h.update();
+    set_state(&mut h, 1, b"1");
+    h.at(t0 + window);
+    assert_eq!(by_recipient(&mut h), vec![(2, vec![(1, b"1".to_vec())])]);
+    // Set again 10 ms later: over 20 Hz (beyond half a period of slack),
+    // so it waits for the fragment's next update at 50 ms.
+    h.at(t0 + 10 * MS);
+    set_state(&mut h, 1, b"2");
+    h.at(t0 + 10 * MS + window);
+    assert!(h.sent().is_empty(), "held by the rate bound");
+    h.at(t0 + 50 * MS);
+    h.update();
+    h.at(t0 + 50 * MS + window);
+    assert_eq!(by_recipient(&mut h), vec![(2, vec![(1, b"2".to_vec())])]);
+    // Unchanged, sent on an update: sent again on every update.
+    for ms in [100, 150, 200] {
+        h.at(t0 + ms * MS);
+        h.update();
+        h.at(t0 + ms * MS + window);
+        assert_eq!(
+            by_recipient(&mut h),
+            vec![(2, vec![(1, b"2".to_vec())])],
+            "{ms} ms"
+        );
+    }
+    // Set 40 ms after its last counted send (within half a period of its
+    // slot): out at once. The update 10 ms later does not repeat it (sent
+    // less than a period ago), the one after does.
+    h.at(t0 + 240 * MS);
+    set_state(&mut h, 1, b"3");
+    h.at(t0 + 240 * MS + window);
+    assert_eq!(by_recipient(&mut h), vec![(2, vec![(1, b"3".to_vec())])]);
+    for (ms, repeated) in [(250, false), (300, true)] {
+        h.at(t0 + ms * MS);
+        h.update();
+        h.at(t0 + ms * MS + window);
+        let want = if repeated {
+            vec![(2, vec![(1, b"3".to_vec())])]
+        } else {
+            vec![]
+        };
+        assert_eq!(by_recipient(&mut h), want, "{ms} ms");
+    }
+}
+
+#[test]
+fn ten_neighbours_at_20_hz_at_random_moments_share_datagrams_within_the_window() {
+    let window = 5 * MS;
+    let mut h = world(window, 11);
+    let t0 = h.now;
+    // Every player reports at 20 Hz at its own phase (a fixed sequence),
+    // for one second; the driver runs what is due between reports.
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut phase = Vec::new();
+    for _ in 0..11 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        phase.push(Duration::from_micros(rng % 50_000));
+    }
+    let mut reports: Vec<(Instant, PlayerId)> = (0..20)
+        .flat_map(|k| {
+            phase
+                .iter()
+                .enumerate()
+                .map(move |(i, ph)| (t0 + *ph + 50 * MS * k, i as PlayerId + 1))
+        })
+        .collect();
+    reports.sort();
+    let mut set_at = std::collections::HashMap::new();
+    let (mut datagrams, mut records, mut latest) = (0usize, 0usize, Duration::ZERO);
+    let mut take = |h: &mut Harness, set_at: &std::collections::HashMap<Vec<u8>, Instant>| {
+        for (to, r) in h.sent() {
+            if to != 1 {
+                continue;
+            }
+            datagrams += 1;
+            for (_, state) in states(&r) {
+                records += 1;
+                latest = latest.max(h.now - set_at[&state]);
+            }
+        }
+    };
+    for (n, (at, player)) in reports.into_iter().enumerate() {
+        while let Some(due) = h.core.poll_timeout().filter(|d| *d <= at) {
+            h.at(due);
+            take(&mut h, &set_at);
+        }
+        h.at(at);
+        let state = (n as u32).to_le_bytes().to_vec();
+        set_at.insert(state.clone(), at);
+        set_state(&mut h, player, &state);
+        take(&mut h, &set_at);
+    }
+    while let Some(due) = h.core.poll_timeout() {
+        h.at(due);
+        take(&mut h, &set_at);
+    }
+    // 10 neighbours × 20 reports: every one heard, none later than the
+    // window, in fewer datagrams than records.
+    assert_eq!(records, 200);
+    assert!(latest <= window, "{latest:?}");
+    assert!(datagrams < records * 3 / 4, "{datagrams} datagrams");
+}

@@ -1,0 +1,200 @@
+//! State records waiting for their datagram: one batch per recipient,
+//! opened by its first record and sent when it is full or when the state
+//! window after that first record ends, whichever comes first. A subject
+//! already in a recipient's batch is not added again: its latest state is
+//! read when the batch is sent, so a superseded state is never sent.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use sustenet_proto::datagram::MAX_DATAGRAM_PLAINTEXT;
+
+use crate::fragments::Seeded;
+use crate::ids::PlayerId;
+
+/// Batches kept empty for reuse at most.
+const SPARE_BATCHES: usize = 1024;
+
+/// One recipient's records not sent yet.
+#[derive(Debug, Default)]
+struct Batch {
+    /// When its first record was added.
+    opened: Option<Instant>,
+    /// Who it will tell about, each once.
+    subjects: Vec<PlayerId>,
+    /// Their records' bytes, as they were when added.
+    bytes: usize,
+}
+
+/// Every recipient's pending batch and when each is due.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    window: Duration,
+    batches: HashMap<PlayerId, Batch, Seeded>,
+    /// Recipients in the order their batches opened, with when each is due:
+    /// the window is the same for all, so this is also deadline order. An
+    /// entry whose batch was sent early (full) and opened again is stale
+    /// and skipped.
+    due: VecDeque<(Instant, PlayerId)>,
+    spare: Vec<Vec<PlayerId>>,
+}
+
+impl Pending {
+    /// No batches; each is sent at most `window` after its first record.
+    pub(crate) fn new(window: Duration, hasher: Seeded) -> Self {
+        Self {
+            window,
+            batches: HashMap::with_hasher(hasher),
+            due: VecDeque::new(),
+            spare: Vec::new(),
+        }
+    }
+
+    /// Adds `subject`'s record of `record_len` bytes (as encoded) to
+    /// `recipient`'s batch at `now`. When it would not fit the batch's
+    /// datagram, the batch as it was is handed to `send` first and the
+    /// record starts a new one.
+    pub(crate) fn add(
+        &mut self,
+        now: Instant,
+        recipient: PlayerId,
+        subject: PlayerId,
+        record_len: usize,
+        mut send: impl FnMut(PlayerId, &[PlayerId]),
+    ) {
+        let b = self.batches.entry(recipient).or_default();
+        if b.subjects.contains(&subject) {
+            return;
+        }
+        if !b.subjects.is_empty() && b.bytes + record_len > MAX_DATAGRAM_PLAINTEXT {
+            send(recipient, &b.subjects);
+            b.subjects.clear();
+            b.bytes = 0;
+            b.opened = None;
+        }
+        if b.opened.is_none() {
+            b.opened = Some(now);
+            if b.subjects.capacity() == 0
+                && let Some(v) = self.spare.pop()
+            {
+                b.subjects = v;
+            }
+            self.due.push_back((now + self.window, recipient));
+        }
+        b.subjects.push(subject);
+        b.bytes += record_len;
+    }
+
+    /// When the oldest batch is due, if any.
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        self.due.front().map(|(at, _)| *at)
+    }
+
+    /// Hands every batch due at `now` to `send` (recipient, subjects), in
+    /// the order they opened, and forgets them.
+    pub(crate) fn send_due(&mut self, now: Instant, mut send: impl FnMut(PlayerId, &[PlayerId])) {
+        while let Some(&(at, recipient)) = self.due.front() {
+            if at > now {
+                break;
+            }
+            self.due.pop_front();
+            let window = self.window;
+            let Some(b) = self.batches.get(&recipient) else {
+                continue;
+            };
+            // A batch sent early and opened again later has its own entry.
+            if b.opened.is_none_or(|o| o + window > now) {
+                continue;
+            }
+            if let Some(mut b) = self.batches.remove(&recipient) {
+                send(recipient, &b.subjects);
+                if self.spare.len() < SPARE_BATCHES {
+                    b.subjects.clear();
+                    self.spare.push(b.subjects);
+                }
+            }
+        }
+    }
+
+    /// Forgets `recipient`'s batch (it left).
+    pub(crate) fn remove(&mut self, recipient: PlayerId) {
+        self.batches.remove(&recipient);
+    }
+
+    /// How many recipients have a batch pending.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.batches.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn sent(p: &mut Pending, now: Instant) -> Vec<(PlayerId, Vec<PlayerId>)> {
+        let mut out = Vec::new();
+        p.send_due(now, |r, s| out.push((r, s.to_vec())));
+        out
+    }
+
+    #[test]
+    fn a_batch_is_due_one_window_after_its_first_record() {
+        let t0 = Instant::now();
+        let mut p = Pending::new(5 * MS, Seeded::new());
+        let never = |_: PlayerId, _: &[PlayerId]| panic!("not full");
+        p.add(t0, 1, 10, 40, never);
+        p.add(t0 + 3 * MS, 1, 11, 40, never);
+        p.add(t0 + 4 * MS, 2, 10, 40, never);
+        assert_eq!(p.next_due(), Some(t0 + 5 * MS));
+        assert!(sent(&mut p, t0 + 4 * MS).is_empty());
+        assert_eq!(sent(&mut p, t0 + 5 * MS), vec![(1, vec![10, 11])]);
+        assert_eq!(p.next_due(), Some(t0 + 9 * MS));
+        assert_eq!(sent(&mut p, t0 + 20 * MS), vec![(2, vec![10])]);
+        assert_eq!(p.next_due(), None);
+        assert_eq!(p.len(), 0);
+    }
+
+    #[test]
+    fn a_subject_is_added_once_however_often_its_state_changes() {
+        let t0 = Instant::now();
+        let mut p = Pending::new(5 * MS, Seeded::new());
+        for i in 0..10 {
+            p.add(t0 + i * MS / 4, 1, 10, 40, |_, _| panic!("not full"));
+        }
+        assert_eq!(sent(&mut p, t0 + 5 * MS), vec![(1, vec![10])]);
+    }
+
+    #[test]
+    fn a_full_batch_goes_at_once_and_the_next_has_its_own_window() {
+        let t0 = Instant::now();
+        let mut p = Pending::new(5 * MS, Seeded::new());
+        let mut early = Vec::new();
+        let per = MAX_DATAGRAM_PLAINTEXT / 4;
+        for s in 0..5u64 {
+            let at = t0 + if s < 4 { MS } else { 2 * MS };
+            p.add(at, 1, s, per, |r, subjects| {
+                early.push((r, subjects.to_vec()))
+            });
+        }
+        assert_eq!(early, vec![(1, vec![0, 1, 2, 3])]);
+        // The first batch's entry (due at 6 ms) is stale; the new batch
+        // opened at 2 ms is due at 7 ms.
+        assert!(sent(&mut p, t0 + 6 * MS).is_empty());
+        assert_eq!(sent(&mut p, t0 + 7 * MS), vec![(1, vec![4])]);
+    }
+
+    #[test]
+    fn a_zero_window_is_due_at_once_and_a_removed_recipient_gets_nothing() {
+        let t0 = Instant::now();
+        let mut p = Pending::new(Duration::ZERO, Seeded::new());
+        p.add(t0, 1, 10, 40, |_, _| panic!("not full"));
+        p.add(t0, 2, 10, 40, |_, _| panic!("not full"));
+        p.remove(2);
+        assert_eq!(sent(&mut p, t0), vec![(1, vec![10])]);
+        assert_eq!(p.next_due(), None);
+    }
+}
