@@ -261,6 +261,18 @@ impl RawMasterClient {
 use sustenet_proto::handshake::ClusterInitiator;
 use sustenet_proto::{ClusterToMaster, MasterToCluster, Register};
 
+/// The registration of a cluster made by hand: id, name, loopback, no capacity.
+pub fn hand_registration(cluster_id: u64, name: &str) -> ClusterToMaster {
+    ClusterToMaster::Register(Register {
+        cluster_id,
+        name: name.to_owned(),
+        address: "127.0.0.1".into(),
+        tcp_port: 1,
+        udp_port: 1,
+        capacity: 0,
+    })
+}
+
 /// A cluster registered by hand with a valid key, speaking raw messages.
 pub struct HandCluster {
     pub reader: SealedReader<tokio::net::tcp::OwnedReadHalf>,
@@ -290,14 +302,7 @@ impl HandCluster {
         let session = init.handle_challenge(&challenge).unwrap();
         let mut writer = SealedWriter::new(raw.wr, session.sealer, 64 * 1024);
         writer
-            .send(&ClusterToMaster::Register(Register {
-                cluster_id: id,
-                name: format!("Hand {id}"),
-                address: "127.0.0.1".into(),
-                tcp_port: 1,
-                udp_port: 1,
-                capacity: 0,
-            }))
+            .send(&hand_registration(id, &format!("Hand {id}")))
             .await
             .unwrap();
         let mut me = Self {
