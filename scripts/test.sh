@@ -16,6 +16,9 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "size rules (scripts/check-sizes.sh: files and functions, docs/architecture.md)"
+scripts/check-sizes.sh
+
 step "cargo test --workspace"
 cargo test --workspace
 

@@ -209,7 +209,7 @@ func _poll() -> void:
 
 
 func _close() -> void:
-	if _client != null and _joined:
+	if _client != null and is_instance_valid(_client) and _joined:
 		_client.send(Wire.BYE, PackedByteArray())
 	_detach()
 	_reset(CONNECTION_DISCONNECTED)
@@ -281,6 +281,10 @@ func _on_login_failed(_message: String) -> void:
 
 
 func _poll_client() -> void:
+	if _client != null and not is_instance_valid(_client):
+		push_error("SustenetWebMultiplayerPeer: its SustenetWebClient was freed; closing")
+		_lose_server()
+		return
 	while not _events.is_empty() and _client != null:
 		_client_event(_events.pop_front())
 	if _overflowed and _client != null:

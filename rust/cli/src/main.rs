@@ -109,12 +109,21 @@ pub struct ServerArgs {
     /// shut down when standard input closes (how an agent starts instances).
     #[arg(long)]
     pub key_stdin: bool,
+    /// Cluster: shut down when standard input closes, with the key from a file
+    /// (an agent's instance then never outlives its agent, docs/instances.md §3).
+    #[arg(long, conflicts_with = "key_stdin")]
+    pub quit_on_stdin_eof: bool,
     /// Overrides `[metrics] bind` (`host:port` of `/metrics`; empty: off).
     #[arg(long, env = "SUSTENET_METRICS_BIND")]
     pub metrics_bind: Option<String>,
     /// Sets `[agones] enabled = true`: run the cluster as an Agones GameServer.
     #[arg(long, env = "SUSTENET_AGONES")]
     pub agones: bool,
+    /// Cluster: run the demo world of `sustenet up` (command 10 carries a
+    /// player's position and places it in the fragment grid; players near it
+    /// receive it) instead of the echo game alone.
+    #[arg(long)]
+    pub world: bool,
     /// Overrides `[metrics] token`.
     #[arg(long, env = "SUSTENET_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,

@@ -13,7 +13,7 @@ use sustenet_server::metrics::MasterMetrics;
 use sustenet_server::metrics::admin::Admin;
 use sustenet_server::metrics::dashboard::Dashboard;
 use sustenet_server::prometheus_client::registry::Registry;
-use sustenet_server::{AllowAll, AuthHook, EchoChat, Portal, SharedSecret};
+use sustenet_server::{AllowAll, AuthHook, EchoChat, Plugin, Portal, SharedSecret, World};
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::ServerArgs;
@@ -240,7 +240,12 @@ pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
                 cfg.cluster.key_name
             )
         })?;
-        (key, None)
+        let eof = if args.quit_on_stdin_eof {
+            Some(crate::instance_key::watch_stdin_eof()?)
+        } else {
+            None
+        };
+        (key, eof)
     };
     let (tcp, udp) =
         bind_cluster(&cfg.all.bind, cfg.cluster_port(), cfg.cluster_udp_port()).await?;
@@ -282,10 +287,27 @@ pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
                 .watch_core(config.name.clone(), config.metrics.heartbeat().clone()),
         );
     }
-    if cfg.agones.enabled {
-        return run_agones(tcp, udp, config, key, cfg.agones.sdk_port).await;
+    if args.world {
+        play(&cfg, (tcp, udp), config, key, World, shutdown).await
+    } else {
+        play(&cfg, (tcp, udp), config, key, EchoChat, shutdown).await
     }
-    cluster::run(tcp, udp, config, key, Portal::new(EchoChat), shutdown).await?;
+}
+
+/// Runs the cluster's game `plugin`: in a [`Portal`], or under Agones when
+/// `[agones]` is on.
+async fn play<P: Plugin>(
+    cfg: &ConfigFile,
+    (tcp, udp): (TcpListener, UdpSocket),
+    config: ClusterConfig,
+    key: sustenet_proto::Key,
+    plugin: P,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if cfg.agones.enabled {
+        return run_agones(tcp, udp, config, key, cfg.agones.sdk_port, plugin).await;
+    }
+    cluster::run(tcp, udp, config, key, Portal::new(plugin), shutdown).await?;
     Ok(())
 }
 
@@ -297,11 +319,12 @@ async fn run_agones(
     mut config: ClusterConfig,
     key: sustenet_proto::Key,
     sdk_port: u16,
+    game: impl Plugin,
 ) -> anyhow::Result<()> {
     let port = (sdk_port != 0).then_some(sdk_port);
     let agones = sustenet_server::agones::Agones::connect(port).await?;
     agones.apply_endpoint(&mut config);
-    let plugin = agones.wrap(EchoChat, config.max_connections);
+    let plugin = agones.wrap(game, config.max_connections);
     let result = cluster::run(tcp, udp, config, key, plugin, shutdown_signal()).await;
     agones.shutdown().await;
     result?;
@@ -315,6 +338,7 @@ async fn run_agones(
     _: ClusterConfig,
     _: sustenet_proto::Key,
     _: u16,
+    _: impl Plugin,
 ) -> anyhow::Result<()> {
     anyhow::bail!(
         "[agones] enabled = true, but this sustenet was built without Agones support: build it with `cargo build --features agones`"

@@ -134,12 +134,7 @@ impl ClientFile {
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let key_dir = args.dir.join("keys");
     let keypair = keys::ensure_master_keypair(&key_dir)?;
-    let mut names = Vec::new();
-    for i in 1..=args.clusters {
-        let name = format!("cluster-{i}");
-        keys::ensure_cluster_key(&key_dir, &name)?;
-        names.push(name);
-    }
+    let names = ensure_cluster_keys(&key_dir, args.clusters)?;
     let cluster_keys = keys::load_key_dir(&key_dir)?;
     let master_port = default_port(args.port, DEFAULT_MASTER_PORT);
     let master_addr = format!("{}:{master_port}", args.bind);
@@ -154,29 +149,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let web = web_settings(&args, client_host, master_port)?;
     let dev = web.as_ref().and_then(|w| w.dev.as_ref());
-    let file = ClientFile {
-        master: format!("{client_host}:{master_port}"),
-        public_key: public.to_base64(),
-        websocket: web.as_ref().map(|w| w.url.clone()),
-        certificate: dev.map(|d| d.cert.display().to_string()),
-        certificate_spki: dev.map(|d| d.spki_sha256.clone()),
-    };
-    let client_path = args.dir.join(CLIENT_FILE);
-    std::fs::write(&client_path, toml::to_string(&file)?)
-        .with_context(|| format!("cannot write {}", client_path.display()))?;
+    let file = ClientFile::new(
+        format!("{client_host}:{master_port}"),
+        &public,
+        web.as_ref(),
+    );
+    let client_path = file.write(&args.dir)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await.map(|_| ());
-    };
     let mut tasks = tokio::task::JoinSet::new();
     let admin_listener = bind_admin(args.metrics_bind).await?;
-    let admin_addr = admin_listener.local_addr()?;
-    let token = match &args.metrics_token {
-        Some(t) => t.clone(),
-        None if !admin_addr.ip().is_loopback() => crate::admin::random_token(),
-        None => String::new(),
-    };
+    let token = admin_token(args.metrics_token.as_deref(), admin_listener.local_addr()?);
     let master_metrics = MasterMetrics::default();
     let mut registry = Registry::default();
     master_metrics.register(&mut registry);
@@ -192,18 +175,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut mkeys = MasterKeys::new(keypair, cluster_keys.clone());
     mkeys.agent_keys = agent.agent_keys.clone();
     mkeys.admin_keys = agent.admin_keys.clone();
-    tasks.spawn(master::run(
-        listener,
-        MasterConfig {
-            name: "Sustenet Master (dev)".into(),
-            websocket: web.as_ref().map(|w| w.listener(w.master_port)),
-            metrics: master_metrics.clone(),
-            ..MasterConfig::default()
-        },
-        mkeys,
-        Arc::new(AllowAll),
-        stopped(stop_rx.clone()),
-    ));
+    let site = Site {
+        args: &args,
+        client_host,
+        master: &file.master,
+        master_port,
+        web: web.as_ref(),
+        stop_rx: stop_rx.clone(),
+    };
+    site.start_master(listener, mkeys, master_metrics.clone(), &mut tasks);
 
     let agent_ports = (agent.section.port_first, agent.section.port_last);
     tasks.spawn(sustenet_server::agent::run(
@@ -212,66 +192,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         sustenet_server::Limits::default(),
         stopped(stop_rx.clone()),
     ));
-    println!("Sustenet is up.");
-    println!("  master       {}  (tcp)", file.master);
-    println!("  public key   {}", public.to_base64());
-    println!(
-        "  agent        template room, ports {}-{}  (sustenet instances --key-dir {} spawn room)",
-        agent_ports.0,
-        agent_ports.1,
-        key_dir.display()
-    );
-    if let Some(d) = &dungeon {
-        println!(
-            "  dungeon      template dungeon: {} --dungeon={{scene}}",
-            d.display()
-        );
-    }
-    if let Some(w) = &web {
-        println!("  web clients  {}", w.url);
-    }
+    print_up(&file, agent_ports, &key_dir, dungeon.as_deref());
     for (i, name) in names.iter().enumerate() {
-        let port = master_port
-            .checked_add(u16::try_from(i + 1).unwrap_or(u16::MAX))
-            .context("cluster ports run past 65535: pass a lower --port")?;
-        let (tcp, udp) = bind_cluster(&args.bind, port, port).await?;
         let key = cluster_keys
             .get(name)
             .cloned()
             .with_context(|| format!("key {name} is missing from {}", key_dir.display()))?;
-        let cfg = ClusterConfig {
-            name: name.clone(),
-            public_address: client_host.to_owned(),
-            max_connections: args.max_connections,
-            master_addr: file.master.clone(),
-            key_name: name.clone(),
-            grid: GridConfig {
-                cell_size: args.cell_size,
-                default_interest_radius: args.interest_radius,
-                ..GridConfig::default()
-            },
-            websocket: match &web {
-                Some(w) => Some(w.listener(w.cluster_port(i)?)),
-                None => None,
-            },
-            ..ClusterConfig::default()
-        };
-        let labelled = registry.sub_registry_with_label(("cluster".into(), name.clone().into()));
-        cfg.metrics.register(labelled);
-        local_clusters.push((name.clone(), cfg.metrics.clone()));
-        tasks.spawn(cluster::run(
-            tcp,
-            udp,
-            cfg,
-            key,
-            World,
-            stopped(stop_rx.clone()),
-        ));
-        let web_url = match &web {
-            Some(w) => format!(", {}://{client_host}:{}", w.scheme(), w.cluster_port(i)?),
-            None => String::new(),
-        };
-        println!("  {name:<12} {client_host}:{port}  (tcp + udp){web_url}");
+        let metrics = site
+            .start_cluster(i, name, key, &mut registry, &mut tasks)
+            .await?;
+        local_clusters.push((name.clone(), metrics));
     }
     if let Some(dev) = dev {
         print_trust(dev);
@@ -281,29 +211,210 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .map(|(name, m)| (name.clone(), m.heartbeat().clone()))
         .collect();
     let dashboard = Dashboard::new(master_metrics, local_clusters);
-    println!(
-        "  metrics      {}",
-        crate::admin::url(admin_addr, "/metrics", &token)
+    let admin = cores.into_iter().fold(
+        Admin::new(registry, Some(token.clone()), Some(dashboard)),
+        |admin, (name, heartbeat)| admin.watch_core(name, heartbeat),
     );
-    println!(
-        "  dashboard    {}",
-        crate::admin::url(admin_addr, "/", &token)
-    );
-    tasks.spawn(async move {
-        let admin = cores.into_iter().fold(
-            Admin::new(registry, Some(token), Some(dashboard)),
-            |admin, (name, heartbeat)| admin.watch_core(name, heartbeat),
-        );
-        let stopped = stopped(stop_rx.clone());
-        sustenet_server::metrics::admin::serve(admin_listener, Arc::new(admin), stopped).await;
-        Ok(())
-    });
+    serve_admin(admin_listener, &token, admin, stop_rx, &mut tasks)?;
     println!(
         "Clients need the master address and public key; both are in {}.",
         client_path.display()
     );
     println!("Try it from this folder: sustenet probe      Stop: Ctrl-C");
 
+    run_until_stopped(tasks, stop_tx).await;
+    println!("Sustenet stopped.");
+    Ok(())
+}
+
+/// `cluster-1` to `cluster-<n>`, each with a key in `key_dir` (made when missing).
+fn ensure_cluster_keys(key_dir: &Path, n: u16) -> anyhow::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for i in 1..=n {
+        let name = format!("cluster-{i}");
+        keys::ensure_cluster_key(key_dir, &name)?;
+        names.push(name);
+    }
+    Ok(names)
+}
+
+impl ClientFile {
+    /// What clients need of a master at `master` with key `public` (and the
+    /// WebSocket listeners, when `up` serves them).
+    fn new(master: String, public: &sustenet_proto::PublicKey, web: Option<&WebSettings>) -> Self {
+        let dev = web.and_then(|w| w.dev.as_ref());
+        ClientFile {
+            master,
+            public_key: public.to_base64(),
+            websocket: web.map(|w| w.url.clone()),
+            certificate: dev.map(|d| d.cert.display().to_string()),
+            certificate_spki: dev.map(|d| d.spki_sha256.clone()),
+        }
+    }
+
+    /// Writes the file into `dir`; returns its path.
+    fn write(&self, dir: &Path) -> anyhow::Result<PathBuf> {
+        let path = dir.join(CLIENT_FILE);
+        std::fs::write(&path, toml::to_string(self)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(path)
+    }
+}
+
+/// The first lines `up` prints: the master, its key, the agent, the demo
+/// export it offers and the web address.
+fn print_up(file: &ClientFile, agent_ports: (u16, u16), key_dir: &Path, dungeon: Option<&Path>) {
+    println!("Sustenet is up.");
+    println!("  master       {}  (tcp)", file.master);
+    println!("  public key   {}", file.public_key);
+    println!(
+        "  agent        template room, ports {}-{}  (sustenet instances --key-dir {} spawn room)",
+        agent_ports.0,
+        agent_ports.1,
+        key_dir.display()
+    );
+    if let Some(d) = dungeon {
+        println!(
+            "  dungeon      template dungeon: {} --dungeon={{scene}}",
+            d.display()
+        );
+    }
+    if let Some(url) = &file.websocket {
+        println!("  web clients  {url}");
+    }
+}
+
+/// Completes once `rx` says stop.
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Serves the metrics and the dashboard on `listener` until stop; prints
+/// their addresses.
+fn serve_admin(
+    listener: TcpListener,
+    token: &str,
+    admin: Admin,
+    stop_rx: watch::Receiver<bool>,
+    tasks: &mut tokio::task::JoinSet<Result<(), sustenet_server::ServerError>>,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    println!(
+        "  metrics      {}",
+        crate::admin::url(addr, "/metrics", token)
+    );
+    println!("  dashboard    {}", crate::admin::url(addr, "/", token));
+    tasks.spawn(async move {
+        let stopped = stopped(stop_rx);
+        sustenet_server::metrics::admin::serve(listener, Arc::new(admin), stopped).await;
+        Ok(())
+    });
+    Ok(())
+}
+
+/// The admin endpoint's token: the one given, else a random one when it
+/// listens beyond loopback, else none.
+fn admin_token(given: Option<&str>, admin_addr: SocketAddr) -> String {
+    match given {
+        Some(t) => t.to_owned(),
+        None if !admin_addr.ip().is_loopback() => crate::admin::random_token(),
+        None => String::new(),
+    }
+}
+
+/// What every cluster `up` runs shares.
+struct Site<'a> {
+    args: &'a UpArgs,
+    /// The host clients reach the servers on.
+    client_host: &'a str,
+    /// The master's `host:port`.
+    master: &'a str,
+    master_port: u16,
+    web: Option<&'a WebSettings>,
+    stop_rx: watch::Receiver<bool>,
+}
+
+impl Site<'_> {
+    /// Starts the master on `listener`.
+    fn start_master(
+        &self,
+        listener: TcpListener,
+        keys: MasterKeys,
+        metrics: MasterMetrics,
+        tasks: &mut tokio::task::JoinSet<Result<(), sustenet_server::ServerError>>,
+    ) {
+        let config = MasterConfig {
+            name: "Sustenet Master (dev)".into(),
+            websocket: self.web.map(|w| w.listener(w.master_port)),
+            metrics,
+            ..MasterConfig::default()
+        };
+        let stop = stopped(self.stop_rx.clone());
+        tasks.spawn(master::run(
+            listener,
+            config,
+            keys,
+            Arc::new(AllowAll),
+            stop,
+        ));
+    }
+
+    /// Binds and starts cluster number `i` (from 0) as `name`, on the port
+    /// after the master's plus `i`, its metrics registered in `registry`;
+    /// prints its line. Returns its metrics.
+    async fn start_cluster(
+        &self,
+        i: usize,
+        name: &str,
+        key: sustenet_proto::Key,
+        registry: &mut Registry,
+        tasks: &mut tokio::task::JoinSet<Result<(), sustenet_server::ServerError>>,
+    ) -> anyhow::Result<sustenet_server::metrics::ClusterMetrics> {
+        let (args, client_host) = (self.args, self.client_host);
+        let port = self
+            .master_port
+            .checked_add(u16::try_from(i + 1).unwrap_or(u16::MAX))
+            .context("cluster ports run past 65535: pass a lower --port")?;
+        let (tcp, udp) = bind_cluster(&args.bind, port, port).await?;
+        let websocket = match self.web {
+            Some(w) => Some(w.listener(w.cluster_port(i)?)),
+            None => None,
+        };
+        let cfg = ClusterConfig {
+            name: name.to_owned(),
+            public_address: client_host.to_owned(),
+            max_connections: args.max_connections,
+            master_addr: self.master.to_owned(),
+            key_name: name.to_owned(),
+            grid: GridConfig {
+                cell_size: args.cell_size,
+                default_interest_radius: args.interest_radius,
+                ..GridConfig::default()
+            },
+            websocket,
+            ..ClusterConfig::default()
+        };
+        let label = ("cluster".into(), name.to_owned().into());
+        cfg.metrics
+            .register(registry.sub_registry_with_label(label));
+        let metrics = cfg.metrics.clone();
+        let stop = stopped(self.stop_rx.clone());
+        tasks.spawn(cluster::run(tcp, udp, cfg, key, World, stop));
+        let web_url = match self.web {
+            Some(w) => format!(", {}://{client_host}:{}", w.scheme(), w.cluster_port(i)?),
+            None => String::new(),
+        };
+        println!("  {name:<12} {client_host}:{port}  (tcp + udp){web_url}");
+        Ok(metrics)
+    }
+}
+
+/// Runs until Ctrl-C or until a server stops on its own (reported), then
+/// stops every server and waits for them.
+async fn run_until_stopped<E: std::fmt::Display + Send + 'static>(
+    mut tasks: tokio::task::JoinSet<Result<(), E>>,
+    stop_tx: watch::Sender<bool>,
+) {
     tokio::select! {
         _ = shutdown_signal() => {}
         Some(r) = tasks.join_next() => {
@@ -321,8 +432,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             tracing::warn!("while stopping: {e}");
         }
     }
-    println!("Sustenet stopped.");
-    Ok(())
 }
 
 /// The WebSocket listeners `up` runs: a `wss://` one with the development

@@ -101,6 +101,8 @@ async fn bench_player(player: Player) -> Tally {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_reliable_message_is_lost_or_repeated_on_a_faulty_network() {
+    // Long: one scenario (a cluster behind a faulty proxy, a player sending and
+    // receiving through it, then the counts compared), read top to bottom.
     let dep = Deployment::new("");
     let (proxy_tcp, proxy_udp) = (support::free_port(), support::free_port());
     let spec = dep.cluster_spec(

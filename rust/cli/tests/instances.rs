@@ -563,6 +563,36 @@ fn an_agent_key_added_while_the_master_runs_works_and_a_removed_one_stops_new_li
 }
 
 #[test]
+fn a_key_file_instance_finds_its_key_from_its_own_folder_and_dies_with_its_agent() {
+    // run_dir is relative ("run-a"); the template runs in another folder, so {key_path} must
+    // be absolute for the instance to read its key. With --quit-on-stdin-eof it exits when its
+    // agent is killed with -9 (the agent's pipe on its stdin closes).
+    let mut f = Fixture::new("", &["a"]);
+    std::fs::create_dir_all(f.path("elsewhere")).unwrap();
+    let t = format!(
+        r#"[agent.templates.filed]
+command = "{BIN}"
+args = ["cluster", "--no-config", "--key-file", "{{key_path}}", "--quit-on-stdin-eof", "--key-name", "{{key_name}}", "--port", "{{port}}", "--master-ip", "127.0.0.1", "--master-port", "{mp}", "--bind", "127.0.0.1"]
+key = "file"
+dir = "elsewhere"
+"#,
+        mp = f.master_port
+    );
+    f.agent("a", free_range(2), &t);
+    let (id, agent, _) = f.spawn(&["filed"]).unwrap();
+    assert_eq!(agent, "a");
+    assert!(f.instances(&["stop", &id.to_string()]).status.success());
+    eventually("the instance is gone", || f.list().is_empty());
+    eventually("its process exited", || f.instance_processes().is_empty());
+    f.spawn(&["filed"]).unwrap();
+    assert_eq!(f.instance_processes().len(), 1);
+    f.agents[0].kill_hard();
+    eventually("the instance exited with its agent", || {
+        f.instance_processes().is_empty()
+    });
+}
+
+#[test]
 fn an_instance_that_never_registers_times_out_and_is_stopped() {
     let mut f = Fixture::new("[instances]\nregister_timeout_secs = 1\n", &["a"]);
     let t = "[agent.templates.mute]\ncommand = \"sleep\"\nargs = [\"600\"]\n";

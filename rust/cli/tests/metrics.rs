@@ -18,6 +18,9 @@ fn scrape(port: u16) -> (String, std::collections::HashMap<String, f64>) {
 
 #[test]
 fn metrics_under_bench_load_match_what_bench_did() {
+    // Long: one scenario (master and cluster processes, a bench run against
+    // them, then every metric compared with what bench reported), read top to
+    // bottom; split up, the comparisons would lose the numbers they check.
     let dir = tempfile::tempdir().unwrap();
     let admin = free_tcp_port();
     let _up = up(dir.path(), admin, &[]);

@@ -353,6 +353,8 @@ impl Drop for Server {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a long run: scripts/soak.sh"]
 async fn soak() {
+    // Long: the whole soak run (servers, clients, the load loop and the final
+    // checks) read as one scenario.
     let secs = env_u64("SOAK_SECS", 600);
     let clients = env_u64("SOAK_CLIENTS", 1_000) as usize;
     let every = env_u64("SOAK_SAMPLE_SECS", 60);

@@ -22,6 +22,7 @@ pub mod instance;
 pub mod message;
 pub mod reason;
 pub mod replay;
+pub mod report;
 pub mod resume;
 pub mod token;
 pub mod web;

@@ -46,6 +46,7 @@ pub(crate) mod tag {
     pub const TRANSFER: u8 = 0x14;
     pub const WEBSOCKET: u8 = 0x15;
     pub const SPAWN_INSTANCE: u8 = 0x16;
+    pub const REPORT: u8 = 0x17;
     pub const REGISTERED: u8 = 0x18;
     pub const TRANSFER_READY: u8 = 0x19;
     pub const TRANSFER_FAILED: u8 = 0x1A;
@@ -304,6 +305,9 @@ pub enum ClusterToMaster {
         /// Stop the instance once it has been empty this many seconds (0: never).
         stop_when_empty_sec: u32,
     },
+    /// The cluster's dashboard report: occupied fragments and latest
+    /// disconnects ([`crate::report`]); sent with each status.
+    Report(crate::report::ClusterReport),
 }
 
 /// Master → cluster.
@@ -597,6 +601,10 @@ link_message!(
                 out.put_u32(*stop_when_empty_sec);
                 Ok(())
             }
+            ClusterToMaster::Report(report) => {
+                out.put_u8(tag::REPORT);
+                report.encode(out)
+            }
             ClusterToMaster::Ping(_)
             | ClusterToMaster::Pong(_)
             | ClusterToMaster::Disconnect(_) => unreachable_common(),
@@ -639,6 +647,7 @@ link_message!(
                 params: crate::instance::params(&mut r)?,
                 stop_when_empty_sec: r.u32()?,
             },
+            tag::REPORT => ClusterToMaster::Report(crate::report::ClusterReport::decode(&mut r)?),
             other => return Err(DecodeError::UnknownType(other)),
         }
     }

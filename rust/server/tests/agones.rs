@@ -189,6 +189,8 @@ fn spawn_cluster(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sdk_sees_capacity_health_ready_after_registration_players_and_shutdown() {
+    // Long: one scenario that follows the SDK's view through a cluster's
+    // whole life (registration, players, shutdown), in order.
     init_tracing();
     let (tcp, udp) = game_sockets().await;
     let game_port = tcp.local_addr().unwrap().port();

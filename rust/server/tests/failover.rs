@@ -9,7 +9,7 @@ use common::*;
 use sustenet_client::ClientEvent;
 use sustenet_net::{SealedReader, SealedWriter};
 use sustenet_proto::handshake::ClusterInitiator;
-use sustenet_proto::{ClusterToMaster, DisconnectReason, JoinTarget, MasterToCluster, Register};
+use sustenet_proto::{DisconnectReason, JoinTarget, MasterToCluster};
 
 #[tokio::test]
 async fn a_killed_cluster_is_dropped_and_players_move_on() {
@@ -75,17 +75,7 @@ async fn a_silent_cluster_is_dropped_after_its_timeout() {
     let session = init.handle_challenge(&challenge).unwrap();
     let Raw { frames, mut wr } = raw;
     let mut writer = SealedWriter::new(&mut wr, session.sealer, 64 * 1024);
-    writer
-        .send(&ClusterToMaster::Register(Register {
-            cluster_id: 77,
-            name: "Quiet".into(),
-            address: "127.0.0.1".into(),
-            tcp_port: 1,
-            udp_port: 1,
-            capacity: 0,
-        }))
-        .await
-        .unwrap();
+    writer.send(&hand_registration(77, "Quiet")).await.unwrap();
     let mut reader = SealedReader::new(frames, session.opener, 0);
     let first = reader.recv::<MasterToCluster>().await.unwrap();
     assert_eq!(first, Some(MasterToCluster::Registered { cluster_id: 77 }));

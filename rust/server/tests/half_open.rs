@@ -12,9 +12,7 @@ use std::time::Duration;
 use common::*;
 use sustenet_net::{FrameReader, SealedReader, SealedWriter};
 use sustenet_proto::handshake::{self, ClientMasterInitiator, ClusterInitiator, HelloKind};
-use sustenet_proto::{
-    ClusterToMaster, DisconnectReason, HandshakeError, Key, MasterToCluster, Register,
-};
+use sustenet_proto::{DisconnectReason, HandshakeError, Key, MasterToCluster};
 use sustenet_server::{Limits, MasterConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
@@ -135,17 +133,7 @@ async fn register_from(from: &str, master: &RunningMaster, key: &Key, id: u64) -
     }
     let session = init.handle_challenge(&challenge).unwrap();
     let mut writer = SealedWriter::new(raw.wr, session.sealer, 64 * 1024);
-    writer
-        .send(&ClusterToMaster::Register(Register {
-            cluster_id: id,
-            name: "Hand".into(),
-            address: "127.0.0.1".into(),
-            tcp_port: 1,
-            udp_port: 1,
-            capacity: 0,
-        }))
-        .await
-        .unwrap();
+    writer.send(&hand_registration(id, "Hand")).await.unwrap();
     let mut reader = SealedReader::new(raw.frames, session.opener, 0);
     tokio::time::timeout(GUARD, reader.recv::<MasterToCluster>())
         .await

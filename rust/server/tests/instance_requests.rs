@@ -11,7 +11,7 @@ use sustenet_net::{SealedReader, SealedWriter};
 use sustenet_proto::handshake::ClusterInitiator;
 use sustenet_proto::instance::AdminToMaster;
 use sustenet_proto::{
-    ClientToMaster, ClusterToMaster, DisconnectReason, MasterToClient, MasterToCluster, Register,
+    ClientToMaster, ClusterToMaster, DisconnectReason, MasterToClient, MasterToCluster,
 };
 
 #[tokio::test]
@@ -69,17 +69,7 @@ async fn a_cluster_request_for_a_template_no_agent_offers_fails_at_once() {
     let session = init.handle_challenge(&challenge).unwrap();
     let mut writer = SealedWriter::new(raw.wr, session.sealer, 64 * 1024);
     let mut reader = SealedReader::new(raw.frames, session.opener, 0);
-    writer
-        .send(&ClusterToMaster::Register(Register {
-            cluster_id: 5,
-            name: "hub".into(),
-            address: "127.0.0.1".into(),
-            tcp_port: 1,
-            udp_port: 1,
-            capacity: 0,
-        }))
-        .await
-        .unwrap();
+    writer.send(&hand_registration(5, "hub")).await.unwrap();
     assert_eq!(
         reader.recv::<MasterToCluster>().await.unwrap(),
         Some(MasterToCluster::Registered { cluster_id: 5 })

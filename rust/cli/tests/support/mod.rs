@@ -196,11 +196,14 @@ impl Deployment {
     }
 
     pub fn start_cluster(&self, spec: &ClusterSpec) -> Proc {
-        Proc::start(
-            self.dir.path(),
-            &spec.name,
-            &["cluster", "--config", spec.config.to_str().unwrap()],
-        )
+        self.start_cluster_with(spec, &[])
+    }
+
+    /// `start_cluster` with more flags (`--world`, ...).
+    pub fn start_cluster_with(&self, spec: &ClusterSpec, flags: &[&str]) -> Proc {
+        let mut args = vec!["cluster", "--config", spec.config.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        Proc::start(self.dir.path(), &spec.name, &args)
     }
 
     /// The log a process wrote so far (for failure messages).

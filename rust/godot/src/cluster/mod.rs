@@ -8,7 +8,6 @@ use godot::global::Error as GdError;
 use godot::prelude::*;
 use sustenet_server::SendError;
 use sustenet_server::cluster::ClusterHandle;
-use sustenet_server::fragments::{FragmentEvent, FragmentId};
 use tokio::sync::oneshot;
 
 use crate::multiplayer_peer::tap::{self, ClusterLink, ClusterTap, Tap};
@@ -20,6 +19,7 @@ const COMMAND_QUEUE: usize = 1 << 18;
 
 mod forward;
 mod setup;
+mod signals;
 
 use forward::{InstanceIds, NodeEvent};
 use setup::bind_sockets;
@@ -661,10 +661,6 @@ impl SustenetCluster {
     }
 }
 
-fn cell(f: FragmentId) -> Vector3i {
-    Vector3i::new(f.x, f.y, f.z)
-}
-
 /// A Vector2 or Vector3 as a position; anything else (or non-finite) is none.
 pub(crate) fn position_of(v: &Variant) -> Option<[f32; 3]> {
     let p = if let Ok(v2) = v.try_to::<Vector2>() {
@@ -745,105 +741,6 @@ impl SustenetCluster {
             ));
         };
         result(r.handle.broadcast(cmd, data, reliable, except))
-    }
-
-    fn drain_events(&mut self) {
-        let Some(r) = &self.running else { return };
-        let rx = r.events.clone();
-        let (max, budget) = (self.events_per_frame, self.frame_budget_usec);
-        let done = DrainStats::run(&rx, max, budget, |ev| self.handle(ev));
-        self.drain.record(done);
-    }
-
-    /// Turns one event into a signal; false once the cluster stopped.
-    fn handle(&mut self, ev: NodeEvent) -> bool {
-        match ev {
-            NodeEvent::Connected(id, data) => {
-                self.players.insert(id);
-                let data = PackedByteArray::from(data.as_slice());
-                self.signals().player_connected().emit(id_to_gd(id), &data);
-            }
-            NodeEvent::Disconnected(id, reason) => {
-                self.players.remove(&id);
-                if let Some(r) = &self.running {
-                    r.quota.forget(id);
-                }
-                let _ = tap::send_to(&mut self.peer_tap, ClusterTap::Left(id));
-                self.signals()
-                    .player_disconnected()
-                    .emit(id_to_gd(id), i64::from(reason.code()));
-            }
-            NodeEvent::ConnectionLost(id, reason) => {
-                self.signals()
-                    .player_connection_lost()
-                    .emit(id_to_gd(id), i64::from(reason.code()));
-            }
-            NodeEvent::Reconnected(id) => self.signals().player_reconnected().emit(id_to_gd(id)),
-            NodeEvent::Packet(id, command, payload, reliable) => {
-                if let Some(r) = &self.running {
-                    r.quota.release(id, payload.len());
-                }
-                let Some(payload) = tap::cluster_packet(&mut self.peer_tap, id, command, payload)
-                else {
-                    return true; // the peer's own packet
-                };
-                let data = PackedByteArray::from(payload.as_slice());
-                self.signals().packet_received().emit(
-                    id_to_gd(id),
-                    i64::from(command),
-                    &data,
-                    reliable,
-                );
-            }
-            NodeEvent::Registered(id) => self.signals().registered().emit(id_to_gd(id)),
-            NodeEvent::Fragment(FragmentEvent::Entered { player, fragment }) => {
-                self.signals()
-                    .fragment_entered()
-                    .emit(id_to_gd(player), cell(fragment));
-            }
-            NodeEvent::Fragment(FragmentEvent::Exited { player, fragment }) => {
-                self.signals()
-                    .fragment_exited()
-                    .emit(id_to_gd(player), cell(fragment));
-            }
-            NodeEvent::Fragment(FragmentEvent::OverCap {
-                fragment,
-                players,
-                cap,
-            }) => {
-                self.signals().fragment_over_cap().emit(
-                    cell(fragment),
-                    i64::try_from(players).unwrap_or(i64::MAX),
-                    i64::from(cap),
-                );
-            }
-            NodeEvent::TransferFailed(id, reason, message) => {
-                self.signals().transfer_failed().emit(
-                    id_to_gd(id),
-                    i64::from(reason.code()),
-                    message.as_str(),
-                );
-            }
-            NodeEvent::MasterLost(m) => self.signals().master_lost().emit(m.as_str()),
-            NodeEvent::Instance(id, Ok(cluster)) => {
-                self.signals().instance_ready().emit(id, id_to_gd(cluster));
-            }
-            NodeEvent::Instance(id, Err(why)) => {
-                self.signals().instance_failed().emit(id, why.as_str());
-            }
-            NodeEvent::Stopped(err) => {
-                if let Some(e) = err {
-                    godot_error!("SustenetCluster stopped: {e}");
-                }
-                if self.running.take().is_some() {
-                    let _ = tap::send_to(&mut self.peer_tap, ClusterTap::Stopped);
-                    self.players.clear();
-                    self.signals().stopped().emit();
-                }
-                return false;
-            }
-        }
-        true
     }
 }
 

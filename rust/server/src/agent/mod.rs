@@ -276,6 +276,14 @@ pub async fn run(
     if let Err(e) = create_run_dir(&section.run_dir) {
         return Err(ServerError::key(&section.run_dir, e));
     }
+    // `{key_path}` must name the key from a template's own working folder (`dir`) too.
+    let mut section = section;
+    section.run_dir = std::path::absolute(&section.run_dir).map_err(|e| {
+        ServerError::key(
+            &section.run_dir,
+            format!("cannot resolve the run folder: {e}"),
+        )
+    })?;
     let mut instances = Instances::new(section.clone());
     let mut backoff = RECONNECT_FIRST;
     tokio::pin!(shutdown);

@@ -243,6 +243,9 @@ async fn master_session(
                     }
                     let players = u32::try_from(shared.published.player_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
                     writer.queue(&ClusterToMaster::Status(Status { players, capacity: shared.config.connection_limit(), fragments: u32::try_from(shared.published.fragment_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX) }))?;
+                    // Sealing and framing take 64 bytes at most; the rest is the report's.
+                    let report = shared.config.metrics.report(now_ms(), limits.max_frame.saturating_sub(64));
+                    writer.queue(&ClusterToMaster::Report(report))?;
                     writer.send(&ClusterToMaster::Ping(now_ms())).await?;
                 }
                 _ = crate::time::stopped(&mut shutdown) => {

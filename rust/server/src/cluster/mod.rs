@@ -302,12 +302,7 @@ pub async fn run_with_handle(
                 core.handle_update(started);
                 shared.config.metrics.tick(started.elapsed().as_secs_f64());
             }
-            _ = tick.tick() => {
-                let now = now_ms();
-                core.handle_heartbeat(Instant::now(), now);
-                sample_metrics(&core, &shared);
-                shared.config.metrics.heartbeat().beat(now, shared.config.limits.heartbeat());
-            }
+            _ = tick.tick() => on_heartbeat(&mut core, &shared),
         }
         core.finish();
         io.carry_out(&mut core).await;
@@ -317,6 +312,16 @@ pub async fn run_with_handle(
     let _ = stop_tx.send(true);
     crate::listen::wind_down(&mut tasks).await;
     Ok(())
+}
+
+/// The heartbeat tick: the core's, then the gauges and the core's own
+/// heartbeat metric.
+fn on_heartbeat<P: Plugin>(core: &mut Core<P>, shared: &Shared) {
+    let now = now_ms();
+    core.handle_heartbeat(Instant::now(), now);
+    sample_metrics(core, shared);
+    let heartbeat = shared.config.limits.heartbeat();
+    shared.config.metrics.heartbeat().beat(now, heartbeat);
 }
 
 /// The gauges the heartbeat samples: players, the deepest send queue, the

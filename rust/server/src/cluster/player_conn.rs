@@ -24,22 +24,13 @@ use crate::ids::PlayerId;
 use crate::time::now_ms;
 
 pub(crate) async fn accept_loop(shared: Arc<Shared>, tcp: TcpListener) {
-    let mut conns = tokio::task::JoinSet::new();
-    let mut next = 0u64;
-    let mut shutdown = shared.shutdown.clone();
-    loop {
-        tokio::select! {
-            _ = crate::time::stopped(&mut shutdown) => break,
-            (stream, peer) = crate::listen::accept(&tcp) => {
-                shared.config.metrics.connection();
-                next += 1;
-                let span = info_span!("player_conn", id = next, %peer);
-                conns.spawn(player_conn(shared.clone(), stream, peer).instrument(span));
-            }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    crate::listen::wind_down(&mut conns).await;
+    let shutdown = shared.shutdown.clone();
+    crate::listen::serve_each(&tcp, shutdown, |stream, peer, id| {
+        shared.config.metrics.connection();
+        let span = info_span!("player_conn", id, %peer);
+        player_conn(shared.clone(), stream, peer).instrument(span)
+    })
+    .await;
 }
 
 /// A refusal to send before closing a connection in its handshake, or

@@ -30,22 +30,13 @@ use crate::web::{self, WebError, WebRx, WebTx};
 type Refusal = Option<(DisconnectReason, String)>;
 
 pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
-    let mut conns = tokio::task::JoinSet::new();
-    let mut next = 0u64;
-    let mut shutdown = shared.shutdown.clone();
-    loop {
-        tokio::select! {
-            _ = crate::time::stopped(&mut shutdown) => break,
-            (stream, peer) = crate::listen::accept(&listener) => {
-                shared.config.metrics.connection();
-                next += 1;
-                let span = info_span!("web_player", id = next, %peer);
-                conns.spawn(web_player(shared.clone(), stream, peer).instrument(span));
-            }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    crate::listen::wind_down(&mut conns).await;
+    let shutdown = shared.shutdown.clone();
+    crate::listen::serve_each(&listener, shutdown, |stream, peer, id| {
+        shared.config.metrics.connection();
+        let span = info_span!("web_player", id, %peer);
+        web_player(shared.clone(), stream, peer).instrument(span)
+    })
+    .await;
 }
 
 /// What a web hello admitted.
@@ -67,13 +58,14 @@ async fn web_player(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
         return;
     };
     let refused = |r: DisconnectReason| shared.config.metrics.handshake(Err(r));
-    let Some(up) = web::upgrade(tcp, peer, ws_config, &shared.handshakes, &limits, &refused).await
+    let greeted = web::accept_hello(tcp, peer, ws_config, &shared.handshakes, &limits, &refused);
+    let Some(web::Greeted {
+        mut tx,
+        mut rx,
+        hello,
+        permit,
+    }) = greeted.await
     else {
-        return;
-    };
-    let hello_time = up.hello_time();
-    let (mut tx, mut rx) = up.link.split(limits.timeout());
-    let Some(hello) = web::read_hello(&mut rx, &mut tx, hello_time, &refused).await else {
         return;
     };
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -102,11 +94,13 @@ async fn web_player(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
         Ok(a) => a,
         Err(Some((reason, message))) => {
             refused(reason);
-            return tx.refuse(reason, &message).await;
+            tx.refuse(reason, &message).await;
+            drop(permit);
+            return rx.linger().await;
         }
         Err(None) => return,
     };
-    drop(up.permit);
+    drop(permit);
     shared.config.metrics.handshake(Ok(()));
     let addr = web_addr(conn);
     let route = Arc::new(Route::new(ws_config.unreliable_queue));
@@ -326,12 +320,8 @@ async fn run_session(
             },
             _ = keepalive.tick() => to_core(shared, s, vec![Record::Ping(0)], MAX_DATAGRAM),
             _ = out_tx.closed() => {
-                // The writer ended the link (its close frame is sent): read
-                // on until the client answers the close, at most a second,
-                // so the socket is not reset under frames the client has not
-                // read yet (it would lose the goodbye and the close code).
-                let drain = async { while let Ok(Some(_)) = rx.recv().await {} };
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+                // The writer ended the link (its close frame is sent).
+                rx.linger().await;
                 break DisconnectReason::ConnectionLost;
             }
         }

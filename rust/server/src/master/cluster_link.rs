@@ -325,6 +325,9 @@ async fn on_message(
             return Ok(Some(DisconnectReason::ProtocolViolation));
         }
         ClusterToMaster::Status(st) => shared.directory().handle_status(id, conn, st),
+        ClusterToMaster::Report(report) => {
+            shared.config.metrics.cluster_report(id, now_ms(), report);
+        }
         ClusterToMaster::WebSocket { port, tls } => {
             info!(
                 cluster_id = id,
@@ -332,25 +335,7 @@ async fn on_message(
             );
             shared.web_clusters().set(id, conn, port, tls);
         }
-        ClusterToMaster::PlayerJoined { client_id } => {
-            let unsent = {
-                let mut dir = shared.directory();
-                let sent = dir.handle_player_joined(now_ms(), id, conn, client_id);
-                if sent {
-                    shared.config.metrics.ticket_used();
-                }
-                if sent { 0 } else { dir.unsent_reports(id) }
-            };
-            // Logged at powers of two: a cluster cannot flood the log this way.
-            if unsent.is_power_of_two() {
-                info!(
-                    cluster_id = id,
-                    client_id,
-                    reports = unsent,
-                    "the cluster reports a player the master did not send there: counted (up to its capacity), never transferred"
-                );
-            }
-        }
+        ClusterToMaster::PlayerJoined { client_id } => player_joined(shared, id, conn, client_id),
         ClusterToMaster::PlayerLeft { client_id } => {
             shared.directory().handle_player_left(id, conn, client_id);
         }
@@ -380,39 +365,73 @@ async fn on_message(
             target,
             user_data,
         } => {
-            let ticket = shared.directory().handle_transfer(
-                now_ms(),
-                id,
-                conn,
-                client_id,
-                target,
-                &user_data,
-                &mut rand::rng(),
-            );
-            let reply = match ticket {
-                Ok(ticket) => {
-                    info!(client_id, from = id, to = target, "transfer ticket issued");
-                    shared.config.metrics.ticket_issued(true);
-                    MasterToCluster::TransferReady {
-                        request_id,
-                        client_id,
-                        ticket,
-                    }
-                }
-                Err(reason) => {
-                    info!(
-                        cluster_id = id,
-                        client_id, target, "transfer refused: {} {}", reason.reason, reason.message
-                    );
-                    MasterToCluster::TransferFailed {
-                        request_id,
-                        client_id,
-                        reason,
-                    }
-                }
-            };
+            let reply = transfer(shared, id, conn, request_id, client_id, target, &user_data);
             writer.send(&reply).await?;
         }
     }
     Ok(None)
+}
+
+/// The cluster says `client_id` joined it.
+fn player_joined(shared: &Shared, id: u64, conn: u64, client_id: u64) {
+    let unsent = {
+        let mut dir = shared.directory();
+        let sent = dir.handle_player_joined(now_ms(), id, conn, client_id);
+        if sent {
+            shared.config.metrics.ticket_used();
+        }
+        if sent { 0 } else { dir.unsent_reports(id) }
+    };
+    // Logged at powers of two: a cluster cannot flood the log this way.
+    if unsent.is_power_of_two() {
+        info!(
+            cluster_id = id,
+            client_id,
+            reports = unsent,
+            "the cluster reports a player the master did not send there: counted (up to its capacity), never transferred"
+        );
+    }
+}
+
+/// The cluster asks to move `client_id` to cluster `target`: the answer to send it.
+fn transfer(
+    shared: &Shared,
+    id: u64,
+    conn: u64,
+    request_id: u64,
+    client_id: u64,
+    target: u64,
+    user_data: &[u8],
+) -> MasterToCluster {
+    let ticket = shared.directory().handle_transfer(
+        now_ms(),
+        id,
+        conn,
+        client_id,
+        target,
+        user_data,
+        &mut rand::rng(),
+    );
+    match ticket {
+        Ok(ticket) => {
+            info!(client_id, from = id, to = target, "transfer ticket issued");
+            shared.config.metrics.ticket_issued(true);
+            MasterToCluster::TransferReady {
+                request_id,
+                client_id,
+                ticket,
+            }
+        }
+        Err(reason) => {
+            info!(
+                cluster_id = id,
+                client_id, target, "transfer refused: {} {}", reason.reason, reason.message
+            );
+            MasterToCluster::TransferFailed {
+                request_id,
+                client_id,
+                reason,
+            }
+        }
+    }
 }

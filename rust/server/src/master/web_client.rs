@@ -114,22 +114,13 @@ impl WebClusters {
 
 /// Accepts web clients until the master stops.
 pub(super) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
-    let mut conns = tokio::task::JoinSet::new();
-    let mut next = 0u64;
-    let mut shutdown = shared.shutdown.clone();
-    loop {
-        tokio::select! {
-            _ = crate::time::stopped(&mut shutdown) => break,
-            (stream, peer) = crate::listen::accept(&listener) => {
-                shared.config.metrics.connection();
-                next += 1;
-                let span = info_span!("web_client", id = next, %peer);
-                conns.spawn(web_client(shared.clone(), stream, peer).instrument(span));
-            }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    crate::listen::wind_down(&mut conns).await;
+    let shutdown = shared.shutdown.clone();
+    crate::listen::serve_each(&listener, shutdown, |stream, peer, id| {
+        shared.config.metrics.connection();
+        let span = info_span!("web_client", id, %peer);
+        web_client(shared.clone(), stream, peer).instrument(span)
+    })
+    .await;
 }
 
 async fn web_client(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: SocketAddr) {
@@ -139,23 +130,25 @@ async fn web_client(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
     };
     let metrics = &shared.config.metrics;
     let refused = |r: DisconnectReason| metrics.handshake(Err(r));
-    let Some(up) = web::upgrade(tcp, peer, ws_config, &shared.handshakes, &limits, &refused).await
+    let greeted = web::accept_hello(tcp, peer, ws_config, &shared.handshakes, &limits, &refused);
+    let Some(web::Greeted {
+        mut tx,
+        mut rx,
+        hello,
+        permit,
+    }) = greeted.await
     else {
-        return;
-    };
-    let hello_time = up.hello_time();
-    let (mut tx, mut rx) = up.link.split(limits.timeout());
-    let Some(hello) = web::read_hello(&mut rx, &mut tx, hello_time, &refused).await else {
         return;
     };
     let (reason, why) = match WebHello::parse(&hello) {
         Ok(WebHello::Master) => match shared.clients.try_acquire() {
             Ok(client_permit) => {
-                drop(up.permit);
+                drop(permit);
                 metrics.handshake(Ok(()));
                 let reason = run(&shared, peer, &mut tx, &mut rx).await;
                 debug!("web client session ended: {reason}");
                 tx.close(web::close_code(reason), &reason.to_string()).await;
+                rx.linger().await;
                 drop(client_permit);
                 return;
             }
@@ -179,6 +172,8 @@ async fn web_client(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
     };
     refused(reason);
     tx.refuse(reason, &why).await;
+    drop(permit);
+    rx.linger().await;
 }
 
 /// Sends `m` as a reliable web frame.

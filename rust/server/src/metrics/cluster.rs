@@ -9,7 +9,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use sustenet_proto::DisconnectReason;
 
-use super::{AWAY_BUCKETS, LabeledCounter, TICK_BUCKETS, TRANSFER_BUCKETS, reason_label};
+use super::{
+    AWAY_BUCKETS, Handshakes, LabeledCounter, TICK_BUCKETS, TRANSFER_BUCKETS, reason_label,
+};
 
 /// Most recent disconnects kept for the dashboard.
 pub const RECENT_DISCONNECTS: usize = 32;
@@ -29,7 +31,7 @@ pub struct FragmentCell {
 #[derive(Debug, Default)]
 struct View {
     cells: Vec<FragmentCell>,
-    recent: VecDeque<(u64, &'static str)>,
+    recent: VecDeque<(u64, DisconnectReason)>,
 }
 
 /// Every metric of one cluster. Cheap to clone (the clones count into the
@@ -37,8 +39,7 @@ struct View {
 /// is [registered](Self::register).
 #[derive(Debug, Clone)]
 pub struct ClusterMetrics {
-    connections: Counter,
-    handshakes: LabeledCounter,
+    handshakes: Handshakes,
     players: Gauge,
     capacity: Gauge,
     joins: Counter,
@@ -70,8 +71,7 @@ pub struct ClusterMetrics {
 impl Default for ClusterMetrics {
     fn default() -> Self {
         Self {
-            connections: Counter::default(),
-            handshakes: LabeledCounter::default(),
+            handshakes: Handshakes::default(),
             players: Gauge::default(),
             capacity: Gauge::default(),
             joins: Counter::default(),
@@ -116,16 +116,7 @@ impl ClusterMetrics {
     /// process runs several).
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("sustenet_cluster");
-        r.register(
-            "connections",
-            "TCP connections accepted",
-            self.connections.clone(),
-        );
-        r.register(
-            "handshakes",
-            "Player handshakes by result (ok, or the refusal reason)",
-            self.handshakes.clone(),
-        );
+        self.handshakes.register(r, "Player handshakes");
         r.register(
             "players",
             "Players on the cluster (connected or away)",
@@ -222,15 +213,11 @@ impl ClusterMetrics {
 
     /// A TCP connection was accepted.
     pub fn connection(&self) {
-        self.connections.inc();
+        self.handshakes.connection();
     }
     /// A player handshake ended: `Ok` or the reason it was refused.
     pub fn handshake(&self, result: Result<(), DisconnectReason>) {
-        let result = match result {
-            Ok(()) => "ok",
-            Err(r) => reason_label(r),
-        };
-        self.handshakes.get_or_create(&[("result", result)]).inc();
+        self.handshakes.handshake(result);
     }
     /// The player count and the capacity (0: no limit).
     pub fn set_players(&self, players: usize, capacity: u32) {
@@ -253,7 +240,7 @@ impl ClusterMetrics {
         if v.recent.len() == RECENT_DISCONNECTS {
             v.recent.pop_front();
         }
-        v.recent.push_back((now_ms, label));
+        v.recent.push_back((now_ms, reason));
     }
     /// A transfer's redirect was sent `pause_secs` after it was asked for.
     pub fn transfer_redirected(&self, pause_secs: f64) {
@@ -327,6 +314,46 @@ impl ClusterMetrics {
         self.view().cells = cells;
     }
 
+    /// The dashboard report of this cluster at `now_ms`, in at most
+    /// `max_bytes` bytes of message body: the latest disconnects, newest
+    /// first (at most an hour old), and the most populated occupied
+    /// fragments (at most
+    /// [`REPORT_CELLS_MAX`](sustenet_proto::report::REPORT_CELLS_MAX), fewer
+    /// when `max_bytes` is smaller than a full report).
+    pub fn report(&self, now_ms: u64, max_bytes: usize) -> sustenet_proto::report::ClusterReport {
+        use sustenet_proto::report::{
+            REPORT_AGE_MAX_MS, REPORT_CELLS_MAX, REPORT_DISCONNECTS_MAX, RecentDisconnect,
+            ReportCell,
+        };
+        let v = self.view();
+        let disconnects: Vec<RecentDisconnect> = v
+            .recent
+            .iter()
+            .rev()
+            .take(REPORT_DISCONNECTS_MAX)
+            .filter_map(|(at, reason)| {
+                let age = u32::try_from(now_ms.saturating_sub(*at)).ok()?;
+                (age <= REPORT_AGE_MAX_MS).then_some(RecentDisconnect {
+                    age_ms: age,
+                    reason: *reason,
+                })
+            })
+            .collect();
+        // Type byte and two counts, then 5 bytes a disconnect, 16 a fragment.
+        let room = max_bytes.saturating_sub(4 + 5 * disconnects.len()) / 16;
+        let mut cells: Vec<&FragmentCell> = v.cells.iter().filter(|c| c.players > 0).collect();
+        cells.sort_unstable_by_key(|c| std::cmp::Reverse(c.players));
+        let cells = cells
+            .into_iter()
+            .take(REPORT_CELLS_MAX.min(room))
+            .map(|c| ReportCell {
+                coords: c.coords,
+                players: c.players,
+            })
+            .collect();
+        sustenet_proto::report::ClusterReport { cells, disconnects }
+    }
+
     fn view(&self) -> MutexGuard<'_, View> {
         self.view.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -339,7 +366,7 @@ impl ClusterMetrics {
         ClusterStats {
             players: u64::try_from(self.players.get()).unwrap_or(0),
             capacity: u64::try_from(self.capacity.get()).unwrap_or(0),
-            connections: self.connections.get(),
+            connections: self.handshakes.connections(),
             joins: self.joins.get(),
             disconnects: self.disconnects_all.get(),
             transfers_redirected: by(&self.transfers, "result", "redirected"),
@@ -362,7 +389,11 @@ impl ClusterMetrics {
             tick_seconds_sum: self.tick_nanos.get() as f64 / 1e9,
             master_link_up: self.master_link_up.get() == 1,
             cells: v.cells.clone(),
-            recent_disconnects: v.recent.iter().copied().collect(),
+            recent_disconnects: v
+                .recent
+                .iter()
+                .map(|(at, r)| (*at, reason_label(*r)))
+                .collect(),
         }
     }
 }

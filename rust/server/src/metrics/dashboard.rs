@@ -4,8 +4,9 @@
 //! The master's own view (the cluster list, players per cluster over the
 //! last five minutes, join and handoff counts) comes from its
 //! [`MasterMetrics`]; a cluster's fragment heat map and recent disconnect
-//! reasons come from its [`ClusterMetrics`], so they are shown for the
-//! clusters running in the master's process (`sustenet up`).
+//! reasons come from its [`ClusterMetrics`] when it runs in the master's
+//! process (`sustenet up`), else from the last report it sent over its
+//! master link (`ClusterToMaster::Report`, kept by the master's metrics).
 
 use serde_json::{Value, json};
 
@@ -40,6 +41,10 @@ impl Dashboard {
             .iter()
             .map(|c| {
                 let local = self.local(&c.name).map(ClusterMetrics::stats);
+                let reported = self
+                    .master
+                    .reported_cells(c.id)
+                    .map(|cells| cells.len() as u64);
                 json!({
                     "id": c.id.to_string(),
                     "name": c.name,
@@ -48,7 +53,8 @@ impl Dashboard {
                     "capacity": c.capacity,
                     "state": if c.locked { "full" } else { "open" },
                     "local": local.is_some(),
-                    "fragments": local.as_ref().map(|s| s.fragments),
+                    "reported": reported.is_some(),
+                    "fragments": local.as_ref().map(|s| s.fragments).or(reported),
                     "tick_ms_avg": local.as_ref().filter(|s| s.ticks > 0)
                         .map(|s| s.tick_seconds_sum * 1000.0 / s.ticks as f64),
                 })
@@ -64,17 +70,31 @@ impl Dashboard {
                 json!({"at_ms": s.at_ms, "joins": s.joins, "transfers": s.transfers, "players": players})
             })
             .collect();
+        let heat_clusters: Vec<&str> = self
+            .clusters
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .chain(
+                list.iter()
+                    .filter(|c| self.local(&c.name).is_none() && self.master.has_report(c.id))
+                    .map(|c| c.name.as_str()),
+            )
+            .collect();
         let heat = chosen
-            .and_then(|n| self.clusters.iter().find(|(name, _)| name == n))
-            .or(self.clusters.first())
-            .map(|(name, m)| {
-                let cells: Vec<Value> = m
-                    .stats()
-                    .cells
+            .filter(|n| heat_clusters.contains(n))
+            .or(heat_clusters.first().copied())
+            .and_then(|name| {
+                let cells = match self.local(name) {
+                    Some(m) => m.stats().cells,
+                    None => self
+                        .master
+                        .reported_cells(list.iter().find(|c| c.name == name)?.id)?,
+                };
+                let cells: Vec<Value> = cells
                     .iter()
                     .map(|c| json!([c.coords[0], c.coords[1], c.coords[2], c.players]))
                     .collect();
-                json!({"cluster": name, "cells": cells})
+                Some(json!({"cluster": name, "cells": cells}))
             });
         let mut disconnects: Vec<(u64, &str, &'static str)> = self
             .clusters
@@ -86,6 +106,10 @@ impl Dashboard {
                     .map(move |(at, reason)| (at, name.as_str(), reason))
             })
             .collect();
+        for c in list.iter().filter(|c| self.local(&c.name).is_none()) {
+            let reported = self.master.reported_disconnects(c.id);
+            disconnects.extend(reported.into_iter().map(|(at, r)| (at, c.name.as_str(), r)));
+        }
         disconnects.sort_by_key(|d| std::cmp::Reverse(d.0));
         disconnects.truncate(super::cluster::RECENT_DISCONNECTS);
         let disconnects: Vec<Value> = disconnects
@@ -97,6 +121,7 @@ impl Dashboard {
             "totals": {"logins": logins, "joins": joins, "transfers": transfers, "tickets_used": tickets_used},
             "clusters": clusters,
             "local_clusters": self.clusters.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+            "heat_clusters": heat_clusters,
             "history": history,
             "heat": heat,
             "disconnects": disconnects,

@@ -9,8 +9,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use sustenet_proto::DisconnectReason;
 use sustenet_proto::message::ClusterInfo;
+use sustenet_proto::report::ClusterReport;
 
-use super::{LabeledCounter, reason_label};
+use super::{Handshakes, LabeledCounter};
 
 /// Samples of the cluster list kept for the dashboard's charts (one a second: 5 minutes).
 pub const HISTORY_SAMPLES: usize = 300;
@@ -34,6 +35,7 @@ pub struct Sample {
 struct View {
     clusters: Vec<ClusterInfo>,
     history: VecDeque<Sample>,
+    reports: super::reports::Reports,
 }
 
 /// Label set of the per-cluster gauges: the cluster's name (one of the
@@ -45,8 +47,7 @@ type ClusterLabel = [(&'static str, String); 1];
 /// is [registered](Self::register).
 #[derive(Debug, Clone, Default)]
 pub struct MasterMetrics {
-    connections: Counter,
-    handshakes: LabeledCounter,
+    handshakes: Handshakes,
     logins: LabeledCounter,
     tickets_issued: LabeledCounter,
     tickets_used: Counter,
@@ -62,16 +63,7 @@ impl MasterMetrics {
     /// Registers every metric under `sustenet_master_` in `registry`.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("sustenet_master");
-        r.register(
-            "connections",
-            "TCP connections accepted",
-            self.connections.clone(),
-        );
-        r.register(
-            "handshakes",
-            "Handshakes by result (ok, or the refusal reason)",
-            self.handshakes.clone(),
-        );
+        self.handshakes.register(r, "Handshakes");
         r.register(
             "logins",
             "Logins by result (ok, refused)",
@@ -116,15 +108,11 @@ impl MasterMetrics {
 
     /// A TCP connection was accepted.
     pub fn connection(&self) {
-        self.connections.inc();
+        self.handshakes.connection();
     }
     /// A handshake ended: `Ok` or the reason it was refused.
     pub fn handshake(&self, result: Result<(), DisconnectReason>) {
-        let result = match result {
-            Ok(()) => "ok",
-            Err(r) => reason_label(r),
-        };
-        self.handshakes.get_or_create(&[("result", result)]).inc();
+        self.handshakes.handshake(result);
     }
     /// A login was accepted or refused.
     pub fn login(&self, ok: bool) {
@@ -186,7 +174,31 @@ impl MasterMetrics {
             v.history.pop_front();
         }
         v.history.push_back(sample);
+        let listed = clusters.iter().map(|c| c.id).collect();
+        v.reports.retain(&listed);
         v.clusters = clusters;
+    }
+
+    /// Cluster `id` sent its dashboard report (kept unless it sent one less
+    /// than [`REPORT_MIN_INTERVAL_MS`](super::reports::REPORT_MIN_INTERVAL_MS)
+    /// ago); says whether it was kept.
+    pub fn cluster_report(&self, id: u64, now_ms: u64, report: ClusterReport) -> bool {
+        self.view().reports.accept(id, now_ms, report)
+    }
+
+    /// Whether cluster `id` sent a report the master keeps.
+    pub fn has_report(&self, id: u64) -> bool {
+        self.view().reports.has(id)
+    }
+
+    /// The occupied fragments cluster `id` last reported.
+    pub fn reported_cells(&self, id: u64) -> Option<Vec<super::FragmentCell>> {
+        self.view().reports.cells(id)
+    }
+
+    /// The disconnects cluster `id` last reported: (wall clock ms, reason).
+    pub fn reported_disconnects(&self, id: u64) -> Vec<(u64, &'static str)> {
+        self.view().reports.disconnects(id)
     }
 
     fn tickets(&self, kind: &'static str) -> u64 {

@@ -18,6 +18,7 @@ pub mod core_health;
 pub mod dashboard;
 mod master;
 mod process;
+pub mod reports;
 
 pub use cluster::{ClusterMetrics, ClusterStats, FragmentCell};
 pub use core_health::CoreHeartbeat;
@@ -26,6 +27,7 @@ pub use process::resident_memory_bytes;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 
 /// Buckets of `sustenet_cluster_core_tick_seconds`: 100 µs to 250 ms.
 pub const TICK_BUCKETS: [f64; 11] = [
@@ -40,6 +42,49 @@ pub const AWAY_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 
 pub type Label = [(&'static str, &'static str); 1];
 /// A counter with one label from a fixed set.
 pub type LabeledCounter = Family<Label, Counter>;
+
+/// Connections accepted and handshakes by result: counted alike by masters
+/// and clusters (`connections_total`, `handshakes_total{result}`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Handshakes {
+    connections: Counter,
+    results: LabeledCounter,
+}
+
+impl Handshakes {
+    /// Registers both counters in `r`; `what` names the handshakes in the help text.
+    fn register(&self, r: &mut Registry, what: &str) {
+        r.register(
+            "connections",
+            "TCP connections accepted",
+            self.connections.clone(),
+        );
+        r.register(
+            "handshakes",
+            format!("{what} by result (ok, or the refusal reason)"),
+            self.results.clone(),
+        );
+    }
+
+    /// A TCP connection was accepted.
+    fn connection(&self) {
+        self.connections.inc();
+    }
+
+    /// A handshake ended: `Ok` or the reason it was refused.
+    fn handshake(&self, result: Result<(), sustenet_proto::DisconnectReason>) {
+        let result = match result {
+            Ok(()) => "ok",
+            Err(r) => reason_label(r),
+        };
+        self.results.get_or_create(&[("result", result)]).inc();
+    }
+
+    /// Connections accepted so far.
+    fn connections(&self) -> u64 {
+        self.connections.get()
+    }
+}
 
 /// The `snake_case` name of a reason (`SendQueueFull` → `send_queue_full`),
 /// as a label value: one of the finite set of reasons.

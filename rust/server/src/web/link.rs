@@ -98,6 +98,14 @@ impl WebRx {
         }
     }
 
+    /// After this side's close frame: reads on until the client answers the
+    /// close, at most a second, so the socket is not reset under frames the
+    /// client has not read yet (it would lose the goodbye and the close code).
+    pub(crate) async fn linger(&mut self) {
+        let drain = async { while let Ok(Some(_)) = self.recv().await {} };
+        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+    }
+
     /// [`WebRx::recv`] within `limit`; `Err(None)` when it passed.
     pub(crate) async fn recv_within(
         &mut self,

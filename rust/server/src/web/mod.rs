@@ -25,7 +25,7 @@ use std::net::{IpAddr, SocketAddr};
 pub use tls::{DevCertificate, TlsIdentity, ensure_dev_certificate};
 
 pub(crate) use link::{WebError, WebRx, WebTx, close_code};
-pub(crate) use upgrade::{read_hello, upgrade};
+pub(crate) use upgrade::{Greeted, accept_hello};
 
 use crate::config::ConfigError;
 use crate::error::ServerError;

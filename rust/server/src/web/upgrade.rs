@@ -179,9 +179,48 @@ pub(crate) async fn upgrade(
     }
 }
 
+/// A WebSocket whose hello arrived: its halves, the hello, and the
+/// handshake slot (kept until the hello is answered).
+pub(crate) struct Greeted {
+    pub(crate) tx: WebTx,
+    pub(crate) rx: WebRx,
+    pub(crate) hello: Vec<u8>,
+    pub(crate) permit: HandshakePermit,
+}
+
+/// [`upgrade`], then [`read_hello`] within what is left of the handshake
+/// deadline; the link's frames time out after `limits.timeout()`. What
+/// masters and clusters do with every web connection before its hello is
+/// parsed; `None` when refused (counted through `refused`; a refused hello's
+/// link lingers for the client's close, its handshake slot freed) or closed.
+pub(crate) async fn accept_hello(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    config: &WebSocketConfig,
+    gate: &Arc<HandshakeGate>,
+    limits: &Limits,
+    refused: &(dyn Fn(DisconnectReason) + Sync),
+) -> Option<Greeted> {
+    let up = upgrade(tcp, peer, config, gate, limits, refused).await?;
+    let hello_time = up.hello_time();
+    let (mut tx, mut rx) = up.link.split(limits.timeout());
+    let Some(hello) = read_hello(&mut rx, &mut tx, hello_time, refused).await else {
+        drop(up.permit);
+        rx.linger().await;
+        return None;
+    };
+    Some(Greeted {
+        tx,
+        rx,
+        hello,
+        permit: up.permit,
+    })
+}
+
 /// Reads the hello, the first web frame, within `within`; a bad frame or
 /// none in time is refused on the link and passed to `refused`. `None`:
-/// refused, or the client closed first (not counted).
+/// refused, or the client closed first (not counted); the caller then
+/// frees its handshake slot and lets the link linger.
 pub(crate) async fn read_hello(
     rx: &mut WebRx,
     tx: &mut WebTx,
