@@ -1,14 +1,19 @@
 //! The UDP receiver: drops anything that is not an authenticated datagram
 //! of a live session (answering only ping requests, within their limits),
-//! decodes records and hands them to the core.
+//! decodes records and hands them to the core. It reads in batches (many
+//! datagrams per system call, coalesced ones split again).
 
 use std::collections::HashMap;
+use std::io::IoSliceMut;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use quinn_udp::{BATCH_SIZE, RecvMeta, UdpSockRef, UdpSocketState};
 use sustenet_proto::crypto::{DatagramOpener, datagram_session_id};
 use sustenet_proto::datagram::{self, MAX_DATAGRAM};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -51,97 +56,222 @@ pub(crate) async fn udp_loop(
     udp: Arc<UdpSocket>,
     mut ctl: mpsc::Receiver<UdpControl>,
 ) {
-    let mut sessions: HashMap<u64, (PlayerId, Box<DatagramOpener>)> = HashMap::new();
-    let mut buf = vec![0u8; 2048];
-    let mut refused = 0u64;
-    let mut malformed = 0u64;
+    let mut batch = ReceiveBatch::new(&udp);
     let c = &shared.config;
-    let mut pings = PingLimiter::new(
-        c.ping_rate,
-        c.ping_rate_per_source,
-        c.ping_sources,
-        Instant::now(),
-    );
+    let mut gate = Gate {
+        sessions: HashMap::new(),
+        refused: 0,
+        malformed: 0,
+        pings: PingLimiter::new(
+            c.ping_rate,
+            c.ping_rate_per_source,
+            c.ping_sources,
+            Instant::now(),
+        ),
+    };
     let mut shutdown = shared.shutdown.clone();
     loop {
         tokio::select! {
             biased;
             _ = crate::time::stopped(&mut shutdown) => break,
-            Some(c) = ctl.recv() => match c {
-                UdpControl::Add { session_id, player, opener } => { sessions.insert(session_id, (player, opener)); }
-                UdpControl::Remove { session_id } => { sessions.remove(&session_id); }
-            },
-            r = udp.recv_from(&mut buf) => {
-                let (n, addr) = match r {
-                    Ok(x) => x,
-                    Err(e) => { debug!("udp receive failed: {e}"); continue; }
-                };
-                let d = &buf[..n];
-                // A ping before joining: answered without a token, but only
-                // with fewer bytes than the request, and within a rate limit.
-                if let Some(nonce) = datagram::parse_ping_request(d) {
-                    if !pings.allow(Instant::now(), addr.ip()) {
-                        shared.config.metrics.datagram_dropped("rate");
-                    } else {
-                        let players = u32::try_from(shared.published.player_count.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
-                        let resp = datagram::ping_response(nonce, players, shared.config.connection_limit());
-                        let _ = udp.try_send_to(&resp, addr);
-                    }
+            Some(c) = ctl.recv() => gate.control(c),
+            r = udp.readable() => {
+                if let Err(e) = r {
+                    debug!("udp socket not readable: {e}");
                     continue;
                 }
-                // Anything else that is not a session datagram of a known
-                // session is dropped without an answer.
-                let metrics = &shared.config.metrics;
-                if n > MAX_DATAGRAM {
-                    refused += 1;
-                    metrics.datagram_dropped("size");
-                    continue;
-                }
-                let Some(sid) = datagram_session_id(d) else {
-                    refused += 1;
-                    metrics.datagram_dropped("malformed");
-                    continue;
-                };
-                let Some((player, opener)) = sessions.get_mut(&sid) else {
-                    refused += 1;
-                    metrics.datagram_dropped("unknown_session");
-                    continue;
-                };
-                let plain = match opener.open(d) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        refused += 1;
-                        metrics.datagram_dropped(match e {
-                            sustenet_proto::CryptoError::Replay(_) | sustenet_proto::CryptoError::Stale { .. } => "replay",
-                            _ => "auth",
-                        });
-                        if refused.is_power_of_two() {
-                            debug!(player = *player, "datagram refused: {e} ({refused} refused so far)");
-                        }
-                        continue;
-                    }
-                };
-                let records = match datagram::decode_records(&plain) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        // Authenticated, so the player's own doing: logged at powers of two only,
-                        // so that a player cannot flood the log.
-                        malformed += 1;
-                        metrics.datagram_dropped("malformed");
-                        if malformed.is_power_of_two() {
-                            warn!(player = *player, "malformed datagram: {e} ({malformed} so far)");
-                        }
-                        continue;
-                    }
-                };
-                // Unreliable: when the core is behind, drop instead of queueing.
-                let Some(budget) = shared.event_budget.try_take(n) else {
-                    metrics.datagram_dropped("busy");
-                    continue;
-                };
-                let ev = CoreEvent::Udp { player: *player, session_id: sid, addr, len: n, records, budget };
-                let _ = shared.events.try_send(ev);
+                batch.drain(&udp, |d, addr| gate.datagram(&shared, &udp, d, addr));
             }
         }
+    }
+}
+
+/// Datagrams read from the socket in batches: many per system call
+/// (`recvmmsg`), and on Linux several of one sender coalesced into one buffer
+/// (GRO), split again by their stride. Without a batching socket state
+/// (quinn-udp refused the socket) one datagram per call.
+struct ReceiveBatch {
+    state: Option<UdpSocketState>,
+    bufs: Vec<Vec<u8>>,
+    meta: Vec<RecvMeta>,
+}
+
+/// The most batches read in one wake-up before the loop looks at its other
+/// inputs again (session changes from the core, shutdown): under a flood the
+/// socket is always readable, and new sessions must still get in.
+const BATCHES_PER_WAKE: usize = 8;
+
+impl ReceiveBatch {
+    fn new(udp: &UdpSocket) -> Self {
+        let state = match UdpSocketState::new(UdpSockRef::from(udp)) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!("UDP batched receive unavailable, one datagram per call: {e}");
+                None
+            }
+        };
+        let segments = state.as_ref().map_or(1, |s| s.gro_segments().max(1));
+        // At least 2 KiB, so that a datagram over MAX_DATAGRAM is seen as
+        // one (and dropped for its size) rather than cut to fit.
+        let per_buf = (MAX_DATAGRAM * segments).max(2048);
+        let count = if state.is_some() { BATCH_SIZE } else { 1 };
+        Self {
+            state,
+            bufs: (0..count).map(|_| vec![0; per_buf]).collect(),
+            meta: vec![RecvMeta::default(); count],
+        }
+    }
+
+    /// Reads what the socket holds (at most [`BATCHES_PER_WAKE`] batches)
+    /// and hands each datagram with its source to `each`.
+    fn drain(&mut self, udp: &UdpSocket, mut each: impl FnMut(&[u8], SocketAddr)) {
+        for _ in 0..BATCHES_PER_WAKE {
+            let Ok(n) = self.read(udp) else {
+                // WouldBlock: all read (readiness is cleared). Another error:
+                // the next readiness tries again.
+                return;
+            };
+            for (buf, m) in self.bufs.iter().zip(&self.meta).take(n) {
+                let stride = m.stride.max(1);
+                for d in buf.get(..m.len).unwrap_or_default().chunks(stride) {
+                    each(d, m.addr);
+                }
+            }
+        }
+    }
+
+    /// One system call: the number of buffers filled.
+    fn read(&mut self, udp: &UdpSocket) -> std::io::Result<usize> {
+        let Self { state, bufs, meta } = self;
+        match state {
+            Some(state) => {
+                let mut iovs: Vec<IoSliceMut<'_>> =
+                    bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+                udp.try_io(Interest::READABLE, || {
+                    state.recv(UdpSockRef::from(udp), &mut iovs, meta)
+                })
+            }
+            None => {
+                let (Some(buf), Some(m)) = (bufs.first_mut(), meta.first_mut()) else {
+                    return Ok(0);
+                };
+                let (len, addr) = udp.try_recv_from(buf)?;
+                m.len = len;
+                m.stride = len;
+                m.addr = addr;
+                Ok(1)
+            }
+        }
+    }
+}
+
+/// What the receiver knows and counts: the live sessions with their
+/// openers, and the limits on pings from unknown sources.
+struct Gate {
+    sessions: HashMap<u64, (PlayerId, Box<DatagramOpener>)>,
+    refused: u64,
+    malformed: u64,
+    pings: PingLimiter,
+}
+
+impl Gate {
+    fn control(&mut self, c: UdpControl) {
+        match c {
+            UdpControl::Add {
+                session_id,
+                player,
+                opener,
+            } => {
+                self.sessions.insert(session_id, (player, opener));
+            }
+            UdpControl::Remove { session_id } => {
+                self.sessions.remove(&session_id);
+            }
+        }
+    }
+
+    /// One datagram from `addr`: a ping answered within its limits, a
+    /// session datagram opened, decoded and handed to the core, anything
+    /// else dropped without an answer.
+    fn datagram(&mut self, shared: &Shared, udp: &UdpSocket, d: &[u8], addr: SocketAddr) {
+        let metrics = &shared.config.metrics;
+        // A ping before joining: answered without a token, but only with
+        // fewer bytes than the request, and within a rate limit.
+        if let Some(nonce) = datagram::parse_ping_request(d) {
+            if !self.pings.allow(Instant::now(), addr.ip()) {
+                metrics.datagram_dropped("rate");
+            } else {
+                let players = u32::try_from(shared.published.player_count.load(Ordering::Relaxed))
+                    .unwrap_or(u32::MAX);
+                let resp =
+                    datagram::ping_response(nonce, players, shared.config.connection_limit());
+                let _ = udp.try_send_to(&resp, addr);
+            }
+            return;
+        }
+        let n = d.len();
+        if n > MAX_DATAGRAM {
+            self.refused += 1;
+            metrics.datagram_dropped("size");
+            return;
+        }
+        let Some(sid) = datagram_session_id(d) else {
+            self.refused += 1;
+            metrics.datagram_dropped("malformed");
+            return;
+        };
+        let Some((player, opener)) = self.sessions.get_mut(&sid) else {
+            self.refused += 1;
+            metrics.datagram_dropped("unknown_session");
+            return;
+        };
+        let plain = match opener.open(d) {
+            Ok(p) => p,
+            Err(e) => {
+                self.refused += 1;
+                metrics.datagram_dropped(match e {
+                    sustenet_proto::CryptoError::Replay(_)
+                    | sustenet_proto::CryptoError::Stale { .. } => "replay",
+                    _ => "auth",
+                });
+                if self.refused.is_power_of_two() {
+                    debug!(
+                        player = *player,
+                        "datagram refused: {e} ({} refused so far)", self.refused
+                    );
+                }
+                return;
+            }
+        };
+        let records = match datagram::decode_records(&plain) {
+            Ok(r) => r,
+            Err(e) => {
+                // Authenticated, so the player's own doing: logged at powers
+                // of two only, so that a player cannot flood the log.
+                self.malformed += 1;
+                metrics.datagram_dropped("malformed");
+                if self.malformed.is_power_of_two() {
+                    warn!(
+                        player = *player,
+                        "malformed datagram: {e} ({} so far)", self.malformed
+                    );
+                }
+                return;
+            }
+        };
+        // Unreliable: when the core is behind, drop instead of queueing.
+        let Some(budget) = shared.event_budget.try_take(n) else {
+            metrics.datagram_dropped("busy");
+            return;
+        };
+        let ev = CoreEvent::Udp {
+            player: *player,
+            session_id: sid,
+            addr,
+            len: n,
+            records,
+            budget,
+        };
+        let _ = shared.events.try_send(ev);
     }
 }
