@@ -150,6 +150,12 @@ pub(crate) struct State {
 pub(crate) struct Core<P> {
     plugin: P,
     s: State,
+    /// The earliest reconnect window or redirect deadline of any player,
+    /// as of the last [`Core::finish`] that looked.
+    player_deadline: Option<Instant>,
+    /// An input may have moved a player's deadline: [`Core::finish`] looks
+    /// again (not on every datagram: the table has every player).
+    deadlines_stale: bool,
 }
 
 impl<P: Plugin> Core<P> {
@@ -192,7 +198,12 @@ impl<P: Plugin> Core<P> {
             rng,
             now,
         };
-        Ok(Self { plugin, s })
+        Ok(Self {
+            plugin,
+            s,
+            player_deadline: None,
+            deadlines_stale: false,
+        })
     }
 
     fn ctx(&mut self, now: Instant) -> (&mut P, Context<'_>) {
@@ -322,6 +333,7 @@ impl<P: Plugin> Core<P> {
         conn: u64,
         reason: DisconnectReason,
     ) {
+        self.deadlines_stale = true;
         let grace = self.s.config.resume_grace;
         let Some(p) = self.s.players.get_mut(&player).filter(|p| p.conn == conn) else {
             return;
@@ -365,6 +377,7 @@ impl<P: Plugin> Core<P> {
         session_id: u64,
         claim: ResumeClaim,
     ) -> Result<Accepted, Goodbye> {
+        self.deadlines_stale = true;
         let grace = self.s.config.resume_grace;
         // A reconnect that will be accepted while the old connection still
         // looks alive: the client saw it die first. The cluster notices the
@@ -410,6 +423,7 @@ impl<P: Plugin> Core<P> {
     /// The connection of an accepted reconnect went away before it heard
     /// so: the player is away again (the game was told of the drop already).
     pub(crate) fn handle_resume_abandoned(&mut self, now: Instant, player: PlayerId) {
+        self.deadlines_stale = true;
         let grace = self.s.config.resume_grace;
         if let Some(p) = self.s.players.get_mut(&player) {
             resume::go_away(p, &mut self.s.outputs, now, grace);
@@ -424,6 +438,7 @@ impl<P: Plugin> Core<P> {
         player: PlayerId,
         ticket: Box<Ticket>,
     ) {
+        self.deadlines_stale = true;
         if self.s.transfers.pending.remove(&request_id).is_none() {
             return;
         }
@@ -618,7 +633,11 @@ impl<P: Plugin> Core<P> {
                     .push((*id, Goodbye::new(DisconnectReason::SendQueueFull)));
             }
         }
-        self.handle_timeout(now);
+        // Every player's deadline is checked once a heartbeat whatever
+        // `poll_timeout` said.
+        self.s.now = now;
+        self.expire_players(now);
+        self.expire_transfers(now);
         let (plugin, mut ctx) = self.ctx(now);
         plugin.on_tick(&mut ctx);
     }
@@ -629,6 +648,18 @@ impl<P: Plugin> Core<P> {
     /// records due are sealed by the [`Core::finish`] that follows.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.s.now = now;
+        // Most wake-ups are for state batches: the player table is looked
+        // at only when a player's deadline has passed.
+        if self.player_deadline.is_some_and(|d| now > d) {
+            self.expire_players(now);
+        }
+        self.expire_transfers(now);
+    }
+
+    /// Lets go of the players whose redirect was not followed or whose
+    /// reconnect window passed by `now`.
+    fn expire_players(&mut self, now: Instant) {
+        self.deadlines_stale = true;
         for (id, p) in self.s.players.iter() {
             match (p.redirected, p.away_until) {
                 // A client that does not follow its redirect is let go (it
@@ -646,6 +677,10 @@ impl<P: Plugin> Core<P> {
                 _ => {}
             }
         }
+    }
+
+    /// Fails the transfers the master did not answer by `now`.
+    fn expire_transfers(&mut self, now: Instant) {
         for player in self.s.transfers.expire(now) {
             let reason = Goodbye {
                 reason: DisconnectReason::NoCluster,
@@ -680,6 +715,16 @@ impl<P: Plugin> Core<P> {
             self.s.interest.fragments.fragment_count(),
             Ordering::Relaxed,
         );
+        if self.deadlines_stale {
+            self.deadlines_stale = false;
+            self.player_deadline = self
+                .s
+                .players
+                .values()
+                .flat_map(|p| [p.away_until, p.redirected])
+                .flatten()
+                .min();
+        }
         // The states this input set go out (within `state_window`).
         let now = self.s.now;
         self.fan_out(now, |interest, players, out| {
@@ -691,16 +736,12 @@ impl<P: Plugin> Core<P> {
     /// sealed, a reconnect window or a redirect ends, or the master's answer
     /// to a transfer is overdue; the driver calls [`Core::handle_timeout`] (then
     /// [`Core::finish`]) at or just after it. `None` when nothing is pending.
+    /// The players' deadlines are those [`Core::finish`] last found (after
+    /// the inputs that can move one), so this costs nothing per player.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        let players = self
-            .s
-            .players
-            .values()
-            .flat_map(|p| [p.away_until, p.redirected])
-            .flatten();
         let transfers = self.s.transfers.pending.values().map(|(_, d)| *d);
         let states = self.s.interest.next_due();
-        players.chain(transfers).chain(states).min()
+        transfers.chain(self.player_deadline).chain(states).min()
     }
 
     /// Hands every datagram waiting to be sent to `send`.
