@@ -12,7 +12,8 @@ use sustenet_net::{FrameReader, NetError, SealedReader, SealedWriter, write_fram
 use sustenet_proto::crypto::StreamSession;
 use sustenet_proto::handshake::{self, ClusterAccept, Hello, ResumeClaim};
 use sustenet_proto::{
-    ClientToCluster, ClusterToClient, DisconnectReason, Goodbye, HandshakeError, Side,
+    ClientSessionKeys, ClientToCluster, ClusterToClient, DisconnectReason, Goodbye, HandshakeError,
+    Side,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -156,48 +157,16 @@ async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
 /// A join: the cluster has room, the token and proof hold, and the core
 /// admits the player.
 async fn join(shared: &Shared, conn: u64, token: &[u8], proof: &[u8]) -> Result<Admitted, Refusal> {
-    let cap = shared.config.connection_limit() as usize;
-    if shared.published.player_count.load(Ordering::Relaxed) >= cap {
-        info!("refused: the cluster is full");
-        return Err(Some((
-            DisconnectReason::ServerFull,
-            "the cluster is full".into(),
-        )));
-    }
+    check_room(shared)?;
     let accepted = accept_token(shared, token, proof, now_ms()).map_err(|e| {
         warn!("refused: {e}");
         Some((e.reason(), e.to_string()))
     })?;
     let player = accepted.token.client_id;
-    let session_id = loop {
-        let id = rand::rng().next_u64();
-        if id != 0 {
-            break id;
-        }
-    };
-    let udp = accepted.keys.datagram(Side::Responder, session_id);
-    let (writer, out_rx, kill) = new_writer(shared);
-    let out = writer.out.clone();
-    let (reply_tx, reply_rx) = oneshot::channel();
-    let join = CoreEvent::Join {
-        player,
-        conn,
-        session_id,
-        user_data: accepted.token.user_data,
-        writer,
-        keys: Arc::new(accepted.keys),
-        udp: Box::new(udp),
-        reply: reply_tx,
-    };
-    shared.events.send(join).await.map_err(|_| None)?;
-    match reply_rx.await {
-        Ok(Ok(())) => {}
-        Ok(Err(g)) => {
-            info!("refused: {}", g.reason);
-            return Err(Some((g.reason, g.message)));
-        }
-        Err(_) => return Err(None),
-    }
+    let session_id = new_session_id();
+    let user_data = accepted.token.user_data;
+    let (out, out_rx, kill) =
+        ask_core_to_join(shared, conn, player, session_id, user_data, accepted.keys).await?;
     Ok(Admitted {
         player,
         stream: accepted.session,
@@ -252,6 +221,64 @@ async fn resume(
             received: r.received,
         },
     })
+}
+
+/// Refuses a join when the cluster is full.
+pub(super) fn check_room(shared: &Shared) -> Result<(), Refusal> {
+    let cap = shared.config.connection_limit() as usize;
+    if shared.published.player_count.load(Ordering::Relaxed) >= cap {
+        info!("refused: the cluster is full");
+        let why = "the cluster is full".into();
+        return Err(Some((DisconnectReason::ServerFull, why)));
+    }
+    Ok(())
+}
+
+/// A new session id (never 0).
+pub(super) fn new_session_id() -> u64 {
+    loop {
+        let id = rand::rng().next_u64();
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+/// Asks the core to admit `player` (its token and proof already hold) on
+/// connection `conn` as session `session_id`, with a new writer. Gives the
+/// writer's ends; a refusal comes back as the core's goodbye, a stopped core
+/// as `None`. TCP and WebSocket joins both come here.
+pub(super) async fn ask_core_to_join(
+    shared: &Shared,
+    conn: u64,
+    player: PlayerId,
+    session_id: u64,
+    user_data: Vec<u8>,
+    keys: ClientSessionKeys,
+) -> Result<(Outbox, OutboxRx, oneshot::Receiver<(Goodbye, bool)>), Refusal> {
+    let udp = keys.datagram(Side::Responder, session_id);
+    let (writer, out_rx, kill) = new_writer(shared);
+    let out = writer.out.clone();
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let join = CoreEvent::Join {
+        player,
+        conn,
+        session_id,
+        user_data,
+        writer,
+        keys: Arc::new(keys),
+        udp: Box::new(udp),
+        reply: reply_tx,
+    };
+    shared.events.send(join).await.map_err(|_| None)?;
+    match reply_rx.await {
+        Ok(Ok(())) => Ok((out, out_rx, kill)),
+        Ok(Err(g)) => {
+            info!("refused: {}", g.reason);
+            Err(Some((g.reason, g.message)))
+        }
+        Err(_) => Err(None),
+    }
 }
 
 /// A new connection's writer queue and close signal: the driver's end, and

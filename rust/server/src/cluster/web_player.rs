@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::player_conn::{ask_core_to_resume, new_writer};
+use super::player_conn::{ask_core_to_join, ask_core_to_resume, check_room, new_session_id};
 use super::queue::{Outbox, OutboxRx};
 use super::web_routes::{Route, web_addr};
 use super::{CoreEvent, Shared};
@@ -129,12 +129,7 @@ async fn join(
     token: &[u8],
     proof: &[u8; wire::PROOF_LEN],
 ) -> Result<Admitted, Refusal> {
-    let cap = shared.config.connection_limit() as usize;
-    if shared.published.player_count.load(Ordering::Relaxed) >= cap {
-        info!("refused: the cluster is full");
-        let why = "the cluster is full".into();
-        return Err(Some((DisconnectReason::ServerFull, why)));
-    }
+    check_room(shared)?;
     let refused = |e: HandshakeError| {
         warn!("refused: {e}");
         Some((e.reason(), e.to_string()))
@@ -148,37 +143,12 @@ async fn join(
     }
     let accepted = handshake::finish_join(token, &mut rand::rng()).map_err(refused)?;
     let player = accepted.token.client_id;
-    let session_id = loop {
-        let id = rand::rng().next_u64();
-        if id != 0 {
-            break id;
-        }
-    };
+    let session_id = new_session_id();
     let opener = accepted.keys.datagram(Side::Initiator, session_id).opener;
-    let udp = accepted.keys.datagram(Side::Responder, session_id);
-    let (writer, out_rx, kill) = new_writer(shared);
-    let out = writer.out.clone();
-    let (reply_tx, reply_rx) = oneshot::channel();
     let secret = accepted.token.session_secret.clone();
-    let join = CoreEvent::Join {
-        player,
-        conn,
-        session_id,
-        user_data: accepted.token.user_data,
-        writer,
-        keys: Arc::new(accepted.keys),
-        udp: Box::new(udp),
-        reply: reply_tx,
-    };
-    shared.events.send(join).await.map_err(|_| None)?;
-    match reply_rx.await {
-        Ok(Ok(())) => {}
-        Ok(Err(g)) => {
-            info!("refused: {}", g.reason);
-            return Err(Some((g.reason, g.message)));
-        }
-        Err(_) => return Err(None),
-    }
+    let user_data = accepted.token.user_data;
+    let (out, out_rx, kill) =
+        ask_core_to_join(shared, conn, player, session_id, user_data, accepted.keys).await?;
     shared.web.remember(session_id, player, secret);
     Ok(Admitted {
         player,
