@@ -232,6 +232,8 @@ fn the_admin_endpoint_needs_its_token_and_is_read_only() {
     let admin = free_tcp_port();
     let _up = up(dir.path(), admin, &["--metrics-token", "s3cret"]);
     assert_eq!(http(admin, "GET", "/metrics", &[]).0, 401);
+    // Liveness probes send no token.
+    assert_eq!(http(admin, "GET", "/health", &[]), (200, "ok\n".to_owned()));
     assert_eq!(http(admin, "GET", "/", &[]).0, 401);
     assert_eq!(http(admin, "GET", "/api/dashboard", &[]).0, 401);
     assert_eq!(

@@ -110,6 +110,11 @@ impl Admin {
             return Response::text(405, "only GET and HEAD\n");
         }
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        // Liveness probes (Kubernetes, Docker's HEALTHCHECK) cannot send a
+        // token: `/health` needs none. It tells only whether a core is stuck.
+        if path == "/health" {
+            return self.health();
+        }
         if let Some(token) = &self.token {
             let bearer = lines
                 .filter_map(|l| l.split_once(':'))
@@ -129,7 +134,6 @@ impl Admin {
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
                 body: self.render_metrics(),
             },
-            ("/health", _) => self.health(),
             ("/", Some(_)) => Response {
                 status: 200,
                 content_type: "text/html; charset=utf-8",
