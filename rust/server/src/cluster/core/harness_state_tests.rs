@@ -251,3 +251,34 @@ fn ten_neighbours_at_20_hz_at_random_moments_share_datagrams_within_the_window()
     assert!(latest <= window, "{latest:?}");
     assert!(datagrams < records * 3 / 4, "{datagrams} datagrams");
 }
+
+#[test]
+fn a_late_report_does_not_hold_the_next_one_that_comes_on_time() {
+    let window = 2 * MS;
+    let mut h = world(window, 2);
+    let t0 = h.now;
+    h.update();
+    set_state(&mut h, 1, b"1");
+    h.at(t0 + window);
+    assert_eq!(by_recipient(&mut h), vec![(2, vec![(1, b"1".to_vec())])]);
+    h.at(t0 + 50 * MS);
+    h.update();
+    h.at(t0 + 50 * MS + window);
+    let _repeat_of_the_unchanged_state = by_recipient(&mut h);
+    // A 20 Hz reporter: the report due at 50 ms comes 30 ms late...
+    h.at(t0 + 80 * MS);
+    set_state(&mut h, 1, b"2");
+    h.at(t0 + 80 * MS + window);
+    assert_eq!(by_recipient(&mut h), vec![(2, vec![(1, b"2".to_vec())])]);
+    // ... and the one due at 100 ms on time: sent within the window, not
+    // held to the fragment's update at 150 ms.
+    h.at(t0 + 100 * MS);
+    h.update();
+    set_state(&mut h, 1, b"3");
+    h.at(t0 + 100 * MS + window);
+    assert_eq!(
+        by_recipient(&mut h),
+        vec![(2, vec![(1, b"3".to_vec())])],
+        "the on-time report after a late one"
+    );
+}

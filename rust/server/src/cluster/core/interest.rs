@@ -40,7 +40,8 @@ pub(crate) struct SubjectState {
     /// When it was last given to its audience.
     sent: Option<Instant>,
     /// The rate bound: the earliest a changed state may go out is half a
-    /// period before this (a virtual schedule moved on one period per send).
+    /// period before this (a virtual schedule moved on one period per send,
+    /// and to at least half a period after the send).
     next_slot: Option<Instant>,
     /// Set since it was last given to its audience.
     changed: bool,
@@ -67,7 +68,14 @@ impl SubjectState {
         self.sent = Some(now);
         self.changed = false;
         if counted {
-            self.next_slot = Some(self.next_slot.map_or(now, |s| s.max(now)) + period);
+            // One period on from the last slot, so that a report that came
+            // late does not hold the next one that comes on time; but at
+            // least half a period on from now, so that a subject silent for
+            // a while cannot spend the slots it skipped in one burst.
+            self.next_slot = Some(match self.next_slot {
+                None => now + period,
+                Some(slot) => (slot + period).max(now + period / 2),
+            });
         }
     }
 }
