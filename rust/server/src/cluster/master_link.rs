@@ -169,16 +169,12 @@ type Registered = (
     sustenet_proto::crypto::StreamOpener,
 );
 
-async fn master_session(
+/// Tells a master just registered with what it must know first: the
+/// WebSocket port, if any, and every player the core has now.
+async fn announce(
     shared: &Shared,
-    link_rx: &mut LinkRx,
-    backoff: &mut Duration,
+    writer: &mut SealedWriter<tokio::net::tcp::OwnedWriteHalf>,
 ) -> Result<(), String> {
-    let limits = shared.config.limits;
-    let (frames, mut writer, opener) = register(shared).await?;
-    *backoff = Duration::from_millis(250);
-    shared.published.resync.store(false, Ordering::Relaxed);
-    while link_rx.try_recv().is_some() {}
     let (snap_tx, snap_rx) = oneshot::channel();
     shared
         .events
@@ -196,7 +192,20 @@ async fn master_session(
             .queue(&ClusterToMaster::PlayerJoined { client_id })
             .map_err(|e| e.to_string())?;
     }
-    writer.flush().await.map_err(|e| e.to_string())?;
+    writer.flush().await.map_err(|e| e.to_string())
+}
+
+async fn master_session(
+    shared: &Shared,
+    link_rx: &mut LinkRx,
+    backoff: &mut Duration,
+) -> Result<(), String> {
+    let limits = shared.config.limits;
+    let (frames, mut writer, opener) = register(shared).await?;
+    *backoff = Duration::from_millis(250);
+    shared.published.resync.store(false, Ordering::Relaxed);
+    while link_rx.try_recv().is_some() {}
+    announce(shared, &mut writer).await?;
     let mut reader = SealedReader::new(frames, opener, limits.max_auth_failures);
     let mut status = tokio::time::interval(shared.config.status_interval);
     let mut last_seen = Instant::now();
