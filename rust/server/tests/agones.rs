@@ -83,12 +83,30 @@ impl Sdk for Calls {
             port: i32::from(self.1),
         };
         Ok(Response::new(pb::sdk::GameServer {
+            object_meta: None,
             status: Some(Status {
                 state: "Scheduled".into(),
                 address: "localhost".into(),
                 ports: vec![port],
             }),
         }))
+    }
+    async fn set_annotation(
+        &self,
+        r: Request<pb::sdk::KeyValue>,
+    ) -> Result<Response<pb::sdk::Empty>, Status> {
+        let kv = r.into_inner();
+        self.push(format!("SetAnnotation({}={})", kv.key, kv.value));
+        Ok(Response::new(pb::sdk::Empty {}))
+    }
+    type WatchGameServerStream =
+        Pin<Box<dyn futures_util::Stream<Item = Result<pb::sdk::GameServer, Status>> + Send>>;
+    async fn watch_game_server(
+        &self,
+        _: Request<pb::sdk::Empty>,
+    ) -> Result<Response<Self::WatchGameServerStream>, Status> {
+        self.push("WatchGameServer".into());
+        Ok(Response::new(Box::pin(futures_util::stream::pending())))
     }
     async fn health(
         &self,
