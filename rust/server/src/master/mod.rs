@@ -15,6 +15,7 @@ pub(crate) mod directory;
 mod instance_hub;
 pub mod instances;
 mod key_link;
+mod link_loop;
 mod web_client;
 
 use std::collections::HashMap;
@@ -310,7 +311,7 @@ async fn handle_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
     };
     match hello {
         Hello::Cluster { key_name, nonce } => {
-            let hello = cluster_link::ClusterHello {
+            let hello = KeyHello {
                 key_name,
                 nonce,
                 peer,
