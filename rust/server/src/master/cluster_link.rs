@@ -99,7 +99,7 @@ pub(super) async fn accept(
     // `instance-<id>` names are the instance table's: a key file of that name is never used.
     let key = match super::instances::instance_id(&key_name) {
         Some(_) => shared.instances().table.cluster_key(&key_name),
-        None => shared.keys.cluster_keys.get(&key_name).cloned(),
+        None => shared.keys.cluster_key(&key_name),
     };
     let answer = handshake::respond_cluster(key.as_ref(), &key_name, &nonce, &mut rand::rng());
     let (session, challenge) = match answer {
