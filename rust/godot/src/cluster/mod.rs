@@ -7,6 +7,7 @@ use godot::classes::{INode, Node};
 use godot::global::Error as GdError;
 use godot::prelude::*;
 use sustenet_server::SendError;
+use sustenet_server::bind;
 use sustenet_server::cluster::ClusterHandle;
 use tokio::sync::oneshot;
 
@@ -22,7 +23,6 @@ mod setup;
 mod signals;
 
 use forward::{InstanceIds, NodeEvent};
-use setup::bind_sockets;
 
 struct Running {
     handle: ClusterHandle,
@@ -322,9 +322,11 @@ impl SustenetCluster {
         config.metrics = self.metrics.clone();
         let (metrics_port, metrics_stop) = self.serve_metrics(&handle)?;
         let bind = self.bind_address.to_string();
-        let sockets = bind_sockets(&handle, &bind, port, udp_port).map_err(|e| {
-            Error::new(GdError::ERR_ALREADY_IN_USE, format!("SustenetCluster: {e}"))
-        })?;
+        let sockets = runtime::block_on(&handle, bind::bind_cluster(&bind, port, udp_port))
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(|e| {
+                Error::new(GdError::ERR_ALREADY_IN_USE, format!("SustenetCluster: {e}"))
+            })?;
         let mut running = self.spawn_cluster(&handle, sockets, config, key)?;
         running.metrics_port = metrics_port;
         running._metrics_stop = metrics_stop;
