@@ -30,6 +30,7 @@ mod player_conn;
 pub mod plugin;
 mod portal;
 mod queue;
+mod seal_pool;
 mod udp;
 mod web_player;
 mod web_routes;
@@ -263,13 +264,18 @@ pub async fn run_with_handle(
         seed: rand::rng().next_u64(),
     };
     let mut core = new_core(plugin, setup)?;
-    let mut io = Io {
+    let sink = Arc::new(seal_pool::SocketSink {
         udp: udp.clone(),
+        web: shared.web.clone(),
+        metrics: shared.config.metrics.clone(),
+    });
+    let mut io = Io {
         udp_ctl: udp_ctl_tx,
         link: link_tx,
         metrics: shared.config.metrics.clone(),
         writers: HashMap::new(),
         web: shared.web.clone(),
+        seal: Sealing::start(&shared.config, sink)?,
     };
     let mut tasks = tokio::task::JoinSet::new();
     let span = info_span!("accept");
@@ -403,9 +409,54 @@ fn new_core<P: Plugin>(plugin: P, setup: Setup) -> Result<Core<P>, ServerError> 
     })
 }
 
+/// Where the core's datagrams are sealed and sent: on the driver's thread,
+/// or by the seal workers (`[cluster] seal_threads` of 2 or more).
+enum Sealing {
+    Here(Arc<seal_pool::SocketSink>),
+    Workers {
+        pool: seal_pool::SealPool,
+        /// Datagrams on their way from the core to the workers.
+        taken: Vec<self::core::Transmit>,
+    },
+}
+
+impl Sealing {
+    fn start(
+        config: &ClusterConfig,
+        sink: Arc<seal_pool::SocketSink>,
+    ) -> Result<Self, ServerError> {
+        if config.seal_threads <= 1 {
+            return Ok(Sealing::Here(sink));
+        }
+        let pool = seal_pool::SealPool::new(config.seal_threads, config.seal_queue_bytes, sink)?;
+        info!(
+            threads = pool.threads(),
+            "datagrams are sealed by seal workers"
+        );
+        Ok(Sealing::Workers {
+            pool,
+            taken: Vec::new(),
+        })
+    }
+
+    /// Seals and sends (or hands to the workers) every datagram the core
+    /// has queued, in order.
+    fn send<P: Plugin>(&mut self, core: &mut Core<P>, metrics: &crate::metrics::ClusterMetrics) {
+        match self {
+            Sealing::Here(sink) => core.drain_transmits(|addr, d| sink.send_one(addr, d)),
+            Sealing::Workers { pool, taken } => {
+                core.take_transmits(taken);
+                for _ in 0..pool.submit(taken) {
+                    metrics.datagram_dropped("seal_busy");
+                }
+                core.give_back_buffers(pool.returned_buffers());
+            }
+        }
+    }
+}
+
 /// What the driver carries the core's outputs out with.
 struct Io {
-    udp: Arc<UdpSocket>,
     udp_ctl: mpsc::Sender<UdpControl>,
     link: QueueTx<LinkEvent>,
     metrics: crate::metrics::ClusterMetrics,
@@ -414,6 +465,8 @@ struct Io {
     writers: HashMap<u64, Writer>,
     /// Where web players' datagrams go instead of the UDP socket.
     web: Arc<web_routes::WebPlayers>,
+    /// Where datagrams are sealed and sent.
+    seal: Sealing,
 }
 
 impl Io {
@@ -447,15 +500,7 @@ impl Io {
                 }
             }
         }
-        let metrics = &self.metrics;
-        let (web, udp) = (&self.web, &self.udp);
-        core.drain_transmits(|addr, d| {
-            // A web player's datagrams go to its connection; the others on
-            // UDP, where a full socket buffer drops them, as the network would.
-            if web.deliver(addr, d) || udp.try_send_to(d, addr).is_ok() {
-                metrics.sent(false, 1, d.len());
-            }
-        });
+        self.seal.send(core, &self.metrics);
     }
 }
 
