@@ -78,8 +78,8 @@ impl Counted {
     }
 }
 
-impl DatagramSink for Counted {
-    fn send(&self, datagrams: &[(SocketAddr, Vec<u8>)]) {
+impl DatagramSink for Arc<Counted> {
+    fn send(&mut self, datagrams: &[(SocketAddr, Vec<u8>)]) {
         let bytes = datagrams.iter().map(|(_, d)| d.len()).sum();
         self.add(datagrams.len(), bytes);
     }
@@ -257,8 +257,8 @@ impl CoreBench {
     pub fn with_seal_workers(mut self, workers: usize) -> std::io::Result<Self> {
         self.pool = None;
         if workers > 0 {
-            let sink: Arc<dyn DatagramSink> = self.sent.clone();
-            self.pool = Some(SealPool::new(workers, usize::MAX, sink)?);
+            let sent = &self.sent;
+            self.pool = Some(SealPool::new(workers, usize::MAX, || sent.clone())?);
         }
         Ok(self)
     }

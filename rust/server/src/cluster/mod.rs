@@ -10,6 +10,7 @@
 //!   commands and ticks, and carries out its outputs;
 //! - `player_conn.rs`: a player's TCP connection (handshake, reader, writer);
 //! - `udp.rs`: the UDP receiver; `ping_limit.rs`: its ping request limits;
+//!   `udp_send.rs`: the UDP sender (many datagrams per system call);
 //! - `master_link.rs`: the link to the master;
 //! - `handle.rs`: [`ClusterHandle`], the game's way in from other threads;
 //! - `config.rs`: [`ClusterConfig`] and the errors of sends.
@@ -32,6 +33,7 @@ mod portal;
 mod queue;
 mod seal_pool;
 mod udp;
+mod udp_send;
 mod web_player;
 mod web_routes;
 
@@ -64,6 +66,7 @@ use crate::time::now_ms;
 use plugin::Plugin;
 use queue::{Outbox, QueueTx};
 use udp::UdpControl;
+use udp_send::UdpSender;
 
 /// The master link's queue of player events and transfer requests, at most
 /// this many (a link further behind registers again).
@@ -264,18 +267,14 @@ pub async fn run_with_handle(
         seed: rand::rng().next_u64(),
     };
     let mut core = new_core(plugin, setup)?;
-    let sink = Arc::new(seal_pool::SocketSink {
-        udp: udp.clone(),
-        web: shared.web.clone(),
-        metrics: shared.config.metrics.clone(),
-    });
     let mut io = Io {
+        udp: UdpSender::new(udp.clone(), shared.config.metrics.clone()),
         udp_ctl: udp_ctl_tx,
         link: link_tx,
         metrics: shared.config.metrics.clone(),
         writers: HashMap::new(),
         web: shared.web.clone(),
-        seal: Sealing::start(&shared.config, sink)?,
+        seal: Sealing::start(&shared.config, &udp, &shared.web)?,
     };
     let mut tasks = tokio::task::JoinSet::new();
     let span = info_span!("accept");
@@ -309,6 +308,7 @@ pub async fn run_with_handle(
                 shared.config.metrics.tick(started.elapsed().as_secs_f64());
             }
             _ = tick.tick() => on_heartbeat(&mut core, &shared),
+            _ = io.udp.resume(), if io.udp.is_blocked() => {}
         }
         core.finish();
         io.carry_out(&mut core).await;
@@ -409,10 +409,11 @@ fn new_core<P: Plugin>(plugin: P, setup: Setup) -> Result<Core<P>, ServerError> 
     })
 }
 
-/// Where the core's datagrams are sealed and sent: on the driver's thread,
-/// or by the seal workers (`[cluster] seal_threads` of 2 or more).
+/// Where the core's datagrams are sealed and sent: on the driver's thread
+/// (through [`UdpSender`]), or by the seal workers (`[cluster]
+/// seal_threads` of 2 or more), which send them themselves.
 enum Sealing {
-    Here(Arc<seal_pool::SocketSink>),
+    Here,
     Workers {
         pool: seal_pool::SealPool,
         /// Datagrams on their way from the core to the workers.
@@ -423,11 +424,13 @@ enum Sealing {
 impl Sealing {
     fn start(
         config: &ClusterConfig,
-        sink: Arc<seal_pool::SocketSink>,
+        udp: &Arc<UdpSocket>,
+        web: &Arc<web_routes::WebPlayers>,
     ) -> Result<Self, ServerError> {
         if config.seal_threads <= 1 {
-            return Ok(Sealing::Here(sink));
+            return Ok(Sealing::Here);
         }
+        let sink = || seal_pool::SocketSink::new(udp.clone(), web.clone(), config.metrics.clone());
         let pool = seal_pool::SealPool::new(config.seal_threads, config.seal_queue_bytes, sink)?;
         info!(
             threads = pool.threads(),
@@ -438,25 +441,11 @@ impl Sealing {
             taken: Vec::new(),
         })
     }
-
-    /// Seals and sends (or hands to the workers) every datagram the core
-    /// has queued, in order.
-    fn send<P: Plugin>(&mut self, core: &mut Core<P>, metrics: &crate::metrics::ClusterMetrics) {
-        match self {
-            Sealing::Here(sink) => core.drain_transmits(|addr, d| sink.send_one(addr, d)),
-            Sealing::Workers { pool, taken } => {
-                core.take_transmits(taken);
-                for _ in 0..pool.submit(taken) {
-                    metrics.datagram_dropped("seal_busy");
-                }
-                core.give_back_buffers(pool.returned_buffers());
-            }
-        }
-    }
 }
 
 /// What the driver carries the core's outputs out with.
 struct Io {
+    udp: UdpSender,
     udp_ctl: mpsc::Sender<UdpControl>,
     link: QueueTx<LinkEvent>,
     metrics: crate::metrics::ClusterMetrics,
@@ -500,7 +489,27 @@ impl Io {
                 }
             }
         }
-        self.seal.send(core, &self.metrics);
+        let metrics = &self.metrics;
+        let (web, udp) = (&self.web, &mut self.udp);
+        let Sealing::Workers { pool, taken } = &mut self.seal else {
+            core.drain_transmits(|addr, d| {
+                // A web player's datagrams go to its connection; the others
+                // on UDP, many per system call (counted when they leave).
+                if web.deliver(addr, d) {
+                    metrics.sent(false, 1, d.len());
+                } else {
+                    udp.queue(addr, d);
+                }
+            });
+            udp.flush();
+            return;
+        };
+        // The seal workers seal and send them (`seal_pool.rs`).
+        core.take_transmits(taken);
+        for _ in 0..pool.submit(taken) {
+            metrics.datagram_dropped("seal_busy");
+        }
+        core.give_back_buffers(pool.returned_buffers());
     }
 }
 

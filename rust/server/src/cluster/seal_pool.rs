@@ -20,10 +20,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
 use super::core::Transmit;
+use super::udp_send::{SendQueue, send_batch_now};
 
 /// Bytes a queued datagram counts beyond its plaintext: its place in the
 /// queue, its slot and the sealed copy's header and tag.
@@ -35,36 +37,109 @@ const RETURNED_BATCHES: usize = 64;
 
 /// Where the workers put what they sealed: the UDP socket (and the web
 /// players' connections) in the cluster, a counter in the benchmark.
-pub(crate) trait DatagramSink: Send + Sync + 'static {
+/// Each worker has its own.
+pub(crate) trait DatagramSink: Send + 'static {
     /// Sends sealed datagrams, in order; what cannot be sent is dropped.
-    fn send(&self, datagrams: &[(SocketAddr, Vec<u8>)]);
+    fn send(&mut self, datagrams: &[(SocketAddr, Vec<u8>)]);
 }
 
-/// The cluster's sink: a web player's datagrams go to its connection, the
-/// others to the UDP socket, where a full socket buffer drops them, as the
-/// network would. Used by the seal workers and by the driver when it seals
-/// on its own thread.
+/// How long a worker waits for a full socket before it drops what it
+/// holds (counted as `send_full`).
+const SOCKET_FULL_WAIT: Duration = Duration::from_millis(100);
+
+/// A seal worker's way out in the cluster: a web player's datagrams go to
+/// its connection, the others to the UDP socket, many per system call
+/// (`udp_send.rs`). A full socket is waited for on the worker's thread, up
+/// to [`SOCKET_FULL_WAIT`]; then what is left is dropped and counted, as a
+/// full network queue would drop it.
 pub(crate) struct SocketSink {
-    pub(crate) udp: Arc<tokio::net::UdpSocket>,
-    pub(crate) web: Arc<super::web_routes::WebPlayers>,
-    pub(crate) metrics: crate::metrics::ClusterMetrics,
+    udp: Arc<tokio::net::UdpSocket>,
+    web: Arc<super::web_routes::WebPlayers>,
+    metrics: crate::metrics::ClusterMetrics,
+    queue: SendQueue,
 }
 
 impl SocketSink {
-    /// Sends one sealed datagram (a non-blocking send: from any thread).
-    pub(crate) fn send_one(&self, addr: SocketAddr, datagram: &[u8]) {
-        if self.web.deliver(addr, datagram) || self.udp.try_send_to(datagram, addr).is_ok() {
-            self.metrics.sent(false, 1, datagram.len());
+    /// A worker's sink on the cluster's socket.
+    pub(crate) fn new(
+        udp: Arc<tokio::net::UdpSocket>,
+        web: Arc<super::web_routes::WebPlayers>,
+        metrics: crate::metrics::ClusterMetrics,
+    ) -> Self {
+        Self {
+            udp,
+            web,
+            metrics,
+            queue: SendQueue::new(usize::MAX),
+        }
+    }
+
+    /// Sends what is queued, waiting for a full socket up to
+    /// [`SOCKET_FULL_WAIT`] in all.
+    fn flush(&mut self) {
+        let mut waited = Duration::ZERO;
+        while self.queue.waiting() > 0 {
+            match send_batch_now(&self.udp, &self.queue) {
+                Ok(n) => {
+                    let (count, bytes) = self.queue.sent(n);
+                    self.metrics.sent(false, count, bytes);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if waited >= SOCKET_FULL_WAIT {
+                        while self.queue.waiting() > 0 {
+                            self.queue.refused();
+                            self.metrics.datagram_dropped("send_full");
+                        }
+                        return;
+                    }
+                    let started = Instant::now();
+                    wait_writable(&self.udp, SOCKET_FULL_WAIT - waited);
+                    waited += started.elapsed().max(Duration::from_millis(1));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!("datagram not sent: {e}");
+                    self.queue.refused();
+                    self.metrics.datagram_dropped("send_error");
+                }
+            }
         }
     }
 }
 
 impl DatagramSink for SocketSink {
-    fn send(&self, datagrams: &[(SocketAddr, Vec<u8>)]) {
+    fn send(&mut self, datagrams: &[(SocketAddr, Vec<u8>)]) {
         for (addr, d) in datagrams {
-            self.send_one(*addr, d);
+            if self.web.deliver(*addr, d) {
+                self.metrics.sent(false, 1, d.len());
+            } else {
+                // Never refused: the queue is only marked full by the driver's
+                // sender, and its bound is the pool's own.
+                let _ = self.queue.push(*addr, d);
+            }
         }
+        self.flush();
     }
+}
+
+/// Waits until `udp` can take a datagram, at most `limit`.
+#[cfg(unix)]
+fn wait_writable(udp: &tokio::net::UdpSocket, limit: Duration) {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::new(udp, PollFlags::OUT)];
+    let timeout = Timespec {
+        tv_sec: 0,
+        tv_nsec: i64::from(limit.subsec_nanos()),
+    };
+    if let Err(e) = poll(&mut fds, Some(&timeout)) {
+        debug!("cannot wait for the UDP socket: {e}");
+    }
+}
+
+/// Waits a millisecond (no `poll` here).
+#[cfg(not(unix))]
+fn wait_writable(_: &tokio::net::UdpSocket, _: Duration) {
+    std::thread::sleep(Duration::from_millis(1));
 }
 
 /// What a worker is asked to do.
@@ -99,11 +174,12 @@ impl std::fmt::Debug for SealPool {
 
 impl SealPool {
     /// Starts `threads` workers (at least one) that seal and hand what they
-    /// sealed to `sink`, with at most `queue_bytes` queued in all.
-    pub(crate) fn new(
+    /// sealed to a sink each (made by `sink`), with at most `queue_bytes`
+    /// queued in all.
+    pub(crate) fn new<S: DatagramSink>(
         threads: usize,
         queue_bytes: usize,
-        sink: Arc<dyn DatagramSink>,
+        mut sink: impl FnMut() -> S,
     ) -> std::io::Result<Self> {
         let threads = threads.max(1);
         let queued = Arc::new(AtomicUsize::new(0));
@@ -121,7 +197,7 @@ impl SealPool {
             let worker = Worker {
                 queue: rx,
                 queued: queued.clone(),
-                sink: sink.clone(),
+                sink: sink(),
                 give_back: give_back.clone(),
             };
             let t = std::thread::Builder::new()
@@ -220,16 +296,16 @@ impl Drop for SealPool {
 }
 
 /// One worker's end: its queue, the shared byte count, where it sends.
-struct Worker {
+struct Worker<S> {
     queue: Receiver<Work>,
     queued: Arc<AtomicUsize>,
-    sink: Arc<dyn DatagramSink>,
+    sink: S,
     give_back: SyncSender<Vec<Vec<u8>>>,
 }
 
-impl Worker {
+impl<S: DatagramSink> Worker<S> {
     /// Seals and sends each batch in order until the pool closes its queue.
-    fn run(self) {
+    fn run(mut self) {
         // Sealed datagrams of the batch at hand; their buffers are reused.
         let mut sealed: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
         while let Ok(work) = self.queue.recv() {
@@ -289,8 +365,8 @@ mod tests {
         gate: Mutex<Option<Receiver<()>>>,
     }
 
-    impl DatagramSink for Kept {
-        fn send(&self, datagrams: &[(SocketAddr, Vec<u8>)]) {
+    impl DatagramSink for Arc<Kept> {
+        fn send(&mut self, datagrams: &[(SocketAddr, Vec<u8>)]) {
             if let Some(gate) = self.gate.lock().unwrap().as_ref() {
                 let _ = gate.recv();
             }
@@ -319,7 +395,7 @@ mod tests {
     #[test]
     fn each_session_is_sealed_in_order_by_one_of_several_workers() {
         let kept = Arc::new(Kept::default());
-        let mut pool = SealPool::new(3, 1 << 20, kept.clone()).unwrap();
+        let mut pool = SealPool::new(3, 1 << 20, || kept.clone()).unwrap();
         assert_eq!(pool.threads(), 3);
         let mut sessions: Vec<_> = (1..=7u64).map(session).collect();
         let workers: std::collections::HashSet<_> = (1..=7).map(|id| pool.worker_of(id)).collect();
@@ -366,7 +442,7 @@ mod tests {
             ..Kept::default()
         });
         let per = 4 + QUEUED_DATAGRAM_OVERHEAD;
-        let mut pool = SealPool::new(1, 10 * per, kept.clone()).unwrap();
+        let mut pool = SealPool::new(1, 10 * per, || kept.clone()).unwrap();
         let (mut sealer, mut opener) = session(1);
         // The worker takes the first batch and waits at the sink; eight more
         // datagrams fit the queue, the next two batches do not.
