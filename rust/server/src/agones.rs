@@ -49,6 +49,10 @@ use crate::plugin::{Channel, PlayerId, Plugin};
 /// Most SDK calls waiting to be sent.
 pub const QUEUE: usize = 1_024;
 
+/// Longest [`Agones::shutdown`] waits for the calls before it and
+/// `Shutdown()` to be answered.
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
 /// An SDK call, in the order the cluster made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Call {
@@ -164,12 +168,20 @@ impl Agones {
     }
 
     /// Tells Agones the server is shutting down, after every call before
-    /// it, and waits until it is sent.
+    /// it, and waits until it is sent, at most [`SHUTDOWN_WAIT`] (a
+    /// sidecar that does not answer must not keep the process alive).
     pub async fn shutdown(self) {
         self.watch.abort();
-        let _ = self.calls.send(Call::Shutdown).await;
-        drop(self.calls);
-        let _ = self.task.await;
+        let mut task = self.task;
+        let sent = async {
+            let _ = self.calls.send(Call::Shutdown).await;
+            drop(self.calls);
+            let _ = (&mut task).await;
+        };
+        if tokio::time::timeout(SHUTDOWN_WAIT, sent).await.is_err() {
+            warn!("Agones: Shutdown not answered within {SHUTDOWN_WAIT:?}; leaving anyway");
+            task.abort();
+        }
         let _ = self.watch.await;
     }
 }

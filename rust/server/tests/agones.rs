@@ -6,7 +6,8 @@
 //! stuck in a plugin call stops the health pings and fails `/health` until
 //! it runs again. A GameServer that a matchmaker allocates (the watched
 //! state goes Ready -> Allocated -> Ready) reserves the cluster: the master
-//! stops choosing it for automatic joins, then chooses it again.
+//! stops choosing it for automatic joins, then chooses it again; its
+//! `sustenet_master_clusters_reserved` gauge and dashboard show it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -20,7 +21,10 @@ use common::*;
 use sustenet_proto::{DisconnectReason, JoinTarget};
 use sustenet_server::agones::Agones;
 use sustenet_server::cluster;
+use sustenet_server::metrics::MasterMetrics;
 use sustenet_server::metrics::admin::{self, Admin};
+use sustenet_server::metrics::dashboard::Dashboard;
+use sustenet_server::prometheus_client::encoding::text::encode;
 use sustenet_server::prometheus_client::registry::Registry;
 use sustenet_server::{Channel, EchoChat, Limits, PlayerId, Plugin};
 use tokio::net::{TcpListener, UdpSocket};
@@ -209,7 +213,14 @@ async fn game_sockets() -> (TcpListener, UdpSocket) {
 
 type Run = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
-/// Runs the cluster on `sockets` until the returned sender fires.
+/// Runs the cluster on `sockets` until the returned sender fires, on a
+/// thread of its own as `sustenet cluster` does (there `cluster::run` is
+/// polled by the main thread, not by a runtime worker). A core blocked in
+/// game code then blocks only that thread. Spawned on a worker instead, the
+/// stuck-core test could hang for good: the blocked worker may be the one
+/// that last drove the runtime's I/O and timers, and tokio hands its I/O
+/// driver to another worker only when one parks, so the others slept on
+/// while nothing woke the SDK server, `/health` or this test's own timers.
 fn spawn_cluster(
     (tcp, udp): (TcpListener, UdpSocket),
     config: cluster::ClusterConfig,
@@ -224,7 +235,11 @@ fn spawn_cluster(
         .await
         .unwrap();
     });
-    (stop, tokio::spawn(run))
+    let runtime = tokio::runtime::Handle::current();
+    (
+        stop,
+        tokio::task::spawn_blocking(move || runtime.block_on(run)),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -523,6 +538,31 @@ async fn auto_until(
     }
 }
 
+/// Waits until the master's `/metrics` text says `reserved` clusters are
+/// reserved and its dashboard lists the one cluster in `state`.
+async fn until_shown(registry: &Registry, dashboard: &Dashboard, reserved: u32, state: &str) {
+    let gauge = format!("sustenet_master_clusters_reserved {reserved}\n");
+    let deadline = tokio::time::Instant::now() + GUARD;
+    loop {
+        let mut text = String::new();
+        encode(&mut text, registry).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&dashboard.json(None)).unwrap();
+        let shown = json["clusters"][0]["state"].as_str().map(str::to_owned);
+        if text.contains(&gauge) && shown.as_deref() == Some(state) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "want {gauge:?} and state {state}, got {shown:?} and {}",
+            text.lines()
+                .filter(|l| l.contains("clusters_reserved"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_allocated_game_server_is_reserved_from_auto_joins_until_it_is_ready_again() {
     init_tracing();
@@ -531,6 +571,7 @@ async fn an_allocated_game_server_is_reserved_from_auto_joins_until_it_is_ready_
     let (sdk_stop, sdk_stop_rx) = oneshot::channel();
     let sdk_port = sdk_server(calls.clone(), sdk_stop_rx).await;
     let keys = keys(&["agones"]);
+    let metrics = MasterMetrics::default();
     let master = start_master_on(
         "127.0.0.1:0",
         sustenet_proto::MasterKeypair::generate().unwrap(),
@@ -539,10 +580,14 @@ async fn an_allocated_game_server_is_reserved_from_auto_joins_until_it_is_ready_
             max_tickets_per_connection: 10_000,
             max_tickets_per_user: 10_000,
             max_tickets_per_address: 10_000,
+            metrics: metrics.clone(),
             ..master_config()
         },
     )
     .await;
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let dashboard = Dashboard::new(metrics.clone(), Vec::new());
     let agones = Agones::connect(Some(sdk_port)).await.unwrap();
     let mut config = cluster_config(master.addr, "matched", "agones", 0);
     config.status_interval = Duration::from_millis(50);
@@ -575,6 +620,8 @@ async fn an_allocated_game_server_is_reserved_from_auto_joins_until_it_is_ready_
     assert_eq!(m.join(JoinTarget::Id(id)).await.unwrap().cluster.id, id);
     let listed = wait_for_list(&master, "still listed", |l| l.len() == 1).await;
     assert_eq!(listed[0].id, id);
+    // Operators see it: the master's gauge and the dashboard's state.
+    until_shown(&registry, &dashboard, 1, "reserved").await;
 
     // Ready again: Auto chooses it again.
     calls.set_state("Ready");
@@ -583,6 +630,7 @@ async fn an_allocated_game_server_is_reserved_from_auto_joins_until_it_is_ready_
         .unwrap();
     assert_eq!(ticket.cluster.id, id);
     assert!(!agones.reservation().get());
+    until_shown(&registry, &dashboard, 0, "open").await;
 
     let _ = stop.send(());
     cluster_task.await.unwrap();

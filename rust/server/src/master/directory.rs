@@ -477,6 +477,15 @@ impl Directory {
         self.clusters.get(&id).is_some_and(|e| e.reserved)
     }
 
+    /// The ids of the registered clusters that are reserved now.
+    pub fn reserved_ids(&self) -> std::collections::HashSet<u64> {
+        self.clusters
+            .iter()
+            .filter(|(_, e)| e.reserved)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// The cluster says `client_id` joined it. Returns whether the master
     /// sent that player there (a ticket it issued); if not, the id only
     /// counts toward the cluster's load.

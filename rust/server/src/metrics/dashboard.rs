@@ -51,7 +51,13 @@ impl Dashboard {
                     "address": format!("{}:{}", c.address, c.tcp_port),
                     "players": c.players,
                     "capacity": c.capacity,
-                    "state": if c.locked { "full" } else { "open" },
+                    "state": if self.master.is_reserved(c.id) {
+                        "reserved"
+                    } else if c.locked {
+                        "full"
+                    } else {
+                        "open"
+                    },
                     "local": local.is_some(),
                     "reported": reported.is_some(),
                     "fragments": local.as_ref().map(|s| s.fragments).or(reported),
