@@ -134,7 +134,7 @@ pub async fn master(args: ServerArgs) -> anyhow::Result<()> {
     if cluster_keys.is_empty() {
         tracing::warn!(
             dir = %cfg.all.key_dir.display(),
-            "no cluster keys found: no cluster can register (create one with `sustenet keygen --name <key_name>`)"
+            "no cluster keys found yet: a cluster registers once its key is in the key folder (create one with `sustenet keygen --name <key_name>`; no restart needed)"
         );
     }
     let auth: Arc<dyn AuthHook> = match cfg.master.auth {
@@ -174,6 +174,7 @@ pub async fn master(args: ServerArgs) -> anyhow::Result<()> {
             cluster_keys,
             agent_keys: keys::load_optional_key_dir(&cfg.all.key_dir.join(keys::AGENT_KEY_DIR))?,
             admin_keys: keys::load_optional_key_dir(&cfg.all.key_dir.join(keys::ADMIN_KEY_DIR))?,
+            cluster_key_dir: Some(cfg.all.key_dir.clone()),
             agent_key_dir: Some(cfg.all.key_dir.join(keys::AGENT_KEY_DIR)),
             admin_key_dir: Some(cfg.all.key_dir.join(keys::ADMIN_KEY_DIR)),
         },

@@ -562,6 +562,66 @@ fn an_agent_key_added_while_the_master_runs_works_and_a_removed_one_stops_new_li
     );
 }
 
+/// A `sustenet cluster` process registering with key `key_name` from folder `key_dir`.
+fn key_cluster(f: &Fixture, name: &str, key_dir: &str, key_name: &str) -> Proc {
+    let (tcp, _) = free_range(1);
+    f.start(
+        name,
+        &[
+            "cluster",
+            "--no-config",
+            "--key-dir",
+            key_dir,
+            "--key-name",
+            key_name,
+            "--port",
+            &tcp.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--master-port",
+            &f.master_port.to_string(),
+        ],
+    )
+}
+
+#[test]
+fn a_cluster_key_added_or_replaced_while_the_master_runs_is_used_at_the_next_registration() {
+    let f = Fixture::new("", &[]);
+    // Made after the master started: no restart needed.
+    assert!(f.run(&["keygen", "--name", "late"]).status.success());
+    let first = key_cluster(&f, "late-1", "keys", "late");
+    eventually("the cluster with the new key registers", || {
+        first.log().contains("registered with the master")
+    });
+    // Replaced on the master's side: the old key no longer registers, the new one does,
+    // and the cluster already registered with the old key stays.
+    std::fs::create_dir_all(f.path("old")).unwrap();
+    std::fs::copy(f.path("keys/late"), f.path("old/late")).unwrap();
+    assert!(
+        f.run(&["keygen", "--name", "late", "--force"])
+            .status
+            .success()
+    );
+    let stale = key_cluster(&f, "late-old", "old", "late");
+    eventually("the old key is refused", || {
+        stale.log().contains("refused this cluster")
+    });
+    assert!(!stale.log().contains("registered with the master"));
+    let renewed = key_cluster(&f, "late-2", "keys", "late");
+    eventually("the replaced key registers", || {
+        renewed.log().contains("registered with the master")
+    });
+    // Removed: refused like an unknown key name.
+    std::fs::create_dir_all(f.path("new")).unwrap();
+    std::fs::copy(f.path("keys/late"), f.path("new/late")).unwrap();
+    std::fs::remove_file(f.path("keys/late")).unwrap();
+    let removed = key_cluster(&f, "late-3", "new", "late");
+    eventually("a removed key is refused", || {
+        removed.log().contains("refused this cluster")
+    });
+    assert!(!first.log().contains("refused"), "{}", first.log());
+}
+
 #[test]
 fn a_key_file_instance_finds_its_key_from_its_own_folder_and_dies_with_its_agent() {
     // run_dir is relative ("run-a"); the template runs in another folder, so {key_path} must
