@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use sustenet_proto::DEFAULT_MASTER_PORT;
+use sustenet_server::bind::{bind_cluster, bind_tcp};
 use sustenet_server::cluster::{self, ClusterConfig};
 use sustenet_server::config::default_port;
 use sustenet_server::fragments::GridConfig;
@@ -23,7 +24,7 @@ use sustenet_server::{AllowAll, World};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::servers::{bind_cluster, shutdown_signal};
+use crate::servers::shutdown_signal;
 
 /// Where `up` keeps its dev keys and the file `probe` reads.
 pub const DEV_DIR: &str = ".sustenet";
@@ -137,10 +138,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let names = ensure_cluster_keys(&key_dir, args.clusters)?;
     let cluster_keys = keys::load_key_dir(&key_dir)?;
     let master_port = default_port(args.port, DEFAULT_MASTER_PORT);
-    let master_addr = format!("{}:{master_port}", args.bind);
-    let listener = TcpListener::bind(&master_addr).await.with_context(|| {
-        format!("cannot listen on {master_addr} (is another server using it? pass --port)")
-    })?;
+    let listener = bind_tcp(&args.bind, master_port)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}; pass --port to use other ports"))?;
     let public = keypair.public();
     let client_host = if args.bind == "0.0.0.0" {
         "127.0.0.1"
