@@ -310,7 +310,7 @@ async fn run_agones(
 ) -> anyhow::Result<()> {
     let port = (sdk_port != 0).then_some(sdk_port);
     let agones = sustenet_server::agones::Agones::connect(port).await?;
-    agones.apply_endpoint(&mut config);
+    agones.configure(&mut config);
     let plugin = agones.wrap(game, config.max_connections);
     let result = cluster::run(tcp, udp, config, key, plugin, shutdown_signal()).await;
     agones.shutdown().await;

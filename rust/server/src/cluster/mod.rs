@@ -53,7 +53,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, info, info_span};
 
-pub use self::config::{ClusterConfig, MasterLinkStatus, SendError};
+pub use self::config::{ClusterConfig, MasterLinkStatus, Reservation, SendError};
 pub use self::core::Context;
 pub use self::core::instances::{INSTANCE_REQUESTS_MAX, InstanceAnswer, InstanceRequestError};
 pub use handle::{ClusterCommands, ClusterHandle, command_channel};
