@@ -200,6 +200,11 @@ pub fn cluster_config(cfg: &ConfigFile) -> ClusterConfig {
         ping_rate_per_source: cfg.cluster.ping_rate_per_source,
         resume_grace: Duration::from_millis(cfg.cluster.resume_grace_ms),
         resume_buffer: cfg.cluster.resume_buffer,
+        seal_threads: cfg
+            .cluster
+            .seal_threads
+            .unwrap_or_else(ClusterConfig::default_seal_threads),
+        seal_queue_bytes: cfg.cluster.seal_queue_bytes,
         limits: cfg.limits,
         ..ClusterConfig::default()
     }
@@ -305,7 +310,7 @@ async fn run_agones(
 ) -> anyhow::Result<()> {
     let port = (sdk_port != 0).then_some(sdk_port);
     let agones = sustenet_server::agones::Agones::connect(port).await?;
-    agones.apply_endpoint(&mut config);
+    agones.configure(&mut config);
     let plugin = agones.wrap(game, config.max_connections);
     let result = cluster::run(tcp, udp, config, key, plugin, shutdown_signal()).await;
     agones.shutdown().await;

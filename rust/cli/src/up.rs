@@ -45,7 +45,9 @@ pub struct UpArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: String,
-    /// Most players per cluster (0 = the default bound, 1,000 players).
+    /// Most players per cluster (0 = the default bound, 1,000 players). The
+    /// master also allows this many unused tickets from one address (at
+    /// least 256), since local clients all come from one.
     #[arg(long, default_value_t = 0)]
     pub max_connections: u32,
     /// Edge of a fragment (grid cell), in world units.
@@ -343,11 +345,17 @@ impl Site<'_> {
         metrics: MasterMetrics,
         tasks: &mut tokio::task::JoinSet<Result<(), sustenet_server::ServerError>>,
     ) {
+        let defaults = MasterConfig::default();
         let config = MasterConfig {
             name: "Sustenet Master (dev)".into(),
             websocket: self.web.map(|w| w.listener(w.master_port)),
             metrics,
-            ..MasterConfig::default()
+            // Every local client comes from one address: as many unused
+            // tickets from it as the clusters hold players.
+            max_tickets_per_address: defaults
+                .max_tickets_per_address
+                .max(self.args.max_connections),
+            ..defaults
         };
         let stop = stopped(self.stop_rx.clone());
         tasks.spawn(master::run(
