@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use sustenet_server::bind::{self, bind_tcp};
 use sustenet_server::cluster::{self, ClusterConfig};
 use sustenet_server::config::{AuthMode, ConfigError, ConfigFile};
 use sustenet_server::keys;
@@ -134,17 +135,14 @@ pub async fn master(args: ServerArgs) -> anyhow::Result<()> {
     if cluster_keys.is_empty() {
         tracing::warn!(
             dir = %cfg.all.key_dir.display(),
-            "no cluster keys found: no cluster can register (create one with `sustenet keygen --name <key_name>`)"
+            "no cluster keys found yet: a cluster registers once its key is in the key folder (create one with `sustenet keygen --name <key_name>`; no restart needed)"
         );
     }
     let auth: Arc<dyn AuthHook> = match cfg.master.auth {
         AuthMode::None => Arc::new(AllowAll),
         AuthMode::SharedSecret => Arc::new(SharedSecret::new(cfg.master.shared_secret.clone())),
     };
-    let addr = format!("{}:{}", cfg.all.bind, cfg.master_port());
-    let listener = TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} (is another server using that port?)"))?;
+    let listener = bind_tcp(&cfg.all.bind, cfg.master_port()).await?;
     println!("master public key: {}", keypair.public().to_base64());
     let mut config = master_config(&cfg);
     config.websocket = cfg.websocket_config(cfg.master.websocket_port)?;
@@ -174,6 +172,7 @@ pub async fn master(args: ServerArgs) -> anyhow::Result<()> {
             cluster_keys,
             agent_keys: keys::load_optional_key_dir(&cfg.all.key_dir.join(keys::AGENT_KEY_DIR))?,
             admin_keys: keys::load_optional_key_dir(&cfg.all.key_dir.join(keys::ADMIN_KEY_DIR))?,
+            cluster_key_dir: Some(cfg.all.key_dir.clone()),
             agent_key_dir: Some(cfg.all.key_dir.join(keys::AGENT_KEY_DIR)),
             admin_key_dir: Some(cfg.all.key_dir.join(keys::ADMIN_KEY_DIR)),
         },
@@ -206,23 +205,6 @@ pub fn cluster_config(cfg: &ConfigFile) -> ClusterConfig {
     }
 }
 
-/// Binds a cluster's TCP listener and UDP socket.
-pub async fn bind_cluster(
-    bind: &str,
-    tcp_port: u16,
-    udp_port: u16,
-) -> anyhow::Result<(TcpListener, UdpSocket)> {
-    let tcp_addr = format!("{bind}:{tcp_port}");
-    let tcp = TcpListener::bind(&tcp_addr).await.with_context(|| {
-        format!("cannot listen on TCP {tcp_addr} (is another server using that port?)")
-    })?;
-    let udp_addr = format!("{bind}:{udp_port}");
-    let udp = UdpSocket::bind(&udp_addr).await.with_context(|| {
-        format!("cannot bind UDP {udp_addr} (is another server using that port?)")
-    })?;
-    Ok((tcp, udp))
-}
-
 pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
     let cfg = load_config(&args)?;
     let (key, stdin_closed) = if args.key_stdin {
@@ -248,7 +230,7 @@ pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
         (key, eof)
     };
     let (tcp, udp) =
-        bind_cluster(&cfg.all.bind, cfg.cluster_port(), cfg.cluster_udp_port()).await?;
+        bind::bind_cluster(&cfg.all.bind, cfg.cluster_port(), cfg.cluster_udp_port()).await?;
     let shutdown = async move {
         let closed = async {
             match stdin_closed {
@@ -323,7 +305,7 @@ async fn run_agones(
 ) -> anyhow::Result<()> {
     let port = (sdk_port != 0).then_some(sdk_port);
     let agones = sustenet_server::agones::Agones::connect(port).await?;
-    agones.apply_endpoint(&mut config);
+    agones.configure(&mut config);
     let plugin = agones.wrap(game, config.max_connections);
     let result = cluster::run(tcp, udp, config, key, plugin, shutdown_signal()).await;
     agones.shutdown().await;

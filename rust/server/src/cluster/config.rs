@@ -90,6 +90,28 @@ pub struct ClusterConfig {
     pub websocket: Option<crate::web::WebSocketConfig>,
     /// The cluster's metrics (exported when the binary serves them).
     pub metrics: crate::metrics::ClusterMetrics,
+    /// Whether the cluster is reserved (set by the Agones GameServer watch,
+    /// [`crate::agones`]); the master link tells the master when it changes.
+    pub reservation: Reservation,
+}
+
+/// Whether a cluster is reserved: shared between what sets it (the Agones
+/// watch) and the master link, which sends `ClusterToMaster::Reserved` at
+/// its next status when it changed. Clones share the flag; a new one is not
+/// reserved.
+#[derive(Debug, Clone, Default)]
+pub struct Reservation(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Reservation {
+    /// Whether the cluster is reserved now.
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Reserves the cluster (`true`) or puts it back in the pool (`false`).
+    pub fn set(&self, reserved: bool) {
+        self.0.store(reserved, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl ClusterConfig {
@@ -142,6 +164,7 @@ impl Default for ClusterConfig {
             limits: Limits::default(),
             websocket: None,
             metrics: crate::metrics::ClusterMetrics::default(),
+            reservation: Reservation::default(),
         }
     }
 }

@@ -10,6 +10,7 @@
 //!   commands and ticks, and carries out its outputs;
 //! - `player_conn.rs`: a player's TCP connection (handshake, reader, writer);
 //! - `udp.rs`: the UDP receiver; `ping_limit.rs`: its ping request limits;
+//!   `udp_send.rs`: the UDP sender (many datagrams per system call);
 //! - `master_link.rs`: the link to the master;
 //! - `handle.rs`: [`ClusterHandle`], the game's way in from other threads;
 //! - `config.rs`: [`ClusterConfig`] and the errors of sends.
@@ -31,6 +32,7 @@ pub mod plugin;
 mod portal;
 mod queue;
 mod udp;
+mod udp_send;
 mod web_player;
 mod web_routes;
 
@@ -50,7 +52,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, info, info_span};
 
-pub use self::config::{ClusterConfig, MasterLinkStatus, SendError};
+pub use self::config::{ClusterConfig, MasterLinkStatus, Reservation, SendError};
 pub use self::core::Context;
 pub use self::core::instances::{INSTANCE_REQUESTS_MAX, InstanceAnswer, InstanceRequestError};
 pub use handle::{ClusterCommands, ClusterHandle, command_channel};
@@ -63,6 +65,7 @@ use crate::time::now_ms;
 use plugin::Plugin;
 use queue::{Outbox, QueueTx};
 use udp::UdpControl;
+use udp_send::UdpSender;
 
 /// The master link's queue of player events and transfer requests, at most
 /// this many (a link further behind registers again).
@@ -264,7 +267,7 @@ pub async fn run_with_handle(
     };
     let mut core = new_core(plugin, setup)?;
     let mut io = Io {
-        udp: udp.clone(),
+        udp: UdpSender::new(udp.clone(), shared.config.metrics.clone()),
         udp_ctl: udp_ctl_tx,
         link: link_tx,
         metrics: shared.config.metrics.clone(),
@@ -303,6 +306,7 @@ pub async fn run_with_handle(
                 shared.config.metrics.tick(started.elapsed().as_secs_f64());
             }
             _ = tick.tick() => on_heartbeat(&mut core, &shared),
+            _ = io.udp.resume(), if io.udp.is_blocked() => {}
         }
         core.finish();
         io.carry_out(&mut core).await;
@@ -405,7 +409,7 @@ fn new_core<P: Plugin>(plugin: P, setup: Setup) -> Result<Core<P>, ServerError> 
 
 /// What the driver carries the core's outputs out with.
 struct Io {
-    udp: Arc<UdpSocket>,
+    udp: UdpSender,
     udp_ctl: mpsc::Sender<UdpControl>,
     link: QueueTx<LinkEvent>,
     metrics: crate::metrics::ClusterMetrics,
@@ -448,14 +452,17 @@ impl Io {
             }
         }
         let metrics = &self.metrics;
-        let (web, udp) = (&self.web, &self.udp);
+        let (web, udp) = (&self.web, &mut self.udp);
         core.drain_transmits(|addr, d| {
             // A web player's datagrams go to its connection; the others on
-            // UDP, where a full socket buffer drops them, as the network would.
-            if web.deliver(addr, d) || udp.try_send_to(d, addr).is_ok() {
+            // UDP, many per system call (counted when they leave).
+            if web.deliver(addr, d) {
                 metrics.sent(false, 1, d.len());
+            } else {
+                udp.queue(addr, d);
             }
         });
+        udp.flush();
     }
 }
 

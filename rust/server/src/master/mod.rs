@@ -15,6 +15,7 @@ pub(crate) mod directory;
 mod instance_hub;
 pub mod instances;
 mod key_link;
+mod link_loop;
 mod web_client;
 
 use std::collections::HashMap;
@@ -137,6 +138,11 @@ pub struct MasterKeys {
     pub agent_keys: HashMap<String, Key>,
     /// Admin keys by key name (`<key_dir>/admin/`), for `sustenet instances`.
     pub admin_keys: HashMap<String, Key>,
+    /// When set, cluster keys are read from this folder at each cluster's
+    /// registration attempt instead of from `cluster_keys`: a key file added
+    /// there works without a restart, one removed or replaced refuses new
+    /// registrations with the old key (links already up stay up).
+    pub cluster_key_dir: Option<std::path::PathBuf>,
     /// When set, agent keys are read from this folder at each agent's
     /// connection attempt instead of from `agent_keys`: a key file added
     /// there works without a restart, one removed stops new links.
@@ -153,9 +159,21 @@ impl MasterKeys {
             cluster_keys,
             agent_keys: HashMap::new(),
             admin_keys: HashMap::new(),
+            cluster_key_dir: None,
             agent_key_dir: None,
             admin_key_dir: None,
         }
+    }
+
+    /// The cluster key `key_name` (never an `instance-<id>` one, which the
+    /// instance table holds): its file in `cluster_key_dir` as it is now, or
+    /// from `cluster_keys` when there is no such folder.
+    pub fn cluster_key(&self, key_name: &str) -> Option<Key> {
+        lookup(
+            self.cluster_key_dir.as_deref(),
+            &self.cluster_keys,
+            key_name,
+        )
     }
 
     /// The agent key `key_name`: its file in `agent_key_dir` as it is now,
@@ -263,13 +281,14 @@ pub async fn run(
             _ = &mut shutdown => break,
             _ = sample.tick() => {
                 let now = crate::time::now_ms();
-                let (clusters, expired) = {
+                let (clusters, expired, reserved) = {
                     let mut dir = shared.directory();
-                    (dir.cluster_list(now), dir.take_expired_tickets(now))
+                    (dir.cluster_list(now), dir.take_expired_tickets(now), dir.reserved_ids())
                 };
                 let metrics = &shared.config.metrics;
                 metrics.tickets_expired(expired.joins, expired.transfers);
                 metrics.sample(now, clusters);
+                metrics.reserved(&reserved);
             }
             (stream, peer) = crate::listen::accept(&listener) => {
                 shared.config.metrics.connection();
@@ -310,7 +329,7 @@ async fn handle_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
     };
     match hello {
         Hello::Cluster { key_name, nonce } => {
-            let hello = cluster_link::ClusterHello {
+            let hello = KeyHello {
                 key_name,
                 nonce,
                 peer,
