@@ -10,6 +10,7 @@
 //!   commands and ticks, and carries out its outputs;
 //! - `player_conn.rs`: a player's TCP connection (handshake, reader, writer);
 //! - `udp.rs`: the UDP receiver; `ping_limit.rs`: its ping request limits;
+//!   `udp_send.rs`: the UDP sender (many datagrams per system call);
 //! - `master_link.rs`: the link to the master;
 //! - `handle.rs`: [`ClusterHandle`], the game's way in from other threads;
 //! - `config.rs`: [`ClusterConfig`] and the errors of sends.
@@ -30,7 +31,9 @@ mod player_conn;
 pub mod plugin;
 mod portal;
 mod queue;
+mod seal_pool;
 mod udp;
+mod udp_send;
 mod web_player;
 mod web_routes;
 
@@ -50,7 +53,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, info, info_span};
 
-pub use self::config::{ClusterConfig, MasterLinkStatus, SendError};
+pub use self::config::{ClusterConfig, MasterLinkStatus, Reservation, SendError};
 pub use self::core::Context;
 pub use self::core::instances::{INSTANCE_REQUESTS_MAX, InstanceAnswer, InstanceRequestError};
 pub use handle::{ClusterCommands, ClusterHandle, command_channel};
@@ -63,6 +66,7 @@ use crate::time::now_ms;
 use plugin::Plugin;
 use queue::{Outbox, QueueTx};
 use udp::UdpControl;
+use udp_send::UdpSender;
 
 /// The master link's queue of player events and transfer requests, at most
 /// this many (a link further behind registers again).
@@ -264,12 +268,13 @@ pub async fn run_with_handle(
     };
     let mut core = new_core(plugin, setup)?;
     let mut io = Io {
-        udp: udp.clone(),
+        udp: UdpSender::new(udp.clone(), shared.config.metrics.clone()),
         udp_ctl: udp_ctl_tx,
         link: link_tx,
         metrics: shared.config.metrics.clone(),
         writers: HashMap::new(),
         web: shared.web.clone(),
+        seal: Sealing::start(&shared.config, &udp, &shared.web)?,
     };
     let mut tasks = tokio::task::JoinSet::new();
     let span = info_span!("accept");
@@ -303,6 +308,7 @@ pub async fn run_with_handle(
                 shared.config.metrics.tick(started.elapsed().as_secs_f64());
             }
             _ = tick.tick() => on_heartbeat(&mut core, &shared),
+            _ = io.udp.resume(), if io.udp.is_blocked() => {}
         }
         core.finish();
         io.carry_out(&mut core).await;
@@ -403,9 +409,43 @@ fn new_core<P: Plugin>(plugin: P, setup: Setup) -> Result<Core<P>, ServerError> 
     })
 }
 
+/// Where the core's datagrams are sealed and sent: on the driver's thread
+/// (through [`UdpSender`]), or by the seal workers (`[cluster]
+/// seal_threads` of 2 or more), which send them themselves.
+enum Sealing {
+    Here,
+    Workers {
+        pool: seal_pool::SealPool,
+        /// Datagrams on their way from the core to the workers.
+        taken: Vec<self::core::Transmit>,
+    },
+}
+
+impl Sealing {
+    fn start(
+        config: &ClusterConfig,
+        udp: &Arc<UdpSocket>,
+        web: &Arc<web_routes::WebPlayers>,
+    ) -> Result<Self, ServerError> {
+        if config.seal_threads <= 1 {
+            return Ok(Sealing::Here);
+        }
+        let sink = || seal_pool::SocketSink::new(udp.clone(), web.clone(), config.metrics.clone());
+        let pool = seal_pool::SealPool::new(config.seal_threads, config.seal_queue_bytes, sink)?;
+        info!(
+            threads = pool.threads(),
+            "datagrams are sealed by seal workers"
+        );
+        Ok(Sealing::Workers {
+            pool,
+            taken: Vec::new(),
+        })
+    }
+}
+
 /// What the driver carries the core's outputs out with.
 struct Io {
-    udp: Arc<UdpSocket>,
+    udp: UdpSender,
     udp_ctl: mpsc::Sender<UdpControl>,
     link: QueueTx<LinkEvent>,
     metrics: crate::metrics::ClusterMetrics,
@@ -414,6 +454,8 @@ struct Io {
     writers: HashMap<u64, Writer>,
     /// Where web players' datagrams go instead of the UDP socket.
     web: Arc<web_routes::WebPlayers>,
+    /// Where datagrams are sealed and sent.
+    seal: Sealing,
 }
 
 impl Io {
@@ -448,14 +490,26 @@ impl Io {
             }
         }
         let metrics = &self.metrics;
-        let (web, udp) = (&self.web, &self.udp);
-        core.drain_transmits(|addr, d| {
-            // A web player's datagrams go to its connection; the others on
-            // UDP, where a full socket buffer drops them, as the network would.
-            if web.deliver(addr, d) || udp.try_send_to(d, addr).is_ok() {
-                metrics.sent(false, 1, d.len());
-            }
-        });
+        let (web, udp) = (&self.web, &mut self.udp);
+        let Sealing::Workers { pool, taken } = &mut self.seal else {
+            core.drain_transmits(|addr, d| {
+                // A web player's datagrams go to its connection; the others
+                // on UDP, many per system call (counted when they leave).
+                if web.deliver(addr, d) {
+                    metrics.sent(false, 1, d.len());
+                } else {
+                    udp.queue(addr, d);
+                }
+            });
+            udp.flush();
+            return;
+        };
+        // The seal workers seal and send them (`seal_pool.rs`).
+        core.take_transmits(taken);
+        for _ in 0..pool.submit(taken) {
+            metrics.datagram_dropped("seal_busy");
+        }
+        core.give_back_buffers(pool.returned_buffers());
     }
 }
 

@@ -3,9 +3,8 @@
 //! exit reports the other, until the link ends; then its instances are gone.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use sustenet_net::{FrameReader, NetError, SealedReader, SealedWriter};
+use sustenet_net::{FrameReader, NetError};
 use sustenet_proto::handshake::KeyRole;
 use sustenet_proto::instance::{AgentRegister, AgentToMaster, MasterToAgent};
 use sustenet_proto::{DisconnectReason, Goodbye};
@@ -16,15 +15,13 @@ use tracing::{info, warn};
 use super::instance_hub::dispatch;
 use super::instances::Exit;
 use super::key_link::{ProvenLink, prove};
+use super::link_loop::{self, Link, Writer};
 use super::{KeyHello, Shared};
 use crate::handshake_gate::HandshakePermit;
 use crate::time::now_ms;
 
 /// Requests queued for one agent link.
 const AGENT_QUEUE: usize = 1024;
-
-type Reader = SealedReader<OwnedReadHalf>;
-type Writer = SealedWriter<OwnedWriteHalf>;
 
 /// Runs an agent's handshake and registration, then its link.
 pub(super) async fn accept(
@@ -35,21 +32,9 @@ pub(super) async fn accept(
     conn: u64,
     permit: HandshakePermit,
 ) {
-    let KeyHello {
-        key_name,
-        nonce,
-        peer,
-    } = hello;
-    let key = shared.keys.agent_key(&key_name);
-    let proven = prove::<AgentToMaster>(
-        shared,
-        frames,
-        wr,
-        KeyRole::Agent,
-        key.as_ref(),
-        &key_name,
-        &nonce,
-    );
+    let key = shared.keys.agent_key(&hello.key_name);
+    let proven = prove::<AgentToMaster>(shared, frames, wr, KeyRole::Agent, key.as_ref(), &hello);
+    let key_name = hello.key_name.as_str();
     let Some(ProvenLink {
         reader,
         mut writer,
@@ -86,16 +71,16 @@ pub(super) async fn accept(
         return;
     }
     drop(permit);
-    shared.handshakes.remember(peer.ip());
-    log_registration(&key_name, &reg);
+    shared.handshakes.remember(hello.peer.ip());
+    log_registration(key_name, &reg);
     let name = reg.name;
-    let reason = match run_link(shared, reader, writer, &name, conn, rx).await {
-        Ok(r) => r,
-        Err(e) => {
-            warn!(agent = name, "agent link failed: {e}");
-            DisconnectReason::ConnectionLost
-        }
+    let mut link = AgentLink {
+        shared,
+        name: &name,
+        conn,
     };
+    let who = format!("agent {name}");
+    let reason = link_loop::run(shared, &mut link, reader, writer, rx, &who).await;
     let gone = {
         let mut hub = shared.instances();
         if hub.agents.get(&name).is_some_and(|(c, _)| *c == conn) {
@@ -123,106 +108,73 @@ fn log_registration(key_name: &str, reg: &AgentRegister) {
     );
 }
 
-async fn run_link(
-    shared: &Shared,
-    mut reader: Reader,
-    mut writer: Writer,
-    name: &str,
+/// An agent's registered link, for [`link_loop::run`].
+struct AgentLink<'a> {
+    shared: &'a Shared,
+    name: &'a str,
     conn: u64,
-    mut rx: mpsc::Receiver<MasterToAgent>,
-) -> Result<DisconnectReason, NetError> {
-    writer.send(&MasterToAgent::Registered).await?;
-    let timeout = shared.config.cluster_timeout;
-    let mut heartbeat = tokio::time::interval(shared.config.limits.heartbeat());
-    let mut last_seen = Instant::now();
-    let mut shutdown = shared.shutdown.clone();
-    loop {
-        tokio::select! {
-            msg = reader.recv::<AgentToMaster>() => {
-                let Some(msg) = msg? else { return Ok(DisconnectReason::ConnectionLost) };
-                last_seen = Instant::now();
-                if let Some(reason) = on_message(shared, &mut writer, name, conn, msg).await? {
-                    return Ok(reason);
-                }
-            }
-            out = rx.recv() => match out {
-                Some(m) => writer.send(&m).await?,
-                None => return Ok(DisconnectReason::Requested),
-            },
-            _ = heartbeat.tick() => {
-                if last_seen.elapsed() > timeout {
-                    warn!(agent = name, "agent silent for {:?}; dropping it", last_seen.elapsed());
-                    return Ok(DisconnectReason::Timeout);
-                }
-                writer.send(&MasterToAgent::Ping(now_ms())).await?;
-            }
-            _ = crate::time::stopped(&mut shutdown) => {
-                writer.send(&MasterToAgent::Disconnect(Goodbye::new(DisconnectReason::ServerShutdown))).await?;
-                let _ = writer.shutdown().await;
-                return Ok(DisconnectReason::ServerShutdown);
-            }
-        }
-    }
 }
 
-async fn on_message(
-    shared: &Shared,
-    writer: &mut Writer,
-    name: &str,
-    conn: u64,
-    msg: AgentToMaster,
-) -> Result<Option<DisconnectReason>, NetError> {
-    match msg {
-        AgentToMaster::Ping(v) => writer.send(&MasterToAgent::Pong(v)).await?,
-        AgentToMaster::Pong(_) => {}
-        AgentToMaster::Disconnect(g) => {
-            info!(
-                agent = name,
-                "agent said goodbye: {} {}", g.reason, g.message
-            );
-            return Ok(Some(g.reason));
-        }
-        AgentToMaster::Register(_) => {
-            warn!(agent = name, "agent sent a second registration");
-            return Ok(Some(DisconnectReason::ProtocolViolation));
-        }
-        AgentToMaster::Load { running } => {
-            shared.instances().table.agent_load(name, conn, running);
-        }
-        AgentToMaster::Started { instance_id, port } => {
-            if shared
-                .instances()
-                .table
-                .started(name, conn, instance_id, port)
-            {
-                info!(agent = name, instance_id, port, "instance process started");
+impl Link for AgentLink<'_> {
+    type In = AgentToMaster;
+    type Out = MasterToAgent;
+
+    async fn start(&mut self, writer: &mut Writer) -> Result<Option<DisconnectReason>, NetError> {
+        writer.send(&MasterToAgent::Registered).await?;
+        Ok(None)
+    }
+
+    async fn on_message(
+        &mut self,
+        _writer: &mut Writer,
+        msg: AgentToMaster,
+    ) -> Result<Option<DisconnectReason>, NetError> {
+        let AgentLink { shared, name, conn } = *self;
+        match msg {
+            // Keep-alives and goodbyes are the link loop's.
+            AgentToMaster::Ping(_) | AgentToMaster::Pong(_) | AgentToMaster::Disconnect(_) => {}
+            AgentToMaster::Register(_) => {
+                warn!(agent = name, "agent sent a second registration");
+                return Ok(Some(DisconnectReason::ProtocolViolation));
             }
-        }
-        AgentToMaster::Exited {
-            instance_id,
-            code,
-            restarting,
-            stderr_tail,
-        } => {
-            let exit = Exit {
+            AgentToMaster::Load { running } => {
+                shared.instances().table.agent_load(name, conn, running);
+            }
+            AgentToMaster::Started { instance_id, port } => {
+                if shared
+                    .instances()
+                    .table
+                    .started(name, conn, instance_id, port)
+                {
+                    info!(agent = name, instance_id, port, "instance process started");
+                }
+            }
+            AgentToMaster::Exited {
                 instance_id,
                 code,
                 restarting,
                 stderr_tail,
-            };
-            let known = shared.instances().table.exited(now_ms(), name, conn, &exit);
-            if known {
-                info!(
-                    agent = name,
+            } => {
+                let exit = Exit {
                     instance_id,
                     code,
                     restarting,
-                    stderr = exit.stderr_tail.trim_end(),
-                    "instance process exited"
-                );
+                    stderr_tail,
+                };
+                let known = shared.instances().table.exited(now_ms(), name, conn, &exit);
+                if known {
+                    info!(
+                        agent = name,
+                        instance_id,
+                        code,
+                        restarting,
+                        stderr = exit.stderr_tail.trim_end(),
+                        "instance process exited"
+                    );
+                }
+                dispatch(shared);
             }
-            dispatch(shared);
         }
+        Ok(None)
     }
-    Ok(None)
 }

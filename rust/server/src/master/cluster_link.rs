@@ -3,22 +3,19 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
 
 use sustenet_net::{FrameReader, NetError, SealedReader, SealedWriter, write_frame};
 use sustenet_proto::handshake;
-use sustenet_proto::{ClusterToMaster, DisconnectReason, Goodbye, MasterToCluster, Register};
+use sustenet_proto::{ClusterToMaster, DisconnectReason, MasterToCluster, Register};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::directory::{ClusterMessage, RegisterError};
-use super::{Shared, refuse};
+use super::link_loop::{self, Link, Reader, Writer};
+use super::{KeyHello, Shared, refuse};
 use crate::handshake_gate::HandshakePermit;
 use crate::time::now_ms;
-
-type Reader = SealedReader<OwnedReadHalf>;
-type Writer = SealedWriter<OwnedWriteHalf>;
 
 /// Messages queued for one cluster link: a replacement's goodbye, an
 /// instance's goodbye, answers to the cluster's instance requests (each
@@ -84,23 +81,16 @@ pub(super) fn deliver(shared: &Shared) {
     }
 }
 
-/// What a cluster's hello said, and where it came from.
-pub(super) struct ClusterHello {
-    pub key_name: String,
-    pub nonce: [u8; 32],
-    pub peer: std::net::SocketAddr,
-}
-
 /// Runs the cluster handshake and registration, then the link.
 pub(super) async fn accept(
     shared: &Arc<Shared>,
     frames: FrameReader<OwnedReadHalf>,
     mut wr: OwnedWriteHalf,
-    hello: ClusterHello,
+    hello: KeyHello,
     conn: u64,
     permit: HandshakePermit,
 ) {
-    let ClusterHello {
+    let KeyHello {
         key_name,
         nonce,
         peer,
@@ -172,13 +162,9 @@ pub(super) async fn accept(
     deliver(shared);
     let writer = SealedWriter::new(wr, session.sealer, limits.max_frame)
         .with_write_timeout(limits.timeout());
-    let reason = match run_link(shared, reader, writer, id, conn, rx).await {
-        Ok(r) => r,
-        Err(e) => {
-            warn!(cluster_id = id, "cluster link failed: {e}");
-            DisconnectReason::ConnectionLost
-        }
-    };
+    let mut link = ClusterLink { shared, id, conn };
+    let who = format!("cluster {id}");
+    let reason = link_loop::run(shared, &mut link, reader, writer, rx, &who).await;
     shared.web_clusters().remove(id, conn);
     shared.cluster_links.close(conn);
     if shared.directory().handle_unregister(id, conn) {
@@ -253,53 +239,32 @@ async fn read_registration(
     }
 }
 
-/// The registered link: answers pings, applies reports, serves transfers.
-async fn run_link(
-    shared: &Shared,
-    mut reader: Reader,
-    mut writer: Writer,
+/// The registered link, for [`link_loop::run`]: answers pings, applies
+/// reports, serves transfers.
+struct ClusterLink<'a> {
+    shared: &'a Shared,
     id: u64,
     conn: u64,
-    mut rx: mpsc::Receiver<MasterToCluster>,
-) -> Result<DisconnectReason, NetError> {
-    writer
-        .send(&MasterToCluster::Registered { cluster_id: id })
-        .await?;
-    let timeout = shared.config.cluster_timeout;
-    let mut heartbeat = tokio::time::interval(shared.config.limits.heartbeat());
-    let mut last_seen = Instant::now();
-    let mut shutdown = shared.shutdown.clone();
-    loop {
-        tokio::select! {
-            msg = reader.recv::<ClusterToMaster>() => {
-                let Some(msg) = msg? else { return Ok(DisconnectReason::ConnectionLost) };
-                last_seen = Instant::now();
-                if let Some(reason) = on_message(shared, &mut writer, id, conn, msg).await? {
-                    return Ok(reason);
-                }
-            }
-            out = rx.recv() => match out {
-                Some(MasterToCluster::Disconnect(g)) => {
-                    let r = g.reason;
-                    writer.send(&MasterToCluster::Disconnect(g)).await?;
-                    return Ok(r);
-                }
-                Some(m) => writer.send(&m).await?,
-                None => return Ok(DisconnectReason::Requested),
-            },
-            _ = heartbeat.tick() => {
-                if last_seen.elapsed() > timeout {
-                    warn!(cluster_id = id, "cluster silent for {:?}; dropping it", last_seen.elapsed());
-                    return Ok(DisconnectReason::Timeout);
-                }
-                writer.send(&MasterToCluster::Ping(now_ms())).await?;
-            }
-            _ = crate::time::stopped(&mut shutdown) => {
-                writer.send(&MasterToCluster::Disconnect(Goodbye::new(DisconnectReason::ServerShutdown))).await?;
-                let _ = writer.shutdown().await;
-                return Ok(DisconnectReason::ServerShutdown);
-            }
-        }
+}
+
+impl Link for ClusterLink<'_> {
+    type In = ClusterToMaster;
+    type Out = MasterToCluster;
+
+    async fn start(&mut self, writer: &mut Writer) -> Result<Option<DisconnectReason>, NetError> {
+        let registered = MasterToCluster::Registered {
+            cluster_id: self.id,
+        };
+        writer.send(&registered).await?;
+        Ok(None)
+    }
+
+    async fn on_message(
+        &mut self,
+        writer: &mut Writer,
+        msg: ClusterToMaster,
+    ) -> Result<Option<DisconnectReason>, NetError> {
+        on_message(self.shared, writer, self.id, self.conn, msg).await
     }
 }
 
@@ -312,15 +277,8 @@ async fn on_message(
     msg: ClusterToMaster,
 ) -> Result<Option<DisconnectReason>, NetError> {
     match msg {
-        ClusterToMaster::Ping(v) => writer.send(&MasterToCluster::Pong(v)).await?,
-        ClusterToMaster::Pong(_) => {}
-        ClusterToMaster::Disconnect(g) => {
-            info!(
-                cluster_id = id,
-                "cluster said goodbye: {} {}", g.reason, g.message
-            );
-            return Ok(Some(g.reason));
-        }
+        // Keep-alives and goodbyes are the link loop's.
+        ClusterToMaster::Ping(_) | ClusterToMaster::Pong(_) | ClusterToMaster::Disconnect(_) => {}
         ClusterToMaster::Register(_) => {
             warn!(cluster_id = id, "cluster sent a second registration");
             return Ok(Some(DisconnectReason::ProtocolViolation));
@@ -328,6 +286,16 @@ async fn on_message(
         ClusterToMaster::Status(st) => shared.directory().handle_status(id, conn, st),
         ClusterToMaster::Report(report) => {
             shared.config.metrics.cluster_report(id, now_ms(), report);
+        }
+        ClusterToMaster::Reserved { reserved } => {
+            if shared.directory().handle_reserved(id, conn, reserved) {
+                // Debug only: a cluster key holder may flip it on every message.
+                tracing::debug!(
+                    cluster_id = id,
+                    reserved,
+                    "the cluster's reservation changed"
+                );
+            }
         }
         ClusterToMaster::WebSocket { port, tls } => {
             info!(

@@ -7,7 +7,7 @@ use sustenet_proto::{DisconnectReason, Key, Message};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tracing::warn;
 
-use super::{Shared, refuse};
+use super::{KeyHello, Shared, refuse};
 
 /// A link whose peer proved its key: its reader, its writer and the first message.
 pub(super) struct ProvenLink<M> {
@@ -25,11 +25,11 @@ pub(super) async fn prove<M: Message + std::fmt::Debug>(
     mut wr: OwnedWriteHalf,
     role: KeyRole,
     key: Option<&Key>,
-    key_name: &str,
-    nonce: &[u8; 32],
+    hello: &KeyHello,
 ) -> Option<ProvenLink<M>> {
     let limits = shared.config.limits;
-    let answer = handshake::respond_key_proof(role, key, key_name, nonce, &mut rand::rng());
+    let key_name = hello.key_name.as_str();
+    let answer = handshake::respond_key_proof(role, key, key_name, &hello.nonce, &mut rand::rng());
     let (session, challenge) = match answer {
         Ok(x) => x,
         Err(e) => {
