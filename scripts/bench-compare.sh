@@ -19,7 +19,7 @@
 #                            [--keep]
 #     --clients   the N to run (default 1000 2000 4000 6000)
 #     --duration  seconds of the measured window on each side (default 20)
-#     --smoke     N = 50, 4 s each side, no idle wait, debug or release binaries as built;
+#     --smoke     N = 50, 4 s each side, no idle wait, debug binaries built from this tree;
 #                 checks that both sides ran, exited 0 and delivered something
 #     --keep      keep the run folder (logs, JSON) and print its path
 set -euo pipefail
@@ -43,8 +43,9 @@ say() { printf 'bench-compare: %s\n' "$*" >&2; }
 
 if [ "$SMOKE" = 1 ]; then
     CLIENTS=50; DURATION=4; IDLE_TIMEOUT=0
-    PROFILE=debug; [ -x "$ROOT/target/release/sustenet-enet-bench" ] && [ -x "$ROOT/target/release/sustenet" ] && PROFILE=release
-    [ "$PROFILE" = debug ] && (cd "$ROOT" && cargo build -q -p sustenet-cli -p sustenet-enet-bench)
+    # The smoke run checks the tree as it is: its own debug build, never an older release build.
+    PROFILE=debug
+    (cd "$ROOT" && cargo build -q -p sustenet-cli -p sustenet-enet-bench)
 else
     PROFILE=release
     say "cargo build --release -p sustenet-cli -p sustenet-enet-bench"

@@ -7,7 +7,9 @@
 ##   bad 2 sends a peer message with an unknown transfer mode on the raw API: it is dropped;
 ##   bad 3 wraps a 60,000-byte synchronizer packet in a relay request: it is dropped;
 ##   bad 4 closes and joins again (bye, hello on the raw API) max_rejoins times, each a new
-##         peer on the server; the hello after one more bye gets it dropped.
+##         peer on the server; the hello after one more bye gets it dropped;
+##   bad 5 relays a small packet to everybody (taken), then relays more bytes a second than
+##         max_client_relay_bytes_per_sec (lowered to 20,000 for it): it is dropped.
 ## Checks: the cluster and its game go on, the good client's chats all arrive in order and it is
 ## never disconnected, and each bad client alone is kicked (peer_disconnected on the server).
 ##   godot --headless --path demo_project -s res://tests/test_mp_bad_input.gd -- \
@@ -171,6 +173,23 @@ func _run() -> void:
 	check(await wait_until(func(): return bad4[2].kicked >= 0, 15), "bad4: the hello after one bye more gets it disconnected")
 	check(bad4[2].kicked == SustenetClient.REASON_KICKED, "bad4: REASON_KICKED (%s)" % SustenetClient.reason_text(bad4[2].kicked))
 	check(joined.count(bad4_id) == server_peer.max_rejoins + 1, "bad4: no peer after the last hello (%s)" % [joined])
+
+	# Relay requests over the relayed-bytes budget: bad 5 is dropped.
+	check(server_peer.max_client_relay_bytes_per_sec == 1 << 20, "max_client_relay_bytes_per_sec is 1 MiB by default")
+	server_peer.max_client_relay_bytes_per_sec = 20000
+	var bad5: Array = await _bad_client("bad5")
+	var bad5_id: int = bad5[1].get_unique_id()
+	var p5: SustenetMultiplayerPeer = bad5[1]
+	var relayed_rpc := PackedByteArray([7, 3, 0, 0, 0, 0, 0x00, 0xFF, 0xFF, 0xFF, 0x7F, 0, 0])
+	check(p5.put_packet(relayed_rpc) == OK, "bad5: a small relay to everybody was sent")
+	await wait_seconds(0.5)
+	check(bad5[2].kicked == -1, "bad5: a relay within the budget is taken")
+	relayed_rpc.resize(1006)   # 1,000 bytes to relay to each other client
+	for i in 40:
+		p5.put_packet(relayed_rpc)
+	check(await wait_until(func(): return bad5[2].kicked >= 0, 15), "bad5: 40,000 relayed bytes at once get it disconnected")
+	check(bad5[2].kicked == SustenetClient.REASON_KICKED, "bad5: REASON_KICKED (%s)" % SustenetClient.reason_text(bad5[2].kicked))
+	check(await wait_until(func(): return server_left.has(bad5_id), 10), "the server game saw bad5's peer leave")
 
 	var sent_now := chats_sent
 	check(await wait_until(func(): return server_game.chats.get(good_id, []).size() >= sent_now, 15), "the good client's chats keep arriving")

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use sustenet_server::bind::{self, bind_tcp};
 use sustenet_server::cluster::{self, ClusterConfig};
 use sustenet_server::config::{AuthMode, ConfigError, ConfigFile};
 use sustenet_server::keys;
@@ -141,10 +142,7 @@ pub async fn master(args: ServerArgs) -> anyhow::Result<()> {
         AuthMode::None => Arc::new(AllowAll),
         AuthMode::SharedSecret => Arc::new(SharedSecret::new(cfg.master.shared_secret.clone())),
     };
-    let addr = format!("{}:{}", cfg.all.bind, cfg.master_port());
-    let listener = TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} (is another server using that port?)"))?;
+    let listener = bind_tcp(&cfg.all.bind, cfg.master_port()).await?;
     println!("master public key: {}", keypair.public().to_base64());
     let mut config = master_config(&cfg);
     config.websocket = cfg.websocket_config(cfg.master.websocket_port)?;
@@ -202,26 +200,14 @@ pub fn cluster_config(cfg: &ConfigFile) -> ClusterConfig {
         ping_rate_per_source: cfg.cluster.ping_rate_per_source,
         resume_grace: Duration::from_millis(cfg.cluster.resume_grace_ms),
         resume_buffer: cfg.cluster.resume_buffer,
+        seal_threads: cfg
+            .cluster
+            .seal_threads
+            .unwrap_or_else(ClusterConfig::default_seal_threads),
+        seal_queue_bytes: cfg.cluster.seal_queue_bytes,
         limits: cfg.limits,
         ..ClusterConfig::default()
     }
-}
-
-/// Binds a cluster's TCP listener and UDP socket.
-pub async fn bind_cluster(
-    bind: &str,
-    tcp_port: u16,
-    udp_port: u16,
-) -> anyhow::Result<(TcpListener, UdpSocket)> {
-    let tcp_addr = format!("{bind}:{tcp_port}");
-    let tcp = TcpListener::bind(&tcp_addr).await.with_context(|| {
-        format!("cannot listen on TCP {tcp_addr} (is another server using that port?)")
-    })?;
-    let udp_addr = format!("{bind}:{udp_port}");
-    let udp = UdpSocket::bind(&udp_addr).await.with_context(|| {
-        format!("cannot bind UDP {udp_addr} (is another server using that port?)")
-    })?;
-    Ok((tcp, udp))
 }
 
 pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
@@ -249,7 +235,7 @@ pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
         (key, eof)
     };
     let (tcp, udp) =
-        bind_cluster(&cfg.all.bind, cfg.cluster_port(), cfg.cluster_udp_port()).await?;
+        bind::bind_cluster(&cfg.all.bind, cfg.cluster_port(), cfg.cluster_udp_port()).await?;
     let shutdown = async move {
         let closed = async {
             match stdin_closed {
@@ -324,7 +310,7 @@ async fn run_agones(
 ) -> anyhow::Result<()> {
     let port = (sdk_port != 0).then_some(sdk_port);
     let agones = sustenet_server::agones::Agones::connect(port).await?;
-    agones.apply_endpoint(&mut config);
+    agones.configure(&mut config);
     let plugin = agones.wrap(game, config.max_connections);
     let result = cluster::run(tcp, udp, config, key, plugin, shutdown_signal()).await;
     agones.shutdown().await;

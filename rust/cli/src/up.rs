@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use sustenet_proto::DEFAULT_MASTER_PORT;
+use sustenet_server::bind::{bind_cluster, bind_tcp};
 use sustenet_server::cluster::{self, ClusterConfig};
 use sustenet_server::config::default_port;
 use sustenet_server::fragments::GridConfig;
@@ -23,7 +24,7 @@ use sustenet_server::{AllowAll, World};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::servers::{bind_cluster, shutdown_signal};
+use crate::servers::shutdown_signal;
 
 /// Where `up` keeps its dev keys and the file `probe` reads.
 pub const DEV_DIR: &str = ".sustenet";
@@ -44,7 +45,9 @@ pub struct UpArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: String,
-    /// Most players per cluster (0 = the default bound, 1,000 players).
+    /// Most players per cluster (0 = the default bound, 1,000 players). The
+    /// master also allows this many unused tickets from one address (at
+    /// least 256), since local clients all come from one.
     #[arg(long, default_value_t = 0)]
     pub max_connections: u32,
     /// Edge of a fragment (grid cell), in world units.
@@ -137,10 +140,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let names = ensure_cluster_keys(&key_dir, args.clusters)?;
     let cluster_keys = keys::load_key_dir(&key_dir)?;
     let master_port = default_port(args.port, DEFAULT_MASTER_PORT);
-    let master_addr = format!("{}:{master_port}", args.bind);
-    let listener = TcpListener::bind(&master_addr).await.with_context(|| {
-        format!("cannot listen on {master_addr} (is another server using it? pass --port)")
-    })?;
+    let listener = bind_tcp(&args.bind, master_port)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}; pass --port to use other ports"))?;
     let public = keypair.public();
     let client_host = if args.bind == "0.0.0.0" {
         "127.0.0.1"
@@ -343,11 +345,17 @@ impl Site<'_> {
         metrics: MasterMetrics,
         tasks: &mut tokio::task::JoinSet<Result<(), sustenet_server::ServerError>>,
     ) {
+        let defaults = MasterConfig::default();
         let config = MasterConfig {
             name: "Sustenet Master (dev)".into(),
             websocket: self.web.map(|w| w.listener(w.master_port)),
             metrics,
-            ..MasterConfig::default()
+            // Every local client comes from one address: as many unused
+            // tickets from it as the clusters hold players.
+            max_tickets_per_address: defaults
+                .max_tickets_per_address
+                .max(self.args.max_connections),
+            ..defaults
         };
         let stop = stopped(self.stop_rx.clone());
         tasks.spawn(master::run(

@@ -2,82 +2,16 @@
 //! process and spread over several, and against a dead port.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{TcpListener, UdpSocket};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
-const BIN: &str = env!("CARGO_BIN_EXE_sustenet");
-
-/// A port free for TCP and UDP, with the next one (the cluster's) free too.
-fn free_port() -> u16 {
-    loop {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = t.local_addr().unwrap().port();
-        if port < u16::MAX
-            && UdpSocket::bind(("127.0.0.1", port)).is_ok()
-            && TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
-            && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok()
-        {
-            return port;
-        }
-    }
-}
-
-/// Kills the child on drop, so a failing test leaves no server behind.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .env_remove("SUSTENET_MASTER")
-        .env_remove("SUSTENET_MASTER_KEY")
-        .output()
-        .unwrap()
-}
+use common::{Proc, free_ports, run, up_clusters};
 
 /// `sustenet up --clusters 1` in `dir`, ready once a probe gets through.
-/// Its ports are picked free but may be taken by another process before it
-/// binds them: an `up` that exits at start is started again on new ones.
 fn up(dir: &Path) -> Proc {
-    for _attempt in 0..5 {
-        let port = free_port().to_string();
-        let mut p = Proc(
-            Command::new(BIN)
-                .args(["up", "--clusters", "1", "--port", &port])
-                .current_dir(dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if p.0.try_wait().unwrap().is_some() {
-                break;
-            }
-            let out = run(dir, &["probe", "--count", "1"]);
-            if out.status.success() {
-                return p;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sustenet up did not come up:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-    panic!("sustenet up exited at start five times");
+    up_clusters(dir, 1, &[])
 }
 
 fn summary(out: &Output) -> serde_json::Value {
@@ -260,7 +194,7 @@ fn bench_against_a_dead_port_fails_clearly() {
         .trim()
         .to_owned();
     // A port nobody listens on: bound, then released.
-    let port = free_port();
+    let port = free_ports(1);
     let out = run(
         dir.path(),
         &[

@@ -6,23 +6,16 @@
 //! table must hold no process with that mark.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sustenet");
-const MARK_VAR: &str = "SUSTENET_TEST_MARK";
+use common::{BIN, free_port, run};
 
-fn free_port() -> u16 {
-    loop {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = t.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+const MARK_VAR: &str = "SUSTENET_TEST_MARK";
 
 /// A range of `n` ports free right now (TCP and UDP).
 fn free_range(n: u16) -> (u16, u16) {
@@ -463,12 +456,8 @@ fn forged_agent_and_forged_admin_are_refused() {
     let f = Fixture::new("", &["a"]);
     // An agent key the master does not have (made in another folder).
     let other = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args(["keygen", "--agent", "--name", "a", "--dir"])
-        .arg(other.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let keygen = |args: &[&str]| run(other.path(), &[&["keygen", "--dir", "."], args].concat());
+    assert!(keygen(&["--agent", "--name", "a"]).status.success());
     let key = sustenet_server::keys::load_key(&other.path().join("agents/a")).unwrap();
     assert_agent_refused(&f, "a", "a", &key);
     // The same forged agent as a process: refused, never registered.
@@ -495,12 +484,7 @@ fn forged_agent_and_forged_admin_are_refused() {
     assert!(!forged.log().contains("agent registered"));
     drop(forged);
     // An admin key the master does not have.
-    let out = Command::new(BIN)
-        .args(["keygen", "--admin", "--name", "admin_key", "--dir"])
-        .arg(other.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    assert!(keygen(&["--admin", "--name", "admin_key"]).status.success());
     let out = f.run(&[
         "instances",
         "--master",
@@ -513,26 +497,9 @@ fn forged_agent_and_forged_admin_are_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refused the admin key"), "{err}");
     // A cluster key name of the instance kind that the master never issued.
-    let (cluster_tcp, _) = free_range(1);
     std::fs::create_dir_all(f.path("stolen")).unwrap();
     std::fs::copy(other.path().join("agents/a"), f.path("stolen/instance-1")).unwrap();
-    let cluster = f.start(
-        "stolen",
-        &[
-            "cluster",
-            "--no-config",
-            "--key-dir",
-            "stolen",
-            "--key-name",
-            "instance-1",
-            "--port",
-            &cluster_tcp.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--master-port",
-            &f.master_port.to_string(),
-        ],
-    );
+    let cluster = key_cluster(&f, "stolen", "stolen", "instance-1");
     eventually("the made-up instance cluster is refused", || {
         cluster.log().contains("refused this cluster")
     });
@@ -708,32 +675,15 @@ fn a_killed_agent_takes_its_instances_and_their_players_are_told() {
     f.agent("a", free_range(2), &t);
     let (_, _, cluster) = f.spawn(&["dungeon"]).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let public = std::fs::read_to_string(f.path("keys/master.pub")).unwrap();
-    let key = sustenet_proto::PublicKey::from_base64(public.trim()).unwrap();
-    let (client, events) = sustenet_client::Client::spawn(
-        rt.handle(),
-        sustenet_client::ClientConfig::new(f.master_addr(), key),
-    );
-    client.login("player", Vec::new()).unwrap();
+    let (client, events) = client(&f, &rt);
     client
         .join(sustenet_proto::JoinTarget::Id(cluster))
         .unwrap();
-    let next = || events.recv_timeout(Duration::from_secs(20)).unwrap();
-    loop {
-        match next() {
-            sustenet_client::ClientEvent::Joined { cluster: c, .. } => {
-                assert_eq!(c.id, cluster);
-                break;
-            }
-            sustenet_client::ClientEvent::JoinFailed { reason, message } => {
-                panic!("join failed: {reason} {message}")
-            }
-            _ => {}
-        }
-    }
+    assert_eq!(joined(&events).0, cluster);
     f.agents[0].kill_hard();
     let reason = loop {
-        if let sustenet_client::ClientEvent::Disconnected { reason, .. } = next() {
+        let event = events.recv_timeout(Duration::from_secs(20)).unwrap();
+        if let sustenet_client::ClientEvent::Disconnected { reason, .. } = event {
             break reason;
         }
     };

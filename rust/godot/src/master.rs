@@ -8,6 +8,7 @@ use godot::global::Error as GdError;
 use godot::prelude::*;
 use sustenet_proto::DEFAULT_MASTER_PORT;
 use sustenet_server::AllowAll;
+use sustenet_server::bind::bind_tcp;
 use sustenet_server::keys;
 use sustenet_server::master::{self, MasterConfig, MasterKeys};
 use tokio::sync::oneshot;
@@ -131,18 +132,9 @@ impl SustenetMaster {
         let handle = runtime::handle()
             .map_err(|e| Error::new(GdError::ERR_CANT_CREATE, format!("SustenetMaster: {e}")))?;
         let bind = self.bind_address.to_string();
-        let listener = std::net::TcpListener::bind((bind.as_str(), port))
-            .and_then(|l| {
-                l.set_nonblocking(true)?;
-                let _guard = handle.enter();
-                tokio::net::TcpListener::from_std(l)
-            })
-            .map_err(|e| {
-                Error::new(
-                    GdError::ERR_ALREADY_IN_USE,
-                    format!("SustenetMaster: cannot listen on {bind}:{port}: {e}"),
-                )
-            })?;
+        let listener = runtime::block_on(&handle, bind_tcp(&bind, port))
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(|e| Error::new(GdError::ERR_ALREADY_IN_USE, format!("SustenetMaster: {e}")))?;
         let bound = listener.local_addr().map_or(port, |a| a.port());
         self.public_key = keypair.public().to_base64();
         let config = MasterConfig {

@@ -55,6 +55,15 @@ pub fn handle() -> Result<Handle, String> {
     Ok(h)
 }
 
+/// Runs `fut` on the runtime of `handle` and waits for it, from a thread
+/// outside the runtime (Godot's); called from inside it, an error.
+pub fn block_on<F: std::future::Future>(handle: &Handle, fut: F) -> Result<F::Output, String> {
+    if Handle::try_current().is_ok() {
+        return Err("called from inside the network runtime".into());
+    }
+    Ok(handle.block_on(fut))
+}
+
 /// Stops the runtime; called when the extension unloads.
 pub fn shutdown() {
     let rt = RUNTIME.lock().unwrap_or_else(|p| p.into_inner()).take();

@@ -52,6 +52,7 @@ pub(crate) mod tag {
     pub const TRANSFER_FAILED: u8 = 0x1A;
     pub const INSTANCE_READY: u8 = 0x1B;
     pub const INSTANCE_FAILED: u8 = 0x1C;
+    pub const RESERVED: u8 = 0x1D;
     pub const LOGIN: u8 = 0x20;
     pub const LIST_CLUSTERS: u8 = 0x21;
     pub const JOIN: u8 = 0x22;
@@ -308,6 +309,13 @@ pub enum ClusterToMaster {
     /// The cluster's dashboard report: occupied fragments and latest
     /// disconnects ([`crate::report`]); sent with each status.
     Report(crate::report::ClusterReport),
+    /// Whether the cluster is reserved (an Agones GameServer allocated to a
+    /// match): the master then leaves it out of automatic joins; players
+    /// still join it by id. Sent when it changes, at most once per status.
+    Reserved {
+        /// Reserved (`true`) or back in the pool (`false`).
+        reserved: bool,
+    },
 }
 
 /// Master → cluster.
@@ -605,6 +613,11 @@ link_message!(
                 out.put_u8(tag::REPORT);
                 report.encode(out)
             }
+            ClusterToMaster::Reserved { reserved } => {
+                out.put_u8(tag::RESERVED);
+                out.put_bool(*reserved);
+                Ok(())
+            }
             ClusterToMaster::Ping(_)
             | ClusterToMaster::Pong(_)
             | ClusterToMaster::Disconnect(_) => unreachable_common(),
@@ -648,6 +661,9 @@ link_message!(
                 stop_when_empty_sec: r.u32()?,
             },
             tag::REPORT => ClusterToMaster::Report(crate::report::ClusterReport::decode(&mut r)?),
+            tag::RESERVED => ClusterToMaster::Reserved {
+                reserved: r.bool()?,
+            },
             other => return Err(DecodeError::UnknownType(other)),
         }
     }

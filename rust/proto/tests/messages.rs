@@ -173,6 +173,7 @@ fn cluster_to_master() -> impl Strategy<Value = ClusterToMaster> {
             }),
         (any::<u16>(), any::<bool>())
             .prop_map(|(port, tls)| ClusterToMaster::WebSocket { port, tls }),
+        any::<bool>().prop_map(|reserved| ClusterToMaster::Reserved { reserved }),
     ]
 }
 
@@ -687,6 +688,15 @@ fn booleans_other_than_zero_and_one_are_invalid() {
         MasterToClient::decode(&list),
         Err(DecodeError::Invalid("boolean is neither 0 nor 1"))
     );
+    // Reserved is one type byte and one boolean, nothing else.
+    let reserved = ClusterToMaster::Reserved { reserved: true };
+    assert_eq!(reserved.to_bytes().unwrap(), [0x1D, 1]);
+    assert_eq!(
+        ClusterToMaster::decode(&[0x1D, 2]),
+        Err(DecodeError::Invalid("boolean is neither 0 nor 1"))
+    );
+    assert!(ClusterToMaster::decode(&[0x1D, 0, 0]).is_err());
+    assert!(ClusterToMaster::decode(&[0x1D]).is_err());
 }
 
 #[test]
@@ -718,7 +728,7 @@ fn every_type_byte_is_known_or_unknown() {
         }
     }
     check::<ClusterToMaster>(&[
-        0x01, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17,
+        0x01, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x1D,
     ]);
     check::<MasterToCluster>(&[0x01, 0x02, 0x03, 0x18, 0x19, 0x1A, 0x1B, 0x1C]);
     check::<ClientToMaster>(&[0x01, 0x02, 0x03, 0x20, 0x21, 0x22]);

@@ -2,9 +2,10 @@
 //! official Agones Rust SDK talking to the SDK sidecar over gRPC.
 //!
 //! [`Agones::connect`] reaches the sidecar and reads the GameServer's
-//! address and port ([`Agones::apply_endpoint`] makes them what the
-//! cluster tells the master and players); [`Agones::wrap`] wraps the
-//! cluster's plugin so that the cluster's own events drive the SDK:
+//! address and port ([`Agones::configure`] makes them what the cluster
+//! tells the master and players, and shares the cluster's reservation);
+//! [`Agones::wrap`] wraps the cluster's plugin so that the cluster's own
+//! events drive the SDK:
 //!
 //! - when the cluster starts: `SetPlayerCapacity(max_connections)` (alpha
 //!   player tracking; 0, no limit, is not sent);
@@ -20,22 +21,37 @@
 //!   leaves: `Ready()` again, back in the pool;
 //! - [`Agones::shutdown`], once the cluster has stopped: `Shutdown()`.
 //!
+//! It also watches its GameServer (`WatchGameServer`). When the GameServer
+//! becomes `Allocated` by someone else (a `GameServerAllocation` made by a
+//! matchmaker, not the cluster's own `Allocate()` for its first player), the
+//! cluster is *reserved*: the master link tells the master
+//! (`ClusterToMaster::Reserved`, docs/protocol.md §11.2), which then leaves
+//! the cluster out of automatic joins while players still join it by id.
+//! When the GameServer is `Ready` again, the reservation ends. Other states
+//! change nothing. A watch that fails or ends is opened again a second later.
+//!
 //! The calls go out in this order from one task; the plugin never waits for
 //! the sidecar. At most [`QUEUE`] calls wait: past that, health pings are
 //! dropped first (the next tick sends one) and player calls are dropped and
 //! logged (an unreachable sidecar must not stall the game).
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sustenet_proto::DisconnectReason;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::cluster::{Context, MasterLinkStatus};
+use crate::cluster::{Context, MasterLinkStatus, Reservation};
 use crate::plugin::{Channel, PlayerId, Plugin};
 
 /// Most SDK calls waiting to be sent.
 pub const QUEUE: usize = 1_024;
+
+/// Longest [`Agones::shutdown`] waits for the calls before it and
+/// `Shutdown()` to be answered.
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
 /// An SDK call, in the order the cluster made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,10 +65,26 @@ enum Call {
     Shutdown,
 }
 
+/// How long a failed or ended GameServer watch waits before it is opened again.
+const WATCH_RETRY: Duration = Duration::from_secs(1);
+
+/// What decides the reservation: the GameServer's last watched state and
+/// whether the cluster allocated it itself (for its first player).
+#[derive(Debug, Default)]
+struct Allocation {
+    /// The last watched state was `Allocated`.
+    watched_allocated: bool,
+    /// The cluster called `Allocate()` while the GameServer was not yet
+    /// allocated; cleared when it calls `Ready()`.
+    by_us: bool,
+}
+
 /// The link to the Agones SDK sidecar.
 pub struct Agones {
     calls: mpsc::Sender<Call>,
     task: tokio::task::JoinHandle<()>,
+    watch: tokio::task::JoinHandle<()>,
+    reservation: Reservation,
     endpoint: Option<(String, u16)>,
 }
 
@@ -80,12 +112,22 @@ impl Agones {
             (!status.address.is_empty() && port != 0).then_some((status.address, port))
         });
         let (calls, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(sdk, rx));
+        let allocation = Arc::new(Mutex::new(Allocation::default()));
+        let reservation = Reservation::default();
+        let watch = tokio::spawn(watch(sdk.clone(), allocation.clone(), reservation.clone()));
+        let task = tokio::spawn(run(sdk, rx, allocation));
         Ok(Self {
             calls,
             task,
+            watch,
+            reservation,
             endpoint,
         })
+    }
+
+    /// Whether the cluster is reserved now (see the [module docs](self)).
+    pub fn reservation(&self) -> &Reservation {
+        &self.reservation
     }
 
     /// The address and port Agones gave this GameServer (its node's
@@ -95,10 +137,13 @@ impl Agones {
         self.endpoint.as_ref().map(|(a, p)| (a.as_str(), *p))
     }
 
-    /// Sets what the cluster tells the master and its players (address,
-    /// TCP and UDP port: one port, `protocol: TCPUDP`) from
-    /// [`Self::public_endpoint`]; leaves `config` as it is without one.
-    pub fn apply_endpoint(&self, config: &mut crate::ClusterConfig) {
+    /// Gives `config` the cluster's [reservation](Self::reservation), so
+    /// that the master link reports it, and sets what the cluster tells the
+    /// master and its players (address, TCP and UDP port: one port,
+    /// `protocol: TCPUDP`) from [`Self::public_endpoint`] (left as they are
+    /// without one).
+    pub fn configure(&self, config: &mut crate::ClusterConfig) {
+        config.reservation = self.reservation.clone();
         if let Some((address, port)) = self.public_endpoint() {
             info!(
                 address,
@@ -123,19 +168,100 @@ impl Agones {
     }
 
     /// Tells Agones the server is shutting down, after every call before
-    /// it, and waits until it is sent.
+    /// it, and waits until it is sent, at most [`SHUTDOWN_WAIT`] (a
+    /// sidecar that does not answer must not keep the process alive).
     pub async fn shutdown(self) {
-        let _ = self.calls.send(Call::Shutdown).await;
-        drop(self.calls);
-        let _ = self.task.await;
+        self.watch.abort();
+        let mut task = self.task;
+        let sent = async {
+            let _ = self.calls.send(Call::Shutdown).await;
+            drop(self.calls);
+            let _ = (&mut task).await;
+        };
+        if tokio::time::timeout(SHUTDOWN_WAIT, sent).await.is_err() {
+            warn!("Agones: Shutdown not answered within {SHUTDOWN_WAIT:?}; leaving anyway");
+            task.abort();
+        }
+        let _ = self.watch.await;
+    }
+}
+
+/// Watches the GameServer and keeps `reservation` up to date, opening the
+/// watch again after [`WATCH_RETRY`] when it fails or ends.
+async fn watch(mut sdk: agones::Sdk, allocation: Arc<Mutex<Allocation>>, reservation: Reservation) {
+    loop {
+        match sdk.watch_gameserver().await {
+            Ok(mut stream) => loop {
+                match stream.message().await {
+                    Ok(Some(gs)) => {
+                        let state = gs.status.map(|s| s.state).unwrap_or_default();
+                        on_state(&state, &allocation, &reservation);
+                    }
+                    Ok(None) => {
+                        warn!("Agones: the GameServer watch ended");
+                        break;
+                    }
+                    Err(e) => {
+                        warn!("Agones: the GameServer watch failed: {e}");
+                        break;
+                    }
+                }
+            },
+            Err(e) => warn!("Agones: cannot watch the GameServer: {e}"),
+        }
+        tokio::time::sleep(WATCH_RETRY).await;
+    }
+}
+
+/// Notes the cluster's own `Allocate()` (unless the GameServer was already
+/// allocated by someone else) and `Ready()`, before they are sent.
+fn on_call(call: &Call, allocation: &Mutex<Allocation>) {
+    let Ok(mut a) = allocation.lock() else {
+        return;
+    };
+    match call {
+        Call::Allocate => a.by_us = !a.watched_allocated,
+        Call::Ready => a.by_us = false,
+        _ => {}
+    }
+}
+
+/// One watched GameServer state: `Allocated` reserves the cluster unless
+/// the cluster allocated it itself; `Ready` ends the reservation.
+fn on_state(state: &str, allocation: &Mutex<Allocation>, reservation: &Reservation) {
+    let Ok(mut a) = allocation.lock() else {
+        return;
+    };
+    let reserved = match state {
+        "Allocated" => {
+            a.watched_allocated = true;
+            !a.by_us
+        }
+        "Ready" => {
+            a.watched_allocated = false;
+            false
+        }
+        _ => return,
+    };
+    if reservation.get() != reserved {
+        info!(
+            state,
+            reserved, "Agones: the GameServer's reservation changed"
+        );
+        reservation.set(reserved);
     }
 }
 
 /// Sends the calls in order until `Shutdown` (or every sender is gone).
-async fn run(mut sdk: agones::Sdk, mut rx: mpsc::Receiver<Call>) {
+async fn run(
+    mut sdk: agones::Sdk,
+    mut rx: mpsc::Receiver<Call>,
+    allocation: Arc<Mutex<Allocation>>,
+) {
     let health = sdk.health_check();
     let mut alpha = sdk.alpha().clone();
     while let Some(call) = rx.recv().await {
+        on_call(&call, &allocation);
         let result = match &call {
             Call::Health => {
                 // A full health stream means the sidecar is not reading: skip.
@@ -261,5 +387,37 @@ impl<P: Plugin> Plugin for WithAgones<P> {
     fn on_tick(&mut self, ctx: &mut Context<'_>) {
         self.call(Call::Health);
         self.inner.on_tick(ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_allocation_the_cluster_did_not_make_reserves_it() {
+        let a = Mutex::new(Allocation::default());
+        let r = Reservation::default();
+        on_state("Ready", &a, &r);
+        assert!(!r.get());
+        // Its first player: the cluster allocates itself; not a reservation.
+        on_call(&Call::Allocate, &a);
+        on_state("Allocated", &a, &r);
+        assert!(!r.get());
+        on_call(&Call::Ready, &a);
+        on_state("Ready", &a, &r);
+        assert!(!r.get());
+        // A matchmaker allocates it: reserved, also once its players join.
+        on_state("Allocated", &a, &r);
+        assert!(r.get());
+        on_call(&Call::Allocate, &a);
+        on_state("Allocated", &a, &r);
+        assert!(r.get());
+        // Other states change nothing; Ready ends the reservation.
+        on_state("Unhealthy", &a, &r);
+        assert!(r.get());
+        on_call(&Call::Ready, &a);
+        on_state("Ready", &a, &r);
+        assert!(!r.get());
     }
 }

@@ -11,6 +11,7 @@ pub mod agent;
 #[cfg(feature = "agones")]
 pub mod agones;
 pub mod auth;
+pub mod bind;
 pub mod cluster;
 pub mod config;
 pub mod error;

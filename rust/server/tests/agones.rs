@@ -4,7 +4,10 @@
 //! it sends health pings from its core ticks but is not Ready until it has
 //! registered; then a player joins and leaves, and the cluster stops. A core
 //! stuck in a plugin call stops the health pings and fails `/health` until
-//! it runs again.
+//! it runs again. A GameServer that a matchmaker allocates (the watched
+//! state goes Ready -> Allocated -> Ready) reserves the cluster: the master
+//! stops choosing it for automatic joins, then chooses it again; its
+//! `sustenet_master_clusters_reserved` gauge and dashboard show it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -15,10 +18,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use sustenet_proto::JoinTarget;
+use sustenet_proto::{DisconnectReason, JoinTarget};
 use sustenet_server::agones::Agones;
 use sustenet_server::cluster;
+use sustenet_server::metrics::MasterMetrics;
 use sustenet_server::metrics::admin::{self, Admin};
+use sustenet_server::metrics::dashboard::Dashboard;
+use sustenet_server::prometheus_client::encoding::text::encode;
 use sustenet_server::prometheus_client::registry::Registry;
 use sustenet_server::{Channel, EchoChat, Limits, PlayerId, Plugin};
 use tokio::net::{TcpListener, UdpSocket};
@@ -36,12 +42,42 @@ mod pb {
 use pb::sdk::alpha::sdk_server::{Sdk as AlphaSdk, SdkServer as AlphaServer};
 use pb::sdk::sdk_server::{Sdk, SdkServer};
 
-/// Every call the SDK server got, in order; and the port its GameServer
-/// record gives (address `localhost`).
-#[derive(Clone, Default)]
-struct Calls(Arc<Mutex<Vec<String>>>, u16);
+/// Every call the SDK server got, in order; the port its GameServer
+/// record gives (address `localhost`); and the GameServer state that
+/// `WatchGameServer` streams (set by the test).
+#[derive(Clone)]
+struct Calls(
+    Arc<Mutex<Vec<String>>>,
+    u16,
+    Arc<tokio::sync::watch::Sender<String>>,
+);
+
+type GameServerStream =
+    Pin<Box<dyn futures_util::Stream<Item = Result<pb::sdk::GameServer, Status>> + Send>>;
 
 impl Calls {
+    fn new(port: u16) -> Self {
+        let (state, _) = tokio::sync::watch::channel("Ready".to_owned());
+        Self(Arc::default(), port, Arc::new(state))
+    }
+    /// The state the watch streams from now on.
+    fn set_state(&self, state: &str) {
+        self.2.send_replace(state.to_owned());
+    }
+    fn game_server(&self, state: String) -> pb::sdk::GameServer {
+        use pb::sdk::game_server::{Status, status::Port};
+        let port = Port {
+            name: "game".into(),
+            port: i32::from(self.1),
+        };
+        pb::sdk::GameServer {
+            status: Some(Status {
+                state,
+                address: "localhost".into(),
+                ports: vec![port],
+            }),
+        }
+    }
     fn push(&self, c: String) {
         self.0.lock().unwrap().push(c);
     }
@@ -77,18 +113,26 @@ impl Sdk for Calls {
         &self,
         _: Request<pb::sdk::Empty>,
     ) -> Result<Response<pb::sdk::GameServer>, Status> {
-        use pb::sdk::game_server::{Status, status::Port};
-        let port = Port {
-            name: "game".into(),
-            port: i32::from(self.1),
-        };
-        Ok(Response::new(pb::sdk::GameServer {
-            status: Some(Status {
-                state: "Scheduled".into(),
-                address: "localhost".into(),
-                ports: vec![port],
-            }),
-        }))
+        Ok(Response::new(self.game_server("Scheduled".into())))
+    }
+    type WatchGameServerStream = GameServerStream;
+    /// The GameServer now, then each time the test changes its state.
+    async fn watch_game_server(
+        &self,
+        _: Request<pb::sdk::Empty>,
+    ) -> Result<Response<GameServerStream>, Status> {
+        let this = self.clone();
+        let mut states = self.2.subscribe();
+        states.mark_changed();
+        let stream = futures_util::stream::unfold(states, move |mut states| {
+            let this = this.clone();
+            async move {
+                states.changed().await.ok()?;
+                let state = states.borrow_and_update().clone();
+                Some((Ok(this.game_server(state)), states))
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
     async fn health(
         &self,
@@ -169,7 +213,14 @@ async fn game_sockets() -> (TcpListener, UdpSocket) {
 
 type Run = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
-/// Runs the cluster on `sockets` until the returned sender fires.
+/// Runs the cluster on `sockets` until the returned sender fires, on a
+/// thread of its own as `sustenet cluster` does (there `cluster::run` is
+/// polled by the main thread, not by a runtime worker). A core blocked in
+/// game code then blocks only that thread. Spawned on a worker instead, the
+/// stuck-core test could hang for good: the blocked worker may be the one
+/// that last drove the runtime's I/O and timers, and tokio hands its I/O
+/// driver to another worker only when one parks, so the others slept on
+/// while nothing woke the SDK server, `/health` or this test's own timers.
 fn spawn_cluster(
     (tcp, udp): (TcpListener, UdpSocket),
     config: cluster::ClusterConfig,
@@ -184,7 +235,11 @@ fn spawn_cluster(
         .await
         .unwrap();
     });
-    (stop, tokio::spawn(run))
+    let runtime = tokio::runtime::Handle::current();
+    (
+        stop,
+        tokio::task::spawn_blocking(move || runtime.block_on(run)),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,7 +249,7 @@ async fn the_sdk_sees_capacity_health_ready_after_registration_players_and_shutd
     init_tracing();
     let (tcp, udp) = game_sockets().await;
     let game_port = tcp.local_addr().unwrap().port();
-    let calls = Calls(Arc::default(), game_port);
+    let calls = Calls::new(game_port);
     let (sdk_stop, sdk_stop_rx) = oneshot::channel();
     let sdk_port = sdk_server(calls.clone(), sdk_stop_rx).await;
 
@@ -212,7 +267,7 @@ async fn the_sdk_sees_capacity_health_ready_after_registration_players_and_shutd
         ..fast_limits()
     };
     assert_eq!(agones.public_endpoint(), Some(("localhost", game_port)));
-    agones.apply_endpoint(&mut config);
+    agones.configure(&mut config);
     let plugin = agones.wrap(EchoChat, config.max_connections);
     let (stop, cluster_task) = spawn_cluster((tcp, udp), config, keys["agones"].clone(), plugin);
 
@@ -384,7 +439,7 @@ fn health_after(all: &[String], marker: &str) -> usize {
 async fn a_stuck_core_stops_health_pings_and_fails_health_until_it_recovers() {
     init_tracing();
     let (tcp, udp) = game_sockets().await;
-    let calls = Calls(Arc::default(), tcp.local_addr().unwrap().port());
+    let calls = Calls::new(tcp.local_addr().unwrap().port());
     let (sdk_stop, sdk_stop_rx) = oneshot::channel();
     let sdk_port = sdk_server(calls.clone(), sdk_stop_rx).await;
     let keys = keys(&["agones"]);
@@ -396,7 +451,7 @@ async fn a_stuck_core_stops_health_pings_and_fails_health_until_it_recovers() {
         timeout_ms: 10_000,
         ..fast_limits()
     };
-    agones.apply_endpoint(&mut config);
+    agones.configure(&mut config);
 
     // `/metrics` and `/health` of this cluster, as `sustenet cluster` serves them.
     let mut registry = Registry::default();
@@ -458,5 +513,128 @@ async fn a_stuck_core_stops_health_pings_and_fails_health_until_it_recovers() {
     agones.shutdown().await;
     master.stop().await;
     let _ = admin_stop.send(());
+    let _ = sdk_stop.send(());
+}
+
+/// Join(Auto) on `m` until `done` holds for its answer; every ticket on the
+/// way must be for `cluster`.
+async fn auto_until(
+    m: &mut RawMasterClient,
+    cluster: u64,
+    what: &str,
+    done: impl Fn(&Result<sustenet_proto::Ticket, sustenet_proto::Goodbye>) -> bool,
+) -> Result<sustenet_proto::Ticket, sustenet_proto::Goodbye> {
+    let deadline = tokio::time::Instant::now() + GUARD;
+    loop {
+        let answer = m.join(JoinTarget::Auto).await;
+        if done(&answer) {
+            return answer;
+        }
+        if let Ok(t) = &answer {
+            assert_eq!(t.cluster.id, cluster, "{what}");
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the master's `/metrics` text says `reserved` clusters are
+/// reserved and its dashboard lists the one cluster in `state`.
+async fn until_shown(registry: &Registry, dashboard: &Dashboard, reserved: u32, state: &str) {
+    let gauge = format!("sustenet_master_clusters_reserved {reserved}\n");
+    let deadline = tokio::time::Instant::now() + GUARD;
+    loop {
+        let mut text = String::new();
+        encode(&mut text, registry).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&dashboard.json(None)).unwrap();
+        let shown = json["clusters"][0]["state"].as_str().map(str::to_owned);
+        if text.contains(&gauge) && shown.as_deref() == Some(state) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "want {gauge:?} and state {state}, got {shown:?} and {}",
+            text.lines()
+                .filter(|l| l.contains("clusters_reserved"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allocated_game_server_is_reserved_from_auto_joins_until_it_is_ready_again() {
+    init_tracing();
+    let (tcp, udp) = game_sockets().await;
+    let calls = Calls::new(tcp.local_addr().unwrap().port());
+    let (sdk_stop, sdk_stop_rx) = oneshot::channel();
+    let sdk_port = sdk_server(calls.clone(), sdk_stop_rx).await;
+    let keys = keys(&["agones"]);
+    let metrics = MasterMetrics::default();
+    let master = start_master_on(
+        "127.0.0.1:0",
+        sustenet_proto::MasterKeypair::generate().unwrap(),
+        keys.clone(),
+        sustenet_server::master::MasterConfig {
+            max_tickets_per_connection: 10_000,
+            max_tickets_per_user: 10_000,
+            max_tickets_per_address: 10_000,
+            metrics: metrics.clone(),
+            ..master_config()
+        },
+    )
+    .await;
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let dashboard = Dashboard::new(metrics.clone(), Vec::new());
+    let agones = Agones::connect(Some(sdk_port)).await.unwrap();
+    let mut config = cluster_config(master.addr, "matched", "agones", 0);
+    config.status_interval = Duration::from_millis(50);
+    agones.configure(&mut config);
+    let id = config.cluster_id.unwrap();
+    let plugin = agones.wrap(EchoChat, config.max_connections);
+    let (stop, cluster_task) = spawn_cluster((tcp, udp), config, keys["agones"].clone(), plugin);
+    wait_for_list(&master, "the cluster listed", |l| l.len() == 1).await;
+
+    let mut m = RawMasterClient::connect(master.addr, &master.keypair.public())
+        .await
+        .unwrap();
+    m.login("matchmaker").await;
+    // Ready: Auto chooses it.
+    assert_eq!(m.join(JoinTarget::Auto).await.unwrap().cluster.id, id);
+
+    // A matchmaker allocates the GameServer: no more Auto joins, and the
+    // refusal says why; its matched players still join it by id.
+    calls.set_state("Allocated");
+    let refused = auto_until(&mut m, id, "Auto refused while reserved", |a| a.is_err())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.reason, DisconnectReason::ServerFull, "{refused:?}");
+    assert!(
+        refused.message.contains("1 reserved"),
+        "{}",
+        refused.message
+    );
+    assert!(agones.reservation().get());
+    assert_eq!(m.join(JoinTarget::Id(id)).await.unwrap().cluster.id, id);
+    let listed = wait_for_list(&master, "still listed", |l| l.len() == 1).await;
+    assert_eq!(listed[0].id, id);
+    // Operators see it: the master's gauge and the dashboard's state.
+    until_shown(&registry, &dashboard, 1, "reserved").await;
+
+    // Ready again: Auto chooses it again.
+    calls.set_state("Ready");
+    let ticket = auto_until(&mut m, id, "Auto again once Ready", |a| a.is_ok())
+        .await
+        .unwrap();
+    assert_eq!(ticket.cluster.id, id);
+    assert!(!agones.reservation().get());
+    until_shown(&registry, &dashboard, 0, "open").await;
+
+    let _ = stop.send(());
+    cluster_task.await.unwrap();
+    agones.shutdown().await;
+    master.stop().await;
     let _ = sdk_stop.send(());
 }

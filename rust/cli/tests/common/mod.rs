@@ -28,6 +28,11 @@ pub fn free_ports(n: u16) -> u16 {
     }
 }
 
+/// A port free for both TCP and UDP right now.
+pub fn free_port() -> u16 {
+    free_ports(0)
+}
+
 /// A free TCP port.
 pub fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -47,6 +52,39 @@ impl Drop for Proc {
     }
 }
 
+impl Proc {
+    /// `sustenet <args>` in `dir`, logging at info level to nowhere.
+    pub fn start(dir: &Path, args: &[&str]) -> Proc {
+        Proc(
+            Command::new(BIN)
+                .args(args)
+                .current_dir(dir)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.0.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = self.0.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 pub fn run(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
@@ -60,22 +98,23 @@ pub fn run(dir: &Path, args: &[&str]) -> Output {
 }
 
 /// `sustenet up` with two clusters and its admin endpoint on `admin`, plus
-/// `extra` flags; ready once a probe gets through. The master's and
-/// clusters' ports are picked free but may be taken by another test before
-/// `up` binds them: an `up` that exits at start is started again on new ones.
+/// `extra` flags, as [`up_clusters`].
 pub fn up(dir: &Path, admin: u16, extra: &[&str]) -> Proc {
+    let metrics = format!("127.0.0.1:{admin}");
+    let mut args = vec!["--metrics-bind", &metrics];
+    args.extend_from_slice(extra);
+    up_clusters(dir, 2, &args)
+}
+
+/// `sustenet up` with `clusters` clusters plus `extra` flags; ready once a
+/// probe gets through. The master's and clusters' ports are picked free but
+/// may be taken by another test before `up` binds them: an `up` that exits
+/// at start is started again on new ones.
+pub fn up_clusters(dir: &Path, clusters: u16, extra: &[&str]) -> Proc {
     for _attempt in 0..5 {
-        let port = free_ports(2).to_string();
-        let metrics = format!("127.0.0.1:{admin}");
-        let mut args = vec![
-            "up",
-            "--clusters",
-            "2",
-            "--port",
-            &port,
-            "--metrics-bind",
-            &metrics,
-        ];
+        let port = free_ports(clusters).to_string();
+        let count = clusters.to_string();
+        let mut args = vec!["up", "--clusters", &count, "--port", &port];
         args.extend_from_slice(extra);
         let mut p = Proc(
             Command::new(BIN)

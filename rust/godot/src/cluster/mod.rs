@@ -7,6 +7,7 @@ use godot::classes::{INode, Node};
 use godot::global::Error as GdError;
 use godot::prelude::*;
 use sustenet_server::SendError;
+use sustenet_server::bind;
 use sustenet_server::cluster::ClusterHandle;
 use tokio::sync::oneshot;
 
@@ -22,7 +23,6 @@ mod setup;
 mod signals;
 
 use forward::{InstanceIds, NodeEvent};
-use setup::bind_sockets;
 
 struct Running {
     handle: ClusterHandle,
@@ -322,9 +322,11 @@ impl SustenetCluster {
         config.metrics = self.metrics.clone();
         let (metrics_port, metrics_stop) = self.serve_metrics(&handle)?;
         let bind = self.bind_address.to_string();
-        let sockets = bind_sockets(&handle, &bind, port, udp_port).map_err(|e| {
-            Error::new(GdError::ERR_ALREADY_IN_USE, format!("SustenetCluster: {e}"))
-        })?;
+        let sockets = runtime::block_on(&handle, bind::bind_cluster(&bind, port, udp_port))
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(|e| {
+                Error::new(GdError::ERR_ALREADY_IN_USE, format!("SustenetCluster: {e}"))
+            })?;
         let mut running = self.spawn_cluster(&handle, sockets, config, key)?;
         running.metrics_port = metrics_port;
         running._metrics_stop = metrics_stop;
@@ -450,17 +452,11 @@ impl SustenetCluster {
         target_cluster_id: i64,
         state: PackedByteArray,
     ) -> Result<(), Error> {
-        let (Some(r), Some(id), Some(target)) = (
-            &self.running,
-            id_from_gd(player_id),
-            id_from_gd(target_cluster_id),
-        ) else {
-            return Err(Error::new(
-                GdError::ERR_INVALID_PARAMETER,
-                "SustenetCluster.transfer_player: not running, or a negative id",
-            ));
-        };
-        result(r.handle.transfer(id, target, state.to_vec()))
+        const M: &str = "transfer_player";
+        let handle = self.running_handle(M)?;
+        let id = id_arg(M, "player id", player_id)?;
+        let target = id_arg(M, "cluster id", target_cluster_id)?;
+        result(handle.transfer(id, target, state.to_vec()))
     }
 
     /// Asks the master for a new instance of [param template] (a cluster an agent starts
@@ -518,20 +514,12 @@ impl SustenetCluster {
     /// fragment and decides who hears about it.
     #[func]
     fn set_player_position(&self, player_id: i64, position: Variant) -> Result<(), Error> {
-        let (Some(r), Some(id)) = (&self.running, id_from_gd(player_id)) else {
-            return Err(Error::new(
-                GdError::ERR_UNCONFIGURED,
-                "SustenetCluster.set_player_position: not running, or a negative id",
-            ));
-        };
-        let Some(pos) = position_of(&position) else {
-            return Err(Error::new(
-                GdError::ERR_INVALID_PARAMETER,
-                "SustenetCluster.set_player_position: pass a finite Vector2 or Vector3",
-            ));
-        };
+        const M: &str = "set_player_position";
+        let handle = self.running_handle(M)?;
+        let id = id_arg(M, "player id", player_id)?;
+        let pos = position_arg(M, &position)?;
         tap::send_ref(&self.peer_tap, ClusterTap::Position(id, pos));
-        result(r.handle.set_position(id, pos))
+        result(handle.set_position(id, pos))
     }
 
     /// Sets a player's latest state: at its fragment's update rate it goes,
@@ -545,17 +533,11 @@ impl SustenetCluster {
         command: i64,
         data: PackedByteArray,
     ) -> Result<(), Error> {
-        let (Some(r), Some(id), Some(cmd)) = (
-            &self.running,
-            id_from_gd(player_id),
-            command_from_gd(command),
-        ) else {
-            return Err(Error::new(
-                GdError::ERR_INVALID_PARAMETER,
-                "SustenetCluster.set_player_state: not running, or an id or command out of range",
-            ));
-        };
-        result(r.handle.set_state(id, cmd, data.to_vec()))
+        const M: &str = "set_player_state";
+        let handle = self.running_handle(M)?;
+        let id = id_arg(M, "player id", player_id)?;
+        let cmd = command_arg(M, command)?;
+        result(handle.set_state(id, cmd, data.to_vec()))
     }
 
     /// Sends to every player within [param radius] of [param position] ([Vector2] or [Vector3]).
@@ -568,34 +550,19 @@ impl SustenetCluster {
         data: PackedByteArray,
         reliable: bool,
     ) -> Result<(), Error> {
-        let (Some(r), Some(cmd)) = (&self.running, command_from_gd(command)) else {
-            return Err(Error::new(
-                GdError::ERR_INVALID_PARAMETER,
-                "SustenetCluster.send_nearby: not running, or a command out of range",
-            ));
-        };
-        let Some(pos) = position_of(&position) else {
-            return Err(Error::new(
-                GdError::ERR_INVALID_PARAMETER,
-                "SustenetCluster.send_nearby: pass a finite Vector2 or Vector3",
-            ));
-        };
-        result(
-            r.handle
-                .send_nearby(pos, radius as f32, cmd, data.to_vec(), reliable, None),
-        )
+        const M: &str = "send_nearby";
+        let handle = self.running_handle(M)?;
+        let cmd = command_arg(M, command)?;
+        let pos = position_arg(M, &position)?;
+        result(handle.send_nearby(pos, radius as f32, cmd, data.to_vec(), reliable, None))
     }
 
     /// Disconnects a player with [constant SustenetClient.REASON_KICKED] and a message it receives.
     #[func]
     fn kick(&self, player_id: i64, message: GString) -> Result<(), Error> {
-        let (Some(r), Some(id)) = (&self.running, id_from_gd(player_id)) else {
-            return Err(Error::new(
-                GdError::ERR_UNCONFIGURED,
-                "SustenetCluster.kick: not running, or a negative player id",
-            ));
-        };
-        result(r.handle.kick(id, message.to_string()))
+        let handle = self.running_handle("kick")?;
+        let id = id_arg("kick", "player id", player_id)?;
+        result(handle.kick(id, message.to_string()))
     }
 
     /// How many players are on the cluster, including those whose connection
@@ -699,6 +666,17 @@ impl SustenetCluster {
         }
     }
 
+    /// The running cluster's handle; `ERR_UNCONFIGURED` naming `method`
+    /// when it is not running.
+    fn running_handle(&self, method: &str) -> Result<&ClusterHandle, Error> {
+        self.running.as_ref().map(|r| &r.handle).ok_or_else(|| {
+            Error::new(
+                GdError::ERR_UNCONFIGURED,
+                format!("SustenetCluster.{method}: not running; call start() first"),
+            )
+        })
+    }
+
     fn send_one(
         &self,
         player_id: i64,
@@ -706,19 +684,11 @@ impl SustenetCluster {
         data: Vec<u8>,
         reliable: bool,
     ) -> Result<(), Error> {
-        let Some(r) = &self.running else {
-            return Err(Error::new(
-                GdError::ERR_UNCONFIGURED,
-                "SustenetCluster: not running; call start() first",
-            ));
-        };
-        let (Some(id), Some(cmd)) = (id_from_gd(player_id), command_from_gd(command)) else {
-            return Err(Error::new(
-                GdError::ERR_INVALID_PARAMETER,
-                format!("SustenetCluster: player {player_id} or command {command} is out of range"),
-            ));
-        };
-        result(r.handle.send(id, cmd, data, reliable))
+        const M: &str = "send";
+        let handle = self.running_handle(M)?;
+        let id = id_arg(M, "player id", player_id)?;
+        let cmd = command_arg(M, command)?;
+        result(handle.send(id, cmd, data, reliable))
     }
 
     fn send_all(
@@ -728,20 +698,38 @@ impl SustenetCluster {
         data: Vec<u8>,
         reliable: bool,
     ) -> Result<(), Error> {
-        let Some(r) = &self.running else {
-            return Err(Error::new(
-                GdError::ERR_UNCONFIGURED,
-                "SustenetCluster: not running; call start() first",
-            ));
-        };
-        let Some(cmd) = command_from_gd(command) else {
-            return Err(Error::new(
-                GdError::ERR_INVALID_PARAMETER,
-                format!("SustenetCluster: command {command} is out of range"),
-            ));
-        };
-        result(r.handle.broadcast(cmd, data, reliable, except))
+        let handle = self.running_handle("broadcast")?;
+        let cmd = command_arg("broadcast", command)?;
+        result(handle.broadcast(cmd, data, reliable, except))
     }
+}
+
+/// An id argument (a player's, a cluster's); negative is `ERR_INVALID_PARAMETER`.
+fn id_arg(method: &str, name: &str, value: i64) -> Result<u64, Error> {
+    id_from_gd(value).ok_or_else(|| {
+        Error::invalid(format!(
+            "SustenetCluster.{method}: {name} {value} is out of range"
+        ))
+    })
+}
+
+/// A command argument; outside 0..=65535 is `ERR_INVALID_PARAMETER`.
+fn command_arg(method: &str, command: i64) -> Result<u16, Error> {
+    command_from_gd(command).ok_or_else(|| {
+        Error::invalid(format!(
+            "SustenetCluster.{method}: command {command} is out of range (0..=65535)"
+        ))
+    })
+}
+
+/// A position argument; anything but a finite Vector2 or Vector3 is
+/// `ERR_INVALID_PARAMETER`.
+fn position_arg(method: &str, position: &Variant) -> Result<[f32; 3], Error> {
+    position_of(position).ok_or_else(|| {
+        Error::invalid(format!(
+            "SustenetCluster.{method}: pass a finite Vector2 or Vector3"
+        ))
+    })
 }
 
 /// Seconds from the inspector as a duration: negative or NaN is 0 (off),

@@ -17,27 +17,6 @@ use super::{COMMAND_QUEUE, Running, SustenetCluster, secs_to_duration};
 use crate::pending::{PendingQuota, QuotaLimits};
 use crate::{Error, globalize, port_from_gd};
 
-/// Binds the cluster's TCP listener and UDP socket and registers them with
-/// the runtime.
-pub(super) fn bind_sockets(
-    handle: &tokio::runtime::Handle,
-    bind: &str,
-    port: u16,
-    udp_port: u16,
-) -> Result<(tokio::net::TcpListener, tokio::net::UdpSocket), String> {
-    let tcp = std::net::TcpListener::bind((bind, port))
-        .map_err(|e| format!("cannot listen on TCP {bind}:{port}: {e}"))?;
-    let udp = std::net::UdpSocket::bind((bind, udp_port))
-        .map_err(|e| format!("cannot bind UDP {bind}:{udp_port}: {e}"))?;
-    tcp.set_nonblocking(true).map_err(|e| e.to_string())?;
-    udp.set_nonblocking(true).map_err(|e| e.to_string())?;
-    // Registering with tokio needs its reactor: enter the runtime for it.
-    let _guard = handle.enter();
-    let tcp = tokio::net::TcpListener::from_std(tcp).map_err(|e| e.to_string())?;
-    let udp = tokio::net::UdpSocket::from_std(udp).map_err(|e| e.to_string())?;
-    Ok((tcp, udp))
-}
-
 impl SustenetCluster {
     /// The cluster's settings from the inspector properties, and the TCP and
     /// UDP ports to bind.

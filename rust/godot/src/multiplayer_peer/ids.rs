@@ -70,6 +70,11 @@ impl PeerIds {
         self.by_player.get(&player).copied()
     }
 
+    /// How many peers there are.
+    pub fn count(&self) -> usize {
+        self.by_peer.len()
+    }
+
     /// Every (peer id, player id) pair, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (i32, u64)> + '_ {
         self.by_peer.iter().map(|(p, pl)| (*p, *pl))

@@ -11,6 +11,7 @@ mod client_face;
 mod ids;
 mod inbox;
 mod interest;
+mod relay_budget;
 mod scene_check;
 mod server_face;
 pub(crate) mod tap;
@@ -126,6 +127,13 @@ pub struct SustenetMultiplayerPeer {
     /// connection can make it send.
     #[var]
     max_rejoins: i64,
+    /// Server only: the relayed bytes a second each client may make the
+    /// cluster send through [member SceneMultiplayer.server_relay], counted as
+    /// packet size times receivers (a relay request to everybody among 50
+    /// peers costs 49 times its size); a client going over, after a burst of
+    /// one second's worth, is disconnected (`REASON_KICKED`). 0: no limit.
+    #[var]
+    max_client_relay_bytes_per_sec: i64,
     /// Server only: how long [method transfer_peer] waits for the client to
     /// stop sending before it moves the player anyway, in seconds.
     #[var]
@@ -153,6 +161,7 @@ impl IMultiplayerPeerExtension for SustenetMultiplayerPeer {
             max_queued_bytes: 16 << 20,
             max_client_sync_packet_size: 1350,
             max_rejoins: 8,
+            max_client_relay_bytes_per_sec: 1 << 20,
             move_timeout_sec: 5.0,
             face: Face::Idle,
             status: ConnectionStatus::DISCONNECTED,

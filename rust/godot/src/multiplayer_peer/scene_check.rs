@@ -42,6 +42,19 @@ pub fn relay_peer_change(packet: &[u8]) -> Option<(i32, bool)> {
     }
 }
 
+/// A relay request's target peer and the size of the packet to relay, or
+/// `None` when `packet` is not a relay request.
+pub fn relay_request(packet: &[u8]) -> Option<(i32, usize)> {
+    let [first, sys, a, b, c, d, ..] = packet else {
+        return None;
+    };
+    if first & CMD_MASK != COMMAND_SYS || *sys != SYS_RELAY {
+        return None;
+    }
+    let target = i32::from_le_bytes([*a, *b, *c, *d]);
+    Some((target, packet.len() - SYS_CMD_SIZE))
+}
+
 /// Why a client's packet is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SceneError {
@@ -122,6 +135,19 @@ mod tests {
             Ok(())
         );
         assert_eq!(check_client_packet(&vec![6; 1350], true, 1350), Ok(()));
+    }
+
+    #[test]
+    fn relay_requests_are_read() {
+        assert_eq!(relay_request(&[7, 3, 0, 0, 0, 0, 1, 2]), Some((0, 2)));
+        assert_eq!(
+            relay_request(&[0x0F, 3, 0xFB, 0xFF, 0xFF, 0xFF, 1]),
+            Some((-5, 1))
+        );
+        assert_eq!(relay_request(&[7, 3, 9, 0, 0, 0]), Some((9, 0)));
+        assert_eq!(relay_request(&[7, 3, 9, 0, 0]), None);
+        assert_eq!(relay_request(&[7, 0, 9, 0, 0, 0, 1]), None);
+        assert_eq!(relay_request(&[0, 3, 9, 0, 0, 0, 1]), None);
     }
 
     #[test]

@@ -12,7 +12,8 @@ use sustenet_server::{ClusterHandle, PlayerId, SendError};
 
 use super::ids::PeerIds;
 use super::inbox::{Incoming, Refused};
-use super::scene_check::check_client_packet;
+use super::relay_budget::{RelayBudget, relay_receivers};
+use super::scene_check::{check_client_packet, relay_request};
 use super::tap::{ClusterLink, ClusterTap, TapReceiver};
 use super::{Face, Stats, SustenetMultiplayerPeer, wire};
 use crate::Error;
@@ -46,6 +47,8 @@ pub(super) struct ServerFace {
     byes: HashMap<PlayerId, u32>,
     /// `max_rejoins` of the peer when this face was made.
     max_rejoins: u32,
+    /// Relayed bytes each client may still make SceneMultiplayer send.
+    relay_budget: RelayBudget,
     /// Tells this face from one made later on the same peer object.
     serial: u64,
 }
@@ -65,6 +68,7 @@ impl ServerFace {
             leaving: Vec::new(),
             byes: HashMap::new(),
             max_rejoins,
+            relay_budget: RelayBudget::default(),
             serial: NEXT_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
@@ -312,6 +316,7 @@ impl SustenetMultiplayerPeer {
         };
         s.dropped.remove(&player);
         s.moves.remove(&player);
+        s.relay_budget.forget(player);
         let Some(peer) = s.ids.remove_player(player) else {
             return;
         };
@@ -342,6 +347,7 @@ impl SustenetMultiplayerPeer {
         let refuse_new = self.refuse_new;
         let relay = self.relay;
         let max_sync = usize::try_from(self.max_client_sync_packet_size).unwrap_or(0);
+        let relay_per_sec = u64::try_from(self.max_client_relay_bytes_per_sec).unwrap_or(0);
         let Face::Server(s) = &mut self.face else {
             return;
         };
@@ -358,6 +364,21 @@ impl SustenetMultiplayerPeer {
                         if let Err(e) = check_client_packet(d.packet, relay, max_sync) {
                             s.drop_player(player, e);
                             return;
+                        }
+                        if let Some((target, len)) = relay_request(d.packet) {
+                            let receivers = relay_receivers(target, s.ids.count());
+                            let bytes = u64::try_from(len).unwrap_or(u64::MAX);
+                            let cost = bytes.saturating_mul(receivers);
+                            if !s
+                                .relay_budget
+                                .spend(player, cost, relay_per_sec, Instant::now())
+                            {
+                                let why = format!(
+                                    "relay requests over max_client_relay_bytes_per_sec ({relay_per_sec} bytes a second, packet size times receivers)"
+                                );
+                                s.drop_player(player, why);
+                                return;
+                            }
                         }
                         let p = Incoming {
                             from: peer,

@@ -209,6 +209,9 @@ async fn master_session(
     let mut reader = SealedReader::new(frames, opener, limits.max_auth_failures);
     let mut status = tokio::time::interval(shared.config.status_interval);
     let mut last_seen = Instant::now();
+    // What the master was told of the reservation on this link (a new
+    // registration starts unreserved).
+    let mut reserved_sent = false;
     let mut shutdown = shared.shutdown.clone();
     let r: Result<Result<(), String>, NetError> = async {
         loop {
@@ -255,6 +258,11 @@ async fn master_session(
                     // Sealing and framing take 64 bytes at most; the rest is the report's.
                     let report = shared.config.metrics.report(now_ms(), limits.max_frame.saturating_sub(64));
                     writer.queue(&ClusterToMaster::Report(report))?;
+                    let reserved = shared.config.reservation.get();
+                    if reserved != reserved_sent {
+                        writer.queue(&ClusterToMaster::Reserved { reserved })?;
+                        reserved_sent = reserved;
+                    }
                     writer.send(&ClusterToMaster::Ping(now_ms())).await?;
                 }
                 _ = crate::time::stopped(&mut shutdown) => {

@@ -17,6 +17,15 @@ pub enum Channel {
 /// Game logic that runs inside a cluster. Every callback runs on the
 /// cluster's core task, one at a time, so a plugin needs no locks; it must
 /// not block (spawn work that waits on I/O).
+///
+/// A callback that blocks anyway (game code stuck in a loop) blocks the
+/// thread that polls [`run`](crate::cluster::run): the core stops, its
+/// heartbeat and Agones health pings stop, and `/health` reports it, as
+/// long as that thread is not a runtime worker. `sustenet cluster` polls it
+/// on the main thread (`Runtime::block_on`); an embedder that wants the same
+/// should do likewise or use `spawn_blocking` with `Handle::block_on`. On a
+/// worker of a multi-thread runtime a blocked callback can stop the
+/// runtime's I/O and timers for every task, the admin endpoint included.
 pub trait Plugin: Send + 'static {
     /// The cluster is listening.
     fn on_start(&mut self, _ctx: &mut Context<'_>) {}

@@ -286,6 +286,16 @@ async fn on_message(
         ClusterToMaster::Report(report) => {
             shared.config.metrics.cluster_report(id, now_ms(), report);
         }
+        ClusterToMaster::Reserved { reserved } => {
+            if shared.directory().handle_reserved(id, conn, reserved) {
+                // Debug only: a cluster key holder may flip it on every message.
+                tracing::debug!(
+                    cluster_id = id,
+                    reserved,
+                    "the cluster's reservation changed"
+                );
+            }
+        }
         ClusterToMaster::WebSocket { port, tls } => {
             info!(
                 cluster_id = id,

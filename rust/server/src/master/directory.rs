@@ -99,6 +99,10 @@ pub(crate) struct ClusterEntry {
     /// Players sent here on this cluster's previous link (same key), believed
     /// again when the cluster reports them after re-registering.
     inherited: HashSet<u64>,
+    /// The cluster says it is reserved (`ClusterToMaster::Reserved`, an
+    /// allocated Agones GameServer): left out of automatic joins, still
+    /// joined by id. A new registration starts unreserved.
+    pub reserved: bool,
     /// The connection the entry belongs to; a replaced link's updates are ignored.
     pub conn: u64,
 }
@@ -426,6 +430,7 @@ impl Directory {
             expected,
             held,
             inherited,
+            reserved: false,
             conn,
         };
         self.clusters.insert(id, entry);
@@ -451,6 +456,34 @@ impl Directory {
         if let Some(e) = self.entry(id, conn) {
             e.status = status;
         }
+    }
+
+    /// The cluster says whether it is reserved: a reserved cluster is not
+    /// chosen for automatic joins (a join by its id still reaches it).
+    /// Returns whether that changed the cluster's flag.
+    pub fn handle_reserved(&mut self, id: u64, conn: u64, reserved: bool) -> bool {
+        match self.entry(id, conn) {
+            Some(e) if e.reserved != reserved => {
+                e.reserved = reserved;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether cluster `id` is listed and reserved.
+    #[cfg(test)]
+    pub fn is_reserved(&self, id: u64) -> bool {
+        self.clusters.get(&id).is_some_and(|e| e.reserved)
+    }
+
+    /// The ids of the registered clusters that are reserved now.
+    pub fn reserved_ids(&self) -> std::collections::HashSet<u64> {
+        self.clusters
+            .iter()
+            .filter(|(_, e)| e.reserved)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// The cluster says `client_id` joined it. Returns whether the master
@@ -639,9 +672,14 @@ impl Directory {
                 Ok(id)
             }
             JoinTarget::Auto => {
+                let mut reserved = 0usize;
                 let best = self
                     .clusters
                     .values_mut()
+                    .filter(|e| {
+                        reserved += usize::from(e.reserved);
+                        !e.reserved
+                    })
                     .map(|e| e.info(now))
                     .filter(|i| !i.locked)
                     .min_by_key(|i| (i.players, i.id));
@@ -650,6 +688,12 @@ impl Directory {
                     None if self.clusters.is_empty() => Err(Goodbye {
                         reason: DisconnectReason::NoCluster,
                         message: "no cluster is registered".into(),
+                    }),
+                    None if reserved > 0 => Err(Goodbye {
+                        reason: DisconnectReason::ServerFull,
+                        message: format!(
+                            "every cluster is full or reserved ({reserved} reserved: join one by its id)"
+                        ),
                     }),
                     None => Err(Goodbye {
                         reason: DisconnectReason::ServerFull,

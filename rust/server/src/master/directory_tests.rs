@@ -78,6 +78,79 @@ fn an_unused_ticket_holds_its_seat_only_for_the_hold_time() {
 }
 
 #[test]
+fn a_reserved_cluster_is_left_out_of_auto_joins_but_joined_by_id() {
+    let mut d = directory(&[(1, 0), (2, 0)]);
+    let mut rng = StdRng::seed_from_u64(7);
+    // Both empty: Auto takes the lower id.
+    let t = d
+        .handle_join(
+            0,
+            &holder_from(10, "ann", [10, 0, 0, 10]),
+            JoinTarget::Auto,
+            &mut rng,
+        )
+        .unwrap();
+    assert_eq!(t.cluster.id, 1);
+    // Cluster 1 reserved (a report from a replaced link is ignored).
+    assert!(!d.handle_reserved(1, 99, true));
+    assert!(!d.is_reserved(1));
+    assert!(d.handle_reserved(1, 0, true));
+    assert!(d.is_reserved(1));
+    // The same flag again changes nothing.
+    assert!(!d.handle_reserved(1, 0, true));
+    // Cluster 2 now has a held seat and 1 one too, yet Auto never takes 1.
+    for (i, name) in ["bob", "cid", "dan"].into_iter().enumerate() {
+        let t = d
+            .handle_join(
+                0,
+                &holder_from(20 + i as u64, name, [10, 0, 0, (20 + i as u64) as u8]),
+                JoinTarget::Auto,
+                &mut rng,
+            )
+            .unwrap();
+        assert_eq!(t.cluster.id, 2);
+    }
+    // By id, the reserved cluster takes its players; it stays listed.
+    let t = d
+        .handle_join(
+            0,
+            &holder_from(30, "eve", [10, 0, 0, 30]),
+            JoinTarget::Id(1),
+            &mut rng,
+        )
+        .unwrap();
+    assert_eq!(t.cluster.id, 1);
+    assert_eq!(d.cluster_list(0).len(), 2);
+    // Both reserved: Auto is refused, and says why.
+    assert!(d.handle_reserved(2, 1, true));
+    let e = d
+        .handle_join(
+            0,
+            &holder_from(40, "fay", [10, 0, 0, 40]),
+            JoinTarget::Auto,
+            &mut rng,
+        )
+        .unwrap_err();
+    assert_eq!(e.reason, DisconnectReason::ServerFull);
+    assert!(e.message.contains("2 reserved"), "{}", e.message);
+    // Back in the pool: Auto takes it again (the least loaded).
+    assert!(d.handle_reserved(1, 0, false));
+    let t = d
+        .handle_join(
+            0,
+            &holder_from(41, "gus", [10, 0, 0, 41]),
+            JoinTarget::Auto,
+            &mut rng,
+        )
+        .unwrap();
+    assert_eq!(t.cluster.id, 1);
+    // A new registration starts unreserved.
+    d.handle_register(reg(2, 0), Key::from_bytes([2; 32]), KEY_NAME.into(), 7)
+        .unwrap();
+    assert!(!d.is_reserved(2));
+}
+
+#[test]
 fn unused_tickets_are_capped_per_connection_and_per_user() {
     let mut d = directory(&[(1, 0), (2, 0)]);
     let mut rng = StdRng::seed_from_u64(2);

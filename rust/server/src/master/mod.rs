@@ -281,13 +281,14 @@ pub async fn run(
             _ = &mut shutdown => break,
             _ = sample.tick() => {
                 let now = crate::time::now_ms();
-                let (clusters, expired) = {
+                let (clusters, expired, reserved) = {
                     let mut dir = shared.directory();
-                    (dir.cluster_list(now), dir.take_expired_tickets(now))
+                    (dir.cluster_list(now), dir.take_expired_tickets(now), dir.reserved_ids())
                 };
                 let metrics = &shared.config.metrics;
                 metrics.tickets_expired(expired.joins, expired.transfers);
                 metrics.sample(now, clusters);
+                metrics.reserved(&reserved);
             }
             (stream, peer) = crate::listen::accept(&listener) => {
                 shared.config.metrics.connection();

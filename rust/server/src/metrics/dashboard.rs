@@ -23,6 +23,18 @@ pub struct Dashboard {
 }
 
 impl Dashboard {
+    /// A cluster's state in the list: `reserved` (an allocated Agones
+    /// GameServer), else `full` (locked), else `open`.
+    fn state(&self, c: &sustenet_proto::message::ClusterInfo) -> &'static str {
+        if self.master.is_reserved(c.id) {
+            "reserved"
+        } else if c.locked {
+            "full"
+        } else {
+            "open"
+        }
+    }
+
     /// A dashboard of `master` and of the clusters running in this process
     /// (by name).
     pub fn new(master: MasterMetrics, clusters: Vec<(String, ClusterMetrics)>) -> Self {
@@ -51,7 +63,7 @@ impl Dashboard {
                     "address": format!("{}:{}", c.address, c.tcp_port),
                     "players": c.players,
                     "capacity": c.capacity,
-                    "state": if c.locked { "full" } else { "open" },
+                    "state": self.state(c),
                     "local": local.is_some(),
                     "reported": reported.is_some(),
                     "fragments": local.as_ref().map(|s| s.fragments).or(reported),

@@ -34,6 +34,8 @@ pub struct Sample {
 #[derive(Debug, Default)]
 struct View {
     clusters: Vec<ClusterInfo>,
+    /// The listed clusters that are reserved (an allocated Agones GameServer).
+    reserved: std::collections::HashSet<u64>,
     history: VecDeque<Sample>,
     reports: super::reports::Reports,
 }
@@ -53,6 +55,7 @@ pub struct MasterMetrics {
     tickets_used: Counter,
     tickets_expired: LabeledCounter,
     clusters: Gauge,
+    clusters_reserved: Gauge,
     players: Gauge,
     cluster_players: Family<ClusterLabel, Gauge>,
     cluster_capacity: Family<ClusterLabel, Gauge>,
@@ -89,6 +92,11 @@ impl MasterMetrics {
             let _ = self.tickets_expired.get_or_create(&[("kind", kind)]);
         }
         r.register("clusters", "Registered clusters", self.clusters.clone());
+        r.register(
+            "clusters_reserved",
+            "Registered clusters that are reserved (left out of automatic joins)",
+            self.clusters_reserved.clone(),
+        );
         r.register(
             "players",
             "Players over all clusters, as the master counts them",
@@ -177,6 +185,26 @@ impl MasterMetrics {
         let listed = clusters.iter().map(|c| c.id).collect();
         v.reports.retain(&listed);
         v.clusters = clusters;
+    }
+
+    /// Takes the reserved clusters as they are now (after [`Self::sample`]):
+    /// sets `sustenet_master_clusters_reserved` to those of the last
+    /// sample's clusters, which the dashboard shows as `reserved`.
+    pub fn reserved(&self, reserved: &std::collections::HashSet<u64>) {
+        let mut v = self.view();
+        v.reserved = v
+            .clusters
+            .iter()
+            .map(|c| c.id)
+            .filter(|id| reserved.contains(id))
+            .collect();
+        self.clusters_reserved
+            .set(i64::try_from(v.reserved.len()).unwrap_or(i64::MAX));
+    }
+
+    /// Whether cluster `id` was reserved at the last sample.
+    pub fn is_reserved(&self, id: u64) -> bool {
+        self.view().reserved.contains(&id)
     }
 
     /// Cluster `id` sent its dashboard report (kept unless it sent one less
