@@ -3,13 +3,16 @@
 # server process, SOAK_CLIENTS clients (default 1000) through joins, leaves,
 # handoffs between the clusters, reconnects (a proxy cuts a client-cluster TCP
 # connection every 200 ms) and garbage, for the given duration. The server's
-# resident memory and open file descriptors are sampled every minute into
+# resident memory, open file descriptors and live tokio tasks (and the
+# machine's load average) are sampled every minute into
 # target/soak/soak.csv; target/soak/memory.png plots them; the run fails unless
 # both are flat after the warm-up (see rust/cli/tests/soak.rs).
 #
 #   scripts/soak.sh [DURATION]     DURATION in seconds, or with m / h: 600, 10m, 1h (default 1h)
 #
-# Environment: SOAK_CLIENTS (1000), SOAK_SAMPLE_SECS (60), SOAK_WARMUP_SECS (180).
+# Environment: SOAK_CLIENTS (1000), SOAK_SAMPLE_SECS (60), SOAK_WARMUP_SECS (180),
+# SOAK_PROFILE (debug, or release: builds and runs the test with --release),
+# SOAK_NICE (10: the niceness the build and the run get; 0 runs at normal priority).
 # The players column is -1 when the master did not answer the list request within 10 s.
 # The plot needs matplotlib: installed once into target/tools/python (pip --target).
 set -euo pipefail
@@ -32,9 +35,16 @@ if ! PYTHONPATH=$tools python3 -c 'import matplotlib' 2>/dev/null; then
   python3 -m pip install --quiet --target "$tools" matplotlib
 fi
 
-echo "==> soak: ${SOAK_CLIENTS:-1000} clients for $secs s, samples in $out/soak.csv"
+profile=()
+case "${SOAK_PROFILE:-debug}" in
+  debug) ;;
+  release) profile=(--release) ;;
+  *) echo "SOAK_PROFILE is debug or release, not '$SOAK_PROFILE'" >&2; exit 2 ;;
+esac
+
+echo "==> soak: ${SOAK_CLIENTS:-1000} clients for $secs s (${SOAK_PROFILE:-debug} build), samples in $out/soak.csv"
 status=0
-SOAK_SECS=$secs SOAK_OUT=$out nice -n 10 cargo test -p sustenet-cli --test soak -- \
+SOAK_SECS=$secs SOAK_OUT=$out nice -n "${SOAK_NICE:-10}" cargo test "${profile[@]}" -p sustenet-cli --test soak -- \
   --ignored --exact soak --nocapture || status=$?
 
 PYTHONPATH=$tools python3 - "$out/soak.csv" "$out/memory.png" <<'PY'
@@ -51,6 +61,7 @@ ax.set_ylabel("MiB")
 ax.set_ylim(bottom=0)
 ax2 = ax.twinx()
 ax2.plot(t, [int(r["fds"]) for r in rows], color="tab:orange", marker="x", label="open fds")
+ax2.plot(t, [max(int(r["tasks"]), 0) for r in rows], color="tab:red", linestyle=":", label="live tokio tasks")
 ax2.plot(t, [max(int(r["players"]), 0) for r in rows], color="tab:green", linestyle="--", label="players (master's list)")
 ax2.set_ylabel("count")
 ax2.set_ylim(bottom=0)

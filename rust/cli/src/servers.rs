@@ -200,6 +200,11 @@ pub fn cluster_config(cfg: &ConfigFile) -> ClusterConfig {
         ping_rate_per_source: cfg.cluster.ping_rate_per_source,
         resume_grace: Duration::from_millis(cfg.cluster.resume_grace_ms),
         resume_buffer: cfg.cluster.resume_buffer,
+        seal_threads: cfg
+            .cluster
+            .seal_threads
+            .unwrap_or_else(ClusterConfig::default_seal_threads),
+        seal_queue_bytes: cfg.cluster.seal_queue_bytes,
         limits: cfg.limits,
         ..ClusterConfig::default()
     }

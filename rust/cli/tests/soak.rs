@@ -6,8 +6,8 @@
 //! 1,000) for `SOAK_SECS` seconds through joins, leaves, handoffs,
 //! reconnects (a proxy in front of the clusters cuts a connection every
 //! 200 ms) and garbage. Every `SOAK_SAMPLE_SECS` (60) it samples the server
-//! process's resident memory and open file descriptors into
-//! `$SOAK_OUT/soak.csv`, and at the end checks that both are flat after the
+//! process's resident memory, open file descriptors and live tokio tasks into
+//! `$SOAK_OUT/soak.csv`, and at the end checks that memory and fds are flat after the
 //! warm-up (the first `SOAK_WARMUP_SECS`, default 180).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -132,6 +132,7 @@ fn soak_server() {
             },
         )
         .await;
+        tokio::spawn(report_tasks(dir.join("tasks")));
         let ids = [rand::rng().next_u64() >> 1, rand::rng().next_u64() >> 1];
         let mut tasks = Vec::new();
         for (i, (tcp, udp, public)) in ports.clusters.into_iter().enumerate() {
@@ -163,6 +164,22 @@ fn soak_server() {
             t.await.unwrap();
         }
     });
+}
+
+/// Every second, the number of live tokio tasks of the server process into
+/// `path` (written whole, then renamed), for the driver's samples: tasks that
+/// outlive their player, ticket or connection show as growth there.
+async fn report_tasks(path: PathBuf) {
+    let tmp = path.with_extension("tmp");
+    loop {
+        let alive = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        if std::fs::write(&tmp, alive.to_string()).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+        sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// What the clients did, counted.
@@ -318,6 +335,22 @@ async fn garbage(to: SocketAddr) {
     }
 }
 
+/// The server's live tokio tasks as it last reported them (-1 if not yet).
+fn tasks(dir: &std::path::Path) -> i64 {
+    std::fs::read_to_string(dir.join("tasks"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(-1)
+}
+
+/// The machine's load average over the last minute, as /proc/loadavg says.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split(' ').next().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// Resident memory (KiB) and open file descriptors of `pid`.
 fn sample(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -416,10 +449,10 @@ async fn soak() {
     let mut csv = std::fs::File::create(out.join("soak.csv")).unwrap();
     writeln!(
         csv,
-        "seconds,rss_kib,fds,players,joins,join_failures,leaves,handoffs,reconnects,told,garbage,echoes"
+        "seconds,rss_kib,fds,tasks,load,players,joins,join_failures,leaves,handoffs,reconnects,told,garbage,echoes"
     )
     .unwrap();
-    let (mut xs, mut rss, mut fds) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut xs, mut rss, mut fds, mut live) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut next = start;
     while next <= end {
         sleep(next.saturating_duration_since(Instant::now())).await;
@@ -429,7 +462,12 @@ async fn soak() {
         let players = timeout(Duration::from_secs(10), common::list_clusters(&info))
             .await
             .map_or(-1, |l| i64::from(l.iter().map(|c| c.players).sum::<u32>()));
-        let line = format!("{t},{r},{f},{players},{}", counts.line());
+        let line = format!(
+            "{t},{r},{f},{},{},{players},{}",
+            tasks(dep.dir.path()),
+            load_average(),
+            counts.line()
+        );
         eprintln!("soak {line}");
         eprintln!(
             "soak failures so far: {:?}",
@@ -440,6 +478,7 @@ async fn soak() {
             xs.push(t as f64 / 3600.0);
             rss.push(r as f64);
             fds.push(f as f64);
+            live.push(tasks(dep.dir.path()) as f64);
         }
         next += Duration::from_secs(every);
     }
@@ -459,12 +498,15 @@ async fn soak() {
     let (rss_slope, fds_slope) = (slope(&xs, &rss), slope(&xs, &fds));
     let verdict = format!(
         "after {warmup} s of warm-up, {} samples: resident memory {:.1} MiB on average, slope \
-         {:+.2} MiB/hour; open fds {:.0} on average, slope {:+.1}/hour",
+         {:+.2} MiB/hour; open fds {:.0} on average, slope {:+.1}/hour; live tasks {:.0} on \
+         average, slope {:+.1}/hour",
         xs.len(),
         mean(&rss) / 1024.0,
         rss_slope / 1024.0,
         mean(&fds),
-        fds_slope
+        fds_slope,
+        mean(&live),
+        slope(&xs, &live)
     );
     eprintln!("soak verdict: {verdict}");
     std::fs::write(out.join("verdict.txt"), &verdict).unwrap();

@@ -554,8 +554,10 @@ impl ClientSessionKeys {
         };
         DatagramSession {
             sealer: DatagramSealer {
-                cipher: aes(send),
-                session_id,
+                key: Arc::new(DatagramKey {
+                    cipher: aes(send),
+                    session_id,
+                }),
                 next_seq: 0,
             },
             opener: DatagramOpener {
@@ -587,16 +589,92 @@ pub fn datagram_session_id(datagram: &[u8]) -> Option<u64> {
 }
 
 /// Seals datagrams of one direction.
+///
+/// It keeps the direction's next sequence number; its key is an immutable
+/// [`DatagramKey`] that other threads may share. A server that seals on
+/// worker threads takes a [`DatagramSlot`] (the next sequence number and
+/// the key) where it owns the session and seals the slot on a worker: the
+/// sequence numbers keep the order they were taken in, and each is sealed
+/// at most once.
 pub struct DatagramSealer {
+    key: Arc<DatagramKey>,
+    next_seq: u64,
+}
+
+/// A datagram session's sealing key for one direction and its session id:
+/// immutable cipher state, shared between threads behind an [`Arc`].
+pub struct DatagramKey {
     cipher: Aes256Gcm,
     session_id: u64,
-    next_seq: u64,
+}
+
+impl fmt::Debug for DatagramKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatagramKey")
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DatagramKey {
+    /// Seals `plaintext` under sequence number `seq` into `out` (replacing
+    /// what it held). Private: only a [`DatagramSlot`], which is taken once
+    /// per sequence number and consumed by sealing, reaches it, so no
+    /// nonce is ever used twice.
+    fn seal_at(&self, seq: u64, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        out.clear();
+        out.reserve(DATAGRAM_OVERHEAD + plaintext.len());
+        out.push(DATAGRAM_SESSION);
+        out.extend_from_slice(&self.session_id.to_le_bytes());
+        out.extend_from_slice(&seq.to_le_bytes());
+        out.extend_from_slice(plaintext);
+        let (header, body) = out.split_at_mut(DATAGRAM_HEADER);
+        let tag = self
+            .cipher
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce_for(seq)), header, body)
+            .map_err(|_| CryptoError::TooLarge {
+                len: plaintext.len(),
+                max: usize::MAX,
+            })?;
+        out.extend_from_slice(&tag);
+        Ok(())
+    }
+}
+
+/// One sequence number of a datagram session, taken for one datagram with
+/// [`DatagramSealer::take_slot`], and the session's key: sealing consumes
+/// it, so the number is used at most once. It may be sealed on another
+/// thread; datagrams of one session must still be sent in the order their
+/// slots were taken, or the receiver drops the late ones as stale
+/// (docs/protocol.md §10.2).
+#[derive(Debug)]
+pub struct DatagramSlot {
+    key: Arc<DatagramKey>,
+    seq: u64,
+}
+
+impl DatagramSlot {
+    /// The session the slot belongs to.
+    pub fn session_id(&self) -> u64 {
+        self.key.session_id
+    }
+
+    /// The sequence number the datagram will carry.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Seals `plaintext` as `0x01 | session_id | seq | ciphertext | tag`
+    /// into `out` (replacing what it held), as [`DatagramSealer::seal_into`].
+    pub fn seal_into(self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        self.key.seal_at(self.seq, plaintext, out)
+    }
 }
 
 impl fmt::Debug for DatagramSealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatagramSealer")
-            .field("session_id", &self.session_id)
+            .field("session_id", &self.key.session_id)
             .field("next_seq", &self.next_seq)
             .finish_non_exhaustive()
     }
@@ -615,24 +693,24 @@ impl DatagramSealer {
     /// place: a server sealing thousands of datagrams per tick reuses one
     /// buffer instead of allocating and copying twice per datagram.
     pub fn seal_into(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        self.take_slot()?.seal_into(plaintext, out)
+    }
+
+    /// Takes the next sequence number for one datagram, to be sealed later
+    /// (possibly on another thread) with [`DatagramSlot::seal_into`]. Fails
+    /// when the session's sequence numbers are used up.
+    pub fn take_slot(&mut self) -> Result<DatagramSlot, CryptoError> {
         let seq = self.next_seq;
         self.next_seq = seq.checked_add(1).ok_or(CryptoError::SequenceExhausted)?;
-        out.clear();
-        out.reserve(DATAGRAM_OVERHEAD + plaintext.len());
-        out.push(DATAGRAM_SESSION);
-        out.extend_from_slice(&self.session_id.to_le_bytes());
-        out.extend_from_slice(&seq.to_le_bytes());
-        out.extend_from_slice(plaintext);
-        let (header, body) = out.split_at_mut(DATAGRAM_HEADER);
-        let tag = self
-            .cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce_for(seq)), header, body)
-            .map_err(|_| CryptoError::TooLarge {
-                len: plaintext.len(),
-                max: usize::MAX,
-            })?;
-        out.extend_from_slice(&tag);
-        Ok(())
+        Ok(DatagramSlot {
+            key: self.key.clone(),
+            seq,
+        })
+    }
+
+    /// The session this sealer belongs to.
+    pub fn session_id(&self) -> u64 {
+        self.key.session_id
     }
 }
 

@@ -120,6 +120,61 @@ fn seal_into_reuses_a_buffer_and_matches_seal() {
 }
 
 #[test]
+fn slots_sealed_on_other_threads_open_in_the_order_they_were_taken() {
+    let k = keys();
+    let mut a = k.datagram(Side::Responder, 42);
+    let mut same = k.datagram(Side::Responder, 42);
+    let mut b = k.datagram(Side::Initiator, 42);
+    let slots: Vec<DatagramSlot> = (0..8).map(|_| a.sealer.take_slot().unwrap()).collect();
+    assert_eq!(
+        slots.iter().map(DatagramSlot::seq).collect::<Vec<_>>(),
+        (0..8).collect::<Vec<u64>>()
+    );
+    assert!(slots.iter().all(|s| s.session_id() == 42));
+    // Sealed on two threads, the odd ones first: the bytes are those the
+    // sealer itself would have made, and in sequence order they all open.
+    let (even, odd): (Vec<_>, Vec<_>) = slots.into_iter().partition(|s| s.seq() % 2 == 0);
+    let seal_all = |slots: Vec<DatagramSlot>| {
+        std::thread::spawn(move || {
+            slots
+                .into_iter()
+                .map(|s| {
+                    let mut out = Vec::new();
+                    let seq = s.seq();
+                    s.seal_into(&seq.to_le_bytes(), &mut out).unwrap();
+                    (seq, out)
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let odd = seal_all(odd).join().unwrap();
+    let even = seal_all(even).join().unwrap();
+    let mut sealed: Vec<(u64, Vec<u8>)> = odd.into_iter().chain(even).collect();
+    sealed.sort_by_key(|(seq, _)| *seq);
+    for (seq, d) in &sealed {
+        assert_eq!(d, &same.sealer.seal(&seq.to_le_bytes()).unwrap());
+        assert_eq!(b.opener.open(d).unwrap(), seq.to_le_bytes());
+    }
+    // The sealer goes on after the slots it gave out; a slot sent after a
+    // newer datagram is stale, and a copy is a replay.
+    let next = a.sealer.seal(b"next").unwrap();
+    let late = a.sealer.take_slot().unwrap();
+    let newest = a.sealer.seal(b"newest").unwrap();
+    assert_eq!(b.opener.open(&next).unwrap(), b"next");
+    assert_eq!(b.opener.open(&newest).unwrap(), b"newest");
+    let mut out = Vec::new();
+    late.seal_into(b"late", &mut out).unwrap();
+    assert!(matches!(
+        b.opener.open(&out),
+        Err(CryptoError::Stale { .. })
+    ));
+    assert!(matches!(
+        b.opener.open(&sealed[7].1),
+        Err(CryptoError::Replay(_))
+    ));
+}
+
+#[test]
 fn key_base64_round_trip() {
     let mut rng = StdRng::seed_from_u64(1);
     let k = Key::generate(&mut rng);

@@ -300,6 +300,13 @@ impl Default for MasterSection {
 /// The largest `[cluster] state_window_ms` accepted.
 pub const MAX_STATE_WINDOW_MS: u64 = 1_000;
 
+/// The most `[cluster] seal_threads` accepted.
+pub const MAX_SEAL_THREADS: usize = 64;
+
+/// The least `[cluster] seal_queue_bytes` accepted: room for a few hundred
+/// datagrams.
+pub const MIN_SEAL_QUEUE_BYTES: usize = 64 * 1024;
+
 /// `[cluster]`, as in the original Sustenet plus the address clients use.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -346,6 +353,13 @@ pub struct ClusterSection {
     /// one, in milliseconds: a neighbour's state reaches it at most this
     /// late (plus the network); 0: sent at the end of each input.
     pub state_window_ms: u64,
+    /// Threads that seal (AES-GCM) and send the cluster's datagrams: 0 or
+    /// 1 seals them on the core's own thread; 2 to 64 start that many seal
+    /// workers beside it. Unset: [`crate::cluster::ClusterConfig::default_seal_threads`].
+    pub seal_threads: Option<usize>,
+    /// Most bytes of datagrams queued to the seal workers at once; a batch
+    /// that does not fit is dropped and counted (`seal_busy`).
+    pub seal_queue_bytes: usize,
 }
 
 impl Default for ClusterSection {
@@ -367,6 +381,8 @@ impl Default for ClusterSection {
             ping_rate_per_source: 32,
             websocket_port: 0,
             state_window_ms: crate::cluster::ClusterConfig::DEFAULT_STATE_WINDOW_MS,
+            seal_threads: None,
+            seal_queue_bytes: crate::cluster::ClusterConfig::DEFAULT_SEAL_QUEUE_BYTES,
         }
     }
 }
@@ -529,6 +545,15 @@ impl ConfigFile {
                 "must be at most 1000 (a state older than that is stale)",
             ));
         }
+        if self.cluster.seal_threads.unwrap_or(0) > MAX_SEAL_THREADS {
+            return Err(bad("cluster.seal_threads", "must be at most 64"));
+        }
+        if self.cluster.seal_queue_bytes < MIN_SEAL_QUEUE_BYTES {
+            return Err(bad(
+                "cluster.seal_queue_bytes",
+                "must be at least 65536 (a few hundred datagrams)",
+            ));
+        }
         if self.master.auth == AuthMode::SharedSecret && self.master.shared_secret.is_empty() {
             return Err(bad(
                 "master.shared_secret",
@@ -656,6 +681,20 @@ domain_pub_key = "https://site-cdn.playreia.com/game/pubkey.pub" # Remove this i
         assert!(e.to_string().contains("cluster.state_window_ms"), "{e}");
         let c = ConfigFile::parse("[cluster]\nstate_window_ms = 0\n", Path::new("C.toml")).unwrap();
         assert_eq!(c.cluster.state_window_ms, 0);
+    }
+
+    #[test]
+    fn seal_threads_and_their_queue_are_bounded() {
+        let c = ConfigFile::parse("[cluster]\n", Path::new("C.toml")).unwrap();
+        assert_eq!(c.cluster.seal_threads, None, "unset: the machine's default");
+        let c = ConfigFile::parse("[cluster]\nseal_threads = 4\n", Path::new("C.toml")).unwrap();
+        assert_eq!(c.cluster.seal_threads, Some(4));
+        let e =
+            ConfigFile::parse("[cluster]\nseal_threads = 65\n", Path::new("C.toml")).unwrap_err();
+        assert!(e.to_string().contains("cluster.seal_threads"), "{e}");
+        let e = ConfigFile::parse("[cluster]\nseal_queue_bytes = 1000\n", Path::new("C.toml"))
+            .unwrap_err();
+        assert!(e.to_string().contains("cluster.seal_queue_bytes"), "{e}");
         // With reconnects off the buffer is not used, so it is not checked.
         let c = ConfigFile::parse(
             "[cluster]\nresume_buffer = 4096\nresume_grace_ms = 0\n",

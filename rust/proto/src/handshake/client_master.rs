@@ -45,15 +45,7 @@ impl ClientMasterInitiator {
 
     /// Takes the master's reply; returns the session.
     pub fn handle_reply(mut self, frame: &[u8]) -> Result<StreamSession, HandshakeError> {
-        let mut r = match parse_reply(frame, HelloKind::NoiseReply) {
-            Err(HandshakeError::Rejected {
-                reason: DisconnectReason::AuthFailed,
-                ..
-            }) => return Err(HandshakeError::WrongMasterKey),
-            other => other?,
-        };
-        let msg = r.bytes16(NOISE_MSG_MAX)?;
-        r.finish()?;
+        let msg = parse_noise_reply(frame)?;
         let mut payload = [0u8; 256];
         self.hs
             .read_message(msg, &mut payload)
@@ -61,6 +53,23 @@ impl ClientMasterInitiator {
         let t = self.hs.into_stateless_transport_mode().map_err(noise_err)?;
         Ok(StreamSession::noise(t))
     }
+}
+
+/// The Noise message in a master's reply frame: what
+/// [`ClientMasterInitiator::handle_reply`] reads before it touches the
+/// handshake state, with the same errors (a refusal for `AuthFailed` is
+/// [`HandshakeError::WrongMasterKey`], another refusal `Rejected`).
+pub fn parse_noise_reply(frame: &[u8]) -> Result<&[u8], HandshakeError> {
+    let mut r = match parse_reply(frame, HelloKind::NoiseReply) {
+        Err(HandshakeError::Rejected {
+            reason: DisconnectReason::AuthFailed,
+            ..
+        }) => return Err(HandshakeError::WrongMasterKey),
+        other => other?,
+    };
+    let msg = r.bytes16(NOISE_MSG_MAX)?;
+    r.finish()?;
+    Ok(msg)
 }
 
 /// The master's side: opens the client's first Noise message and returns the
@@ -127,5 +136,34 @@ mod tests {
             init.handle_reply(&refusal).err(),
             Some(HandshakeError::WrongMasterKey)
         );
+    }
+
+    #[test]
+    fn a_reply_parses_to_its_noise_message_and_refusals_to_their_errors() {
+        let kp = MasterKeypair::generate().unwrap();
+        let (_, hello) = ClientMasterInitiator::start(&kp.public()).unwrap();
+        let Hello::ClientMaster { noise } = parse_hello(&hello).unwrap() else {
+            unreachable!()
+        };
+        let (_, reply) = respond_client_master(&kp, &noise).unwrap();
+        let msg = parse_noise_reply(&reply).unwrap();
+        assert_eq!(&reply[reply.len() - msg.len()..], msg);
+        let refusal = reject_frame(DisconnectReason::AuthFailed, "check the master public key");
+        assert_eq!(
+            parse_noise_reply(&refusal).err(),
+            Some(HandshakeError::WrongMasterKey)
+        );
+        let full = reject_frame(DisconnectReason::ServerFull, "full");
+        assert!(matches!(
+            parse_noise_reply(&full),
+            Err(HandshakeError::Rejected {
+                reason: DisconnectReason::ServerFull,
+                ..
+            })
+        ));
+        let mut long = reply.clone();
+        long.push(0);
+        assert!(parse_noise_reply(&long).is_err());
+        assert!(parse_noise_reply(&hello).is_err());
     }
 }

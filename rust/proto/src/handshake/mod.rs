@@ -16,7 +16,7 @@ pub use client_cluster::{
     ClusterAccept, JoinInitiator, ResumeClaim, accept_client, accept_resume, client_cluster_hello,
     client_resume_hello, finish_join, open_join,
 };
-pub use client_master::{ClientMasterInitiator, respond_client_master};
+pub use client_master::{ClientMasterInitiator, parse_noise_reply, respond_client_master};
 pub use cluster_master::{ClusterInitiator, KeyRole, respond_cluster, respond_key_proof};
 
 use crate::error::{DecodeError, EncodeError, HandshakeError};

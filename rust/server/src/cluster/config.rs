@@ -85,6 +85,17 @@ pub struct ClusterConfig {
     pub event_queue_bytes: usize,
     /// Frame, queue and timing limits.
     pub limits: Limits,
+    /// Threads that seal (AES-GCM) and send datagrams (`[cluster]
+    /// seal_threads`): 0 or 1 seals on the core's own thread; 2 or more
+    /// starts that many seal workers beside it (`cluster/seal_pool.rs`),
+    /// each sealing and sending the datagrams of its share of the sessions,
+    /// in order. [`ClusterConfig::default_seal_threads`] by default.
+    pub seal_threads: usize,
+    /// Most bytes of datagrams queued to the seal workers at once (their
+    /// plaintext plus [`ClusterConfig::SEAL_QUEUE_OVERHEAD`] each); a batch
+    /// that does not fit is dropped and counted
+    /// (`datagrams_dropped_total{reason="seal_busy"}`), never waited for.
+    pub seal_queue_bytes: usize,
     /// A WebSocket listener for web players (`[cluster] websocket_port`);
     /// `None`: none. The master lists the cluster to web clients only with one.
     pub websocket: Option<crate::web::WebSocketConfig>,
@@ -127,6 +138,34 @@ impl ClusterConfig {
     /// latency.
     pub const DEFAULT_STATE_WINDOW_MS: u64 = 5;
 
+    /// [`ClusterConfig::seal_queue_bytes`] by default: 8 MiB, about 40,000
+    /// state datagrams.
+    pub const DEFAULT_SEAL_QUEUE_BYTES: usize = 8 << 20;
+
+    /// Bytes a datagram counts in the seal queue beyond its plaintext.
+    pub const SEAL_QUEUE_OVERHEAD: usize = super::seal_pool::QUEUED_DATAGRAM_OVERHEAD;
+
+    /// [`ClusterConfig::seal_threads`] when the configuration does not set
+    /// it: the environment variable `SUSTENET_SEAL_THREADS` if it holds a
+    /// number (at most 64); otherwise from the machine's cores: 1 (the
+    /// core's own thread) up to 3 cores, then a quarter of the cores, at
+    /// least 2 and at most 8. The core's thread, the UDP receiver and the
+    /// players' connections need the rest.
+    pub fn default_seal_threads() -> usize {
+        if let Some(n) = std::env::var("SUSTENET_SEAL_THREADS")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+        {
+            return n.min(crate::config::MAX_SEAL_THREADS);
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cores <= 3 {
+            1
+        } else {
+            (cores / 4).clamp(2, 8)
+        }
+    }
+
     /// The player limit in force.
     pub fn connection_limit(&self) -> u32 {
         if self.max_connections == 0 {
@@ -162,6 +201,8 @@ impl Default for ClusterConfig {
             send_queue_bytes: 1 << 20,
             event_queue_bytes: 32 << 20,
             limits: Limits::default(),
+            seal_threads: Self::default_seal_threads(),
+            seal_queue_bytes: Self::DEFAULT_SEAL_QUEUE_BYTES,
             websocket: None,
             metrics: crate::metrics::ClusterMetrics::default(),
             reservation: Reservation::default(),

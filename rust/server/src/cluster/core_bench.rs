@@ -10,10 +10,13 @@
 //! to its audience's batches and seals every batch when its state window
 //! ends, with its update ticks in between, as the driver would run it. The
 //! sealed datagrams are counted and dropped where the driver would send
-//! them.
+//! them. They are sealed on the core's thread, or by seal workers
+//! ([`CoreBench::with_seal_workers`], `cluster/seal_pool.rs`) as the driver
+//! does with `[cluster] seal_threads` of 2 or more.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sustenet_proto::crypto::{DATAGRAM_OVERHEAD, DatagramOpener};
@@ -21,7 +24,8 @@ use sustenet_proto::datagram::{Record, decode_records};
 use sustenet_proto::{ClientSessionKeys, Side};
 
 use super::ClusterConfig;
-use super::core::{Core, NewPlayer, Output, Published, QueueLevel, Setup};
+use super::core::{Core, NewPlayer, Output, Published, QueueLevel, Setup, Transmit};
+use super::seal_pool::{DatagramSink, SealPool};
 use crate::fragments::{Dims, FragmentSettings, GridConfig};
 use crate::ids::PlayerId;
 use crate::plugin::World;
@@ -38,9 +42,47 @@ pub struct CoreBench {
     tick: Duration,
     /// When the next update tick is due.
     next_tick: Instant,
+    /// The clock the deadlines are run on: at the next multiple of
+    /// `resolution` after `origin` (zero: at each deadline exactly).
+    origin: Instant,
+    resolution: Duration,
     /// Keeps each connection's queue alive, as its writer would.
     _queues: Vec<Arc<QueueLevel>>,
     rng: u64,
+    /// What was sealed, wherever it was sealed.
+    sent: Arc<Counted>,
+    /// The seal workers, if the datagrams are not sealed on this thread.
+    pool: Option<SealPool>,
+    /// Datagrams on their way from the core to the workers.
+    taken: Vec<Transmit>,
+}
+
+/// Counts sealed datagrams and drops them, where the driver would send them.
+#[derive(Debug, Default)]
+struct Counted {
+    datagrams: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl Counted {
+    fn add(&self, datagrams: usize, bytes: usize) {
+        self.datagrams.fetch_add(datagrams, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn stats(&self) -> PeriodStats {
+        PeriodStats {
+            datagrams: self.datagrams.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl DatagramSink for Arc<Counted> {
+    fn send(&mut self, datagrams: &[(SocketAddr, Vec<u8>)]) {
+        let bytes = datagrams.iter().map(|(_, d)| d.len()).sum();
+        self.add(datagrams.len(), bytes);
+    }
 }
 
 /// What one period of the update rate cost and sent.
@@ -103,8 +145,13 @@ impl CoreBench {
                 .max(1),
             tick,
             next_tick: now + tick,
+            origin: now,
+            resolution: Duration::ZERO,
             _queues: Vec::with_capacity(players),
             rng: 0x9E37_79B9_7F4A_7C15,
+            sent: Arc::default(),
+            pool: None,
+            taken: Vec::new(),
         };
         for i in 0..players {
             b.join(i);
@@ -203,36 +250,81 @@ impl CoreBench {
         }
     }
 
+    /// Seals on `workers` seal workers from now on (as the driver does with
+    /// `[cluster] seal_threads` = `workers`, 2 or more; 1 here is one worker
+    /// beside this thread); 0 seals on this thread, as `seal_threads` 0 or 1.
+    /// Fails if a worker thread cannot be started.
+    pub fn with_seal_workers(mut self, workers: usize) -> std::io::Result<Self> {
+        self.pool = None;
+        if workers > 0 {
+            let sent = &self.sent;
+            self.pool = Some(SealPool::new(workers, usize::MAX, || sent.clone())?);
+        }
+        Ok(self)
+    }
+
+    /// Runs the deadlines as a timer of `resolution` would (as the driver's
+    /// tokio timer, 1 ms): each when the first multiple of `resolution` at
+    /// or after it has come, with every other deadline due by then. Zero
+    /// (the default) runs each at its instant.
+    pub fn with_timer_resolution(mut self, resolution: Duration) -> Self {
+        self.resolution = resolution;
+        self
+    }
+
+    /// When a timer of the bench's resolution fires for deadline `d`.
+    fn timer(&self, d: Instant) -> Instant {
+        let r = self.resolution.as_nanos();
+        if r == 0 || d <= self.origin {
+            return d;
+        }
+        let after = (d - self.origin).as_nanos();
+        let ticks = u32::try_from(after.div_ceil(r)).unwrap_or(u32::MAX);
+        self.origin + self.resolution * ticks
+    }
+
     /// One period of the update rate: every player moves a little and
     /// reports its position, one after the other spread evenly over the
     /// period, and the core runs what is due in between (update ticks, the
-    /// batches whose window ended), sealing the whole fan-out.
+    /// batches whose window ended), sealing the whole fan-out (waiting for
+    /// the seal workers, if any, to finish).
     pub fn period(&mut self) -> PeriodStats {
-        let mut stats = PeriodStats::default();
+        let before = self.sent.stats();
         let start = self.now;
         let period = self.tick * self.slices;
         let n = self.players.len();
         for i in 0..n {
             let at = start + period.mul_f64(i as f64 / n as f64);
-            self.run_until(at, &mut stats);
+            self.run_until(at);
             let (mut pos, from) = self.players[i];
             for v in pos.iter_mut().take(2) {
                 *v = (*v + self.unit() * 2.0 - 1.0).rem_euclid(self.side);
             }
             self.players[i] = (pos, from);
             self.report(i);
-            self.count(&mut stats);
+            self.send();
         }
-        self.run_until(start + period, &mut stats);
+        self.run_until(start + period);
         self.carry_out();
-        stats
+        if let Some(pool) = &self.pool {
+            pool.fence();
+        }
+        let after = self.sent.stats();
+        PeriodStats {
+            datagrams: after.datagrams - before.datagrams,
+            bytes: after.bytes - before.bytes,
+        }
     }
 
     /// Runs the update ticks and the deadlines due up to `at`, in order, as
     /// the driver's timers would; the clock is then at `at`.
-    fn run_until(&mut self, at: Instant, stats: &mut PeriodStats) {
+    fn run_until(&mut self, at: Instant) {
         loop {
-            let due = self.core.poll_timeout().filter(|d| *d <= at);
+            let due = self
+                .core
+                .poll_timeout()
+                .map(|d| self.timer(d))
+                .filter(|d| *d <= at);
             match due {
                 Some(d) if d < self.next_tick => self.core.handle_timeout(d),
                 _ if self.next_tick <= at => {
@@ -242,17 +334,25 @@ impl CoreBench {
                 _ => break,
             }
             self.core.finish();
-            self.count(stats);
+            self.send();
         }
         self.now = at;
     }
 
-    /// Counts the sealed datagrams and drops them.
-    fn count(&mut self, stats: &mut PeriodStats) {
-        self.core.drain_transmits(|_, d| {
-            stats.datagrams += 1;
-            stats.bytes += d.len();
-        });
+    /// Seals the queued datagrams (here, or hands them to the workers) and
+    /// counts them where the driver would send them.
+    fn send(&mut self) {
+        match &mut self.pool {
+            None => {
+                let sent = &self.sent;
+                self.core.drain_transmits(|_, d| sent.add(1, d.len()));
+            }
+            Some(pool) => {
+                self.core.take_transmits(&mut self.taken);
+                pool.submit(&mut self.taken);
+                self.core.give_back_buffers(pool.returned_buffers());
+            }
+        }
     }
 
     /// The number of simulated players.

@@ -31,6 +31,7 @@ mod player_conn;
 pub mod plugin;
 mod portal;
 mod queue;
+mod seal_pool;
 mod udp;
 mod udp_send;
 mod web_player;
@@ -273,6 +274,7 @@ pub async fn run_with_handle(
         metrics: shared.config.metrics.clone(),
         writers: HashMap::new(),
         web: shared.web.clone(),
+        seal: Sealing::start(&shared.config, &udp, &shared.web)?,
     };
     let mut tasks = tokio::task::JoinSet::new();
     let span = info_span!("accept");
@@ -407,6 +409,40 @@ fn new_core<P: Plugin>(plugin: P, setup: Setup) -> Result<Core<P>, ServerError> 
     })
 }
 
+/// Where the core's datagrams are sealed and sent: on the driver's thread
+/// (through [`UdpSender`]), or by the seal workers (`[cluster]
+/// seal_threads` of 2 or more), which send them themselves.
+enum Sealing {
+    Here,
+    Workers {
+        pool: seal_pool::SealPool,
+        /// Datagrams on their way from the core to the workers.
+        taken: Vec<self::core::Transmit>,
+    },
+}
+
+impl Sealing {
+    fn start(
+        config: &ClusterConfig,
+        udp: &Arc<UdpSocket>,
+        web: &Arc<web_routes::WebPlayers>,
+    ) -> Result<Self, ServerError> {
+        if config.seal_threads <= 1 {
+            return Ok(Sealing::Here);
+        }
+        let sink = || seal_pool::SocketSink::new(udp.clone(), web.clone(), config.metrics.clone());
+        let pool = seal_pool::SealPool::new(config.seal_threads, config.seal_queue_bytes, sink)?;
+        info!(
+            threads = pool.threads(),
+            "datagrams are sealed by seal workers"
+        );
+        Ok(Sealing::Workers {
+            pool,
+            taken: Vec::new(),
+        })
+    }
+}
+
 /// What the driver carries the core's outputs out with.
 struct Io {
     udp: UdpSender,
@@ -418,6 +454,8 @@ struct Io {
     writers: HashMap<u64, Writer>,
     /// Where web players' datagrams go instead of the UDP socket.
     web: Arc<web_routes::WebPlayers>,
+    /// Where datagrams are sealed and sent.
+    seal: Sealing,
 }
 
 impl Io {
@@ -453,16 +491,25 @@ impl Io {
         }
         let metrics = &self.metrics;
         let (web, udp) = (&self.web, &mut self.udp);
-        core.drain_transmits(|addr, d| {
-            // A web player's datagrams go to its connection; the others on
-            // UDP, many per system call (counted when they leave).
-            if web.deliver(addr, d) {
-                metrics.sent(false, 1, d.len());
-            } else {
-                udp.queue(addr, d);
-            }
-        });
-        udp.flush();
+        let Sealing::Workers { pool, taken } = &mut self.seal else {
+            core.drain_transmits(|addr, d| {
+                // A web player's datagrams go to its connection; the others
+                // on UDP, many per system call (counted when they leave).
+                if web.deliver(addr, d) {
+                    metrics.sent(false, 1, d.len());
+                } else {
+                    udp.queue(addr, d);
+                }
+            });
+            udp.flush();
+            return;
+        };
+        // The seal workers seal and send them (`seal_pool.rs`).
+        core.take_transmits(taken);
+        for _ in 0..pool.submit(taken) {
+            metrics.datagram_dropped("seal_busy");
+        }
+        core.give_back_buffers(pool.returned_buffers());
     }
 }
 

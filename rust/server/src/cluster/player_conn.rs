@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use rand::RngCore;
 use sustenet_net::{FrameReader, NetError, SealedReader, SealedWriter, write_frame};
@@ -22,6 +21,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::queue::{Outbox, OutboxRx, outbox};
 use super::{CoreEvent, ResumeRequest, Resumed, Shared, Writer};
 use crate::ids::PlayerId;
+use crate::listen::{self, Greeted, refuse};
 use crate::time::now_ms;
 
 pub(crate) async fn accept_loop(shared: Arc<Shared>, tcp: TcpListener) {
@@ -52,79 +52,31 @@ struct Admitted {
     first: ClusterToClient,
 }
 
-/// Sends a refusal, waiting at most a second for a peer that does not read.
-async fn refuse(
-    wr: &mut (impl tokio::io::AsyncWrite + Unpin),
-    reason: DisconnectReason,
-    message: &str,
-) {
-    let f = handshake::reject_frame(reason, message);
-    let _ = tokio::time::timeout(Duration::from_secs(1), write_frame(wr, &f, usize::MAX)).await;
-}
-
-async fn player_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
+async fn player_conn(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let limits = shared.config.limits;
-    // A slot in the handshake pool (total and per source address), then
-    // the first bytes within their own, shorter deadline.
-    let admitted = shared
-        .handshakes
-        .admit(peer.ip())
-        .map_err(|why| (DisconnectReason::TooManyHandshakes, why.message()));
-    let admitted = match admitted {
-        Ok(p) if shared.handshakes.first_bytes(&stream).await => Ok(p),
-        Ok(_) => Err((DisconnectReason::HandshakeTimeout, "no first bytes in time")),
-        Err(e) => Err(e),
+    let refused = |r: DisconnectReason| shared.config.metrics.handshake(Err(r));
+    let greeted = listen::accept_hello(stream, peer, &shared.handshakes, &limits, &refused);
+    let Some(greeted) = greeted.await else {
+        return;
     };
-    let permit = match admitted {
-        Ok(p) => p,
-        Err((reason, why)) => {
-            warn!("refused: {why}");
-            shared.config.metrics.handshake(Err(reason));
-            refuse(&mut stream, reason, why).await;
-            return;
-        }
-    };
-    let (rd, mut wr) = stream.into_split();
-    let mut frames = FrameReader::new(rd, limits.max_frame);
-    let hello = match frames.next_within(limits.handshake_timeout()).await {
-        Ok(Some(f)) => f,
-        Ok(None) => return,
-        Err(NetError::Timeout(_)) => {
-            warn!("dropped: no hello within the handshake timeout");
-            shared
-                .config
-                .metrics
-                .handshake(Err(DisconnectReason::HandshakeTimeout));
-            refuse(
-                &mut wr,
-                DisconnectReason::HandshakeTimeout,
-                "no hello in time",
-            )
-            .await;
-            return;
-        }
-        Err(e) => {
-            warn!("dropped: bad first frame: {e}");
-            return;
-        }
-    };
+    let Greeted {
+        frames,
+        mut wr,
+        permit,
+        ..
+    } = greeted;
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    let admitted = match handshake::parse_hello(&hello) {
-        Ok(Hello::ClientCluster { token, proof }) => join(&shared, conn, &token, &proof).await,
-        Ok(Hello::ClientResume {
+    let admitted = match greeted.hello {
+        Hello::ClientCluster { token, proof } => join(&shared, conn, &token, &proof).await,
+        Hello::ClientResume {
             session_id,
             nonce,
             proof,
-        }) => resume(&shared, conn, session_id, &nonce, &proof).await,
-        Ok(_) => {
+        } => resume(&shared, conn, session_id, &nonce, &proof).await,
+        _ => {
             warn!("refused: not a client hello");
-            let why = "this is a cluster: send a connect token";
+            let why = listen::MASTER_HELLO_AT_CLUSTER;
             Err(Some((DisconnectReason::ProtocolViolation, why.into())))
-        }
-        Err(e) => {
-            warn!("refused: {e}");
-            Err(Some((e.reason(), e.to_string())))
         }
     };
     let a = match admitted {
@@ -193,17 +145,7 @@ async fn resume(
     nonce: &[u8; 32],
     proof: &[u8],
 ) -> Result<Admitted, Refusal> {
-    let found = {
-        let s = (shared.published.sessions)
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        s.get(&session_id).cloned()
-    };
-    let Some((player, keys)) = found else {
-        info!("reconnect refused: no such session");
-        let why = "no such session on this cluster (it ended, or the reconnect window passed)";
-        return Err(Some((DisconnectReason::ResumeRefused, why.into())));
-    };
+    let (player, keys) = resumable(shared, session_id)?;
     let (session, claim) = handshake::accept_resume(&keys, nonce, proof).map_err(|e| {
         warn!(player, "reconnect refused: {e}");
         Some((e.reason(), e.to_string()))
@@ -221,6 +163,31 @@ async fn resume(
             received: r.received,
         },
     })
+}
+
+/// The player and keys of session `session_id`, which a reconnect may
+/// resume; refused when the core has no such session (it ended, or its
+/// grace passed).
+pub(super) fn resumable(
+    shared: &Shared,
+    session_id: u64,
+) -> Result<(PlayerId, Arc<ClientSessionKeys>), Refusal> {
+    let found = {
+        let s = (shared.published.sessions)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        s.get(&session_id).cloned()
+    };
+    found.ok_or_else(|| {
+        info!("reconnect refused: no such session");
+        no_such_session()
+    })
+}
+
+/// The refusal of a reconnect to a session this cluster does not have.
+pub(super) fn no_such_session() -> Refusal {
+    let why = "no such session on this cluster (it ended, or the reconnect window passed)";
+    Some((DisconnectReason::ResumeRefused, why.into()))
 }
 
 /// Refuses a join when the cluster is full.

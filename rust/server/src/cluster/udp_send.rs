@@ -229,8 +229,15 @@ impl UdpSender {
 
 /// One `sendmmsg`: the next batch of `queue`, each datagram to its own
 /// destination. The number of datagrams sent, or the error of the first.
-#[cfg(target_os = "linux")]
 fn send_batch(udp: &UdpSocket, queue: &SendQueue) -> io::Result<usize> {
+    udp.try_io(tokio::io::Interest::WRITABLE, || send_batch_now(udp, queue))
+}
+
+/// [`send_batch`] on the socket directly, without tokio's readiness (a
+/// full socket answers `WouldBlock` itself): for the seal workers, which
+/// send from threads of their own and wait for writability themselves.
+#[cfg(target_os = "linux")]
+pub(crate) fn send_batch_now(udp: &UdpSocket, queue: &SendQueue) -> io::Result<usize> {
     use rustix::net::addr::SocketAddrArg;
     use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny};
     use std::io::IoSlice;
@@ -248,16 +255,16 @@ fn send_batch(udp: &UdpSocket, queue: &SendQueue) -> io::Result<usize> {
         .zip(controls.iter_mut())
         .map(|((to, iov), control)| MMsgHdr::new_with_addr(to, iov, control))
         .collect();
-    udp.try_io(tokio::io::Interest::WRITABLE, || {
-        Ok(rustix::net::sendmmsg(udp, &mut msgs, SendFlags::empty())?)
-    })
+    Ok(rustix::net::sendmmsg(udp, &mut msgs, SendFlags::empty())?)
 }
 
 /// Elsewhere one datagram per system call: the number sent (0 or 1).
 #[cfg(not(target_os = "linux"))]
-fn send_batch(udp: &UdpSocket, queue: &SendQueue) -> io::Result<usize> {
+pub(crate) fn send_batch_now(udp: &UdpSocket, queue: &SendQueue) -> io::Result<usize> {
     match queue.batch(1).next() {
-        Some((to, d)) => udp.try_send_to(d, to).map(|_| 1),
+        Some((to, d)) => socket2::SockRef::from(udp)
+            .send_to(d, &to.into())
+            .map(|_| 1),
         None => Ok(0),
     }
 }

@@ -19,7 +19,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::player_conn::{ask_core_to_join, ask_core_to_resume, check_room, new_session_id};
+use super::player_conn::{
+    ask_core_to_join, ask_core_to_resume, check_room, new_session_id, no_such_session, resumable,
+};
 use super::queue::{Outbox, OutboxRx};
 use super::web_routes::{Route, web_addr};
 use super::{CoreEvent, Shared};
@@ -82,7 +84,7 @@ async fn web_player(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
         }
         Ok(WebHello::Master) => {
             warn!("refused: a master hello sent to a cluster");
-            let why = "this is a cluster: send a connect token";
+            let why = crate::listen::MASTER_HELLO_AT_CLUSTER;
             Err(Some((DisconnectReason::ProtocolViolation, why.into())))
         }
         Err(e) => {
@@ -174,16 +176,10 @@ async fn resume(
     claim: ResumeClaim,
     proof: &[u8; wire::PROOF_LEN],
 ) -> Result<Admitted, Refusal> {
-    let keys = {
-        let s = (shared.published.sessions)
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        s.get(&session_id).map(|(_, k)| k.clone())
-    };
-    let (Some(keys), Some((player, secret))) = (keys, shared.web.secret(session_id)) else {
-        info!("reconnect refused: no such web session");
-        let why = "no such session on this cluster (it ended, or the reconnect window passed)";
-        return Err(Some((DisconnectReason::ResumeRefused, why.into())));
+    let (_, keys) = resumable(shared, session_id)?;
+    let Some((player, secret)) = shared.web.secret(session_id) else {
+        info!("reconnect refused: not a web session");
+        return Err(no_such_session());
     };
     if !wire::check_resume_proof(&secret, session_id, claim.received, claim.attempt, proof) {
         warn!(player, "reconnect refused: the proof does not hold");

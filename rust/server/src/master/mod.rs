@@ -24,19 +24,18 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use sustenet_net::{FrameReader, NetError, write_frame};
-use sustenet_proto::handshake::{self, Hello};
+use sustenet_proto::handshake::Hello;
 use sustenet_proto::{DisconnectReason, Key, MasterKeypair};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
-use crate::handshake_gate::{HandshakeGate, HandshakePermit};
-use tracing::{Instrument, debug, info, info_span, warn};
+use crate::handshake_gate::HandshakeGate;
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::auth::AuthHook;
 use crate::config::Limits;
 use crate::error::ServerError;
+use crate::listen::{self, Greeted, refuse};
 use directory::{Directory, DirectorySettings};
 use instance_hub::InstanceHub;
 use instances::{InstanceSettings, InstanceTable};
@@ -306,25 +305,23 @@ pub async fn run(
     Ok(())
 }
 
-/// Sends a refusal frame, giving up after a second.
-pub(crate) async fn refuse(
-    wr: &mut (impl tokio::io::AsyncWrite + Unpin),
-    reason: DisconnectReason,
-    message: &str,
-) {
-    let frame = handshake::reject_frame(reason, message);
-    let _ = tokio::time::timeout(Duration::from_secs(1), write_frame(wr, &frame, usize::MAX)).await;
-}
-
-async fn handle_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr, conn: u64) {
-    let _ = stream.set_nodelay(true);
-    let Some(permit) = admit(&shared, &mut stream, peer).await else {
-        return;
-    };
-    let limits = shared.config.limits;
-    let (rd, mut wr) = stream.into_split();
-    let mut frames = FrameReader::new(rd, limits.max_frame);
-    let Some(hello) = read_hello(&mut frames, &mut wr, limits, &shared.config.metrics).await else {
+async fn handle_conn(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, conn: u64) {
+    let metrics = &shared.config.metrics;
+    let refused = |r: DisconnectReason| metrics.handshake(Err(r));
+    let greeted = listen::accept_hello(
+        stream,
+        peer,
+        &shared.handshakes,
+        &shared.config.limits,
+        &refused,
+    );
+    let Some(Greeted {
+        frames,
+        mut wr,
+        hello,
+        permit,
+    }) = greeted.await
+    else {
         return;
     };
     match hello {
@@ -357,85 +354,8 @@ async fn handle_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAdd
         }
         Hello::ClientCluster { .. } | Hello::ClientResume { .. } => {
             warn!("refused: a client sent a cluster hello to the master");
-            refuse(
-                &mut wr,
-                DisconnectReason::ProtocolViolation,
-                "this is a master: connect to the cluster address from the ticket",
-            )
-            .await;
-        }
-    }
-}
-
-/// A handshake slot for the connection (general pool, or the known pool for
-/// an address a cluster registered from), and its first bytes within the
-/// first-bytes deadline; refuses and returns `None` otherwise.
-async fn admit(
-    shared: &Arc<Shared>,
-    stream: &mut TcpStream,
-    peer: SocketAddr,
-) -> Option<HandshakePermit> {
-    let permit = match shared.handshakes.admit(peer.ip()) {
-        Ok(p) => p,
-        Err(why) => {
-            warn!("refused: {}", why.message());
-            shared
-                .config
-                .metrics
-                .handshake(Err(DisconnectReason::TooManyHandshakes));
-            refuse(stream, DisconnectReason::TooManyHandshakes, why.message()).await;
-            return None;
-        }
-    };
-    if !shared.handshakes.first_bytes(stream).await {
-        warn!("dropped: no bytes within the first-bytes deadline");
-        shared
-            .config
-            .metrics
-            .handshake(Err(DisconnectReason::HandshakeTimeout));
-        refuse(
-            stream,
-            DisconnectReason::HandshakeTimeout,
-            "no first bytes in time",
-        )
-        .await;
-        return None;
-    }
-    Some(permit)
-}
-
-/// Reads and parses the first frame; refuses (and returns `None`) when it
-/// is missing, late or not a hello of this protocol version.
-async fn read_hello(
-    frames: &mut FrameReader<OwnedReadHalf>,
-    wr: &mut OwnedWriteHalf,
-    limits: Limits,
-    metrics: &crate::metrics::MasterMetrics,
-) -> Option<Hello> {
-    let first = match frames.next_within(limits.handshake_timeout()).await {
-        Ok(Some(f)) => f,
-        Ok(None) => {
-            debug!("closed before its hello");
-            return None;
-        }
-        Err(NetError::Timeout(_)) => {
-            warn!("dropped: no hello within the handshake timeout");
-            metrics.handshake(Err(DisconnectReason::HandshakeTimeout));
-            refuse(wr, DisconnectReason::HandshakeTimeout, "no hello in time").await;
-            return None;
-        }
-        Err(e) => {
-            warn!("dropped: bad first frame: {e}");
-            return None;
-        }
-    };
-    match handshake::parse_hello(&first) {
-        Ok(h) => Some(h),
-        Err(e) => {
-            warn!("refused: {e}");
-            metrics.handshake(Err(e.reason()));
-            refuse(wr, e.reason(), &e.to_string()).await;
-            None
+            let reason = DisconnectReason::ProtocolViolation;
+            refuse(&mut wr, reason, listen::CLUSTER_HELLO_AT_MASTER).await;
         }
     }
 }

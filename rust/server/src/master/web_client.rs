@@ -162,7 +162,7 @@ async fn web_client(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
         },
         Ok(_) => {
             warn!("refused: a cluster hello sent to the master");
-            let why = "this is a master: connect to the cluster address from the ticket";
+            let why = crate::listen::CLUSTER_HELLO_AT_MASTER;
             (DisconnectReason::ProtocolViolation, why.to_string())
         }
         Err(e) => {

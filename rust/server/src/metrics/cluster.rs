@@ -179,7 +179,7 @@ impl ClusterMetrics {
         );
         r.register(
             "datagrams_dropped",
-            "Datagrams dropped, by reason (replay, auth, size, rate, unknown_session, malformed, busy, send_full, send_error)",
+            "Datagrams dropped, by reason (replay, auth, size, rate, unknown_session, malformed, busy, send_full, send_error, seal_busy)",
             self.datagrams_dropped.clone(),
         );
         r.register(

@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use sustenet_proto::crypto::{DATAGRAM_OVERHEAD, DatagramOpener};
@@ -125,6 +125,21 @@ impl Conn {
     pub(crate) fn released(&self) -> bool {
         self.writer().released
     }
+}
+
+/// The session keys of a fake connection, by the low byte of its number:
+/// derived once per process (the fuzz target joins players thousands of
+/// times a second, and the key derivation is not the code under test).
+fn session_keys(n: u8) -> ClientSessionKeys {
+    static KEYS: OnceLock<Vec<ClientSessionKeys>> = OnceLock::new();
+    let all = KEYS.get_or_init(|| {
+        (0..=u8::MAX)
+            .map(|n| {
+                ClientSessionKeys::derive(&[n; 32], &[0x33; 32]).unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect()
+    });
+    all[usize::from(n)].clone()
 }
 
 /// A core on a fake clock.
@@ -246,8 +261,7 @@ impl Harness {
         self.pump();
         let c = self.new_conn();
         let session_id = 1000 + c.conn;
-        let keys = ClientSessionKeys::derive(&[c.conn as u8; 32], &[0x33; 32])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let keys = session_keys(c.conn as u8);
         let udp = keys.datagram(Side::Responder, session_id);
         let client_udp = keys.datagram(Side::Initiator, session_id);
         self.openers.insert(player, client_udp.opener);

@@ -49,6 +49,7 @@ pub(crate) use output::{LinkEvent, Output};
 pub(crate) use players::{NewPlayer, Player, Players, Published, queue, shared_set};
 pub(crate) use resume::Accepted;
 pub(crate) use transfers::Moving;
+pub(crate) use transmit::{SPARE_BUFFERS, Transmit};
 
 use super::ClusterConfig;
 use crate::fragments::{FragmentError, Fragments, Seeded};
@@ -653,9 +654,22 @@ impl<P: Plugin> Core<P> {
         transfers.chain(self.player_deadline).chain(states).min()
     }
 
-    /// Hands every datagram waiting to be sent to `send`.
+    /// Seals every datagram waiting to be sent, here, and hands it to
+    /// `send`, in order.
     pub(crate) fn drain_transmits(&mut self, send: impl FnMut(SocketAddr, &[u8])) {
         self.s.transmits.drain(send);
+    }
+
+    /// Moves every datagram waiting to be sent, unsealed (each with its
+    /// session's sequence number already taken), in order, to the end of
+    /// `out`: for the seal workers, which seal and send them.
+    pub(crate) fn take_transmits(&mut self, out: &mut Vec<Transmit>) {
+        self.s.transmits.take(out);
+    }
+
+    /// Plaintext buffers of datagrams sent elsewhere, back for reuse.
+    pub(crate) fn give_back_buffers(&mut self, buffers: impl IntoIterator<Item = Vec<u8>>) {
+        self.s.transmits.give_back(buffers);
     }
 
     /// The oldest output the driver has not carried out yet.

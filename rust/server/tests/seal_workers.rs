@@ -1,0 +1,273 @@
+//! Datagrams sealed by several seal workers (`[cluster] seal_threads`)
+//! reach real clients exactly as from one thread: every session's
+//! datagrams arrive with consecutive sequence numbers, in the order the
+//! game sent them, and every one is accepted by the receiver's replay
+//! window (none refused as stale or replayed), while the sessions are
+//! spread over all the workers. Raw players check the sequence numbers
+//! byte by byte with the protocol's own opener; a `sustenet-client` player
+//! checks what a game sees. The same runs with sealing on the core's
+//! thread (`seal_threads = 1`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use common::*;
+use sustenet_client::ClientEvent;
+use sustenet_proto::crypto::{DatagramOpener, DatagramSealer};
+use sustenet_proto::datagram::{self, Record};
+use sustenet_proto::{CryptoError, JoinTarget, Key, Side};
+use sustenet_server::cluster::{self, ClusterHandle};
+use sustenet_server::{EchoChat, Limits};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::oneshot;
+
+/// The command of the numbered broadcasts.
+const NUMBERED: u16 = 77;
+/// Broadcasts per wave (each player has at most this many datagrams
+/// waiting in its socket), and waves.
+const PER_WAVE: u32 = 20;
+const WAVES: u32 = 10;
+
+/// A raw player's session on its own UDP socket: what it checks.
+struct Session {
+    _tcp: RawPlayer,
+    session_id: u64,
+    sock: UdpSocket,
+    sealer: DatagramSealer,
+    opener: DatagramOpener,
+    /// The last sequence number and broadcast number received.
+    last_seq: Option<u64>,
+    last_number: Option<u32>,
+    /// The first datagram received, to try again as a replay.
+    first: Option<Vec<u8>>,
+}
+
+impl Session {
+    async fn new(p: RawPlayer, cluster: SocketAddr) -> Session {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        sock.connect(cluster).await.unwrap();
+        let d = p.keys.datagram(Side::Initiator, p.session_id);
+        Session {
+            session_id: p.session_id,
+            _tcp: p,
+            sock,
+            sealer: d.sealer,
+            opener: d.opener,
+            last_seq: None,
+            last_number: None,
+            first: None,
+        }
+    }
+
+    async fn send(&mut self, records: &[Record]) {
+        let mut b = datagram::Batch::new();
+        for r in records {
+            assert!(b.push(r).unwrap());
+        }
+        let d = self.sealer.seal(b.as_bytes()).unwrap();
+        self.sock.send(&d).await.unwrap();
+    }
+
+    /// The next datagram's records: its sequence number must follow the
+    /// previous one's and it must open (not stale, not a replay).
+    async fn recv(&mut self) -> Vec<Record> {
+        let mut buf = vec![0u8; 2048];
+        let n = tokio::time::timeout(GUARD, self.sock.recv(&mut buf))
+            .await
+            .expect("no datagram came")
+            .unwrap();
+        let d = &buf[..n];
+        let seq = u64::from_le_bytes(d[9..17].try_into().unwrap());
+        let want = self.last_seq.map_or(0, |s| s + 1);
+        assert_eq!(
+            seq, want,
+            "session {}: sequence numbers in order",
+            self.session_id
+        );
+        self.last_seq = Some(seq);
+        let plain = self
+            .opener
+            .open(d)
+            .unwrap_or_else(|e| panic!("session {}: datagram {seq} refused: {e}", self.session_id));
+        self.first.get_or_insert_with(|| d.to_vec());
+        datagram::decode_records(&plain).unwrap()
+    }
+
+    /// Proves this socket's address: a Ping, the challenge, its echo.
+    async fn prove(&mut self) {
+        self.send(&[Record::Ping(1)]).await;
+        let challenge = loop {
+            let rs = self.recv().await;
+            if let Some(v) = rs.iter().find_map(|r| match r {
+                Record::PathChallenge(v) => Some(*v),
+                _ => None,
+            }) {
+                break v;
+            }
+        };
+        self.send(&[Record::PathResponse(challenge), Record::Ping(2)])
+            .await;
+        while !self.recv().await.contains(&Record::Pong(2)) {}
+    }
+
+    /// Reads until broadcast `last` has come; every number in between must
+    /// come, in order.
+    async fn numbers_until(&mut self, last: u32) {
+        while self.last_number != Some(last) {
+            for r in self.recv().await {
+                if let Record::Data {
+                    command: NUMBERED,
+                    payload,
+                } = r
+                {
+                    let n = u32::from_le_bytes(payload.try_into().unwrap());
+                    let want = self.last_number.map_or(0, |l| l + 1);
+                    assert_eq!(n, want, "session {}: broadcasts in order", self.session_id);
+                    self.last_number = Some(n);
+                }
+            }
+        }
+    }
+}
+
+/// A cluster running EchoChat with `seal_threads`, and its master.
+struct Setup {
+    master: RunningMaster,
+    key: Key,
+    id: u64,
+    tcp: SocketAddr,
+    udp: SocketAddr,
+    handle: ClusterHandle,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn setup(seal_threads: usize) -> Setup {
+    let keys = keys(&["c"]);
+    let key = keys["c"].clone();
+    let master = start_master(&keys).await;
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (tcp_addr, udp_addr) = (tcp.local_addr().unwrap(), udp.local_addr().unwrap());
+    let mut config = cluster_config(master.addr, "c", "c", 0);
+    // Raw players answer no TCP pings.
+    config.limits = Limits {
+        timeout_ms: 20_000,
+        ..fast_limits()
+    };
+    config.seal_threads = seal_threads;
+    let id = config.cluster_id.unwrap();
+    let (handle, commands) = cluster::command_channel(4096);
+    let (stop, rx) = oneshot::channel::<()>();
+    let k = key.clone();
+    let task = tokio::spawn(async move {
+        cluster::run_with_handle(tcp, udp, config, k, EchoChat, commands, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    wait_for_clusters(&master, 1).await;
+    Setup {
+        master,
+        key,
+        id,
+        tcp: tcp_addr,
+        udp: udp_addr,
+        handle,
+        stop,
+        task,
+    }
+}
+
+/// Raw players (at least 8, more until every worker has a session) and a
+/// client player each get `WAVES` × `PER_WAVE` numbered unreliable
+/// broadcasts; everything arrives in order and is accepted.
+async fn broadcasts_arrive_in_order(seal_threads: usize) {
+    init_tracing();
+    let s = setup(seal_threads).await;
+    let workers = seal_threads.max(1) as u64;
+    let mut sessions = Vec::new();
+    let mut spread = HashSet::new();
+    while sessions.len() < 8 || (spread.len() < workers as usize && sessions.len() < 32) {
+        let client_id = 1_000_001 + sessions.len() as u64;
+        let (t, secret) = craft_token(&s.key, s.id, client_id, now_ms() + 30_000);
+        let p = RawPlayer::connect(s.tcp, &t, &secret).await.unwrap();
+        let mut session = Session::new(p, s.udp).await;
+        session.prove().await;
+        spread.insert(session.session_id % workers);
+        sessions.push(session);
+    }
+    assert_eq!(
+        spread.len() as u64,
+        workers,
+        "every worker seals some session"
+    );
+    let client = join(&s.master, "real", JoinTarget::Id(s.id)).await;
+    client.udp_up().await;
+
+    let mut client_last: Option<u32> = None;
+    for wave in 0..WAVES {
+        let numbers = wave * PER_WAVE..(wave + 1) * PER_WAVE;
+        for n in numbers.clone() {
+            s.handle
+                .broadcast(NUMBERED, n.to_le_bytes().to_vec(), false, None)
+                .unwrap();
+        }
+        let last = numbers.end - 1;
+        for session in &mut sessions {
+            session.numbers_until(last).await;
+        }
+        while client_last != Some(last) {
+            let ev = tokio::time::timeout(GUARD, client.events.recv_async())
+                .await
+                .expect("the client's broadcasts came")
+                .unwrap();
+            match ev {
+                ClientEvent::Packet {
+                    command: NUMBERED,
+                    payload,
+                    reliable: false,
+                } => {
+                    let n = u32::from_le_bytes(payload.try_into().unwrap());
+                    let want = client_last.map_or(0, |l| l + 1);
+                    assert_eq!(n, want, "the client sees every broadcast, in order");
+                    client_last = Some(n);
+                }
+                ClientEvent::Disconnected { reason, message } => {
+                    panic!("client disconnected: {reason} {message}")
+                }
+                _ => {}
+            }
+        }
+    }
+    for session in &mut sessions {
+        let stats = session.opener.stats();
+        assert_eq!(
+            (stats.stale, stats.replays, stats.auth_failures),
+            (0, 0, 0),
+            "session {}: nothing refused",
+            session.session_id
+        );
+        // The window still refuses a copy.
+        let first = session.first.clone().unwrap();
+        let again = session.opener.open(&first);
+        assert!(matches!(again, Err(CryptoError::Replay(_))), "{again:?}");
+    }
+    let _ = s.stop.send(());
+    s.task.await.unwrap();
+    s.master.stop().await;
+}
+
+#[tokio::test]
+async fn datagrams_sealed_by_three_workers_arrive_in_order_and_are_accepted() {
+    broadcasts_arrive_in_order(3).await;
+}
+
+#[tokio::test]
+async fn datagrams_sealed_on_the_core_thread_arrive_in_order_and_are_accepted() {
+    broadcasts_arrive_in_order(1).await;
+}
