@@ -12,6 +12,16 @@
 # (out = positions and echoes sent, in = state records and echoes
 # received) and µs of CPU per message for each. Uses the release build
 # (target/release/sustenet; `cargo build --release -p sustenet-cli`).
+#
+# PERF_STAT=1 also counts the server's system calls over the same window
+# (`perf stat -p` on the server: all of them, and sendto, sendmmsg, recvfrom,
+# recvmmsg, epoll_wait) and context switches, and prints a second line with
+# them and the server's user and system CPU per delivered record (state
+# records and echoes received by bench). Needs perf and tracepoint access.
+# PERF_RECORD=FILE instead records the server's call graphs over the window
+# (`perf record -F 999 -p`, call graphs from frame pointers, or as
+# PERF_CALL_GRAPH says: `dwarf` unwinds Rust frames too) into FILE, for
+# `perf report -i FILE`.
 set -euo pipefail
 
 N=${1:?usage: bench-cpu.sh N WORLD [bench args...]}
@@ -41,7 +51,7 @@ for _ in $(seq 120); do
     if "$BIN" probe --count 1 >probe.log 2>&1; then UP=1; break; fi
     sleep 0.5
 done
-[ -n "$UP" ] || { echo "sustenet up did not answer a probe within a minute:" >&2; tail -5 up.log probe.log >&2; exit 1; }
+[ -n "$UP" ] || { echo "sustenet up did not answer a probe within a minute:" >&2; tail -n 5 up.log probe.log >&2; exit 1; }
 
 # CPU seconds (user + system) of the processes given.
 cpu() {
@@ -59,12 +69,23 @@ taskset -c "$BENCH_CORE" "$BIN" bench --clients "$N" --world "$WORLD" --duration
 BENCH=$!
 sleep "$(awk -v r="$RAMP" 'BEGIN { print r + 2.3 }')"
 WORKERS=$(pgrep -P "$BENCH" | tr '\n' ' ' || true)
+SU0=$(cut -d' ' -f14,15 "/proc/$SERVER/stat")
 S0=$(cpu "$SERVER"); B0=$(cpu "$BENCH" $WORKERS); T0=$(date +%s.%N)
-sleep "$((DURATION - 4))"
+if [ -n "${PERF_RECORD:-}" ]; then
+    perf record -q --call-graph "${PERF_CALL_GRAPH:-fp}" -F 999 -o "$PERF_RECORD" -p "$SERVER" -- sleep "$((DURATION - 4))" 2>/dev/null
+elif [ "${PERF_STAT:-0}" = 1 ]; then
+    perf stat -x, -o perf.csv -p "$SERVER" -e task-clock,context-switches,raw_syscalls:sys_enter \
+        -e syscalls:sys_enter_sendto,syscalls:sys_enter_sendmmsg,syscalls:sys_enter_recvfrom \
+        -e syscalls:sys_enter_recvmmsg,syscalls:sys_enter_epoll_wait -- sleep "$((DURATION - 4))"
+else
+    sleep "$((DURATION - 4))"
+fi
 S1=$(cpu "$SERVER"); B1=$(cpu "$BENCH" $WORKERS); T1=$(date +%s.%N)
+SU1=$(cut -d' ' -f14,15 "/proc/$SERVER/stat")
 wait "$BENCH" || true
 HZ=$(getconf CLK_TCK)
-python3 - "$S0" "$S1" "$B0" "$B1" "$T0" "$T1" "$HZ" "$N" "$WORLD" bench.json <<'EOF'
+[ -f perf.csv ] || : >perf.csv
+python3 - "$S0" "$S1" "$B0" "$B1" "$T0" "$T1" "$HZ" "$N" "$WORLD" bench.json "$SU0" "$SU1" perf.csv <<'EOF'
 import json, sys
 s0, s1, b0, b1 = (int(x) for x in sys.argv[1:5])
 t0, t1, hz = float(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7])
@@ -82,4 +103,19 @@ print(f"N {n} world {world}: ok {j['ok']} errors {j['errors']}, "
       f"bench/server {bench / server:.2f}; "
       f"state delivery {100 * (st['delivery'] or 0):.1f} %, latency p50/p99 {lat['p50'] / 1000:.2f}/{lat['p99'] / 1000:.2f} ms; "
       f"echo RTT p99 reliable {j['rtt_us']['reliable']['p99'] / 1000:.2f} ms, unreliable {j['rtt_us']['unreliable']['p99'] / 1000:.2f} ms")
+if open(sys.argv[13]).read().strip():
+    rec = j["msgs_in_per_s"] * wall
+    (u0, k0), (u1, k1) = ([int(x) for x in a.split()] for a in sys.argv[11:13])
+    counts = {}
+    for line in open(sys.argv[13]):
+        f = line.strip().split(",")
+        if len(f) > 2 and f[0].replace(".", "", 1).isdigit():
+            counts[f[2].split(":")[-1]] = float(f[0])
+    per = lambda k: counts.get(k, 0) / rec
+    print(f"per delivered record ({rec:.0f} records in {wall:.1f} s): "
+          f"server user {(u1 - u0) / hz * 1e6 / rec:.2f} us, system {(k1 - k0) / hz * 1e6 / rec:.2f} us; "
+          f"syscalls {per('sys_enter'):.3f} (sendto {per('sys_enter_sendto'):.3f}, sendmmsg {per('sys_enter_sendmmsg'):.4f}, "
+          f"recvfrom {per('sys_enter_recvfrom'):.3f}, recvmmsg {per('sys_enter_recvmmsg'):.4f}, "
+          f"epoll_wait {per('sys_enter_epoll_wait'):.4f}); context switches {per('context-switches'):.4f}; "
+          f"task-clock {counts.get('task-clock', 0) * 1e3 / rec:.2f} us")
 EOF

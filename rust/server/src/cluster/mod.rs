@@ -312,9 +312,15 @@ pub async fn run_with_handle(
         }
         core.finish();
         io.carry_out(&mut core).await;
+        // The datagrams of several inputs leave together: sent once no
+        // event waits (or a batch is full, see `UdpSender::queue`).
+        if events_rx.is_empty() {
+            io.udp.flush();
+        }
     }
     core.shutdown();
     io.carry_out(&mut core).await;
+    io.udp.flush();
     let _ = stop_tx.send(true);
     crate::listen::wind_down(&mut tasks).await;
     Ok(())
@@ -459,8 +465,8 @@ struct Io {
 }
 
 impl Io {
-    /// Carries out every output of the core, in order, then sends its
-    /// datagrams.
+    /// Carries out every output of the core, in order, then queues its
+    /// datagrams (sent by [`UdpSender::flush`] or once a batch is full).
     async fn carry_out<P: Plugin>(&mut self, core: &mut Core<P>) {
         while let Some(o) = core.poll_output() {
             match o {
@@ -501,7 +507,6 @@ impl Io {
                     udp.queue(addr, d);
                 }
             });
-            udp.flush();
             return;
         };
         // The seal workers seal and send them (`seal_pool.rs`).
