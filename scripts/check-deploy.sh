@@ -42,11 +42,12 @@ check kubernetes/serviceaccount-v1.json deploy/k8s/master-serviceaccount.yaml
 check kubernetes/role-rbac-v1.json deploy/k8s/master-role.yaml
 check kubernetes/rolebinding-rbac-v1.json deploy/k8s/master-rolebinding.yaml
 check kubernetes/configmap-v1.json deploy/k8s/master-config.yaml
+check agones/fleet-agones-v1.json deploy/k8s/godot-fleet.yaml
 check agones/fleetautoscaler-autoscaling-v1.json deploy/k8s/fleetautoscaler.yaml
 # Every manifest in deploy/k8s/ is one of those above.
 for f in deploy/k8s/*.yaml; do
     case "$(basename "$f")" in
-        master-deployment.yaml|master-service.yaml|fleet.yaml|fleetautoscaler.yaml) ;;
+        master-deployment.yaml|master-service.yaml|fleet.yaml|godot-fleet.yaml|fleetautoscaler.yaml) ;;
         instance-fleet-dungeon.yaml|master-serviceaccount.yaml|master-role.yaml) ;;
         master-rolebinding.yaml|master-config.yaml) ;;
         *) say "$f is not validated: add it to scripts/check-deploy.sh"; exit 1 ;;
