@@ -282,3 +282,53 @@ fn a_late_report_does_not_hold_the_next_one_that_comes_on_time() {
         "the on-time report after a late one"
     );
 }
+
+/// A fragment update finds each due state's audience one way when few are
+/// due (each subject's audience) and another when most are (every
+/// recipient's subjects): both reach the same players.
+#[test]
+fn an_update_sends_each_due_state_to_its_whole_audience_whether_few_or_many_are_due() {
+    let window = 2 * MS;
+    let mut h = world(window, 4);
+    let t0 = h.now;
+    h.update();
+    for p in 1..=4 {
+        set_state(&mut h, p, &[p as u8]);
+    }
+    h.at(t0 + window);
+    assert_eq!(by_recipient(&mut h).len(), 4);
+    // Player 1 sets again at 10 ms (held by the rate bound until the
+    // update at 50 ms); the others at 30 ms (out at once, so not due then).
+    h.at(t0 + 10 * MS);
+    set_state(&mut h, 1, b"a");
+    for p in 2..=4 {
+        h.at(t0 + 30 * MS);
+        set_state(&mut h, p, &[p as u8, b'b']);
+    }
+    h.at(t0 + 30 * MS + window);
+    assert_eq!(by_recipient(&mut h).len(), 4);
+    // One state of four due: its audience, the three others.
+    h.at(t0 + 50 * MS);
+    h.update();
+    h.at(t0 + 50 * MS + window);
+    let one = |to| (to, vec![(1, b"a".to_vec())]);
+    assert_eq!(by_recipient(&mut h), vec![one(2), one(3), one(4)]);
+    // At 100 ms all four are a period old: each hears the three others.
+    h.at(t0 + 100 * MS);
+    h.update();
+    h.at(t0 + 100 * MS + window);
+    let state = |p: PlayerId| {
+        if p == 1 {
+            b"a".to_vec()
+        } else {
+            vec![p as u8, b'b']
+        }
+    };
+    let all: Vec<Heard> = (1..=4)
+        .map(|to| {
+            let heard = (1..=4).filter(|&p| p != to).map(|p| (p, state(p)));
+            (to, heard.collect())
+        })
+        .collect();
+    assert_eq!(by_recipient(&mut h), all);
+}

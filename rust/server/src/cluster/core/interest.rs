@@ -93,6 +93,8 @@ pub(crate) struct Interest {
     updates: u64,
     /// The fragments due this update (scratch).
     due: Vec<FragmentId>,
+    /// The subjects an update sends (scratch).
+    due_subjects: Vec<PlayerId>,
     pub(crate) events: Vec<FragmentEvent>,
 }
 
@@ -108,6 +110,7 @@ impl Interest {
             pending,
             updates: 0,
             due: Vec::new(),
+            due_subjects: Vec::new(),
             events: Vec::new(),
         }
     }
@@ -196,6 +199,7 @@ impl Interest {
             pending,
             updates,
             due,
+            due_subjects,
             ..
         } = self;
         due.clear();
@@ -205,27 +209,45 @@ impl Interest {
         }
         *updates += 1;
         let update = *updates;
-        let mut any = false;
+        due_subjects.clear();
+        let mut considered = 0;
         for fragment in due.iter() {
             let period = fragments.settings(*fragment).period();
             for player in fragments.players_in(*fragment) {
                 let Some(s) = states.get_mut(&player) else {
                     continue;
                 };
+                considered += 1;
                 let stale = s
                     .sent
                     .is_none_or(|t| now.saturating_duration_since(t) >= period);
                 if s.changed || stale {
                     s.update = update;
                     s.mark_sent(now, period, s.changed);
-                    any = true;
+                    due_subjects.push(player);
                 }
             }
         }
-        if !any {
+        if due_subjects.is_empty() {
             return;
         }
         let states = &*states;
+        // Most states left when they were set: when at most half are due,
+        // each one's audience is cheaper than every recipient's subjects.
+        if due_subjects.len() * 2 <= considered {
+            for &subject in due_subjects.iter() {
+                let Some(s) = states.get(&subject) else {
+                    continue;
+                };
+                let len = s.record_len();
+                fragments.for_each_audience(subject, |recipient| {
+                    pending.add(now, recipient, subject, len, |r, subjects| {
+                        out.send(players, states, r, subjects)
+                    });
+                });
+            }
+            return;
+        }
         fragments.fan_out(|recipient, subjects| {
             for subject in subjects {
                 if let Some(s) = states.get(subject).filter(|s| s.update == update) {
