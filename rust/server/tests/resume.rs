@@ -19,11 +19,11 @@ use sustenet_client::{ClientConfig, ClientEvent};
 use sustenet_proto::handshake::{self, ResumeClaim};
 use sustenet_proto::{ClientSessionKeys, DisconnectReason, JoinTarget, Key};
 use sustenet_proto::{ClusterToClient, Message};
-use sustenet_server::cluster::{self, ClusterConfig, ClusterHandle};
+use sustenet_server::cluster::{ClusterConfig, ClusterHandle};
 use sustenet_server::{Channel, Context, PlayerId, Plugin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{Mutex, oneshot};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
 /// Client → cluster and cluster → client: a numbered message (u32 LE) padded
@@ -233,8 +233,7 @@ struct Setup {
     proxy: Proxy,
     handle: ClusterHandle,
     seen: flume::Receiver<Seen>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    cluster: RunningCluster,
 }
 
 /// A master and a recording cluster whose advertised TCP port is the
@@ -247,8 +246,7 @@ async fn setup(grace: Duration) -> Setup {
 async fn setup_with(grace: Duration, tune: impl FnOnce(&mut ClusterConfig)) -> Setup {
     let keys = keys(&["c"]);
     let master = start_master(&keys).await;
-    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (tcp, udp) = loopback_sockets().await;
     let cluster_tcp = tcp.local_addr().unwrap();
     let proxy = Proxy::start(cluster_tcp).await;
     let mut config = ClusterConfig {
@@ -260,16 +258,8 @@ async fn setup_with(grace: Duration, tune: impl FnOnce(&mut ClusterConfig)) -> S
     tune(&mut config);
     let cluster_id = config.cluster_id.unwrap();
     let (seen_tx, seen) = flume::unbounded();
-    let (handle, commands) = cluster::command_channel(65_536);
-    let (stop, rx) = oneshot::channel::<()>();
     let key: Key = keys["c"].clone();
-    let task = tokio::spawn(async move {
-        cluster::run_with_handle(tcp, udp, config, key, Recorder(seen_tx), commands, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
+    let (cluster, handle) = spawn_cluster(tcp, udp, config, key, Recorder(seen_tx), 65_536);
     wait_for_clusters(&master, 1).await;
     Setup {
         master,
@@ -279,18 +269,24 @@ async fn setup_with(grace: Duration, tune: impl FnOnce(&mut ClusterConfig)) -> S
         proxy,
         handle,
         seen,
-        stop: Some(stop),
-        task,
+        cluster,
     }
 }
 
 impl Setup {
-    async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        let _ = (&mut self.task).await;
+    async fn stop(self) {
+        self.cluster.stop().await;
         self.master.stop().await;
+    }
+
+    /// Waits until the game sees `player` connected, cuts the link, and
+    /// waits until the game sees it lost (`ConnectionLost`), collecting the
+    /// numbers that arrive meanwhile into `up`.
+    async fn cut_when_connected(&self, player: PlayerId, up: &mut Vec<u32>) {
+        self.wait_seen(&Seen::Connected(player), up).await;
+        self.proxy.down().await;
+        let lost = Seen::Lost(player, DisconnectReason::ConnectionLost);
+        self.wait_seen(&lost, up).await;
     }
 
     /// Waits for the game to see `want`, collecting the numbers that arrive
@@ -451,14 +447,7 @@ async fn after_the_window_the_player_is_gone_with_a_reason() {
     let p = join(&s.master, "bob", JoinTarget::Auto).await;
     let player = p.id;
     let mut up = Vec::new();
-    s.wait_seen(&Seen::Connected(player), &mut up).await;
-
-    s.proxy.down().await;
-    s.wait_seen(
-        &Seen::Lost(player, DisconnectReason::ConnectionLost),
-        &mut up,
-    )
-    .await;
+    s.cut_when_connected(player, &mut up).await;
     // Sent while away: kept, then dropped with the player.
     s.handle.send(player, NUMBERED, numbered(0), true).unwrap();
     let gone = tokio::time::timeout(GUARD, s.seen.recv_async())
@@ -668,13 +657,7 @@ async fn copied_hellos_are_refused_and_the_session_goes_on() {
     let p = join_buffered(&s, "fay", |_| {}).await;
     let player = p.id;
     let (mut up, mut down) = (Vec::new(), Vec::new());
-    s.wait_seen(&Seen::Connected(player), &mut up).await;
-    s.proxy.down().await;
-    s.wait_seen(
-        &Seen::Lost(player, DisconnectReason::ConnectionLost),
-        &mut up,
-    )
-    .await;
+    s.cut_when_connected(player, &mut up).await;
     s.proxy.up();
     collect(&p.events, &mut down, "reconnected", |e| {
         matches!(e, ClientEvent::Reconnected { .. })
@@ -783,13 +766,7 @@ async fn too_much_sent_while_away_ends_the_session_on_either_side() {
     let p = join_buffered(&s, "ida", |c| c.resume_buffer = 16 * 1024).await;
     let player = p.id;
     let (mut up, mut down) = (Vec::new(), Vec::new());
-    s.wait_seen(&Seen::Connected(player), &mut up).await;
-    s.proxy.down().await;
-    s.wait_seen(
-        &Seen::Lost(player, DisconnectReason::ConnectionLost),
-        &mut up,
-    )
-    .await;
+    s.cut_when_connected(player, &mut up).await;
     collect(&p.events, &mut down, "reconnecting", |e| {
         matches!(e, ClientEvent::Reconnecting { .. })
     })

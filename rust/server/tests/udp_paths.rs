@@ -17,31 +17,25 @@ use common::*;
 use sustenet_proto::crypto::{DatagramOpener, DatagramSealer};
 use sustenet_proto::datagram::{self, Record};
 use sustenet_proto::{JoinTarget, Key, Side};
-use sustenet_server::cluster::{self, ClusterConfig, ClusterHandle};
+use sustenet_server::cluster::{ClusterConfig, ClusterHandle};
 use sustenet_server::{EchoChat, Limits};
-use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{mpsc, oneshot};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 
 /// A cluster running EchoChat with a handle (to stream states), its key and
 /// addresses, and the master it registered with.
 struct Setup {
     master: RunningMaster,
     key: Key,
-    id: u64,
-    tcp: SocketAddr,
-    udp: SocketAddr,
+    cluster: RunningCluster,
     handle: ClusterHandle,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 async fn setup(tune: impl FnOnce(&mut ClusterConfig)) -> Setup {
     let keys = keys(&["c"]);
     let key = keys["c"].clone();
     let master = start_master(&keys).await;
-    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let (tcp_addr, udp_addr) = (tcp.local_addr().unwrap(), udp.local_addr().unwrap());
+    let (tcp, udp) = loopback_sockets().await;
     let mut config = cluster_config(master.addr, "c", "c", 0);
     // Raw players here answer TCP pings only now and then.
     config.limits = Limits {
@@ -49,43 +43,26 @@ async fn setup(tune: impl FnOnce(&mut ClusterConfig)) -> Setup {
         ..fast_limits()
     };
     tune(&mut config);
-    let id = config.cluster_id.unwrap();
-    let (handle, commands) = cluster::command_channel(1024);
-    let (stop, rx) = oneshot::channel::<()>();
-    let k = key.clone();
-    let task = tokio::spawn(async move {
-        cluster::run_with_handle(tcp, udp, config, k, EchoChat, commands, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
+    let (cluster, handle) = spawn_cluster(tcp, udp, config, key.clone(), EchoChat, 1024);
     wait_for_clusters(&master, 1).await;
     Setup {
         master,
         key,
-        id,
-        tcp: tcp_addr,
-        udp: udp_addr,
+        cluster,
         handle,
-        stop: Some(stop),
-        task,
     }
 }
 
 impl Setup {
-    async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        let _ = (&mut self.task).await;
+    async fn stop(self) {
+        self.cluster.stop().await;
         self.master.stop().await;
     }
 
     /// A player joined by hand with a crafted token.
     async fn raw_player(&self, client_id: u64) -> RawPlayer {
-        let (t, s) = craft_token(&self.key, self.id, client_id, now_ms() + 30_000);
-        RawPlayer::connect(self.tcp, &t, &s).await.unwrap()
+        let (t, s) = craft_token(&self.key, self.cluster.id, client_id, now_ms() + 30_000);
+        RawPlayer::connect(self.cluster.tcp, &t, &s).await.unwrap()
     }
 
     /// Makes `subject` stream its state to `watcher` at the grid's rate.
@@ -227,7 +204,7 @@ async fn a_player_cannot_make_the_cluster_stream_at_an_address_that_never_answer
         .keys
         .datagram(Side::Initiator, attacker.session_id)
         .sealer;
-    let mut own = Socket::new(&attacker, s.udp).await;
+    let mut own = Socket::new(&attacker, s.cluster.udp).await;
     own.prove(&mut sealer).await;
     // The other player's state streams to the attacker from now on.
     s.stream(2, 1);
@@ -236,7 +213,7 @@ async fn a_player_cannot_make_the_cluster_stream_at_an_address_that_never_answer
 
     // The "victim" socket stands for a spoofed source: the attacker's
     // authenticated datagrams come from it, and it never answers.
-    let mut victim = Socket::new(&attacker, s.udp).await;
+    let mut victim = Socket::new(&attacker, s.cluster.udp).await;
     for i in 0..20u64 {
         victim.send(&mut sealer, &pings(i * 1000)).await;
         victim.send(&mut sealer, &[echo(b"to the victim")]).await;
@@ -327,9 +304,9 @@ async fn a_real_client_keeps_its_datagrams_across_a_nat_rebinding() {
     let inside = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let port = inside.local_addr().unwrap().port();
     let s = setup(|c| c.public_udp_port = Some(port)).await;
-    let nat = Nat::start(inside, s.udp);
+    let nat = Nat::start(inside, s.cluster.udp);
     assert_eq!(nat.addr.port(), port);
-    let p = join(&s.master, "ann", JoinTarget::Id(s.id)).await;
+    let p = join(&s.master, "ann", JoinTarget::Id(s.cluster.id)).await;
     // The other player's state streams to this one.
     let other = s.raw_player(p.id + 1).await;
     p.udp_up().await;

@@ -11,7 +11,7 @@ use sustenet_client::{Client, ClientConfig, ClientEvent};
 use sustenet_proto::{Key, MasterKeypair};
 use sustenet_server::cluster::{self, ClusterConfig};
 use sustenet_server::master::{self, MasterConfig, MasterKeys};
-use sustenet_server::{AllowAll, EchoChat, Limits};
+use sustenet_server::{AllowAll, ClusterHandle, EchoChat, Limits, Plugin};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -151,28 +151,49 @@ pub async fn start_cluster(
 }
 
 /// Starts a cluster with EchoChat on loopback port 0 with `config`.
-pub async fn start_cluster_with(mut config: ClusterConfig, key: Key) -> RunningCluster {
+pub async fn start_cluster_with(config: ClusterConfig, key: Key) -> RunningCluster {
+    let (tcp, udp) = loopback_sockets().await;
+    spawn_cluster(tcp, udp, config, key, EchoChat, 1).0
+}
+
+/// A TCP listener and a UDP socket on loopback, each on a free port.
+pub async fn loopback_sockets() -> (TcpListener, UdpSocket) {
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    (tcp, udp)
+}
+
+/// Runs a cluster with `plugin` on `tcp` and `udp` and a command queue of
+/// `commands` entries: the running cluster and its handle.
+pub fn spawn_cluster(
+    tcp: TcpListener,
+    udp: UdpSocket,
+    mut config: ClusterConfig,
+    key: Key,
+    plugin: impl Plugin,
+    commands: usize,
+) -> (RunningCluster, ClusterHandle) {
     let (tcp_addr, udp_addr) = (tcp.local_addr().unwrap(), udp.local_addr().unwrap());
     let id = *config
         .cluster_id
         .get_or_insert_with(|| rand::rng().next_u64());
+    let (handle, command_rx) = cluster::command_channel(commands);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        cluster::run(tcp, udp, config, key, EchoChat, async {
+        cluster::run_with_handle(tcp, udp, config, key, plugin, command_rx, async {
             let _ = rx.await;
         })
         .await
         .unwrap();
     });
-    RunningCluster {
+    let cluster = RunningCluster {
         id,
         tcp: tcp_addr,
         udp: udp_addr,
         stop: Some(tx),
         task,
-    }
+    };
+    (cluster, handle)
 }
 
 /// Where a master is and its public key: enough for clients. Cheap to clone
