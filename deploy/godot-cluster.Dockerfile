@@ -2,18 +2,28 @@
 # Godot, in a small runtime image: how a Godot game server runs as a container.
 #
 #   docker build -f deploy/godot-cluster.Dockerfile -t sustenet-godot-cluster .
+#   docker build -f deploy/godot-cluster.Dockerfile --build-arg SUSTENET_GODOT_FEATURES=agones \
+#       -t sustenet-godot-cluster:agones .          # for deploy/k8s/godot-fleet.yaml
 #   docker run --rm sustenet-godot-cluster --master-address=master --key-path=/keys/cluster-1
 #
 # Arguments after the image name are the demo cluster's user arguments (cluster.gd). Runs as an
 # unprivileged user.
 
 ARG GODOT_VERSION=4.6.3
+# Cargo features of the GDExtension: "agones" for an Agones GameServer image
+# (deploy/k8s/godot-fleet.yaml; the cluster then runs with --agones).
+ARG SUSTENET_GODOT_FEATURES=""
 
 # --- the GDExtension ---
 FROM rust:1-bookworm AS extension
+ARG SUSTENET_GODOT_FEATURES
 WORKDIR /src
+# protoc and the well-known types: the Agones SDK's gRPC code is generated at build time.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev \
+    && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN cargo build --release --locked -p sustenet-godot \
+RUN cargo build --release --locked -p sustenet-godot --features "${SUSTENET_GODOT_FEATURES}" \
     && install -D -m 0644 target/release/libsustenet.so /out/libsustenet.so
 
 # --- the export ---

@@ -38,11 +38,12 @@ check compose/compose-spec.json deploy/compose.yaml
 check kubernetes/deployment-apps-v1.json deploy/k8s/master-deployment.yaml
 check kubernetes/service-v1.json deploy/k8s/master-service.yaml
 check agones/fleet-agones-v1.json deploy/k8s/fleet.yaml
+check agones/fleet-agones-v1.json deploy/k8s/godot-fleet.yaml
 check agones/fleetautoscaler-autoscaling-v1.json deploy/k8s/fleetautoscaler.yaml
 # Every manifest in deploy/k8s/ is one of those above.
 for f in deploy/k8s/*.yaml; do
     case "$(basename "$f")" in
-        master-deployment.yaml|master-service.yaml|fleet.yaml|fleetautoscaler.yaml) ;;
+        master-deployment.yaml|master-service.yaml|fleet.yaml|godot-fleet.yaml|fleetautoscaler.yaml) ;;
         *) say "$f is not validated: add it to scripts/check-deploy.sh"; exit 1 ;;
     esac
 done

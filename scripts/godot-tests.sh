@@ -61,6 +61,12 @@
 #                   spawns, synchronizer positions, reliable / unreliable / ordered @rpcs both ways
 #                   and through the relay, close and a new peer, transfer_peer of the web player to
 #                   a second cluster, kicks with REASON_KICKED
+#   agones          SustenetCluster as an Agones GameServer: the addon built with the cargo
+#                   feature `agones` (the library is built here once more, about a minute of
+#                   linking; the default addon stays without it), tests/test_agones.gd in a
+#                   project of its own, the SDK sidecar played by the recording SDK server of
+#                   rust/server/tests/agones.rs (examples/agones_sdk_recorder.rs): Ready after
+#                   registration, health pings, PlayerConnect/Disconnect, Shutdown on quit
 #   border          server meshing: the demo cluster as "West Cluster" and "East Cluster" in two
 #                   Godot processes (border_cluster_node.gd); a client (test_border.gd) walks
 #                   over the border and is handed over with its state; three verdicts
@@ -263,6 +269,8 @@ say "sustenet master on 127.0.0.1:$MASTER_PORT (pid $MASTER_PID), keys in $T/key
 # --- tests ---------------------------------------------------------------------------------
 # shellcheck source=scripts/lib/godot-portal-test.sh
 . "$REPO/scripts/lib/godot-portal-test.sh"
+# shellcheck source=scripts/lib/godot-agones-test.sh
+. "$REPO/scripts/lib/godot-agones-test.sh"
 if wanted client_cluster; then
     say "running client_cluster (two Godot processes)"
     start_bg "$T/cluster_node.log" timeout -k 5 90 "$GODOT" --headless --path "$PROJECT" \
@@ -664,6 +672,11 @@ if wanted mp_bench; then
             grep -h '^BENCH_' "${blog}_client.log" "${blog}_server.log" | sed 's/^/godot-tests: /'
         done
     done
+fi
+
+if wanted agones; then
+    say "running agones (SustenetCluster.agones_enabled against the recording SDK server)"
+    run_agones_test
 fi
 
 say "master log: $(grep -c . "$T/master.log") lines; it ran the whole time: $(kill -0 "$MASTER_PID" 2>/dev/null && echo yes || echo no)"

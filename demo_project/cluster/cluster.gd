@@ -7,6 +7,9 @@
 ##   --master-address=HOST --master-port=PORT --key-name=NAME --key-path=FILE
 ##   --max-connections=N --quit-after=SECONDS
 ##   --metrics-bind=IP:PORT serve Prometheus /metrics of the cluster there (metrics_bind)
+##   --agones               run as an Agones GameServer (agones_enabled; the addon built with
+##                          the cargo feature `agones`, docs/godot.md)
+##   --agones-sdk-port=PORT the SDK sidecar's gRPC port (default: AGONES_SDK_GRPC_PORT, else 9357)
 ##   --stop-file=PATH       stop cleanly (exit code 0) once PATH exists, checked 4 times a
 ##                          second: how scripts and tests end an exported cluster
 ## Two clusters side by side (server meshing, see README.md):
@@ -101,6 +104,8 @@ func _enter_tree() -> void:
 	if args.has("key-path"): c.key_path = args["key-path"]
 	if args.has("max-connections"): c.max_connections = int(args["max-connections"])
 	if args.has("metrics-bind"): c.metrics_bind = args["metrics-bind"]
+	if args.has("agones"): c.agones_enabled = true
+	if args.has("agones-sdk-port"): c.agones_sdk_port = int(args["agones-sdk-port"])
 	if args.has("border-x"): border_x = float(args["border-x"])
 	if args.has("neighbour-name"): neighbour_name = args["neighbour-name"]
 	if args.has("neighbour-id"): neighbour_id = int(args["neighbour-id"])

@@ -64,10 +64,35 @@ pub fn block_on<F: std::future::Future>(handle: &Handle, fut: F) -> Result<F::Ou
     Ok(handle.block_on(fut))
 }
 
+/// Tasks that [`shutdown`] lets finish first (an Agones cluster's `Shutdown()`).
+static FINISH_FIRST: Mutex<Vec<tokio::task::JoinHandle<()>>> = Mutex::new(Vec::new());
+
+/// Longest [`shutdown`] waits for the tasks of [`finish_before_shutdown`].
+const FINISH_WAIT: Duration = Duration::from_secs(5);
+
+/// Lets `task` finish (at most [`FINISH_WAIT`] for all of them) before the
+/// runtime stops when the extension unloads.
+pub fn finish_before_shutdown(task: tokio::task::JoinHandle<()>) {
+    let mut tasks = FINISH_FIRST.lock().unwrap_or_else(|p| p.into_inner());
+    tasks.retain(|t| !t.is_finished());
+    tasks.push(task);
+}
+
 /// Stops the runtime; called when the extension unloads.
 pub fn shutdown() {
     let rt = RUNTIME.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(rt) = rt {
+        let tasks = std::mem::take(&mut *FINISH_FIRST.lock().unwrap_or_else(|p| p.into_inner()));
+        if !tasks.is_empty() {
+            rt.block_on(async {
+                let all = async {
+                    for t in tasks {
+                        let _ = t.await;
+                    }
+                };
+                let _ = tokio::time::timeout(FINISH_WAIT, all).await;
+            });
+        }
         rt.shutdown_timeout(Duration::from_secs(1));
     }
 }

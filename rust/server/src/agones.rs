@@ -12,7 +12,8 @@
 //! - the first time it is registered with the master: `Ready()` (a cluster
 //!   that cannot reach its master is never Ready, so never allocated);
 //! - every core heartbeat tick: one `Health()` ping, so a stuck core misses
-//!   its health checks and Agones replaces the GameServer;
+//!   its health checks and Agones replaces the GameServer (with
+//!   [`Agones::wrap_game_loop`], only while the game's own loop also runs);
 //! - a player joins / leaves: `PlayerConnect(id)` / `PlayerDisconnect(id)`
 //!   (ids in decimal);
 //! - the first player joins: `Allocate()`, so the GameServer is Allocated
@@ -164,6 +165,26 @@ impl Agones {
             capacity,
             ready: false,
             players: 0,
+            game_loop: None,
+        }
+    }
+
+    /// [`Self::wrap`] for a game whose own code runs in a loop outside the
+    /// core (a Godot `SustenetCluster`: the plugin only queues events for
+    /// Godot's main loop, so the core keeps ticking while a game script is
+    /// stuck). The core tick's `Health()` ping is sent only while `game_loop`
+    /// has beaten within `stuck_after`: a game loop that stops stops the
+    /// pings, and Agones replaces the GameServer.
+    pub fn wrap_game_loop<P: Plugin>(
+        &self,
+        plugin: P,
+        capacity: u32,
+        game_loop: GameLoopBeat,
+        stuck_after: Duration,
+    ) -> WithAgones<P> {
+        WithAgones {
+            game_loop: Some((game_loop, stuck_after)),
+            ..self.wrap(plugin, capacity)
         }
     }
 
@@ -285,6 +306,26 @@ async fn run(
     debug!("Agones link closed");
 }
 
+/// When a game loop outside the core last ran ([`Agones::wrap_game_loop`]).
+/// Clones share it; a new one has never beaten.
+#[derive(Debug, Clone, Default)]
+pub struct GameLoopBeat(Arc<std::sync::atomic::AtomicU64>);
+
+impl GameLoopBeat {
+    /// The game loop runs now (call it every frame).
+    pub fn beat(&self) {
+        self.0
+            .store(crate::time::now_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether it ran within `within` of `now_ms` (ms since the epoch).
+    fn alive(&self, now_ms: u64, within: Duration) -> bool {
+        let last = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        let within = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
+        last != 0 && now_ms.saturating_sub(last) <= within
+    }
+}
+
 /// A plugin whose cluster events are also sent to Agones (see the
 /// [module docs](self)); made by [`Agones::wrap`].
 pub struct WithAgones<P> {
@@ -293,6 +334,8 @@ pub struct WithAgones<P> {
     capacity: u32,
     ready: bool,
     players: usize,
+    /// The game loop whose beat the health pings need, and how old it may be.
+    game_loop: Option<(GameLoopBeat, Duration)>,
 }
 
 impl<P> fmt::Debug for WithAgones<P> {
@@ -385,7 +428,13 @@ impl<P: Plugin> Plugin for WithAgones<P> {
         self.inner.on_fragment(ctx, event);
     }
     fn on_tick(&mut self, ctx: &mut Context<'_>) {
-        self.call(Call::Health);
+        let alive = self
+            .game_loop
+            .as_ref()
+            .is_none_or(|(beat, within)| beat.alive(crate::time::now_ms(), *within));
+        if alive {
+            self.call(Call::Health);
+        }
         self.inner.on_tick(ctx);
     }
 }
@@ -393,6 +442,18 @@ impl<P: Plugin> Plugin for WithAgones<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_game_loop_is_alive_only_within_its_window_after_a_beat() {
+        let beat = GameLoopBeat::default();
+        let window = Duration::from_secs(2);
+        assert!(!beat.alive(crate::time::now_ms(), window), "never beaten");
+        beat.beat();
+        let now = crate::time::now_ms();
+        assert!(beat.alive(now, window));
+        assert!(beat.alive(now + 2_000, window));
+        assert!(!beat.alive(now + 2_001, window));
+    }
 
     #[test]
     fn only_an_allocation_the_cluster_did_not_make_reserves_it() {

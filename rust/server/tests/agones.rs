@@ -14,7 +14,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -29,164 +29,9 @@ use sustenet_server::prometheus_client::registry::Registry;
 use sustenet_server::{Channel, EchoChat, Limits, PlayerId, Plugin};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::oneshot;
-use tonic::{Request, Response, Status, Streaming};
 
-mod pb {
-    pub mod sdk {
-        tonic::include_proto!("agones.dev.sdk");
-        pub mod alpha {
-            tonic::include_proto!("agones.dev.sdk.alpha");
-        }
-    }
-}
-use pb::sdk::alpha::sdk_server::{Sdk as AlphaSdk, SdkServer as AlphaServer};
-use pb::sdk::sdk_server::{Sdk, SdkServer};
-
-/// Every call the SDK server got, in order; the port its GameServer
-/// record gives (address `localhost`); and the GameServer state that
-/// `WatchGameServer` streams (set by the test).
-#[derive(Clone)]
-struct Calls(
-    Arc<Mutex<Vec<String>>>,
-    u16,
-    Arc<tokio::sync::watch::Sender<String>>,
-);
-
-type GameServerStream =
-    Pin<Box<dyn futures_util::Stream<Item = Result<pb::sdk::GameServer, Status>> + Send>>;
-
-impl Calls {
-    fn new(port: u16) -> Self {
-        let (state, _) = tokio::sync::watch::channel("Ready".to_owned());
-        Self(Arc::default(), port, Arc::new(state))
-    }
-    /// The state the watch streams from now on.
-    fn set_state(&self, state: &str) {
-        self.2.send_replace(state.to_owned());
-    }
-    fn game_server(&self, state: String) -> pb::sdk::GameServer {
-        use pb::sdk::game_server::{Status, status::Port};
-        let port = Port {
-            name: "game".into(),
-            port: i32::from(self.1),
-        };
-        pb::sdk::GameServer {
-            status: Some(Status {
-                state,
-                address: "localhost".into(),
-                ports: vec![port],
-            }),
-        }
-    }
-    fn push(&self, c: String) {
-        self.0.lock().unwrap().push(c);
-    }
-    fn all(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-    fn count(&self, c: &str) -> usize {
-        self.all().iter().filter(|x| *x == c).count()
-    }
-}
-
-#[tonic::async_trait]
-impl Sdk for Calls {
-    async fn ready(&self, _: Request<pb::sdk::Empty>) -> Result<Response<pb::sdk::Empty>, Status> {
-        self.push("Ready".into());
-        Ok(Response::new(pb::sdk::Empty {}))
-    }
-    async fn allocate(
-        &self,
-        _: Request<pb::sdk::Empty>,
-    ) -> Result<Response<pb::sdk::Empty>, Status> {
-        self.push("Allocate".into());
-        Ok(Response::new(pb::sdk::Empty {}))
-    }
-    async fn shutdown(
-        &self,
-        _: Request<pb::sdk::Empty>,
-    ) -> Result<Response<pb::sdk::Empty>, Status> {
-        self.push("Shutdown".into());
-        Ok(Response::new(pb::sdk::Empty {}))
-    }
-    async fn get_game_server(
-        &self,
-        _: Request<pb::sdk::Empty>,
-    ) -> Result<Response<pb::sdk::GameServer>, Status> {
-        Ok(Response::new(self.game_server("Scheduled".into())))
-    }
-    type WatchGameServerStream = GameServerStream;
-    /// The GameServer now, then each time the test changes its state.
-    async fn watch_game_server(
-        &self,
-        _: Request<pb::sdk::Empty>,
-    ) -> Result<Response<GameServerStream>, Status> {
-        let this = self.clone();
-        let mut states = self.2.subscribe();
-        states.mark_changed();
-        let stream = futures_util::stream::unfold(states, move |mut states| {
-            let this = this.clone();
-            async move {
-                states.changed().await.ok()?;
-                let state = states.borrow_and_update().clone();
-                Some((Ok(this.game_server(state)), states))
-            }
-        });
-        Ok(Response::new(Box::pin(stream)))
-    }
-    async fn health(
-        &self,
-        request: Request<Streaming<pb::sdk::Empty>>,
-    ) -> Result<Response<pb::sdk::Empty>, Status> {
-        let mut pings = request.into_inner();
-        while let Some(_ping) = pings.message().await? {
-            self.push("Health".into());
-        }
-        Ok(Response::new(pb::sdk::Empty {}))
-    }
-}
-
-#[tonic::async_trait]
-impl AlphaSdk for Calls {
-    async fn player_connect(
-        &self,
-        r: Request<pb::sdk::alpha::PlayerId>,
-    ) -> Result<Response<pb::sdk::alpha::Bool>, Status> {
-        self.push(format!("PlayerConnect({})", r.into_inner().player_id));
-        Ok(Response::new(pb::sdk::alpha::Bool { bool: true }))
-    }
-    async fn player_disconnect(
-        &self,
-        r: Request<pb::sdk::alpha::PlayerId>,
-    ) -> Result<Response<pb::sdk::alpha::Bool>, Status> {
-        self.push(format!("PlayerDisconnect({})", r.into_inner().player_id));
-        Ok(Response::new(pb::sdk::alpha::Bool { bool: true }))
-    }
-    async fn set_player_capacity(
-        &self,
-        r: Request<pb::sdk::alpha::Count>,
-    ) -> Result<Response<pb::sdk::alpha::Empty>, Status> {
-        self.push(format!("SetPlayerCapacity({})", r.into_inner().count));
-        Ok(Response::new(pb::sdk::alpha::Empty {}))
-    }
-}
-
-/// Serves the SDK on loopback until `stop`; returns its port.
-async fn sdk_server(calls: Calls, stop: oneshot::Receiver<()>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let incoming =
-        tonic::transport::server::TcpIncoming::from_listener(listener, true, None).unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(SdkServer::new(calls.clone()))
-            .add_service(AlphaServer::new(calls))
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stop.await;
-            }),
-    );
-    port
-}
+mod agones_sdk;
+use agones_sdk::{Calls, sdk_server};
 
 async fn until(what: &str, calls: &Calls, cond: impl Fn(&[String]) -> bool) {
     let deadline = tokio::time::Instant::now() + GUARD;

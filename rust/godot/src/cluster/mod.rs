@@ -18,6 +18,7 @@ use crate::{DrainStats, Error, command_from_gd, flush_logs, id_from_gd, id_to_gd
 /// Capacity of the command channel from the node to the cluster.
 const COMMAND_QUEUE: usize = 1 << 18;
 
+mod agones;
 mod forward;
 mod setup;
 mod signals;
@@ -37,6 +38,8 @@ struct Running {
     /// The metrics endpoint's port (0: none); dropping the sender stops it.
     metrics_port: u16,
     _metrics_stop: Option<oneshot::Sender<()>>,
+    /// The Agones link's settings, when [member agones_enabled] is on.
+    agones: Option<agones::AgonesRun>,
 }
 
 /// Runs a Sustenet cluster inside Godot: players who hold a ticket from the
@@ -171,6 +174,21 @@ pub struct SustenetCluster {
     /// [code]*[/code]); empty: pages from loopback hosts only.
     #[export]
     websocket_allowed_origins: PackedStringArray,
+    /// Run as an Agones GameServer (docs/godot.md): Ready once registered,
+    /// health pings while the core and Godot's main loop run, player
+    /// tracking, Shutdown when the cluster stops, and reserved while a
+    /// matchmaker holds it. Needs the addon built with the [code]agones[/code]
+    /// cargo feature ([method start] fails with [code]ERR_UNAVAILABLE[/code] without it).
+    #[export]
+    agones_enabled: bool,
+    /// The Agones SDK sidecar's gRPC port on localhost; 0: the
+    /// [code]AGONES_SDK_GRPC_PORT[/code] environment variable, else 9357.
+    #[export]
+    agones_sdk_port: i64,
+    /// Seconds Godot's main loop may not run (a script stuck in a loop) before
+    /// the health pings stop and Agones replaces the GameServer.
+    #[export]
+    agones_stuck_after_sec: f64,
     metrics: sustenet_server::metrics::ClusterMetrics,
     running: Option<Running>,
     players: std::collections::HashSet<u64>,
@@ -217,6 +235,9 @@ impl INode for SustenetCluster {
             websocket_cert_file: GString::new(),
             websocket_key_file: GString::new(),
             websocket_allowed_origins: PackedStringArray::new(),
+            agones_enabled: false,
+            agones_sdk_port: 0,
+            agones_stuck_after_sec: 2.0,
             metrics: Default::default(),
             running: None,
             players: Default::default(),
@@ -236,6 +257,9 @@ impl INode for SustenetCluster {
     }
 
     fn process(&mut self, _delta: f64) {
+        if let Some(a) = self.running.as_ref().and_then(|r| r.agones.as_ref()) {
+            a.beat();
+        }
         flush_logs();
         self.drain_events();
     }
@@ -314,6 +338,7 @@ impl SustenetCluster {
             ));
         }
         let (mut config, port, udp_port) = self.cluster_config()?;
+        let agones = self.agones_run()?;
         let key = self.load_key(&config.key_name)?;
         let handle = runtime::handle()
             .map_err(|e| Error::new(GdError::ERR_CANT_CREATE, format!("SustenetCluster: {e}")))?;
@@ -327,7 +352,7 @@ impl SustenetCluster {
             .map_err(|e| {
                 Error::new(GdError::ERR_ALREADY_IN_USE, format!("SustenetCluster: {e}"))
             })?;
-        let mut running = self.spawn_cluster(&handle, sockets, config, key)?;
+        let mut running = self.spawn_cluster(&handle, sockets, config, key, agones)?;
         running.metrics_port = metrics_port;
         running._metrics_stop = metrics_stop;
         let _ = tap::send_to(

@@ -12,6 +12,7 @@ use sustenet_server::keys;
 use sustenet_server::web::{TlsIdentity, WebSocketConfig};
 use tokio::sync::oneshot;
 
+use super::agones::{AgonesRun, BUILT_WITH_AGONES};
 use super::forward::{Forward, InstanceIds, NodeEvent};
 use super::{COMMAND_QUEUE, Running, SustenetCluster, secs_to_duration};
 use crate::pending::{PendingQuota, QuotaLimits};
@@ -125,6 +126,7 @@ impl SustenetCluster {
         (tcp, udp): (tokio::net::TcpListener, tokio::net::UdpSocket),
         config: ClusterConfig,
         key: sustenet_proto::Key,
+        agones: Option<AgonesRun>,
     ) -> Result<Running, Error> {
         let (Ok(tcp_addr), Ok(udp_addr)) = (tcp.local_addr(), udp.local_addr()) else {
             return Err(Error::new(
@@ -142,19 +144,23 @@ impl SustenetCluster {
         let instances = InstanceIds::default();
         let plugin_instances = instances.clone();
         let (plugin_quota, dropped) = (quota.clone(), self.dropped_packets.clone());
-        handle.spawn(async move {
+        let with_agones = agones.clone();
+        let task = handle.spawn(async move {
             let plugin = Forward {
                 tx,
                 instances: plugin_instances,
                 quota: plugin_quota,
                 dropped,
             };
-            let r = cluster::run_with_handle(tcp, udp, config, key, plugin, commands, async {
-                let _ = stop_rx.await;
-            })
-            .await;
-            let _ = done.try_send(NodeEvent::Stopped(r.err().map(|e| e.to_string())));
+            let sockets = (tcp, udp);
+            let r =
+                super::agones::run(sockets, config, key, plugin, commands, stop_rx, with_agones);
+            let _ = done.try_send(NodeEvent::Stopped(r.await.err()));
         });
+        if agones.is_some() {
+            // Its Shutdown() must reach the sidecar when the game quits.
+            crate::runtime::finish_before_shutdown(task);
+        }
         Ok(Running {
             handle: cmd_handle,
             events: rx,
@@ -167,7 +173,42 @@ impl SustenetCluster {
             cluster_id,
             metrics_port: 0,
             _metrics_stop: None,
+            agones,
         })
+    }
+
+    /// How the cluster talks to Agones ([member agones_enabled]), if at all.
+    pub(super) fn agones_run(&self) -> Result<Option<AgonesRun>, Error> {
+        if !self.agones_enabled {
+            return Ok(None);
+        }
+        if !BUILT_WITH_AGONES {
+            return Err(Error::new(
+                GdError::ERR_UNAVAILABLE,
+                "SustenetCluster: agones_enabled needs the addon built with the `agones` feature \
+                 (cargo build -p sustenet-godot --features agones; docs/godot.md)",
+            ));
+        }
+        let port = match self.agones_sdk_port {
+            0 => None,
+            p => Some(u16::try_from(p).map_err(|_| {
+                Error::invalid(format!(
+                    "SustenetCluster: agones_sdk_port {p} is not a port"
+                ))
+            })?),
+        };
+        if !(self.agones_stuck_after_sec > 0.0 && self.agones_stuck_after_sec.is_finite()) {
+            return Err(Error::invalid(format!(
+                "SustenetCluster: agones_stuck_after_sec {} must be above 0",
+                self.agones_stuck_after_sec
+            )));
+        }
+        Ok(Some(AgonesRun {
+            port,
+            stuck_after: secs_to_duration(self.agones_stuck_after_sec, "agones_stuck_after_sec"),
+            #[cfg(feature = "agones")]
+            beat: Default::default(),
+        }))
     }
 
     /// Serves the cluster's metrics at `metrics_bind` when it is set: the
