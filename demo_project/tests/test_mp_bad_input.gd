@@ -28,17 +28,8 @@ var good_events := []
 
 func _initialize() -> void:
 	begin("mp_bad_input", 90)
-	for side in ["Server", "Good"]:
-		var branch := Node.new()
-		branch.name = side
-		root.add_child(branch)
-		var g: Game = Game.new()
-		g.name = "Game"
-		branch.add_child(g)
-		if side == "Server":
-			server_game = g
-		else:
-			good_game = g
+	server_game = add_game_branch("Server", Game) as Game
+	good_game = add_game_branch("Good", Game) as Game
 	_run.call_deferred()
 
 

@@ -23,17 +23,8 @@ var client_peer_id := 0
 
 func _initialize() -> void:
 	begin("mp_reconnect", 90)
-	for side in ["Server", "Client"]:
-		var branch := Node.new()
-		branch.name = side
-		root.add_child(branch)
-		var g: Game = Game.new()
-		g.name = "Game"
-		branch.add_child(g)
-		if side == "Server":
-			server_game = g
-		else:
-			client_game = g
+	server_game = add_game_branch("Server", Game) as Game
+	client_game = add_game_branch("Client", Game) as Game
 	_run.call_deferred()
 
 
