@@ -54,7 +54,9 @@
 #                   --dungeon=crypt; three clients (test_portal.gd): a party of two walks in, is
 #                   moved to the fresh instance, walks out back to the world; the empty instance
 #                   is stopped (stop_when_empty_sec) and exits 0; then an instance whose agent is
-#                   killed with -9 exits too; no export process is left
+#                   killed with -9 exits too; no export process is left; then `sustenet up
+#                   --dungeon-export` with the same export: up's own agent spawns and stops a
+#                   dungeon (exit 0), up exits 0, no export process is left
 #   web_mp          SustenetWebMultiplayerPeer (pure GDScript) and a native SustenetMultiplayerPeer
 #                   as clients of a SustenetCluster running SustenetMultiplayerPeer as server (one
 #                   process; ws:// on loopback; a real `sustenet master` with its WebSocket port on):

@@ -13,6 +13,10 @@
 # 3. `sustenet instances spawn dungeon` starts a second instance; the agent is killed with -9;
 #    the instance must exit by itself (its standard input, the agent's pipe, closed).
 # 4. The world stops through its stop file (exit 0); no process of the export is left.
+# 5. `sustenet up --dungeon-export` (run in the export's folder, so the instance's key file is
+#    where the chroot sees it, with scripts/godot-run-export.sh as --dungeon-runner): up's own
+#    agent offers the template; `sustenet instances spawn dungeon` reaches ready, `instances
+#    stop` ends it (exit 0, stopped=true), up exits 0 on SIGTERM, no export process is left.
 
 # portal_export_procs: pids of processes running the portal test's export (wrapper included).
 portal_export_procs() { pgrep -f -- "$T/portal/cluster.x86_64" || true; }
@@ -111,6 +115,54 @@ TOML
     [ -z "$(portal_export_procs)" ] || { echo "FAIL: export processes left: $(portal_export_procs | tr '\n' ' ')" >>"$plog"; rc=1; }
     { echo "== agent log"; cat "$T/portal_agent.log"; } >>"$plog"
     verdict "portal (instances: stop when empty, agent kill -9, no orphans)" "$plog" "$rc"
+    portal_up_dungeon
     verdict "portal (world cluster)" "$T/portal_world.log" "$world_rc"
     [ "$agent_rc" -eq 0 ] || verdict "portal (agent exit)" "$T/portal_agent.log" "$agent_rc"
+}
+
+# portal_up_dungeon: step 5 above, with the export the portal test built.
+portal_up_dungeon() {
+    local P="$T/portal" ulog="$T/up_dungeon.log" clog="$T/up_dungeon_checks.log" rc=0 up_pid up_rc port
+    port=$(free_ports 1)
+    : >"$clog"
+    ( cd "$P" && RUST_LOG="info,sustenet_server::agent=debug" exec setsid "$SUSTENET" up --clusters 1 \
+        --port "$port" --no-websocket --dungeon-export "$P/cluster.x86_64" \
+        --dungeon-runner "$REPO/scripts/godot-run-export.sh" ) >"$ulog" 2>&1 &
+    up_pid=$!; bg_pids+=("$up_pid")
+    if ! wait_for_line "$ulog" '^Sustenet is up' 40 "$up_pid"; then
+        echo "FAIL: sustenet up did not start" >>"$clog"; rc=1
+    elif ! grep -q 'template dungeon: ' "$ulog"; then
+        echo "FAIL: up offers no dungeon template" >>"$clog"; rc=1
+    else
+        local inst=( "$SUSTENET" instances --master "127.0.0.1:$port" --key-dir "$P/.sustenet/keys" )
+        ( cd "$P" && timeout -k 5 90 "${inst[@]}" spawn dungeon --param scene=crypt ) >"$T/up_dungeon_spawn.log" 2>&1
+        if [ $? -eq 0 ] && grep -q 'ready on agent up' "$T/up_dungeon_spawn.log" && [ -n "$(portal_export_procs)" ]; then
+            echo "PASS: up's agent started the dungeon export: $(cat "$T/up_dungeon_spawn.log")" >>"$clog"
+            local id
+            id=$(sed -n 's/^instance \([0-9]*\) ready.*/\1/p' "$T/up_dungeon_spawn.log")
+            timeout -k 5 30 "${inst[@]}" stop "$id" >>"$clog" 2>&1 || { echo "FAIL: instances stop $id" >>"$clog"; rc=1; }
+            local exited=1
+            for _ in $(seq 150); do
+                sed 's/\x1b\[[0-9;]*m//g' "$ulog" \
+                    | grep -qE "instance process exited instance_id=$id code=0 stopped=true" && { exited=0; break; }
+                sleep 0.2
+            done
+            if [ "$exited" -eq 0 ]; then
+                echo "PASS: instances stop $id: the export exited 0" >>"$clog"
+            else
+                echo "FAIL: no 'instance process exited instance_id=$id code=0 stopped=true' in up's log" >>"$clog"; rc=1
+            fi
+        else
+            { echo "FAIL: instances spawn dungeon through up"; cat "$T/up_dungeon_spawn.log"; } >>"$clog"; rc=1
+        fi
+    fi
+    kill -TERM "$up_pid" 2>/dev/null; wait "$up_pid"; up_rc=$?
+    for _ in $(seq 50); do [ -z "$(portal_export_procs)" ] && break; sleep 0.2; done
+    if [ -n "$(portal_export_procs)" ]; then
+        echo "FAIL: export processes left after up: $(portal_export_procs | tr '\n' ' ')" >>"$clog"; rc=1
+        portal_export_procs | xargs -r kill -KILL
+    fi
+    { echo "== up's log"; cat "$ulog"; } >>"$clog"
+    verdict "portal (sustenet up's dungeon template: spawn, stop, no orphans)" "$clog" "$rc"
+    verdict "portal (sustenet up exit)" "$ulog" "$up_rc"
 }

@@ -83,6 +83,11 @@ pub struct UpArgs {
     /// `dungeon` (default: build/cluster/cluster.x86_64 when it exists).
     #[arg(long)]
     pub dungeon_export: Option<PathBuf>,
+    /// A program that runs the dungeon export: the template's command becomes
+    /// `RUNNER EXPORT -- ...` instead of `EXPORT -- ...` (a wrapper such as
+    /// scripts/godot-run-export.sh, or a sandbox).
+    #[arg(long)]
+    pub dungeon_runner: Option<PathBuf>,
 }
 
 /// The default address of `up`'s metrics and dashboard.
@@ -166,13 +171,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     master_metrics.register(&mut registry);
     let mut local_clusters = Vec::new();
-    let dungeon = crate::up_agent::find_demo_export(args.dungeon_export.as_deref())?;
+    let dungeon = crate::up_agent::find_demo_export(
+        args.dungeon_export.as_deref(),
+        args.dungeon_runner.as_deref(),
+    )?;
     let agent = crate::up_agent::DevAgent::prepare(
         &args.dir,
         &args.bind,
         client_host,
         master_port,
-        dungeon.as_deref(),
+        dungeon.as_ref(),
     )?;
     let mut mkeys = MasterKeys::new(keypair, cluster_keys.clone());
     mkeys.agent_keys = agent.agent_keys.clone();
@@ -194,7 +202,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         sustenet_server::Limits::default(),
         stopped(stop_rx.clone()),
     ));
-    print_up(&file, agent_ports, &key_dir, dungeon.as_deref());
+    print_up(&file, agent_ports, &key_dir, dungeon.as_ref());
     for (i, name) in names.iter().enumerate() {
         let key = cluster_keys
             .get(name)
@@ -265,7 +273,12 @@ impl ClientFile {
 
 /// The first lines `up` prints: the master, its key, the agent, the demo
 /// export it offers and the web address.
-fn print_up(file: &ClientFile, agent_ports: (u16, u16), key_dir: &Path, dungeon: Option<&Path>) {
+fn print_up(
+    file: &ClientFile,
+    agent_ports: (u16, u16),
+    key_dir: &Path,
+    dungeon: Option<&crate::up_agent::DungeonExport>,
+) {
     println!("Sustenet is up.");
     println!("  master       {}  (tcp)", file.master);
     println!("  public key   {}", file.public_key);
@@ -276,9 +289,14 @@ fn print_up(file: &ClientFile, agent_ports: (u16, u16), key_dir: &Path, dungeon:
         key_dir.display()
     );
     if let Some(d) = dungeon {
+        let runner = d
+            .runner
+            .as_ref()
+            .map(|r| format!("{} ", r.display()))
+            .unwrap_or_default();
         println!(
-            "  dungeon      template dungeon: {} --dungeon={{scene}}",
-            d.display()
+            "  dungeon      template dungeon: {runner}{} --dungeon={{scene}}",
+            d.path.display()
         );
     }
     if let Some(url) = &file.websocket {

@@ -33,13 +33,13 @@ pub struct DevAgent {
 impl DevAgent {
     /// Makes the keys on first run and the agent's settings: ports
     /// `master_port + 100` to `+ 199`, the template `room`, and the template
-    /// `dungeon` when `dungeon_export` (the demo's headless export) is given.
+    /// `dungeon` when `dungeon` (the demo's headless export) is given.
     pub fn prepare(
         dev_dir: &Path,
         bind: &str,
         client_host: &str,
         master_port: u16,
-        dungeon_export: Option<&Path>,
+        dungeon: Option<&DungeonExport>,
     ) -> anyhow::Result<Self> {
         let key_dir = dev_dir.join("keys");
         let agents = key_dir.join(keys::AGENT_KEY_DIR);
@@ -90,7 +90,7 @@ impl DevAgent {
             dir: None,
         };
         let mut templates = BTreeMap::from([("room".to_owned(), room)]);
-        if let Some(export) = dungeon_export {
+        if let Some(export) = dungeon {
             templates.insert(
                 "dungeon".to_owned(),
                 demo_dungeon(export, bind, client_host, master_port)?,
@@ -117,19 +117,40 @@ impl DevAgent {
     }
 }
 
+/// The demo's headless export `up` offers as the template `dungeon`, and
+/// the program that runs it, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DungeonExport {
+    /// The exported binary.
+    pub path: PathBuf,
+    /// A program run as `RUNNER EXPORT -- ...` (`--dungeon-runner`).
+    pub runner: Option<PathBuf>,
+}
+
 /// The demo's export as a dungeon instance (docs/instances.md §8): its
 /// `--dungeon={scene}` (`crypt` or `cave`), its key in a file, and
-/// `--quit-on-stdin-eof` so it never outlives the agent.
+/// `--quit-on-stdin-eof` so it never outlives the agent; through its runner
+/// when it has one.
 pub fn demo_dungeon(
-    export: &Path,
+    export: &DungeonExport,
     bind: &str,
     client_host: &str,
     master_port: u16,
 ) -> anyhow::Result<TemplateSection> {
-    let command: PathBuf = std::path::absolute(export)
-        .with_context(|| format!("cannot resolve {}", export.display()))?;
-    let dir = command.parent().map(Path::to_path_buf);
-    let args = [
+    let absolute = |p: &Path| {
+        std::path::absolute(p).with_context(|| format!("cannot resolve {}", p.display()))
+    };
+    let binary = absolute(&export.path)?;
+    let dir = binary.parent().map(Path::to_path_buf);
+    let mut args = Vec::new();
+    let command = match &export.runner {
+        Some(runner) => {
+            args.push(binary.display().to_string());
+            absolute(runner)?
+        }
+        None => binary,
+    };
+    args.extend([
         "--".to_owned(),
         "--dungeon={scene}".to_owned(),
         "--key-name={key_name}".to_owned(),
@@ -140,10 +161,10 @@ pub fn demo_dungeon(
         format!("--master-address={client_host}"),
         format!("--master-port={master_port}"),
         "--quit-on-stdin-eof".to_owned(),
-    ];
+    ]);
     Ok(TemplateSection {
         command,
-        args: args.to_vec(),
+        args,
         max: 20,
         key: KeyHandover::File,
         restart: Default::default(),
@@ -155,15 +176,31 @@ pub fn demo_dungeon(
 }
 
 /// The export `up` offers as the template `dungeon`: `flag` when given (it
-/// must exist), otherwise [`DEMO_EXPORT`] when it is there.
-pub fn find_demo_export(flag: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
-    match flag {
-        Some(p) if p.is_file() => Ok(Some(p.to_path_buf())),
+/// must exist), otherwise [`DEMO_EXPORT`] when it is there; run by `runner`
+/// (which must exist, and needs an export).
+pub fn find_demo_export(
+    flag: Option<&Path>,
+    runner: Option<&Path>,
+) -> anyhow::Result<Option<DungeonExport>> {
+    let path = match flag {
+        Some(p) if p.is_file() => Some(p.to_path_buf()),
         Some(p) => anyhow::bail!(
             "--dungeon-export {}: no such file (export the demo with the \"Linux Cluster (headless)\" preset)",
             p.display()
         ),
-        None => Ok(Some(PathBuf::from(DEMO_EXPORT)).filter(|p| p.is_file())),
+        None => Some(PathBuf::from(DEMO_EXPORT)).filter(|p| p.is_file()),
+    };
+    match (path, runner) {
+        (_, Some(r)) if !r.is_file() => {
+            anyhow::bail!("--dungeon-runner {}: no such file", r.display())
+        }
+        (None, Some(_)) => anyhow::bail!(
+            "--dungeon-runner needs an export: pass --dungeon-export or build {DEMO_EXPORT}"
+        ),
+        (path, runner) => Ok(path.map(|path| DungeonExport {
+            path,
+            runner: runner.map(Path::to_path_buf),
+        })),
     }
 }
 
@@ -173,12 +210,11 @@ mod tests {
 
     #[test]
     fn dungeon_template_runs_the_export_with_its_placeholders() -> anyhow::Result<()> {
-        let t = demo_dungeon(
-            Path::new("build/cluster/cluster.x86_64"),
-            "127.0.0.1",
-            "127.0.0.1",
-            7000,
-        )?;
+        let export = DungeonExport {
+            path: PathBuf::from("build/cluster/cluster.x86_64"),
+            runner: None,
+        };
+        let t = demo_dungeon(&export, "127.0.0.1", "127.0.0.1", 7000)?;
         assert!(t.command.is_absolute());
         assert!(t.command.ends_with("build/cluster/cluster.x86_64"));
         assert_eq!(t.dir.as_deref(), t.command.parent());
@@ -201,12 +237,39 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_export_named_by_the_flag_is_an_error() {
-        let missing = Path::new("/nonexistent/cluster.x86_64");
-        let err = find_demo_export(Some(missing))
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+    fn a_runner_runs_the_export_with_the_same_arguments() -> anyhow::Result<()> {
+        let export = DungeonExport {
+            path: PathBuf::from("build/cluster/cluster.x86_64"),
+            runner: Some(PathBuf::from("scripts/godot-run-export.sh")),
+        };
+        let t = demo_dungeon(&export, "127.0.0.1", "127.0.0.1", 7000)?;
+        assert!(t.command.is_absolute());
+        assert!(t.command.ends_with("scripts/godot-run-export.sh"));
+        let first = t.args.first().map(PathBuf::from).unwrap_or_default();
+        assert!(first.is_absolute() && first.ends_with("build/cluster/cluster.x86_64"));
+        assert_eq!(t.args.get(1).map(String::as_str), Some("--"));
+        assert_eq!(t.dir.as_deref(), first.parent());
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_export_or_runner_named_by_a_flag_is_an_error() {
+        let error = |flag: Option<&str>, runner: Option<&str>| {
+            find_demo_export(flag.map(Path::new), runner.map(Path::new))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let err = error(Some("/nonexistent/cluster.x86_64"), None);
         assert!(err.contains("no such file"), "{err}");
+        let err = error(Some("Cargo.toml"), Some("/nonexistent/runner"));
+        assert!(
+            err.contains("--dungeon-runner") && err.contains("no such file"),
+            "{err}"
+        );
+        if !Path::new(DEMO_EXPORT).exists() {
+            let err = error(None, Some("Cargo.toml"));
+            assert!(err.contains("needs an export"), "{err}");
+        }
     }
 }
