@@ -267,15 +267,7 @@ pub async fn run_with_handle(
         seed: rand::rng().next_u64(),
     };
     let mut core = new_core(plugin, setup)?;
-    let mut io = Io {
-        udp: UdpSender::new(udp.clone(), shared.config.metrics.clone()),
-        udp_ctl: udp_ctl_tx,
-        link: link_tx,
-        metrics: shared.config.metrics.clone(),
-        writers: HashMap::new(),
-        web: shared.web.clone(),
-        seal: Sealing::start(&shared.config, &udp, &shared.web)?,
-    };
+    let mut io = Io::new(&shared, &udp, udp_ctl_tx, link_tx)?;
     let mut tasks = tokio::task::JoinSet::new();
     let span = info_span!("accept");
     tasks.spawn(player_conn::accept_loop(shared.clone(), tcp).instrument(span));
@@ -465,6 +457,26 @@ struct Io {
 }
 
 impl Io {
+    /// The driver's means to carry out the core's outputs: the UDP socket
+    /// (and the seal workers, if any), the UDP receiver's and the master
+    /// link's queues, the players' writers.
+    fn new(
+        shared: &Shared,
+        udp: &Arc<UdpSocket>,
+        udp_ctl: mpsc::Sender<UdpControl>,
+        link: QueueTx<LinkEvent>,
+    ) -> Result<Self, ServerError> {
+        Ok(Io {
+            udp: UdpSender::new(udp.clone(), shared.config.metrics.clone()),
+            udp_ctl,
+            link,
+            metrics: shared.config.metrics.clone(),
+            writers: HashMap::new(),
+            web: shared.web.clone(),
+            seal: Sealing::start(&shared.config, udp, &shared.web)?,
+        })
+    }
+
     /// Carries out every output of the core, in order, then queues its
     /// datagrams (sent by [`UdpSender::flush`] or once a batch is full).
     async fn carry_out<P: Plugin>(&mut self, core: &mut Core<P>) {
