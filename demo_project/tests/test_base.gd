@@ -57,19 +57,6 @@ func wait_until(cond: Callable, timeout_s: float) -> bool:
 	return true
 
 
-## A node named `side` under the root holding a new `game_script` instance named "Game",
-## returned: one of several SceneMultiplayer branches in one process (a server and its
-## clients, each branch with its own multiplayer), all at the same node path.
-func add_game_branch(side: String, game_script: Script) -> Node:
-	var branch := Node.new()
-	branch.name = side
-	root.add_child(branch)
-	var g: Node = game_script.new()
-	g.name = "Game"
-	branch.add_child(g)
-	return g
-
-
 func wait_frames(n: int) -> void:
 	for i in n:
 		await process_frame

@@ -28,8 +28,9 @@ var good_events := []
 
 func _initialize() -> void:
 	begin("mp_bad_input", 90)
-	server_game = add_game_branch("Server", Game) as Game
-	good_game = add_game_branch("Good", Game) as Game
+	var games := add_game_branches(["Server", "Good"], Game)
+	server_game = games["Server"]
+	good_game = games["Good"]
 	_run.call_deferred()
 
 

@@ -23,8 +23,9 @@ var client_peer_id := 0
 
 func _initialize() -> void:
 	begin("mp_reconnect", 90)
-	server_game = add_game_branch("Server", Game) as Game
-	client_game = add_game_branch("Client", Game) as Game
+	var games := add_game_branches(["Server", "Client"], Game)
+	server_game = games["Server"]
+	client_game = games["Client"]
 	_run.call_deferred()
 
 

@@ -305,12 +305,12 @@ pub async fn run_with_handle(
         // The datagrams of several inputs leave together: sent once no
         // event waits (or a batch is full, see `UdpSender::queue`).
         if events_rx.is_empty() {
-            io.udp.flush();
+            io.flush();
         }
     }
     core.shutdown();
     io.carry_out(&mut core).await;
-    io.udp.flush();
+    io.flush();
     let _ = stop_tx.send(true);
     crate::listen::wind_down(&mut tasks).await;
     Ok(())
@@ -526,12 +526,33 @@ impl Io {
             });
             return;
         };
-        // The seal workers seal and send them (`seal_pool.rs`).
+        // The seal workers seal and send them (`seal_pool.rs`), handed over
+        // as the UDP sender sends: once a batch is full or no event waits.
         core.take_transmits(taken);
-        for _ in 0..pool.submit(taken) {
-            metrics.datagram_dropped("seal_busy");
-        }
         core.give_back_buffers(pool.returned_buffers());
+        if taken.len() >= udp_send::SEND_BATCH {
+            submit_to_workers(pool, taken, metrics);
+        }
+    }
+
+    /// Sends the datagrams that wait: the UDP sender's, or those for the
+    /// seal workers.
+    fn flush(&mut self) {
+        match &mut self.seal {
+            Sealing::Here => self.udp.flush(),
+            Sealing::Workers { pool, taken } => submit_to_workers(pool, taken, &self.metrics),
+        }
+    }
+}
+
+/// Hands `taken` to the seal workers, counting what their full queues drop.
+fn submit_to_workers(
+    pool: &mut seal_pool::SealPool,
+    taken: &mut Vec<self::core::Transmit>,
+    metrics: &crate::metrics::ClusterMetrics,
+) {
+    for _ in 0..pool.submit(taken) {
+        metrics.datagram_dropped("seal_busy");
     }
 }
 
