@@ -37,13 +37,19 @@ check() { "$VENV/bin/check-jsonschema" --schemafile "deploy/schemas/$1" "${@:2}"
 check compose/compose-spec.json deploy/compose.yaml
 check kubernetes/deployment-apps-v1.json deploy/k8s/master-deployment.yaml
 check kubernetes/service-v1.json deploy/k8s/master-service.yaml
-check agones/fleet-agones-v1.json deploy/k8s/fleet.yaml
+check agones/fleet-agones-v1.json deploy/k8s/fleet.yaml deploy/k8s/instance-fleet-dungeon.yaml
+check kubernetes/serviceaccount-v1.json deploy/k8s/master-serviceaccount.yaml
+check kubernetes/role-rbac-v1.json deploy/k8s/master-role.yaml
+check kubernetes/rolebinding-rbac-v1.json deploy/k8s/master-rolebinding.yaml
+check kubernetes/configmap-v1.json deploy/k8s/master-config.yaml
 check agones/fleet-agones-v1.json deploy/k8s/godot-fleet.yaml
 check agones/fleetautoscaler-autoscaling-v1.json deploy/k8s/fleetautoscaler.yaml
 # Every manifest in deploy/k8s/ is one of those above.
 for f in deploy/k8s/*.yaml; do
     case "$(basename "$f")" in
         master-deployment.yaml|master-service.yaml|fleet.yaml|godot-fleet.yaml|fleetautoscaler.yaml) ;;
+        instance-fleet-dungeon.yaml|master-serviceaccount.yaml|master-role.yaml) ;;
+        master-rolebinding.yaml|master-config.yaml) ;;
         *) say "$f is not validated: add it to scripts/check-deploy.sh"; exit 1 ;;
     esac
 done

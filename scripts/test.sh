@@ -25,6 +25,8 @@ cargo test --workspace
 step "Agones integration (cargo feature agones; the SDK against an in-test gRPC SDK server)"
 scripts/install-protoc.sh >/dev/null
 cargo test -p sustenet-server --features agones --test agones
+step "Instances on Agones (a real master and sustenet cluster --agones-instance processes against in-test Kubernetes API and SDK servers)"
+cargo test -p sustenet-cli --features agones --test agones_instances
 
 if [[ -f fuzz/Cargo.toml ]]; then
   step "fuzz targets on random inputs (stable smoke run)"

@@ -28,17 +28,9 @@ var good_events := []
 
 func _initialize() -> void:
 	begin("mp_bad_input", 90)
-	for side in ["Server", "Good"]:
-		var branch := Node.new()
-		branch.name = side
-		root.add_child(branch)
-		var g: Game = Game.new()
-		g.name = "Game"
-		branch.add_child(g)
-		if side == "Server":
-			server_game = g
-		else:
-			good_game = g
+	var games := add_game_branches(["Server", "Good"], Game)
+	server_game = games["Server"]
+	good_game = games["Good"]
 	_run.call_deferred()
 
 

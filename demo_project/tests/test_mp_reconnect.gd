@@ -23,17 +23,9 @@ var client_peer_id := 0
 
 func _initialize() -> void:
 	begin("mp_reconnect", 90)
-	for side in ["Server", "Client"]:
-		var branch := Node.new()
-		branch.name = side
-		root.add_child(branch)
-		var g: Game = Game.new()
-		g.name = "Game"
-		branch.add_child(g)
-		if side == "Server":
-			server_game = g
-		else:
-			client_game = g
+	var games := add_game_branches(["Server", "Client"], Game)
+	server_game = games["Server"]
+	client_game = games["Client"]
 	_run.call_deferred()
 
 

@@ -6,7 +6,8 @@
 
 - agones/*.json: the openAPIV3Schema of the Fleet and FleetAutoscaler CRDs in Agones' rendered
   install.yaml, with apiVersion, kind and metadata required as the API server requires them.
-- kubernetes/*.json: the Deployment (apps/v1) and Service (v1) schemas of the Kubernetes
+- kubernetes/*.json: the Deployment (apps/v1), Service, ServiceAccount, ConfigMap (v1), Role and
+  RoleBinding (rbac.authorization.k8s.io/v1) schemas of the Kubernetes
   OpenAPI spec as converted to JSON schema ("-local-strict": no unknown fields), bundled with
   the definitions they reference so that each file stands alone.
 - compose-spec.json is copied as it is from the Compose specification (see README.md).
@@ -24,7 +25,8 @@ CRDS = {
     "fleetautoscalers.autoscaling.agones.dev": (
         "autoscaling.agones.dev/v1", "FleetAutoscaler", "fleetautoscaler-autoscaling-v1.json"),
 }
-KUBERNETES = ["deployment-apps-v1.json", "service-v1.json"]
+KUBERNETES = ["deployment-apps-v1.json", "service-v1.json", "serviceaccount-v1.json", "role-rbac-v1.json",
+              "rolebinding-rbac-v1.json", "configmap-v1.json"]
 
 
 def agones(install: pathlib.Path) -> None:

@@ -119,6 +119,10 @@ pub struct ServerArgs {
     /// Sets `[agones] enabled = true`: run the cluster as an Agones GameServer.
     #[arg(long, env = "SUSTENET_AGONES")]
     pub agones: bool,
+    /// Sets `[agones] enabled = true` and `instance = true`: the cluster is an
+    /// instance on demand from an Agones Fleet (docs/instances.md §7).
+    #[arg(long, env = "SUSTENET_AGONES_INSTANCE")]
+    pub agones_instance: bool,
     /// Cluster: run the demo world of `sustenet up` (command 10 carries a
     /// player's position and places it in the fragment grid; players near it
     /// receive it) instead of the echo game alone.

@@ -94,6 +94,10 @@ pub fn load_config(args: &ServerArgs) -> anyhow::Result<ConfigFile> {
     if args.agones {
         cfg.agones.enabled = true;
     }
+    if args.agones_instance {
+        cfg.agones.enabled = true;
+        cfg.agones.instance = true;
+    }
     if let Some(v) = &args.metrics_token {
         cfg.metrics.token = v.clone();
     }
@@ -123,6 +127,7 @@ pub fn master_config(cfg: &ConfigFile) -> MasterConfig {
         max_clusters_per_key: cfg.master.max_clusters_per_key.max(1),
         limits: cfg.limits,
         instances: cfg.instances.settings(),
+        agones: cfg.instances.agones.clone(),
         websocket: None,
         metrics: MasterMetrics::default(),
     }
@@ -212,9 +217,12 @@ pub fn cluster_config(cfg: &ConfigFile) -> ClusterConfig {
 
 pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
     let cfg = load_config(&args)?;
-    let (key, stdin_closed) = if args.key_stdin {
+    let (key, stdin_closed) = if cfg.agones.enabled && cfg.agones.instance {
+        // An instance on Agones gets its key from its GameServer (run_agones).
+        (None, None)
+    } else if args.key_stdin {
         let (key, eof) = crate::instance_key::read_stdin_key().await?;
-        (key, Some(eof))
+        (Some(key), Some(eof))
     } else {
         let key_path = args
             .key_file
@@ -232,7 +240,7 @@ pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
         } else {
             None
         };
-        (key, eof)
+        (Some(key), eof)
     };
     let (tcp, udp) =
         bind::bind_cluster(&cfg.all.bind, cfg.cluster_port(), cfg.cluster_udp_port()).await?;
@@ -287,29 +295,42 @@ async fn play<P: Plugin>(
     cfg: &ConfigFile,
     (tcp, udp): (TcpListener, UdpSocket),
     config: ClusterConfig,
-    key: sustenet_proto::Key,
+    key: Option<sustenet_proto::Key>,
     plugin: P,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     if cfg.agones.enabled {
-        return run_agones(tcp, udp, config, key, cfg.agones.sdk_port, plugin).await;
+        return run_agones(tcp, udp, config, key, &cfg.agones, plugin).await;
     }
+    let key = key.context("no cluster key")?;
     cluster::run(tcp, udp, config, key, Portal::new(plugin), shutdown).await?;
     Ok(())
 }
 
-/// The cluster as an Agones GameServer (docs/operations.md).
+/// The cluster as an Agones GameServer (docs/operations.md), or as an
+/// instance on demand from a Fleet with `[agones] instance` (docs/instances.md §7).
 #[cfg(feature = "agones")]
 async fn run_agones(
     tcp: TcpListener,
     udp: UdpSocket,
     mut config: ClusterConfig,
-    key: sustenet_proto::Key,
-    sdk_port: u16,
+    key: Option<sustenet_proto::Key>,
+    section: &sustenet_server::config::AgonesSection,
     game: impl Plugin,
 ) -> anyhow::Result<()> {
-    let port = (sdk_port != 0).then_some(sdk_port);
-    let agones = sustenet_server::agones::Agones::connect(port).await?;
+    use sustenet_server::agones::Agones;
+    let port = (section.sdk_port != 0).then_some(section.sdk_port);
+    let (agones, key) = if section.instance {
+        let (agones, identity) = tokio::select! {
+            r = Agones::connect_instance(port) => r?,
+            _ = shutdown_signal() => return Ok(()),
+        };
+        config.key_name = identity.key_name.clone();
+        (agones, identity.key)
+    } else {
+        let key = key.context("no cluster key")?;
+        (Agones::connect(port).await?, key)
+    };
     agones.configure(&mut config);
     let plugin = agones.wrap(game, config.max_connections);
     let result = cluster::run(tcp, udp, config, key, plugin, shutdown_signal()).await;
@@ -323,8 +344,8 @@ async fn run_agones(
     _: TcpListener,
     _: UdpSocket,
     _: ClusterConfig,
-    _: sustenet_proto::Key,
-    _: u16,
+    _: Option<sustenet_proto::Key>,
+    _: &sustenet_server::config::AgonesSection,
     _: impl Plugin,
 ) -> anyhow::Result<()> {
     anyhow::bail!(

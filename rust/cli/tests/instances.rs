@@ -1,3 +1,4 @@
+// Long file: one fixture (a master, agents, key folder, process marks) shared by every instances-on-demand scenario.
 //! Instances on demand with real processes: a `sustenet master`, one or two
 //! `sustenet agent`s on loopback with their own port ranges, and instances
 //! that are real `sustenet cluster` processes (or small shell programs for

@@ -31,6 +31,13 @@
 //! When the GameServer is `Ready` again, the reservation ends. Other states
 //! change nothing. A watch that fails or ends is opened again a second later.
 //!
+//! An *instance on demand* ([`Agones::connect_instance`], docs/instances.md
+//! §7) is Ready before it registers (it cannot register before it is
+//! allocated: its key comes with the allocation), and stays Allocated until
+//! the master deletes its GameServer: it never calls `Ready()` or
+//! `Allocate()` afterwards. The master's allocation reserves it like any
+//! allocation the cluster did not make.
+//!
 //! The calls go out in this order from one task; the plugin never waits for
 //! the sidecar. At most [`QUEUE`] calls wait: past that, health pings are
 //! dropped first (the next tick sends one) and player calls are dropped and
@@ -40,7 +47,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sustenet_proto::DisconnectReason;
+use sustenet_proto::{DisconnectReason, Key};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -87,6 +94,87 @@ pub struct Agones {
     watch: tokio::task::JoinHandle<()>,
     reservation: Reservation,
     endpoint: Option<(String, u16)>,
+    instance: bool,
+}
+
+/// What an instance started on Agones learns from its GameServer.
+pub struct InstanceIdentity {
+    /// The instance id the master gave it.
+    pub instance_id: u64,
+    /// The key name it registers with: `instance-<id>`.
+    pub key_name: String,
+    /// Its cluster key.
+    pub key: Key,
+    /// The template it was started from.
+    pub template: String,
+    /// The spawn request's parameters.
+    pub params: Vec<(String, String)>,
+}
+
+impl fmt::Debug for InstanceIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InstanceIdentity")
+            .field("instance_id", &self.instance_id)
+            .field("template", &self.template)
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+type Annotations = std::collections::HashMap<String, String>;
+
+/// The identity in a GameServer's annotations, once the master wrote it;
+/// `Err` when it is there but cannot be used.
+fn identity_in(
+    annotations: &Annotations,
+    secret: &crate::instance_seal::InstanceSecret,
+) -> Result<Option<InstanceIdentity>, AgonesError> {
+    use crate::instance_seal as seal;
+    let (Some(id), Some(sealed)) = (
+        annotations.get(seal::INSTANCE_ID_ANNOTATION),
+        annotations.get(seal::KEY_ANNOTATION),
+    ) else {
+        return Ok(None);
+    };
+    let bad = |m: String| AgonesError(m);
+    let instance_id: u64 = id.parse().map_err(|_| {
+        bad(format!(
+            "annotation {} is not a number: {id}",
+            seal::INSTANCE_ID_ANNOTATION
+        ))
+    })?;
+    let key_name = crate::master::instances::instance_key_name(instance_id);
+    let key = secret.open(sealed, &key_name).ok_or_else(|| {
+        bad(format!(
+            "the key in annotation {} does not open with this GameServer's key pair (sealed to another GameServer or for another instance)",
+            seal::KEY_ANNOTATION
+        ))
+    })?;
+    let params = annotations
+        .get(seal::PARAMS_ANNOTATION)
+        .and_then(|p| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(p).ok())
+        .map(|m| {
+            m.into_iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Some(InstanceIdentity {
+        instance_id,
+        key_name,
+        key,
+        template: annotations
+            .get(seal::TEMPLATE_ANNOTATION)
+            .cloned()
+            .unwrap_or_default(),
+        params,
+    }))
+}
+
+fn endpoint_of(gs: &agones::GameServer) -> Option<(String, u16)> {
+    let status = gs.status.as_ref()?;
+    let port = u16::try_from(status.ports.first()?.port).ok()?;
+    (!status.address.is_empty() && port != 0).then(|| (status.address.clone(), port))
 }
 
 impl fmt::Debug for Agones {
@@ -107,23 +195,69 @@ impl Agones {
         let mut sdk = agones::Sdk::new(port, None)
             .await
             .map_err(|e| AgonesError(e.to_string()))?;
-        let endpoint = sdk.get_gameserver().await.ok().and_then(|gs| {
-            let status = gs.status?;
-            let port = u16::try_from(status.ports.first()?.port).ok()?;
-            (!status.address.is_empty() && port != 0).then_some((status.address, port))
-        });
+        let endpoint = sdk
+            .get_gameserver()
+            .await
+            .ok()
+            .and_then(|gs| endpoint_of(&gs));
+        Ok(Self::start(sdk, endpoint, false))
+    }
+
+    fn start(sdk: agones::Sdk, endpoint: Option<(String, u16)>, instance: bool) -> Self {
         let (calls, rx) = mpsc::channel(QUEUE);
         let allocation = Arc::new(Mutex::new(Allocation::default()));
         let reservation = Reservation::default();
         let watch = tokio::spawn(watch(sdk.clone(), allocation.clone(), reservation.clone()));
         let task = tokio::spawn(run(sdk, rx, allocation));
-        Ok(Self {
+        Self {
             calls,
             task,
             watch,
             reservation,
             endpoint,
-        })
+            instance,
+        }
+    }
+    /// Connects as an instance on demand (docs/instances.md §7): draws an
+    /// X25519 key pair in memory, publishes its public half
+    /// (`SetAnnotation`), says `Ready()`, then waits (`WatchGameServer`)
+    /// until the master has allocated this GameServer and written the
+    /// instance id and the sealed key on it; returns with them.
+    pub async fn connect_instance(
+        port: Option<u16>,
+    ) -> Result<(Self, InstanceIdentity), AgonesError> {
+        use crate::instance_seal::{InstanceSecret, SDK_PUBLIC_KEY_ANNOTATION};
+        let sdk_error = |e: agones::errors::Error| AgonesError(e.to_string());
+        let mut sdk = agones::Sdk::new(port, None).await.map_err(sdk_error)?;
+        let secret = InstanceSecret::generate(&mut rand::rng());
+        sdk.set_annotation(SDK_PUBLIC_KEY_ANNOTATION, secret.public_base64())
+            .await
+            .map_err(sdk_error)?;
+        let mut watch = sdk.watch_gameserver().await.map_err(sdk_error)?;
+        sdk.ready().await.map_err(sdk_error)?;
+        info!("Agones: Ready; waiting to be allocated as an instance");
+        let mut gs = sdk.get_gameserver().await.map_err(sdk_error)?;
+        loop {
+            let annotations = gs
+                .object_meta
+                .as_ref()
+                .map(|m| m.annotations.clone())
+                .unwrap_or_default();
+            if let Some(identity) = identity_in(&annotations, &secret)? {
+                info!(
+                    instance_id = identity.instance_id,
+                    template = identity.template,
+                    "Agones: allocated as an instance"
+                );
+                let endpoint = endpoint_of(&gs);
+                return Ok((Self::start(sdk, endpoint, true), identity));
+            }
+            gs = watch
+                .message()
+                .await
+                .map_err(|e| AgonesError(e.to_string()))?
+                .ok_or_else(|| AgonesError("the GameServer watch ended".into()))?;
+        }
     }
 
     /// Whether the cluster is reserved now (see the [module docs](self)).
@@ -163,7 +297,8 @@ impl Agones {
             inner: plugin,
             calls: self.calls.clone(),
             capacity,
-            ready: false,
+            ready: self.instance,
+            instance: self.instance,
             players: 0,
             game_loop: None,
         }
@@ -333,6 +468,8 @@ pub struct WithAgones<P> {
     calls: mpsc::Sender<Call>,
     capacity: u32,
     ready: bool,
+    /// An instance on demand: Allocated until deleted, never Ready again.
+    instance: bool,
     players: usize,
     /// The game loop whose beat the health pings need, and how old it may be.
     game_loop: Option<(GameLoopBeat, Duration)>,
@@ -367,7 +504,7 @@ impl<P: Plugin> Plugin for WithAgones<P> {
     fn on_connect(&mut self, ctx: &mut Context<'_>, player: PlayerId, user_data: &[u8]) {
         self.call(Call::Connect(player));
         self.players += 1;
-        if self.players == 1 {
+        if self.players == 1 && !self.instance {
             self.call(Call::Allocate);
         }
         self.inner.on_connect(ctx, player, user_data);
@@ -385,7 +522,7 @@ impl<P: Plugin> Plugin for WithAgones<P> {
     fn on_disconnect(&mut self, ctx: &mut Context<'_>, player: PlayerId, reason: DisconnectReason) {
         self.call(Call::Disconnect(player));
         self.players = self.players.saturating_sub(1);
-        if self.players == 0 && self.ready {
+        if self.players == 0 && self.ready && !self.instance {
             self.call(Call::Ready);
         }
         self.inner.on_disconnect(ctx, player, reason);

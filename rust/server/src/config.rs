@@ -86,6 +86,10 @@ pub struct AgonesSection {
     pub enabled: bool,
     /// The sidecar's gRPC port on localhost; 0: `AGONES_SDK_GRPC_PORT`, else 9357.
     pub sdk_port: u16,
+    /// An instance on demand from a Fleet (docs/instances.md §7): Ready at
+    /// start, key name and key from the master through the GameServer's
+    /// annotations once allocated (no key file).
+    pub instance: bool,
 }
 
 /// `[websocket]`: TLS, origins and limits of the WebSocket listener that

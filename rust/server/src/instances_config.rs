@@ -27,6 +27,106 @@ pub struct InstancesSection {
     pub max_agents: u32,
     /// Most instances of a template at once over every agent, by template name.
     pub template_limits: HashMap<String, u32>,
+    /// `[instances.agones]`: templates whose instances are Agones GameServers.
+    pub agones: Option<AgonesBackendSection>,
+}
+
+/// `[instances.agones]`: the templates started as Agones GameServers, each
+/// from its Fleet, through the Kubernetes API (docs/instances.md §7).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgonesBackendSection {
+    /// The Kubernetes API server, `https://host[:port]`.
+    pub api_server: String,
+    /// The namespace of the Fleets and their GameServers.
+    pub namespace: String,
+    /// The service account token (read at every request).
+    pub token_path: PathBuf,
+    /// The CA certificate(s) of the API server, PEM.
+    pub ca_path: PathBuf,
+    /// Longest wait for one API request, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Template name → Fleet name.
+    pub fleets: BTreeMap<String, String>,
+}
+
+/// Where a pod finds its service account's files.
+const SERVICE_ACCOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+impl Default for AgonesBackendSection {
+    fn default() -> Self {
+        Self {
+            api_server: "https://kubernetes.default.svc".into(),
+            namespace: "default".into(),
+            token_path: PathBuf::from(SERVICE_ACCOUNT).join("token"),
+            ca_path: PathBuf::from(SERVICE_ACCOUNT).join("ca.crt"),
+            request_timeout_ms: 10_000,
+            fleets: BTreeMap::new(),
+        }
+    }
+}
+
+/// A Kubernetes object name (DNS-1123 subdomain) or, with `label`, a namespace (DNS-1123 label).
+fn k8s_name_ok(n: &str, label: bool) -> bool {
+    let max = if label { 63 } else { 253 };
+    !n.is_empty()
+        && n.len() <= max
+        && n.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (b == b'.' && !label)
+        })
+        && n.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && n.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+impl AgonesBackendSection {
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: format!("instances.agones.{key}"),
+            message,
+        };
+        crate::master::kube_api::parse_api_server(&self.api_server)
+            .map_err(|e| bad("api_server", e))?;
+        if !k8s_name_ok(&self.namespace, true) {
+            return Err(bad(
+                "namespace",
+                "must be a Kubernetes namespace name (a-z, 0-9, -; at most 63)".into(),
+            ));
+        }
+        if self.request_timeout_ms == 0 || self.request_timeout_ms > 300_000 {
+            return Err(bad("request_timeout_ms", "must be 1 to 300000".into()));
+        }
+        if self.fleets.is_empty() || self.fleets.len() > TEMPLATES_MAX {
+            return Err(bad(
+                "fleets",
+                format!("must name 1 to {TEMPLATES_MAX} templates"),
+            ));
+        }
+        for (template, fleet) in &self.fleets {
+            if !template_name_ok(template) {
+                return Err(bad(
+                    "fleets",
+                    format!(
+                        "'{template}': a template name must be 1 to 64 characters of A-Z, a-z, 0-9, _, - and ."
+                    ),
+                ));
+            }
+            if !k8s_name_ok(fleet, false) {
+                return Err(bad(
+                    &format!("fleets.{template}"),
+                    format!("'{fleet}' is not a Kubernetes object name (a-z, 0-9, - and .)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn template_name_ok(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= TEMPLATE_NAME_MAX
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
 }
 
 impl Default for InstancesSection {
@@ -38,6 +138,7 @@ impl Default for InstancesSection {
             max_instances: u32::try_from(d.max_instances).unwrap_or(u32::MAX),
             max_agents: u32::try_from(d.max_agents).unwrap_or(u32::MAX),
             template_limits: HashMap::new(),
+            agones: None,
         }
     }
 }
@@ -71,6 +172,9 @@ impl InstancesSection {
                 "max_instances",
                 "at most 100000 instances and 10000 agents",
             ));
+        }
+        if let Some(agones) = &self.agones {
+            agones.validate(path)?;
         }
         Ok(())
     }
@@ -201,12 +305,7 @@ impl AgentSection {
             key: format!("agent.{key}"),
             message,
         };
-        let name_ok = |n: &str| {
-            !n.is_empty()
-                && n.len() <= TEMPLATE_NAME_MAX
-                && n.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
-        };
+        let name_ok = template_name_ok;
         if !name_ok(&self.name) {
             return Err(bad(
                 "name",

@@ -20,6 +20,7 @@ pub mod fragments;
 pub mod fuzzing;
 mod handshake_gate;
 pub mod ids;
+pub mod instance_seal;
 pub mod instances_config;
 pub mod keys;
 mod listen;

@@ -105,6 +105,30 @@ impl ServerFace {
         }
     }
 
+    /// Whether `packet` from `player`, if it is a relay request, fits the
+    /// player's relayed-bytes budget (`per_sec`, 0: no limit); a player over
+    /// it is dropped.
+    fn relay_within_budget(&mut self, player: PlayerId, packet: &[u8], per_sec: u64) -> bool {
+        let Some((target, len)) = relay_request(packet) else {
+            return true;
+        };
+        let receivers = relay_receivers(target, self.ids.count());
+        let cost = u64::try_from(len)
+            .unwrap_or(u64::MAX)
+            .saturating_mul(receivers);
+        if self
+            .relay_budget
+            .spend(player, cost, per_sec, Instant::now())
+        {
+            return true;
+        }
+        let why = format!(
+            "relay requests over max_client_relay_bytes_per_sec ({per_sec} bytes a second, packet size times receivers)"
+        );
+        self.drop_player(player, why);
+        false
+    }
+
     /// Sends a data payload to the target peer(s).
     pub(super) fn put(
         &mut self,
@@ -365,20 +389,8 @@ impl SustenetMultiplayerPeer {
                             s.drop_player(player, e);
                             return;
                         }
-                        if let Some((target, len)) = relay_request(d.packet) {
-                            let receivers = relay_receivers(target, s.ids.count());
-                            let bytes = u64::try_from(len).unwrap_or(u64::MAX);
-                            let cost = bytes.saturating_mul(receivers);
-                            if !s
-                                .relay_budget
-                                .spend(player, cost, relay_per_sec, Instant::now())
-                            {
-                                let why = format!(
-                                    "relay requests over max_client_relay_bytes_per_sec ({relay_per_sec} bytes a second, packet size times receivers)"
-                                );
-                                s.drop_player(player, why);
-                                return;
-                            }
+                        if !s.relay_within_budget(player, d.packet, relay_per_sec) {
+                            return;
                         }
                         let p = Incoming {
                             from: peer,

@@ -169,6 +169,7 @@ pub(super) async fn accept(
     shared.cluster_links.close(conn);
     if shared.directory().handle_unregister(id, conn) {
         info!(cluster_id = id, "cluster removed from the list: {reason}");
+        super::instance_hub::cluster_ended(shared, id);
     }
 }
 

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::Shared;
+use super::agones_backend::{AGONES_TARGET, AgonesJob};
 use super::instances::{InstanceEvent, InstanceTable, Requester};
 use crate::time::now_ms;
 
@@ -27,6 +28,8 @@ pub(crate) struct InstanceHub {
     pub agents: HashMap<String, (u64, mpsc::Sender<MasterToAgent>)>,
     /// Admin connection → its queue.
     pub admins: HashMap<u64, mpsc::Sender<MasterToAdmin>>,
+    /// The Agones backend's queue, when `[instances.agones]` is set.
+    pub agones: Option<mpsc::Sender<AgonesJob>>,
 }
 
 impl InstanceHub {
@@ -35,6 +38,7 @@ impl InstanceHub {
             table,
             agents: HashMap::new(),
             admins: HashMap::new(),
+            agones: None,
         }
     }
 }
@@ -84,6 +88,23 @@ fn route(hub: &mut InstanceHub, ev: InstanceEvent, to_clusters: &mut Vec<ToClust
             params,
             key_name,
             key,
+        } if agent == AGONES_TARGET && hub.agones.is_some() => {
+            let job = AgonesJob::Spawn {
+                instance_id,
+                template,
+                params,
+                key_name,
+                key,
+            };
+            to_agones(hub, job);
+        }
+        InstanceEvent::Spawn {
+            agent,
+            instance_id,
+            template,
+            params,
+            key_name,
+            key,
         } => {
             let msg = MasterToAgent::Spawn {
                 instance_id,
@@ -93,6 +114,11 @@ fn route(hub: &mut InstanceHub, ev: InstanceEvent, to_clusters: &mut Vec<ToClust
                 key: *key.as_bytes(),
             };
             to_agent(hub, &agent, msg);
+        }
+        InstanceEvent::Stop { agent, instance_id }
+            if agent == AGONES_TARGET && hub.agones.is_some() =>
+        {
+            to_agones(hub, AgonesJob::Stop { instance_id });
         }
         InstanceEvent::Stop { agent, instance_id } => {
             to_agent(hub, &agent, MasterToAgent::Stop { instance_id });
@@ -122,6 +148,14 @@ fn route(hub: &mut InstanceHub, ev: InstanceEvent, to_clusters: &mut Vec<ToClust
                 cluster_id,
                 msg: MasterToCluster::Disconnect(reason),
             });
+        }
+    }
+}
+
+fn to_agones(hub: &InstanceHub, job: AgonesJob) {
+    if let Some(tx) = &hub.agones {
+        if tx.try_send(job).is_err() {
+            warn!("the Agones backend's queue is full; the request is dropped");
         }
     }
 }
@@ -216,6 +250,15 @@ pub(crate) fn cluster_registered(shared: &Shared, key_name: &str, cluster_id: u6
         info!(instance_id, cluster_id, "instance cluster registered");
     }
     dispatch(shared);
+}
+
+/// A cluster's link ended: if it was an instance on Agones, the backend
+/// checks whether its GameServer is still there (gone: so is the instance).
+pub(crate) fn cluster_ended(shared: &Shared, cluster_id: u64) {
+    let hub = shared.instances();
+    if let Some((instance_id, AGONES_TARGET)) = hub.table.target_of_cluster(cluster_id) {
+        to_agones(&hub, AgonesJob::Check { instance_id });
+    }
 }
 
 /// A cluster's game code asks for an instance; `Some(reason)` when refused at once.

@@ -486,6 +486,28 @@ impl InstanceTable {
         true
     }
 
+    /// A backend that starts instances without an agent process (Agones)
+    /// could not start this one: it is gone, and a requester still waiting
+    /// hears `reason`. Returns whether the instance was known.
+    pub fn start_failed(&mut self, instance_id: u64, reason: Goodbye) -> bool {
+        let known = self.instances.contains_key(&instance_id);
+        self.gone(instance_id, reason);
+        known
+    }
+
+    /// The state of an instance that is not gone.
+    pub fn state(&self, instance_id: u64) -> Option<InstanceState> {
+        self.instances.get(&instance_id).map(|i| i.state)
+    }
+
+    /// The placement target (agent) of an instance that is not gone, and its key name.
+    pub fn target_of_cluster(&self, cluster_id: u64) -> Option<(u64, &str)> {
+        self.instances
+            .iter()
+            .find(|(_, i)| i.cluster_id == cluster_id && cluster_id != 0)
+            .map(|(id, i)| (*id, i.agent.as_str()))
+    }
+
     /// Asks an instance's agent to stop it. A requester still waiting hears
     /// it failed; the instance stays (draining) until its agent reports the
     /// exit or `stop_timeout_ms` passes.

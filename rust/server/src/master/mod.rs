@@ -9,12 +9,14 @@
 
 mod admin_link;
 mod agent_link;
+pub mod agones_backend;
 mod client;
 mod cluster_link;
 pub(crate) mod directory;
 mod instance_hub;
 pub mod instances;
 mod key_link;
+pub mod kube_api;
 mod link_loop;
 mod web_client;
 
@@ -71,6 +73,9 @@ pub struct MasterConfig {
     pub limits: Limits,
     /// Instances on demand: limits and timeouts (docs/instances.md).
     pub instances: InstanceSettings,
+    /// Templates started as Agones GameServers (`[instances.agones]`,
+    /// docs/instances.md §7); `None`: agents only.
+    pub agones: Option<crate::instances_config::AgonesBackendSection>,
     /// A WebSocket listener for web clients (`[master] websocket_port`);
     /// `None`: none.
     pub websocket: Option<crate::web::WebSocketConfig>,
@@ -119,6 +124,7 @@ impl Default for MasterConfig {
             max_clusters_per_key: 64,
             limits: Limits::default(),
             instances: InstanceSettings::default(),
+            agones: None,
             websocket: None,
             metrics: crate::metrics::MasterMetrics::default(),
         }
@@ -243,6 +249,8 @@ pub async fn run(
         }
         None => None,
     };
+    let mut table = InstanceTable::new(config.instances.clone());
+    let agones = agones_backend::attach(config.agones.as_ref(), &mut table)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         web_clusters: web_client::WebClusters::default(),
@@ -250,9 +258,7 @@ pub async fn run(
         handshakes: HandshakeGate::new(&config.limits),
         clients: Semaphore::new(config.connection_limit() as usize),
         directory: Mutex::new(Directory::new(config.directory_settings())),
-        instances: Mutex::new(InstanceHub::new(InstanceTable::new(
-            config.instances.clone(),
-        ))),
+        instances: Mutex::new(InstanceHub::new(table)),
         config,
         keys,
         auth,
@@ -267,6 +273,10 @@ pub async fn run(
     );
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(instance_hub::drive(shared.clone()));
+    if let Some((backend, jobs, rx)) = agones {
+        shared.instances().agones = Some(jobs);
+        tasks.spawn(agones_backend::drive(shared.clone(), backend, rx));
+    }
     if let Some(l) = web_listener {
         info!(addr = %l.local_addr()?, tls = shared.config.websocket.as_ref().is_some_and(|w| w.tls.is_some()), "master listening for WebSockets");
         let span = info_span!("web_accept");

@@ -64,6 +64,7 @@ impl Calls {
             port: i32::from(self.1),
         };
         pb::sdk::GameServer {
+            object_meta: None,
             status: Some(Status {
                 state,
                 address: self.4.into(),
@@ -110,6 +111,14 @@ impl Sdk for Calls {
         _: Request<pb::sdk::Empty>,
     ) -> Result<Response<pb::sdk::GameServer>, Status> {
         Ok(Response::new(self.game_server("Scheduled".into())))
+    }
+    async fn set_annotation(
+        &self,
+        r: Request<pb::sdk::KeyValue>,
+    ) -> Result<Response<pb::sdk::Empty>, Status> {
+        let kv = r.into_inner();
+        self.push(format!("SetAnnotation({}={})", kv.key, kv.value));
+        Ok(Response::new(pb::sdk::Empty {}))
     }
     type WatchGameServerStream = GameServerStream;
     /// The GameServer now, then each time the test changes its state.

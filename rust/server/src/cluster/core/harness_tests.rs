@@ -283,25 +283,8 @@ fn a_redirected_player_that_does_not_leave_is_let_go() {
             _ => None,
         })
         .unwrap();
-    let ticket = sustenet_proto::Ticket {
-        client_id: 1,
-        cluster: sustenet_proto::ClusterInfo {
-            id: 99,
-            name: "next".into(),
-            address: "127.0.0.1".into(),
-            tcp_port: 1,
-            udp_port: 1,
-            players: 0,
-            capacity: 0,
-            locked: false,
-        },
-        token: vec![1; 8],
-        session_secret: [3; 32].into(),
-        expires_at_ms: 0,
-    };
     let now = h.now;
-    h.core
-        .handle_transfer_ready(now, request_id, 1, Box::new(ticket));
+    h.core.handle_transfer_ready(now, request_id, 1, ticket(1));
     h.pump();
     assert!(matches!(
         c.drain().last(),
