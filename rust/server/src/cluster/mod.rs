@@ -267,27 +267,9 @@ pub async fn run_with_handle(
         seed: rand::rng().next_u64(),
     };
     let mut core = new_core(plugin, setup)?;
-    let mut io = Io {
-        udp: UdpSender::new(udp.clone(), shared.config.metrics.clone()),
-        udp_ctl: udp_ctl_tx,
-        link: link_tx,
-        metrics: shared.config.metrics.clone(),
-        writers: HashMap::new(),
-        web: shared.web.clone(),
-        seal: Sealing::start(&shared.config, &udp, &shared.web)?,
-    };
-    let mut tasks = tokio::task::JoinSet::new();
-    let span = info_span!("accept");
-    tasks.spawn(player_conn::accept_loop(shared.clone(), tcp).instrument(span));
-    let span = info_span!("udp");
-    tasks.spawn(udp::udp_loop(shared.clone(), udp, udp_ctl_rx).instrument(span));
-    if let Some((l, port, tls)) = web_listener {
-        info!(addr = %l.local_addr()?, port, tls, "cluster listening for WebSocket players");
-        let span = info_span!("web_accept");
-        tasks.spawn(web_player::accept_loop(shared.clone(), l).instrument(span));
-    }
-    let span = info_span!("master_link");
-    tasks.spawn(master_link::master_link(shared.clone(), link_rx).instrument(span));
+    let mut io = Io::new(&shared, &udp, udp_ctl_tx, link_tx)?;
+    let sockets = (tcp, udp, web_listener);
+    let mut tasks = spawn_tasks(&shared, sockets, udp_ctl_rx, link_rx)?;
     let update_tick = shared.config.update_tick.max(Duration::from_millis(1));
     let (mut update, mut tick) = (every(update_tick), every(shared.config.limits.heartbeat()));
     core.start(Instant::now());
@@ -324,6 +306,33 @@ pub async fn run_with_handle(
     let _ = stop_tx.send(true);
     crate::listen::wind_down(&mut tasks).await;
     Ok(())
+}
+
+/// The cluster's tasks besides the core's driver: the players' TCP and
+/// WebSocket listeners, the UDP receiver and the master link.
+fn spawn_tasks(
+    shared: &Arc<Shared>,
+    (tcp, udp, web_listener): (
+        TcpListener,
+        Arc<UdpSocket>,
+        Option<(TcpListener, u16, bool)>,
+    ),
+    udp_ctl_rx: mpsc::Receiver<UdpControl>,
+    link_rx: queue::QueueRx<LinkEvent>,
+) -> Result<tokio::task::JoinSet<()>, ServerError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    let span = info_span!("accept");
+    tasks.spawn(player_conn::accept_loop(shared.clone(), tcp).instrument(span));
+    let span = info_span!("udp");
+    tasks.spawn(udp::udp_loop(shared.clone(), udp, udp_ctl_rx).instrument(span));
+    if let Some((l, port, tls)) = web_listener {
+        info!(addr = %l.local_addr()?, port, tls, "cluster listening for WebSocket players");
+        let span = info_span!("web_accept");
+        tasks.spawn(web_player::accept_loop(shared.clone(), l).instrument(span));
+    }
+    let span = info_span!("master_link");
+    tasks.spawn(master_link::master_link(shared.clone(), link_rx).instrument(span));
+    Ok(tasks)
 }
 
 /// The heartbeat tick: the core's, then the gauges and the core's own
@@ -465,6 +474,26 @@ struct Io {
 }
 
 impl Io {
+    /// The driver's means to carry out the core's outputs: the UDP socket
+    /// (and the seal workers, if any), the UDP receiver's and the master
+    /// link's queues, the players' writers.
+    fn new(
+        shared: &Shared,
+        udp: &Arc<UdpSocket>,
+        udp_ctl: mpsc::Sender<UdpControl>,
+        link: QueueTx<LinkEvent>,
+    ) -> Result<Self, ServerError> {
+        Ok(Io {
+            udp: UdpSender::new(udp.clone(), shared.config.metrics.clone()),
+            udp_ctl,
+            link,
+            metrics: shared.config.metrics.clone(),
+            writers: HashMap::new(),
+            web: shared.web.clone(),
+            seal: Sealing::start(&shared.config, udp, &shared.web)?,
+        })
+    }
+
     /// Carries out every output of the core, in order, then queues its
     /// datagrams (sent by [`UdpSender::flush`] or once a batch is full).
     async fn carry_out<P: Plugin>(&mut self, core: &mut Core<P>) {
