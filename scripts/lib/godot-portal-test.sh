@@ -21,6 +21,17 @@
 # portal_export_procs: pids of processes running the portal test's export (wrapper included).
 portal_export_procs() { pgrep -f -- "$T/portal/cluster.x86_64" || true; }
 
+# portal_wait_exit <log> <instance id> <seconds>: 0 once the agent logged that instance's
+# process exiting with code 0 on the agent's request (stopped=true).
+portal_wait_exit() {
+    for _ in $(seq $(( $3 * 5 ))); do
+        sed 's/\x1b\[[0-9;]*m//g' "$1" \
+            | grep -qE "instance process exited instance_id=$2 code=0 stopped=true" && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
 # portal_start_agent <log>: starts the agent (sets AGENT_PID); 0 once it registered.
 portal_start_agent() {
     RUST_LOG="info,sustenet_server::agent=debug" start_bg "$1" "$SUSTENET" agent -c "$T/portal/agent.toml"
@@ -77,13 +88,7 @@ TOML
     verdict "portal (players)" "$T/portal.log" $?
 
     # The stopped instance: the agent's report of its exit.
-    local exited=1
-    for _ in $(seq 100); do
-        sed 's/\x1b\[[0-9;]*m//g' "$T/portal_agent.log" \
-            | grep -qE 'instance process exited instance_id=1 code=0 stopped=true' && { exited=0; break; }
-        sleep 0.2
-    done
-    if [ "$exited" -eq 0 ]; then
+    if portal_wait_exit "$T/portal_agent.log" 1 20; then
         echo "PASS: the agent stopped the empty dungeon; its process exited 0" >>"$plog"
     else
         echo "FAIL: no 'instance process exited ... code=0 stopped=true' in the agent's log" >>"$plog"
@@ -141,13 +146,7 @@ portal_up_dungeon() {
             local id
             id=$(sed -n 's/^instance \([0-9]*\) ready.*/\1/p' "$T/up_dungeon_spawn.log")
             timeout -k 5 30 "${inst[@]}" stop "$id" >>"$clog" 2>&1 || { echo "FAIL: instances stop $id" >>"$clog"; rc=1; }
-            local exited=1
-            for _ in $(seq 150); do
-                sed 's/\x1b\[[0-9;]*m//g' "$ulog" \
-                    | grep -qE "instance process exited instance_id=$id code=0 stopped=true" && { exited=0; break; }
-                sleep 0.2
-            done
-            if [ "$exited" -eq 0 ]; then
+            if portal_wait_exit "$ulog" "$id" 30; then
                 echo "PASS: instances stop $id: the export exited 0" >>"$clog"
             else
                 echo "FAIL: no 'instance process exited instance_id=$id code=0 stopped=true' in up's log" >>"$clog"; rc=1

@@ -17,10 +17,9 @@
 )]
 
 use std::collections::BTreeMap;
-use std::net::{TcpListener as StdListener, UdpSocket as StdUdp};
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,82 +28,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, Streaming};
 
+mod common;
+
+use common::marked::{LoggedProc as Proc, MARK_VAR, eventually, joined, login_player, marked};
+use common::{BIN, free_port};
+
 mod pb {
     tonic::include_proto!("agones.dev.sdk");
 }
 use pb::sdk_server::{Sdk, SdkServer};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sustenet");
-const MARK_VAR: &str = "SUSTENET_TEST_MARK";
 const TOKEN: &str = "test-service-account-token";
 const NAMESPACE: &str = "games";
-
-fn free_port() -> u16 {
-    loop {
-        let t = StdListener::bind("127.0.0.1:0").unwrap();
-        let port = t.local_addr().unwrap().port();
-        if StdUdp::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// Processes whose environment carries `mark` (zombies excepted).
-fn marked(mark: &str) -> Vec<u32> {
-    let needle = format!("{MARK_VAR}={mark}");
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        if env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
-            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-            if stat.split_whitespace().nth(2) != Some("Z") {
-                found.push(pid);
-            }
-        }
-    }
-    found
-}
-
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !check() {
-        assert!(Instant::now() < deadline, "gave up waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A process of the test; SIGTERM then SIGKILL on drop.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// One GameServer record: what the SDK server and the API server both see.
 struct GameServer {
@@ -652,7 +587,7 @@ impl Drop for Fixture {
                 return;
             }
             if Instant::now() > deadline {
-                for pid in &left {
+                for (pid, _) in &left {
                     let _ = Command::new("kill")
                         .args(["-KILL", &pid.to_string()])
                         .status();
@@ -671,35 +606,8 @@ fn client(
     sustenet_client::Client,
     flume::Receiver<sustenet_client::ClientEvent>,
 ) {
-    let public = std::fs::read_to_string(f.path("keys/master.pub")).unwrap();
-    let key = sustenet_proto::PublicKey::from_base64(public.trim()).unwrap();
-    let (client, events) = sustenet_client::Client::spawn(
-        f.rt.handle(),
-        sustenet_client::ClientConfig::new(format!("127.0.0.1:{}", f.master_port), key),
-    );
-    client.login("player", Vec::new()).unwrap();
-    (client, events)
-}
-
-/// The next `Joined`: the cluster's id and name.
-fn joined(events: &flume::Receiver<sustenet_client::ClientEvent>) -> (u64, String) {
-    loop {
-        match events.recv_timeout(Duration::from_secs(30)).unwrap() {
-            sustenet_client::ClientEvent::Joined { cluster, .. } => {
-                return (cluster.id, cluster.name);
-            }
-            sustenet_client::ClientEvent::JoinFailed { reason, message }
-            | sustenet_client::ClientEvent::Disconnected { reason, message } => {
-                panic!("{reason} {message}")
-            }
-            sustenet_client::ClientEvent::Packet {
-                command, payload, ..
-            } if command == sustenet_server::Portal::<()>::FAILED => {
-                panic!("portal failed: {}", String::from_utf8_lossy(&payload))
-            }
-            _ => {}
-        }
-    }
+    let master = format!("127.0.0.1:{}", f.master_port);
+    login_player(f.rt.handle(), master, &f.path("keys/master.pub"))
 }
 
 #[test]

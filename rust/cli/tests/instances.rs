@@ -11,12 +11,11 @@ mod common;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::marked::{LoggedProc as Proc, MARK_VAR, eventually, joined, login_player, marked};
 use common::{BIN, free_port, run};
-
-const MARK_VAR: &str = "SUSTENET_TEST_MARK";
 
 /// A range of `n` ports free right now (TCP and UDP).
 fn free_range(n: u16) -> (u16, u16) {
@@ -33,101 +32,6 @@ fn free_range(n: u16) -> (u16, u16) {
             }
         }
         return (first, first + n - 1);
-    }
-}
-
-/// Processes whose environment carries `mark`.
-fn marked(mark: &str) -> Vec<(u32, String)> {
-    let needle = format!("{MARK_VAR}={mark}");
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        if env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
-            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-            // A zombie has exited; its parent has not reaped it yet.
-            if stat.split_whitespace().nth(2) == Some("Z") {
-                continue;
-            }
-            let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            found.push((pid, String::from_utf8_lossy(&cmd).replace('\0', " ")));
-        }
-    }
-    found
-}
-
-/// Waits until `check` holds (bounded: a condition that never comes fails the test).
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "gave up waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn signal(child: &Child, sig: &str) {
-    Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
-}
-
-/// A server process; on drop it gets SIGTERM (an agent stops its
-/// instances), then SIGKILL if it has not exited within 10 s.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-/// Text without its terminal colour codes (`ESC [ ... m`).
-fn plain(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-impl Proc {
-    fn log(&self) -> String {
-        plain(&std::fs::read_to_string(&self.log).unwrap_or_default())
-    }
-
-    /// SIGKILL, as a machine or process dying would.
-    fn kill_hard(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        signal(&self.child, "-TERM");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -702,35 +606,7 @@ fn client(
     sustenet_client::Client,
     flume::Receiver<sustenet_client::ClientEvent>,
 ) {
-    let public = std::fs::read_to_string(f.path("keys/master.pub")).unwrap();
-    let key = sustenet_proto::PublicKey::from_base64(public.trim()).unwrap();
-    let (client, events) = sustenet_client::Client::spawn(
-        rt.handle(),
-        sustenet_client::ClientConfig::new(f.master_addr(), key),
-    );
-    client.login("player", Vec::new()).unwrap();
-    (client, events)
-}
-
-/// The next `Joined` (after a join or a redirect): the cluster's id and name.
-fn joined(events: &flume::Receiver<sustenet_client::ClientEvent>) -> (u64, String) {
-    loop {
-        match events.recv_timeout(Duration::from_secs(20)).unwrap() {
-            sustenet_client::ClientEvent::Joined { cluster, .. } => {
-                return (cluster.id, cluster.name);
-            }
-            sustenet_client::ClientEvent::JoinFailed { reason, message }
-            | sustenet_client::ClientEvent::Disconnected { reason, message } => {
-                panic!("{reason} {message}")
-            }
-            sustenet_client::ClientEvent::Packet {
-                command, payload, ..
-            } if command == sustenet_server::Portal::<()>::FAILED => {
-                panic!("portal failed: {}", String::from_utf8_lossy(&payload))
-            }
-            _ => {}
-        }
-    }
+    login_player(rt.handle(), f.master_addr(), &f.path("keys/master.pub"))
 }
 
 #[test]

@@ -8,6 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod marked;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_sustenet");
 
 /// A port free for TCP and UDP with the next `n` free too (the clusters').
