@@ -21,7 +21,6 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,7 +29,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 mod common;
 
-use common::marked::{LoggedProc as Proc, MARK_VAR, eventually, joined, login_player, marked};
+use common::marked::{
+    LoggedProc as Proc, MARK_VAR, assert_none_left, eventually, joined, login_player,
+};
 use common::{BIN, free_port};
 
 mod pb {
@@ -577,24 +578,8 @@ impl Drop for Fixture {
     fn drop(&mut self) {
         self.game_servers.clear();
         self.master = None;
-        if std::thread::panicking() {
-            return;
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = marked(&self.mark);
-            if left.is_empty() {
-                return;
-            }
-            if Instant::now() > deadline {
-                for (pid, _) in &left {
-                    let _ = Command::new("kill")
-                        .args(["-KILL", &pid.to_string()])
-                        .status();
-                }
-                panic!("processes left behind: {left:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if !std::thread::panicking() {
+            assert_none_left(&self.mark);
         }
     }
 }

@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::marked::{LoggedProc as Proc, MARK_VAR, eventually, joined, login_player, marked};
+use common::marked::{
+    LoggedProc as Proc, MARK_VAR, assert_none_left, eventually, joined, login_player, marked,
+};
 use common::{BIN, free_port, run};
 
 /// A range of `n` ports free right now (TCP and UDP).
@@ -230,24 +232,8 @@ impl Drop for Fixture {
     fn drop(&mut self) {
         self.agents.clear();
         self.master = None;
-        if std::thread::panicking() {
-            return;
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = marked(&self.mark);
-            if left.is_empty() {
-                return;
-            }
-            if Instant::now() > deadline {
-                for (pid, _) in &left {
-                    let _ = Command::new("kill")
-                        .args(["-KILL", &pid.to_string()])
-                        .status();
-                }
-                panic!("processes left behind: {left:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if !std::thread::panicking() {
+            assert_none_left(&self.mark);
         }
     }
 }

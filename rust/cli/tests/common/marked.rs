@@ -34,6 +34,27 @@ pub fn marked(mark: &str) -> Vec<(u32, String)> {
     found
 }
 
+/// Fails the test if a process marked `mark` is still there 10 s from now
+/// (killing what is left first).
+pub fn assert_none_left(mark: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = marked(mark);
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            for (pid, _) in &left {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+            panic!("processes left behind: {left:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Waits until `check` holds (bounded: a condition that never comes within
 /// 40 s fails the test).
 pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
