@@ -36,7 +36,6 @@ class ErrorLog extends Logger:
 
 var neighbour: SustenetClient
 var neighbour_pid := 0
-var neighbour_errors := []
 var heard_by_world := PackedByteArray()
 var heard_by_neighbour := PackedByteArray()
 
@@ -58,7 +57,12 @@ func _run() -> void:
 	w_client.packet_received.connect(func(cmd, data, rel):
 		if cmd == STATE_CMD and not rel:
 			heard_by_world = data)
-	if not await _join_neighbour():
+	neighbour = SustenetClient.new()
+	neighbour.packet_received.connect(func(cmd, data, rel):
+		if cmd == STATE_CMD and not rel:
+			heard_by_neighbour = data)
+	neighbour_pid = await join_world(neighbour, "neighbour")
+	if neighbour_pid == 0:
 		await stop_world()
 		await finish()
 		return
@@ -102,20 +106,3 @@ func _check_bounds() -> void:
 		check(errors_log.has(message), "state_window_ms %d: the error says \"%s\"" % [ms, message])
 	c.free()
 	OS.remove_logger(errors_log)
-
-
-func _join_neighbour() -> bool:
-	neighbour = SustenetClient.new()
-	neighbour.master_port = w_master.get_bound_port()
-	neighbour.master_public_key = w_master.get_public_key()
-	neighbour.cluster_joined.connect(func(_info, pid): neighbour_pid = pid)
-	neighbour.error.connect(func(m): neighbour_errors.append(m))
-	neighbour.join_failed.connect(func(r, m): neighbour_errors.append("join_failed %d %s" % [r, m]))
-	neighbour.login_succeeded.connect(func(_id): neighbour.join_cluster(world_cluster_id))
-	neighbour.packet_received.connect(func(cmd, data, rel):
-		if cmd == STATE_CMD and not rel:
-			heard_by_neighbour = data)
-	root.add_child(neighbour)
-	check(neighbour.login("neighbour", "") == OK, "neighbour: login() OK")
-	var ok: bool = await wait_until(func(): return neighbour_pid != 0 or not neighbour_errors.is_empty(), 15)
-	return check(ok and neighbour_pid != 0, "neighbour joined the cluster %s" % [neighbour_errors])
