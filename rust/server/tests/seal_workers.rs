@@ -60,11 +60,7 @@ impl Session {
     }
 
     async fn send(&mut self, records: &[Record]) {
-        let mut b = datagram::Batch::new();
-        for r in records {
-            assert!(b.push(r).unwrap());
-        }
-        let d = self.sealer.seal(b.as_bytes()).unwrap();
+        let d = sealed(&mut self.sealer, records);
         self.sock.send(&d).await.unwrap();
     }
 

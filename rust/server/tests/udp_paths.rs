@@ -64,11 +64,7 @@ impl Socket {
 
     /// Seals `records` with the session's (shared) sealer and sends them.
     async fn send(&mut self, sealer: &mut DatagramSealer, records: &[Record]) {
-        let mut b = datagram::Batch::new();
-        for r in records {
-            assert!(b.push(r).unwrap());
-        }
-        let d = sealer.seal(b.as_bytes()).unwrap();
+        let d = sealed(sealer, records);
         self.sock.send(&d).await.unwrap();
         self.sent.add(d.len());
     }

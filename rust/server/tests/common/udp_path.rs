@@ -1,8 +1,18 @@
 //! A raw player's UDP path as the address proof (protocol §10.4) sees it:
 //! tests that seal and open datagrams by hand prove their sockets with
-//! [`prove`].
+//! [`prove`], and seal records with [`sealed`].
 
-use sustenet_proto::datagram::Record;
+use sustenet_proto::crypto::DatagramSealer;
+use sustenet_proto::datagram::{Batch, Record};
+
+/// `records` as one datagram sealed by `sealer` (they must fit in one).
+pub fn sealed(sealer: &mut DatagramSealer, records: &[Record]) -> Vec<u8> {
+    let mut b = Batch::new();
+    for r in records {
+        assert!(b.push(r).unwrap(), "the records fit in one datagram");
+    }
+    sealer.seal(b.as_bytes()).unwrap()
+}
 
 /// A socket of a raw player's session: sends sealed records, reads the
 /// records of the datagrams that come.
