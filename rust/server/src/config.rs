@@ -185,8 +185,8 @@ impl ConfigFile {
 pub struct MetricsSection {
     /// `host:port` to serve on, e.g. `"127.0.0.1:9100"`; empty: no endpoint.
     pub bind: String,
-    /// When set, every path needs it (`Authorization: Bearer <token>` or
-    /// `?token=<token>`); required for the dashboard beyond loopback.
+    /// When set, every path but `/health` needs it (`Authorization: Bearer
+    /// <token>` or `?token=<token>`); required for the dashboard beyond loopback.
     pub token: String,
     /// Serve the live dashboard (`/` and `/api/dashboard`); master only.
     pub dashboard: bool,
@@ -218,7 +218,8 @@ impl MetricsSection {
 pub struct AllSection {
     /// Display name of this server.
     pub server_name: String,
-    /// Most connected players (cluster) or clients (master); 0 means no limit.
+    /// Most connected players (cluster) or clients (master); 0 means the
+    /// default bound: 1,000 players on a cluster, 5,000 clients on the master.
     pub max_connections: u32,
     /// Listening port; 0 means the default (6256 master, 6257 cluster).
     pub port: u16,
