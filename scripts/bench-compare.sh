@@ -10,6 +10,10 @@
 #             --hz 20 --reliable-per-sec 1 --unreliable-per-sec 2 --world W (W for ~10
 #             neighbours: N x pi x 40^2 / W^2 = 10)
 #
+# STATE_WINDOW_MS (unset: the cluster's default, 5) is passed to `sustenet up
+# --state-window-ms`; SUSTENET_SEAL_THREADS and the other SUSTENET_* variables reach the
+# server as they are.
+#
 # Before each run it waits for the machine to be more than 85 % idle for 6 s (at most
 # IDLE_TIMEOUT seconds, default 300, then warns and goes on). Reads both processes' CPU
 # time from /proc over the measured window and prints one markdown table on stdout;
@@ -129,7 +133,8 @@ run_sustenet() {
     world=$(awk -v n="$n" 'BEGIN { printf "%d", sqrt(n * 3.14159265 * 1600 / 10) + 0.5 }')
     ramp=$(awk -v n="$n" 'BEGIN { r = n / 250; if (r < 2) r = 2; if (r > 30) r = 30; print r }')
     wait_idle; say "Sustenet: $n clients, world $world"
-    start "$SERVER_CORE" "$d/up.log" "$SUSTENET" up --clusters 1 --max-connections 20000 --port "$PORT"; local up=$STARTED
+    start "$SERVER_CORE" "$d/up.log" "$SUSTENET" up --clusters 1 --max-connections 20000 --port "$PORT" \
+        ${STATE_WINDOW_MS:+--state-window-ms "$STATE_WINDOW_MS"}; local up=$STARTED
     local ok=
     for _ in $(seq 120); do "$SUSTENET" probe --count 1 >"$d/probe.log" 2>&1 && { ok=1; break; }; kill -0 "$up" 2>/dev/null || break; sleep 0.5; done
     [ -n "$ok" ] || { say "Sustenet: up did not answer a probe"; tail -n 5 "$d/up.log.err" "$d/probe.log" >&2 || true; stop "$up"; FAILED=1; return; }

@@ -11,6 +11,9 @@
 #   variant         send_var / decode_var round trips through a cluster echo
 #   stats           SustenetCluster.get_stats() and its /metrics endpoint (metrics_bind) after
 #                   a client's echoes and goodbye
+#   state_window    SustenetCluster.state_window_ms: its default, ERR_INVALID_PARAMETER and the
+#                   message past 0..1000; two players side by side each receive the other's
+#                   set_player_state through a 2 ms window
 #   reconnect       the client reaches the cluster through a proxy the test cuts and restores:
 #                   reconnecting / player_connection_lost, then reconnected / player_reconnected,
 #                   same player id, every reliable packet once and in order both ways
@@ -311,6 +314,11 @@ fi
 if wanted stats; then
     say "running stats (get_stats and the cluster's /metrics)"
     run_world stats 60
+fi
+
+if wanted state_window; then
+    say "running state_window (SustenetCluster.state_window_ms)"
+    run_world state_window 60
 fi
 
 if wanted instances; then

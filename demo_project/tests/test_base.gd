@@ -165,6 +165,25 @@ func start_world() -> bool:
 				world_player_id, world_cluster_pid, world_errors])
 
 
+## Logs [param client] (a new SustenetClient, its own signals already connected) in to the
+## world's master as [param username] and joins the world cluster. Returns its player id, or 0
+## after a failed check when it did not join within 15 s.
+func join_world(client: SustenetClient, username: String) -> int:
+	var joined := [0]
+	var errors := []
+	client.master_port = w_master.get_bound_port()
+	client.master_public_key = w_master.get_public_key()
+	client.cluster_joined.connect(func(_info, pid): joined[0] = pid)
+	client.error.connect(func(m): errors.append(m))
+	client.join_failed.connect(func(r, m): errors.append("join_failed %d %s" % [r, m]))
+	client.login_succeeded.connect(func(_id): client.join_cluster(world_cluster_id))
+	root.add_child(client)
+	check(client.login(username, "") == OK, "%s: login() OK" % username)
+	var ok: bool = await wait_until(func(): return joined[0] != 0 or not errors.is_empty(), 15)
+	check(ok and joined[0] != 0, "%s joined the cluster %s" % [username, errors])
+	return joined[0]
+
+
 func stop_world() -> void:
 	if w_client: w_client.disconnect_from_server()
 	if w_cluster: w_cluster.stop()

@@ -15,7 +15,6 @@ const VICTIM_CMD := 71
 
 var victim: SustenetClient
 var victim_pid := 0
-var victim_errors := []
 var victim_disc := []
 var flooder_disc := []
 var received := []          # victim sequence numbers, as the cluster's game saw them
@@ -41,7 +40,10 @@ func _run() -> void:
 			received.append(data.decode_u32(0)))
 	w_cluster.player_disconnected.connect(func(pid, reason): left[pid] = reason)
 	w_client.disconnected.connect(func(r, m): flooder_disc.append([r, m]))
-	if not await _join_victim():
+	victim = SustenetClient.new()
+	victim.disconnected.connect(func(r, m): victim_disc.append([r, m]))
+	victim_pid = await join_world(victim, "victim")
+	if victim_pid == 0:
 		await stop_world()
 		await finish()
 		return
@@ -90,18 +92,3 @@ func _run() -> void:
 	victim.disconnect_from_server()
 	await stop_world()
 	await finish()
-
-
-func _join_victim() -> bool:
-	victim = SustenetClient.new()
-	victim.master_port = w_master.get_bound_port()
-	victim.master_public_key = w_master.get_public_key()
-	victim.cluster_joined.connect(func(_info, pid): victim_pid = pid)
-	victim.error.connect(func(m): victim_errors.append(m))
-	victim.join_failed.connect(func(r, m): victim_errors.append("join_failed %d %s" % [r, m]))
-	victim.disconnected.connect(func(r, m): victim_disc.append([r, m]))
-	victim.login_succeeded.connect(func(_id): victim.join_cluster(world_cluster_id))
-	root.add_child(victim)
-	check(victim.login("victim", "") == OK, "victim: login() OK")
-	var ok: bool = await wait_until(func(): return victim_pid != 0 or not victim_errors.is_empty(), 15)
-	return check(ok and victim_pid != 0, "victim joined the cluster %s" % [victim_errors])

@@ -56,6 +56,12 @@ pub struct UpArgs {
     /// How far players see: position updates of players within it reach them.
     #[arg(long, default_value_t = 40.0)]
     pub interest_radius: f32,
+    /// How long a player's states may wait to share a datagram (the
+    /// clusters' `[cluster] state_window_ms`): 0 sends each input's states
+    /// at its end; larger sends fewer datagrams, each state later.
+    #[arg(long, default_value_t = ClusterConfig::DEFAULT_STATE_WINDOW_MS,
+          value_parser = clap::value_parser!(u64).range(0..=sustenet_server::config::MAX_STATE_WINDOW_MS))]
+    pub state_window_ms: u64,
     /// The master's WebSocket port for web clients (0 = master port + 1000);
     /// cluster N's is this + N.
     #[arg(long, default_value_t = 0)]
@@ -419,6 +425,7 @@ impl Site<'_> {
                 ..GridConfig::default()
             },
             websocket,
+            state_window: std::time::Duration::from_millis(args.state_window_ms),
             ..ClusterConfig::default()
         };
         let label = ("cluster".into(), name.to_owned().into());

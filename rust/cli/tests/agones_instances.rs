@@ -17,9 +17,8 @@
 )]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::pin::Pin;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
@@ -29,10 +28,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 mod common;
 
-use common::marked::{
-    LoggedProc as Proc, MARK_VAR, assert_none_left, eventually, joined, login_player,
-};
-use common::{BIN, free_port};
+use common::free_port;
+use common::instance_master::InstanceMaster;
+use common::marked::{LoggedProc as Proc, eventually, joined, login_player};
 
 mod pb {
     tonic::include_proto!("agones.dev.sdk");
@@ -348,19 +346,23 @@ async fn api_server(world: Shared) -> (u16, String) {
 
 /// The master, the API server, the GameServers' sidecars and processes.
 struct Fixture {
-    dir: tempfile::TempDir,
-    mark: String,
-    master_port: u16,
+    base: InstanceMaster,
     world: Shared,
     rt: tokio::runtime::Runtime,
     game_servers: Vec<Proc>,
-    master: Option<Proc>,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = InstanceMaster;
+
+    fn deref(&self) -> &InstanceMaster {
+        &self.base
+    }
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let mark = format!("agones-{}-{}", std::process::id(), free_port());
+        let mut base = InstanceMaster::new();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -368,34 +370,10 @@ impl Fixture {
             .unwrap();
         let world = Shared::default();
         let (api_port, ca) = rt.block_on(api_server(world.clone()));
-        std::fs::write(dir.path().join("ca.pem"), ca).unwrap();
-        std::fs::write(dir.path().join("token"), TOKEN).unwrap();
-        let master_port = free_port();
-        let mut f = Fixture {
-            dir,
-            mark,
-            master_port,
-            world,
-            rt,
-            game_servers: Vec::new(),
-            master: None,
-        };
-        assert!(f.run(&["keygen", "--master"]).status.success());
-        assert!(
-            f.run(&["keygen", "--admin", "--name", "admin_key"])
-                .status
-                .success()
-        );
-        assert!(f.run(&["keygen", "--name", "hub"]).status.success());
-        std::fs::write(
-            f.path("master.toml"),
-            format!(
-                r#"[all]
-port = {master_port}
-bind = "127.0.0.1"
-[master]
-cluster_timeout_secs = 3
-[instances]
+        std::fs::write(base.path("ca.pem"), ca).unwrap();
+        std::fs::write(base.path("token"), TOKEN).unwrap();
+        base.start_master(&format!(
+            r#"[instances]
 register_timeout_secs = 30
 [instances.agones]
 api_server = "https://127.0.0.1:{api_port}"
@@ -404,54 +382,18 @@ token_path = "token"
 ca_path = "ca.pem"
 fleets = {{ dungeon = "dungeon-fleet", arena = "arena-fleet" }}
 "#
-            ),
-        )
-        .unwrap();
-        let master = f.start("master", &["master", "-c", "master.toml"], &[]);
-        eventually("the master listens", || {
-            master.log().contains("master listening")
-        });
+        ));
         assert!(
-            master.log().contains("instances on Agones"),
+            base.master_log().contains("instances on Agones"),
             "{}",
-            master.log()
+            base.master_log()
         );
-        f.master = Some(master);
-        f
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .current_dir(self.dir.path())
-            .env(MARK_VAR, &self.mark)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).stdin(Stdio::null()).output().unwrap()
-    }
-
-    fn start(&self, name: &str, args: &[&str], env: &[(&str, String)]) -> Proc {
-        let log = self.path(&format!("{name}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let mut c = self.command(args);
-        for (k, v) in env {
-            c.env(k, v);
+        Fixture {
+            base,
+            world,
+            rt,
+            game_servers: Vec::new(),
         }
-        let child = c
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        Proc { child, log }
     }
 
     /// A GameServer of `fleet`: its sidecar, then its `sustenet cluster
@@ -487,7 +429,7 @@ fleets = {{ dungeon = "dungeon-fleet", arena = "arena-fleet" }}
             );
             port
         });
-        let p = self.start(
+        let p = self.start_env(
             name,
             &[
                 "cluster",
@@ -527,48 +469,6 @@ fleets = {{ dungeon = "dungeon-fleet", arena = "arena-fleet" }}
         w.game_servers.get(name).map(|gs| gs.annotations.clone())
     }
 
-    fn instances(&self, args: &[&str]) -> Output {
-        let master = format!("127.0.0.1:{}", self.master_port);
-        let mut all = vec!["instances", "--master", master.as_str()];
-        all.extend_from_slice(args);
-        self.run(&all)
-    }
-
-    /// `instances spawn`: Ok((instance id, agent, cluster id)) or Err(stderr).
-    fn spawn(&self, args: &[&str]) -> Result<(u64, String, u64), String> {
-        let mut all = vec!["spawn"];
-        all.extend_from_slice(args);
-        let out = self.instances(&all);
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let w: Vec<&str> = text.split_whitespace().collect();
-        Ok((
-            w[1].parse().unwrap(),
-            w[5].to_owned(),
-            w[8].parse().unwrap(),
-        ))
-    }
-
-    /// `instances list` rows: (id, template, agent, state).
-    fn list(&self) -> Vec<(u64, String, String, String)> {
-        let out = self.instances(&["list"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .skip(1)
-            .map(|l| {
-                let w: Vec<&str> = l.split_whitespace().collect();
-                (w[0].parse().unwrap(), w[1].into(), w[2].into(), w[3].into())
-            })
-            .collect()
-    }
-
     fn calls(&self) -> Vec<String> {
         self.world.lock().unwrap().calls.clone()
     }
@@ -576,11 +476,8 @@ fleets = {{ dungeon = "dungeon-fleet", arena = "arena-fleet" }}
 
 impl Drop for Fixture {
     fn drop(&mut self) {
+        // Then the base stops the master and checks that no process is left.
         self.game_servers.clear();
-        self.master = None;
-        if !std::thread::panicking() {
-            assert_none_left(&self.mark);
-        }
     }
 }
 
@@ -591,8 +488,7 @@ fn client(
     sustenet_client::Client,
     flume::Receiver<sustenet_client::ClientEvent>,
 ) {
-    let master = format!("127.0.0.1:{}", f.master_port);
-    login_player(f.rt.handle(), master, &f.path("keys/master.pub"))
+    login_player(f.rt.handle(), f.master_addr(), &f.path("keys/master.pub"))
 }
 
 #[test]
@@ -617,7 +513,6 @@ fn spawn_allocates_a_game_server_that_registers_and_a_stop_deletes_it() {
             "--master-port",
             &f.master_port.to_string(),
         ],
-        &[],
     );
     eventually("the hub registers", || {
         hub.log().contains("registered with the master")
@@ -653,7 +548,7 @@ fn spawn_allocates_a_game_server_that_registers_and_a_stop_deletes_it() {
     let params: Value = serde_json::from_str(&annotations["sustenet.dev/params"]).unwrap();
     assert_eq!(params, json!({"scene": "crypt"}));
     assert!(annotations.contains_key("sustenet.dev/instance-key"));
-    let master_log = f.master.as_ref().unwrap().log();
+    let master_log = f.master_log();
     assert!(
         master_log
             .lines()

@@ -1,4 +1,4 @@
-// Long file: one fixture (a master, agents, key folder, process marks) shared by every instances-on-demand scenario.
+// Long file: one fixture (a master, its agents) shared by every instances-on-demand scenario.
 //! Instances on demand with real processes: a `sustenet master`, one or two
 //! `sustenet agent`s on loopback with their own port ranges, and instances
 //! that are real `sustenet cluster` processes (or small shell programs for
@@ -10,13 +10,10 @@
 mod common;
 
 use std::net::{TcpListener, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::marked::{
-    LoggedProc as Proc, MARK_VAR, assert_none_left, eventually, joined, login_player, marked,
-};
+use common::instance_master::InstanceMaster;
+use common::marked::{LoggedProc as Proc, eventually, joined, login_player, marked};
 use common::{BIN, free_port, run};
 
 /// A range of `n` ports free right now (TCP and UDP).
@@ -39,95 +36,30 @@ fn free_range(n: u16) -> (u16, u16) {
 
 /// A master, its key folder and the agents of one test.
 struct Fixture {
-    dir: tempfile::TempDir,
-    mark: String,
-    master_port: u16,
+    base: InstanceMaster,
     agents: Vec<Proc>,
-    master: Option<Proc>,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = InstanceMaster;
+
+    fn deref(&self) -> &InstanceMaster {
+        &self.base
+    }
 }
 
 impl Fixture {
     /// A master with `instances_section` in its file, knowing the agent keys `agents`.
     fn new(instances_section: &str, agents: &[&str]) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let mark = format!(
-            "{}-{}",
-            std::process::id(),
-            dir.path().file_name().unwrap().to_string_lossy()
-        );
-        let master_port = free_port();
-        let mut f = Fixture {
-            dir,
-            mark,
-            master_port,
-            agents: Vec::new(),
-            master: None,
-        };
-        assert!(f.run(&["keygen", "--master"]).status.success());
-        assert!(
-            f.run(&["keygen", "--admin", "--name", "admin_key"])
-                .status
-                .success()
-        );
-        assert!(f.run(&["keygen", "--name", "hub"]).status.success());
+        let mut base = InstanceMaster::new();
         for name in agents {
-            assert!(
-                f.run(&["keygen", "--agent", "--name", name])
-                    .status
-                    .success()
-            );
+            base.keygen(&["--agent", "--name", name]);
         }
-        std::fs::write(
-            f.path("master.toml"),
-            format!(
-                "[all]\nport = {master_port}\nbind = \"127.0.0.1\"\n[master]\ncluster_timeout_secs = 3\n{instances_section}\n"
-            ),
-        )
-        .unwrap();
-        let master = f.start("master", &["master", "-c", "master.toml"]);
-        f.master = Some(master);
-        eventually("the master listens", || {
-            f.master
-                .as_ref()
-                .unwrap()
-                .log()
-                .contains("master listening")
-        });
-        f
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn master_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.master_port)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .current_dir(self.dir.path())
-            .env(MARK_VAR, &self.mark)
-            .env("RUST_LOG", "info");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).stdin(Stdio::null()).output().unwrap()
-    }
-
-    fn start(&self, name: &str, args: &[&str]) -> Proc {
-        let log = self.path(&format!("{name}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let child = self
-            .command(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        Proc { child, log }
+        base.start_master(instances_section);
+        Fixture {
+            base,
+            agents: Vec::new(),
+        }
     }
 
     /// The `[agent.templates.<name>]` of a real `sustenet cluster` instance.
@@ -170,56 +102,6 @@ max = {max}
         self.agents.len() - 1
     }
 
-    fn instances(&self, args: &[&str]) -> Output {
-        let master = self.master_addr();
-        let mut all = vec!["instances", "--master", master.as_str()];
-        all.extend_from_slice(args);
-        self.run(&all)
-    }
-
-    /// `instances spawn`: Ok((instance id, agent, cluster id)) or Err(stderr).
-    fn spawn(&self, args: &[&str]) -> Result<(u64, String, u64), String> {
-        let mut all = vec!["spawn"];
-        all.extend_from_slice(args);
-        let out = self.instances(&all);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        // "instance 1 ready on agent a as cluster 123"
-        let w: Vec<&str> = text.split_whitespace().collect();
-        Ok((
-            w[1].parse().unwrap(),
-            w[5].to_owned(),
-            w[8].parse().unwrap(),
-        ))
-    }
-
-    /// `instances list` rows: (id, template, agent, state, port, cluster).
-    fn list(&self) -> Vec<(u64, String, String, String, u16, u64)> {
-        let out = self.instances(&["list"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .skip(1)
-            .map(|l| {
-                let w: Vec<&str> = l.split_whitespace().collect();
-                (
-                    w[0].parse().unwrap(),
-                    w[1].to_owned(),
-                    w[2].to_owned(),
-                    w[3].to_owned(),
-                    w[4].parse().unwrap(),
-                    w[5].parse().unwrap(),
-                )
-            })
-            .collect()
-    }
-
     fn instance_processes(&self) -> Vec<(u32, String)> {
         marked(&self.mark)
             .into_iter()
@@ -230,11 +112,9 @@ max = {max}
 
 impl Drop for Fixture {
     fn drop(&mut self) {
+        // The agents stop their instances; then the base stops the master
+        // and checks that no process is left.
         self.agents.clear();
-        self.master = None;
-        if !std::thread::panicking() {
-            assert_none_left(&self.mark);
-        }
     }
 }
 

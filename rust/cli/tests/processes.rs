@@ -218,3 +218,35 @@ fn zero_config_up_then_probe() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("room-1"));
     assert!(up.terminate().success());
 }
+
+#[test]
+fn up_takes_a_state_window_within_its_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["up", "--state-window-ms", "1001"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--state-window-ms") && err.contains("1001"),
+        "{err}"
+    );
+
+    // 0: each input's states leave at its end; the clusters still serve.
+    // Its own ports: zero_config_up_then_probe runs `up` on the default ones.
+    let up = Proc::start(
+        dir.path(),
+        &[
+            "up",
+            "--clusters",
+            "1",
+            "--port",
+            "47611",
+            "--websocket-port",
+            "48611",
+            "--state-window-ms",
+            "0",
+        ],
+    );
+    let out = probe_until_ok(dir.path(), &["probe"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("probe OK"));
+    assert!(up.terminate().success());
+}

@@ -45,15 +45,56 @@ async fn until(what: &str, calls: &Calls, cond: impl Fn(&[String]) -> bool) {
     }
 }
 
-/// The cluster's TCP and UDP sockets on one port number, as `protocol: TCPUDP` gives.
-async fn game_sockets() -> (TcpListener, UdpSocket) {
-    loop {
+/// Waits until the SDK server has recorded `call` (`"Ready"`, `"PlayerConnect(7)"`, ...).
+async fn until_call(calls: &Calls, call: &str) {
+    until(call, calls, |c| c.iter().any(|x| x == call)).await;
+}
+
+/// A GameServer as the cluster sees it: its TCP and UDP sockets on one port
+/// number (as `protocol: TCPUDP` gives), and the SDK server that records the
+/// cluster's calls (stopped by `sdk_stop`).
+struct GameServer {
+    sockets: (TcpListener, UdpSocket),
+    port: u16,
+    calls: Calls,
+    sdk_port: u16,
+    sdk_stop: oneshot::Sender<()>,
+}
+
+async fn game_server() -> GameServer {
+    let sockets = loop {
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = tcp.local_addr().unwrap().port();
         if let Ok(udp) = UdpSocket::bind(("127.0.0.1", port)).await {
-            return (tcp, udp);
+            break (tcp, udp);
         }
+    };
+    let port = sockets.0.local_addr().unwrap().port();
+    let calls = Calls::new(port);
+    let (sdk_stop, sdk_stop_rx) = oneshot::channel();
+    let sdk_port = sdk_server(calls.clone(), sdk_stop_rx).await;
+    GameServer {
+        sockets,
+        port,
+        calls,
+        sdk_port,
+        sdk_stop,
     }
+}
+
+/// Stops the cluster (its run must end cleanly), then the Agones link, the
+/// master and the SDK server.
+async fn stop_all(
+    (stop, cluster_task): (oneshot::Sender<()>, tokio::task::JoinHandle<()>),
+    agones: Agones,
+    master: RunningMaster,
+    sdk_stop: oneshot::Sender<()>,
+) {
+    let _ = stop.send(());
+    cluster_task.await.unwrap();
+    agones.shutdown().await;
+    master.stop().await;
+    let _ = sdk_stop.send(());
 }
 
 type Run = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
@@ -92,11 +133,8 @@ async fn the_sdk_sees_capacity_health_ready_after_registration_players_and_shutd
     // Long: one scenario that follows the SDK's view through a cluster's
     // whole life (registration, players, shutdown), in order.
     init_tracing();
-    let (tcp, udp) = game_sockets().await;
-    let game_port = tcp.local_addr().unwrap().port();
-    let calls = Calls::new(game_port);
-    let (sdk_stop, sdk_stop_rx) = oneshot::channel();
-    let sdk_port = sdk_server(calls.clone(), sdk_stop_rx).await;
+    let gs = game_server().await;
+    let (game_port, calls) = (gs.port, gs.calls.clone());
 
     // The master's address is chosen now; the master starts later.
     let master_addr: SocketAddr = {
@@ -104,7 +142,7 @@ async fn the_sdk_sees_capacity_health_ready_after_registration_players_and_shutd
         l.local_addr().unwrap()
     };
     let keys = keys(&["agones"]);
-    let agones = Agones::connect(Some(sdk_port)).await.unwrap();
+    let agones = Agones::connect(Some(gs.sdk_port)).await.unwrap();
     let mut config = cluster_config(master_addr, "agones-cluster", "agones", 4);
     config.limits = Limits {
         heartbeat_ms: 50,
@@ -114,7 +152,7 @@ async fn the_sdk_sees_capacity_health_ready_after_registration_players_and_shutd
     assert_eq!(agones.public_endpoint(), Some(("localhost", game_port)));
     agones.configure(&mut config);
     let plugin = agones.wrap(EchoChat, config.max_connections);
-    let (stop, cluster_task) = spawn_cluster((tcp, udp), config, keys["agones"].clone(), plugin);
+    let cluster = spawn_cluster(gs.sockets, config, keys["agones"].clone(), plugin);
 
     // No master yet: the core ticks (health pings), but the cluster is not Ready.
     until("health pings before the master is up", &calls, |c| {
@@ -134,10 +172,7 @@ async fn the_sdk_sees_capacity_health_ready_after_registration_players_and_shutd
         master_config(),
     )
     .await;
-    until("Ready after registration", &calls, |c| {
-        c.contains(&"Ready".to_owned())
-    })
-    .await;
+    until_call(&calls, "Ready").await;
     let healthy = calls.count("Health");
     until("health pings go on", &calls, |c| {
         c.iter().filter(|x| *x == "Health").count() > healthy + 2
@@ -154,21 +189,11 @@ async fn the_sdk_sees_capacity_health_ready_after_registration_players_and_shutd
     let player = join(&master, "agones-player", JoinTarget::Auto).await;
     player.echo(b"hi").await;
     let pid = player.id;
-    until("PlayerConnect", &calls, |c| {
-        c.contains(&format!("PlayerConnect({pid})"))
-    })
-    .await;
+    until_call(&calls, &format!("PlayerConnect({pid})")).await;
     player.client.disconnect().unwrap();
-    until("PlayerDisconnect", &calls, |c| {
-        c.contains(&format!("PlayerDisconnect({pid})"))
-    })
-    .await;
+    until_call(&calls, &format!("PlayerDisconnect({pid})")).await;
 
-    let _ = stop.send(());
-    cluster_task.await.unwrap();
-    agones.shutdown().await;
-    master.stop().await;
-    let _ = sdk_stop.send(());
+    stop_all(cluster, agones, master, gs.sdk_stop).await;
 
     let all = calls.all();
     let sequence: Vec<&str> = all
@@ -283,13 +308,11 @@ fn health_after(all: &[String], marker: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn a_stuck_core_stops_health_pings_and_fails_health_until_it_recovers() {
     init_tracing();
-    let (tcp, udp) = game_sockets().await;
-    let calls = Calls::new(tcp.local_addr().unwrap().port());
-    let (sdk_stop, sdk_stop_rx) = oneshot::channel();
-    let sdk_port = sdk_server(calls.clone(), sdk_stop_rx).await;
+    let gs = game_server().await;
+    let calls = gs.calls.clone();
     let keys = keys(&["agones"]);
     let master = start_master(&keys).await;
-    let agones = Agones::connect(Some(sdk_port)).await.unwrap();
+    let agones = Agones::connect(Some(gs.sdk_port)).await.unwrap();
     let mut config = cluster_config(master.addr, "stuck", "agones", 4);
     config.limits = Limits {
         heartbeat_ms: 50,
@@ -318,8 +341,8 @@ async fn a_stuck_core_stops_health_pings_and_fails_health_until_it_recovers() {
         },
         config.max_connections,
     );
-    let (stop, cluster_task) = spawn_cluster((tcp, udp), config, keys["agones"].clone(), plugin);
-    until("Ready", &calls, |c| c.contains(&"Ready".to_owned())).await;
+    let cluster = spawn_cluster(gs.sockets, config, keys["agones"].clone(), plugin);
+    until_call(&calls, "Ready").await;
     until_health(admin_port, 200).await;
     let player = join(&master, "staller", JoinTarget::Auto).await;
     player.echo(b"before").await;
@@ -327,10 +350,7 @@ async fn a_stuck_core_stops_health_pings_and_fails_health_until_it_recovers() {
     // The core blocks: health pings stop, and after five missed heartbeats
     // `/health` fails and the heartbeat timestamp stands still.
     player.client.send(Stalling::STALL, Vec::new()).unwrap();
-    until("the core stalls", &calls, |c| {
-        c.contains(&"StallBegin".to_owned())
-    })
-    .await;
+    until_call(&calls, "StallBegin").await;
     let why = until_health(admin_port, 503).await;
     assert!(
         why.starts_with("cluster stuck: no core heartbeat for "),
@@ -353,12 +373,8 @@ async fn a_stuck_core_stops_health_pings_and_fails_health_until_it_recovers() {
     player.echo(b"after").await;
 
     player.client.disconnect().unwrap();
-    let _ = stop.send(());
-    cluster_task.await.unwrap();
-    agones.shutdown().await;
-    master.stop().await;
+    stop_all(cluster, agones, master, gs.sdk_stop).await;
     let _ = admin_stop.send(());
-    let _ = sdk_stop.send(());
 }
 
 /// Join(Auto) on `m` until `done` holds for its answer; every ticket on the
@@ -411,10 +427,8 @@ async fn until_shown(registry: &Registry, dashboard: &Dashboard, reserved: u32, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_allocated_game_server_is_reserved_from_auto_joins_until_it_is_ready_again() {
     init_tracing();
-    let (tcp, udp) = game_sockets().await;
-    let calls = Calls::new(tcp.local_addr().unwrap().port());
-    let (sdk_stop, sdk_stop_rx) = oneshot::channel();
-    let sdk_port = sdk_server(calls.clone(), sdk_stop_rx).await;
+    let gs = game_server().await;
+    let calls = gs.calls.clone();
     let keys = keys(&["agones"]);
     let metrics = MasterMetrics::default();
     let master = start_master_on(
@@ -433,13 +447,13 @@ async fn an_allocated_game_server_is_reserved_from_auto_joins_until_it_is_ready_
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     let dashboard = Dashboard::new(metrics.clone(), Vec::new());
-    let agones = Agones::connect(Some(sdk_port)).await.unwrap();
+    let agones = Agones::connect(Some(gs.sdk_port)).await.unwrap();
     let mut config = cluster_config(master.addr, "matched", "agones", 0);
     config.status_interval = Duration::from_millis(50);
     agones.configure(&mut config);
     let id = config.cluster_id.unwrap();
     let plugin = agones.wrap(EchoChat, config.max_connections);
-    let (stop, cluster_task) = spawn_cluster((tcp, udp), config, keys["agones"].clone(), plugin);
+    let cluster = spawn_cluster(gs.sockets, config, keys["agones"].clone(), plugin);
     wait_for_list(&master, "the cluster listed", |l| l.len() == 1).await;
 
     let mut m = RawMasterClient::connect(master.addr, &master.keypair.public())
@@ -477,9 +491,5 @@ async fn an_allocated_game_server_is_reserved_from_auto_joins_until_it_is_ready_
     assert!(!agones.reservation().get());
     until_shown(&registry, &dashboard, 0, "open").await;
 
-    let _ = stop.send(());
-    cluster_task.await.unwrap();
-    agones.shutdown().await;
-    master.stop().await;
-    let _ = sdk_stop.send(());
+    stop_all(cluster, agones, master, gs.sdk_stop).await;
 }

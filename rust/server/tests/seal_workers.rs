@@ -21,12 +21,8 @@ use common::*;
 use sustenet_client::ClientEvent;
 use sustenet_proto::crypto::{DatagramOpener, DatagramSealer};
 use sustenet_proto::datagram::{self, Record};
-use sustenet_proto::{CryptoError, JoinTarget, Key, Side};
-use sustenet_server::cluster::{self, ClusterHandle};
-use sustenet_server::metrics::ClusterMetrics;
-use sustenet_server::{EchoChat, Limits};
+use sustenet_proto::{CryptoError, JoinTarget, Side};
 use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
 
 /// The command of the numbered broadcasts.
 const NUMBERED: u16 = 77;
@@ -67,11 +63,7 @@ impl Session {
     }
 
     async fn send(&mut self, records: &[Record]) {
-        let mut b = datagram::Batch::new();
-        for r in records {
-            assert!(b.push(r).unwrap());
-        }
-        let d = self.sealer.seal(b.as_bytes()).unwrap();
+        let d = sealed(&mut self.sealer, records);
         self.sock.send(&d).await.unwrap();
     }
 
@@ -100,23 +92,6 @@ impl Session {
         datagram::decode_records(&plain).unwrap()
     }
 
-    /// Proves this socket's address: a Ping, the challenge, its echo.
-    async fn prove(&mut self) {
-        self.send(&[Record::Ping(1)]).await;
-        let challenge = loop {
-            let rs = self.recv().await;
-            if let Some(v) = rs.iter().find_map(|r| match r {
-                Record::PathChallenge(v) => Some(*v),
-                _ => None,
-            }) {
-                break v;
-            }
-        };
-        self.send(&[Record::PathResponse(challenge), Record::Ping(2)])
-            .await;
-        while !self.recv().await.contains(&Record::Pong(2)) {}
-    }
-
     /// Reads until broadcast `last` has come; every number in between must
     /// come, in order.
     async fn numbers_until(&mut self, last: u32) {
@@ -137,58 +112,13 @@ impl Session {
     }
 }
 
-/// A cluster running EchoChat with `seal_threads`, and its master.
-struct Setup {
-    master: RunningMaster,
-    key: Key,
-    id: u64,
-    tcp: SocketAddr,
-    udp: SocketAddr,
-    handle: ClusterHandle,
-    metrics: ClusterMetrics,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
+impl UdpPath for Session {
+    async fn send_records(&mut self, records: &[Record]) {
+        self.send(records).await;
+    }
 
-async fn setup(seal_threads: usize, receive_threads: usize) -> Setup {
-    let keys = keys(&["c"]);
-    let key = keys["c"].clone();
-    let master = start_master(&keys).await;
-    let (tcp, udp) = sustenet_server::bind::bind_cluster_for("127.0.0.1", 0, 0, receive_threads)
-        .await
-        .unwrap();
-    let (tcp_addr, udp_addr) = (tcp.local_addr().unwrap(), udp.local_addr().unwrap());
-    let mut config = cluster_config(master.addr, "c", "c", 0);
-    // Raw players answer no TCP pings.
-    config.limits = Limits {
-        timeout_ms: 20_000,
-        ..fast_limits()
-    };
-    config.seal_threads = seal_threads;
-    config.receive_threads = receive_threads;
-    let metrics = config.metrics.clone();
-    let id = config.cluster_id.unwrap();
-    let (handle, commands) = cluster::command_channel(4096);
-    let (stop, rx) = oneshot::channel::<()>();
-    let k = key.clone();
-    let task = tokio::spawn(async move {
-        cluster::run_with_handle(tcp, udp, config, k, EchoChat, commands, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    wait_for_clusters(&master, 1).await;
-    Setup {
-        master,
-        key,
-        id,
-        tcp: tcp_addr,
-        udp: udp_addr,
-        handle,
-        metrics,
-        stop,
-        task,
+    async fn recv_records(&mut self) -> Vec<Record> {
+        self.recv().await
     }
 }
 
@@ -198,7 +128,11 @@ async fn setup(seal_threads: usize, receive_threads: usize) -> Setup {
 /// in order and is accepted.
 async fn broadcasts_arrive_in_order(seal_threads: usize, receive_threads: usize) {
     init_tracing();
-    let s = setup(seal_threads, receive_threads).await;
+    let s = RawWorld::start(|c| {
+        c.seal_threads = seal_threads;
+        c.receive_threads = receive_threads;
+    })
+    .await;
     let workers = seal_threads.max(1) as u64;
     let receivers_idle = || (0..receive_threads).any(|r| s.metrics.udp_received_by(r) == 0);
     let mut sessions = Vec::new();
@@ -207,10 +141,12 @@ async fn broadcasts_arrive_in_order(seal_threads: usize, receive_threads: usize)
         || ((spread.len() < workers as usize || receivers_idle()) && sessions.len() < 32)
     {
         let client_id = 1_000_001 + sessions.len() as u64;
-        let (t, secret) = craft_token(&s.key, s.id, client_id, now_ms() + 30_000);
-        let p = RawPlayer::connect(s.tcp, &t, &secret).await.unwrap();
-        let mut session = Session::new(p, s.udp).await;
-        session.prove().await;
+        let (t, secret) = craft_token(&s.key, s.cluster.id, client_id, now_ms() + 30_000);
+        let p = RawPlayer::connect(s.cluster.tcp, &t, &secret)
+            .await
+            .unwrap();
+        let mut session = Session::new(p, s.cluster.udp).await;
+        prove(&mut session).await;
         spread.insert(session.session_id % workers);
         sessions.push(session);
     }
@@ -226,7 +162,7 @@ async fn broadcasts_arrive_in_order(seal_threads: usize, receive_threads: usize)
         read.iter().all(|&n| n > 0),
         "every receiver read some player's datagrams: {read:?}"
     );
-    let client = join(&s.master, "real", JoinTarget::Id(s.id)).await;
+    let client = join(&s.master, "real", JoinTarget::Id(s.cluster.id)).await;
     client.udp_up().await;
 
     let mut client_last: Option<u32> = None;
@@ -277,9 +213,7 @@ async fn broadcasts_arrive_in_order(seal_threads: usize, receive_threads: usize)
         let again = session.opener.open(&first);
         assert!(matches!(again, Err(CryptoError::Replay(_))), "{again:?}");
     }
-    let _ = s.stop.send(());
-    s.task.await.unwrap();
-    s.master.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test]

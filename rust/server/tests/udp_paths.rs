@@ -16,63 +16,16 @@ use std::time::Duration;
 use common::*;
 use sustenet_proto::crypto::{DatagramOpener, DatagramSealer};
 use sustenet_proto::datagram::{self, Record};
-use sustenet_proto::{JoinTarget, Key, Side};
-use sustenet_server::cluster::{ClusterConfig, ClusterHandle};
-use sustenet_server::{EchoChat, Limits};
+use sustenet_proto::{JoinTarget, Side};
+use sustenet_server::EchoChat;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-/// A cluster running EchoChat with a handle (to stream states), its key and
-/// addresses, and the master it registered with.
-struct Setup {
-    master: RunningMaster,
-    key: Key,
-    cluster: RunningCluster,
-    handle: ClusterHandle,
-}
-
-async fn setup(tune: impl FnOnce(&mut ClusterConfig)) -> Setup {
-    let keys = keys(&["c"]);
-    let key = keys["c"].clone();
-    let master = start_master(&keys).await;
-    let (tcp, udp) = loopback_sockets().await;
-    let mut config = cluster_config(master.addr, "c", "c", 0);
-    // Raw players here answer TCP pings only now and then.
-    config.limits = Limits {
-        timeout_ms: 20_000,
-        ..fast_limits()
-    };
-    tune(&mut config);
-    let (cluster, handle) = spawn_cluster(tcp, udp, config, key.clone(), EchoChat, 1024);
-    wait_for_clusters(&master, 1).await;
-    Setup {
-        master,
-        key,
-        cluster,
-        handle,
-    }
-}
-
-impl Setup {
-    async fn stop(self) {
-        self.cluster.stop().await;
-        self.master.stop().await;
-    }
-
-    /// A player joined by hand with a crafted token.
-    async fn raw_player(&self, client_id: u64) -> RawPlayer {
-        let (t, s) = craft_token(&self.key, self.cluster.id, client_id, now_ms() + 30_000);
-        RawPlayer::connect(self.cluster.tcp, &t, &s).await.unwrap()
-    }
-
-    /// Makes `subject` stream its state to `watcher` at the grid's rate.
-    fn stream(&self, subject: u64, watcher: u64) {
-        self.handle.set_position(watcher, [0.0; 3]).unwrap();
-        self.handle.set_position(subject, [1.0, 0.0, 0.0]).unwrap();
-        self.handle
-            .set_state(subject, 9, b"state".to_vec())
-            .unwrap();
-    }
+/// Makes `subject` stream its state to `watcher` at the grid's rate.
+fn stream(w: &RawWorld, subject: u64, watcher: u64) {
+    w.handle.set_position(watcher, [0.0; 3]).unwrap();
+    w.handle.set_position(subject, [1.0, 0.0, 0.0]).unwrap();
+    w.handle.set_state(subject, 9, b"state".to_vec()).unwrap();
 }
 
 /// One UDP socket of a player's session, counting what it sent and got.
@@ -111,11 +64,7 @@ impl Socket {
 
     /// Seals `records` with the session's (shared) sealer and sends them.
     async fn send(&mut self, sealer: &mut DatagramSealer, records: &[Record]) {
-        let mut b = datagram::Batch::new();
-        for r in records {
-            assert!(b.push(r).unwrap());
-        }
-        let d = sealer.seal(b.as_bytes()).unwrap();
+        let d = sealed(sealer, records);
         self.sock.send(&d).await.unwrap();
         self.sent.add(d.len());
     }
@@ -144,24 +93,6 @@ impl Socket {
         out
     }
 
-    /// Proves this socket's address: a Ping, the challenge that comes back,
-    /// its echo; returns once a Pong shows the cluster answers it as proven.
-    async fn prove(&mut self, sealer: &mut DatagramSealer) {
-        self.send(sealer, &[Record::Ping(1)]).await;
-        let challenge = loop {
-            let rs = self.recv().await;
-            if let Some(v) = rs.iter().find_map(|r| match r {
-                Record::PathChallenge(v) => Some(*v),
-                _ => None,
-            }) {
-                break v;
-            }
-        };
-        self.send(sealer, &[Record::PathResponse(challenge), Record::Ping(2)])
-            .await;
-        self.until(|r| *r == Record::Pong(2)).await;
-    }
-
     /// Reads datagrams until one holds a record `want` accepts; returns
     /// every datagram read.
     async fn until(&mut self, mut want: impl FnMut(&Record) -> bool) -> Vec<Vec<Record>> {
@@ -174,6 +105,19 @@ impl Socket {
                 return seen;
             }
         }
+    }
+}
+
+/// A socket with the session's sealer, for [`prove`].
+struct Sealing<'a>(&'a mut Socket, &'a mut DatagramSealer);
+
+impl UdpPath for Sealing<'_> {
+    async fn send_records(&mut self, records: &[Record]) {
+        self.0.send(self.1, records).await;
+    }
+
+    async fn recv_records(&mut self) -> Vec<Record> {
+        self.0.recv().await
     }
 }
 
@@ -197,7 +141,7 @@ fn pings(from: u64) -> Vec<Record> {
 #[tokio::test]
 async fn a_player_cannot_make_the_cluster_stream_at_an_address_that_never_answered() {
     init_tracing();
-    let s = setup(|_| {}).await;
+    let s = RawWorld::start(|_| {}).await;
     let attacker = s.raw_player(1).await;
     let other = s.raw_player(2).await;
     let mut sealer = attacker
@@ -205,9 +149,9 @@ async fn a_player_cannot_make_the_cluster_stream_at_an_address_that_never_answer
         .datagram(Side::Initiator, attacker.session_id)
         .sealer;
     let mut own = Socket::new(&attacker, s.cluster.udp).await;
-    own.prove(&mut sealer).await;
+    prove(&mut Sealing(&mut own, &mut sealer)).await;
     // The other player's state streams to the attacker from now on.
-    s.stream(2, 1);
+    stream(&s, 2, 1);
     own.until(|r| matches!(r, Record::Data { command: 9, .. }))
         .await;
 
@@ -303,14 +247,14 @@ async fn a_real_client_keeps_its_datagrams_across_a_nat_rebinding() {
     init_tracing();
     let inside = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let port = inside.local_addr().unwrap().port();
-    let s = setup(|c| c.public_udp_port = Some(port)).await;
+    let s = RawWorld::start(|c| c.public_udp_port = Some(port)).await;
     let nat = Nat::start(inside, s.cluster.udp);
     assert_eq!(nat.addr.port(), port);
     let p = join(&s.master, "ann", JoinTarget::Id(s.cluster.id)).await;
     // The other player's state streams to this one.
     let other = s.raw_player(p.id + 1).await;
     p.udp_up().await;
-    s.stream(p.id + 1, p.id);
+    stream(&s, p.id + 1, p.id);
     state_update(&p).await;
     for _ in 0..3 {
         // The NAT gives the client a new outside port (the old one is

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod instance_master;
 pub mod marked;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sustenet");

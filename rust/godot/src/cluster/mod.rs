@@ -8,7 +8,7 @@ use godot::global::Error as GdError;
 use godot::prelude::*;
 use sustenet_server::SendError;
 use sustenet_server::bind;
-use sustenet_server::cluster::ClusterHandle;
+use sustenet_server::cluster::{ClusterConfig, ClusterHandle};
 use tokio::sync::oneshot;
 
 use crate::multiplayer_peer::tap::{self, ClusterLink, ClusterTap, Tap};
@@ -124,6 +124,14 @@ pub struct SustenetCluster {
     /// Players a fragment holds before [signal fragment_over_cap] fires; 0 means no cap.
     #[export]
     fragment_player_cap: i64,
+    /// Longest wait of a player's batch of state records ([method set_player_state]) after its
+    /// first one, in milliseconds, 0 to 1000: a neighbour's state reaches a player at most this
+    /// late (plus the network), and a longer window packs more neighbours' states into one
+    /// datagram. 0 sends them at the end of each input that set them (about one datagram per
+    /// neighbour's update). Out of range: [method start] returns
+    /// [code]ERR_INVALID_PARAMETER[/code].
+    #[export]
+    state_window_ms: i64,
     /// Start when the node enters the tree.
     #[export]
     autostart: bool,
@@ -221,6 +229,7 @@ impl INode for SustenetCluster {
             interest_radius: 64.0,
             fragment_update_hz: 20.0,
             fragment_player_cap: 0,
+            state_window_ms: ClusterConfig::DEFAULT_STATE_WINDOW_MS as i64,
             autostart: false,
             events_per_frame: 2048,
             frame_budget_usec: 4000,

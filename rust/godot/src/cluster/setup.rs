@@ -2,11 +2,13 @@
 //! its key, its sockets, and its task.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use godot::global::Error as GdError;
 use rand::RngCore;
 use sustenet_proto::{DEFAULT_CLUSTER_PORT, DEFAULT_MASTER_PORT};
 use sustenet_server::cluster::{self, ClusterConfig};
+use sustenet_server::config::MAX_STATE_WINDOW_MS;
 use sustenet_server::fragments::{Dims, FragmentSettings, GridConfig};
 use sustenet_server::keys;
 use sustenet_server::web::{TlsIdentity, WebSocketConfig};
@@ -45,6 +47,7 @@ impl SustenetCluster {
             cluster_id: Some(rand::rng().next_u64() >> 1),
             resume_grace: secs_to_duration(self.reconnect_grace_sec, "reconnect_grace_sec"),
             grid: self.grid_config(),
+            state_window: self.state_window()?,
             ..ClusterConfig::default()
         };
         config.limits.send_queue = usize::try_from(self.send_queue.max(1)).unwrap_or(usize::MAX);
@@ -54,6 +57,23 @@ impl SustenetCluster {
             .validate()
             .map_err(|e| Error::invalid(format!("SustenetCluster: fragment settings: {e}")))?;
         Ok((config, port, udp_port))
+    }
+
+    /// The state window `state_window_ms` asks for: 0 to
+    /// [`MAX_STATE_WINDOW_MS`], as `[cluster] state_window_ms` in a server's
+    /// configuration file.
+    fn state_window(&self) -> Result<Duration, Error> {
+        u64::try_from(self.state_window_ms)
+            .ok()
+            .filter(|ms| *ms <= MAX_STATE_WINDOW_MS)
+            .map(Duration::from_millis)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "SustenetCluster: state_window_ms {} must be between 0 and {MAX_STATE_WINDOW_MS} \
+                     (a state older than that is stale)",
+                    self.state_window_ms
+                ))
+            })
     }
 
     /// The WebSocket listener `websocket_port` asks for (none for 0).

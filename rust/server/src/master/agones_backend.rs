@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use super::Shared;
 use super::instance_hub::dispatch;
-use super::instances::{Exit, InstanceTable};
+use super::instances::{Exit, InstanceTable, SpawnOrder};
 use super::kube_api::KubeApi;
 use crate::error::ServerError;
 use crate::instance_seal as seal;
@@ -37,13 +37,7 @@ const QUEUE: usize = 1024;
 /// What the instance table asks of Agones.
 #[derive(Debug)]
 pub(crate) enum AgonesJob {
-    Spawn {
-        instance_id: u64,
-        template: String,
-        params: Params,
-        key_name: String,
-        key: Key,
-    },
+    Spawn(SpawnOrder),
     Stop {
         instance_id: u64,
     },
@@ -312,24 +306,7 @@ pub(crate) async fn drive(
         let (shared, backend) = (shared.clone(), backend.clone());
         tokio::spawn(async move {
             match job {
-                AgonesJob::Spawn {
-                    instance_id,
-                    template,
-                    params,
-                    key_name,
-                    key,
-                } => {
-                    spawn(
-                        &shared,
-                        &backend,
-                        instance_id,
-                        &template,
-                        &params,
-                        &key_name,
-                        &key,
-                    )
-                    .await
-                }
+                AgonesJob::Spawn(order) => spawn(&shared, &backend, &order).await,
                 AgonesJob::Stop { instance_id } => stop(&shared, &backend, instance_id).await,
                 AgonesJob::Check { instance_id } => check(&shared, &backend, instance_id).await,
             }
@@ -383,19 +360,15 @@ pub(crate) fn attach(
     Ok(Some((Arc::new(backend), tx, rx)))
 }
 
-async fn spawn(
-    shared: &Shared,
-    backend: &AgonesBackend,
-    id: u64,
-    template: &str,
-    params: &Params,
-    key_name: &str,
-    key: &Key,
-) {
-    let Some(fleet) = backend.fleets.get(template) else {
+async fn spawn(shared: &Shared, backend: &AgonesBackend, order: &SpawnOrder) {
+    let id = order.instance_id;
+    let Some(fleet) = backend.fleets.get(&order.template) else {
         return;
     };
-    let gs = match backend.allocate(fleet, id, template, params).await {
+    let gs = match backend
+        .allocate(fleet, id, &order.template, &order.params)
+        .await
+    {
         Ok(gs) => gs,
         Err(why) => return fail(shared, id, why),
     };
@@ -408,7 +381,7 @@ async fn spawn(
         "Agones: GameServer allocated"
     );
     backend.names().insert(id, gs.name.clone());
-    if let Err(why) = backend.hand_key(&gs, key_name, key).await {
+    if let Err(why) = backend.hand_key(&gs, &order.key_name, &order.key).await {
         backend.delete(&gs.name).await;
         backend.names().remove(&id);
         return fail(shared, id, why);

@@ -81,40 +81,10 @@ pub(crate) fn dispatch(shared: &Shared) {
 
 fn route(hub: &mut InstanceHub, ev: InstanceEvent, to_clusters: &mut Vec<ToCluster>) {
     match ev {
-        InstanceEvent::Spawn {
-            agent,
-            instance_id,
-            template,
-            params,
-            key_name,
-            key,
-        } if agent == AGONES_TARGET && hub.agones.is_some() => {
-            let job = AgonesJob::Spawn {
-                instance_id,
-                template,
-                params,
-                key_name,
-                key,
-            };
-            to_agones(hub, job);
+        InstanceEvent::Spawn { agent, order } if agent == AGONES_TARGET && hub.agones.is_some() => {
+            to_agones(hub, AgonesJob::Spawn(order));
         }
-        InstanceEvent::Spawn {
-            agent,
-            instance_id,
-            template,
-            params,
-            key_name,
-            key,
-        } => {
-            let msg = MasterToAgent::Spawn {
-                instance_id,
-                template,
-                params,
-                key_name,
-                key: *key.as_bytes(),
-            };
-            to_agent(hub, &agent, msg);
-        }
+        InstanceEvent::Spawn { agent, order } => to_agent(hub, &agent, order.into()),
         InstanceEvent::Stop { agent, instance_id }
             if agent == AGONES_TARGET && hub.agones.is_some() =>
         {

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rand::CryptoRng;
 use sustenet_proto::instance::{
-    AgentRegister, InstanceInfo, InstanceState, Params, TEMPLATES_MAX, check_params,
+    AgentRegister, InstanceInfo, InstanceState, MasterToAgent, Params, TEMPLATES_MAX, check_params,
 };
 use sustenet_proto::{DisconnectReason, Goodbye, Key};
 
@@ -85,23 +85,43 @@ pub struct SpawnRequest {
     pub requester: Requester,
 }
 
+/// What an instance is started with, by an agent or by Agones.
+#[derive(Debug, Clone)]
+pub struct SpawnOrder {
+    /// The instance.
+    pub instance_id: u64,
+    /// The template.
+    pub template: String,
+    /// Its parameters.
+    pub params: Params,
+    /// The key name the instance registers with.
+    pub key_name: String,
+    /// The instance's cluster key.
+    pub key: Key,
+}
+
+impl From<SpawnOrder> for MasterToAgent {
+    fn from(o: SpawnOrder) -> Self {
+        MasterToAgent::Spawn {
+            instance_id: o.instance_id,
+            template: o.template,
+            params: o.params,
+            key_name: o.key_name,
+            key: *o.key.as_bytes(),
+        }
+    }
+}
+
 /// What the IO layer must do.
 #[derive(Debug, Clone)]
 pub enum InstanceEvent {
-    /// Ask `agent` to start an instance.
+    /// Ask `agent` (or Agones, [`AGONES_TARGET`](super::agones_backend::AGONES_TARGET))
+    /// to start an instance.
     Spawn {
         /// The agent's name.
         agent: String,
-        /// The instance.
-        instance_id: u64,
-        /// The template.
-        template: String,
-        /// Its parameters.
-        params: Params,
-        /// The key name the instance registers with.
-        key_name: String,
-        /// The instance's cluster key.
-        key: Key,
+        /// What to start.
+        order: SpawnOrder,
     },
     /// Ask `agent` to stop an instance.
     Stop {
@@ -389,11 +409,13 @@ impl InstanceTable {
         );
         self.events.push_back(InstanceEvent::Spawn {
             agent: agent.clone(),
-            instance_id: id,
-            template: req.template,
-            params: req.params,
-            key_name: instance_key_name(id),
-            key,
+            order: SpawnOrder {
+                instance_id: id,
+                template: req.template,
+                params: req.params,
+                key_name: instance_key_name(id),
+                key,
+            },
         });
         Ok((id, agent))
     }

@@ -61,11 +61,14 @@ fn spawn_asks_the_agent_and_registration_makes_it_ready() {
     let [
         InstanceEvent::Spawn {
             agent,
-            instance_id,
-            key_name,
-            key,
-            params,
-            ..
+            order:
+                SpawnOrder {
+                    instance_id,
+                    key_name,
+                    key,
+                    params,
+                    ..
+                },
         },
     ] = ev.as_slice()
     else {

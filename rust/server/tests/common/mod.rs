@@ -17,9 +17,15 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 mod raw;
+mod raw_world;
+mod udp_path;
 // Each test binary uses a part of the harness (as with dead_code above).
 #[allow(unused_imports)]
 pub use raw::*;
+#[allow(unused_imports)]
+pub use raw_world::*;
+#[allow(unused_imports)]
+pub use udp_path::*;
 
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
@@ -113,6 +119,14 @@ impl RunningCluster {
             let _ = s.send(());
         }
         let _ = self.task.await;
+    }
+    /// [`RunningCluster::stop`], and its run must have ended without an
+    /// error or a panic.
+    pub async fn stop_cleanly(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.task.await.unwrap();
     }
     /// Kills the cluster without goodbyes: its sockets close, nothing is said.
     pub async fn kill(self) {
