@@ -308,6 +308,10 @@ pub const MAX_STATE_WINDOW_MS: u64 = 1_000;
 /// The most `[cluster] seal_threads` accepted.
 pub const MAX_SEAL_THREADS: usize = 64;
 
+/// The most `[cluster] receive_threads` accepted (UDP receivers, each with
+/// its own socket).
+pub const MAX_RECEIVE_THREADS: usize = 64;
+
 /// The least `[cluster] seal_queue_bytes` accepted: room for a few hundred
 /// datagrams.
 pub const MIN_SEAL_QUEUE_BYTES: usize = 64 * 1024;
@@ -365,6 +369,10 @@ pub struct ClusterSection {
     /// Most bytes of datagrams queued to the seal workers at once; a batch
     /// that does not fit is dropped and counted (`seal_busy`).
     pub seal_queue_bytes: usize,
+    /// UDP receivers, each on its own socket bound to the cluster's UDP
+    /// port with `SO_REUSEPORT` (Linux; elsewhere 1): 1 to 64. Unset:
+    /// [`crate::cluster::ClusterConfig::default_receive_threads`].
+    pub receive_threads: Option<usize>,
 }
 
 impl Default for ClusterSection {
@@ -388,6 +396,7 @@ impl Default for ClusterSection {
             state_window_ms: crate::cluster::ClusterConfig::DEFAULT_STATE_WINDOW_MS,
             seal_threads: None,
             seal_queue_bytes: crate::cluster::ClusterConfig::DEFAULT_SEAL_QUEUE_BYTES,
+            receive_threads: None,
         }
     }
 }
@@ -553,6 +562,11 @@ impl ConfigFile {
         if self.cluster.seal_threads.unwrap_or(0) > MAX_SEAL_THREADS {
             return Err(bad("cluster.seal_threads", "must be at most 64"));
         }
+        if let Some(n) = self.cluster.receive_threads
+            && !(1..=MAX_RECEIVE_THREADS).contains(&n)
+        {
+            return Err(bad("cluster.receive_threads", "must be from 1 to 64"));
+        }
         if self.cluster.seal_queue_bytes < MIN_SEAL_QUEUE_BYTES {
             return Err(bad(
                 "cluster.seal_queue_bytes",
@@ -697,6 +711,15 @@ domain_pub_key = "https://site-cdn.playreia.com/game/pubkey.pub" # Remove this i
         let e =
             ConfigFile::parse("[cluster]\nseal_threads = 65\n", Path::new("C.toml")).unwrap_err();
         assert!(e.to_string().contains("cluster.seal_threads"), "{e}");
+        let c =
+            ConfigFile::parse("[cluster]\nreceive_threads = 64\n", Path::new("C.toml")).unwrap();
+        assert_eq!(c.cluster.receive_threads, Some(64));
+        for n in ["0", "65"] {
+            let text = format!("[cluster]\nreceive_threads = {n}\n");
+            let e = ConfigFile::parse(&text, Path::new("C.toml")).unwrap_err();
+            assert!(e.to_string().contains("cluster.receive_threads"), "{e}");
+            assert!(e.to_string().contains("from 1 to 64"), "{e}");
+        }
         let e = ConfigFile::parse("[cluster]\nseal_queue_bytes = 1000\n", Path::new("C.toml"))
             .unwrap_err();
         assert!(e.to_string().contains("cluster.seal_queue_bytes"), "{e}");

@@ -357,7 +357,9 @@ impl SustenetCluster {
         config.metrics = self.metrics.clone();
         let (metrics_port, metrics_stop) = self.serve_metrics(&handle)?;
         let bind = self.bind_address.to_string();
-        let sockets = runtime::block_on(&handle, bind::bind_cluster(&bind, port, udp_port))
+        let receivers = config.receive_threads;
+        let bound = bind::bind_cluster_for(&bind, port, udp_port, receivers);
+        let sockets = runtime::block_on(&handle, bound)
             .and_then(|r| r.map_err(|e| e.to_string()))
             .map_err(|e| {
                 Error::new(GdError::ERR_ALREADY_IN_USE, format!("SustenetCluster: {e}"))
