@@ -210,6 +210,10 @@ pub fn cluster_config(cfg: &ConfigFile) -> ClusterConfig {
             .seal_threads
             .unwrap_or_else(ClusterConfig::default_seal_threads),
         seal_queue_bytes: cfg.cluster.seal_queue_bytes,
+        receive_threads: cfg
+            .cluster
+            .receive_threads
+            .unwrap_or_else(ClusterConfig::default_receive_threads),
         limits: cfg.limits,
         ..ClusterConfig::default()
     }
@@ -242,8 +246,17 @@ pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
         };
         (Some(key), eof)
     };
-    let (tcp, udp) =
-        bind::bind_cluster(&cfg.all.bind, cfg.cluster_port(), cfg.cluster_udp_port()).await?;
+    let receivers = cfg
+        .cluster
+        .receive_threads
+        .unwrap_or_else(ClusterConfig::default_receive_threads);
+    let (tcp, udp) = bind::bind_cluster_for(
+        &cfg.all.bind,
+        cfg.cluster_port(),
+        cfg.cluster_udp_port(),
+        receivers,
+    )
+    .await?;
     let shutdown = async move {
         let closed = async {
             match stdin_closed {

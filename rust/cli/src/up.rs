@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use sustenet_proto::DEFAULT_MASTER_PORT;
-use sustenet_server::bind::{bind_cluster, bind_tcp};
+use sustenet_server::bind::{bind_cluster_for, bind_tcp};
 use sustenet_server::cluster::{self, ClusterConfig};
 use sustenet_server::config::default_port;
 use sustenet_server::fragments::GridConfig;
@@ -407,7 +407,8 @@ impl Site<'_> {
             .master_port
             .checked_add(u16::try_from(i + 1).unwrap_or(u16::MAX))
             .context("cluster ports run past 65535: pass a lower --port")?;
-        let (tcp, udp) = bind_cluster(&args.bind, port, port).await?;
+        let receivers = ClusterConfig::default_receive_threads();
+        let (tcp, udp) = bind_cluster_for(&args.bind, port, port, receivers).await?;
         let websocket = match self.web {
             Some(w) => Some(w.listener(w.cluster_port(i)?)),
             None => None,

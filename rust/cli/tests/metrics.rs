@@ -212,13 +212,22 @@ fn metrics_under_bench_load_match_what_bench_did() {
         2.0,
         "{text}"
     );
-    // No player ids as labels: every label is one of a small fixed set.
+    // Every datagram bench sent was read by a UDP receiver (one each here).
+    assert!(
+        sum(&after, "sustenet_cluster_udp_datagrams_received_total", &[]) > 0.0,
+        "{text}"
+    );
+    // No player ids as labels: every label is one of a small fixed set
+    // (`receiver`: 0 to 63).
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         if let Some((_, labels)) = line.split_once('{') {
             for kv in labels.split('}').next().unwrap().split(',') {
                 let key = kv.split('=').next().unwrap();
                 assert!(
-                    ["cluster", "result", "reason", "kind", "channel", "le"].contains(&key),
+                    [
+                        "cluster", "result", "reason", "kind", "channel", "le", "receiver"
+                    ]
+                    .contains(&key),
                     "unexpected label {key}: {line}"
                 );
             }

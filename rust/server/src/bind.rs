@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -85,6 +86,68 @@ pub async fn bind_cluster(
     ))
 }
 
+/// Whether this platform spreads a UDP port's datagrams over several
+/// sockets bound to it with `SO_REUSEPORT` (Linux and Android do, by the
+/// source address and port; other systems either lack the option or give
+/// every unicast datagram to one of the sockets).
+pub const UDP_REUSE_PORT_SPREADS: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
+/// A cluster's sockets for `receive_threads` UDP receivers
+/// (`[cluster] receive_threads`): as [`bind_cluster`], but with 2 or more
+/// receivers on a platform where [`UDP_REUSE_PORT_SPREADS`], the UDP socket
+/// is bound with `SO_REUSEPORT`, so that the cluster can bind one more
+/// socket per receiver to the same port. A port already in use is still
+/// refused (the port is first bound without the option, then let go), and
+/// port 0 picks a free port this way too. Between that check and the bind
+/// another program could take the port; then this fails as
+/// [`bind_cluster`] does.
+pub async fn bind_cluster_for(
+    bind: &str,
+    tcp_port: u16,
+    udp_port: u16,
+    receive_threads: usize,
+) -> Result<(TcpListener, UdpSocket), BindError> {
+    let tcp = bind_tcp(bind, tcp_port).await?;
+    if receive_threads <= 1 || !UDP_REUSE_PORT_SPREADS {
+        return Ok((tcp, bind_udp(bind, udp_port).await?));
+    }
+    let probe = bind_udp(bind, udp_port).await?;
+    let addr = probe
+        .local_addr()
+        .map_err(|e| BindError::new("UDP", bind, udp_port, e))?;
+    drop(probe);
+    let udp = reuse_port_socket(addr)
+        .and_then(|s| UdpSocket::from_std(s.into()))
+        .map_err(|e| BindError::new("UDP", bind, addr.port(), e))?;
+    Ok((tcp, udp))
+}
+
+/// A non-blocking UDP socket bound to `addr` with `SO_REUSEPORT` (where
+/// [`UDP_REUSE_PORT_SPREADS`]; elsewhere a plain one).
+pub(crate) fn reuse_port_socket(addr: SocketAddr) -> io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s)
+}
+
+/// Whether `udp` was bound with `SO_REUSEPORT` where the option spreads
+/// datagrams (so more sockets can join its port); false elsewhere.
+pub(crate) fn shares_its_port(udp: &UdpSocket) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        socket2::SockRef::from(udp).reuse_port().unwrap_or(false)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = udp;
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,8 +169,37 @@ mod tests {
                 "{text}"
             );
         }
+        // Bound for several receivers, a port in use is refused alike.
+        let again = bind_cluster_for("127.0.0.1", 0, port, 4).await.err();
+        assert!(
+            again.is_some_and(|e| e.io_error().kind() == io::ErrorKind::AddrInUse),
+            "a UDP port in use was bound again for receivers"
+        );
         let v6 = BindError::new("TCP", "::1", 7, io::ErrorKind::AddrInUse.into());
         assert!(v6.to_string().starts_with("cannot listen on TCP [::1]:7: "));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_port_bound_for_receivers_takes_more_sockets_and_no_other_server()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let (_tcp, udp) = bind_cluster_for("127.0.0.1", 0, 0, 2).await?;
+        let addr = udp.local_addr()?;
+        assert_eq!(shares_its_port(&udp), UDP_REUSE_PORT_SPREADS);
+        if UDP_REUSE_PORT_SPREADS {
+            // The cluster's next receiver joins the port...
+            let second = reuse_port_socket(addr)?;
+            assert_eq!(second.local_addr()?.as_socket(), Some(addr));
+        }
+        // ...but neither a plain bind nor another cluster's does.
+        assert!(bind_udp("127.0.0.1", addr.port()).await.is_err());
+        assert!(
+            bind_cluster_for("127.0.0.1", 0, addr.port(), 2)
+                .await
+                .is_err()
+        );
+        let (_tcp, plain) = bind_cluster_for("127.0.0.1", 0, 0, 1).await?;
+        assert!(!shares_its_port(&plain), "one receiver: no SO_REUSEPORT");
         Ok(())
     }
 }

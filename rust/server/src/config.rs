@@ -136,6 +136,36 @@ impl Default for WebSocketSection {
     }
 }
 
+impl WebSocketSection {
+    /// Checks the section's limits and its certificate and key pairing with
+    /// the file named in messages, whether or not a `websocket_port` turns a
+    /// listener on (the same bounds as [`crate::web::WebSocketConfig::check`]).
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: String, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(bad(
+                "websocket.cert_file".into(),
+                "and websocket.key_file go together".into(),
+            ));
+        }
+        let mut c = crate::web::WebSocketConfig::new((std::net::Ipv4Addr::LOCALHOST, 0).into());
+        c.max_message = self.max_message_bytes;
+        c.max_handshake_bytes = self.max_handshake_bytes;
+        c.unreliable_queue = self.unreliable_queue;
+        match c.check() {
+            Ok(()) => Ok(()),
+            Err(crate::ServerError::Config(ConfigError::Invalid { key, message, .. })) => {
+                Err(bad(key, message))
+            }
+            Err(e) => Err(bad("websocket".into(), e.to_string())),
+        }
+    }
+}
+
 impl ConfigFile {
     /// The WebSocket listener on `port` (0: none), from `[websocket]` and
     /// `[all] bind`; reads the certificate and key files.
@@ -185,8 +215,8 @@ impl ConfigFile {
 pub struct MetricsSection {
     /// `host:port` to serve on, e.g. `"127.0.0.1:9100"`; empty: no endpoint.
     pub bind: String,
-    /// When set, every path needs it (`Authorization: Bearer <token>` or
-    /// `?token=<token>`); required for the dashboard beyond loopback.
+    /// When set, every path but `/health` needs it (`Authorization: Bearer
+    /// <token>` or `?token=<token>`); required for the dashboard beyond loopback.
     pub token: String,
     /// Serve the live dashboard (`/` and `/api/dashboard`); master only.
     pub dashboard: bool,
@@ -218,7 +248,8 @@ impl MetricsSection {
 pub struct AllSection {
     /// Display name of this server.
     pub server_name: String,
-    /// Most connected players (cluster) or clients (master); 0 means no limit.
+    /// Most connected players (cluster) or clients (master); 0 means the
+    /// default bound: 1,000 players on a cluster, 5,000 clients on the master.
     pub max_connections: u32,
     /// Listening port; 0 means the default (6256 master, 6257 cluster).
     pub port: u16,
@@ -307,6 +338,10 @@ pub const MAX_STATE_WINDOW_MS: u64 = 1_000;
 /// The most `[cluster] seal_threads` accepted.
 pub const MAX_SEAL_THREADS: usize = 64;
 
+/// The most `[cluster] receive_threads` accepted (UDP receivers, each with
+/// its own socket).
+pub const MAX_RECEIVE_THREADS: usize = 64;
+
 /// The least `[cluster] seal_queue_bytes` accepted: room for a few hundred
 /// datagrams.
 pub const MIN_SEAL_QUEUE_BYTES: usize = 64 * 1024;
@@ -364,6 +399,10 @@ pub struct ClusterSection {
     /// Most bytes of datagrams queued to the seal workers at once; a batch
     /// that does not fit is dropped and counted (`seal_busy`).
     pub seal_queue_bytes: usize,
+    /// UDP receivers, each on its own socket bound to the cluster's UDP
+    /// port with `SO_REUSEPORT` (Linux; elsewhere 1): 1 to 64. Unset:
+    /// [`crate::cluster::ClusterConfig::default_receive_threads`].
+    pub receive_threads: Option<usize>,
 }
 
 impl Default for ClusterSection {
@@ -387,6 +426,7 @@ impl Default for ClusterSection {
             state_window_ms: crate::cluster::ClusterConfig::DEFAULT_STATE_WINDOW_MS,
             seal_threads: None,
             seal_queue_bytes: crate::cluster::ClusterConfig::DEFAULT_SEAL_QUEUE_BYTES,
+            receive_threads: None,
         }
     }
 }
@@ -514,6 +554,7 @@ impl ConfigFile {
         self.instances.validate(path)?;
         self.agent.validate(path)?;
         self.metrics.address(path)?;
+        self.websocket.validate(path)?;
         let bad = |key: &str, message: &str| ConfigError::Invalid {
             path: path.to_owned(),
             key: key.to_owned(),
@@ -551,6 +592,11 @@ impl ConfigFile {
         }
         if self.cluster.seal_threads.unwrap_or(0) > MAX_SEAL_THREADS {
             return Err(bad("cluster.seal_threads", "must be at most 64"));
+        }
+        if let Some(n) = self.cluster.receive_threads
+            && !(1..=MAX_RECEIVE_THREADS).contains(&n)
+        {
+            return Err(bad("cluster.receive_threads", "must be from 1 to 64"));
         }
         if self.cluster.seal_queue_bytes < MIN_SEAL_QUEUE_BYTES {
             return Err(bad(
@@ -696,6 +742,15 @@ domain_pub_key = "https://site-cdn.playreia.com/game/pubkey.pub" # Remove this i
         let e =
             ConfigFile::parse("[cluster]\nseal_threads = 65\n", Path::new("C.toml")).unwrap_err();
         assert!(e.to_string().contains("cluster.seal_threads"), "{e}");
+        let c =
+            ConfigFile::parse("[cluster]\nreceive_threads = 64\n", Path::new("C.toml")).unwrap();
+        assert_eq!(c.cluster.receive_threads, Some(64));
+        for n in ["0", "65"] {
+            let text = format!("[cluster]\nreceive_threads = {n}\n");
+            let e = ConfigFile::parse(&text, Path::new("C.toml")).unwrap_err();
+            assert!(e.to_string().contains("cluster.receive_threads"), "{e}");
+            assert!(e.to_string().contains("from 1 to 64"), "{e}");
+        }
         let e = ConfigFile::parse("[cluster]\nseal_queue_bytes = 1000\n", Path::new("C.toml"))
             .unwrap_err();
         assert!(e.to_string().contains("cluster.seal_queue_bytes"), "{e}");
@@ -740,5 +795,39 @@ domain_pub_key = "https://site-cdn.playreia.com/game/pubkey.pub" # Remove this i
         let e = ConfigFile::parse("[metrics]\nbind = \"localhost\"\n", Path::new("C.toml"))
             .unwrap_err();
         assert!(e.to_string().contains("metrics.bind"), "{e}");
+    }
+
+    #[test]
+    fn bad_websocket_values_are_refused_naming_the_key_and_the_file() {
+        for (text, key) in [
+            ("max_message_bytes = 1023", "websocket.max_message_bytes"),
+            (
+                "max_message_bytes = 16777217",
+                "websocket.max_message_bytes",
+            ),
+            (
+                "max_handshake_bytes = 65537",
+                "websocket.max_handshake_bytes",
+            ),
+            ("unreliable_queue = 0", "websocket.unreliable_queue"),
+            ("unreliable_queue = 4097", "websocket.unreliable_queue"),
+            ("cert_file = \"a.pem\"", "websocket.cert_file"),
+            ("key_file = \"a.pem\"", "websocket.cert_file"),
+        ] {
+            // Refused with or without a listener turned on.
+            for port in ["", "[master]\nwebsocket_port = 7256\n"] {
+                let e =
+                    ConfigFile::parse(&format!("{port}[websocket]\n{text}\n"), Path::new("W.toml"))
+                        .unwrap_err();
+                let e = e.to_string();
+                assert!(e.starts_with("W.toml: ") && e.contains(key), "{text}: {e}");
+            }
+        }
+        let c = ConfigFile::parse(
+            "[websocket]\nmax_message_bytes = 1024\nmax_handshake_bytes = 65536\nunreliable_queue = 4096\n",
+            Path::new("W.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.websocket.max_message_bytes, 1024);
     }
 }

@@ -6,7 +6,10 @@
 //! spread over all the workers. Raw players check the sequence numbers
 //! byte by byte with the protocol's own opener; a `sustenet-client` player
 //! checks what a game sees. The same runs with sealing on the core's
-//! thread (`seal_threads = 1`).
+//! thread (`seal_threads = 1`), and with two UDP receivers (`[cluster]
+//! receive_threads = 2`, sockets sharing the port): the players' datagrams
+//! are spread over both receivers (their counters show it) and every
+//! player's Ping is answered and every broadcast reaches it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -119,16 +122,24 @@ impl UdpPath for Session {
     }
 }
 
-/// Raw players (at least 8, more until every worker has a session) and a
-/// client player each get `WAVES` × `PER_WAVE` numbered unreliable
-/// broadcasts; everything arrives in order and is accepted.
-async fn broadcasts_arrive_in_order(seal_threads: usize) {
+/// Raw players (at least 8, more until every seal worker has a session
+/// and every receiver has read datagrams) and a client player each get
+/// `WAVES` × `PER_WAVE` numbered unreliable broadcasts; everything arrives
+/// in order and is accepted.
+async fn broadcasts_arrive_in_order(seal_threads: usize, receive_threads: usize) {
     init_tracing();
-    let s = RawWorld::start(|c| c.seal_threads = seal_threads).await;
+    let s = RawWorld::start(|c| {
+        c.seal_threads = seal_threads;
+        c.receive_threads = receive_threads;
+    })
+    .await;
     let workers = seal_threads.max(1) as u64;
+    let receivers_idle = || (0..receive_threads).any(|r| s.metrics.udp_received_by(r) == 0);
     let mut sessions = Vec::new();
     let mut spread = HashSet::new();
-    while sessions.len() < 8 || (spread.len() < workers as usize && sessions.len() < 32) {
+    while sessions.len() < 8
+        || ((spread.len() < workers as usize || receivers_idle()) && sessions.len() < 32)
+    {
         let client_id = 1_000_001 + sessions.len() as u64;
         let (t, secret) = craft_token(&s.key, s.cluster.id, client_id, now_ms() + 30_000);
         let p = RawPlayer::connect(s.cluster.tcp, &t, &secret)
@@ -143,6 +154,13 @@ async fn broadcasts_arrive_in_order(seal_threads: usize) {
         spread.len() as u64,
         workers,
         "every worker seals some session"
+    );
+    let read: Vec<u64> = (0..receive_threads)
+        .map(|r| s.metrics.udp_received_by(r))
+        .collect();
+    assert!(
+        read.iter().all(|&n| n > 0),
+        "every receiver read some player's datagrams: {read:?}"
     );
     let client = join(&s.master, "real", JoinTarget::Id(s.cluster.id)).await;
     client.udp_up().await;
@@ -200,10 +218,16 @@ async fn broadcasts_arrive_in_order(seal_threads: usize) {
 
 #[tokio::test]
 async fn datagrams_sealed_by_three_workers_arrive_in_order_and_are_accepted() {
-    broadcasts_arrive_in_order(3).await;
+    broadcasts_arrive_in_order(3, 1).await;
 }
 
 #[tokio::test]
 async fn datagrams_sealed_on_the_core_thread_arrive_in_order_and_are_accepted() {
-    broadcasts_arrive_in_order(1).await;
+    broadcasts_arrive_in_order(1, 1).await;
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[tokio::test]
+async fn players_spread_over_two_receivers_get_everything_in_order() {
+    broadcasts_arrive_in_order(3, 2).await;
 }

@@ -96,6 +96,17 @@ pub struct ClusterConfig {
     /// that does not fit is dropped and counted
     /// (`datagrams_dropped_total{reason="seal_busy"}`), never waited for.
     pub seal_queue_bytes: usize,
+    /// UDP receivers (`[cluster] receive_threads`, 1 to
+    /// [`crate::config::MAX_RECEIVE_THREADS`]): each reads, opens (AES-GCM)
+    /// and decodes the datagrams of its own socket, all sockets bound to the
+    /// same address with `SO_REUSEPORT` (the kernel spreads the datagrams
+    /// over them by their source address and port). With 1, one socket and
+    /// one receiver task. More than 1 needs Linux (elsewhere one receiver
+    /// runs, with a warning) and a UDP socket bound with `SO_REUSEPORT`
+    /// ([`crate::bind::bind_cluster_for`]); given one without it, the
+    /// cluster warns and runs one receiver. See `docs/architecture.md` §3.7.
+    /// [`ClusterConfig::default_receive_threads`] by default.
+    pub receive_threads: usize,
     /// A WebSocket listener for web players (`[cluster] websocket_port`);
     /// `None`: none. The master lists the cluster to web clients only with one.
     pub websocket: Option<crate::web::WebSocketConfig>,
@@ -166,6 +177,17 @@ impl ClusterConfig {
         }
     }
 
+    /// [`ClusterConfig::receive_threads`] when the configuration does not
+    /// set it: the environment variable `SUSTENET_RECEIVE_THREADS` if set
+    /// (a value that is not a number counts as 0, which the cluster refuses
+    /// when it starts), otherwise 1.
+    pub fn default_receive_threads() -> usize {
+        match std::env::var("SUSTENET_RECEIVE_THREADS") {
+            Ok(v) => v.trim().parse::<usize>().unwrap_or(0),
+            Err(_) => 1,
+        }
+    }
+
     /// The player limit in force.
     pub fn connection_limit(&self) -> u32 {
         if self.max_connections == 0 {
@@ -203,6 +225,7 @@ impl Default for ClusterConfig {
             limits: Limits::default(),
             seal_threads: Self::default_seal_threads(),
             seal_queue_bytes: Self::DEFAULT_SEAL_QUEUE_BYTES,
+            receive_threads: Self::default_receive_threads(),
             websocket: None,
             metrics: crate::metrics::ClusterMetrics::default(),
             reservation: Reservation::default(),

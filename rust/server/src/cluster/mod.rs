@@ -9,7 +9,9 @@
 //! - this file: the driver, one task that owns the core, feeds it events,
 //!   commands and ticks, and carries out its outputs;
 //! - `player_conn.rs`: a player's TCP connection (handshake, reader, writer);
-//! - `udp.rs`: the UDP receiver; `ping_limit.rs`: its ping request limits;
+//! - `udp.rs`: a UDP receiver; `receivers.rs`: how many, on which sockets
+//!   and threads (`[cluster] receive_threads`); `ping_limit.rs`: the ping
+//!   request limits;
 //!   `udp_send.rs`: the UDP sender (many datagrams per system call);
 //! - `master_link.rs`: the link to the master;
 //! - `handle.rs`: [`ClusterHandle`], the game's way in from other threads;
@@ -31,6 +33,7 @@ mod player_conn;
 pub mod plugin;
 mod portal;
 mod queue;
+mod receivers;
 mod seal_pool;
 mod udp;
 mod udp_send;
@@ -65,6 +68,7 @@ use crate::ids::PlayerId;
 use crate::time::now_ms;
 use plugin::Plugin;
 use queue::{Outbox, QueueTx};
+use receivers::UdpControls;
 use udp::UdpControl;
 use udp_send::UdpSender;
 
@@ -228,12 +232,12 @@ pub async fn run_with_handle(
     mut commands: ClusterCommands,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    receivers::check(config.receive_threads)?;
     let max_reliable = self::core::max_reliable(&config);
     commands.max_reliable.store(max_reliable, Ordering::Relaxed);
     let web_listener = bind_web(&config).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, mut events_rx) = mpsc::channel::<CoreEvent>(16_384);
-    let (udp_ctl_tx, udp_ctl_rx) = mpsc::channel::<UdpControl>(16_384);
     let (link_tx, link_rx) =
         queue::queue::<LinkEvent>(Arc::new(QueueLevel::new(LINK_QUEUE, usize::MAX)));
     udp::widen_receive_buffer(&udp);
@@ -267,9 +271,9 @@ pub async fn run_with_handle(
         seed: rand::rng().next_u64(),
     };
     let mut core = new_core(plugin, setup)?;
-    let mut io = Io::new(&shared, &udp, udp_ctl_tx, link_tx)?;
-    let sockets = (tcp, udp, web_listener);
-    let mut tasks = spawn_tasks(&shared, sockets, udp_ctl_rx, link_rx)?;
+    let sockets = (tcp, udp.clone(), web_listener);
+    let (mut tasks, udp_ctl) = spawn_tasks(&shared, sockets, link_rx)?;
+    let mut io = Io::new(&shared, &udp, udp_ctl, link_tx)?;
     let update_tick = shared.config.update_tick.max(Duration::from_millis(1));
     let (mut update, mut tick) = (every(update_tick), every(shared.config.limits.heartbeat()));
     core.start(Instant::now());
@@ -309,7 +313,8 @@ pub async fn run_with_handle(
 }
 
 /// The cluster's tasks besides the core's driver: the players' TCP and
-/// WebSocket listeners, the UDP receiver and the master link.
+/// WebSocket listeners, the UDP receivers and the master link; with the
+/// queues that tell the UDP receivers sessions.
 fn spawn_tasks(
     shared: &Arc<Shared>,
     (tcp, udp, web_listener): (
@@ -317,14 +322,12 @@ fn spawn_tasks(
         Arc<UdpSocket>,
         Option<(TcpListener, u16, bool)>,
     ),
-    udp_ctl_rx: mpsc::Receiver<UdpControl>,
     link_rx: queue::QueueRx<LinkEvent>,
-) -> Result<tokio::task::JoinSet<()>, ServerError> {
+) -> Result<(tokio::task::JoinSet<()>, UdpControls), ServerError> {
     let mut tasks = tokio::task::JoinSet::new();
     let span = info_span!("accept");
     tasks.spawn(player_conn::accept_loop(shared.clone(), tcp).instrument(span));
-    let span = info_span!("udp");
-    tasks.spawn(udp::udp_loop(shared.clone(), udp, udp_ctl_rx).instrument(span));
+    let udp_ctl = receivers::start(shared, &udp, &mut tasks)?;
     if let Some((l, port, tls)) = web_listener {
         info!(addr = %l.local_addr()?, port, tls, "cluster listening for WebSocket players");
         let span = info_span!("web_accept");
@@ -332,7 +335,7 @@ fn spawn_tasks(
     }
     let span = info_span!("master_link");
     tasks.spawn(master_link::master_link(shared.clone(), link_rx).instrument(span));
-    Ok(tasks)
+    Ok((tasks, udp_ctl))
 }
 
 /// The heartbeat tick: the core's, then the gauges and the core's own
@@ -461,7 +464,7 @@ impl Sealing {
 /// What the driver carries the core's outputs out with.
 struct Io {
     udp: UdpSender,
-    udp_ctl: mpsc::Sender<UdpControl>,
+    udp_ctl: UdpControls,
     link: QueueTx<LinkEvent>,
     metrics: crate::metrics::ClusterMetrics,
     /// The writers of the connections the core has a player on, by
@@ -480,7 +483,7 @@ impl Io {
     fn new(
         shared: &Shared,
         udp: &Arc<UdpSocket>,
-        udp_ctl: mpsc::Sender<UdpControl>,
+        udp_ctl: UdpControls,
         link: QueueTx<LinkEvent>,
     ) -> Result<Self, ServerError> {
         Ok(Io {
@@ -520,7 +523,7 @@ impl Io {
                 Output::SessionGone { session_id, reason } => {
                     self.web.forget(session_id);
                     self.metrics.disconnect(reason, now_ms());
-                    let _ = self.udp_ctl.send(UdpControl::Remove { session_id }).await;
+                    self.udp_ctl.send(UdpControl::Remove { session_id }).await;
                 }
             }
         }
@@ -695,7 +698,7 @@ fn on_resume<P: Plugin>(core: &mut Core<P>, io: &mut Io, now: Instant, req: Resu
 }
 
 /// A join: admitted by the core (capacity, the newest connection wins),
-/// known to the UDP task before the player hears Welcome (so its very first
+/// known to the UDP receivers before the player hears Welcome (so its very first
 /// datagram is not dropped), then in the table.
 async fn on_join<P: Plugin>(
     core: &mut Core<P>,
@@ -714,12 +717,11 @@ async fn on_join<P: Plugin>(
     let session_id = j.session_id;
     let add = UdpControl::Add {
         session_id,
-        player: j.player,
-        opener: Box::new(opener),
+        session: udp::SessionOpener::new(j.player, opener),
     };
-    let _ = io.udp_ctl.send(add).await;
+    io.udp_ctl.send(add).await;
     if reply.send(Ok(())).is_err() {
-        let _ = io.udp_ctl.try_send(UdpControl::Remove { session_id });
+        io.udp_ctl.try_send(UdpControl::Remove { session_id });
         return;
     }
     io.writers.insert(j.conn, writer);

@@ -1,13 +1,16 @@
-//! The UDP receiver: drops anything that is not an authenticated datagram
+//! A UDP receiver: drops anything that is not an authenticated datagram
 //! of a live session (answering only ping requests, within their limits),
 //! decodes records and hands them to the core. It reads in batches (many
-//! datagrams per system call, coalesced ones split again).
+//! datagrams per system call, coalesced ones split again). A cluster runs
+//! one receiver per UDP socket (`[cluster] receive_threads`, see
+//! `receivers.rs`); they share every session's opener (so its replay window
+//! is one, whichever socket a datagram arrives on) and the ping limits.
 
 use std::collections::HashMap;
 use std::io::IoSliceMut;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use quinn_udp::{BATCH_SIZE, RecvMeta, UdpSockRef, UdpSocketState};
@@ -22,21 +25,54 @@ use super::ping_limit::PingLimiter;
 use super::{CoreEvent, Shared};
 use crate::ids::PlayerId;
 
-/// Sessions the receiver knows, told by the core.
+/// Sessions the receivers know, told by the core (each receiver is told
+/// every change).
+#[derive(Clone)]
 pub(crate) enum UdpControl {
     Add {
         session_id: u64,
-        player: PlayerId,
-        opener: Box<DatagramOpener>,
+        session: Arc<SessionOpener>,
     },
     Remove {
         session_id: u64,
     },
 }
 
-/// What the cluster asks for its UDP socket's receive buffer (the kernel
-/// caps it at `net.core.rmem_max`). Every player's datagrams arrive on this
-/// one socket, and while the core seals a tick's fan-out the receiving task
+/// A live session as the receivers see it: its player, and the opener of
+/// its datagrams, one for all the receivers. The lock is uncontended unless
+/// one session's datagrams arrive on two sockets at once (after its
+/// address changed), and then it keeps the replay window exact.
+pub(crate) struct SessionOpener {
+    player: PlayerId,
+    opener: Mutex<DatagramOpener>,
+}
+
+impl SessionOpener {
+    pub(crate) fn new(player: PlayerId, opener: DatagramOpener) -> Arc<Self> {
+        Arc::new(Self {
+            player,
+            opener: Mutex::new(opener),
+        })
+    }
+}
+
+/// The ping request limits, one for all the receivers: a source gets its
+/// rate whichever socket its requests arrive on.
+pub(crate) type SharedPingLimiter = Arc<Mutex<PingLimiter>>;
+
+/// The shared ping limits of a cluster with `config`'s rates.
+pub(crate) fn ping_limiter(c: &super::ClusterConfig) -> SharedPingLimiter {
+    Arc::new(Mutex::new(PingLimiter::new(
+        c.ping_rate,
+        c.ping_rate_per_source,
+        c.ping_sources,
+        Instant::now(),
+    )))
+}
+
+/// What the cluster asks for each UDP socket's receive buffer (the kernel
+/// caps it at `net.core.rmem_max`). With one receiver every player's
+/// datagrams arrive on one socket, and while the core seals a tick's fan-out the receiving task
 /// may wait for a thread: at 2,000 players and 20 Hz a 20 ms wait is 800
 /// datagrams, several times what a default buffer (about 200 KiB) holds.
 const UDP_RECEIVE_BUFFER: usize = 4 << 20;
@@ -51,23 +87,21 @@ pub(crate) fn widen_receive_buffer(udp: &UdpSocket) {
     }
 }
 
+/// Receiver number `receiver`: reads `udp` until the cluster stops,
+/// learning sessions from `ctl`.
 pub(crate) async fn udp_loop(
     shared: Arc<Shared>,
     udp: Arc<UdpSocket>,
-    mut ctl: mpsc::Receiver<UdpControl>,
+    (receiver, mut ctl): (usize, mpsc::Receiver<UdpControl>),
+    pings: SharedPingLimiter,
 ) {
     let mut batch = ReceiveBatch::new(&udp);
-    let c = &shared.config;
     let mut gate = Gate {
         sessions: HashMap::new(),
         refused: 0,
         malformed: 0,
-        pings: PingLimiter::new(
-            c.ping_rate,
-            c.ping_rate_per_source,
-            c.ping_sources,
-            Instant::now(),
-        ),
+        pings,
+        received: shared.config.metrics.udp_receiver(receiver),
     };
     let mut shutdown = shared.shutdown.clone();
     loop {
@@ -166,12 +200,14 @@ impl ReceiveBatch {
 }
 
 /// What the receiver knows and counts: the live sessions with their
-/// openers, and the limits on pings from unknown sources.
+/// openers, the limits on pings from unknown sources, and the datagrams it
+/// read.
 struct Gate {
-    sessions: HashMap<u64, (PlayerId, Box<DatagramOpener>)>,
+    sessions: HashMap<u64, Arc<SessionOpener>>,
     refused: u64,
     malformed: u64,
-    pings: PingLimiter,
+    pings: SharedPingLimiter,
+    received: prometheus_client::metrics::counter::Counter,
 }
 
 impl Gate {
@@ -179,10 +215,9 @@ impl Gate {
         match c {
             UdpControl::Add {
                 session_id,
-                player,
-                opener,
+                session,
             } => {
-                self.sessions.insert(session_id, (player, opener));
+                self.sessions.insert(session_id, session);
             }
             UdpControl::Remove { session_id } => {
                 self.sessions.remove(&session_id);
@@ -195,10 +230,16 @@ impl Gate {
     /// else dropped without an answer.
     fn datagram(&mut self, shared: &Shared, udp: &UdpSocket, d: &[u8], addr: SocketAddr) {
         let metrics = &shared.config.metrics;
+        self.received.inc();
         // A ping before joining: answered without a token, but only with
         // fewer bytes than the request, and within a rate limit.
         if let Some(nonce) = datagram::parse_ping_request(d) {
-            if !self.pings.allow(Instant::now(), addr.ip()) {
+            let allowed = self
+                .pings
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .allow(Instant::now(), addr.ip());
+            if !allowed {
                 metrics.datagram_dropped("rate");
             } else {
                 let players = u32::try_from(shared.published.player_count.load(Ordering::Relaxed))
@@ -220,12 +261,18 @@ impl Gate {
             metrics.datagram_dropped("malformed");
             return;
         };
-        let Some((player, opener)) = self.sessions.get_mut(&sid) else {
+        let Some(session) = self.sessions.get(&sid) else {
             self.refused += 1;
             metrics.datagram_dropped("unknown_session");
             return;
         };
-        let plain = match opener.open(d) {
+        let player = &session.player;
+        let opened = session
+            .opener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .open(d);
+        let plain = match opened {
             Ok(p) => p,
             Err(e) => {
                 self.refused += 1;

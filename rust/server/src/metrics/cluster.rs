@@ -13,6 +13,10 @@ use super::{
     AWAY_BUCKETS, Handshakes, LabeledCounter, TICK_BUCKETS, TRANSFER_BUCKETS, reason_label,
 };
 
+/// A counter per UDP receiver, labelled with its number.
+type ReceiverCounter =
+    prometheus_client::metrics::family::Family<[(&'static str, String); 1], Counter>;
+
 /// Most recent disconnects kept for the dashboard.
 pub const RECENT_DISCONNECTS: usize = 32;
 /// Most fragments kept in the dashboard's heat map (the most populated).
@@ -53,6 +57,7 @@ pub struct ClusterMetrics {
     messages_out: LabeledCounter,
     bytes_out: LabeledCounter,
     datagrams_dropped: LabeledCounter,
+    udp_received: ReceiverCounter,
     send_queue_depth: Gauge,
     send_queue_kicks: Counter,
     fragments: Gauge,
@@ -85,6 +90,7 @@ impl Default for ClusterMetrics {
             messages_out: LabeledCounter::default(),
             bytes_out: LabeledCounter::default(),
             datagrams_dropped: LabeledCounter::default(),
+            udp_received: ReceiverCounter::default(),
             send_queue_depth: Gauge::default(),
             send_queue_kicks: Counter::default(),
             fragments: Gauge::default(),
@@ -182,6 +188,7 @@ impl ClusterMetrics {
             "Datagrams dropped, by reason (replay, auth, size, rate, unknown_session, malformed, busy, send_full, send_error, seal_busy)",
             self.datagrams_dropped.clone(),
         );
+        self.register_receivers(r);
         r.register(
             "send_queue_depth_messages",
             "Deepest player send queue at the last heartbeat",
@@ -209,6 +216,15 @@ impl ClusterMetrics {
             self.master_link_up.clone(),
         );
         self.heartbeat.register(r);
+    }
+
+    /// Registers the UDP receivers' counter in `r`.
+    fn register_receivers(&self, r: &mut Registry) {
+        r.register(
+            "udp_datagrams_received",
+            "Datagrams read from the UDP sockets, by receiver (`[cluster] receive_threads`)",
+            self.udp_received.clone(),
+        );
     }
 
     /// A TCP connection was accepted.
@@ -280,6 +296,18 @@ impl ClusterMetrics {
             .get_or_create(&[("reason", reason)])
             .inc();
         self.dropped_all.inc();
+    }
+    /// The counter of the datagrams UDP receiver number `receiver` reads
+    /// (`udp_datagrams_received_total{receiver}`).
+    pub(crate) fn udp_receiver(&self, receiver: usize) -> Counter {
+        self.udp_received
+            .get_or_create(&[("receiver", receiver.to_string())])
+            .clone()
+    }
+    /// Datagrams UDP receiver number `receiver` (from 0) has read, of
+    /// every kind (pings and refused ones included).
+    pub fn udp_received_by(&self, receiver: usize) -> u64 {
+        self.udp_receiver(receiver).get()
     }
     /// The deepest send queue, in messages.
     pub fn set_send_queue_depth(&self, messages: usize) {

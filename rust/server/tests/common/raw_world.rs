@@ -14,6 +14,8 @@ pub struct RawWorld {
     pub key: Key,
     pub cluster: RunningCluster,
     pub handle: ClusterHandle,
+    /// The cluster's metrics.
+    pub metrics: sustenet_server::metrics::ClusterMetrics,
 }
 
 impl RawWorld {
@@ -24,13 +26,17 @@ impl RawWorld {
         let keys = keys(&["c"]);
         let key = keys["c"].clone();
         let master = start_master(&keys).await;
-        let (tcp, udp) = loopback_sockets().await;
         let mut config = cluster_config(master.addr, "c", "c", 0);
         config.limits = Limits {
             timeout_ms: 20_000,
             ..fast_limits()
         };
         tune(&mut config);
+        // Bound for the configuration's UDP receivers (one: a plain socket).
+        let bind =
+            sustenet_server::bind::bind_cluster_for("127.0.0.1", 0, 0, config.receive_threads);
+        let (tcp, udp) = bind.await.unwrap();
+        let metrics = config.metrics.clone();
         let (cluster, handle) = spawn_cluster(tcp, udp, config, key.clone(), EchoChat, 4096);
         wait_for_clusters(&master, 1).await;
         RawWorld {
@@ -38,6 +44,7 @@ impl RawWorld {
             key,
             cluster,
             handle,
+            metrics,
         }
     }
 
