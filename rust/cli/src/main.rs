@@ -78,7 +78,8 @@ pub struct ServerArgs {
     /// Overrides `[all] bind`.
     #[arg(long, env = "SUSTENET_BIND")]
     pub bind: Option<String>,
-    /// Overrides `[all] max_connections` (0 = no limit).
+    /// Overrides `[all] max_connections` (0 = the default bound: 1000 players
+    /// on a cluster, 5000 clients on the master).
     #[arg(long, env = "SUSTENET_MAX_CONNECTIONS")]
     pub max_connections: Option<u32>,
     /// Overrides `[all] key_dir`.

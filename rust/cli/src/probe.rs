@@ -28,7 +28,12 @@ pub struct ProbeArgs {
     #[arg(long, default_value = "probe")]
     user: String,
     /// Login secret (for masters with auth = "shared_secret").
-    #[arg(long, default_value = "", env = "SUSTENET_SECRET")]
+    #[arg(
+        long,
+        default_value = "",
+        env = "SUSTENET_SECRET",
+        hide_env_values = true
+    )]
     secret: String,
     /// Cluster id to join (default: let the master pick).
     #[arg(long)]

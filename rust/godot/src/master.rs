@@ -45,7 +45,8 @@ pub struct SustenetMaster {
     /// Create the master key file when it does not exist.
     #[export]
     create_missing_keys: bool,
-    /// Most client connections at once; 0 means no limit.
+    /// Most client connections at once; 0 means the default bound, 5,000
+    /// clients (the master is never unbounded).
     #[export]
     max_connections: i64,
     /// Start when the node enters the tree.

@@ -136,6 +136,36 @@ impl Default for WebSocketSection {
     }
 }
 
+impl WebSocketSection {
+    /// Checks the section's limits and its certificate and key pairing with
+    /// the file named in messages, whether or not a `websocket_port` turns a
+    /// listener on (the same bounds as [`crate::web::WebSocketConfig::check`]).
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: String, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(bad(
+                "websocket.cert_file".into(),
+                "and websocket.key_file go together".into(),
+            ));
+        }
+        let mut c = crate::web::WebSocketConfig::new((std::net::Ipv4Addr::LOCALHOST, 0).into());
+        c.max_message = self.max_message_bytes;
+        c.max_handshake_bytes = self.max_handshake_bytes;
+        c.unreliable_queue = self.unreliable_queue;
+        match c.check() {
+            Ok(()) => Ok(()),
+            Err(crate::ServerError::Config(ConfigError::Invalid { key, message, .. })) => {
+                Err(bad(key, message))
+            }
+            Err(e) => Err(bad("websocket".into(), e.to_string())),
+        }
+    }
+}
+
 impl ConfigFile {
     /// The WebSocket listener on `port` (0: none), from `[websocket]` and
     /// `[all] bind`; reads the certificate and key files.
@@ -185,8 +215,8 @@ impl ConfigFile {
 pub struct MetricsSection {
     /// `host:port` to serve on, e.g. `"127.0.0.1:9100"`; empty: no endpoint.
     pub bind: String,
-    /// When set, every path needs it (`Authorization: Bearer <token>` or
-    /// `?token=<token>`); required for the dashboard beyond loopback.
+    /// When set, every path but `/health` needs it (`Authorization: Bearer
+    /// <token>` or `?token=<token>`); required for the dashboard beyond loopback.
     pub token: String,
     /// Serve the live dashboard (`/` and `/api/dashboard`); master only.
     pub dashboard: bool,
@@ -218,7 +248,8 @@ impl MetricsSection {
 pub struct AllSection {
     /// Display name of this server.
     pub server_name: String,
-    /// Most connected players (cluster) or clients (master); 0 means no limit.
+    /// Most connected players (cluster) or clients (master); 0 means the
+    /// default bound: 1,000 players on a cluster, 5,000 clients on the master.
     pub max_connections: u32,
     /// Listening port; 0 means the default (6256 master, 6257 cluster).
     pub port: u16,
@@ -523,6 +554,7 @@ impl ConfigFile {
         self.instances.validate(path)?;
         self.agent.validate(path)?;
         self.metrics.address(path)?;
+        self.websocket.validate(path)?;
         let bad = |key: &str, message: &str| ConfigError::Invalid {
             path: path.to_owned(),
             key: key.to_owned(),
@@ -763,5 +795,39 @@ domain_pub_key = "https://site-cdn.playreia.com/game/pubkey.pub" # Remove this i
         let e = ConfigFile::parse("[metrics]\nbind = \"localhost\"\n", Path::new("C.toml"))
             .unwrap_err();
         assert!(e.to_string().contains("metrics.bind"), "{e}");
+    }
+
+    #[test]
+    fn bad_websocket_values_are_refused_naming_the_key_and_the_file() {
+        for (text, key) in [
+            ("max_message_bytes = 1023", "websocket.max_message_bytes"),
+            (
+                "max_message_bytes = 16777217",
+                "websocket.max_message_bytes",
+            ),
+            (
+                "max_handshake_bytes = 65537",
+                "websocket.max_handshake_bytes",
+            ),
+            ("unreliable_queue = 0", "websocket.unreliable_queue"),
+            ("unreliable_queue = 4097", "websocket.unreliable_queue"),
+            ("cert_file = \"a.pem\"", "websocket.cert_file"),
+            ("key_file = \"a.pem\"", "websocket.cert_file"),
+        ] {
+            // Refused with or without a listener turned on.
+            for port in ["", "[master]\nwebsocket_port = 7256\n"] {
+                let e =
+                    ConfigFile::parse(&format!("{port}[websocket]\n{text}\n"), Path::new("W.toml"))
+                        .unwrap_err();
+                let e = e.to_string();
+                assert!(e.starts_with("W.toml: ") && e.contains(key), "{text}: {e}");
+            }
+        }
+        let c = ConfigFile::parse(
+            "[websocket]\nmax_message_bytes = 1024\nmax_handshake_bytes = 65536\nunreliable_queue = 4096\n",
+            Path::new("W.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.websocket.max_message_bytes, 1024);
     }
 }

@@ -95,7 +95,8 @@ pub struct SustenetCluster {
     /// [code]user://[/code] paths work too. Keep keys out of exported packs.
     #[export]
     key_path: GString,
-    /// Most players at once; 0 means no limit.
+    /// Most players at once; 0 means the default bound, 1,000 players (a
+    /// cluster is never unbounded).
     #[export]
     max_connections: i64,
     /// Reliable messages queued for one player before it is disconnected as
@@ -160,7 +161,7 @@ pub struct SustenetCluster {
     /// [method get_metrics_port]); empty: no endpoint. Read-only: GET and HEAD.
     #[export]
     metrics_bind: GString,
-    /// When set, every request to the metrics endpoint needs it
+    /// When set, every request to the metrics endpoint but [code]/health[/code] needs it
     /// ([code]Authorization: Bearer <token>[/code] or [code]?token=<token>[/code]).
     #[export]
     metrics_token: GString,

@@ -121,7 +121,7 @@ impl SustenetCluster {
         Ok(Some(ws))
     }
 
-    /// The cluster key `key_name` (from `key_path`, or `keys/<key_name>.key`).
+    /// The cluster key `key_name` (from `key_path`, or `keys/<key_name>`).
     pub(super) fn load_key(&self, key_name: &str) -> Result<sustenet_proto::Key, Error> {
         let path = if self.key_path.is_empty() {
             keys::cluster_key_path(std::path::Path::new("keys"), key_name)

@@ -7,7 +7,7 @@
 //! Every limit is explicit: at most [`MAX_CONNECTIONS`] connections at once
 //! (more are closed unanswered), a request head of at most
 //! [`MAX_REQUEST_HEAD`] bytes read within [`REQUEST_TIMEOUT`], one request per
-//! connection. With a token set, every path needs it, as
+//! connection. With a token set, every path but `/health` needs it, as
 //! `Authorization: Bearer <token>` or `?token=<token>`; without one, the
 //! endpoint must stay on loopback when it serves the dashboard
 //! ([`check_exposure`]).
