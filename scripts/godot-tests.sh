@@ -64,7 +64,8 @@
 #                   as clients of a SustenetCluster running SustenetMultiplayerPeer as server (one
 #                   process; ws:// on loopback; a real `sustenet master` with its WebSocket port on):
 #                   spawns, synchronizer positions, reliable / unreliable / ordered @rpcs both ways
-#                   and through the relay, close and a new peer, transfer_peer of the web player to
+#                   and through the relay, close and a new peer (a new peer id; no engine error
+#                   until the synchronizers run again), transfer_peer of the web player to
 #                   a second cluster, kicks with REASON_KICKED
 #   agones          SustenetCluster as an Agones GameServer: the addon built with the cargo
 #                   feature `agones` (the library is built here once more, about a minute of

@@ -7,7 +7,7 @@
 ##   bad 2 sends a peer message with an unknown transfer mode on the raw API: it is dropped;
 ##   bad 3 wraps a 60,000-byte synchronizer packet in a relay request: it is dropped;
 ##   bad 4 closes and joins again (bye, hello on the raw API) max_rejoins times, each a new
-##         peer on the server; the hello after one more bye gets it dropped;
+##         peer on the server with a new peer id; the hello after one more bye gets it dropped;
 ##   bad 5 relays a small packet to everybody (taken), then relays more bytes a second than
 ##         max_client_relay_bytes_per_sec (lowered to 20,000 for it): it is dropped.
 ## Checks: the cluster and its game go on, the good client's chats all arrive in order and it is
@@ -151,20 +151,30 @@ func _run() -> void:
 	var bye := SustenetMultiplayerPeer.FIRST_RESERVED_COMMAND + 4
 	var hello := SustenetMultiplayerPeer.FIRST_RESERVED_COMMAND + 1
 	check(server_peer.max_rejoins == 8, "max_rejoins is 8 by default")
+	# Each rejoin is a new peer with a new id (a freed id is not given again at once).
+	var ids := [bad4_id]
 	for i in server_peer.max_rejoins:
 		c4.send(bye, PackedByteArray())
-		if not check(await wait_until(func(): return server_left.count(bad4_id) == i + 1, 10), "bad4: bye %d, its peer left" % (i + 1)):
+		if not check(await wait_until(func(): return server_left.has(ids.back()), 10), "bad4: bye %d, its peer left" % (i + 1)):
 			break
+		var joins_before := joined.size()
 		c4.send(hello, PackedByteArray([1]))
-		if not check(await wait_until(func(): return joined.count(bad4_id) == i + 2, 10), "bad4: hello %d, its peer joined again" % (i + 1)):
+		if not check(await wait_until(func(): return joined.size() == joins_before + 1, 10)
+				and server_peer.get_player_id(joined.back()) == c4.get_client_id(), "bad4: hello %d, its peer joined again" % (i + 1)):
 			break
+		ids.append(joined.back())
+	var distinct := {}
+	for id in ids:
+		distinct[id] = true
+	check(distinct.size() == server_peer.max_rejoins + 1, "bad4: each rejoin got a new peer id (%s)" % [ids])
 	check(bad4[2].kicked == -1, "bad4: max_rejoins rejoins are taken")
 	c4.send(bye, PackedByteArray())
-	check(await wait_until(func(): return server_left.count(bad4_id) == server_peer.max_rejoins + 1, 10), "bad4: one bye more, its peer left")
+	check(await wait_until(func(): return server_left.has(ids.back()), 10), "bad4: one bye more, its peer left")
+	var joins := joined.size()
 	c4.send(hello, PackedByteArray([1]))
 	check(await wait_until(func(): return bad4[2].kicked >= 0, 15), "bad4: the hello after one bye more gets it disconnected")
 	check(bad4[2].kicked == SustenetClient.REASON_KICKED, "bad4: REASON_KICKED (%s)" % SustenetClient.reason_text(bad4[2].kicked))
-	check(joined.count(bad4_id) == server_peer.max_rejoins + 1, "bad4: no peer after the last hello (%s)" % [joined])
+	check(joined.size() == joins, "bad4: no peer after the last hello (%s)" % [joined])
 
 	# Relay requests over the relayed-bytes budget: bad 5 is dropped.
 	check(server_peer.max_client_relay_bytes_per_sec == 1 << 20, "max_client_relay_bytes_per_sec is 1 MiB by default")

@@ -80,7 +80,7 @@ func _run() -> void:
 	await _interest(id1, id2, c2)
 	await _refuse()
 	await _join_fails()
-	await _close_and_again(c2, id2)
+	id2 = await _close_and_again(c2, id2)
 	await _close_and_hello_at_once(c2, id2)
 	await _kick(id1)
 	await _cluster_stops()
@@ -181,7 +181,9 @@ func _join_fails() -> void:
 	check(p.get_connection_status() == MultiplayerPeer.CONNECTION_DISCONNECTED, "and the peer is DISCONNECTED")
 
 
-func _close_and_again(c2: SustenetClient, id2: int) -> void:
+## Returns the new peer's id: a peer that joins again gets another id than the one that
+## left (packets still on their way to or from the old peer must not reach the new one).
+func _close_and_again(c2: SustenetClient, id2: int) -> int:
 	games.C2.multiplayer.multiplayer_peer.close()
 	check(await wait_until(func(): return left.has(id2), 10), "close(): the server saw the peer leave")
 	check(c2.is_in_cluster(), "close(): the SustenetClient is still on the cluster")
@@ -191,26 +193,33 @@ func _close_and_again(c2: SustenetClient, id2: int) -> void:
 	check(await wait_until(func():
 		return joined.size() == before + 1 and again.get_connection_status() == MultiplayerPeer.CONNECTION_CONNECTED, 10),
 			"a new peer on the same SustenetClient connects again")
-	check(again.get_unique_id() == id2, "with the same peer id (%d)" % again.get_unique_id())
+	var new_id := again.get_unique_id()
+	check(new_id >= 2 and new_id != id2 and joined.back() == new_id,
+			"with a new peer id (%d, was %d), as the server saw it join" % [new_id, id2])
+	check(server_peer.get_player_id(new_id) == c2.get_client_id() and server_peer.get_player_id(id2) == -1,
+			"the server maps the new id, not the old one")
+	return new_id
 
 
 ## The old peer's bye and the new peer's hello arrive together: the new peer must not be
 ## welcomed into the old peer's place (which leaves at the next poll); it joins anew.
 func _close_and_hello_at_once(c2: SustenetClient, id2: int) -> void:
 	var before_left := left.count(id2)
-	var before_joined := joined.count(id2)
+	var before_joined := joined.size()
 	games.C2.multiplayer.multiplayer_peer.close()
 	var again := SustenetMultiplayerPeer.new()
 	check(again.create_client(c2) == OK, "C2: create_client OK")
 	again.poll()  # its hello goes out now, right behind the bye
 	games.C2.multiplayer.multiplayer_peer = again
 	check(await wait_until(func():
-		return left.count(id2) == before_left + 1 and joined.count(id2) == before_joined + 1 \
+		return left.count(id2) == before_left + 1 and joined.size() == before_joined + 1 \
 				and again.get_connection_status() == MultiplayerPeer.CONNECTION_CONNECTED, 10),
 			"bye and hello at once: the server saw the old peer leave and the new one join (%s %s)" % [left, joined])
 	await wait_seconds(0.3)
-	check(server_peer.get_player_id(id2) != -1 and again.get_connection_status() == MultiplayerPeer.CONNECTION_CONNECTED,
-			"and the new peer stays on the server")
+	var new_id := again.get_unique_id()
+	check(new_id == joined.back() and new_id != id2 and server_peer.get_player_id(new_id) != -1
+			and again.get_connection_status() == MultiplayerPeer.CONNECTION_CONNECTED,
+			"and the new peer (id %d) stays on the server" % new_id)
 
 
 ## The cluster stops under the server's peer: it is already DISCONNECTED while it tells the

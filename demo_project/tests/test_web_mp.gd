@@ -17,6 +17,27 @@ extends "res://tests/test_base.gd"
 
 const Game = preload("res://tests/web_mp_game.gd")
 
+## Keeps the engine errors printed while it is added (OS.add_logger).
+class ErrorLog extends Logger:
+	var lines := PackedStringArray()
+	var lock := Mutex.new()
+
+	func _log_error(_function: String, _file: String, _line: int, code: String, rationale: String,
+			_editor_notify: bool, _error_type: int, _script_backtraces: Array[ScriptBacktrace]) -> void:
+		lock.lock()
+		lines.append((code + " " + rationale).strip_edges())
+		lock.unlock()
+
+	## The lines kept, less those containing [param expected].
+	func unexpected(expected: String) -> PackedStringArray:
+		lock.lock()
+		var out := PackedStringArray()
+		for l in lines:
+			if not l.contains(expected):
+				out.append(l)
+		lock.unlock()
+		return out
+
 var games := {}
 var cluster: SustenetCluster
 var cluster_id := 0
@@ -246,8 +267,15 @@ func _rpcs(ids: Dictionary) -> void:
 	check(st.sent_packets > 0 and st.received_packets > 0 and st.polls > 0, "the web peer counts its traffic (%s)" % [st])
 
 
+## The web game closes its peer and joins again with a new one on the same client. The rejoin
+## gets a new peer id, so packets still on their way to or from the old peer (the native game's
+## synchronizer updates relayed to it, its own relayed to the native game) reach nobody: no
+## engine error is printed while the games meet again and their synchronizers run.
 func _close_and_again(ids: Dictionary) -> void:
 	var wid: int = ids.Web
+	var nid: int = ids.Native
+	var errors := ErrorLog.new()
+	OS.add_logger(errors)
 	web_peer.close()
 	check(web_peer.get_connection_status() == MultiplayerPeer.CONNECTION_DISCONNECTED, "close(): the web peer is DISCONNECTED")
 	check(await wait_until(func(): return left.has(wid), 10), "the server saw the web peer leave (Bye)")
@@ -258,7 +286,24 @@ func _close_and_again(ids: Dictionary) -> void:
 	web_peer = again
 	games.Web.multiplayer.multiplayer_peer = again
 	check(await wait_until(func(): return connected.Web == 2, 10), "connected_to_server again")
-	check(again.get_unique_id() == wid, "with the same peer id")
+	var new_id := again.get_unique_id()
+	check(new_id >= 2 and new_id != wid and server_peer.get_player_id(new_id) == web.get_client_id(),
+			"with a new peer id (%d, was %d) the server maps to the same player" % [new_id, wid])
+	ids.Web = new_id
+	var respawned := func():
+		var node: Node2D = games.Web.player_node(new_id)
+		if node != null:
+			node.position = Game.target_position(new_id)
+		return node != null
+	check(await wait_until(respawned, 10), "the server's spawn of the new peer reaches the web game")
+	var expected := [[str(nid), Game.target_position(nid)], [str(new_id), Game.target_position(new_id)]]
+	expected.sort()
+	var synced := func(): return _players("Server") == expected and _players("Native") == expected and _players("Web") == expected
+	check(await wait_until(synced, 10), "the synchronizers run again between all three (web %s, native %s)" % [
+			_players("Web"), _players("Native")])
+	OS.remove_logger(errors)
+	var unexpected := errors.unexpected("the peer is active; close() it first")
+	check(unexpected.is_empty(), "no engine error while the web game left and joined again (%s)" % [unexpected])
 
 
 ## transfer_peer moves the web player to cluster b: its game sees peer 1 go and come back

@@ -392,6 +392,11 @@ func _client_data(payload: PackedByteArray) -> void:
 			_relayed[change[0]] = true
 		else:
 			_relayed.erase(change[0])
+	var source := Wire.relay_source(packet)
+	if source != 0 and not _relayed.has(source):
+		# From a peer the cluster has not announced (yet, or any more): SceneMultiplayer
+		# would refuse it with an error (the native peer drops these too).
+		return
 	var pushed := _inbox.push(d["channel"], d["mode"], packet, d["seq"])
 	if pushed == OK:
 		_stats["received_packets"] += 1

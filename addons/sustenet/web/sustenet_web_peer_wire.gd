@@ -76,6 +76,14 @@ static func relay_peer_change(packet: PackedByteArray) -> Array:
 	return []
 
 
+## The peer a relayed SceneMultiplayer packet from the server comes from, or 0 when the
+## packet is not a relayed one.
+static func relay_source(packet: PackedByteArray) -> int:
+	if packet.size() < 6 or (packet[0] & 0x07) != 7 or packet[1] != 3:
+		return 0
+	return packet.decode_s32(2)
+
+
 ## Received packets waiting for SceneMultiplayer, bounded in bytes; ordered datagrams older
 ## than the newest one seen on their channel are dropped.
 class Inbox:

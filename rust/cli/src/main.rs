@@ -45,7 +45,7 @@ enum Command {
     Master(ServerArgs),
     /// Run a cluster server from Config.toml.
     Cluster(ServerArgs),
-    /// Create a cluster key file or the master keypair.
+    /// Create a cluster, agent or admin key file, or the master keypair.
     Keygen(KeygenArgs),
     /// Log in, join a cluster, round-trip messages and print timings.
     Probe(probe::ProbeArgs),
@@ -139,7 +139,7 @@ struct KeygenArgs {
     /// Folder to write keys into.
     #[arg(long, default_value = "keys")]
     dir: PathBuf,
-    /// Name of the cluster key file to create.
+    /// Name of the key file to create (a cluster key, or with `--agent` / `--admin` that key).
     #[arg(long, default_value = "cluster_key")]
     name: String,
     /// Create the master keypair (master.key, master.pub) instead of a cluster key.

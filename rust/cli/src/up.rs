@@ -56,9 +56,9 @@ pub struct UpArgs {
     /// How far players see: position updates of players within it reach them.
     #[arg(long, default_value_t = 40.0)]
     pub interest_radius: f32,
-    /// How long a player's states may wait to share a datagram (the
-    /// clusters' `[cluster] state_window_ms`): 0 sends each input's states
-    /// at its end; larger sends fewer datagrams, each state later.
+    /// How long a player's states may wait to share a datagram, in ms, 0 to
+    /// 1000 (the clusters' `[cluster] state_window_ms`): 0 sends each
+    /// input's states at its end; larger sends fewer datagrams, each state later.
     #[arg(long, default_value_t = ClusterConfig::DEFAULT_STATE_WINDOW_MS,
           value_parser = clap::value_parser!(u64).range(0..=sustenet_server::config::MAX_STATE_WINDOW_MS))]
     pub state_window_ms: u64,

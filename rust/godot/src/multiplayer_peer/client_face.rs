@@ -10,7 +10,7 @@ use godot::prelude::*;
 use sustenet_client::{Client, ClientError};
 
 use super::inbox::{Incoming, Refused};
-use super::scene_check::relay_peer_change;
+use super::scene_check::follow_relay_peers;
 use super::tap::{ClientLink, ClientTap, TapReceiver};
 use super::{Face, Stats, SustenetMultiplayerPeer, wire};
 use crate::Error;
@@ -237,14 +237,10 @@ impl SustenetMultiplayerPeer {
             wire::DATA if self.status == ConnectionStatus::CONNECTED => {
                 match wire::decode_data(payload) {
                     Ok(d) => {
-                        if let (Some((peer, added)), Face::Client(c)) =
-                            (relay_peer_change(d.packet), &mut self.face)
+                        if let Face::Client(c) = &mut self.face
+                            && !follow_relay_peers(&mut c.relayed, d.packet)
                         {
-                            if added {
-                                c.relayed.insert(peer);
-                            } else {
-                                c.relayed.remove(&peer);
-                            }
+                            return;
                         }
                         let p = Incoming {
                             from: 1,

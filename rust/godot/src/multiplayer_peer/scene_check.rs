@@ -5,7 +5,11 @@
 //! and goes on, but it never drops the peer that sent it. These checks catch
 //! what no honest client's SceneMultiplayer sends, so the cluster can drop
 //! that client: system messages only a server sends, relays when relay is
-//! off, and synchronizer packets far over any synchronizer's size.
+//! off, and synchronizer packets far over any synchronizer's size. A client
+//! peer reads the server's packets here too: which peers the server
+//! announced, and relayed packets from peers it did not announce.
+
+use std::collections::BTreeSet;
 
 /// SceneMultiplayer's command number is the low three bits of byte 0.
 const CMD_MASK: u8 = 0x07;
@@ -40,6 +44,31 @@ pub fn relay_peer_change(packet: &[u8]) -> Option<(i32, bool)> {
         SYS_DEL_PEER => Some((id, false)),
         _ => None,
     }
+}
+
+/// The peer a relayed packet comes from, for a packet the server sent; `None`
+/// when `packet` is not a relayed one (same layout as a relay request, with
+/// the source where the request has its target).
+pub fn relay_source(packet: &[u8]) -> Option<i32> {
+    relay_request(packet).map(|(source, _)| source)
+}
+
+/// A client's view of the peers the server announced: follows the add and
+/// remove peer messages in `packet` (from the server) into `announced`, and
+/// says whether the packet may reach SceneMultiplayer. A relayed packet from
+/// a peer not announced (yet, or any more) may not: a datagram that overtook
+/// the announcement on the reliable channel, or one the departure overtook.
+/// SceneMultiplayer would refuse it with an error (`Parameter "pinfo" is
+/// null` in its node cache).
+pub fn follow_relay_peers(announced: &mut BTreeSet<i32>, packet: &[u8]) -> bool {
+    if let Some((peer, added)) = relay_peer_change(packet) {
+        if added {
+            announced.insert(peer);
+        } else {
+            announced.remove(&peer);
+        }
+    }
+    relay_source(packet).is_none_or(|from| announced.contains(&from))
 }
 
 /// A relay request's target peer and the size of the packet to relay, or
@@ -148,6 +177,33 @@ mod tests {
         assert_eq!(relay_request(&[7, 3, 9, 0, 0]), None);
         assert_eq!(relay_request(&[7, 0, 9, 0, 0, 0, 1]), None);
         assert_eq!(relay_request(&[0, 3, 9, 0, 0, 0, 1]), None);
+    }
+
+    #[test]
+    fn relayed_packets_from_peers_not_announced_are_held_back() {
+        let sys = |cmd: u8, id: i32| {
+            let mut p = vec![7, cmd];
+            p.extend_from_slice(&id.to_le_bytes());
+            p
+        };
+        let relayed_from = |id: i32| {
+            let mut p = sys(SYS_RELAY, id);
+            p.push(6); // a synchronizer packet inside
+            p
+        };
+        let mut announced = BTreeSet::new();
+        // Before the add peer message: dropped.
+        assert!(!follow_relay_peers(&mut announced, &relayed_from(5)));
+        assert!(follow_relay_peers(&mut announced, &sys(SYS_ADD_PEER, 5)));
+        assert!(follow_relay_peers(&mut announced, &relayed_from(5)));
+        assert!(!follow_relay_peers(&mut announced, &relayed_from(6)));
+        // The server's own packets always pass.
+        assert!(follow_relay_peers(&mut announced, &[6, 0, 0]));
+        assert!(follow_relay_peers(&mut announced, &[0, 1]));
+        // After the remove peer message: dropped again.
+        assert!(follow_relay_peers(&mut announced, &sys(SYS_DEL_PEER, 5)));
+        assert!(!follow_relay_peers(&mut announced, &relayed_from(5)));
+        assert!(announced.is_empty());
     }
 
     #[test]
