@@ -18,6 +18,8 @@
 # recvmmsg, epoll_wait) and context switches, and prints a second line with
 # them and the server's user and system CPU per delivered record (state
 # records and echoes received by bench). Needs perf and tracepoint access.
+# It also prints how many datagrams each of the cluster's UDP receivers read
+# (SUSTENET_RECEIVE_THREADS=2 runs two; docs/architecture.md §3.7).
 # PERF_RECORD=FILE instead records the server's call graphs over the window
 # (`perf record -F 999 -p`, call graphs from frame pointers, or as
 # PERF_CALL_GRAPH says: `dwarf` unwinds Rust frames too) into FILE, for
@@ -83,6 +85,17 @@ fi
 S1=$(cpu "$SERVER"); B1=$(cpu "$BENCH" $WORKERS); T1=$(date +%s.%N)
 SU1=$(cut -d' ' -f14,15 "/proc/$SERVER/stat")
 wait "$BENCH" || true
+# Datagrams each UDP receiver read (`[cluster] receive_threads`, e.g.
+# SUSTENET_RECEIVE_THREADS=2), from up's metrics endpoint.
+MURL=$(sed -n 's/^ *metrics *\(http[^ ]*\)$/\1/p' up.log | head -n 1)
+if [ -n "$MURL" ]; then
+    python3 - "$MURL" <<'EOF2' || true
+import re, sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()
+got = re.findall(r'^sustenet_cluster_udp_datagrams_received_total\{.*receiver="(\d+)".*\} (\S+)$', text, re.M)
+print("UDP datagrams read by receiver: " + ", ".join(f"{r}: {float(n):.0f}" for r, n in sorted(got, key=lambda g: int(g[0]))))
+EOF2
+fi
 HZ=$(getconf CLK_TCK)
 [ -f perf.csv ] || : >perf.csv
 python3 - "$S0" "$S1" "$B0" "$B1" "$T0" "$T1" "$HZ" "$N" "$WORLD" bench.json "$SU0" "$SU1" perf.csv <<'EOF'
