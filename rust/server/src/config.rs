@@ -560,6 +560,13 @@ impl ConfigFile {
             key: key.to_owned(),
             message: message.to_owned(),
         };
+        let websocket = self.master.websocket_port != 0 || self.cluster.websocket_port != 0;
+        if websocket && self.all.bind.parse::<std::net::IpAddr>().is_err() {
+            return Err(bad(
+                "all.bind",
+                "must be an IP address to listen for WebSockets",
+            ));
+        }
         if self.all.server_name.is_empty()
             || self.all.server_name.len() > sustenet_proto::message::NAME_MAX
         {

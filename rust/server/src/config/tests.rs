@@ -158,4 +158,13 @@ fn bad_websocket_values_are_refused_naming_the_key_and_the_file() {
     )
     .unwrap();
     assert_eq!(c.websocket.max_message_bytes, 1024);
+    let e = ConfigFile::parse(
+        "[all]\nbind = \"localhost\"\n[cluster]\nwebsocket_port = 7257\n",
+        Path::new("W.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("W.toml: ") && e.contains("all.bind"), "{e}");
+    // Without a listener the address is only for TCP and UDP.
+    ConfigFile::parse("[all]\nbind = \"localhost\"\n", Path::new("W.toml")).unwrap();
 }
