@@ -130,7 +130,7 @@ impl ClusterMetrics {
         );
         r.register(
             "capacity_players",
-            "Most players at once (0: no limit)",
+            "The player limit in force (max_connections, or its default bound when 0)",
             self.capacity.clone(),
         );
         r.register(
@@ -235,7 +235,7 @@ impl ClusterMetrics {
     pub fn handshake(&self, result: Result<(), DisconnectReason>) {
         self.handshakes.handshake(result);
     }
-    /// The player count and the capacity (0: no limit).
+    /// The player count and the player limit in force.
     pub fn set_players(&self, players: usize, capacity: u32) {
         self.players.set(to_i64(players));
         self.capacity.set(i64::from(capacity));
@@ -432,7 +432,7 @@ impl ClusterMetrics {
 pub struct ClusterStats {
     /// Players on the cluster.
     pub players: u64,
-    /// Most players at once (0: no limit).
+    /// The player limit in force.
     pub capacity: u64,
     /// TCP connections accepted.
     pub connections: u64,

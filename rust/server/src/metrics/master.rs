@@ -109,7 +109,7 @@ impl MasterMetrics {
         );
         r.register(
             "cluster_capacity_players",
-            "Most players per cluster (0: no limit)",
+            "Each cluster's player limit in force, as it reports it",
             self.cluster_capacity.clone(),
         );
     }
