@@ -250,6 +250,7 @@ pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
         .cluster
         .receive_threads
         .unwrap_or_else(ClusterConfig::default_receive_threads);
+    ClusterConfig::check_receive_threads(receivers)?;
     let (tcp, udp) = bind::bind_cluster_for(
         &cfg.all.bind,
         cfg.cluster_port(),

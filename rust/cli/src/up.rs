@@ -146,6 +146,7 @@ impl ClientFile {
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    ClusterConfig::check_receive_threads(ClusterConfig::default_receive_threads())?;
     let key_dir = args.dir.join("keys");
     let keypair = keys::ensure_master_keypair(&key_dir)?;
     let names = ensure_cluster_keys(&key_dir, args.clusters)?;

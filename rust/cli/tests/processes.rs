@@ -220,6 +220,39 @@ fn zero_config_up_then_probe() {
 }
 
 #[test]
+fn receive_threads_out_of_bounds_are_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Config.toml"),
+        "[cluster]\nreceive_threads = 0\n",
+    )
+    .unwrap();
+    let out = run(dir.path(), &["cluster"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Config.toml") && err.contains("cluster.receive_threads"),
+        "{err}"
+    );
+    // From the environment (`up` has no configuration file).
+    let empty = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sustenet"))
+        .args(["up", "--clusters", "1"])
+        .current_dir(empty.path())
+        .env("SUSTENET_RECEIVE_THREADS", "65")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cluster.receive_threads")
+            && err.contains("must be from 1 to 64")
+            && err.contains("not 65"),
+        "{err}"
+    );
+}
+
+#[test]
 fn up_takes_a_state_window_within_its_bound() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(dir.path(), &["up", "--state-window-ms", "1001"]);

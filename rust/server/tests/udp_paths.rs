@@ -3,7 +3,8 @@
 //! challenge sealed in its session; an unproven source gets at most one
 //! datagram per datagram and never more bytes than it sent; a silent address
 //! stops receiving; a real client whose NAT changes its source port keeps
-//! its datagrams. The answer rules themselves (one datagram out per datagram
+//! its datagrams, also when its new port lands on another of the cluster's
+//! UDP receivers (`receive_threads = 2`). The answer rules themselves (one datagram out per datagram
 //! in, the allowance of an unproven address, silence) are tested in memory
 //! in `cluster::core::harness_tests`; these tests keep real sockets.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -244,10 +245,31 @@ impl Nat {
 
 #[tokio::test]
 async fn a_real_client_keeps_its_datagrams_across_a_nat_rebinding() {
+    nat_rebinding(1).await;
+}
+
+/// With two UDP receivers (`receive_threads = 2`), each new outside port
+/// may land on the other socket: the client keeps its datagrams however
+/// its ports fall, and it is rebound until its datagrams have reached
+/// both receivers.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[tokio::test]
+async fn a_client_rebound_onto_the_other_receiver_keeps_its_datagrams() {
+    nat_rebinding(2).await;
+}
+
+/// A real client behind a NAT that gives it a new outside port at least 3
+/// times (and, with several receivers, until its datagrams have reached
+/// every one, at most 32 times) gets the state stream after each.
+async fn nat_rebinding(receive_threads: usize) {
     init_tracing();
     let inside = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let port = inside.local_addr().unwrap().port();
-    let s = RawWorld::start(|c| c.public_udp_port = Some(port)).await;
+    let s = RawWorld::start(|c| {
+        c.public_udp_port = Some(port);
+        c.receive_threads = receive_threads;
+    })
+    .await;
     let nat = Nat::start(inside, s.cluster.udp);
     assert_eq!(nat.addr.port(), port);
     let p = join(&s.master, "ann", JoinTarget::Id(s.cluster.id)).await;
@@ -256,15 +278,31 @@ async fn a_real_client_keeps_its_datagrams_across_a_nat_rebinding() {
     p.udp_up().await;
     stream(&s, p.id + 1, p.id);
     state_update(&p).await;
-    for _ in 0..3 {
+    let read = || -> Vec<u64> {
+        (0..receive_threads)
+            .map(|r| s.metrics.udp_received_by(r))
+            .collect()
+    };
+    let mut reached = vec![false; receive_threads];
+    let mut rebinds = 0;
+    while rebinds < 3 || (reached.contains(&false) && rebinds < 32) {
         // The NAT gives the client a new outside port (the old one is
         // closed): after the client answers the new port's challenge, its
         // datagrams and the stream come through again.
+        let before = read();
         nat.rebind.send(()).await.unwrap();
         p.udp_up().await;
         while p.events.try_recv().is_ok() {}
         state_update(&p).await;
+        for (r, (a, b)) in read().iter().zip(&before).enumerate() {
+            reached[r] |= a > b;
+        }
+        rebinds += 1;
     }
+    assert!(
+        !reached.contains(&false),
+        "after {rebinds} rebinds the client's datagrams reached the receivers {reached:?}"
+    );
     nat.task.abort();
     drop(other);
     s.stop().await;

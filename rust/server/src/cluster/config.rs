@@ -188,6 +188,23 @@ impl ClusterConfig {
         }
     }
 
+    /// Whether `receive_threads` is within its bounds, 1 to
+    /// [`crate::config::MAX_RECEIVE_THREADS`]: the cluster checks it when it
+    /// starts; the `sustenet` command checks it before it binds anything.
+    pub fn check_receive_threads(receive_threads: usize) -> Result<(), crate::config::ConfigError> {
+        if (1..=crate::config::MAX_RECEIVE_THREADS).contains(&receive_threads) {
+            return Ok(());
+        }
+        Err(crate::config::ConfigError::Invalid {
+            path: "<cluster config>".into(),
+            key: "cluster.receive_threads".into(),
+            message: format!(
+                "must be from 1 to {} ([cluster] receive_threads or SUSTENET_RECEIVE_THREADS), not {receive_threads}",
+                crate::config::MAX_RECEIVE_THREADS
+            ),
+        })
+    }
+
     /// The player limit in force.
     pub fn connection_limit(&self) -> u32 {
         if self.max_connections == 0 {

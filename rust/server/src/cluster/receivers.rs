@@ -78,20 +78,12 @@ fn receivers_for(wanted: usize, udp: &UdpSocket) -> usize {
     wanted
 }
 
-/// Whether `receive_threads` is within its bounds (1 to
-/// [`crate::config::MAX_RECEIVE_THREADS`]).
+/// Whether `receive_threads` is within its bounds (see
+/// [`super::ClusterConfig::check_receive_threads`]).
 pub(crate) fn check(receive_threads: usize) -> Result<(), ServerError> {
-    if (1..=crate::config::MAX_RECEIVE_THREADS).contains(&receive_threads) {
-        return Ok(());
-    }
-    Err(ServerError::Config(crate::config::ConfigError::Invalid {
-        path: "<cluster config>".into(),
-        key: "cluster.receive_threads".into(),
-        message: format!(
-            "must be from 1 to {} ([cluster] receive_threads or SUSTENET_RECEIVE_THREADS), not {receive_threads}",
-            crate::config::MAX_RECEIVE_THREADS
-        ),
-    }))
+    Ok(super::ClusterConfig::check_receive_threads(
+        receive_threads,
+    )?)
 }
 
 /// Starts the receivers on `udp` (and the sockets bound beside it): the
