@@ -3,7 +3,8 @@
 ##     --master-port=P --key-path=FILE --key-name=NAME --port=P2 --name=test_cluster
 ## A SustenetCluster registers with the master (a real `sustenet master`), waits for the
 ## test client, checks what it receives (player id, command, bytes, channel), echoes, then
-## kicks the player when asked and checks the disconnect. Exit 0 only if all checks passed.
+## kicks the player when asked and checks the disconnect; then stop() and start() at once on
+## the same ports, five times. Exit 0 only if all checks passed.
 extends "res://tests/test_base.gd"
 
 const KICK_MESSAGE := "test kick message"
@@ -83,8 +84,21 @@ func _run() -> void:
 			"player_disconnected reason == REASON_KICKED (got %d: %s)" % [left_reason, SustenetClient.reason_text(left_reason)])
 	await wait_until(func(): return cluster.get_player_count() == 0, 5)
 	check(cluster.get_player_count() == 0, "get_player_count() == 0 after the kick")
+	var ports := [cluster.get_bound_tcp_port(), cluster.get_bound_udp_port()]
 	check(cluster.stop() == OK, "stop() returned OK")
 	check(not cluster.is_running(), "not is_running() after stop()")
+	# stop() then start() at once, on the same ports: start() waits for the last run to let
+	# them go (it says goodbye to its players first) instead of finding them in use.
+	var restarts := 0
+	for i in 5:
+		var again := cluster.start()
+		if again != OK:
+			check(false, "start() right after stop() #%d: %s" % [i + 1, error_string(again)])
+			break
+		if [cluster.get_bound_tcp_port(), cluster.get_bound_udp_port()] == ports:
+			restarts += 1
+		cluster.stop()
+	check(restarts == 5, "start() right after stop() binds the same ports again, 5 times out of 5")
 	await finish()
 
 

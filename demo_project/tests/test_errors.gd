@@ -6,6 +6,7 @@
 ## 3. nothing listening on the port  -> `error` (master unreachable)
 ## 4. joining a cluster id that does not exist -> `join_failed`
 ## 5. the master goes away (an in-process SustenetMaster is stopped) -> `master_disconnected`
+## 6. a SustenetMaster with its own key file, made by create_missing_keys; stop() then start()
 extends "res://tests/test_base.gd"
 
 var master_port := 0
@@ -125,4 +126,50 @@ func _run() -> void:
 			check(got and ev.has("error"), "login after the master stopped: `error` (events: %s)" % [ev])
 		await drop(c)
 	m.stop()
+	await _own_key_and_restart()
 	await finish()
+
+
+## 6. A master with its own key file (`master_key_path`) and create_missing_keys: the key pair
+## is made as that file (public key beside it, .pub), and start() right after stop() binds the
+## same port again (the last run lets go of it first) and loads the same key.
+func _own_key_and_restart() -> void:
+	var dir := OS.get_temp_dir().path_join("sustenet-own-key-%d" % OS.get_process_id())
+	DirAccess.make_dir_recursive_absolute(dir)
+	var key_file := dir.path_join("my_master.key")
+	var m := SustenetMaster.new()
+	m.bind_address = "127.0.0.1"
+	m.port = arg("own-master-port", 0)
+	m.key_dir = dir
+	m.master_key_path = key_file
+	m.create_missing_keys = true
+	root.add_child(m)
+	if not check(m.start() == OK, "own key file: SustenetMaster.start() OK"):
+		m.queue_free()
+		return
+	check(FileAccess.file_exists(key_file) and FileAccess.file_exists(dir.path_join("my_master.pub"))
+			and not FileAccess.file_exists(dir.path_join("master.key")),
+			"create_missing_keys made my_master.key and my_master.pub, not master.key")
+	var pub := m.get_public_key()
+	var port := m.get_bound_port()
+	var ev := {}
+	var c := make_client(port, pub, ev)
+	c.login("restarter", "")
+	check(await wait_until(func(): return ev.has("login_succeeded") or ev.has("error"), 10) and ev.has("login_succeeded"),
+			"own key file: a client logs in (events: %s)" % [ev])
+	var restarts := 0
+	for i in 5:
+		m.stop()
+		var err := m.start()
+		if err != OK:
+			check(false, "SustenetMaster.start() right after stop() #%d: %s" % [i + 1, error_string(err)])
+			break
+		if m.get_bound_port() == port and m.get_public_key() == pub:
+			restarts += 1
+	check(restarts == 5, "start() right after stop(): the same port and the same key, 5 times out of 5")
+	await drop(c)
+	m.stop()
+	m.queue_free()
+	for f in ["my_master.key", "my_master.pub"]:
+		DirAccess.remove_absolute(dir.path_join(f))
+	DirAccess.remove_absolute(dir)

@@ -15,6 +15,10 @@ use tokio::sync::oneshot;
 
 use crate::{Error, flush_logs, globalize, port_from_gd, runtime};
 
+/// Longest `start()` waits for the run `stop()` ended to let go of its port
+/// (it says goodbye to its connections for up to 2 s first).
+const LAST_RUN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs the same master as [code]sustenet master[/code] inside Godot, for a
 /// small game that hosts everything in one process, or for tests. Logins are
 /// accepted for any non-empty user name.
@@ -52,7 +56,10 @@ pub struct SustenetMaster {
     /// Start when the node enters the tree.
     #[export]
     autostart: bool,
-    running: Option<(oneshot::Sender<()>, u16)>,
+    running: Option<(oneshot::Sender<()>, u16, oneshot::Receiver<()>)>,
+    /// The last run after `stop()`: it says goodbye to its connections and
+    /// holds its port until it has ended (at most seconds).
+    winding_down: Option<oneshot::Receiver<()>>,
     public_key: String,
     base: Base<Node>,
 }
@@ -69,6 +76,7 @@ impl INode for SustenetMaster {
             max_connections: 0,
             autostart: false,
             running: None,
+            winding_down: None,
             public_key: String::new(),
             base,
         }
@@ -120,10 +128,7 @@ impl SustenetMaster {
             PathBuf::from(globalize(&self.master_key_path.to_string()))
         };
         let keypair = if self.create_missing_keys && !key_path.exists() {
-            match key_path.parent() {
-                Some(parent) => keys::create_master_keypair(parent, false),
-                None => keys::create_master_keypair(&dir, false),
-            }
+            keys::create_master_keypair_at(&key_path, false)
         } else {
             keys::load_master_keypair(&key_path)
         };
@@ -132,6 +137,11 @@ impl SustenetMaster {
         let cluster_keys = keys::load_key_dir(&dir).map_err(cant_open)?;
         let handle = runtime::handle()
             .map_err(|e| Error::new(GdError::ERR_CANT_CREATE, format!("SustenetMaster: {e}")))?;
+        if let Some(finished) = self.winding_down.take() {
+            // stop() then start(): the last run lets go of its port first.
+            let wait = async move { tokio::time::timeout(LAST_RUN_WAIT, finished).await };
+            let _ = runtime::block_on(&handle, wait);
+        }
         let bind = self.bind_address.to_string();
         let listener = runtime::block_on(&handle, bind_tcp(&bind, port))
             .and_then(|r| r.map_err(|e| e.to_string()))
@@ -143,6 +153,7 @@ impl SustenetMaster {
             ..MasterConfig::default()
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (finished_tx, finished) = oneshot::channel::<()>();
         handle.spawn(async move {
             let keys = MasterKeys::new(keypair, cluster_keys);
             if let Err(e) = master::run(listener, config, keys, Arc::new(AllowAll), async {
@@ -152,8 +163,9 @@ impl SustenetMaster {
             {
                 tracing::error!("the master stopped: {e}");
             }
+            drop(finished_tx);
         });
-        self.running = Some((stop_tx, bound));
+        self.running = Some((stop_tx, bound, finished));
         self.signals().started().emit(i64::from(bound));
         Ok(())
     }
@@ -161,8 +173,9 @@ impl SustenetMaster {
     /// Stops the master; connected clients and clusters are told it is shutting down.
     #[func]
     fn stop(&mut self) -> Result<(), Error> {
-        if let Some((stop, _)) = self.running.take() {
+        if let Some((stop, _, finished)) = self.running.take() {
             let _ = stop.send(());
+            self.winding_down = Some(finished);
             self.signals().stopped().emit();
         }
         Ok(())
@@ -177,7 +190,7 @@ impl SustenetMaster {
     /// The port it listens on (0 when stopped).
     #[func]
     fn get_bound_port(&self) -> i64 {
-        self.running.as_ref().map_or(0, |(_, p)| i64::from(*p))
+        self.running.as_ref().map_or(0, |(_, p, _)| i64::from(*p))
     }
 
     /// The master's public key in base64: clients need it (SustenetClient.master_public_key).

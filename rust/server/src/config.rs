@@ -579,10 +579,11 @@ impl ConfigFile {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
             || self.cluster.key_name.starts_with('.')
+            || self.cluster.key_name.ends_with(".pub")
         {
             return Err(bad(
                 "cluster.key_name",
-                "must be a plain file name (letters, digits, '_', '-', '.')",
+                "must be a plain file name (letters, digits, '_', '-', '.'; not ending in .pub, the name of public keys)",
             ));
         }
         if self.cluster.resume_grace_ms > 0 && self.cluster.resume_buffer < self.limits.max_frame {

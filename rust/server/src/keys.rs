@@ -92,11 +92,7 @@ pub fn load_key_dir(dir: &Path) -> Result<HashMap<String, Key>, ServerError> {
         let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
             continue;
         };
-        if name == MASTER_KEY_FILE
-            || name == MASTER_PUB_FILE
-            || name.starts_with('.')
-            || !path.is_file()
-        {
+        if never_a_key(&name) || !path.is_file() {
             continue;
         }
         match load_key(&path) {
@@ -107,6 +103,17 @@ pub fn load_key_dir(dir: &Path) -> Result<HashMap<String, Key>, ServerError> {
         }
     }
     Ok(keys)
+}
+
+/// File names in a key folder that are never a cluster, agent or admin key:
+/// the master's own files, hidden files, and public keys (`*.pub`, such as a
+/// master key pair's public half made beside its private key): a public key
+/// read as a shared key would let anyone who has it in.
+fn never_a_key(name: &str) -> bool {
+    name == MASTER_KEY_FILE
+        || name == MASTER_PUB_FILE
+        || name.starts_with('.')
+        || name.ends_with(".pub")
 }
 
 /// The folder inside the key folder that holds agent keys (one file per key, as cluster keys).
@@ -126,7 +133,7 @@ pub fn read_named_key(dir: &Path, name: &str) -> Option<Key> {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if !plain || name == MASTER_KEY_FILE || name == MASTER_PUB_FILE {
+    if !plain || never_a_key(name) {
         return None;
     }
     let path = dir.join(name);
@@ -159,9 +166,19 @@ pub fn load_master_keypair(path: &Path) -> Result<MasterKeypair, ServerError> {
 /// Creates a new master keypair in `dir` (private key mode 0600, public key
 /// beside it) and returns it.
 pub fn create_master_keypair(dir: &Path, overwrite: bool) -> Result<MasterKeypair, ServerError> {
-    let kp = MasterKeypair::generate().map_err(|e| ServerError::key(dir, e.to_string()))?;
-    write_secret_file(&dir.join(MASTER_KEY_FILE), &kp.private_base64(), overwrite)?;
-    let pub_path = dir.join(MASTER_PUB_FILE);
+    create_master_keypair_at(&dir.join(MASTER_KEY_FILE), overwrite)
+}
+
+/// Creates a new master keypair with its private key in the file `path`
+/// (mode 0600) and its public key beside it, named as `path` with the
+/// extension `.pub` (`master.key` → `master.pub`), and returns it.
+pub fn create_master_keypair_at(
+    path: &Path,
+    overwrite: bool,
+) -> Result<MasterKeypair, ServerError> {
+    let kp = MasterKeypair::generate().map_err(|e| ServerError::key(path, e.to_string()))?;
+    write_secret_file(path, &kp.private_base64(), overwrite)?;
+    let pub_path = path.with_extension("pub");
     fs::write(&pub_path, format!("{}\n", kp.public().to_base64()))
         .map_err(|e| ServerError::key(&pub_path, format!("cannot write: {e}")))?;
     Ok(kp)
@@ -220,5 +237,25 @@ mod tests {
         let all = load_key_dir(dir.path()).unwrap();
         assert_eq!(all.len(), 1);
         assert!(all.contains_key("alpha"));
+    }
+
+    #[test]
+    fn a_master_keypair_made_at_a_path_is_that_file_and_loads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("my_master.key");
+        let kp = create_master_keypair_at(&path, false).unwrap();
+        assert_eq!(load_master_keypair(&path).unwrap().public(), kp.public());
+        let public = fs::read_to_string(dir.path().join("my_master.pub")).unwrap();
+        assert_eq!(public.trim(), kp.public().to_base64());
+        assert!(!dir.path().join(MASTER_KEY_FILE).exists());
+        // Its public half is never read as a cluster key (anyone may have it).
+        assert!(
+            !load_key_dir(dir.path())
+                .unwrap()
+                .contains_key("my_master.pub")
+        );
+        assert!(read_named_key(dir.path(), "my_master.pub").is_none());
+        // Made once: a second time without overwrite is refused.
+        assert!(create_master_keypair_at(&path, false).is_err());
     }
 }

@@ -32,6 +32,8 @@ struct Running {
     instances: InstanceIds,
     quota: Arc<PendingQuota>,
     stop: Option<oneshot::Sender<()>>,
+    /// Closed once the cluster's run has ended: its sockets are let go.
+    finished: oneshot::Receiver<()>,
     tcp_port: u16,
     udp_port: u16,
     cluster_id: u64,
@@ -200,6 +202,9 @@ pub struct SustenetCluster {
     agones_stuck_after_sec: f64,
     metrics: sustenet_server::metrics::ClusterMetrics,
     running: Option<Running>,
+    /// The last run after `stop()`: it still says goodbye to its
+    /// players and holds its ports until it has ended (at most seconds).
+    winding_down: Option<oneshot::Receiver<()>>,
     players: std::collections::HashSet<u64>,
     drain: DrainStats,
     dropped_packets: Arc<AtomicU64>,
@@ -250,6 +255,7 @@ impl INode for SustenetCluster {
             agones_stuck_after_sec: 2.0,
             metrics: Default::default(),
             running: None,
+            winding_down: None,
             players: Default::default(),
             drain: DrainStats::default(),
             peer_tap: None,
@@ -352,6 +358,7 @@ impl SustenetCluster {
         let key = self.load_key(&config.key_name)?;
         let handle = runtime::handle()
             .map_err(|e| Error::new(GdError::ERR_CANT_CREATE, format!("SustenetCluster: {e}")))?;
+        self.wait_for_last_run(&handle);
         // A fresh set for this run: get_stats counts from this start.
         self.metrics = Default::default();
         config.metrics = self.metrics.clone();
@@ -386,6 +393,7 @@ impl SustenetCluster {
             if let Some(s) = r.stop.take() {
                 let _ = s.send(());
             }
+            self.winding_down = Some(r.finished);
             let _ = tap::send_to(&mut self.peer_tap, ClusterTap::Stopped);
             self.players.clear();
             self.signals().stopped().emit();

@@ -18,7 +18,11 @@ use super::agones::{AgonesRun, BUILT_WITH_AGONES};
 use super::forward::{Forward, InstanceIds, NodeEvent};
 use super::{COMMAND_QUEUE, Running, SustenetCluster, secs_to_duration};
 use crate::pending::{PendingQuota, QuotaLimits};
-use crate::{Error, globalize, port_from_gd};
+use crate::{Error, globalize, port_from_gd, runtime};
+
+/// Longest `start()` waits for the run [`SustenetCluster::stop`] ended to let
+/// go of its ports (it says goodbye to its players for up to 2 s first).
+const LAST_RUN_WAIT: Duration = Duration::from_secs(5);
 
 impl SustenetCluster {
     /// The cluster's settings from the inspector properties, and the TCP and
@@ -159,6 +163,7 @@ impl SustenetCluster {
         let (tx, rx) = flume::unbounded();
         let (cmd_handle, commands) = cluster::command_channel(COMMAND_QUEUE);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (finished_tx, finished) = oneshot::channel::<()>();
         let done = tx.clone();
         let events_tx = tx.clone();
         let instances = InstanceIds::default();
@@ -175,7 +180,10 @@ impl SustenetCluster {
             let sockets = (tcp, udp);
             let r =
                 super::agones::run(sockets, config, key, plugin, commands, stop_rx, with_agones);
-            let _ = done.try_send(NodeEvent::Stopped(r.await.err()));
+            let r = r.await;
+            // The run has let go of its sockets: a new start may bind them.
+            drop(finished_tx);
+            let _ = done.try_send(NodeEvent::Stopped(r.err()));
         });
         if agones.is_some() {
             // Its Shutdown() must reach the sidecar when the game quits.
@@ -188,6 +196,7 @@ impl SustenetCluster {
             instances,
             quota,
             stop: Some(stop_tx),
+            finished,
             tcp_port: tcp_addr.port(),
             udp_port: udp_addr.port(),
             cluster_id,
@@ -195,6 +204,17 @@ impl SustenetCluster {
             _metrics_stop: None,
             agones,
         })
+    }
+
+    /// Waits (at most [`LAST_RUN_WAIT`]) for the run `stop()` ended to
+    /// let go of its ports, so that `stop()` then `start()` on the same ports
+    /// binds them instead of finding them in use.
+    pub(super) fn wait_for_last_run(&mut self, handle: &tokio::runtime::Handle) {
+        if let Some(finished) = self.winding_down.take() {
+            // The timer is made inside the runtime (it needs its clock).
+            let wait = async move { tokio::time::timeout(LAST_RUN_WAIT, finished).await };
+            let _ = runtime::block_on(handle, wait);
+        }
     }
 
     /// How the cluster talks to Agones ([member agones_enabled]), if at all.

@@ -55,6 +55,10 @@ fn bad_values_are_named() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("cluster.key_name"), "{e}");
+    // A public key's name: never loaded as a key by the master.
+    let e =
+        ConfigFile::parse("[cluster]\nkey_name = \"c.pub\"\n", Path::new("C.toml")).unwrap_err();
+    assert!(e.to_string().contains(".pub"), "{e}");
     let e =
         ConfigFile::parse("[cluster]\nresume_buffer = 4096\n", Path::new("C.toml")).unwrap_err();
     assert!(e.to_string().contains("cluster.resume_buffer"), "{e}");
