@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::*;
 use sustenet_client::ClientEvent;
 use sustenet_proto::{DisconnectReason, Goodbye, JoinTarget, Key};
-use sustenet_server::cluster::{self, ClusterConfig};
+use sustenet_server::cluster::{self, ClusterConfig, ClusterHandle};
 use sustenet_server::{Channel, Context, PlayerId, Plugin};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::oneshot;
@@ -131,6 +131,7 @@ impl Plugin for Mesh {
 struct MeshCluster {
     id: u64,
     seen: Arc<Mutex<Seen>>,
+    handle: ClusterHandle,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -153,8 +154,9 @@ async fn start_mesh(master: std::net::SocketAddr, name: &str, key: Key) -> MeshC
         moving: Vec::new(),
     };
     let (stop, rx) = oneshot::channel::<()>();
+    let (handle, commands) = cluster::command_channel(64);
     let task = tokio::spawn(async move {
-        cluster::run(tcp, udp, config, key, plugin, async {
+        cluster::run_with_handle(tcp, udp, config, key, plugin, commands, async {
             let _ = rx.await;
         })
         .await
@@ -163,6 +165,7 @@ async fn start_mesh(master: std::net::SocketAddr, name: &str, key: Key) -> MeshC
     MeshCluster {
         id,
         seen,
+        handle,
         stop,
         task,
     }
@@ -353,5 +356,51 @@ async fn a_refused_transfer_leaves_the_player_in_place() {
     }
     let _ = east.stop.send(());
     let _ = east.task.await;
+    master.stop().await;
+}
+
+/// A second transfer of the same player asked through the handle before the
+/// core took up the first (back to back, no await between them) is no
+/// failure: the player moves with the first, and the game hears no
+/// transfer_failed (which would say the player stays).
+#[tokio::test]
+async fn a_second_transfer_in_the_same_frame_is_not_reported_as_failed() {
+    init_tracing();
+    let keys = keys(&["east", "west"]);
+    let master = start_master(&keys).await;
+    let east = start_mesh(master.addr, "east", keys["east"].clone()).await;
+    let west = start_mesh(master.addr, "west", keys["west"].clone()).await;
+    wait_for_clusters(&master, 2).await;
+    let p = join(&master, "twice", JoinTarget::Id(east.id)).await;
+    let player: PlayerId = p.id;
+    east.handle
+        .transfer(player, west.id, b"first".to_vec())
+        .unwrap();
+    // Queued behind the first: the handle cannot tell yet, the core refuses it.
+    east.handle
+        .transfer(player, west.id, b"second".to_vec())
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while !west.seen.lock().unwrap().states.contains_key(&player) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the player never reached west"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(west.seen.lock().unwrap().states[&player], b"first".to_vec());
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while !east.seen.lock().unwrap().redirected.contains(&player) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the player never left east"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(east.seen.lock().unwrap().failed, Vec::new());
+    for c in [east, west] {
+        let _ = c.stop.send(());
+        let _ = c.task.await;
+    }
     master.stop().await;
 }

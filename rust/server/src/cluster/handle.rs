@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::SendError;
-use super::core::{Command, Context, Moving};
+use super::core::{ALREADY_MOVING, Command, Context, Moving};
 use crate::ids::PlayerId;
 
 /// Sends commands to a running cluster from any thread or task. Methods
@@ -172,7 +172,10 @@ impl ClusterHandle {
 
     /// Moves a player to another cluster with a state blob; see
     /// [`Context::transfer`]. A refusal on the core reaches the plugin's
-    /// `on_transfer_failed`.
+    /// `on_transfer_failed`, except a second transfer of a player whose move
+    /// is already under way (asked before the core took up the first): the
+    /// first goes on and the second is dropped (a debug log), since
+    /// `on_transfer_failed` means the player stays.
     pub fn transfer(&self, player: PlayerId, target: u64, state: Vec<u8>) -> Result<(), SendError> {
         if state.len() > sustenet_proto::message::USER_DATA_MAX {
             return Err(SendError::TransferRefused {
@@ -183,10 +186,17 @@ impl ClusterHandle {
         if self.moving(player).is_some() {
             return Err(SendError::TransferRefused {
                 player,
-                why: "a transfer is already under way",
+                why: ALREADY_MOVING,
             });
         }
         self.run(move |ctx| match ctx.transfer(player, target, &state) {
+            // A second transfer asked before the core took up the first: the
+            // first goes on, so this is no failure of the player's move (the
+            // callback would say the player stays).
+            Err(SendError::TransferRefused {
+                why: ALREADY_MOVING,
+                ..
+            }) => debug!("transfer of player {player}: {ALREADY_MOVING}; the first goes on"),
             // Asked from outside: the only way back is the callback.
             Err(e) if ctx.is_connected(player) => {
                 let reason = Goodbye {

@@ -8,7 +8,7 @@ use sustenet_proto::datagram::{self, MAX_UNRELIABLE_PAYLOAD, Record};
 use sustenet_proto::{ClusterToClient, DisconnectReason, Goodbye};
 
 use super::output::LinkEvent;
-use super::transfers::moving_set;
+use super::transfers::{ALREADY_MOVING, moving_set};
 use super::{Full, State, queue};
 use crate::cluster::SendError;
 use crate::fragments::{FragmentError, FragmentId, FragmentSettings};
@@ -189,7 +189,7 @@ impl Context<'_> {
                 .values()
                 .any(|(pl, _)| *pl == player)
         {
-            return refuse("a transfer is already under way");
+            return refuse(ALREADY_MOVING);
         }
         if state.len() > sustenet_proto::message::USER_DATA_MAX {
             return refuse("the state is over 16 KiB");

@@ -48,7 +48,7 @@ pub(crate) use outbox::{Full, QueueLevel, Weight};
 pub(crate) use output::{LinkEvent, Output};
 pub(crate) use players::{NewPlayer, Player, Players, Published, queue, shared_set};
 pub(crate) use resume::Accepted;
-pub(crate) use transfers::Moving;
+pub(crate) use transfers::{ALREADY_MOVING, Moving};
 pub(crate) use transmit::{SPARE_BUFFERS, Transmit};
 
 use super::ClusterConfig;

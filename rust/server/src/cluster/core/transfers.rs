@@ -42,6 +42,10 @@ impl Transfers {
     }
 }
 
+/// Why a transfer is refused when the player's move is already under way
+/// (the first one goes on).
+pub(crate) const ALREADY_MOVING: &str = "a transfer is already under way";
+
 /// Players being moved to another cluster (see [`Transfers::moving`]).
 pub(crate) type Moving = Arc<Mutex<HashMap<PlayerId, bool>>>;
 
