@@ -91,6 +91,13 @@ func _on_player_connected(id: int, data: PackedByteArray) -> void:
 	connects += 1
 	walker = id
 	walker_data = data
+	if side == "west" and connects == 1:
+		# A state over 16 KiB is refused at once; nothing moves (the walker crosses later).
+		var big := PackedByteArray()
+		big.resize(16 * 1024 + 1)
+		var err := cl.transfer_player(id, demo.neighbour_id, big)
+		check(err == ERR_INVALID_PARAMETER,
+				"transfer_player with a 16,385-byte state returns ERR_INVALID_PARAMETER (got %s)" % error_string(err))
 	if side == "east":
 		var st = SustenetClient.decode_var(data) if Protocol.is_state(data) else null
 		check(cl.send_var_to(id, STATE_SEEN, st) == OK, "sent STATE_SEEN to the walker")

@@ -176,6 +176,7 @@ func _run() -> void:
 	check(bad4[2].kicked == SustenetClient.REASON_KICKED, "bad4: REASON_KICKED (%s)" % SustenetClient.reason_text(bad4[2].kicked))
 	check(joined.size() == joins, "bad4: no peer after the last hello (%s)" % [joined])
 
+	_check_negative_limits()
 	# Relay requests over the relayed-bytes budget: bad 5 is dropped.
 	check(server_peer.max_client_relay_bytes_per_sec == 1 << 20, "max_client_relay_bytes_per_sec is 1 MiB by default")
 	server_peer.max_client_relay_bytes_per_sec = 20000
@@ -204,3 +205,46 @@ func _run() -> void:
 	sm.multiplayer_peer = null
 	await stop_world()
 	await finish()
+
+
+## Keeps the errors pushed while it is added (OS.add_logger), to check their messages.
+class ErrorLog extends Logger:
+	var lines := PackedStringArray()
+	var lock := Mutex.new()
+
+	func _log_error(_function: String, _file: String, _line: int, code: String, rationale: String,
+			_editor_notify: bool, _error_type: int, _script_backtraces: Array[ScriptBacktrace]) -> void:
+		lock.lock()
+		lines.append(code + " " + rationale)
+		lock.unlock()
+
+	func has(text: String) -> bool:
+		lock.lock()
+		var found := false
+		for l in lines:
+			if l.contains(text):
+				found = true
+		lock.unlock()
+		return found
+
+
+## A negative max_client_sync_packet_size or max_client_relay_bytes_per_sec is refused with an
+## error naming the property and its range, and the value stays; 0 is taken.
+func _check_negative_limits() -> void:
+	var errors_log := ErrorLog.new()
+	OS.add_logger(errors_log)
+	var p := SustenetMultiplayerPeer.new()
+	p.max_client_sync_packet_size = -1
+	check(p.max_client_sync_packet_size == 1350,
+			"max_client_sync_packet_size -1 is refused, it stays 1350 (got %d)" % p.max_client_sync_packet_size)
+	var sync_message := "SustenetMultiplayerPeer: max_client_sync_packet_size -1 must be 0 or more; it stays 1350"
+	check(errors_log.has(sync_message), "the error says \"%s\"" % sync_message)
+	p.max_client_relay_bytes_per_sec = -5
+	check(p.max_client_relay_bytes_per_sec == 1 << 20,
+			"max_client_relay_bytes_per_sec -5 is refused, it stays 1048576 (got %d)" % p.max_client_relay_bytes_per_sec)
+	var relay_message := "SustenetMultiplayerPeer: max_client_relay_bytes_per_sec -5 must be 0 (no limit) or more; it stays 1048576"
+	check(errors_log.has(relay_message), "the error says \"%s\"" % relay_message)
+	p.max_client_sync_packet_size = 0
+	p.max_client_relay_bytes_per_sec = 0
+	check(p.max_client_sync_packet_size == 0 and p.max_client_relay_bytes_per_sec == 0, "0 is taken for both")
+	OS.remove_logger(errors_log)

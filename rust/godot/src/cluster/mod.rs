@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use godot::classes::{INode, Node};
 use godot::global::Error as GdError;
 use godot::prelude::*;
+use sustenet_proto::message::USER_DATA_MAX;
 use sustenet_server::SendError;
 use sustenet_server::bind;
 use sustenet_server::cluster::{ClusterConfig, ClusterHandle};
@@ -486,7 +487,8 @@ impl SustenetCluster {
     /// Moves a player to another cluster (server meshing): the master issues a
     /// ticket for [param target_cluster_id], the player's client follows on its
     /// own, and the target's [signal player_connected] carries [param state]
-    /// (at most 16 KiB). Here the player leaves with
+    /// (at most 16 KiB, 16,384 bytes; a larger one returns
+    /// `ERR_INVALID_PARAMETER` and nothing moves). Here the player leaves with
     /// [constant SustenetClient.REASON_REDIRECTED]. Everything sent to the player
     /// before this call arrives before the move; sends after the redirect are
     /// refused. On failure, [signal transfer_failed] fires and the player stays.
@@ -501,6 +503,11 @@ impl SustenetCluster {
         let handle = self.running_handle(M)?;
         let id = id_arg(M, "player id", player_id)?;
         let target = id_arg(M, "cluster id", target_cluster_id)?;
+        if state.len() > USER_DATA_MAX {
+            let n = state.len();
+            let why = format!("SustenetCluster.{M}: the state is {n} bytes, over {USER_DATA_MAX}");
+            return Err(Error::invalid(why));
+        }
         result(handle.transfer(id, target, state.to_vec()))
     }
 

@@ -116,8 +116,9 @@ pub struct SustenetMultiplayerPeer {
     /// Server only: the largest synchronizer packet a client may send, in
     /// bytes; a client sending a larger one is disconnected. The default is
     /// Godot's default [member SceneMultiplayer.max_sync_packet_size]; raise
-    /// it if your clients raise theirs.
-    #[var]
+    /// it if your clients raise theirs. 0: a client may send no synchronizer
+    /// packet at all. A negative value is refused (an error, the value stays).
+    #[var(set)]
     max_client_sync_packet_size: i64,
     /// Server only, read by [method create_server]: how many times one
     /// client connection's peer may close ([method close] sends a bye) and
@@ -132,7 +133,8 @@ pub struct SustenetMultiplayerPeer {
     /// packet size times receivers (a relay request to everybody among 50
     /// peers costs 49 times its size); a client going over, after a burst of
     /// one second's worth, is disconnected (`REASON_KICKED`). 0: no limit.
-    #[var]
+    /// A negative value is refused (an error, the value stays).
+    #[var(set)]
     max_client_relay_bytes_per_sec: i64,
     /// Server only: how long [method transfer_peer] waits for the client to
     /// stop sending before it moves the player anyway, in seconds.
@@ -302,6 +304,33 @@ impl IMultiplayerPeerExtension for SustenetMultiplayerPeer {
 
 #[godot_api]
 impl SustenetMultiplayerPeer {
+    /// Sets [member max_client_sync_packet_size]; a negative value is
+    /// refused with an error and the value stays.
+    #[func]
+    fn set_max_client_sync_packet_size(&mut self, bytes: i64) {
+        if let Some(v) = non_negative(
+            "max_client_sync_packet_size",
+            "0 or more",
+            bytes,
+            self.max_client_sync_packet_size,
+        ) {
+            self.max_client_sync_packet_size = v;
+        }
+    }
+
+    /// Sets [member max_client_relay_bytes_per_sec]; a negative value is
+    /// refused with an error and the value stays.
+    #[func]
+    fn set_max_client_relay_bytes_per_sec(&mut self, bytes_per_sec: i64) {
+        if let Some(v) = non_negative(
+            "max_client_relay_bytes_per_sec",
+            "0 (no limit) or more",
+            bytes_per_sec,
+            self.max_client_relay_bytes_per_sec,
+        ) {
+            self.max_client_relay_bytes_per_sec = v;
+        }
+    }
     /// The first Sustenet command number the peer uses; it owns this one and
     /// every one above it (up to 65535).
     #[constant]
@@ -610,4 +639,14 @@ fn limit_sync_packets(node: Gd<Node>) {
     if sm.get_max_delta_packet_size() > max {
         sm.set_max_delta_packet_size(max);
     }
+}
+
+/// `value` when it is 0 or more; otherwise an error naming `property` and
+/// its `range` (the value stays `current`) and `None`.
+fn non_negative(property: &str, range: &str, value: i64, current: i64) -> Option<i64> {
+    if value >= 0 {
+        return Some(value);
+    }
+    godot_error!("SustenetMultiplayerPeer: {property} {value} must be {range}; it stays {current}");
+    None
 }
