@@ -320,6 +320,39 @@ fn up_exits_non_zero_when_a_server_inside_it_stops_with_an_error() {
 }
 
 #[test]
+fn up_exits_non_zero_naming_a_cluster_port_taken_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_ports(1);
+    // `up` binds its clusters' ports before it runs them: the first
+    // cluster's TCP port (the master's + 1) taken stops it there.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", port + 1)).unwrap();
+    let metrics = format!("127.0.0.1:{}", common::free_tcp_port());
+    let out = run(
+        dir.path(),
+        &[
+            "up",
+            "--clusters",
+            "1",
+            "--port",
+            &port.to_string(),
+            "--metrics-bind",
+            &metrics,
+            "--no-websocket",
+        ],
+    );
+    drop(taken);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "error: cannot listen on TCP 127.0.0.1:{}",
+            port + 1
+        )),
+        "{err}"
+    );
+}
+
+#[test]
 fn thread_counts_from_the_environment_must_be_numbers() {
     for (var, key) in [
         ("SUSTENET_SEAL_THREADS", "cluster.seal_threads"),
