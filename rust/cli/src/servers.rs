@@ -221,6 +221,14 @@ pub fn cluster_config(cfg: &ConfigFile) -> ClusterConfig {
 
 pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
     let cfg = load_config(&args)?;
+    let receivers = cfg
+        .cluster
+        .receive_threads
+        .map_or_else(ClusterConfig::receive_threads_from_env, Ok)?;
+    ClusterConfig::check_receive_threads(receivers)?;
+    if cfg.cluster.seal_threads.is_none() {
+        ClusterConfig::seal_threads_from_env()?;
+    }
     let (key, stdin_closed) = if cfg.agones.enabled && cfg.agones.instance {
         // An instance on Agones gets its key from its GameServer (run_agones).
         (None, None)
@@ -246,11 +254,6 @@ pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
         };
         (Some(key), eof)
     };
-    let receivers = cfg
-        .cluster
-        .receive_threads
-        .unwrap_or_else(ClusterConfig::default_receive_threads);
-    ClusterConfig::check_receive_threads(receivers)?;
     let (tcp, udp) = bind::bind_cluster_for(
         &cfg.all.bind,
         cfg.cluster_port(),

@@ -146,7 +146,8 @@ impl ClientFile {
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    ClusterConfig::check_receive_threads(ClusterConfig::default_receive_threads())?;
+    ClusterConfig::check_receive_threads(ClusterConfig::receive_threads_from_env()?)?;
+    ClusterConfig::seal_threads_from_env()?;
     let key_dir = args.dir.join("keys");
     let keypair = keys::ensure_master_keypair(&key_dir)?;
     let names = ensure_cluster_keys(&key_dir, args.clusters)?;
@@ -239,9 +240,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     println!("Try it from this folder: sustenet probe      Stop: Ctrl-C");
 
-    run_until_stopped(tasks, stop_tx).await;
+    let stopped = run_until_stopped(tasks, stop_tx).await;
     println!("Sustenet stopped.");
-    Ok(())
+    stopped
 }
 
 /// `cluster-1` to `cluster-<n>`, each with a key in `key_dir` (made when missing).
@@ -444,29 +445,32 @@ impl Site<'_> {
     }
 }
 
-/// Runs until Ctrl-C or until a server stops on its own (reported), then
-/// stops every server and waits for them.
+/// Runs until Ctrl-C / SIGTERM or until a server stops on its own, then
+/// stops every server and waits for them. A server that stopped with an
+/// error is the error returned (`up` exits with status 1).
 async fn run_until_stopped<E: std::fmt::Display + Send + 'static>(
     mut tasks: tokio::task::JoinSet<Result<(), E>>,
     stop_tx: watch::Sender<bool>,
-) {
-    tokio::select! {
-        _ = shutdown_signal() => {}
+) -> anyhow::Result<()> {
+    let failed = tokio::select! {
+        _ = shutdown_signal() => None,
         Some(r) = tasks.join_next() => {
-            // A server stopped on its own: report why and bring the rest down.
+            // A server stopped on its own: bring the rest down, then fail
+            // with its error.
             match r {
-                Ok(Err(e)) => tracing::error!("a server stopped: {e}"),
-                Err(e) => tracing::error!("a server task failed: {e}"),
-                Ok(Ok(())) => {}
+                Ok(Err(e)) => Some(anyhow::anyhow!("a server stopped: {e}")),
+                Err(e) => Some(anyhow::anyhow!("a server task failed: {e}")),
+                Ok(Ok(())) => None,
             }
         }
-    }
+    };
     let _ = stop_tx.send(true);
     while let Some(r) = tasks.join_next().await {
         if let Ok(Err(e)) = r {
             tracing::warn!("while stopping: {e}");
         }
     }
+    failed.map_or(Ok(()), Err)
 }
 
 /// The WebSocket listeners `up` runs: a `wss://` one with the development

@@ -283,3 +283,104 @@ fn up_takes_a_state_window_within_its_bound() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("probe OK"));
     assert!(up.terminate().success());
 }
+
+#[test]
+fn up_exits_non_zero_when_a_server_inside_it_stops_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_ports(1);
+    let web = common::free_ports(1);
+    // The cluster binds its WebSocket listener (the WebSocket port + 1) when
+    // it starts, after `up` has bound the rest: taken, that cluster stops
+    // with an error while the master and the agent run.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", web + 1)).unwrap();
+    let metrics = format!("127.0.0.1:{}", common::free_tcp_port());
+    let out = run(
+        dir.path(),
+        &[
+            "up",
+            "--metrics-bind",
+            &metrics,
+            "--clusters",
+            "1",
+            "--port",
+            &port.to_string(),
+            "--websocket-port",
+            &web.to_string(),
+            "--plain-websocket",
+        ],
+    );
+    drop(taken);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("error: a server stopped")
+            && err.contains(&format!("WebSocket listener on 127.0.0.1:{}", web + 1)),
+        "{err}"
+    );
+}
+
+#[test]
+fn up_exits_non_zero_naming_a_cluster_port_taken_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_ports(1);
+    // `up` binds its clusters' ports before it runs them: the first
+    // cluster's TCP port (the master's + 1) taken stops it there.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", port + 1)).unwrap();
+    let metrics = format!("127.0.0.1:{}", common::free_tcp_port());
+    let out = run(
+        dir.path(),
+        &[
+            "up",
+            "--clusters",
+            "1",
+            "--port",
+            &port.to_string(),
+            "--metrics-bind",
+            &metrics,
+            "--no-websocket",
+        ],
+    );
+    drop(taken);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "error: cannot listen on TCP 127.0.0.1:{}",
+            port + 1
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn thread_counts_from_the_environment_must_be_numbers() {
+    for (var, key) in [
+        ("SUSTENET_SEAL_THREADS", "cluster.seal_threads"),
+        ("SUSTENET_RECEIVE_THREADS", "cluster.receive_threads"),
+    ] {
+        // `cluster` (its configuration leaves both unset) and `up` refuse
+        // it by name before they bind anything.
+        // The port is taken: were the variable let through, they would
+        // fail on that (or on the missing cluster key) instead.
+        let dir = tempfile::tempdir().unwrap();
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port().to_string();
+        std::fs::write(dir.path().join("Config.toml"), "[cluster]\n").unwrap();
+        let cluster = ["cluster", "--port", &port];
+        let up = ["up", "--clusters", "1", "--port", &port];
+        for args in [&cluster[..], &up[..]] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_sustenet"))
+                .args(args)
+                .current_dir(dir.path())
+                .env(var, "four")
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(1), "{args:?} {out:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains(key) && err.contains(var) && err.contains("\"four\""),
+                "{args:?}: {err}"
+            );
+        }
+    }
+}

@@ -89,7 +89,9 @@ pub struct ClusterConfig {
     /// seal_threads`): 0 or 1 seals on the core's own thread; 2 or more
     /// starts that many seal workers beside it (`cluster/seal_pool.rs`),
     /// each sealing and sending the datagrams of its share of the sessions,
-    /// in order. [`ClusterConfig::default_seal_threads`] by default.
+    /// in order; more than [`crate::config::MAX_SEAL_THREADS`] is refused
+    /// when the cluster starts. [`ClusterConfig::default_seal_threads`] by
+    /// default.
     pub seal_threads: usize,
     /// Most bytes of datagrams queued to the seal workers at once (their
     /// plaintext plus [`ClusterConfig::SEAL_QUEUE_OVERHEAD`] each); a batch
@@ -157,52 +159,70 @@ impl ClusterConfig {
     pub const SEAL_QUEUE_OVERHEAD: usize = super::seal_pool::QUEUED_DATAGRAM_OVERHEAD;
 
     /// [`ClusterConfig::seal_threads`] when the configuration does not set
-    /// it: the environment variable `SUSTENET_SEAL_THREADS` if it holds a
-    /// number (at most 64); otherwise from the machine's cores: 1 (the
-    /// core's own thread) up to 3 cores, then a quarter of the cores, at
-    /// least 2 and at most 8. The core's thread, the UDP receiver and the
-    /// players' connections need the rest.
+    /// it: the environment variable `SUSTENET_SEAL_THREADS` if set (at
+    /// most 64; a value that is not a whole number counts as 65, which the
+    /// cluster refuses when it starts, and [`Self::seal_threads_from_env`]
+    /// refuses by name); otherwise from the machine's cores: 1 (the core's
+    /// own thread) up to 3 cores, then a quarter of the cores, at least 2
+    /// and at most 8. The core's thread, the UDP receiver and the players'
+    /// connections need the rest.
     pub fn default_seal_threads() -> usize {
-        if let Some(n) = std::env::var("SUSTENET_SEAL_THREADS")
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-        {
-            return n.min(crate::config::MAX_SEAL_THREADS);
+        Self::seal_threads_from_env().unwrap_or(crate::config::MAX_SEAL_THREADS + 1)
+    }
+
+    /// [`Self::default_seal_threads`], or an error naming
+    /// `cluster.seal_threads` and `SUSTENET_SEAL_THREADS` when that variable
+    /// is set to something that is not a whole number.
+    pub fn seal_threads_from_env() -> Result<usize, crate::config::ConfigError> {
+        if let Some(n) = threads_from_env("SUSTENET_SEAL_THREADS", "cluster.seal_threads")? {
+            return Ok(n.min(crate::config::MAX_SEAL_THREADS));
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if cores <= 3 {
+        Ok(if cores <= 3 {
             1
         } else {
             (cores / 4).clamp(2, 8)
-        }
+        })
     }
 
     /// [`ClusterConfig::receive_threads`] when the configuration does not
     /// set it: the environment variable `SUSTENET_RECEIVE_THREADS` if set
-    /// (a value that is not a number counts as 0, which the cluster refuses
-    /// when it starts), otherwise 1.
+    /// (a value that is not a whole number counts as 0, which the cluster
+    /// refuses when it starts, and [`Self::receive_threads_from_env`]
+    /// refuses by name), otherwise 1.
     pub fn default_receive_threads() -> usize {
-        match std::env::var("SUSTENET_RECEIVE_THREADS") {
-            Ok(v) => v.trim().parse::<usize>().unwrap_or(0),
-            Err(_) => 1,
-        }
+        Self::receive_threads_from_env().unwrap_or(0)
+    }
+
+    /// [`Self::default_receive_threads`], or an error naming
+    /// `cluster.receive_threads` and `SUSTENET_RECEIVE_THREADS` when that
+    /// variable is set to something that is not a whole number.
+    pub fn receive_threads_from_env() -> Result<usize, crate::config::ConfigError> {
+        Ok(threads_from_env("SUSTENET_RECEIVE_THREADS", "cluster.receive_threads")?.unwrap_or(1))
     }
 
     /// Whether `receive_threads` is within its bounds, 1 to
     /// [`crate::config::MAX_RECEIVE_THREADS`]: the cluster checks it when it
     /// starts; the `sustenet` command checks it before it binds anything.
     pub fn check_receive_threads(receive_threads: usize) -> Result<(), crate::config::ConfigError> {
-        if (1..=crate::config::MAX_RECEIVE_THREADS).contains(&receive_threads) {
-            return Ok(());
-        }
-        Err(crate::config::ConfigError::Invalid {
-            path: "<cluster config>".into(),
-            key: "cluster.receive_threads".into(),
-            message: format!(
-                "must be from 1 to {} ([cluster] receive_threads or SUSTENET_RECEIVE_THREADS), not {receive_threads}",
-                crate::config::MAX_RECEIVE_THREADS
-            ),
-        })
+        check_threads(
+            "receive_threads",
+            "SUSTENET_RECEIVE_THREADS",
+            1..=crate::config::MAX_RECEIVE_THREADS,
+            receive_threads,
+        )
+    }
+
+    /// Whether `seal_threads` is within its bounds, 0 to
+    /// [`crate::config::MAX_SEAL_THREADS`]: the cluster checks it when it
+    /// starts.
+    pub fn check_seal_threads(seal_threads: usize) -> Result<(), crate::config::ConfigError> {
+        check_threads(
+            "seal_threads",
+            "SUSTENET_SEAL_THREADS",
+            0..=crate::config::MAX_SEAL_THREADS,
+            seal_threads,
+        )
     }
 
     /// The player limit in force.
@@ -305,4 +325,44 @@ pub enum MasterLinkStatus {
         /// Why.
         message: String,
     },
+}
+
+/// A thread count from the environment variable `var`: `None` when unset,
+/// refused with an error naming `key` and `var` when it is not a whole
+/// number.
+fn threads_from_env(var: &str, key: &str) -> Result<Option<usize>, crate::config::ConfigError> {
+    let Ok(value) = std::env::var(var) else {
+        return Ok(None);
+    };
+    value
+        .trim()
+        .parse::<usize>()
+        .map(Some)
+        .map_err(|_| crate::config::ConfigError::Invalid {
+            path: "<env>".into(),
+            key: key.into(),
+            message: format!("is set by {var} to {value:?}, which is not a whole number"),
+        })
+}
+
+/// Whether a thread count `n` of `[cluster] name` (or the environment
+/// variable `var`) is within `bounds`.
+fn check_threads(
+    name: &str,
+    var: &str,
+    bounds: std::ops::RangeInclusive<usize>,
+    n: usize,
+) -> Result<(), crate::config::ConfigError> {
+    if bounds.contains(&n) {
+        return Ok(());
+    }
+    Err(crate::config::ConfigError::Invalid {
+        path: "<cluster config>".into(),
+        key: format!("cluster.{name}"),
+        message: format!(
+            "must be from {} to {} ([cluster] {name} or {var}), not {n}",
+            bounds.start(),
+            bounds.end()
+        ),
+    })
 }

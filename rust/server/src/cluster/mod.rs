@@ -233,6 +233,7 @@ pub async fn run_with_handle(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     receivers::check(config.receive_threads)?;
+    ClusterConfig::check_seal_threads(config.seal_threads)?;
     let max_reliable = self::core::max_reliable(&config);
     commands.max_reliable.store(max_reliable, Ordering::Relaxed);
     let web_listener = bind_web(&config).await?;
@@ -399,7 +400,12 @@ async fn bind_web(config: &ClusterConfig) -> Result<Option<(TcpListener, u16, bo
         return Ok(None);
     };
     ws.check()?;
-    let l = TcpListener::bind(ws.bind).await?;
+    let l = TcpListener::bind(ws.bind).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot bind the WebSocket listener on {}: {e}", ws.bind),
+        )
+    })?;
     let port = if ws.public_port == 0 {
         l.local_addr()?.port()
     } else {

@@ -70,6 +70,32 @@ fn bad_values_are_named() {
 }
 
 #[test]
+fn the_cluster_checks_its_thread_counts_when_it_starts() {
+    use crate::cluster::ClusterConfig;
+    for n in [0, 1, 64] {
+        assert!(ClusterConfig::check_seal_threads(n).is_ok(), "{n}");
+    }
+    // 65 is also what a SUSTENET_SEAL_THREADS that is not a number counts as.
+    let e = ClusterConfig::check_seal_threads(65)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cluster.seal_threads")
+            && e.contains("SUSTENET_SEAL_THREADS")
+            && e.contains("from 0 to 64")
+            && e.contains("not 65"),
+        "{e}"
+    );
+    let e = ClusterConfig::check_receive_threads(0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cluster.receive_threads") && e.contains("SUSTENET_RECEIVE_THREADS"),
+        "{e}"
+    );
+}
+
+#[test]
 fn seal_threads_and_their_queue_are_bounded() {
     let c = ConfigFile::parse("[cluster]\n", Path::new("C.toml")).unwrap();
     assert_eq!(c.cluster.seal_threads, None, "unset: the machine's default");
