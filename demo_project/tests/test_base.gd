@@ -4,6 +4,9 @@
 ## quits with 0 only when every check passed (1 on failures, 2 on the watchdog).
 extends SceneTree
 
+## Keeps the errors printed while it is added with OS.add_logger (has(), unexpected()).
+const ErrorLog := preload("res://tests/error_log.gd")
+
 var args := {}
 var passes := 0
 var failures := 0

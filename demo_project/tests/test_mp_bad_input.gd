@@ -207,27 +207,6 @@ func _run() -> void:
 	await finish()
 
 
-## Keeps the errors pushed while it is added (OS.add_logger), to check their messages.
-class ErrorLog extends Logger:
-	var lines := PackedStringArray()
-	var lock := Mutex.new()
-
-	func _log_error(_function: String, _file: String, _line: int, code: String, rationale: String,
-			_editor_notify: bool, _error_type: int, _script_backtraces: Array[ScriptBacktrace]) -> void:
-		lock.lock()
-		lines.append(code + " " + rationale)
-		lock.unlock()
-
-	func has(text: String) -> bool:
-		lock.lock()
-		var found := false
-		for l in lines:
-			if l.contains(text):
-				found = true
-		lock.unlock()
-		return found
-
-
 ## A negative max_client_sync_packet_size or max_client_relay_bytes_per_sec is refused with an
 ## error naming the property and its range, and the value stays; 0 is taken.
 func _check_negative_limits() -> void:

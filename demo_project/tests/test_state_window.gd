@@ -13,27 +13,6 @@ const STATE_CMD := 40
 const WINDOW_MS := 2
 
 
-## Keeps the errors pushed while it is added (OS.add_logger), to check their messages.
-class ErrorLog extends Logger:
-	var lines := PackedStringArray()
-	var lock := Mutex.new()
-
-	func _log_error(_function: String, _file: String, _line: int, code: String, rationale: String,
-			_editor_notify: bool, _error_type: int, _script_backtraces: Array[ScriptBacktrace]) -> void:
-		lock.lock()
-		lines.append(code + " " + rationale)
-		lock.unlock()
-
-	func has(text: String) -> bool:
-		lock.lock()
-		var found := false
-		for l in lines:
-			if l.contains(text):
-				found = true
-		lock.unlock()
-		return found
-
-
 var neighbour: SustenetClient
 var neighbour_pid := 0
 var heard_by_world := PackedByteArray()

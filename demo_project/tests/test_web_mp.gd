@@ -17,27 +17,6 @@ extends "res://tests/test_base.gd"
 
 const Game = preload("res://tests/web_mp_game.gd")
 
-## Keeps the engine errors printed while it is added (OS.add_logger).
-class ErrorLog extends Logger:
-	var lines := PackedStringArray()
-	var lock := Mutex.new()
-
-	func _log_error(_function: String, _file: String, _line: int, code: String, rationale: String,
-			_editor_notify: bool, _error_type: int, _script_backtraces: Array[ScriptBacktrace]) -> void:
-		lock.lock()
-		lines.append((code + " " + rationale).strip_edges())
-		lock.unlock()
-
-	## The lines kept, less those containing [param expected].
-	func unexpected(expected: String) -> PackedStringArray:
-		lock.lock()
-		var out := PackedStringArray()
-		for l in lines:
-			if not l.contains(expected):
-				out.append(l)
-		lock.unlock()
-		return out
-
 var games := {}
 var cluster: SustenetCluster
 var cluster_id := 0
