@@ -181,7 +181,8 @@ async fn a_captured_datagram_replayed_onto_either_socket_is_refused_and_reaches_
         let now = s.per_receiver();
         now[0] + now[1] - before.0[0] - before.0[1]
     };
-    until(|| read(&s) == SOURCES as u64, "the replays were read").await;
+    // At least: a ping of the listing that was still on its way may come too.
+    until(|| read(&s) >= SOURCES as u64, "the replays were read").await;
     // Every one is refused before the core (dropped: the core's count of
     // datagrams stays), wherever it arrived.
     let refused_or_passed = |s: &Setup| {
@@ -190,7 +191,7 @@ async fn a_captured_datagram_replayed_onto_either_socket_is_refused_and_reaches_
             + (st.unreliable_in - before.1.unreliable_in)
     };
     until(
-        || refused_or_passed(&s) == SOURCES as u64,
+        || refused_or_passed(&s) >= SOURCES as u64,
         "every replay was judged",
     )
     .await;
@@ -205,10 +206,7 @@ async fn a_captured_datagram_replayed_onto_either_socket_is_refused_and_reaches_
         after.1.unreliable_in, before.1.unreliable_in,
         "no replay reached the core"
     );
-    assert_eq!(
-        after.1.datagrams_dropped - before.1.datagrams_dropped,
-        SOURCES as u64
-    );
+    assert!(after.1.datagrams_dropped - before.1.datagrams_dropped >= SOURCES as u64);
     // Nothing was answered to any attacker, and the player goes on.
     for a in &attackers {
         let mut buf = [0u8; 2048];
