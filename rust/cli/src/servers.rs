@@ -227,7 +227,7 @@ pub async fn cluster(args: ServerArgs) -> anyhow::Result<()> {
         .map_or_else(ClusterConfig::receive_threads_from_env, Ok)?;
     ClusterConfig::check_receive_threads(receivers)?;
     if cfg.cluster.seal_threads.is_none() {
-        ClusterConfig::seal_threads_from_env()?;
+        ClusterConfig::check_seal_threads(ClusterConfig::seal_threads_from_env()?)?;
     }
     let (key, stdin_closed) = if cfg.agones.enabled && cfg.agones.instance {
         // An instance on Agones gets its key from its GameServer (run_agones).

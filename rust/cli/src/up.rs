@@ -147,7 +147,7 @@ impl ClientFile {
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     ClusterConfig::check_receive_threads(ClusterConfig::receive_threads_from_env()?)?;
-    ClusterConfig::seal_threads_from_env()?;
+    ClusterConfig::check_seal_threads(ClusterConfig::seal_threads_from_env()?)?;
     let key_dir = args.dir.join("keys");
     let keypair = keys::ensure_master_keypair(&key_dir)?;
     let names = ensure_cluster_keys(&key_dir, args.clusters)?;

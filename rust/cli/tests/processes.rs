@@ -353,10 +353,17 @@ fn up_exits_non_zero_naming_a_cluster_port_taken_before_it_starts() {
 }
 
 #[test]
-fn thread_counts_from_the_environment_must_be_numbers() {
-    for (var, key) in [
-        ("SUSTENET_SEAL_THREADS", "cluster.seal_threads"),
-        ("SUSTENET_RECEIVE_THREADS", "cluster.receive_threads"),
+fn thread_counts_from_the_environment_must_be_whole_numbers_within_bounds() {
+    for (var, key, value) in [
+        ("SUSTENET_SEAL_THREADS", "cluster.seal_threads", "four"),
+        (
+            "SUSTENET_RECEIVE_THREADS",
+            "cluster.receive_threads",
+            "four",
+        ),
+        // Over the bound: refused alike, not cut to 64.
+        ("SUSTENET_SEAL_THREADS", "cluster.seal_threads", "65"),
+        ("SUSTENET_RECEIVE_THREADS", "cluster.receive_threads", "65"),
     ] {
         // `cluster` (its configuration leaves both unset) and `up` refuse
         // it by name before they bind anything.
@@ -372,13 +379,13 @@ fn thread_counts_from_the_environment_must_be_numbers() {
             let out = std::process::Command::new(env!("CARGO_BIN_EXE_sustenet"))
                 .args(args)
                 .current_dir(dir.path())
-                .env(var, "four")
+                .env(var, value)
                 .output()
                 .unwrap();
             assert_eq!(out.status.code(), Some(1), "{args:?} {out:?}");
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(
-                err.contains(key) && err.contains(var) && err.contains("\"four\""),
+                err.contains(key) && err.contains(var) && err.contains(value),
                 "{args:?}: {err}"
             );
         }

@@ -633,6 +633,9 @@ impl ConfigFile {
         if self.master.max_tickets_per_address == 0 {
             return Err(bad("master.max_tickets_per_address", "must be at least 1"));
         }
+        if self.master.max_clusters_per_key == 0 {
+            return Err(bad("master.max_clusters_per_key", "must be at least 1"));
+        }
         Ok(())
     }
 

@@ -159,10 +159,10 @@ impl ClusterConfig {
     pub const SEAL_QUEUE_OVERHEAD: usize = super::seal_pool::QUEUED_DATAGRAM_OVERHEAD;
 
     /// [`ClusterConfig::seal_threads`] when the configuration does not set
-    /// it: the environment variable `SUSTENET_SEAL_THREADS` if set (at
-    /// most 64; a value that is not a whole number counts as 65, which the
-    /// cluster refuses when it starts, and [`Self::seal_threads_from_env`]
-    /// refuses by name); otherwise from the machine's cores: 1 (the core's
+    /// it: the environment variable `SUSTENET_SEAL_THREADS` if set (over 64
+    /// the cluster refuses it when it starts; a value that is not a whole
+    /// number counts as 65, which the cluster refuses, and
+    /// [`Self::seal_threads_from_env`] refuses by name); otherwise from the machine's cores: 1 (the core's
     /// own thread) up to 3 cores, then a quarter of the cores, at least 2
     /// and at most 8. The core's thread, the UDP receiver and the players'
     /// connections need the rest.
@@ -175,7 +175,7 @@ impl ClusterConfig {
     /// is set to something that is not a whole number.
     pub fn seal_threads_from_env() -> Result<usize, crate::config::ConfigError> {
         if let Some(n) = threads_from_env("SUSTENET_SEAL_THREADS", "cluster.seal_threads")? {
-            return Ok(n.min(crate::config::MAX_SEAL_THREADS));
+            return Ok(n);
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(if cores <= 3 {

@@ -55,6 +55,9 @@ fn bad_values_are_named() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("cluster.key_name"), "{e}");
+    let e =
+        ConfigFile::parse("[master]\nmax_clusters_per_key = 0\n", Path::new("C.toml")).unwrap_err();
+    assert!(e.to_string().contains("master.max_clusters_per_key"), "{e}");
     // A public key's name: never loaded as a key by the master.
     let e =
         ConfigFile::parse("[cluster]\nkey_name = \"c.pub\"\n", Path::new("C.toml")).unwrap_err();
