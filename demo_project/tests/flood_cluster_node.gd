@@ -22,6 +22,10 @@ func _initialize() -> void:
 	cluster.master_port = arg("master-port", 6256)
 	cluster.key_name = arg("key-name", "test_cluster")
 	cluster.key_path = arg("key-path", "")
+	# The whole flood (10,000 by default) fits the player's send queue: on a loaded machine the
+	# client's process may read later than this one sends, and past the queue (4096 messages
+	# by default) the player would be dropped with REASON_SEND_QUEUE_FULL instead of drained.
+	cluster.send_queue = 16384
 	cluster.registered.connect(func(id): registered_id = id)
 	cluster.packet_received.connect(func(pid, cmd, data, _rel):
 		if cmd == 41 and data.size() == 4:

@@ -47,7 +47,8 @@ func _run() -> void:
 
 	# The cluster sends `total` packets in a few frames (1,000 per frame: the flood must fit
 	# in one second, and the player's send queue on the cluster, 4096 messages by default,
-	# must not overflow: past it the cluster drops the player with REASON_SEND_QUEUE_FULL).
+	# must not overflow: past it the cluster drops the player with REASON_SEND_QUEUE_FULL; the
+	# remote cluster, whose reader is another process, raises its send_queue to 16384).
 	# Payloads are made before the clock starts.
 	var payloads := []
 	for i in total:

@@ -8,7 +8,7 @@
 # SustenetCluster with agones_enabled, from the addon built with the cargo feature `agones`
 # (cargo build -p sustenet-godot --features agones: the default addon build stays without
 # it), in a headless Godot running tests/test_agones.gd in a small project of its own (the
-# addon with that library, test_base.gd and the test). The SDK sidecar is the recording SDK
+# addon with that library, test_base.gd with the error_log.gd it loads, and the test). The SDK sidecar is the recording SDK
 # server of rust/server/tests/agones.rs run as a process
 # (rust/server/examples/agones_sdk_recorder.rs); Godot gets its port through
 # AGONES_SDK_GRPC_PORT, as a GameServer pod does. The master is the real `sustenet master`
@@ -44,7 +44,8 @@ run_agones_test() {
     fi
     cp -r "$REPO/addons/sustenet" "$A/project/addons/"
     cp -f "$lib" "$A/project/addons/sustenet/bin/libsustenet.debug.so"
-    cp "$REPO/demo_project/tests/test_base.gd" "$REPO/demo_project/tests/test_agones.gd" "$A/project/tests/"
+    cp "$REPO/demo_project/tests/test_base.gd" "$REPO/demo_project/tests/error_log.gd" \
+        "$REPO/demo_project/tests/test_agones.gd" "$A/project/tests/"
     printf 'config_version=5\n\n[application]\nconfig/name="Agones"\n' >"$A/project/project.godot"
     timeout -k 5 180 "$GODOT" --headless --path "$A/project" --import >"$A/import.log" 2>&1
     "$SUSTENET" keygen --dir "$T/keys" --name agones_cluster >>"$A/keygen.log" 2>&1
