@@ -15,10 +15,6 @@ use tokio::sync::oneshot;
 
 use crate::{Error, flush_logs, globalize, port_from_gd, runtime};
 
-/// Longest `start()` waits for the run `stop()` ended to let go of its port
-/// (it says goodbye to its connections for up to 2 s first).
-const LAST_RUN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Runs the same master as [code]sustenet master[/code] inside Godot, for a
 /// small game that hosts everything in one process, or for tests. Logins are
 /// accepted for any non-empty user name.
@@ -137,11 +133,7 @@ impl SustenetMaster {
         let cluster_keys = keys::load_key_dir(&dir).map_err(cant_open)?;
         let handle = runtime::handle()
             .map_err(|e| Error::new(GdError::ERR_CANT_CREATE, format!("SustenetMaster: {e}")))?;
-        if let Some(finished) = self.winding_down.take() {
-            // stop() then start(): the last run lets go of its port first.
-            let wait = async move { tokio::time::timeout(LAST_RUN_WAIT, finished).await };
-            let _ = runtime::block_on(&handle, wait);
-        }
+        runtime::wait_for_last_run(&handle, self.winding_down.take());
         let bind = self.bind_address.to_string();
         let listener = runtime::block_on(&handle, bind_tcp(&bind, port))
             .and_then(|r| r.map_err(|e| e.to_string()))

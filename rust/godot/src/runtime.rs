@@ -64,6 +64,21 @@ pub fn block_on<F: std::future::Future>(handle: &Handle, fut: F) -> Result<F::Ou
     Ok(handle.block_on(fut))
 }
 
+/// Longest [`wait_for_last_run`] waits: a stopped master or cluster says
+/// goodbye to its connections for up to 2 s before it lets go of its ports.
+const LAST_RUN_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits (at most [`LAST_RUN_WAIT`]) until the run a node's `stop()` ended
+/// has let go of its ports (`finished` closes then), so that `stop()` then
+/// `start()` on the same ports binds them instead of finding them in use.
+pub fn wait_for_last_run(handle: &Handle, finished: Option<tokio::sync::oneshot::Receiver<()>>) {
+    if let Some(finished) = finished {
+        // The timer is made inside the runtime (it needs its clock).
+        let wait = async move { tokio::time::timeout(LAST_RUN_WAIT, finished).await };
+        let _ = block_on(handle, wait);
+    }
+}
+
 /// Tasks that [`shutdown`] lets finish first (an Agones cluster's `Shutdown()`).
 static FINISH_FIRST: Mutex<Vec<tokio::task::JoinHandle<()>>> = Mutex::new(Vec::new());
 

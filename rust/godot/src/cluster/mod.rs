@@ -359,7 +359,7 @@ impl SustenetCluster {
         let key = self.load_key(&config.key_name)?;
         let handle = runtime::handle()
             .map_err(|e| Error::new(GdError::ERR_CANT_CREATE, format!("SustenetCluster: {e}")))?;
-        self.wait_for_last_run(&handle);
+        runtime::wait_for_last_run(&handle, self.winding_down.take());
         // A fresh set for this run: get_stats counts from this start.
         self.metrics = Default::default();
         config.metrics = self.metrics.clone();

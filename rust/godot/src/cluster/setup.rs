@@ -18,11 +18,7 @@ use super::agones::{AgonesRun, BUILT_WITH_AGONES};
 use super::forward::{Forward, InstanceIds, NodeEvent};
 use super::{COMMAND_QUEUE, Running, SustenetCluster, secs_to_duration};
 use crate::pending::{PendingQuota, QuotaLimits};
-use crate::{Error, globalize, port_from_gd, runtime};
-
-/// Longest `start()` waits for the run [`SustenetCluster::stop`] ended to let
-/// go of its ports (it says goodbye to its players for up to 2 s first).
-const LAST_RUN_WAIT: Duration = Duration::from_secs(5);
+use crate::{Error, globalize, port_from_gd};
 
 impl SustenetCluster {
     /// The cluster's settings from the inspector properties, and the TCP and
@@ -204,17 +200,6 @@ impl SustenetCluster {
             _metrics_stop: None,
             agones,
         })
-    }
-
-    /// Waits (at most [`LAST_RUN_WAIT`]) for the run `stop()` ended to
-    /// let go of its ports, so that `stop()` then `start()` on the same ports
-    /// binds them instead of finding them in use.
-    pub(super) fn wait_for_last_run(&mut self, handle: &tokio::runtime::Handle) {
-        if let Some(finished) = self.winding_down.take() {
-            // The timer is made inside the runtime (it needs its clock).
-            let wait = async move { tokio::time::timeout(LAST_RUN_WAIT, finished).await };
-            let _ = runtime::block_on(handle, wait);
-        }
     }
 
     /// How the cluster talks to Agones ([member agones_enabled]), if at all.
