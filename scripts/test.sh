@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# A CI run builds once from clean: incremental caches there are gigabytes of disk for nothing.
+if [[ -n "${CI:-}" ]]; then export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"; fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -74,5 +76,8 @@ step "workflow files (actionlint)"
 actionlint=$(scripts/install-actionlint.sh)
 "$actionlint" -no-color -shellcheck="$(dirname "$actionlint")/shellcheck"
 echo "actionlint: $(ls .github/workflows/*.yml | wc -l) workflow file(s) clean"
+
+step "disk used by the build (target/, fuzz/target/)"
+du -sh "${CARGO_TARGET_DIR:-target}" fuzz/target 2>/dev/null || true
 
 step "all checks passed"
