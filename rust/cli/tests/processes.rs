@@ -256,7 +256,8 @@ fn receive_threads_out_of_bounds_are_refused_before_anything_starts() {
 fn up_takes_a_state_window_within_its_bound() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(dir.path(), &["up", "--state-window-ms", "1001"]);
-    assert!(!out.status.success());
+    // A bad flag value: status 2 (docs/operations.md), nothing started.
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("--state-window-ms") && err.contains("1001"),
@@ -312,11 +313,36 @@ fn up_exits_non_zero_when_a_server_inside_it_stops_with_an_error() {
     drop(taken);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
+    // It names the server that stopped and says why, once.
+    let stopped = format!("error: a server stopped: cluster-1 (port {}): ", port + 1);
     assert!(
-        err.contains("error: a server stopped")
+        err.matches(&stopped).count() == 1
             && err.contains(&format!("WebSocket listener on 127.0.0.1:{}", web + 1)),
         "{err}"
     );
+
+    // The master's WebSocket port taken: the master stops, `up` names it.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", web)).unwrap();
+    let out = run(
+        dir.path(),
+        &[
+            "up",
+            "--metrics-bind",
+            &metrics,
+            "--clusters",
+            "1",
+            "--port",
+            &port.to_string(),
+            "--websocket-port",
+            &web.to_string(),
+            "--plain-websocket",
+        ],
+    );
+    drop(taken);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stopped = format!("error: a server stopped: master (port {port}): ");
+    assert!(err.matches(&stopped).count() == 1, "{err}");
 }
 
 #[test]
