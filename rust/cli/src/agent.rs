@@ -45,7 +45,7 @@ fn load(args: &AgentArgs) -> anyhow::Result<ConfigFile> {
         ConfigFile::default()
     } else {
         ConfigFile::load(&args.config).map_err(|e| match e {
-            ConfigError::Read { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
+            ConfigError::Read { path, error } if error.kind() == std::io::ErrorKind::NotFound => {
                 anyhow::anyhow!(
                     "{} not found: write one (see docs/instances.md), pass --config, or pass --no-config for defaults",
                     path.display()

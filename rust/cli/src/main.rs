@@ -15,6 +15,7 @@ mod instances;
 mod logging;
 mod probe;
 mod servers;
+mod supervise;
 mod up;
 mod up_agent;
 

@@ -48,7 +48,7 @@ pub fn load_config(args: &ServerArgs) -> anyhow::Result<ConfigFile> {
         ConfigFile::default()
     } else {
         ConfigFile::load(&args.config).map_err(|e| match e {
-            ConfigError::Read { path, source } if source.kind() == std::io::ErrorKind::NotFound => anyhow::anyhow!(
+            ConfigError::Read { path, error } if error.kind() == std::io::ErrorKind::NotFound => anyhow::anyhow!(
                 "{} not found: write one (see the README), pass --config, or pass --no-config for defaults",
                 path.display()
             ),

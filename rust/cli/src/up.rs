@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::servers::shutdown_signal;
+use crate::supervise::Servers;
 
 /// Where `up` keeps its dev keys and the file `probe` reads.
 pub const DEV_DIR: &str = ".sustenet";
@@ -172,7 +173,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let client_path = file.write(&args.dir)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks = Servers::new();
     let admin_listener = bind_admin(args.metrics_bind).await?;
     let token = admin_token(args.metrics_token.as_deref(), admin_listener.local_addr()?);
     let master_metrics = MasterMetrics::default();
@@ -204,12 +205,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     site.start_master(listener, mkeys, master_metrics.clone(), &mut tasks);
 
     let agent_ports = (agent.section.port_first, agent.section.port_last);
-    tasks.spawn(sustenet_server::agent::run(
-        agent.section,
-        agent.key,
-        sustenet_server::Limits::default(),
-        stopped(stop_rx.clone()),
-    ));
+    let agent_name = format!("agent {}", agent.section.name);
+    tasks.spawn(
+        agent_name,
+        sustenet_server::agent::run(
+            agent.section,
+            agent.key,
+            sustenet_server::Limits::default(),
+            stopped(stop_rx.clone()),
+        ),
+    );
     print_up(&file, agent_ports, &key_dir, dungeon.as_ref());
     for (i, name) in names.iter().enumerate() {
         let key = cluster_keys
@@ -240,7 +245,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     println!("Try it from this folder: sustenet probe      Stop: Ctrl-C");
 
-    let stopped = run_until_stopped(tasks, stop_tx).await;
+    let stopped = tasks.run_until(shutdown_signal(), stop_tx).await;
     println!("Sustenet stopped.");
     stopped
 }
@@ -324,7 +329,7 @@ fn serve_admin(
     token: &str,
     admin: Admin,
     stop_rx: watch::Receiver<bool>,
-    tasks: &mut tokio::task::JoinSet<Result<(), sustenet_server::ServerError>>,
+    tasks: &mut Servers<sustenet_server::ServerError>,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     println!(
@@ -332,7 +337,7 @@ fn serve_admin(
         crate::admin::url(addr, "/metrics", token)
     );
     println!("  dashboard    {}", crate::admin::url(addr, "/", token));
-    tasks.spawn(async move {
+    tasks.spawn(format!("admin endpoint ({addr})"), async move {
         let stopped = stopped(stop_rx);
         sustenet_server::metrics::admin::serve(listener, Arc::new(admin), stopped).await;
         Ok(())
@@ -369,7 +374,7 @@ impl Site<'_> {
         listener: TcpListener,
         keys: MasterKeys,
         metrics: MasterMetrics,
-        tasks: &mut tokio::task::JoinSet<Result<(), sustenet_server::ServerError>>,
+        tasks: &mut Servers<sustenet_server::ServerError>,
     ) {
         let defaults = MasterConfig::default();
         let config = MasterConfig {
@@ -384,13 +389,11 @@ impl Site<'_> {
             ..defaults
         };
         let stop = stopped(self.stop_rx.clone());
-        tasks.spawn(master::run(
-            listener,
-            config,
-            keys,
-            Arc::new(AllowAll),
-            stop,
-        ));
+        let name = format!("master (port {})", self.master_port);
+        tasks.spawn(
+            name,
+            master::run(listener, config, keys, Arc::new(AllowAll), stop),
+        );
     }
 
     /// Binds and starts cluster number `i` (from 0) as `name`, on the port
@@ -402,7 +405,7 @@ impl Site<'_> {
         name: &str,
         key: sustenet_proto::Key,
         registry: &mut Registry,
-        tasks: &mut tokio::task::JoinSet<Result<(), sustenet_server::ServerError>>,
+        tasks: &mut Servers<sustenet_server::ServerError>,
     ) -> anyhow::Result<sustenet_server::metrics::ClusterMetrics> {
         let (args, client_host) = (self.args, self.client_host);
         let port = self
@@ -435,7 +438,10 @@ impl Site<'_> {
             .register(registry.sub_registry_with_label(label));
         let metrics = cfg.metrics.clone();
         let stop = stopped(self.stop_rx.clone());
-        tasks.spawn(cluster::run(tcp, udp, cfg, key, World, stop));
+        tasks.spawn(
+            format!("{name} (port {port})"),
+            cluster::run(tcp, udp, cfg, key, World, stop),
+        );
         let web_url = match self.web {
             Some(w) => format!(", {}://{client_host}:{}", w.scheme(), w.cluster_port(i)?),
             None => String::new(),
@@ -443,34 +449,6 @@ impl Site<'_> {
         println!("  {name:<12} {client_host}:{port}  (tcp + udp){web_url}");
         Ok(metrics)
     }
-}
-
-/// Runs until Ctrl-C / SIGTERM or until a server stops on its own, then
-/// stops every server and waits for them. A server that stopped with an
-/// error is the error returned (`up` exits with status 1).
-async fn run_until_stopped<E: std::fmt::Display + Send + 'static>(
-    mut tasks: tokio::task::JoinSet<Result<(), E>>,
-    stop_tx: watch::Sender<bool>,
-) -> anyhow::Result<()> {
-    let failed = tokio::select! {
-        _ = shutdown_signal() => None,
-        Some(r) = tasks.join_next() => {
-            // A server stopped on its own: bring the rest down, then fail
-            // with its error.
-            match r {
-                Ok(Err(e)) => Some(anyhow::anyhow!("a server stopped: {e}")),
-                Err(e) => Some(anyhow::anyhow!("a server task failed: {e}")),
-                Ok(Ok(())) => None,
-            }
-        }
-    };
-    let _ = stop_tx.send(true);
-    while let Some(r) = tasks.join_next().await {
-        if let Ok(Err(e)) = r {
-            tracing::warn!("while stopping: {e}");
-        }
-    }
-    failed.map_or(Ok(()), Err)
 }
 
 /// The WebSocket listeners `up` runs: a `wss://` one with the development

@@ -256,7 +256,8 @@ fn receive_threads_out_of_bounds_are_refused_before_anything_starts() {
 fn up_takes_a_state_window_within_its_bound() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(dir.path(), &["up", "--state-window-ms", "1001"]);
-    assert!(!out.status.success());
+    // A bad flag value: status 2 (docs/operations.md), nothing started.
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("--state-window-ms") && err.contains("1001"),
@@ -312,11 +313,41 @@ fn up_exits_non_zero_when_a_server_inside_it_stops_with_an_error() {
     drop(taken);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
+    // It names the server that stopped and says why, once.
+    let stopped = format!("error: a server stopped: cluster-1 (port {}): ", port + 1);
     assert!(
-        err.contains("error: a server stopped")
+        err.matches(&stopped).count() == 1
             && err.contains(&format!("WebSocket listener on 127.0.0.1:{}", web + 1)),
         "{err}"
     );
+
+    // The master's WebSocket port taken: the master stops, `up` names it.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", web)).unwrap();
+    let out = run(
+        dir.path(),
+        &[
+            "up",
+            "--metrics-bind",
+            &metrics,
+            "--clusters",
+            "1",
+            "--port",
+            &port.to_string(),
+            "--websocket-port",
+            &web.to_string(),
+            "--plain-websocket",
+        ],
+    );
+    drop(taken);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stopped = format!("error: a server stopped: master (port {port}): ");
+    assert!(
+        err.matches(&stopped).count() == 1
+            && err.contains(&format!("WebSocket listener on 127.0.0.1:{web}: ")),
+        "{err}"
+    );
+    said_once(&err, "(os error ");
 }
 
 #[test]
@@ -350,6 +381,59 @@ fn up_exits_non_zero_naming_a_cluster_port_taken_before_it_starts() {
         )),
         "{err}"
     );
+    said_once(&err, "(os error ");
+}
+
+/// `what` is in the `error: ` line of `stderr` exactly once (an error chain
+/// that says its cause twice fails).
+fn said_once(stderr: &str, what: &str) {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert_eq!(lines[0].matches(what).count(), 1, "{stderr}");
+}
+
+#[test]
+fn master_and_cluster_say_why_they_cannot_start_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(run(d, &["keygen", "--master"]).status.success());
+    assert!(
+        run(d, &["keygen", "--name", "cluster_key"])
+            .status
+            .success()
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    for command in ["master", "cluster"] {
+        let out = run(
+            d,
+            &[
+                command,
+                "--no-config",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{command}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("error: cannot listen on TCP 127.0.0.1:{port}: ")),
+            "{command}: {err}"
+        );
+        said_once(&err, "(os error ");
+    }
+    drop(taken);
+    // A configuration "file" that is a folder cannot be read.
+    let out = run(d, &["master", "--config", "keys"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error: cannot read keys: "), "{err}");
+    said_once(&err, "(os error ");
 }
 
 #[test]

@@ -13,24 +13,26 @@ use sustenet_proto::{CryptoError, DisconnectReason, FrameDecoder, Message, encod
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Why reading or writing a connection failed.
+/// Why reading or writing a connection failed. A message includes its
+/// cause, which is therefore not also the error's `source()` (an error
+/// chain would print it twice).
 #[derive(Debug, Error)]
 pub enum NetError {
     /// The socket failed.
     #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// A frame broke the framing rules (too large, empty).
     #[error("framing: {0}")]
-    Frame(#[from] sustenet_proto::FrameError),
+    Frame(sustenet_proto::FrameError),
     /// A sealed frame could not be sealed or opened.
     #[error("crypto: {0}")]
-    Crypto(#[from] CryptoError),
+    Crypto(CryptoError),
     /// An opened frame is not a valid message for this link.
     #[error("malformed message: {0}")]
-    Decode(#[from] sustenet_proto::DecodeError),
+    Decode(sustenet_proto::DecodeError),
     /// A message is too large to encode.
     #[error("cannot encode message: {0}")]
-    Encode(#[from] sustenet_proto::EncodeError),
+    Encode(sustenet_proto::EncodeError),
     /// The peer closed the connection in the middle of a frame.
     #[error("connection closed in the middle of a frame")]
     Truncated,
@@ -40,6 +42,25 @@ pub enum NetError {
     /// Nothing arrived in time.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+}
+
+/// `From` for each cause a [`NetError`] wraps (`?` on them).
+macro_rules! net_error_from {
+    ($($cause:ty => $variant:ident),* $(,)?) => {
+        $(impl From<$cause> for NetError {
+            fn from(e: $cause) -> Self {
+                Self::$variant(e)
+            }
+        })*
+    };
+}
+
+net_error_from! {
+    std::io::Error => Io,
+    sustenet_proto::FrameError => Frame,
+    CryptoError => Crypto,
+    sustenet_proto::DecodeError => Decode,
+    sustenet_proto::EncodeError => Encode,
 }
 
 impl NetError {
@@ -260,5 +281,48 @@ impl<W: AsyncWrite + Unpin> SealedWriter<W> {
             None => self.inner.shutdown().await?,
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use std::error::Error;
+
+    use super::*;
+
+    /// An error and its causes joined by ": ", as an error chain prints.
+    fn chain(e: &(dyn Error + 'static)) -> String {
+        let mut text = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        text
+    }
+
+    #[test]
+    fn a_net_error_says_its_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let cases: [(NetError, &str); 5] = [
+            (io.into(), "i/o error: reset by peer"),
+            (
+                sustenet_proto::FrameError::Empty.into(),
+                "framing: empty frame",
+            ),
+            (CryptoError::TooShort.into(), "crypto: packet is too short"),
+            (
+                sustenet_proto::DecodeError::Truncated.into(),
+                "malformed message: message is truncated",
+            ),
+            (
+                sustenet_proto::EncodeError::TooLong { len: 70, max: 64 }.into(),
+                "cannot encode message: field of 70 bytes is over the limit of 64",
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(chain(&e), text);
+        }
     }
 }

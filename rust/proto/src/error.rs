@@ -126,7 +126,8 @@ impl TokenError {
     }
 }
 
-/// A handshake failed.
+/// A handshake failed. A message includes its cause, which is therefore
+/// not also the error's `source()` (an error chain would print it twice).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum HandshakeError {
     /// The first frame does not start with the Sustenet magic bytes.
@@ -145,7 +146,7 @@ pub enum HandshakeError {
     UnexpectedKind(u8),
     /// The handshake message could not be decoded.
     #[error("malformed handshake: {0}")]
-    Malformed(#[from] DecodeError),
+    Malformed(DecodeError),
     /// The peer could not prove its key (cluster key, or Noise static key).
     #[error("authentication failed")]
     AuthenticationFailed,
@@ -155,7 +156,7 @@ pub enum HandshakeError {
     )]
     WrongMasterKey,
     /// The connect token was refused.
-    #[error("{0}")]
+    #[error(transparent)]
     Token(#[from] TokenError),
     /// The peer refused the connection and said why.
     #[error("refused by the peer: {reason} ({message})")]
@@ -172,8 +173,14 @@ pub enum HandshakeError {
     #[error("noise handshake failed: {0}")]
     Noise(String),
     /// A key is unusable.
-    #[error("{0}")]
+    #[error(transparent)]
     Crypto(#[from] CryptoError),
+}
+
+impl From<DecodeError> for HandshakeError {
+    fn from(e: DecodeError) -> Self {
+        Self::Malformed(e)
+    }
 }
 
 impl HandshakeError {
@@ -187,6 +194,43 @@ impl HandshakeError {
             HandshakeError::Token(t) => t.reason(),
             HandshakeError::Rejected { reason, .. } => *reason,
             _ => DisconnectReason::ProtocolViolation,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    /// An error and its causes joined by ": ", as an error chain prints.
+    fn chain(e: &(dyn Error + 'static)) -> String {
+        let mut text = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        text
+    }
+
+    #[test]
+    fn a_handshake_error_says_its_cause_once() {
+        let cases: [(HandshakeError, &str); 3] = [
+            (
+                DecodeError::Truncated.into(),
+                "malformed handshake: message is truncated",
+            ),
+            (TokenError::Expired.into(), "connect token has expired"),
+            (
+                CryptoError::Authentication.into(),
+                "packet failed authentication",
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(chain(&e), text);
         }
     }
 }

@@ -14,7 +14,9 @@ use std::net::SocketAddr;
 use tokio::net::{TcpListener, UdpSocket};
 
 /// A port that could not be bound: which protocol, which address, and the
-/// system's reason.
+/// system's reason. The message includes the system's reason, so it is not
+/// also given as [`std::error::Error::source`] (an error chain, such as
+/// `anyhow`'s `{:#}`, would print it twice); [`BindError::io_error`] gives it.
 #[derive(Debug)]
 pub struct BindError {
     protocol: &'static str,
@@ -32,11 +34,7 @@ impl fmt::Display for BindError {
     }
 }
 
-impl std::error::Error for BindError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
+impl std::error::Error for BindError {}
 
 impl BindError {
     fn new(protocol: &'static str, bind: &str, port: u16, source: io::Error) -> Self {

@@ -4,12 +4,14 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-/// Why a server could not start or a key could not be loaded.
+/// Why a server could not start or a key could not be loaded. A message
+/// includes its cause, which is therefore not also the error's `source()`
+/// (an error chain would print it twice).
 #[derive(Debug, Error)]
 pub enum ServerError {
     /// A socket operation failed.
     #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// A key file is missing, unreadable or malformed.
     #[error("key file {path}: {message}")]
     Key {
@@ -19,11 +21,17 @@ pub enum ServerError {
         message: String,
     },
     /// The configuration is invalid.
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     /// The WebSocket listener's TLS certificate or key cannot be used.
     #[error("tls: {0}")]
     Tls(String),
+}
+
+impl From<std::io::Error> for ServerError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
 }
 
 impl ServerError {
@@ -32,5 +40,68 @@ impl ServerError {
             path: path.into(),
             message: message.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+    use crate::bind::bind_tcp;
+    use crate::config::ConfigFile;
+
+    /// An error and its causes joined by ": ", as an error chain prints
+    /// (`anyhow`'s `{:#}`).
+    fn chain(e: &(dyn Error + 'static)) -> String {
+        let mut text = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        text
+    }
+
+    #[tokio::test]
+    async fn a_port_in_use_is_said_once() -> Result<(), Box<dyn Error>> {
+        let taken = bind_tcp("127.0.0.1", 0).await?;
+        let port = taken.local_addr()?.port();
+        let Err(e) = bind_tcp("127.0.0.1", port).await else {
+            return Err("a TCP port in use was bound again".into());
+        };
+        let system = e.io_error().to_string();
+        let text = chain(&e);
+        assert_eq!(text.matches(&system).count(), 1, "{text}");
+        assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_configuration_file_that_cannot_be_read_is_said_once() -> Result<(), Box<dyn Error>> {
+        // A folder is no file: reading it fails.
+        let dir = std::env::temp_dir();
+        let Err(e) = ConfigFile::load(&dir) else {
+            return Err("a folder was read as a configuration file".into());
+        };
+        let crate::config::ConfigError::Read { error, .. } = &e else {
+            return Err(format!("not a read error: {e}").into());
+        };
+        let system = error.to_string();
+        for text in [chain(&e), chain(&ServerError::from(e))] {
+            assert_eq!(text.matches(&system).count(), 1, "{text}");
+            assert!(text.starts_with("cannot read "), "{text}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn an_io_error_is_said_once() {
+        let e = ServerError::from(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "the reason",
+        ));
+        assert_eq!(chain(&e), "i/o error: the reason");
     }
 }

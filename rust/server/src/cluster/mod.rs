@@ -399,13 +399,7 @@ async fn bind_web(config: &ClusterConfig) -> Result<Option<(TcpListener, u16, bo
     let Some(ws) = &config.websocket else {
         return Ok(None);
     };
-    ws.check()?;
-    let l = TcpListener::bind(ws.bind).await.map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("cannot bind the WebSocket listener on {}: {e}", ws.bind),
-        )
-    })?;
+    let l = ws.bind_listener().await?;
     let port = if ws.public_port == 0 {
         l.local_addr()?.port()
     } else {

@@ -243,10 +243,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let web_listener = match &config.websocket {
-        Some(ws) => {
-            ws.check()?;
-            Some(TcpListener::bind(ws.bind).await?)
-        }
+        Some(ws) => Some(ws.bind_listener().await?),
         None => None,
     };
     let mut table = InstanceTable::new(config.instances.clone());

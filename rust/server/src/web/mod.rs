@@ -126,6 +126,18 @@ impl WebSocketConfig {
         Ok(())
     }
 
+    /// Checks the settings ([`WebSocketConfig::check`]) and binds the
+    /// listener; a bind that fails names the address.
+    pub(crate) async fn bind_listener(&self) -> Result<tokio::net::TcpListener, ServerError> {
+        self.check()?;
+        tokio::net::TcpListener::bind(self.bind).await.map_err(|e| {
+            ServerError::Io(std::io::Error::new(
+                e.kind(),
+                format!("cannot bind the WebSocket listener on {}: {e}", self.bind),
+            ))
+        })
+    }
+
     /// Whether web clients are told to use TLS.
     pub fn serves_tls(&self) -> bool {
         self.tls.is_some() || self.public_tls
