@@ -18,7 +18,7 @@ use common::*;
 use sustenet_client::{ClientConfig, ClientEvent};
 use sustenet_proto::handshake::{self, ResumeClaim};
 use sustenet_proto::{ClientSessionKeys, DisconnectReason, JoinTarget, Key};
-use sustenet_proto::{ClusterToClient, Message};
+use sustenet_proto::{ClusterInfo, ClusterToClient, Message};
 use sustenet_server::cluster::{ClusterConfig, ClusterHandle};
 use sustenet_server::{Channel, Context, PlayerId, Plugin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -52,6 +52,7 @@ enum Seen {
     Lost(PlayerId, DisconnectReason),
     Back(PlayerId),
     Gone(PlayerId, DisconnectReason),
+    TransferFailed(PlayerId, DisconnectReason),
 }
 
 struct Recorder(flume::Sender<Seen>);
@@ -92,6 +93,14 @@ impl Plugin for Recorder {
         reason: DisconnectReason,
     ) {
         let _ = self.0.send(Seen::Gone(player, reason));
+    }
+    fn on_transfer_failed(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        player: PlayerId,
+        reason: &sustenet_proto::Goodbye,
+    ) {
+        let _ = self.0.send(Seen::TransferFailed(player, reason.reason));
     }
 }
 
@@ -280,34 +289,62 @@ impl Setup {
     }
 
     /// Waits until the game sees `player` connected, cuts the link, and
-    /// waits until the game sees it lost (`ConnectionLost`), collecting the
-    /// numbers that arrive meanwhile into `up`.
+    /// waits until the game sees it lost, collecting the numbers that arrive
+    /// meanwhile into `up`.
     async fn cut_when_connected(&self, player: PlayerId, up: &mut Vec<u32>) {
         self.wait_seen(&Seen::Connected(player), up).await;
         self.proxy.down().await;
-        let lost = Seen::Lost(player, DisconnectReason::ConnectionLost);
-        self.wait_seen(&lost, up).await;
+        self.wait_lost(player, up).await;
     }
 
     /// Waits for the game to see `want`, collecting the numbers that arrive
     /// meanwhile into `up`.
     async fn wait_seen(&self, want: &Seen, up: &mut Vec<u32>) {
+        self.wait_for(&format!("{want:?}"), up, |s| s == want).await;
+    }
+
+    /// Waits for the game to see `player`'s connection lost. The cut is
+    /// usually seen as `ConnectionLost`; on a loaded machine the cluster's
+    /// own heartbeat timeout (2 s in the test limits) may see the link
+    /// silent first and report `Timeout`, after which the cut itself
+    /// reports nothing more (the player is already away).
+    async fn wait_lost(&self, player: PlayerId, up: &mut Vec<u32>) {
+        self.wait_for(
+            "the connection lost",
+            up,
+            |s| matches!(s, Seen::Lost(p, r) if *p == player && is_drop(*r)),
+        )
+        .await;
+    }
+
+    /// Waits for the game to see what `want` accepts (`what`), collecting
+    /// the numbers that arrive meanwhile into `up`.
+    async fn wait_for(&self, what: &str, up: &mut Vec<u32>, want: impl Fn(&Seen) -> bool) {
         loop {
             let s = tokio::time::timeout(GUARD, self.seen.recv_async())
                 .await
-                .unwrap_or_else(|_| panic!("timed out waiting for the game to see {want:?}"))
+                .unwrap_or_else(|_| panic!("timed out waiting for the game to see {what}"))
                 .unwrap();
             if let Seen::Up(_, n) = s {
                 up.push(n);
             }
-            if &s == want {
+            if want(&s) {
                 return;
             }
             if matches!(s, Seen::Gone(..)) {
-                panic!("the player left while waiting for {want:?}: {s:?}");
+                panic!("the player left while waiting for {what}: {s:?}");
             }
         }
     }
+}
+
+/// A drop that a reconnect may follow: the link closed, or went silent past
+/// the heartbeat timeout.
+fn is_drop(reason: DisconnectReason) -> bool {
+    matches!(
+        reason,
+        DisconnectReason::ConnectionLost | DisconnectReason::Timeout
+    )
 }
 
 /// Collects reliable NUMBERED messages from the client's events until
@@ -394,12 +431,8 @@ async fn a_reconnect_keeps_the_player_and_every_reliable_message() {
         let ClientEvent::Reconnecting { reason, .. } = ev else {
             unreachable!()
         };
-        assert_eq!(reason, DisconnectReason::ConnectionLost, "round {round}");
-        s.wait_seen(
-            &Seen::Lost(player, DisconnectReason::ConnectionLost),
-            &mut up,
-        )
-        .await;
+        assert!(is_drop(reason), "round {round}: {reason}");
+        s.wait_lost(player, &mut up).await;
 
         // During the gap: both sides keep sending; it is kept for later.
         burst(&mut next_up, &mut next_down);
@@ -425,9 +458,15 @@ async fn a_reconnect_keeps_the_player_and_every_reliable_message() {
     // Everything arrives once, in order, both ways.
     assert_eq!(next_down, next_up);
     check_all_arrived(&s, &p, &mut up, &mut down, next_up).await;
-    // Nothing more: no duplicate trailing in.
+    // Nothing more: no duplicate trailing in (a drop and return the
+    // cluster's own timeout caused on a loaded machine may be reported).
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(s.seen.try_recv().is_err());
+    let late: Vec<Seen> = s.seen.drain().collect();
+    assert!(
+        late.iter()
+            .all(|e| matches!(e, Seen::Lost(_, r) if is_drop(*r)) || *e == Seen::Back(player)),
+        "{late:?}"
+    );
     assert!(!p.events.drain().any(|e| matches!(
         e,
         ClientEvent::Packet {
@@ -578,6 +617,10 @@ async fn check_all_arrived(
                 assert_eq!(id, p.id);
                 up.push(n);
             }
+            // A drop and return the cluster's own heartbeat timeout caused
+            // on a loaded machine: what was in flight is sent again.
+            Seen::Lost(_, r) if is_drop(r) => {}
+            Seen::Back(id) if id == p.id => {}
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -728,13 +771,14 @@ async fn with_reconnects_off_a_drop_ends_the_session() {
             other => panic!("unexpected {other:?} (no player may be held)"),
         }
     }
-    gone.sort_by_key(|(id, _)| *id);
-    let mut want = vec![
-        (a.id, DisconnectReason::ConnectionLost),
-        (b.id, DisconnectReason::ConnectionLost),
-    ];
-    want.sort_by_key(|(id, _)| *id);
-    assert_eq!(gone, want);
+    // Each with its drop's reason: the cut, or on a loaded machine the
+    // heartbeat timeout that saw the link silent first.
+    assert!(gone.iter().all(|(_, r)| is_drop(*r)), "{gone:?}");
+    let mut ids: Vec<PlayerId> = gone.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    let mut want = vec![a.id, b.id];
+    want.sort_unstable();
+    assert_eq!(ids, want);
     s.proxy.up();
     let reason_of = |p: &Player| {
         let events = p.events.clone();
@@ -749,7 +793,8 @@ async fn with_reconnects_off_a_drop_ends_the_session() {
     };
     // The one that tried is told the session is over; the other never tried.
     assert_eq!(reason_of(&a).await, DisconnectReason::ResumeRefused);
-    assert_eq!(reason_of(&b).await, DisconnectReason::ConnectionLost);
+    let b_reason = reason_of(&b).await;
+    assert!(is_drop(b_reason), "{b_reason}");
     assert!(
         !b.events
             .drain()
@@ -802,51 +847,81 @@ async fn too_much_sent_while_away_ends_the_session_on_either_side() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_lost_with_the_connection_comes_again_after_the_reconnect() {
     init_tracing();
-    let s = setup(Duration::from_secs(20)).await;
+    // The cluster notices the dead link only through the reconnect (30 s
+    // timeout), the client after 1 s of silence: the move is decided while
+    // the player is connected as far as the cluster knows. (A link cut
+    // outright may be seen dropped before the transfer is taken up, and
+    // `transfer` refuses a player that is away.)
+    let s = setup_with(Duration::from_secs(20), |c| c.limits.timeout_ms = 30_000).await;
     // A second cluster to move to, registered with the same master (under
     // the same key name: the master knows only the keys it started with).
     let target = start_cluster(s.master.addr, "d", "c", s.keys["c"].clone(), 0).await;
     wait_for_clusters(&s.master, 2).await;
 
-    let p = join_buffered(&s, "jon", |_| {}).await;
+    let p = join_buffered(&s, "jon", |c| c.timeout = Duration::from_secs(1)).await;
     let player = p.id;
     let mut up = Vec::new();
     s.wait_seen(&Seen::Connected(player), &mut up).await;
-    // Ask for the move and cut the link at once: the redirect is either
-    // lost in flight or decided while the player is away.
+    // The link goes silent both ways, then the move is asked: the redirect
+    // is lost in it, and comes again on the reconnect.
+    s.proxy.freeze();
     s.handle
         .transfer(player, target.id, b"state".to_vec())
         .unwrap();
-    s.proxy.down().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    s.proxy.up();
-    let joined = expect(&p.events, "joined the target", |e| match e {
-        ClientEvent::Joined { cluster, .. } => Some(cluster.clone()),
-        ClientEvent::Disconnected { reason, message } => {
-            panic!("disconnected instead: {reason} {message}")
-        }
-        _ => None,
-    })
-    .await;
+    let (joined, gone) = joined_after_transfers(&s, &p, target.id).await;
     assert_eq!(joined.id, target.id);
     // The old cluster's game sees the player leave as redirected.
-    loop {
-        match tokio::time::timeout(GUARD, s.seen.recv_async())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            Seen::Gone(id, reason) => {
-                assert_eq!((id, reason), (player, DisconnectReason::Redirected));
-                break;
+    let gone = match gone {
+        Some(gone) => gone,
+        None => loop {
+            match tokio::time::timeout(GUARD, s.seen.recv_async())
+                .await
+                .unwrap()
+                .unwrap()
+            {
+                Seen::Lost(..) | Seen::Back(..) => {}
+                other => break other,
             }
-            Seen::Lost(..) | Seen::Back(..) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+        },
+    };
+    assert_eq!(gone, Seen::Gone(player, DisconnectReason::Redirected));
     drop(p);
     target.stop().await;
     s.stop().await;
+}
+
+/// Waits for `p` to join another cluster; returns it, and the player's
+/// departure if the old cluster's game saw it meanwhile. A transfer the
+/// game hears failed is asked again: on a loaded machine the master may
+/// drop a cluster whose heartbeat is late (1.5 s in the test
+/// configuration) and refuse a move to or from it until it registers again.
+async fn joined_after_transfers(s: &Setup, p: &Player, target: u64) -> (ClusterInfo, Option<Seen>) {
+    let deadline = tokio::time::Instant::now() + GUARD;
+    let mut gone = None;
+    loop {
+        tokio::select! {
+            ev = tokio::time::timeout_at(deadline, p.events.recv_async()) => {
+                match ev.expect("timed out waiting for the client to join the target").unwrap() {
+                    ClientEvent::Joined { cluster, .. } => return (cluster, gone),
+                    ClientEvent::Disconnected { reason, message } => {
+                        panic!("disconnected instead: {reason} {message}")
+                    }
+                    _ => {}
+                }
+            }
+            seen = tokio::time::timeout_at(deadline, s.seen.recv_async()) => {
+                match seen.expect("timed out waiting for the client to join the target").unwrap() {
+                    Seen::TransferFailed(id, reason) => {
+                        tracing::warn!("transfer failed ({reason}); asking again");
+                        s.handle.transfer(id, target, b"state".to_vec()).unwrap();
+                    }
+                    Seen::Lost(..) | Seen::Back(..) => {}
+                    departure @ Seen::Gone(..) if gone.is_none() => gone = Some(departure),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+    }
 }
 
 /// Sends raw bytes (a whole frame) and returns the refusal the server answers with.

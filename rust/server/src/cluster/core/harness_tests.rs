@@ -14,9 +14,9 @@ use crate::cluster::{ClusterConfig, SendError};
 use crate::config::Limits;
 use crate::plugin::Channel;
 
-const GRACE: Duration = Duration::from_secs(30);
+pub(super) const GRACE: Duration = Duration::from_secs(30);
 
-fn config() -> ClusterConfig {
+pub(super) fn config() -> ClusterConfig {
     ClusterConfig {
         resume_grace: GRACE,
         resume_buffer: 64 * 1024,
@@ -29,7 +29,7 @@ fn config() -> ClusterConfig {
 }
 
 /// The payloads of the data messages among `ms`.
-fn data(ms: &[ClusterToClient]) -> Vec<Vec<u8>> {
+pub(super) fn data(ms: &[ClusterToClient]) -> Vec<Vec<u8>> {
     ms.iter()
         .filter_map(|m| match m {
             ClusterToClient::Data { payload, .. } => Some(payload.clone()),
@@ -466,7 +466,7 @@ fn event() -> impl Strategy<Value = Event> {
     ]
 }
 
-fn ticket(client_id: u64) -> Box<sustenet_proto::Ticket> {
+pub(super) fn ticket(client_id: u64) -> Box<sustenet_proto::Ticket> {
     Box::new(sustenet_proto::Ticket {
         client_id,
         cluster: sustenet_proto::ClusterInfo {

@@ -10,6 +10,8 @@ mod context;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod harness;
 #[cfg(test)]
+mod harness_resume_tests;
+#[cfg(test)]
 mod harness_state_tests;
 #[cfg(test)]
 mod harness_tests;
@@ -403,7 +405,17 @@ impl<P: Plugin> Core<P> {
             session_id,
             claim,
         ) {
-            Ok(accepted) => Ok(accepted),
+            Ok(accepted) => {
+                // A player being moved heard its redirect again just now:
+                // it has `timeout` from here to follow it.
+                let timeout = self.s.config.limits.timeout();
+                if let Some(p) = self.s.players.get_mut(&player)
+                    && p.redirect.is_some()
+                {
+                    p.redirected = Some(resume::after(now, timeout));
+                }
+                Ok(accepted)
+            }
             Err((goodbye, give_up)) => {
                 warn!("reconnect refused: {}", goodbye.message);
                 if let Some(player) = give_up {
@@ -566,26 +578,24 @@ impl<P: Plugin> Core<P> {
         self.expire_transfers(now);
     }
 
-    /// Lets go of the players whose redirect was not followed or whose
-    /// reconnect window passed by `now`.
+    /// Lets go of the players whose reconnect window passed by `now`, and
+    /// the connected ones whose redirect was not followed.
     fn expire_players(&mut self, now: Instant) {
         self.deadlines_stale = true;
         for (id, p) in self.s.players.iter() {
-            match (p.redirected, p.away_until) {
-                // A client that does not follow its redirect is let go (it
-                // may have followed it and lost only its goodbye).
-                (Some(deadline), _) if now > deadline => {
-                    self.s
-                        .removals
-                        .push((*id, Goodbye::new(DisconnectReason::Redirected)));
-                }
-                (_, Some(until)) if now > until => {
-                    self.s
-                        .removals
-                        .push((*id, Goodbye::new(DisconnectReason::ReconnectTimeout)));
-                }
-                _ => {}
-            }
+            let reason = match (p.redirected, p.away_until) {
+                // Away, the reconnect window alone counts, also for a player
+                // being moved (it gets its redirect again when it is back).
+                // One that does not come back may have followed its redirect
+                // and lost only its goodbye.
+                (Some(_), Some(until)) if now > until => DisconnectReason::Redirected,
+                (None, Some(until)) if now > until => DisconnectReason::ReconnectTimeout,
+                // A connected client that does not follow its redirect is
+                // let go.
+                (Some(deadline), None) if now > deadline => DisconnectReason::Redirected,
+                _ => continue,
+            };
+            self.s.removals.push((*id, Goodbye::new(reason)));
         }
     }
 
@@ -631,8 +641,7 @@ impl<P: Plugin> Core<P> {
                 .s
                 .players
                 .values()
-                .flat_map(|p| [p.away_until, p.redirected])
-                .flatten()
+                .filter_map(|p| p.away_until.or(p.redirected))
                 .min();
         }
         // The states this input set go out (within `state_window`).

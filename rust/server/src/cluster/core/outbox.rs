@@ -38,6 +38,11 @@ impl Weight for ClusterToClient {
 pub(crate) struct QueueLevel {
     messages: AtomicUsize,
     bytes: AtomicUsize,
+    /// Of those, the ones a reconnect sends again ([`QueueLevel::add_kept`])
+    /// not taken out yet: they come first in the queue and are counted on
+    /// top of the bounds, not against them.
+    kept_messages: AtomicUsize,
+    kept_bytes: AtomicUsize,
     max_messages: usize,
     max_bytes: usize,
 }
@@ -50,18 +55,27 @@ impl QueueLevel {
         Self {
             messages: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
+            kept_messages: AtomicUsize::new(0),
+            kept_bytes: AtomicUsize::new(0),
             max_messages: max_messages.max(1),
             max_bytes,
         }
     }
 
-    /// Counts in an item of `weight` bytes, or `Full` if it does not fit.
+    /// Counts in an item of `weight` bytes, or `Full` if it does not fit
+    /// (what a reconnect sends again, still queued, takes none of the room).
     pub(crate) fn try_add(&self, weight: usize) -> Result<(), Full> {
-        if self.messages.fetch_add(1, Ordering::Relaxed) >= self.max_messages {
+        let kept_messages = self.kept_messages.load(Ordering::Relaxed);
+        let room = self.max_messages.saturating_add(kept_messages);
+        if self.messages.fetch_add(1, Ordering::Relaxed) >= room {
             self.messages.fetch_sub(1, Ordering::Relaxed);
             return Err(Full);
         }
-        let before = self.bytes.fetch_add(weight, Ordering::Relaxed);
+        let kept_bytes = self.kept_bytes.load(Ordering::Relaxed);
+        let before = self
+            .bytes
+            .fetch_add(weight, Ordering::Relaxed)
+            .saturating_sub(kept_bytes);
         if before > 0 && before + weight > self.max_bytes {
             self.bytes.fetch_sub(weight, Ordering::Relaxed);
             self.messages.fetch_sub(1, Ordering::Relaxed);
@@ -70,15 +84,30 @@ impl QueueLevel {
         Ok(())
     }
 
-    /// Counts in an item whatever the bounds (what a reconnect must send
-    /// again, already bounded by `resume_buffer`).
+    /// Counts in an item whatever the bounds and on top of them: what a
+    /// reconnect must send again, already bounded by `resume_buffer`, so
+    /// that what is sent after it still has the queue's whole room. Kept
+    /// items go into a new connection's queue before any other.
     pub(crate) fn add_kept(&self, weight: usize) {
+        self.kept_messages.fetch_add(1, Ordering::Relaxed);
+        self.kept_bytes.fetch_add(weight, Ordering::Relaxed);
         self.messages.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(weight, Ordering::Relaxed);
     }
 
     /// Counts out an item taken out of the queue (or never delivered).
     pub(crate) fn remove(&self, weight: usize) {
+        // Kept items were queued first, so they are the first taken out.
+        let kept = self
+            .kept_messages
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |k| k.checked_sub(1));
+        if kept.is_ok() {
+            let _ = self
+                .kept_bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                    Some(b.saturating_sub(weight))
+                });
+        }
         self.messages.fetch_sub(1, Ordering::Relaxed);
         self.bytes.fetch_sub(weight, Ordering::Relaxed);
     }
@@ -120,6 +149,30 @@ mod tests {
         q.add_kept(50);
         q.add_kept(50);
         assert_eq!(q.depth(), 2);
-        assert!(q.try_add(1).is_err());
+        assert!(q.try_add(1).is_ok(), "kept items take none of the room");
+        assert!(q.try_add(1).is_err(), "over 1 message");
+    }
+
+    #[test]
+    fn kept_items_count_on_top_of_the_bounds_until_taken_out() {
+        // A reconnect sends again 3 messages of 400 bytes into a queue of
+        // 3 messages and 1000 bytes: the queue still has its whole room.
+        let q = QueueLevel::new(3, 1000);
+        for _ in 0..3 {
+            q.add_kept(400);
+        }
+        assert!(q.try_add(400).is_ok());
+        assert!(q.try_add(400).is_ok());
+        assert!(q.try_add(400).is_err(), "over 1000 bytes of its own");
+        assert_eq!(q.depth(), 5);
+        // The kept ones are taken out first: the room stays what it was.
+        for _ in 0..3 {
+            q.remove(400);
+        }
+        assert!(q.try_add(400).is_err(), "still over 1000 bytes");
+        q.remove(400);
+        assert!(q.try_add(400).is_ok());
+        assert!(q.try_add(1).is_ok());
+        assert!(q.try_add(1).is_err(), "over 3 messages");
     }
 }

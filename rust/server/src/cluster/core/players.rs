@@ -52,6 +52,9 @@ pub(crate) struct Player {
     pub(crate) path: UdpPath,
     /// Set once the redirect to another cluster is decided: nothing more is
     /// sent, and the player is removed when it closes (or at this deadline).
+    /// While the player is away the deadline does not count (its reconnect
+    /// window does); it starts again when a reconnect sends the redirect
+    /// again.
     pub(crate) redirected: Option<Instant>,
     /// The redirect's ticket, kept so that a player whose connection drops
     /// before it read the redirect gets it again when it reconnects.
