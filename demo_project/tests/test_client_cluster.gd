@@ -69,6 +69,8 @@ func _run() -> void:
 	check(target.id > 0 and target.tcp_port > 0 and target.udp_port > 0 and target.address != "",
 			"cluster info: id %d, %s tcp %d udp %d" % [target.id, target.address, target.tcp_port, target.udp_port])
 	check(target.players == 0 and not target.locked, "cluster info: 0 players, not locked (players %d capacity %d)" % [target.players, target.capacity])
+	# The test cluster leaves max_connections at 0: it registers the default bound.
+	check(target.capacity == 1000, "cluster info: capacity 1000, the default bound (got %d)" % [target.capacity])
 
 	check(client.join_cluster(target.id) == OK, "join_cluster() returned OK")
 	if not check(await wait_until(func(): return player_id != 0 or not errors.is_empty(), 10) and player_id != 0,

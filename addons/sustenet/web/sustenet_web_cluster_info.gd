@@ -17,7 +17,11 @@ var tcp_port: int = 0
 var udp_port: int = 0
 ## Players on the cluster now.
 var players: int = 0
-## Most players the cluster takes; 0 means no limit.
+## Most players the cluster takes, as it registered with the master: its
+## [code]max_connections[/code], or the default bound of 1,000 when that is 0. A
+## Sustenet cluster always has a limit, so this is never 0 for one; 0 comes only
+## from a cluster of another implementation that registered none, and the master
+## never marks such a cluster full ([member locked]).
 var capacity: int = 0
 ## True when the cluster is full: it cannot be joined.
 var locked: bool = false

@@ -35,7 +35,13 @@ pub struct SustenetClusterInfo {
     /// Players on the cluster now (including tickets just issued).
     #[var]
     players: i64,
-    /// Most players the cluster takes; 0 means no limit.
+    /// Most players the cluster takes, as it registered with the master: its
+    /// [code]max_connections[/code], or the default bound of 1,000 when that
+    /// is 0. A Sustenet cluster ([SustenetCluster], [code]sustenet cluster[/code],
+    /// [code]sustenet up[/code]) always has a limit, so this is never 0 for
+    /// one; 0 comes only from a cluster of another implementation that
+    /// registered none, and the master never marks such a cluster full
+    /// ([member locked]).
     #[var]
     capacity: i64,
     /// True when the cluster is full: it cannot be joined.

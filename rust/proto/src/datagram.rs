@@ -166,6 +166,17 @@ impl Batch {
         Ok(true)
     }
 
+    /// Adds a data record encoded before (see [`DataRecord`]) if it fits;
+    /// returns `false` if this batch is too full (flush it and try again).
+    /// An empty [`DataRecord`] is never added.
+    pub fn push_record(&mut self, record: &DataRecord) -> bool {
+        if record.bytes.is_empty() || record.bytes.len() > self.room() {
+            return false;
+        }
+        self.buf.extend_from_slice(&record.bytes);
+        true
+    }
+
     /// Takes the plaintext out, leaving the batch empty.
     pub fn take(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.buf)
@@ -180,6 +191,52 @@ impl Batch {
     /// Empties the batch, keeping its capacity.
     pub fn clear(&mut self) {
         self.buf.clear();
+    }
+}
+
+/// A data record encoded once, to be added to many batches with
+/// [`Batch::push_record`]: a state sent to each player that hears it is
+/// encoded when it is set, not once per recipient. The same bytes as
+/// [`Batch::push_data`] writes. Reusing one keeps its allocation.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DataRecord {
+    /// The whole record, header included; empty until set.
+    bytes: Vec<u8>,
+}
+
+impl DataRecord {
+    /// Encodes a data record of `command` whose payload is the
+    /// concatenation of `parts`, replacing what this held. A payload over
+    /// [`MAX_UNRELIABLE_PAYLOAD`] is refused and leaves it empty.
+    pub fn set(&mut self, command: u16, parts: &[&[u8]]) -> Result<(), DatagramError> {
+        self.bytes.clear();
+        let payload: usize = parts.iter().map(|p| p.len()).sum();
+        if payload > MAX_UNRELIABLE_PAYLOAD {
+            return Err(DatagramError::TooLarge {
+                len: payload,
+                max: MAX_UNRELIABLE_PAYLOAD,
+            });
+        }
+        self.bytes.reserve(DATA_RECORD_OVERHEAD + payload);
+        self.bytes.put_u8(DATA);
+        self.bytes.put_u16(command);
+        // Within MAX_UNRELIABLE_PAYLOAD, so it fits a u16.
+        self.bytes
+            .put_u16(u16::try_from(payload).unwrap_or(u16::MAX));
+        for p in parts {
+            self.bytes.put_slice(p);
+        }
+        Ok(())
+    }
+
+    /// Bytes it takes inside a datagram (0 while empty).
+    pub fn encoded_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether nothing was set.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
     }
 }
 
@@ -286,6 +343,37 @@ mod tests {
             b.push_data(1, &[&[0; 1000], &[0; 200]]),
             Err(DatagramError::TooLarge { len: 1200, .. })
         ));
+    }
+
+    #[test]
+    fn a_record_encoded_once_matches_push_data() {
+        let mut a = Batch::new();
+        let mut b = Batch::new();
+        let mut r = DataRecord::default();
+        assert!(!b.push_record(&r), "an empty record is never added");
+        for i in 0..200u64 {
+            let state = vec![i as u8; (i % 40) as usize];
+            r.set(11, &[&i.to_le_bytes(), &state]).unwrap();
+            assert_eq!(r.encoded_len(), DATA_RECORD_OVERHEAD + 8 + state.len());
+            let ra = a.push_data(11, &[&i.to_le_bytes(), &state]);
+            let rb = b.push_record(&r);
+            assert_eq!(ra, Ok(rb));
+            if !rb {
+                assert_eq!(a.take(), b.take());
+            }
+        }
+        assert_eq!(a.take(), b.take());
+        assert_eq!(
+            r.set(1, &[&[0; 1000], &[0; 200]]),
+            Err(DatagramError::TooLarge {
+                len: 1200,
+                max: MAX_UNRELIABLE_PAYLOAD
+            })
+        );
+        assert!(r.is_empty(), "a refused payload leaves it empty");
+        r.set(1, &[&[7; MAX_UNRELIABLE_PAYLOAD]]).unwrap();
+        assert!(b.push_record(&r), "the largest record fits an empty batch");
+        assert!(!b.push_record(&r));
     }
 
     #[test]

@@ -131,7 +131,9 @@ pub struct ClusterInfo {
     pub udp_port: u16,
     /// Players connected now.
     pub players: u32,
-    /// Most players the cluster accepts; 0 means no limit.
+    /// Most players the cluster accepts, as it registered
+    /// ([`Register::capacity`]): never 0 for a Sustenet cluster; 0 when a
+    /// cluster registered no limit, and then the master never locks it.
     pub capacity: u32,
     /// True when the cluster is full and cannot be joined.
     pub locked: bool,
@@ -235,7 +237,9 @@ pub struct Register {
     pub tcp_port: u16,
     /// UDP port for players.
     pub udp_port: u16,
-    /// Most players; 0 means no limit.
+    /// Most players. A Sustenet cluster sends its limit in force (its
+    /// `max_connections`, or the default bound of 1,000 when that is 0), never
+    /// 0; 0 means no limit: the master never locks such a cluster.
     pub capacity: u32,
 }
 
@@ -244,7 +248,7 @@ pub struct Register {
 pub struct Status {
     /// Players connected now.
     pub players: u32,
-    /// Most players; 0 means no limit.
+    /// Most players, as in [`Register::capacity`].
     pub capacity: u32,
     /// Fragments with at least one player.
     pub fragments: u32,

@@ -12,6 +12,24 @@ use sustenet_proto::{
 };
 use sustenet_server::{EchoChat, MasterConfig};
 
+/// A cluster's `max_connections` of 0 is the default bound: the cluster
+/// registers that bound, so the list never shows a Sustenet cluster with
+/// capacity 0.
+#[tokio::test]
+async fn a_cluster_without_max_connections_lists_the_default_bound() {
+    init_tracing();
+    let keys = keys(&["alpha"]);
+    let master = start_master(&keys).await;
+    let _cluster = start_cluster(master.addr, "Alpha", "alpha", keys["alpha"].clone(), 0).await;
+    let list = wait_for_list(&master, "the cluster", |l| l.len() == 1).await;
+    assert_eq!(
+        list[0].capacity,
+        sustenet_server::ClusterConfig::DEFAULT_MAX_CONNECTIONS
+    );
+    assert_eq!(list[0].capacity, 1_000);
+    assert!(!list[0].locked, "{list:?}");
+}
+
 #[tokio::test]
 async fn a_full_cluster_is_locked_and_refused_by_the_master() {
     init_tracing();

@@ -24,7 +24,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sustenet_proto::crypto::DatagramSealer;
-use sustenet_proto::datagram::{self, DATA_RECORD_OVERHEAD};
+use sustenet_proto::datagram::{self, DataRecord};
+use tracing::debug;
 
 use super::Players;
 use super::pending::Pending;
@@ -35,8 +36,9 @@ use crate::ids::PlayerId;
 /// A player's latest state and when it was last sent.
 #[derive(Debug, Default)]
 pub(crate) struct SubjectState {
-    command: u16,
-    bytes: Vec<u8>,
+    /// Its record (`player id || state`), encoded once when it is set and
+    /// copied into each recipient's datagram.
+    record: DataRecord,
     /// When it was last given to its audience.
     sent: Option<Instant>,
     /// The rate bound: the earliest a changed state may go out is half a
@@ -54,7 +56,7 @@ pub(crate) struct SubjectState {
 impl SubjectState {
     /// Its record's length in a datagram.
     fn record_len(&self) -> usize {
-        DATA_RECORD_OVERHEAD + 8 + self.bytes.len()
+        self.record.encoded_len()
     }
 
     /// Whether a changed state may go out at `now` under the rate bound.
@@ -116,12 +118,15 @@ impl Interest {
     }
 
     /// Sets `player`'s latest state; it goes out at the end of the input.
+    /// `state` fits one record (the caller checked its size).
     pub(crate) fn set_state(&mut self, player: PlayerId, command: u16, state: &[u8]) {
         // Most players report every tick: reuse the buffer of the last one.
         let s = self.states.entry(player).or_default();
-        s.command = command;
-        s.bytes.clear();
-        s.bytes.extend_from_slice(state);
+        if let Err(e) = s.record.set(command, &[&player.to_le_bytes(), state]) {
+            // Not reached: the size was checked. Nothing is sent for it.
+            debug!(player, "state not set: {e}");
+            return;
+        }
         s.changed = true;
         if !s.fresh {
             s.fresh = true;
@@ -291,10 +296,9 @@ impl StateOut<'_> {
             let Some(s) = states.get(subject) else {
                 continue;
             };
-            let parts: [&[u8]; 2] = [&subject.to_le_bytes(), &s.bytes];
-            if !matches!(self.batch.push_data(s.command, &parts), Ok(true)) {
+            if !self.batch.push_record(&s.record) {
                 self.flush(&mut p.udp, addr);
-                let _ = self.batch.push_data(s.command, &parts);
+                self.batch.push_record(&s.record);
             }
         }
         self.flush(&mut p.udp, addr);

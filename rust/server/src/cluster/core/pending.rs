@@ -12,14 +12,18 @@ use sustenet_proto::datagram::MAX_DATAGRAM_PLAINTEXT;
 use crate::fragments::Seeded;
 use crate::ids::PlayerId;
 
-/// Batches kept empty for reuse at most.
-const SPARE_BATCHES: usize = 1024;
-
-/// One recipient's records not sent yet.
+/// One recipient's records not sent yet, in a slot of [`Pending::slots`].
+/// A slot is reused by the next batch that opens once this one was sent,
+/// keeping its vector, so the fan-out allocates nothing once the slots
+/// have grown to the most recipients with a batch open at once (at most
+/// one per player).
 #[derive(Debug, Default)]
 struct Batch {
-    /// When its first record was added.
-    opened: Option<Instant>,
+    /// Whose batch it is.
+    recipient: PlayerId,
+    /// Counts the batches opened in this slot: a [`Pending::due`] entry
+    /// of an earlier one is stale.
+    opened: u64,
     /// Who it will tell about, each once.
     subjects: Vec<PlayerId>,
     /// Their records' bytes, as they were when added.
@@ -30,13 +34,16 @@ struct Batch {
 #[derive(Debug)]
 pub(crate) struct Pending {
     window: Duration,
-    batches: HashMap<PlayerId, Batch, Seeded>,
-    /// Recipients in the order their batches opened, with when each is due:
-    /// the window is the same for all, so this is also deadline order. An
-    /// entry whose batch was sent early (full) and opened again is stale
-    /// and skipped.
-    due: VecDeque<(Instant, PlayerId)>,
-    spare: Vec<Vec<PlayerId>>,
+    /// The slot of each recipient with a batch open.
+    open: HashMap<PlayerId, usize, Seeded>,
+    slots: Vec<Batch>,
+    /// Slots whose batch was sent, to be reused.
+    free: Vec<usize>,
+    /// Batches in the order they opened, with when each is due (the window
+    /// is the same for all, so this is also deadline order), their slot and
+    /// the slot's count then. An entry whose batch was sent early (full)
+    /// or dropped is stale and skipped.
+    due: VecDeque<(Instant, usize, u64)>,
 }
 
 impl Pending {
@@ -44,9 +51,10 @@ impl Pending {
     pub(crate) fn new(window: Duration, hasher: Seeded) -> Self {
         Self {
             window,
-            batches: HashMap::with_hasher(hasher),
+            open: HashMap::with_hasher(hasher),
+            slots: Vec::new(),
+            free: Vec::new(),
             due: VecDeque::new(),
-            spare: Vec::new(),
         }
     }
 
@@ -62,69 +70,93 @@ impl Pending {
         record_len: usize,
         mut send: impl FnMut(PlayerId, &[PlayerId]),
     ) {
-        let b = self.batches.entry(recipient).or_default();
+        let slot = match self.open.get(&recipient) {
+            Some(&slot) => slot,
+            None => {
+                let slot = self.free.pop().unwrap_or(self.slots.len());
+                if slot == self.slots.len() {
+                    self.slots.push(Batch::default());
+                }
+                self.open.insert(recipient, slot);
+                self.start(now, recipient, slot);
+                slot
+            }
+        };
+        let Some(b) = self.slots.get_mut(slot) else {
+            return;
+        };
         if b.subjects.contains(&subject) {
             return;
         }
         if !b.subjects.is_empty() && b.bytes + record_len > MAX_DATAGRAM_PLAINTEXT {
             send(recipient, &b.subjects);
+            self.start(now, recipient, slot);
+        }
+        if let Some(b) = self.slots.get_mut(slot) {
+            b.subjects.push(subject);
+            b.bytes += record_len;
+        }
+    }
+
+    /// Opens a new, empty batch for `recipient` in `slot` at `now`, due one
+    /// window later.
+    fn start(&mut self, now: Instant, recipient: PlayerId, slot: usize) {
+        if let Some(b) = self.slots.get_mut(slot) {
+            b.recipient = recipient;
+            b.opened += 1;
             b.subjects.clear();
             b.bytes = 0;
-            b.opened = None;
+            self.due.push_back((now + self.window, slot, b.opened));
         }
-        if b.opened.is_none() {
-            b.opened = Some(now);
-            if b.subjects.capacity() == 0
-                && let Some(v) = self.spare.pop()
-            {
-                b.subjects = v;
-            }
-            self.due.push_back((now + self.window, recipient));
-        }
-        b.subjects.push(subject);
-        b.bytes += record_len;
     }
 
     /// When the oldest batch is due, if any.
     pub(crate) fn next_due(&self) -> Option<Instant> {
-        self.due.front().map(|(at, _)| *at)
+        self.due.front().map(|(at, ..)| *at)
     }
 
     /// Hands every batch due at `now` to `send` (recipient, subjects), in
     /// the order they opened, and forgets them.
     pub(crate) fn send_due(&mut self, now: Instant, mut send: impl FnMut(PlayerId, &[PlayerId])) {
-        while let Some(&(at, recipient)) = self.due.front() {
+        while let Some(&(at, slot, opened)) = self.due.front() {
             if at > now {
                 break;
             }
             self.due.pop_front();
-            let window = self.window;
-            let Some(b) = self.batches.get(&recipient) else {
+            // A batch sent early (full) has a later entry for the batch
+            // that followed it; a dropped one has none.
+            let Some(b) = self.slots.get_mut(slot).filter(|b| b.opened == opened) else {
                 continue;
             };
-            // A batch sent early and opened again later has its own entry.
-            if b.opened.is_none_or(|o| o + window > now) {
-                continue;
-            }
-            if let Some(mut b) = self.batches.remove(&recipient) {
-                send(recipient, &b.subjects);
-                if self.spare.len() < SPARE_BATCHES {
-                    b.subjects.clear();
-                    self.spare.push(b.subjects);
-                }
-            }
+            send(b.recipient, &b.subjects);
+            self.open.remove(&b.recipient);
+            Self::close(b);
+            self.free.push(slot);
         }
+    }
+
+    /// Empties a batch that was sent or dropped; its entry in
+    /// [`Pending::due`] is stale from now on.
+    fn close(b: &mut Batch) {
+        b.opened += 1;
+        b.subjects.clear();
+        b.bytes = 0;
     }
 
     /// Forgets `recipient`'s batch (it left).
     pub(crate) fn remove(&mut self, recipient: PlayerId) {
-        self.batches.remove(&recipient);
+        if let Some(slot) = self.open.remove(&recipient) {
+            if let Some(b) = self.slots.get_mut(slot) {
+                Self::close(b);
+            }
+            self.free.push(slot);
+        }
     }
 
     /// How many recipients have a batch pending.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.batches.len()
+        self.open.len()
     }
 }
 
