@@ -349,7 +349,7 @@ async fn run_agones(
         (Agones::connect(port).await?, key)
     };
     agones.configure(&mut config);
-    let plugin = agones.wrap(game, config.max_connections);
+    let plugin = agones.wrap(game, &config);
     let result = cluster::run(tcp, udp, config, key, plugin, shutdown_signal()).await;
     agones.shutdown().await;
     result?;

@@ -7,8 +7,9 @@
 //! [`Agones::wrap`] wraps the cluster's plugin so that the cluster's own
 //! events drive the SDK:
 //!
-//! - when the cluster starts: `SetPlayerCapacity(max_connections)` (alpha
-//!   player tracking; 0, no limit, is not sent);
+//! - when the cluster starts: `SetPlayerCapacity` with the player limit in
+//!   force ([`ClusterConfig::connection_limit`]: `max_connections`, or 1,000
+//!   when that is 0) (alpha player tracking);
 //! - the first time it is registered with the master: `Ready()` (a cluster
 //!   that cannot reach its master is never Ready, so never allocated);
 //! - every core heartbeat tick: one `Health()` ping, so a stuck core misses
@@ -51,6 +52,7 @@ use sustenet_proto::{DisconnectReason, Key};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::ClusterConfig;
 use crate::cluster::{Context, MasterLinkStatus, Reservation};
 use crate::plugin::{Channel, PlayerId, Plugin};
 
@@ -277,7 +279,7 @@ impl Agones {
     /// master and its players (address, TCP and UDP port: one port,
     /// `protocol: TCPUDP`) from [`Self::public_endpoint`] (left as they are
     /// without one).
-    pub fn configure(&self, config: &mut crate::ClusterConfig) {
+    pub fn configure(&self, config: &mut ClusterConfig) {
         config.reservation = self.reservation.clone();
         if let Some((address, port)) = self.public_endpoint() {
             info!(
@@ -290,13 +292,14 @@ impl Agones {
         }
     }
 
-    /// `plugin`, with the cluster's events also sent to Agones; `capacity`
-    /// is the cluster's `max_connections` (0: no limit).
-    pub fn wrap<P: Plugin>(&self, plugin: P, capacity: u32) -> WithAgones<P> {
+    /// `plugin`, with the events of the cluster that `config` configures also
+    /// sent to Agones (the player capacity is its
+    /// [`ClusterConfig::connection_limit`]).
+    pub fn wrap<P: Plugin>(&self, plugin: P, config: &ClusterConfig) -> WithAgones<P> {
         WithAgones {
             inner: plugin,
             calls: self.calls.clone(),
-            capacity,
+            capacity: config.connection_limit(),
             ready: self.instance,
             instance: self.instance,
             players: 0,
@@ -313,13 +316,13 @@ impl Agones {
     pub fn wrap_game_loop<P: Plugin>(
         &self,
         plugin: P,
-        capacity: u32,
+        config: &ClusterConfig,
         game_loop: GameLoopBeat,
         stuck_after: Duration,
     ) -> WithAgones<P> {
         WithAgones {
             game_loop: Some((game_loop, stuck_after)),
-            ..self.wrap(plugin, capacity)
+            ..self.wrap(plugin, config)
         }
     }
 
@@ -496,9 +499,7 @@ impl<P> WithAgones<P> {
 
 impl<P: Plugin> Plugin for WithAgones<P> {
     fn on_start(&mut self, ctx: &mut Context<'_>) {
-        if self.capacity > 0 {
-            self.call(Call::Capacity(self.capacity));
-        }
+        self.call(Call::Capacity(self.capacity));
         self.inner.on_start(ctx);
     }
     fn on_connect(&mut self, ctx: &mut Context<'_>, player: PlayerId, user_data: &[u8]) {

@@ -151,7 +151,7 @@ async fn the_sdk_sees_capacity_health_ready_after_registration_players_and_shutd
     };
     assert_eq!(agones.public_endpoint(), Some(("localhost", game_port)));
     agones.configure(&mut config);
-    let plugin = agones.wrap(EchoChat, config.max_connections);
+    let plugin = agones.wrap(EchoChat, &config);
     let cluster = spawn_cluster(gs.sockets, config, keys["agones"].clone(), plugin);
 
     // No master yet: the core ticks (health pings), but the cluster is not Ready.
@@ -339,7 +339,7 @@ async fn a_stuck_core_stops_health_pings_and_fails_health_until_it_recovers() {
             calls: calls.clone(),
             release: release_rx,
         },
-        config.max_connections,
+        &config,
     );
     let cluster = spawn_cluster(gs.sockets, config, keys["agones"].clone(), plugin);
     until_call(&calls, "Ready").await;
@@ -452,9 +452,11 @@ async fn an_allocated_game_server_is_reserved_from_auto_joins_until_it_is_ready_
     config.status_interval = Duration::from_millis(50);
     agones.configure(&mut config);
     let id = config.cluster_id.unwrap();
-    let plugin = agones.wrap(EchoChat, config.max_connections);
+    let plugin = agones.wrap(EchoChat, &config);
     let cluster = spawn_cluster(gs.sockets, config, keys["agones"].clone(), plugin);
     wait_for_list(&master, "the cluster listed", |l| l.len() == 1).await;
+    // max_connections = 0: Agones is told the limit in force, the default bound.
+    until_call(&calls, "SetPlayerCapacity(1000)").await;
 
     let mut m = RawMasterClient::connect(master.addr, &master.keypair.public())
         .await

@@ -79,8 +79,7 @@ async fn run_agones(
         _ = &mut stop => return Ok(()),
     };
     sdk.configure(&mut config);
-    let capacity = config.max_connections;
-    let plugin = sdk.wrap_game_loop(plugin, capacity, a.beat, a.stuck_after);
+    let plugin = sdk.wrap_game_loop(plugin, &config, a.beat, a.stuck_after);
     let r = cluster::run_with_handle(tcp, udp, config, key, plugin, commands, async {
         let _ = stop.await;
     })
