@@ -76,16 +76,27 @@ impl Fragments {
             }
             return;
         }
+        // Every cell of the box, skipping those out of reach (the box's
+        // corners): each axis's share of the distance is found once per
+        // row, and summed in the order `Probe::gap2` sums it.
         let [lo, hi] = [probe.cells_lo, probe.cells_hi];
-        for x in lo[0]..=hi[0] {
-            for y in lo[1]..=hi[1] {
-                for z in lo[2]..=hi[2] {
-                    let id = FragmentId { x, y, z };
-                    if !probe.reaches(&id) {
-                        continue;
-                    }
-                    if let Some(cell) = self.cells.get(&id) {
-                        f(id, cell);
+        let reach2 = sq(probe.wide);
+        let third = probe.axes > 2;
+        for x in lo[0]..hi[0] + 1 {
+            let dx = probe.axis_gap2(0, x, &probe.lo, &probe.hi);
+            for y in lo[1]..hi[1] + 1 {
+                let dxy = dx + probe.axis_gap2(1, y, &probe.lo, &probe.hi);
+                for z in lo[2]..hi[2] + 1 {
+                    let d2 = if third {
+                        dxy + probe.axis_gap2(2, z, &probe.lo, &probe.hi)
+                    } else {
+                        dxy
+                    };
+                    if d2 <= reach2 {
+                        let id = FragmentId { x, y, z };
+                        if let Some(cell) = self.cells.get(&id) {
+                            f(id, cell);
+                        }
                     }
                 }
             }
@@ -160,27 +171,33 @@ impl Probe {
     pub(super) fn gap2(&self, id: &FragmentId, lo: &[f64; 3], hi: &[f64; 3]) -> f64 {
         let mut d2 = 0.0;
         for a in 0..self.axes {
-            let c = id.axis(a);
-            let low = if c <= -CELL_LIMIT {
-                f64::NEG_INFINITY
-            } else {
-                f64::from(c) * self.cs - self.margin
-            };
-            let high = if c >= CELL_LIMIT {
-                f64::INFINITY
-            } else {
-                (f64::from(c) + 1.0) * self.cs + self.margin
-            };
-            let d = if hi[a] < low {
-                low - hi[a]
-            } else if lo[a] > high {
-                lo[a] - high
-            } else {
-                0.0
-            };
-            d2 += d * d;
+            d2 += self.axis_gap2(a, id.axis(a), lo, hi);
         }
         d2
+    }
+
+    /// Axis `a`'s share of [`Self::gap2`] for a cell whose index on that
+    /// axis is `c`: the squared gap between `[lo, hi]` and the cell's
+    /// widened extent along it.
+    fn axis_gap2(&self, a: usize, c: i32, lo: &[f64; 3], hi: &[f64; 3]) -> f64 {
+        let low = if c <= -CELL_LIMIT {
+            f64::NEG_INFINITY
+        } else {
+            f64::from(c) * self.cs - self.margin
+        };
+        let high = if c >= CELL_LIMIT {
+            f64::INFINITY
+        } else {
+            (f64::from(c) + 1.0) * self.cs + self.margin
+        };
+        let d = if hi[a] < low {
+            low - hi[a]
+        } else if lo[a] > high {
+            lo[a] - high
+        } else {
+            0.0
+        };
+        d * d
     }
 }
 

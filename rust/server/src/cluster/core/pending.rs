@@ -12,15 +12,17 @@ use sustenet_proto::datagram::MAX_DATAGRAM_PLAINTEXT;
 use crate::fragments::Seeded;
 use crate::ids::PlayerId;
 
-/// One recipient's records not sent yet, in a slot of [`Pending::slots`].
-/// A slot is reused by the next batch that opens once this one was sent,
-/// keeping its vector, so the fan-out allocates nothing once the slots
-/// have grown to the most recipients with a batch open at once (at most
-/// one per player).
+/// One recipient's records not sent yet, in its slot of
+/// [`Pending::slots`]. A recipient keeps its slot, and the slot its
+/// vector, from its first record until it leaves, so the fan-out looks a
+/// recipient up once per record and allocates nothing once the slots have
+/// grown (one per player at most).
 #[derive(Debug, Default)]
 struct Batch {
     /// Whose batch it is.
     recipient: PlayerId,
+    /// Whether it holds records to send.
+    open: bool,
     /// Counts the batches opened in this slot: a [`Pending::due`] entry
     /// of an earlier one is stale.
     opened: u64,
@@ -34,10 +36,10 @@ struct Batch {
 #[derive(Debug)]
 pub(crate) struct Pending {
     window: Duration,
-    /// The slot of each recipient with a batch open.
-    open: HashMap<PlayerId, usize, Seeded>,
+    /// Each recipient's slot, from its first record until it leaves.
+    slot_of: HashMap<PlayerId, usize, Seeded>,
     slots: Vec<Batch>,
-    /// Slots whose batch was sent, to be reused.
+    /// Slots of recipients that left, to be reused.
     free: Vec<usize>,
     /// Batches in the order they opened, with when each is due (the window
     /// is the same for all, so this is also deadline order), their slot and
@@ -51,7 +53,7 @@ impl Pending {
     pub(crate) fn new(window: Duration, hasher: Seeded) -> Self {
         Self {
             window,
-            open: HashMap::with_hasher(hasher),
+            slot_of: HashMap::with_hasher(hasher),
             slots: Vec::new(),
             free: Vec::new(),
             due: VecDeque::new(),
@@ -70,27 +72,17 @@ impl Pending {
         record_len: usize,
         mut send: impl FnMut(PlayerId, &[PlayerId]),
     ) {
-        let slot = match self.open.get(&recipient) {
-            Some(&slot) => slot,
-            None => {
-                let slot = self.free.pop().unwrap_or(self.slots.len());
-                if slot == self.slots.len() {
-                    self.slots.push(Batch::default());
-                }
-                self.open.insert(recipient, slot);
-                self.start(now, recipient, slot);
-                slot
-            }
-        };
+        let slot = self.slot(recipient);
         let Some(b) = self.slots.get_mut(slot) else {
             return;
         };
-        if b.subjects.contains(&subject) {
+        if !b.open {
+            self.start(now, slot);
+        } else if b.subjects.contains(&subject) {
             return;
-        }
-        if !b.subjects.is_empty() && b.bytes + record_len > MAX_DATAGRAM_PLAINTEXT {
+        } else if b.bytes + record_len > MAX_DATAGRAM_PLAINTEXT {
             send(recipient, &b.subjects);
-            self.start(now, recipient, slot);
+            self.start(now, slot);
         }
         if let Some(b) = self.slots.get_mut(slot) {
             b.subjects.push(subject);
@@ -98,14 +90,27 @@ impl Pending {
         }
     }
 
-    /// Opens a new, empty batch for `recipient` in `slot` at `now`, due one
-    /// window later.
-    fn start(&mut self, now: Instant, recipient: PlayerId, slot: usize) {
+    /// `recipient`'s slot, given one if it has none.
+    fn slot(&mut self, recipient: PlayerId) -> usize {
+        if let Some(&slot) = self.slot_of.get(&recipient) {
+            return slot;
+        }
+        let slot = self.free.pop().unwrap_or(self.slots.len());
+        if slot == self.slots.len() {
+            self.slots.push(Batch::default());
+        }
         if let Some(b) = self.slots.get_mut(slot) {
             b.recipient = recipient;
-            b.opened += 1;
-            b.subjects.clear();
-            b.bytes = 0;
+        }
+        self.slot_of.insert(recipient, slot);
+        slot
+    }
+
+    /// Opens a new, empty batch in `slot` at `now`, due one window later.
+    fn start(&mut self, now: Instant, slot: usize) {
+        if let Some(b) = self.slots.get_mut(slot) {
+            Self::close(b);
+            b.open = true;
             self.due.push_back((now + self.window, slot, b.opened));
         }
     }
@@ -125,27 +130,30 @@ impl Pending {
             self.due.pop_front();
             // A batch sent early (full) has a later entry for the batch
             // that followed it; a dropped one has none.
-            let Some(b) = self.slots.get_mut(slot).filter(|b| b.opened == opened) else {
+            let Some(b) = self
+                .slots
+                .get_mut(slot)
+                .filter(|b| b.open && b.opened == opened)
+            else {
                 continue;
             };
             send(b.recipient, &b.subjects);
-            self.open.remove(&b.recipient);
             Self::close(b);
-            self.free.push(slot);
         }
     }
 
     /// Empties a batch that was sent or dropped; its entry in
     /// [`Pending::due`] is stale from now on.
     fn close(b: &mut Batch) {
+        b.open = false;
         b.opened += 1;
         b.subjects.clear();
         b.bytes = 0;
     }
 
-    /// Forgets `recipient`'s batch (it left).
+    /// Forgets `recipient`'s batch and slot (it left).
     pub(crate) fn remove(&mut self, recipient: PlayerId) {
-        if let Some(slot) = self.open.remove(&recipient) {
+        if let Some(slot) = self.slot_of.remove(&recipient) {
             if let Some(b) = self.slots.get_mut(slot) {
                 Self::close(b);
             }
@@ -156,7 +164,7 @@ impl Pending {
     /// How many recipients have a batch pending.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.open.len()
+        self.slots.iter().filter(|b| b.open).count()
     }
 }
 
