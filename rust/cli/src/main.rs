@@ -210,6 +210,10 @@ fn version_line() -> &'static str {
     })
 }
 
+/// How long the runtime waits, once a command is done, for tasks that are
+/// still running (each command ends its own before it returns).
+const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = logging::init(cli.log_format, cli.log_level.as_deref()) {
@@ -222,19 +226,25 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
         {
-            Ok(rt) => rt.block_on(async move {
-                match other {
-                    Command::Up(a) => up::run(a).await,
-                    Command::Master(a) => servers::master(a).await,
-                    Command::Cluster(a) => servers::cluster(a).await,
-                    Command::Probe(a) => probe::run(a).await,
-                    Command::Bench(a) => bench::run(a).await,
-                    Command::Agent(a) => agent::run(a).await,
-                    Command::Instances(a) => instances::run(a).await,
-                    Command::BenchWeb(a) => bench_web::run(a).await,
-                    Command::Keygen(_) => Ok(()),
-                }
-            }),
+            Ok(rt) => {
+                let result = rt.block_on(async move {
+                    match other {
+                        Command::Up(a) => up::run(a).await,
+                        Command::Master(a) => servers::master(a).await,
+                        Command::Cluster(a) => servers::cluster(a).await,
+                        Command::Probe(a) => probe::run(a).await,
+                        Command::Bench(a) => bench::run(a).await,
+                        Command::Agent(a) => agent::run(a).await,
+                        Command::Instances(a) => instances::run(a).await,
+                        Command::BenchWeb(a) => bench_web::run(a).await,
+                        Command::Keygen(_) => Ok(()),
+                    }
+                });
+                // A task still running now (a server that did not stop within
+                // `up`'s stop deadline) does not keep the process from exiting.
+                rt.shutdown_timeout(RUNTIME_SHUTDOWN);
+                result
+            }
             Err(e) => Err(anyhow::anyhow!("cannot start the runtime: {e}")),
         },
     };

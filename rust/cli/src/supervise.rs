@@ -1,15 +1,22 @@
 //! The servers `sustenet up` runs in one process (master, clusters, agent,
 //! admin endpoint), each under its name: they run until Ctrl-C / SIGTERM,
 //! or until one of them stops on its own, with or without an error; then
-//! all of them are stopped. A server that stopped on its own is `up`'s
-//! error (exit status 1).
+//! all of them are stopped, each given [`STOP_DEADLINE`] to end. A server
+//! that stopped on its own, or that did not stop in time, is `up`'s error
+//! (exit status 1).
 
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::{Id, JoinError, JoinSet};
+
+/// How long servers told to stop have to end (after Ctrl-C / SIGTERM, or
+/// after one stopped on its own); those still running then are named in
+/// the error and left behind as the process exits.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Servers running side by side, each with the name `up` reports it by
 /// (`master (port 6256)`, `cluster-2 (port 6258)`, ...).
@@ -41,8 +48,9 @@ impl<E: Display + Send + 'static> Servers<E> {
 
     /// Runs until `shutdown` completes (`Ok`) or a server stops on its own
     /// (an error naming it and saying why); either way then sends `true` on
-    /// `stop` and waits for every server to end. Errors of servers while
-    /// they stop are logged, not returned.
+    /// `stop` and waits up to [`STOP_DEADLINE`] for every server to end.
+    /// Servers still running then are named in the error (and aborted).
+    /// Errors of servers while they stop are logged, not returned.
     pub async fn run_until(
         mut self,
         shutdown: impl Future<Output = ()>,
@@ -53,24 +61,42 @@ impl<E: Display + Send + 'static> Servers<E> {
             Some(ended) = self.tasks.join_next_with_id() => Some(self.why(ended)),
         };
         let _ = stop.send(true);
-        while let Some(ended) = self.tasks.join_next_with_id().await {
-            let why = self.why(ended);
-            if why.failed {
-                tracing::warn!("while stopping: {}", why.text);
+        let all_ended = async {
+            while let Some(ended) = self.tasks.join_next_with_id().await {
+                let why = self.why(ended);
+                if why.failed {
+                    tracing::warn!("while stopping: {}", why.text);
+                }
             }
-        }
-        match stopped_alone {
-            None => Ok(()),
-            Some(why) => Err(anyhow::anyhow!("a server stopped: {}", why.text)),
+        };
+        let in_time = tokio::time::timeout(STOP_DEADLINE, all_ended).await.is_ok();
+        let late = if in_time {
+            None
+        } else {
+            let mut names: Vec<&str> = self.names.values().map(String::as_str).collect();
+            names.sort_unstable();
+            Some(format!(
+                "{} did not stop within {} s of being told to",
+                names.join(", "),
+                STOP_DEADLINE.as_secs()
+            ))
+        };
+        match (stopped_alone, late) {
+            (None, None) => Ok(()),
+            (None, Some(late)) => Err(anyhow::anyhow!("{late}")),
+            (Some(why), None) => Err(anyhow::anyhow!("a server stopped: {}", why.text)),
+            (Some(why), Some(late)) => Err(anyhow::anyhow!(
+                "a server stopped: {}; then {late}",
+                why.text
+            )),
         }
     }
 
-    /// Which server ended and how.
-    fn why(&self, ended: Result<(Id, Result<(), E>), JoinError>) -> Ended {
-        let name = |id: Id| {
+    /// Which server ended and how; it is no longer among the running.
+    fn why(&mut self, ended: Result<(Id, Result<(), E>), JoinError>) -> Ended {
+        let mut name = |id: Id| {
             self.names
-                .get(&id)
-                .cloned()
+                .remove(&id)
                 .unwrap_or_else(|| format!("server task {id}"))
         };
         let (text, failed) = match ended {
@@ -195,5 +221,52 @@ mod tests {
             .run_until(std::future::ready(()), stop)
             .await
             .unwrap();
+    }
+
+    /// A server that, told to stop, never ends.
+    async fn never_stops(mut stop: watch::Receiver<bool>) -> Result<(), String> {
+        let _ = stop.wait_for(|s| *s).await;
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_that_does_not_stop_in_time_is_named_after_a_shutdown_request() {
+        let (stop, stop_rx) = watch::channel(false);
+        let done = Arc::new(AtomicUsize::new(0));
+        let mut servers: Servers<String> = Servers::new();
+        servers.spawn(
+            "master (port 7000)",
+            until_stopped(stop_rx.clone(), done.clone()),
+        );
+        servers.spawn("cluster-1 (port 7001)", never_stops(stop_rx.clone()));
+        servers.spawn("agent up", never_stops(stop_rx));
+        let started = tokio::time::Instant::now();
+        let result = servers.run_until(std::future::ready(()), stop).await;
+        let err = format!("{:#}", result.unwrap_err());
+        assert_eq!(
+            err,
+            "agent up, cluster-1 (port 7001) did not stop within 10 s of being told to"
+        );
+        assert_eq!(done.load(Ordering::SeqCst), 1);
+        // The paused clock moved by the deadline, not more.
+        assert_eq!(started.elapsed(), STOP_DEADLINE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_that_does_not_stop_in_time_after_another_stopped_is_named_too() {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut servers: Servers<String> = Servers::new();
+        servers.spawn("cluster-1 (port 7001)", never_stops(stop_rx));
+        servers.spawn("cluster-2 (port 7002)", async {
+            Err("cannot bind".to_owned())
+        });
+        let result = servers.run_until(std::future::pending(), stop).await;
+        let err = format!("{:#}", result.unwrap_err());
+        assert_eq!(
+            err,
+            "a server stopped: cluster-2 (port 7002): cannot bind; \
+             then cluster-1 (port 7001) did not stop within 10 s of being told to"
+        );
     }
 }
