@@ -290,64 +290,59 @@ fn up_exits_non_zero_when_a_server_inside_it_stops_with_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_ports(1);
     let web = common::free_ports(1);
+    let metrics = format!("127.0.0.1:{}", common::free_tcp_port());
     // The cluster binds its WebSocket listener (the WebSocket port + 1) when
     // it starts, after `up` has bound the rest: taken, that cluster stops
     // with an error while the master and the agent run.
-    let taken = std::net::TcpListener::bind(("127.0.0.1", web + 1)).unwrap();
-    let metrics = format!("127.0.0.1:{}", common::free_tcp_port());
-    let out = run(
-        dir.path(),
-        &[
-            "up",
-            "--metrics-bind",
-            &metrics,
-            "--clusters",
-            "1",
-            "--port",
-            &port.to_string(),
-            "--websocket-port",
-            &web.to_string(),
-            "--plain-websocket",
-        ],
-    );
-    drop(taken);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    // It names the server that stopped and says why, once.
+    let err = up_with_a_port_taken(dir.path(), port, web, &metrics, web + 1);
+    // It names the server that stopped and says why, once, as any port
+    // taken reads.
     let stopped = format!("error: a server stopped: cluster-1 (port {}): ", port + 1);
+    let why = format!("cannot listen on WebSocket 127.0.0.1:{}: ", web + 1);
     assert!(
         err.matches(&stopped).count() == 1
-            && err.contains(&format!("WebSocket listener on 127.0.0.1:{}", web + 1)),
-        "{err}"
-    );
-
-    // The master's WebSocket port taken: the master stops, `up` names it.
-    let taken = std::net::TcpListener::bind(("127.0.0.1", web)).unwrap();
-    let out = run(
-        dir.path(),
-        &[
-            "up",
-            "--metrics-bind",
-            &metrics,
-            "--clusters",
-            "1",
-            "--port",
-            &port.to_string(),
-            "--websocket-port",
-            &web.to_string(),
-            "--plain-websocket",
-        ],
-    );
-    drop(taken);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    let stopped = format!("error: a server stopped: master (port {port}): ");
-    assert!(
-        err.matches(&stopped).count() == 1
-            && err.contains(&format!("WebSocket listener on 127.0.0.1:{web}: ")),
+            && err.contains(&format!("{stopped}{why}"))
+            && err.contains("(is another server using that port?)\n"),
         "{err}"
     );
     said_once(&err, "(os error ");
+
+    // The master's WebSocket port taken: the master stops, `up` names it.
+    let err = up_with_a_port_taken(dir.path(), port, web, &metrics, web);
+    let stopped = format!("error: a server stopped: master (port {port}): ");
+    assert!(
+        err.matches(&stopped).count() == 1
+            && err.contains(&format!(
+                "{stopped}cannot listen on WebSocket 127.0.0.1:{web}: "
+            )),
+        "{err}"
+    );
+    said_once(&err, "(os error ");
+}
+
+/// Runs `up` in `dir` (one cluster, the master on `port`, WebSocket
+/// listeners from `web`, metrics on `metrics`) while another program holds
+/// TCP port `taken`; checks it exits with status 1 and returns its stderr.
+fn up_with_a_port_taken(dir: &Path, port: u16, web: u16, metrics: &str, taken: u16) -> String {
+    let holder = std::net::TcpListener::bind(("127.0.0.1", taken)).unwrap();
+    let out = run(
+        dir,
+        &[
+            "up",
+            "--metrics-bind",
+            metrics,
+            "--clusters",
+            "1",
+            "--port",
+            &port.to_string(),
+            "--websocket-port",
+            &web.to_string(),
+            "--plain-websocket",
+        ],
+    );
+    drop(holder);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

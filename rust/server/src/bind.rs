@@ -50,6 +50,16 @@ impl BindError {
         }
     }
 
+    /// A listener for `protocol` (such as `WebSocket`) on `addr` that could
+    /// not be bound.
+    pub(crate) fn at(protocol: &'static str, addr: SocketAddr, source: io::Error) -> Self {
+        Self {
+            protocol,
+            address: addr.to_string(),
+            source,
+        }
+    }
+
     /// The system's error (`AddrInUse`, `PermissionDenied`, ...).
     pub fn io_error(&self) -> &io::Error {
         &self.source

@@ -20,6 +20,9 @@ pub enum ServerError {
         /// What is wrong with it.
         message: String,
     },
+    /// A listener's port could not be bound (in use, not allowed, ...).
+    #[error(transparent)]
+    Bind(#[from] crate::bind::BindError),
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -75,6 +78,25 @@ mod tests {
         let text = chain(&e);
         assert_eq!(text.matches(&system).count(), 1, "{text}");
         assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_websocket_port_in_use_reads_as_the_other_ports_do() -> Result<(), Box<dyn Error>> {
+        let taken = bind_tcp("127.0.0.1", 0).await?;
+        let addr = taken.local_addr()?;
+        let ws = crate::web::WebSocketConfig::new(addr);
+        let Err(e) = ws.bind_listener().await else {
+            return Err("a WebSocket port in use was bound again".into());
+        };
+        let text = chain(&e);
+        let start = format!("cannot listen on WebSocket {addr}: ");
+        assert!(text.starts_with(&start), "{text}");
+        assert!(
+            text.ends_with(" (is another server using that port?)"),
+            "{text}"
+        );
+        assert_eq!(text.matches("(os error ").count(), 1, "{text}");
         Ok(())
     }
 

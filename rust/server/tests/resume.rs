@@ -172,13 +172,17 @@ impl Proxy {
                 let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
+                // Checked under the lock `down()` takes after setting the
+                // flag: a link accepted during a cut is either refused here
+                // or spawned before the cut aborts every link.
+                let mut links = l.lock().await;
                 if d.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
                 }
                 let id = n.fetch_add(1, Ordering::SeqCst);
                 let (f, h) = (f.clone(), h.clone());
-                l.lock().await.spawn(async move {
+                links.spawn(async move {
                     let Ok(outbound) = TcpStream::connect(upstream).await else {
                         return;
                     };
@@ -390,9 +394,16 @@ fn check_sequence(got: &[u32], total: u32, what: &str) {
 async fn a_reconnect_keeps_the_player_and_every_reliable_message() {
     init_tracing();
     count_panics();
-    let s = setup(Duration::from_secs(20)).await;
+    // The cuts close the link, which both sides see at once; the heartbeat
+    // timeouts are the defaults (10 s) rather than the test limits' 2 s.
+    // With 2 s, a starved debug build busy with a reconnect's hundreds of
+    // messages sent again goes silent for longer, is timed out, reconnects
+    // with even more to send again, and so on without end (seen with the
+    // test given a tenth of a core).
+    let s = setup_with(Duration::from_secs(20), |c| c.limits.timeout_ms = 10_000).await;
     let mut config: ClientConfig = client_config(&s.master);
     config.resume_buffer = BUFFER;
+    config.timeout = Duration::from_secs(10);
     let p = try_join_with(config, "ann", JoinTarget::Auto)
         .await
         .unwrap_or_else(|_| panic!("join failed"));

@@ -127,15 +127,14 @@ impl WebSocketConfig {
     }
 
     /// Checks the settings ([`WebSocketConfig::check`]) and binds the
-    /// listener; a bind that fails names the address.
+    /// listener; a bind that fails reads as the other ports' do
+    /// (`cannot listen on WebSocket <address>: <reason> (is another server
+    /// using that port?)`).
     pub(crate) async fn bind_listener(&self) -> Result<tokio::net::TcpListener, ServerError> {
         self.check()?;
-        tokio::net::TcpListener::bind(self.bind).await.map_err(|e| {
-            ServerError::Io(std::io::Error::new(
-                e.kind(),
-                format!("cannot bind the WebSocket listener on {}: {e}", self.bind),
-            ))
-        })
+        tokio::net::TcpListener::bind(self.bind)
+            .await
+            .map_err(|e| crate::bind::BindError::at("WebSocket", self.bind, e).into())
     }
 
     /// Whether web clients are told to use TLS.
