@@ -202,7 +202,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         web: web.as_ref(),
         stop_rx: stop_rx.clone(),
     };
-    site.start_master(listener, mkeys, master_metrics.clone(), &mut tasks);
+    // Every port is bound before any server starts: a port taken stops
+    // `up` here, with that error alone.
+    let (master_web, cluster_sockets) = site.bind_all(names.len()).await?;
+    site.start_master(
+        (listener, master_web),
+        mkeys,
+        master_metrics.clone(),
+        &mut tasks,
+    );
 
     let agent_ports = (agent.section.port_first, agent.section.port_last);
     let agent_name = format!("agent {}", agent.section.name);
@@ -216,14 +224,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ),
     );
     print_up(&file, agent_ports, &key_dir, dungeon.as_ref());
-    for (i, name) in names.iter().enumerate() {
+    for ((i, name), sockets) in names.iter().enumerate().zip(cluster_sockets) {
         let key = cluster_keys
             .get(name)
             .cloned()
             .with_context(|| format!("key {name} is missing from {}", key_dir.display()))?;
-        let metrics = site
-            .start_cluster(i, name, key, &mut registry, &mut tasks)
-            .await?;
+        let metrics = site.start_cluster(i, name, key, sockets, &mut registry, &mut tasks)?;
         local_clusters.push((name.clone(), metrics));
     }
     if let Some(dev) = dev {
@@ -367,11 +373,61 @@ struct Site<'a> {
     stop_rx: watch::Receiver<bool>,
 }
 
+/// A cluster's bound sockets: its TCP listener and UDP socket on `port`,
+/// and its WebSocket listener when `up` serves them.
+struct ClusterSockets {
+    port: u16,
+    tcp: TcpListener,
+    udp: tokio::net::UdpSocket,
+    web: Option<TcpListener>,
+}
+
 impl Site<'_> {
-    /// Starts the master on `listener`.
+    /// Binds the master's WebSocket listener (when `up` serves them) and the
+    /// sockets of `clusters` clusters, in that order; the first port that
+    /// cannot be bound is the error.
+    async fn bind_all(
+        &self,
+        clusters: usize,
+    ) -> anyhow::Result<(Option<TcpListener>, Vec<ClusterSockets>)> {
+        let master_web = match self.web {
+            Some(w) => Some(w.listener(w.master_port).bind_listener().await?),
+            None => None,
+        };
+        let mut sockets = Vec::with_capacity(clusters);
+        for i in 0..clusters {
+            sockets.push(self.bind_cluster(i).await?);
+        }
+        Ok((master_web, sockets))
+    }
+
+    /// Binds the sockets of cluster number `i` (from 0): TCP and UDP on the
+    /// port after the master's plus `i`, WebSocket on the WebSocket port
+    /// after the master's plus `i`.
+    async fn bind_cluster(&self, i: usize) -> anyhow::Result<ClusterSockets> {
+        let port = self
+            .master_port
+            .checked_add(u16::try_from(i + 1).unwrap_or(u16::MAX))
+            .context("cluster ports run past 65535: pass a lower --port")?;
+        let receivers = ClusterConfig::default_receive_threads();
+        let (tcp, udp) = bind_cluster_for(&self.args.bind, port, port, receivers).await?;
+        let web = match self.web {
+            Some(w) => Some(w.listener(w.cluster_port(i)?).bind_listener().await?),
+            None => None,
+        };
+        Ok(ClusterSockets {
+            port,
+            tcp,
+            udp,
+            web,
+        })
+    }
+
+    /// Starts the master on `listener` and `web_listener` (its WebSocket
+    /// listener, when `up` serves them).
     fn start_master(
         &self,
-        listener: TcpListener,
+        (listener, web_listener): (TcpListener, Option<TcpListener>),
         keys: MasterKeys,
         metrics: MasterMetrics,
         tasks: &mut Servers<sustenet_server::ServerError>,
@@ -392,28 +448,36 @@ impl Site<'_> {
         let name = format!("master (port {})", self.master_port);
         tasks.spawn(
             name,
-            master::run(listener, config, keys, Arc::new(AllowAll), stop),
+            master::run_with_web(
+                listener,
+                web_listener,
+                config,
+                keys,
+                Arc::new(AllowAll),
+                stop,
+            ),
         );
     }
 
-    /// Binds and starts cluster number `i` (from 0) as `name`, on the port
-    /// after the master's plus `i`, its metrics registered in `registry`;
+    /// Starts cluster number `i` (from 0) as `name` on `sockets`
+    /// ([`Site::bind_cluster`]), its metrics registered in `registry`;
     /// prints its line. Returns its metrics.
-    async fn start_cluster(
+    fn start_cluster(
         &self,
         i: usize,
         name: &str,
         key: sustenet_proto::Key,
+        sockets: ClusterSockets,
         registry: &mut Registry,
         tasks: &mut Servers<sustenet_server::ServerError>,
     ) -> anyhow::Result<sustenet_server::metrics::ClusterMetrics> {
         let (args, client_host) = (self.args, self.client_host);
-        let port = self
-            .master_port
-            .checked_add(u16::try_from(i + 1).unwrap_or(u16::MAX))
-            .context("cluster ports run past 65535: pass a lower --port")?;
-        let receivers = ClusterConfig::default_receive_threads();
-        let (tcp, udp) = bind_cluster_for(&args.bind, port, port, receivers).await?;
+        let ClusterSockets {
+            port,
+            tcp,
+            udp,
+            web,
+        } = sockets;
         let websocket = match self.web {
             Some(w) => Some(w.listener(w.cluster_port(i)?)),
             None => None,
@@ -440,7 +504,7 @@ impl Site<'_> {
         let stop = stopped(self.stop_rx.clone());
         tasks.spawn(
             format!("{name} (port {port})"),
-            cluster::run(tcp, udp, cfg, key, World, stop),
+            cluster::run_with_web(tcp, udp, web, cfg, key, World, stop),
         );
         let web_url = match self.web {
             Some(w) => format!(", {}://{client_host}:{}", w.scheme(), w.cluster_port(i)?),

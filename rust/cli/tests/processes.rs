@@ -289,41 +289,94 @@ fn up_takes_a_state_window_within_its_bound() {
 fn up_exits_non_zero_when_a_server_inside_it_stops_with_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_ports(1);
-    let web = common::free_ports(1);
     let metrics = format!("127.0.0.1:{}", common::free_tcp_port());
-    // The cluster binds its WebSocket listener (the WebSocket port + 1) when
-    // it starts, after `up` has bound the rest: taken, that cluster stops
-    // with an error while the master and the agent run.
-    let err = up_with_a_port_taken(dir.path(), port, web, &metrics, web + 1);
-    // It names the server that stopped and says why, once, as any port
-    // taken reads.
-    let stopped = format!("error: a server stopped: cluster-1 (port {}): ", port + 1);
-    let why = format!("cannot listen on WebSocket 127.0.0.1:{}: ", web + 1);
-    assert!(
-        err.matches(&stopped).count() == 1
-            && err.contains(&format!("{stopped}{why}"))
-            && err.contains("(is another server using that port?)\n"),
-        "{err}"
+    // The agent makes its run folder (.sustenet/agent) when it starts, after
+    // `up` has bound every port: a file there stops the agent with an error
+    // while the master and the cluster run.
+    std::fs::create_dir_all(dir.path().join(".sustenet")).unwrap();
+    std::fs::write(dir.path().join(".sustenet/agent"), "not a folder").unwrap();
+    let out = run(
+        dir.path(),
+        &[
+            "up",
+            "--metrics-bind",
+            &metrics,
+            "--clusters",
+            "1",
+            "--port",
+            &port.to_string(),
+            "--no-websocket",
+        ],
     );
-    said_once(&err, "(os error ");
-
-    // The master's WebSocket port taken: the master stops, `up` names it.
-    let err = up_with_a_port_taken(dir.path(), port, web, &metrics, web);
-    let stopped = format!("error: a server stopped: master (port {port}): ");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    // It names the server that stopped and says why, once.
+    let stopped = "error: a server stopped: agent up: ";
     assert!(
-        err.matches(&stopped).count() == 1
+        err.matches(stopped).count() == 1
             && err.contains(&format!(
-                "{stopped}cannot listen on WebSocket 127.0.0.1:{web}: "
+                "{stopped}key file .sustenet/agent: cannot create the run folder: "
             )),
         "{err}"
     );
     said_once(&err, "(os error ");
 }
 
+#[test]
+fn up_exits_non_zero_naming_a_cluster_port_taken_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_ports(1);
+    let web = common::free_ports(1);
+    let metrics = format!("127.0.0.1:{}", common::free_tcp_port());
+    // `up` binds every port (TCP, UDP and WebSocket, the master's and the
+    // clusters') before it starts any server: one taken stops it there,
+    // with that error alone (no server, no agent has run to say more).
+    let cases = [
+        (
+            port + 1,
+            "--no-websocket",
+            format!("TCP 127.0.0.1:{}", port + 1),
+        ),
+        (
+            web + 1,
+            "--plain-websocket",
+            format!("WebSocket 127.0.0.1:{}", web + 1),
+        ),
+        (
+            web,
+            "--plain-websocket",
+            format!("WebSocket 127.0.0.1:{web}"),
+        ),
+    ];
+    for (taken, websocket, what) in cases {
+        let out = up_with_a_port_taken(dir.path(), port, web, &metrics, taken, websocket);
+        assert_eq!(out.status.code(), Some(1), "{what}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with(&format!("error: cannot listen on {what}: "))
+                && err.ends_with("(is another server using that port?)\n"),
+            "{what}: {err}"
+        );
+        said_once(&err, "(os error ");
+        // Nothing else: not "Sustenet is up", not the agent failing to
+        // register with a master that never ran.
+        assert!(!err.contains("cannot register with the master"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{what}: {err}");
+        assert!(out.stdout.is_empty(), "{what}: {out:?}");
+    }
+}
+
 /// Runs `up` in `dir` (one cluster, the master on `port`, WebSocket
-/// listeners from `web`, metrics on `metrics`) while another program holds
-/// TCP port `taken`; checks it exits with status 1 and returns its stderr.
-fn up_with_a_port_taken(dir: &Path, port: u16, web: u16, metrics: &str, taken: u16) -> String {
+/// listeners from `web` unless `websocket` is `--no-websocket`, metrics on
+/// `metrics`) while another program holds TCP port `taken`.
+fn up_with_a_port_taken(
+    dir: &Path,
+    port: u16,
+    web: u16,
+    metrics: &str,
+    taken: u16,
+    websocket: &str,
+) -> Output {
     let holder = std::net::TcpListener::bind(("127.0.0.1", taken)).unwrap();
     let out = run(
         dir,
@@ -337,46 +390,11 @@ fn up_with_a_port_taken(dir: &Path, port: u16, web: u16, metrics: &str, taken: u
             &port.to_string(),
             "--websocket-port",
             &web.to_string(),
-            "--plain-websocket",
+            websocket,
         ],
     );
     drop(holder);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-#[test]
-fn up_exits_non_zero_naming_a_cluster_port_taken_before_it_starts() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = common::free_ports(1);
-    // `up` binds its clusters' ports before it runs them: the first
-    // cluster's TCP port (the master's + 1) taken stops it there.
-    let taken = std::net::TcpListener::bind(("127.0.0.1", port + 1)).unwrap();
-    let metrics = format!("127.0.0.1:{}", common::free_tcp_port());
-    let out = run(
-        dir.path(),
-        &[
-            "up",
-            "--clusters",
-            "1",
-            "--port",
-            &port.to_string(),
-            "--metrics-bind",
-            &metrics,
-            "--no-websocket",
-        ],
-    );
-    drop(taken);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!(
-            "error: cannot listen on TCP 127.0.0.1:{}",
-            port + 1
-        )),
-        "{err}"
-    );
-    said_once(&err, "(os error ");
+    out
 }
 
 /// `what` is in the `error: ` line of `stderr` exactly once (an error chain

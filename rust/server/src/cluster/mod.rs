@@ -219,6 +219,23 @@ pub async fn run(
     run_with_handle(tcp, udp, config, key, plugin, commands, shutdown).await
 }
 
+/// As [`run`], with the WebSocket listener of `config.websocket` bound
+/// already ([`crate::web::WebSocketConfig::bind_listener`]), so that a
+/// process binds all its ports before it starts any server; `None` binds it
+/// here. A listener without `config.websocket` is a configuration error.
+pub async fn run_with_web(
+    tcp: TcpListener,
+    udp: UdpSocket,
+    web: Option<TcpListener>,
+    config: ClusterConfig,
+    key: Key,
+    plugin: impl Plugin,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let (_handle, commands) = command_channel(1);
+    serve((tcp, udp, web), config, key, plugin, commands, shutdown).await
+}
+
 /// Runs a cluster on already-bound sockets until `shutdown` completes,
 /// taking commands from the [`ClusterHandle`] paired with `commands`.
 /// On shutdown every player is told `ServerShutdown` and the master is told
@@ -229,6 +246,19 @@ pub async fn run_with_handle(
     config: ClusterConfig,
     key: Key,
     plugin: impl Plugin,
+    commands: ClusterCommands,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    serve((tcp, udp, None), config, key, plugin, commands, shutdown).await
+}
+
+/// [`run_with_handle`] on `(tcp, udp, web)`, the WebSocket listener bound
+/// here when `None` and the configuration asks for one.
+async fn serve(
+    (tcp, udp, web): (TcpListener, UdpSocket, Option<TcpListener>),
+    config: ClusterConfig,
+    key: Key,
+    plugin: impl Plugin,
     mut commands: ClusterCommands,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
@@ -236,7 +266,7 @@ pub async fn run_with_handle(
     ClusterConfig::check_seal_threads(config.seal_threads)?;
     let max_reliable = self::core::max_reliable(&config);
     commands.max_reliable.store(max_reliable, Ordering::Relaxed);
-    let web_listener = bind_web(&config).await?;
+    let web_listener = bind_web(&config, web).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, mut events_rx) = mpsc::channel::<CoreEvent>(16_384);
     let (link_tx, link_rx) =
@@ -393,13 +423,20 @@ fn new_shared(
     })
 }
 
-/// The WebSocket players' listener, when the configuration asks for one:
-/// the listener, the port announced to players and whether it serves TLS.
-async fn bind_web(config: &ClusterConfig) -> Result<Option<(TcpListener, u16, bool)>, ServerError> {
-    let Some(ws) = &config.websocket else {
+/// The WebSocket players' listener, when the configuration asks for one
+/// (`bound`, or one bound now): the listener, the port announced to players
+/// and whether it serves TLS.
+async fn bind_web(
+    config: &ClusterConfig,
+    bound: Option<TcpListener>,
+) -> Result<Option<(TcpListener, u16, bool)>, ServerError> {
+    let ws = config.websocket.as_ref();
+    let (Some(ws), Some(l)) = (
+        ws,
+        crate::web::WebSocketConfig::listener_for(ws, bound).await?,
+    ) else {
         return Ok(None);
     };
-    let l = ws.bind_listener().await?;
     let port = if ws.public_port == 0 {
         l.local_addr()?.port()
     } else {

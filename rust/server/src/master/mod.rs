@@ -242,10 +242,22 @@ pub async fn run(
     auth: Arc<dyn AuthHook>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let web_listener = match &config.websocket {
-        Some(ws) => Some(ws.bind_listener().await?),
-        None => None,
-    };
+    run_with_web(listener, None, config, keys, auth, shutdown).await
+}
+
+/// As [`run`], with the WebSocket listener of `config.websocket` bound
+/// already ([`crate::web::WebSocketConfig::bind_listener`]); `None` binds
+/// it here. A listener without `config.websocket` is a configuration error.
+pub async fn run_with_web(
+    listener: TcpListener,
+    web_listener: Option<TcpListener>,
+    config: MasterConfig,
+    keys: MasterKeys,
+    auth: Arc<dyn AuthHook>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let web_listener =
+        crate::web::WebSocketConfig::listener_for(config.websocket.as_ref(), web_listener).await?;
     let mut table = InstanceTable::new(config.instances.clone());
     let agones = agones_backend::attach(config.agones.as_ref(), &mut table)?;
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -130,11 +130,34 @@ impl WebSocketConfig {
     /// listener; a bind that fails reads as the other ports' do
     /// (`cannot listen on WebSocket <address>: <reason> (is another server
     /// using that port?)`).
-    pub(crate) async fn bind_listener(&self) -> Result<tokio::net::TcpListener, ServerError> {
+    pub async fn bind_listener(&self) -> Result<tokio::net::TcpListener, ServerError> {
         self.check()?;
         tokio::net::TcpListener::bind(self.bind)
             .await
             .map_err(|e| crate::bind::BindError::at("WebSocket", self.bind, e).into())
+    }
+
+    /// The listener a server serves for `config`: `bound` (bound already by
+    /// [`WebSocketConfig::bind_listener`], so that a process binds all its
+    /// ports before it starts any server), else one bound now; none without
+    /// `config`. A listener given without settings is refused.
+    pub(crate) async fn listener_for(
+        config: Option<&Self>,
+        bound: Option<tokio::net::TcpListener>,
+    ) -> Result<Option<tokio::net::TcpListener>, ServerError> {
+        match (config, bound) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(ServerError::Config(ConfigError::Invalid {
+                path: "<websocket>".into(),
+                key: "websocket".into(),
+                message: "a WebSocket listener was given without its settings".into(),
+            })),
+            (Some(ws), Some(l)) => {
+                ws.check()?;
+                Ok(Some(l))
+            }
+            (Some(ws), None) => Ok(Some(ws.bind_listener().await?)),
+        }
     }
 
     /// Whether web clients are told to use TLS.
@@ -185,6 +208,30 @@ pub(crate) fn origin_refusal(config: &WebSocketConfig, origin: Option<&str>) -> 
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    #[tokio::test]
+    async fn a_listener_is_served_only_with_its_settings() {
+        let bound = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = bound.local_addr().unwrap();
+        // Bound already: served as given, not bound again (its port is taken).
+        let ws = WebSocketConfig::new(addr);
+        let l = WebSocketConfig::listener_for(Some(&ws), Some(bound))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(l.local_addr().unwrap(), addr);
+        // Without settings: refused, not served with made-up ones.
+        let e = WebSocketConfig::listener_for(None, Some(l))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("without its settings"), "{e}");
+        assert!(
+            WebSocketConfig::listener_for(None, None)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
 
     #[test]
     fn loopback_origins() {
