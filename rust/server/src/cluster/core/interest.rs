@@ -268,8 +268,11 @@ impl Interest {
 /// Seals state records for players, through one reused datagram batch.
 pub(crate) struct StateOut<'a> {
     pub(crate) transmits: &'a mut Transmits,
-    pub(crate) now: Instant,
-    pub(crate) udp_silence: Duration,
+    /// `now - udp_silence` (`None` before the clock's origin): a player's
+    /// address heard since is live ([`UdpPath::target_heard_since`]).
+    ///
+    /// [`UdpPath::target_heard_since`]: super::path::UdpPath::target_heard_since
+    pub(crate) heard_since: Option<Instant>,
     pub(crate) batch: &'a mut datagram::Batch,
 }
 
@@ -288,7 +291,7 @@ impl StateOut<'_> {
         let Some(p) = players.get_mut(&recipient) else {
             return;
         };
-        let target = p.path.target(self.now, self.udp_silence);
+        let target = p.path.target_heard_since(self.heard_since);
         let (Some(addr), None, None) = (target, p.redirected, p.away_until) else {
             return;
         };

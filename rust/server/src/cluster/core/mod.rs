@@ -521,8 +521,7 @@ impl<P: Plugin> Core<P> {
         } = &mut self.s;
         let mut out = StateOut {
             transmits,
-            now,
-            udp_silence: *udp_silence,
+            heard_since: now.checked_sub(*udp_silence),
             batch: state_batch,
         };
         f(interest, players, &mut out);

@@ -172,8 +172,15 @@ impl UdpPath {
     /// Where the player's unreliable traffic goes at `now`: the validated
     /// address, unless it has been silent for longer than `silence`.
     pub(crate) fn target(&self, now: Instant, silence: Duration) -> Option<SocketAddr> {
+        self.target_heard_since(now.checked_sub(silence))
+    }
+
+    /// [`Self::target`] with `now - silence` found once for many players:
+    /// the validated address if it was heard at or after `since` (`None`:
+    /// before the clock's origin, so any time it was heard).
+    pub(crate) fn target_heard_since(&self, since: Option<Instant>) -> Option<SocketAddr> {
         let (addr, heard) = self.validated?;
-        (now.saturating_duration_since(heard) <= silence).then_some(addr)
+        since.is_none_or(|s| heard >= s).then_some(addr)
     }
 }
 
@@ -289,6 +296,22 @@ mod tests {
             !p.spend(addr(2), 1),
             "the dropped candidate has no allowance left"
         );
+    }
+
+    #[test]
+    fn an_address_is_live_for_exactly_the_silence_after_it_was_heard() {
+        let t0 = Instant::now();
+        let mut p = UdpPath::default();
+        p.on_datagram(t0, SILENCE, addr(1), 42, || 7);
+        assert!(p.on_response(t0, addr(1), 7));
+        let ns = Duration::from_nanos(1);
+        for (now, live) in [(t0, true), (t0 + SILENCE, true), (t0 + SILENCE + ns, false)] {
+            let expected = live.then_some(addr(1));
+            assert_eq!(p.target(now, SILENCE), expected);
+            assert_eq!(p.target_heard_since(now.checked_sub(SILENCE)), expected);
+        }
+        // Before the clock's origin plus the silence: any time heard is live.
+        assert_eq!(p.target_heard_since(None), Some(addr(1)));
     }
 
     #[test]
