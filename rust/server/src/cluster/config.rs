@@ -41,8 +41,8 @@ pub struct ClusterConfig {
     /// The world's fragment grid: cell size, 2D or 3D, default cap, update
     /// rate and interest radius.
     pub grid: GridConfig,
-    /// How often due fragments are checked for states to send again (those
-    /// held back by their fragment's update rate, and unchanged ones).
+    /// How often due fragments are checked for states to send again
+    /// (unchanged ones, and those set before their player had a position).
     pub update_tick: Duration,
     /// How long a player's batch of state records may wait for more after
     /// its first one (`[cluster] state_window_ms`). A state set with

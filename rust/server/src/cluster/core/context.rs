@@ -304,9 +304,11 @@ impl Context<'_> {
     /// `player id (u64 LE) || state`: within
     /// [`ClusterConfig::state_window`](crate::cluster::ClusterConfig::state_window)
     /// of this call (once the player has a position), at most at its
-    /// fragment's update rate (a state set faster waits for the fragment's
-    /// next update), and again on the fragment's updates while it does not
-    /// change (at least every two periods). Records for one recipient are
+    /// fragment's update rate: at most twice at once and `2 + d / period`
+    /// times in any span `d` (a state set faster waits until that allows,
+    /// and goes out then as it is last; see `interest.rs`), and again on
+    /// the fragment's updates while it does not change (at least every two
+    /// periods). Records for one recipient are
     /// coalesced into as few datagrams as fit the MTU; a state set again
     /// before its record left is sent once, as it is last.
     pub fn set_state(

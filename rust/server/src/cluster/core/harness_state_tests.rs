@@ -151,16 +151,26 @@ fn the_fragment_rate_bounds_sends_and_unchanged_states_are_repeated() {
     set_state(&mut h, 1, b"1");
     h.at(t0 + window);
     assert_eq!(by_recipient(&mut h), vec![(2, vec![(1, b"1".to_vec())])]);
-    // Set again 10 ms later: over 20 Hz (beyond half a period of slack),
-    // so it waits for the fragment's next update at 50 ms.
+    // Set again 10 ms later: the second within a period, out at once (a
+    // tolerance of one period).
     h.at(t0 + 10 * MS);
     set_state(&mut h, 1, b"2");
     h.at(t0 + 10 * MS + window);
-    assert!(h.sent().is_empty(), "held by the rate bound");
+    assert_eq!(by_recipient(&mut h), vec![(2, vec![(1, b"2".to_vec())])]);
+    // And again at 20 and 30 ms: over 20 Hz, so held until one period
+    // after the first send (the schedule: 50 ms after the first, 100 after
+    // the second, less the tolerance), and sent once, with the latest.
+    for (ms, state) in [(20, b"3"), (30, b"4")] {
+        h.at(t0 + ms * MS);
+        set_state(&mut h, 1, state);
+        h.at(t0 + ms * MS + window);
+        assert!(h.sent().is_empty(), "held by the rate bound at {ms} ms");
+    }
+    assert_eq!(h.core.poll_timeout(), Some(t0 + 50 * MS));
     h.at(t0 + 50 * MS);
     h.update();
     h.at(t0 + 50 * MS + window);
-    assert_eq!(by_recipient(&mut h), vec![(2, vec![(1, b"2".to_vec())])]);
+    assert_eq!(by_recipient(&mut h), vec![(2, vec![(1, b"4".to_vec())])]);
     // Unchanged, sent on an update: sent again on every update.
     for ms in [100, 150, 200] {
         h.at(t0 + ms * MS);
@@ -168,23 +178,23 @@ fn the_fragment_rate_bounds_sends_and_unchanged_states_are_repeated() {
         h.at(t0 + ms * MS + window);
         assert_eq!(
             by_recipient(&mut h),
-            vec![(2, vec![(1, b"2".to_vec())])],
+            vec![(2, vec![(1, b"4".to_vec())])],
             "{ms} ms"
         );
     }
-    // Set 40 ms after its last counted send (within half a period of its
-    // slot): out at once. The update 10 ms later does not repeat it (sent
+    // Set 190 ms after its last counted send (its schedule long passed):
+    // out at once. The update 10 ms later does not repeat it (sent
     // less than a period ago), the one after does.
     h.at(t0 + 240 * MS);
-    set_state(&mut h, 1, b"3");
+    set_state(&mut h, 1, b"5");
     h.at(t0 + 240 * MS + window);
-    assert_eq!(by_recipient(&mut h), vec![(2, vec![(1, b"3".to_vec())])]);
+    assert_eq!(by_recipient(&mut h), vec![(2, vec![(1, b"5".to_vec())])]);
     for (ms, repeated) in [(250, false), (300, true)] {
         h.at(t0 + ms * MS);
         h.update();
         h.at(t0 + ms * MS + window);
         let want = if repeated {
-            vec![(2, vec![(1, b"3".to_vec())])]
+            vec![(2, vec![(1, b"5".to_vec())])]
         } else {
             vec![]
         };
@@ -297,10 +307,8 @@ fn an_update_sends_each_due_state_to_its_whole_audience_whether_few_or_many_are_
     }
     h.at(t0 + window);
     assert_eq!(by_recipient(&mut h).len(), 4);
-    // Player 1 sets again at 10 ms (held by the rate bound until the
-    // update at 50 ms); the others at 30 ms (out at once, so not due then).
-    h.at(t0 + 10 * MS);
-    set_state(&mut h, 1, b"a");
+    // Player 1 stays unchanged (so a period old, due at 50 ms); the
+    // others set again at 30 ms (out at once, so not due then).
     for p in 2..=4 {
         h.at(t0 + 30 * MS);
         set_state(&mut h, p, &[p as u8, b'b']);
@@ -311,18 +319,14 @@ fn an_update_sends_each_due_state_to_its_whole_audience_whether_few_or_many_are_
     h.at(t0 + 50 * MS);
     h.update();
     h.at(t0 + 50 * MS + window);
-    let one = |to| (to, vec![(1, b"a".to_vec())]);
+    let one = |to| (to, vec![(1, vec![1])]);
     assert_eq!(by_recipient(&mut h), vec![one(2), one(3), one(4)]);
     // At 100 ms all four are a period old: each hears the three others.
     h.at(t0 + 100 * MS);
     h.update();
     h.at(t0 + 100 * MS + window);
     let state = |p: PlayerId| {
-        if p == 1 {
-            b"a".to_vec()
-        } else {
-            vec![p as u8, b'b']
-        }
+        if p == 1 { vec![1] } else { vec![p as u8, b'b'] }
     };
     let all: Vec<Heard> = (1..=4)
         .map(|to| {
@@ -331,4 +335,119 @@ fn an_update_sends_each_due_state_to_its_whole_audience_whether_few_or_many_are_
         })
         .collect();
     assert_eq!(by_recipient(&mut h), all);
+}
+
+/// When each of player 1's states reached player 2, in order, from what
+/// was sent since the last look: (state, when it left).
+fn heard_by_2(h: &mut Harness, out: &mut Vec<(Vec<u8>, Instant)>) {
+    for (to, heard) in by_recipient(h) {
+        if to == 2 {
+            out.extend(heard.into_iter().map(|(_, state)| (state, h.now)));
+        }
+    }
+}
+
+/// Runs the driver until `until`: the update tick every 10 ms (on the
+/// grid's schedule from `t0`) and whatever `poll_timeout` asks for.
+fn run_until(h: &mut Harness, t0: Instant, until: Instant, out: &mut Vec<(Vec<u8>, Instant)>) {
+    loop {
+        let tick = t0 + 10 * MS * ((h.now - t0).as_millis() as u32 / 10 + 1);
+        let next = h.core.poll_timeout().map_or(tick, |d| d.min(tick));
+        if next > until {
+            break;
+        }
+        h.at(next);
+        if next == tick {
+            h.update();
+        }
+        heard_by_2(h, out);
+    }
+    h.at(until);
+    heard_by_2(h, out);
+}
+
+/// A 20 Hz reporter that sent one report too many (twice within 10 ms)
+/// and then reports on time, 20 ms before the fragment's updates: after
+/// the extra report its reports are not held to the update in every
+/// period from then on (the rate bound's schedule does not stay ahead of
+/// its reports), each leaves within the state window.
+#[test]
+fn a_reporter_off_the_update_phase_is_not_held_to_every_update_after_one_extra_report() {
+    let window = 2 * MS;
+    let mut h = world(window, 2);
+    let t0 = h.now;
+    h.update();
+    let mut heard = Vec::new();
+    let mut reports = vec![30, 40];
+    reports.extend((1..10).map(|k| 30 + 50 * k));
+    for (n, ms) in reports.iter().enumerate() {
+        run_until(&mut h, t0, t0 + *ms * MS, &mut heard);
+        set_state(&mut h, 1, &[n as u8]);
+    }
+    run_until(&mut h, t0, t0 + 600 * MS, &mut heard);
+    // Every on-time report from the second period on left within the
+    // window of its arrival.
+    for (n, ms) in reports.iter().enumerate().skip(3) {
+        let left = heard
+            .iter()
+            .find(|(s, _)| s == &[n as u8])
+            .map(|(_, at)| *at);
+        let Some(left) = left else {
+            panic!("report {n} at {ms} ms never heard: {heard:?}");
+        };
+        let late = left - (t0 + *ms * MS);
+        assert!(
+            late <= window,
+            "report {n} at {ms} ms left {late:?} after it came"
+        );
+    }
+}
+
+/// However a client times its reports (here: silent for three periods,
+/// then as fast as the input allows, then a stall and a bunch), its state
+/// is sent at most twice at once and at most once a period over time:
+/// any k + 2 counted sends span at least k periods.
+#[test]
+fn bursts_after_a_stall_stay_within_the_rate_bound() {
+    let window = 2 * MS;
+    let mut h = world(window, 2);
+    let t0 = h.now;
+    h.update();
+    let mut heard = Vec::new();
+    let mut reports: Vec<u32> = vec![0, 1, 2, 3];
+    reports.extend((0..60).map(|k| 150 + k));
+    reports.extend([320, 320, 320, 321, 400, 401, 402, 450, 451]);
+    reports.extend((0..200).map(|k| 600 + 3 * k));
+    for (n, ms) in reports.iter().enumerate() {
+        run_until(&mut h, t0, t0 + *ms * MS, &mut heard);
+        set_state(&mut h, 1, &(n as u32).to_le_bytes());
+    }
+    run_until(&mut h, t0, t0 + 1500 * MS, &mut heard);
+    // Only changed states count (repeats of an unchanged one on the
+    // fragment's updates are not the client's doing): the first time each
+    // state was heard.
+    let mut sends: Vec<Instant> = Vec::new();
+    let mut last = None;
+    for (state, at) in &heard {
+        if last.as_ref() != Some(state) {
+            sends.push(*at);
+            last = Some(state.clone());
+        }
+    }
+    let period = 50 * MS;
+    for i in 0..sends.len() {
+        for j in i + 1..sends.len() {
+            let k = (j - i) as u32;
+            // k + 1 sends within sends[j] - sends[i]: at most 2 + whole
+            // periods in it, with the window's slack for when each left.
+            assert!(
+                sends[j] - sends[i] + window >= period * k.saturating_sub(1),
+                "{} sends within {:?}",
+                k + 1,
+                sends[j] - sends[i]
+            );
+        }
+    }
+    // And the client was heard: all it may send in the spans it reported.
+    assert!(sends.len() >= 20, "{} sends", sends.len());
 }

@@ -11,15 +11,26 @@
 //! record. A subject whose state changes again before its record left is
 //! sent once, with its latest state.
 //!
-//! The fragment's update rate bounds how often a subject's state is sent:
-//! a subject set faster than its fragment's `update_hz` (beyond half a
-//! period of slack) is held and sent at its fragment's next update. On
-//! those updates (due on the grid's shared schedule, checked every
-//! `update_tick`) the states that were held, and those not sent for a whole
+//! The fragment's update rate bounds how often a subject's state is sent,
+//! by the generic cell rate algorithm (GCRA, the virtual-scheduling form of
+//! a leaky bucket) with the fragment's `period` as the emission interval
+//! and a tolerance of one period: each subject has a theoretical arrival
+//! time `tat`; a changed state goes out at `now` if `now >= tat - period`
+//! (then `tat = max(tat, now) + period`), else it is held and goes out when
+//! the clock reaches `tat - period` (a deadline `poll_timeout` gives the
+//! driver), with its latest state by then. So over any span `d` a subject
+//! is sent at most `2 + d / period` times (twice at once at most, once a
+//! period over time), and a client reporting at the fragment's rate is
+//! never held, whatever its phase against the fragment's updates and after
+//! a late report. On the fragment's updates (due on the grid's shared
+//! schedule, checked every `update_tick`) the states not sent for a whole
 //! period (unchanged ones, so a player that stands still is still heard at
-//! least every two periods), go to their audience through the same batches.
+//! least every two periods) go to their audience through the same batches,
+//! and so do changed states within the bound that were not sent yet (set
+//! before their player had a position).
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -41,14 +52,16 @@ pub(crate) struct SubjectState {
     record: DataRecord,
     /// When it was last given to its audience.
     sent: Option<Instant>,
-    /// The rate bound: the earliest a changed state may go out is half a
-    /// period before this (a virtual schedule moved on one period per send,
-    /// and to at least half a period after the send).
-    next_slot: Option<Instant>,
+    /// The rate bound's theoretical arrival time (GCRA): a changed state
+    /// may go out from one period before it; one period on per counted
+    /// send, from the send if that was later.
+    tat: Option<Instant>,
     /// Set since it was last given to its audience.
     changed: bool,
     /// Waiting in [`Interest::fresh`].
     fresh: bool,
+    /// Waiting in [`Interest::held`].
+    held: bool,
     /// The fragment update that last sent it.
     update: u64,
 }
@@ -59,9 +72,15 @@ impl SubjectState {
         self.record.encoded_len()
     }
 
+    /// When a changed state may go out under the rate bound: one period
+    /// (the tolerance) before its theoretical arrival time.
+    fn earliest(&self, period: Duration) -> Option<Instant> {
+        self.tat.map(|tat| tat.checked_sub(period).unwrap_or(tat))
+    }
+
     /// Whether a changed state may go out at `now` under the rate bound.
     fn may_send(&self, now: Instant, period: Duration) -> bool {
-        self.next_slot.is_none_or(|slot| now + period / 2 >= slot)
+        self.earliest(period).is_none_or(|at| now >= at)
     }
 
     /// It is given to its audience at `now`; `counted` moves the rate
@@ -70,14 +89,9 @@ impl SubjectState {
         self.sent = Some(now);
         self.changed = false;
         if counted {
-            // One period on from the last slot, so that a report that came
-            // late does not hold the next one that comes on time; but at
-            // least half a period on from now, so that a subject silent for
-            // a while cannot spend the slots it skipped in one burst.
-            self.next_slot = Some(match self.next_slot {
-                None => now + period,
-                Some(slot) => (slot + period).max(now + period / 2),
-            });
+            // From the send if it was later than the schedule: a subject
+            // silent for a while cannot spend the periods it skipped.
+            self.tat = Some(self.tat.map_or(now, |tat| tat.max(now)) + period);
         }
     }
 }
@@ -90,6 +104,9 @@ pub(crate) struct Interest {
     pub(crate) states: HashMap<PlayerId, SubjectState, Seeded>,
     /// Subjects set since the last [`Interest::send_fresh`].
     fresh: Vec<PlayerId>,
+    /// Changed states held by the rate bound, by when they may go out
+    /// (an entry is stale if its subject was sent or left meanwhile).
+    held: BinaryHeap<Reverse<(Instant, PlayerId)>>,
     pending: Pending,
     /// Fragment updates so far.
     updates: u64,
@@ -109,6 +126,7 @@ impl Interest {
             fragments,
             states: HashMap::with_hasher(hasher),
             fresh: Vec::new(),
+            held: BinaryHeap::new(),
             pending,
             updates: 0,
             due: Vec::new(),
@@ -140,9 +158,9 @@ impl Interest {
         self.pending.remove(player);
     }
 
-    /// After an input: the states it set go to their audience's batches
-    /// (those over their fragment's rate wait for its next update), then
-    /// every batch due at `now` is sealed.
+    /// After an input: the states it set, and the held ones now within the
+    /// rate bound, go to their audience's batches (those over their
+    /// fragment's rate are held), then every batch due at `now` is sealed.
     pub(crate) fn send_fresh(
         &mut self,
         now: Instant,
@@ -153,9 +171,24 @@ impl Interest {
             fragments,
             states,
             fresh,
+            held,
             pending,
             ..
         } = self;
+        while let Some(&Reverse((at, subject))) = held.peek() {
+            if at > now {
+                break;
+            }
+            held.pop();
+            let Some(s) = states.get_mut(&subject).filter(|s| s.held) else {
+                continue;
+            };
+            s.held = false;
+            if s.changed && !s.fresh {
+                s.fresh = true;
+                fresh.push(subject);
+            }
+        }
         for subject in fresh.drain(..) {
             let Some(s) = states.get_mut(&subject) else {
                 continue;
@@ -168,6 +201,7 @@ impl Interest {
             };
             let period = fragments.settings(fragment).period();
             if !s.may_send(now, period) {
+                hold(held, subject, s, period);
                 continue;
             }
             s.mark_sent(now, period, true);
@@ -189,18 +223,21 @@ impl Interest {
             .send_due(now, |r, subjects| out.send(players, states, r, subjects));
     }
 
-    /// When the next batch is due, if any.
+    /// When the next batch is due or the next held state may go out, if
+    /// any.
     pub(crate) fn next_due(&self) -> Option<Instant> {
-        self.pending.next_due()
+        let held = self.held.peek().map(|Reverse((at, _))| *at);
+        self.pending.next_due().into_iter().chain(held).min()
     }
 
     /// One update tick at `now`: when fragments are due, the states of
-    /// their players that were held by the rate bound or not sent for a
-    /// whole period go to their audience's batches.
+    /// their players not sent for a whole period, and the changed ones
+    /// within the rate bound not sent yet, go to their audience's batches.
     pub(crate) fn tick(&mut self, now: Instant, players: &mut Players, out: &mut StateOut<'_>) {
         let Interest {
             fragments,
             states,
+            held,
             pending,
             updates,
             due,
@@ -226,7 +263,11 @@ impl Interest {
                 let stale = s
                     .sent
                     .is_none_or(|t| now.saturating_duration_since(t) >= period);
-                if s.changed || stale {
+                if s.changed && !s.may_send(now, period) {
+                    // Over the rate bound (and so sent less than a period
+                    // ago): it goes out when it may.
+                    hold(held, player, s, period);
+                } else if s.changed || stale {
                     s.update = update;
                     s.mark_sent(now, period, s.changed);
                     due_subjects.push(player);
@@ -262,6 +303,20 @@ impl Interest {
                 }
             }
         });
+    }
+}
+
+/// Holds `s`, a changed state over the rate bound, until it may go out
+/// (once: a subject already held keeps its place).
+fn hold(
+    held: &mut BinaryHeap<Reverse<(Instant, PlayerId)>>,
+    subject: PlayerId,
+    s: &mut SubjectState,
+    period: Duration,
+) {
+    if let (false, Some(at)) = (s.held, s.earliest(period)) {
+        s.held = true;
+        held.push(Reverse((at, subject)));
     }
 }
 
