@@ -20,6 +20,14 @@ pub enum ServerError {
         /// What is wrong with it.
         message: String,
     },
+    /// An agent's run folder cannot be made or used.
+    #[error("run folder {path}: {message}")]
+    RunFolder {
+        /// The folder.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A listener's port could not be bound (in use, not allowed, ...).
     #[error(transparent)]
     Bind(#[from] crate::bind::BindError),
