@@ -8,16 +8,16 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use sustenet_proto::DEFAULT_MASTER_PORT;
+use sustenet_proto::{DEFAULT_MASTER_PORT, Key};
 use sustenet_server::bind::{bind_cluster_for, bind_tcp};
 use sustenet_server::cluster::{self, ClusterConfig};
 use sustenet_server::config::default_port;
 use sustenet_server::fragments::GridConfig;
 use sustenet_server::keys;
 use sustenet_server::master::{self, MasterConfig, MasterKeys};
-use sustenet_server::metrics::MasterMetrics;
 use sustenet_server::metrics::admin::Admin;
 use sustenet_server::metrics::dashboard::Dashboard;
+use sustenet_server::metrics::{ClusterMetrics, MasterMetrics};
 use sustenet_server::prometheus_client::registry::Registry;
 use sustenet_server::web::{DevCertificate, TlsIdentity, WebSocketConfig, ensure_dev_certificate};
 use sustenet_server::{AllowAll, World};
@@ -212,17 +212,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         &mut tasks,
     );
 
-    let agent_ports = (agent.section.port_first, agent.section.port_last);
-    let agent_name = format!("agent {}", agent.section.name);
-    tasks.spawn(
-        agent_name,
-        sustenet_server::agent::run(
-            agent.section,
-            agent.key,
-            sustenet_server::Limits::default(),
-            stopped(stop_rx.clone()),
-        ),
-    );
+    let agent_ports = spawn_agent(agent.section, agent.key, &stop_rx, &mut tasks);
     print_up(&file, agent_ports, &key_dir, dungeon.as_ref());
     for ((i, name), sockets) in names.iter().enumerate().zip(cluster_sockets) {
         let key = cluster_keys
@@ -235,15 +225,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(dev) = dev {
         print_trust(dev);
     }
-    let cores: Vec<_> = local_clusters
-        .iter()
-        .map(|(name, m)| (name.clone(), m.heartbeat().clone()))
-        .collect();
-    let dashboard = Dashboard::new(master_metrics, local_clusters);
-    let admin = cores.into_iter().fold(
-        Admin::new(registry, Some(token.clone()), Some(dashboard)),
-        |admin, (name, heartbeat)| admin.watch_core(name, heartbeat),
-    );
+    let admin = admin_for(registry, &token, master_metrics, local_clusters);
     serve_admin(admin_listener, &token, admin, stop_rx, &mut tasks)?;
     println!(
         "Clients need the master address and public key; both are in {}.",
@@ -254,6 +236,46 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let stopped = tasks.run_until(shutdown_signal(), stop_tx).await;
     println!("Sustenet stopped.");
     stopped
+}
+
+/// The admin endpoint of `up`: its metrics, the dashboard of the master and
+/// the local clusters, and a watch on each cluster's core.
+fn admin_for(
+    registry: Registry,
+    token: &str,
+    master_metrics: MasterMetrics,
+    local_clusters: Vec<(String, ClusterMetrics)>,
+) -> Admin {
+    let cores: Vec<_> = local_clusters
+        .iter()
+        .map(|(name, m)| (name.clone(), m.heartbeat().clone()))
+        .collect();
+    let dashboard = Dashboard::new(master_metrics, local_clusters);
+    cores.into_iter().fold(
+        Admin::new(registry, Some(token.to_owned()), Some(dashboard)),
+        |admin, (name, heartbeat)| admin.watch_core(name, heartbeat),
+    )
+}
+
+/// Starts `up`'s dev agent (named `agent <name>` among the servers); its
+/// port range.
+fn spawn_agent(
+    section: sustenet_server::instances_config::AgentSection,
+    key: Key,
+    stop_rx: &watch::Receiver<bool>,
+    tasks: &mut Servers<sustenet_server::ServerError>,
+) -> (u16, u16) {
+    let ports = (section.port_first, section.port_last);
+    tasks.spawn(
+        format!("agent {}", section.name),
+        sustenet_server::agent::run(
+            section,
+            key,
+            sustenet_server::Limits::default(),
+            stopped(stop_rx.clone()),
+        ),
+    );
+    ports
 }
 
 /// `cluster-1` to `cluster-<n>`, each with a key in `key_dir` (made when missing).
@@ -470,7 +492,7 @@ impl Site<'_> {
         sockets: ClusterSockets,
         registry: &mut Registry,
         tasks: &mut Servers<sustenet_server::ServerError>,
-    ) -> anyhow::Result<sustenet_server::metrics::ClusterMetrics> {
+    ) -> anyhow::Result<ClusterMetrics> {
         let (args, client_host) = (self.args, self.client_host);
         let ClusterSockets {
             port,

@@ -315,7 +315,7 @@ fn up_exits_non_zero_when_a_server_inside_it_stops_with_an_error() {
     assert!(
         err.matches(stopped).count() == 1
             && err.contains(&format!(
-                "{stopped}key file .sustenet/agent: cannot create the run folder: "
+                "{stopped}run folder .sustenet/agent: cannot create it: "
             )),
         "{err}"
     );

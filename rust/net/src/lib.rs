@@ -286,21 +286,9 @@ impl<W: AsyncWrite + Unpin> SealedWriter<W> {
 
 #[cfg(test)]
 mod error_tests {
-    use std::error::Error;
+    use sustenet_proto::error::error_chain;
 
     use super::*;
-
-    /// An error and its causes joined by ": ", as an error chain prints.
-    fn chain(e: &(dyn Error + 'static)) -> String {
-        let mut text = e.to_string();
-        let mut cause = e.source();
-        while let Some(c) = cause {
-            text.push_str(": ");
-            text.push_str(&c.to_string());
-            cause = c.source();
-        }
-        text
-    }
 
     #[test]
     fn a_net_error_says_its_cause_once() {
@@ -322,7 +310,7 @@ mod error_tests {
             ),
         ];
         for (e, text) in cases {
-            assert_eq!(chain(&e), text);
+            assert_eq!(error_chain(&e), text);
         }
     }
 }

@@ -198,23 +198,23 @@ impl HandshakeError {
     }
 }
 
+/// `error` and each of its causes ([`Error::source`]), joined by `": "`: the
+/// whole story in one line, as a log or a command-line error prints it.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
-    use std::error::Error;
 
     use super::*;
-
-    /// An error and its causes joined by ": ", as an error chain prints.
-    fn chain(e: &(dyn Error + 'static)) -> String {
-        let mut text = e.to_string();
-        let mut cause = e.source();
-        while let Some(c) = cause {
-            text.push_str(": ");
-            text.push_str(&c.to_string());
-            cause = c.source();
-        }
-        text
-    }
 
     #[test]
     fn a_handshake_error_says_its_cause_once() {
@@ -230,7 +230,7 @@ mod tests {
             ),
         ];
         for (e, text) in cases {
-            assert_eq!(chain(&e), text);
+            assert_eq!(error_chain(&e), text);
         }
     }
 }

@@ -20,6 +20,14 @@ pub enum ServerError {
         /// What is wrong with it.
         message: String,
     },
+    /// An agent's run folder cannot be made or used.
+    #[error("run folder {path}: {message}")]
+    RunFolder {
+        /// The folder.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A listener's port could not be bound (in use, not allowed, ...).
     #[error(transparent)]
     Bind(#[from] crate::bind::BindError),
@@ -50,22 +58,11 @@ impl ServerError {
 mod tests {
     use std::error::Error;
 
+    use sustenet_proto::error::error_chain;
+
     use super::*;
     use crate::bind::bind_tcp;
     use crate::config::ConfigFile;
-
-    /// An error and its causes joined by ": ", as an error chain prints
-    /// (`anyhow`'s `{:#}`).
-    fn chain(e: &(dyn Error + 'static)) -> String {
-        let mut text = e.to_string();
-        let mut cause = e.source();
-        while let Some(c) = cause {
-            text.push_str(": ");
-            text.push_str(&c.to_string());
-            cause = c.source();
-        }
-        text
-    }
 
     #[tokio::test]
     async fn a_port_in_use_is_said_once() -> Result<(), Box<dyn Error>> {
@@ -75,7 +72,7 @@ mod tests {
             return Err("a TCP port in use was bound again".into());
         };
         let system = e.io_error().to_string();
-        let text = chain(&e);
+        let text = error_chain(&e);
         assert_eq!(text.matches(&system).count(), 1, "{text}");
         assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
         Ok(())
@@ -89,7 +86,7 @@ mod tests {
         let Err(e) = ws.bind_listener().await else {
             return Err("a WebSocket port in use was bound again".into());
         };
-        let text = chain(&e);
+        let text = error_chain(&e);
         let start = format!("cannot listen on WebSocket {addr}: ");
         assert!(text.starts_with(&start), "{text}");
         assert!(
@@ -111,7 +108,7 @@ mod tests {
             return Err(format!("not a read error: {e}").into());
         };
         let system = error.to_string();
-        for text in [chain(&e), chain(&ServerError::from(e))] {
+        for text in [error_chain(&e), error_chain(&ServerError::from(e))] {
             assert_eq!(text.matches(&system).count(), 1, "{text}");
             assert!(text.starts_with("cannot read "), "{text}");
         }
@@ -124,6 +121,6 @@ mod tests {
             std::io::ErrorKind::AddrInUse,
             "the reason",
         ));
-        assert_eq!(chain(&e), "i/o error: the reason");
+        assert_eq!(error_chain(&e), "i/o error: the reason");
     }
 }

@@ -274,16 +274,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     if let Err(e) = create_run_dir(&section.run_dir) {
-        return Err(ServerError::key(&section.run_dir, e));
+        return Err(ServerError::RunFolder {
+            path: section.run_dir.clone(),
+            message: e,
+        });
     }
     // `{key_path}` must name the key from a template's own working folder (`dir`) too.
     let mut section = section;
-    section.run_dir = std::path::absolute(&section.run_dir).map_err(|e| {
-        ServerError::key(
-            &section.run_dir,
-            format!("cannot resolve the run folder: {e}"),
-        )
-    })?;
+    section.run_dir =
+        std::path::absolute(&section.run_dir).map_err(|e| ServerError::RunFolder {
+            path: section.run_dir.clone(),
+            message: format!("cannot make it absolute: {e}"),
+        })?;
     let mut instances = Instances::new(section.clone());
     let mut backoff = RECONNECT_FIRST;
     tokio::pin!(shutdown);
@@ -319,12 +321,12 @@ pub async fn run(
 }
 
 fn create_run_dir(dir: &std::path::Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the run folder: {e}"))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create it: {e}"))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("cannot set mode 0700 on the run folder: {e}"))?;
+            .map_err(|e| format!("cannot set its mode to 0700: {e}"))?;
     }
     Ok(())
 }
