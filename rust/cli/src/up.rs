@@ -214,12 +214,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let agent_ports = spawn_agent(agent.section, agent.key, &stop_rx, &mut tasks);
     print_up(&file, agent_ports, &key_dir, dungeon.as_ref());
-    for ((i, name), sockets) in names.iter().enumerate().zip(cluster_sockets) {
+    for (name, sockets) in names.iter().zip(cluster_sockets) {
         let key = cluster_keys
             .get(name)
             .cloned()
             .with_context(|| format!("key {name} is missing from {}", key_dir.display()))?;
-        let metrics = site.start_cluster(i, name, key, sockets, &mut registry, &mut tasks)?;
+        let metrics = site.start_cluster(name, key, sockets, &mut registry, &mut tasks);
         local_clusters.push((name.clone(), metrics));
     }
     if let Some(dev) = dev {
@@ -395,13 +395,16 @@ struct Site<'a> {
     stop_rx: watch::Receiver<bool>,
 }
 
+/// A WebSocket listener's settings and its listener, bound with them.
+type WebListener = (WebSocketConfig, TcpListener);
+
 /// A cluster's bound sockets: its TCP listener and UDP socket on `port`,
 /// and its WebSocket listener when `up` serves them.
 struct ClusterSockets {
     port: u16,
     tcp: TcpListener,
     udp: tokio::net::UdpSocket,
-    web: Option<TcpListener>,
+    web: Option<WebListener>,
 }
 
 impl Site<'_> {
@@ -411,9 +414,9 @@ impl Site<'_> {
     async fn bind_all(
         &self,
         clusters: usize,
-    ) -> anyhow::Result<(Option<TcpListener>, Vec<ClusterSockets>)> {
+    ) -> anyhow::Result<(Option<WebListener>, Vec<ClusterSockets>)> {
         let master_web = match self.web {
-            Some(w) => Some(w.listener(w.master_port).bind_listener().await?),
+            Some(w) => Some(w.bind(w.master_port).await?),
             None => None,
         };
         let mut sockets = Vec::with_capacity(clusters);
@@ -434,7 +437,7 @@ impl Site<'_> {
         let receivers = ClusterConfig::default_receive_threads();
         let (tcp, udp) = bind_cluster_for(&self.args.bind, port, port, receivers).await?;
         let web = match self.web {
-            Some(w) => Some(w.listener(w.cluster_port(i)?).bind_listener().await?),
+            Some(w) => Some(w.bind(w.cluster_port(i)?).await?),
             None => None,
         };
         Ok(ClusterSockets {
@@ -445,19 +448,20 @@ impl Site<'_> {
         })
     }
 
-    /// Starts the master on `listener` and `web_listener` (its WebSocket
-    /// listener, when `up` serves them).
+    /// Starts the master on `listener` and `web` (its WebSocket listener,
+    /// when `up` serves them).
     fn start_master(
         &self,
-        (listener, web_listener): (TcpListener, Option<TcpListener>),
+        (listener, web): (TcpListener, Option<WebListener>),
         keys: MasterKeys,
         metrics: MasterMetrics,
         tasks: &mut Servers<sustenet_server::ServerError>,
     ) {
         let defaults = MasterConfig::default();
+        let (websocket, web_listener) = web.unzip();
         let config = MasterConfig {
             name: "Sustenet Master (dev)".into(),
-            websocket: self.web.map(|w| w.listener(w.master_port)),
+            websocket,
             metrics,
             // Every local client comes from one address: as many unused
             // tickets from it as the clusters hold players.
@@ -481,18 +485,17 @@ impl Site<'_> {
         );
     }
 
-    /// Starts cluster number `i` (from 0) as `name` on `sockets`
-    /// ([`Site::bind_cluster`]), its metrics registered in `registry`;
-    /// prints its line. Returns its metrics.
+    /// Starts a cluster as `name` on `sockets` ([`Site::bind_cluster`]),
+    /// its metrics registered in `registry`; prints its line. Returns its
+    /// metrics.
     fn start_cluster(
         &self,
-        i: usize,
         name: &str,
         key: sustenet_proto::Key,
         sockets: ClusterSockets,
         registry: &mut Registry,
         tasks: &mut Servers<sustenet_server::ServerError>,
-    ) -> anyhow::Result<ClusterMetrics> {
+    ) -> ClusterMetrics {
         let (args, client_host) = (self.args, self.client_host);
         let ClusterSockets {
             port,
@@ -500,10 +503,13 @@ impl Site<'_> {
             udp,
             web,
         } = sockets;
-        let websocket = match self.web {
-            Some(w) => Some(w.listener(w.cluster_port(i)?)),
-            None => None,
+        let web_url = match (self.web, &web) {
+            (Some(w), Some((c, _))) => {
+                format!(", {}://{client_host}:{}", w.scheme(), c.bind.port())
+            }
+            _ => String::new(),
         };
+        let (websocket, web) = web.unzip();
         let cfg = ClusterConfig {
             name: name.to_owned(),
             public_address: client_host.to_owned(),
@@ -528,12 +534,8 @@ impl Site<'_> {
             format!("{name} (port {port})"),
             cluster::run_with_web(tcp, udp, web, cfg, key, World, stop),
         );
-        let web_url = match self.web {
-            Some(w) => format!(", {}://{client_host}:{}", w.scheme(), w.cluster_port(i)?),
-            None => String::new(),
-        };
         println!("  {name:<12} {client_host}:{port}  (tcp + udp){web_url}");
-        Ok(metrics)
+        metrics
     }
 }
 
@@ -564,6 +566,13 @@ impl WebSettings {
         c.tls = self.tls.clone();
         c.allowed_origins = self.origins.clone();
         c
+    }
+
+    /// The settings of a listener on `port`, and that listener, bound.
+    async fn bind(&self, port: u16) -> anyhow::Result<WebListener> {
+        let c = self.listener(port);
+        let listener = c.bind_listener().await?;
+        Ok((c, listener))
     }
 }
 

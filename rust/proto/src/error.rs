@@ -213,7 +213,6 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
-
     use super::*;
 
     #[test]

@@ -215,8 +215,7 @@ pub async fn run(
     plugin: impl Plugin,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let (_handle, commands) = command_channel(1);
-    run_with_handle(tcp, udp, config, key, plugin, commands, shutdown).await
+    run_with_web(tcp, udp, None, config, key, plugin, shutdown).await
 }
 
 /// As [`run`], with the WebSocket listener of `config.websocket` bound

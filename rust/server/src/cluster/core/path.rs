@@ -272,12 +272,18 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
-    #[test]
-    fn a_copy_from_elsewhere_does_not_move_a_player_that_answers_on_its_proven_address() {
-        let t0 = Instant::now();
+    /// A path whose player proved `addr(1)` at `t0` (its challenge was 7).
+    fn proven_at(t0: Instant) -> UdpPath {
         let mut p = UdpPath::default();
         p.on_datagram(t0, SILENCE, addr(1), 42, || 7);
         assert!(p.on_response(t0, addr(1), 7));
+        p
+    }
+
+    #[test]
+    fn a_copy_from_elsewhere_does_not_move_a_player_that_answers_on_its_proven_address() {
+        let t0 = Instant::now();
+        let mut p = proven_at(t0);
         assert_eq!(p.take_probe(), None);
         // A copy of the player's datagram arrives from addr(2) first: a
         // candidate, and a probe of the old path.
@@ -301,9 +307,7 @@ mod tests {
     #[test]
     fn an_address_is_live_for_exactly_the_silence_after_it_was_heard() {
         let t0 = Instant::now();
-        let mut p = UdpPath::default();
-        p.on_datagram(t0, SILENCE, addr(1), 42, || 7);
-        assert!(p.on_response(t0, addr(1), 7));
+        let p = proven_at(t0);
         let ns = Duration::from_nanos(1);
         for (now, live) in [(t0, true), (t0 + SILENCE, true), (t0 + SILENCE + ns, false)] {
             let expected = live.then_some(addr(1));
@@ -317,9 +321,7 @@ mod tests {
     #[test]
     fn a_rebinding_client_is_not_held_back_by_the_old_path_probe() {
         let t0 = Instant::now();
-        let mut p = UdpPath::default();
-        p.on_datagram(t0, SILENCE, addr(1), 42, || 7);
-        assert!(p.on_response(t0, addr(1), 7));
+        let mut p = proven_at(t0);
         let mut values = [11u64, 12].into_iter();
         p.on_datagram(t0, SILENCE, addr(2), 42, || values.next().unwrap());
         assert_eq!(p.take_probe(), Some((addr(1), 12)));
@@ -372,9 +374,7 @@ mod tests {
     #[test]
     fn a_new_source_does_not_move_traffic_until_it_proves_itself() {
         let t0 = Instant::now();
-        let mut p = UdpPath::default();
-        p.on_datagram(t0, SILENCE, addr(1), 42, || 1);
-        assert!(p.on_response(t0, addr(1), 1));
+        let mut p = proven_at(t0);
         // A rebinding (or a spoofed source) becomes a candidate; traffic
         // stays on the proven address meanwhile.
         let s = p.on_datagram(t0, SILENCE, addr(2), 42, || 2);
@@ -391,9 +391,7 @@ mod tests {
     #[test]
     fn a_silent_address_stops_receiving_and_must_prove_itself_again() {
         let t0 = Instant::now();
-        let mut p = UdpPath::default();
-        p.on_datagram(t0, SILENCE, addr(1), 42, || 1);
-        assert!(p.on_response(t0, addr(1), 1));
+        let mut p = proven_at(t0);
         assert_eq!(p.target(t0 + SILENCE, SILENCE), Some(addr(1)));
         let late = t0 + SILENCE + Duration::from_millis(1);
         assert_eq!(p.target(late, SILENCE), None);
